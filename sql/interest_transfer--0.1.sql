@@ -1,0 +1,142 @@
+/* interest_transfer--0.1.sql */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION interest_transfer" to load this file. \quit
+
+-- ---------------------------------------------------------------------------
+-- Storage.  A model is a set of versions; each version is one row of
+-- it_model plus its factor rows.  Only the extension's functions write these
+-- tables (as the extension owner, after checking the caller owns the model);
+-- everybody may read them.
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE it_model (
+    model                 text        NOT NULL CHECK (model <> ''),
+    version               int         NOT NULL CHECK (version > 0),
+    algorithm             text        NOT NULL,
+    owner                 oid         NOT NULL,   -- role that trained version 1
+    deployed              boolean     NOT NULL DEFAULT false,
+    deployed_at           timestamptz,
+    interactions_source   text        NOT NULL,   -- table name or query, as given
+    user_features_source  text,
+    item_features_source  text,
+    options               jsonb       NOT NULL,   -- every option, defaults filled in
+    factors               int         NOT NULL,
+    users                 bigint      NOT NULL,
+    items                 bigint      NOT NULL,
+    interactions          bigint      NOT NULL,
+    trained_at            timestamptz NOT NULL DEFAULT now(),
+    seconds               float8      NOT NULL,
+    loss                  float8      NOT NULL,
+    history               jsonb       NOT NULL,   -- [{"iteration", "loss", "seconds"}, ...]
+    metrics               jsonb       NOT NULL DEFAULT '{}',
+    user_mean             real[]      NOT NULL,   -- mean warm-user vector (population prior)
+    PRIMARY KEY (model, version)
+);
+CREATE UNIQUE INDEX it_model_deployed ON it_model (model) WHERE deployed;
+
+CREATE TABLE it_user_factors (
+    model        text     NOT NULL,
+    version      int      NOT NULL,
+    user_id      bigint   NOT NULL,
+    factors      real[]   NOT NULL,
+    seen         bigint[] NOT NULL,               -- items the user interacted with, sorted
+    source       text     NOT NULL DEFAULT 'model',
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (model, version, user_id),
+    FOREIGN KEY (model, version) REFERENCES it_model ON DELETE CASCADE
+);
+
+CREATE TABLE it_item_factors (
+    model        text     NOT NULL,
+    version      int      NOT NULL,
+    item_id      bigint   NOT NULL,
+    factors      real[]   NOT NULL,
+    popularity   bigint   NOT NULL,               -- users who interacted with it
+    source       text     NOT NULL DEFAULT 'model',
+    PRIMARY KEY (model, version, item_id),
+    FOREIGN KEY (model, version) REFERENCES it_model ON DELETE CASCADE
+);
+
+REVOKE ALL ON it_model, it_user_factors, it_item_factors FROM PUBLIC;
+GRANT SELECT ON it_model, it_user_factors, it_item_factors TO PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('it_model', '');
+SELECT pg_catalog.pg_extension_config_dump('it_user_factors', '');
+SELECT pg_catalog.pg_extension_config_dump('it_item_factors', '');
+
+CREATE VIEW models AS
+SELECT model, version, deployed, algorithm, options, users, items, interactions,
+       trained_at, seconds, loss, history
+  FROM it_model;
+COMMENT ON VIEW models IS 'every trained model version, with its options, sizes and training curve';
+GRANT SELECT ON models TO PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Training
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION train(model text, interactions text,
+                      user_features text DEFAULT NULL,
+                      item_features text DEFAULT NULL,
+                      options jsonb DEFAULT '{}')
+RETURNS TABLE (model text, version int, users bigint, items bigint,
+               interactions bigint, seconds float8, loss float8)
+AS 'MODULE_PATHNAME', 'interest_transfer_train'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION train(text, text, text, text, jsonb) IS
+  'train a new version of a model from an interactions table or query, and deploy it';
+
+CREATE FUNCTION train(model text)
+RETURNS TABLE (model text, version int, users bigint, items bigint,
+               interactions bigint, seconds float8, loss float8)
+AS 'MODULE_PATHNAME', 'interest_transfer_retrain'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION train(text) IS
+  'train a new version of a model with the sources and options of its latest version';
+
+CREATE FUNCTION deploy(model text, version int)
+RETURNS void
+AS 'MODULE_PATHNAME', 'interest_transfer_deploy'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION deploy(text, int) IS 'make a version the one that scoring functions use';
+
+CREATE FUNCTION drop_model(model text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'interest_transfer_drop_model'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION drop_model(text) IS 'delete every version of a model; returns how many versions were deleted';
+
+-- ---------------------------------------------------------------------------
+-- Scoring.  STABLE: they read the model tables in the query's snapshot.
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION recommend(user_id bigint, k int DEFAULT 10, model text DEFAULT NULL,
+                          exclude_seen boolean DEFAULT true)
+RETURNS TABLE (item_id bigint, score real, rank int, source text)
+AS 'MODULE_PATHNAME', 'interest_transfer_recommend'
+LANGUAGE C STABLE PARALLEL SAFE ROWS 10;
+COMMENT ON FUNCTION recommend(bigint, int, text, boolean) IS
+  'the k best items for a user, best first, with where the user''s interest came from';
+
+CREATE FUNCTION score(user_id bigint, item_id bigint, model text DEFAULT NULL)
+RETURNS real
+AS 'MODULE_PATHNAME', 'interest_transfer_score'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION score(bigint, bigint, text) IS
+  'the model''s score of one item for one user (NULL when the item is unknown)';
+
+CREATE FUNCTION similar_items(item_id bigint, k int DEFAULT 10, model text DEFAULT NULL)
+RETURNS TABLE (item_id bigint, score real, rank int)
+AS 'MODULE_PATHNAME', 'interest_transfer_similar_items'
+LANGUAGE C STABLE PARALLEL SAFE ROWS 10;
+COMMENT ON FUNCTION similar_items(bigint, int, text) IS
+  'the k items whose factors are closest (cosine) to an item''s';
+
+CREATE FUNCTION evaluate(model text, test text, k int DEFAULT 10)
+RETURNS TABLE (segment text, users bigint, precision_at_k float8, recall_at_k float8,
+               ndcg_at_k float8, map_at_k float8, auc float8, coverage float8)
+AS 'MODULE_PATHNAME', 'interest_transfer_evaluate'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION evaluate(text, text, int) IS
+  'ranking quality of the deployed version on held-out positives, for all, warm and cold users';

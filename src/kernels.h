@@ -1,0 +1,171 @@
+/*
+ * kernels.h
+ *    Numeric kernels of interest_transfer: plain C99, no PostgreSQL headers.
+ *
+ * Every kernel works on buffers its caller allocates and never allocates or
+ * frees memory itself (the few that need scratch space take it as an
+ * argument and document its size).  They never print, never exit and never
+ * longjmp, so they can be called from a backend between
+ * CHECK_FOR_INTERRUPTS() calls and unit-tested without a server.
+ *
+ * Matrices are dense, row-major, float32: a matrix of n rows and k columns
+ * is float[n * k], row r starting at r * k.
+ */
+#ifndef IT_KERNELS_H
+#define IT_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------------------------
+ * Sparse matrices and id mapping (sparse.c)
+ * ------------------------------------------------------------------------ */
+
+/* Compressed sparse rows.  Column indexes are sorted within each row and
+ * unique; data holds the summed raw weights (r_ui > 0). */
+typedef struct ItCsr
+{
+    int64_t     nrows;
+    int64_t     ncols;
+    int64_t     nnz;
+    int64_t    *indptr;         /* nrows + 1 */
+    int32_t    *indices;        /* nnz */
+    float      *data;           /* nnz */
+} ItCsr;
+
+/* Sorts ids[0..n) ascending and removes duplicates in place; returns the
+ * number of distinct ids. */
+int64_t     it_sort_unique_ids(int64_t *ids, int64_t n);
+
+/* Index of id in sorted[0..n) (binary search), or -1 when absent. */
+int64_t     it_find_id(const int64_t *sorted, int64_t n, int64_t id);
+
+/*
+ * Builds a CSR matrix from n coordinate triples (rows[i], cols[i], vals[i]),
+ * summing duplicates of a (row, col) pair, sorting columns within rows and
+ * dropping cells whose summed value is not > 0.
+ * out->nrows and out->ncols must be set by the caller; out->indptr must hold
+ * nrows + 1 entries, out->indices and out->data n entries each.
+ * work must hold n int64_t.  Sets out->nnz and returns it.
+ */
+int64_t     it_csr_from_coo(ItCsr *out, int64_t n, const int32_t *rows,
+                            const int32_t *cols, const float *vals,
+                            int64_t *work);
+
+/* Writes the transpose of a into t.  t->indptr must hold a->ncols + 1
+ * entries, t->indices and t->data a->nnz entries; sets t's sizes. */
+void        it_csr_transpose(const ItCsr *a, ItCsr *t);
+
+/* ------------------------------------------------------------------------
+ * Implicit ALS with conjugate gradient (als.c)
+ *
+ * Minimises  sum_ui c_ui (p_ui - x_u.y_i)^2 + reg (sum |x_u|^2 + sum |y_i|^2)
+ * with p_ui = [r_ui > 0], c_ui = 1 + alpha * r_ui  (Hu, Koren, Volinsky 2008),
+ * each row solved approximately by cg_steps of conjugate gradient,
+ * warm-started from its previous value (Takacs et al. 2011).
+ * ------------------------------------------------------------------------ */
+
+typedef struct ItAlsParams
+{
+    int         factors;        /* k */
+    float       regularization; /* lambda */
+    float       alpha;          /* confidence scale */
+    int         cg_steps;       /* CG steps per row per half-step */
+    int         threads;        /* >= 1; worker threads, joined before return */
+} ItAlsParams;
+
+/* Fills X[n*k] with small reproducible random values (uniform in
+ * [-scale, scale]) drawn from seed. */
+void        it_random_init(float *X, int64_t n, int k, uint64_t seed,
+                           float scale);
+
+/* gram[k*k] = A^T A for A[n*k] (cblas_ssyrk, then mirrored to a full
+ * symmetric matrix). */
+void        it_gram(const float *A, int64_t n, int k, float *gram);
+
+/*
+ * One half-step on rows [row_begin, row_end) of R: for each such row u,
+ * improves X[u] towards the solution of
+ *   (YtY + Y^T (C_u - I) Y + reg I) x = Y^T C_u p_u
+ * with p->cg_steps CG steps from the current X[u].  Rows with no entries
+ * are set to zero.  YtY = Y^T Y (without regularisation).
+ * scratch must hold it_als_scratch_floats(k, threads) floats.
+ */
+void        it_als_half_step(const ItCsr *R, const float *Y, const float *YtY,
+                             float *X, const ItAlsParams *p,
+                             int64_t row_begin, int64_t row_end,
+                             float *scratch);
+size_t      it_als_scratch_floats(int k, int threads);
+
+/*
+ * The full training objective above (every cell of the matrix, computed
+ * with the YtY trick, so O(nnz k + n k^2)), including regularisation.
+ * XtX may be NULL; YtY must be Y^T Y.  Returns double.
+ */
+double      it_als_loss(const ItCsr *R, const float *X, const float *Y,
+                        const float *YtY, int k, float reg, float alpha);
+
+/* ------------------------------------------------------------------------
+ * Fold-in with a prior (foldin.c)
+ *
+ *   x = argmin sum_i c_i (p_i - x.y_i)^2 + lambda0 |x - prior|^2
+ *     = (YtY + sum_i (c_i - 1) y_i y_i^T + lambda0 I)^-1
+ *       (sum_i c_i y_i + lambda0 prior)
+ * over the user's n items (indexes into Y, weights w_i > 0,
+ * c_i = 1 + alpha w_i).  Solved exactly (Cholesky, LAPACK sposv).
+ * With n == 0 the answer is the prior itself (when lambda0 > 0).
+ * scratch must hold k*k + k floats.  Returns 0 on success, non-zero when
+ * the system is not positive definite (x is then left unchanged).
+ * ------------------------------------------------------------------------ */
+int         it_fold_in(const float *Y, int k, const float *YtY,
+                       const int32_t *items, const float *weights, int n,
+                       float alpha, float lambda0, const float *prior,
+                       float *x, float *scratch);
+
+/* ------------------------------------------------------------------------
+ * Top-k selection (topk.c)
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Writes to out_idx/out_score the indexes and values of the k largest
+ * scores[0..n), best first, ties broken by the lower index, skipping the
+ * indexes listed in exclude[0..nexclude) (sorted ascending) and any NaN.
+ * Uses out_idx/out_score as a bounded min-heap while scanning.
+ * Returns how many were written (min(k, n - excluded)).
+ */
+int         it_topk(const float *scores, int64_t n,
+                    const int32_t *exclude, int64_t nexclude,
+                    int k, int32_t *out_idx, float *out_score);
+
+/* scores[0..n) = Y[n*k] x  (cblas_sgemv). */
+void        it_score_all(const float *Y, int64_t n, int k, const float *x,
+                         float *scores);
+
+/* ------------------------------------------------------------------------
+ * Ranking metrics of one user (metrics.c)
+ * ------------------------------------------------------------------------ */
+
+typedef struct ItUserMetrics
+{
+    double      precision;      /* hits in top k / k */
+    double      recall;         /* hits in top k / npos */
+    double      ndcg;
+    double      ap;             /* average precision at k */
+    double      auc;            /* positives vs. non-excluded negatives */
+} ItUserMetrics;
+
+/*
+ * Metrics at k for one user given scores over all n items, the held-out
+ * positives pos[0..npos) and the excluded (training-seen) items
+ * exclude[0..nexclude), both sorted ascending.  Positives that are also
+ * excluded are ignored.  top_idx receives the user's top k (k int32s) so
+ * the caller can compute coverage.  Returns the number of positives
+ * counted (0 means the user is skipped).
+ */
+int64_t     it_rank_metrics(const float *scores, int64_t n,
+                            const int32_t *pos, int64_t npos,
+                            const int32_t *exclude, int64_t nexclude,
+                            int k, int32_t *top_idx, float *top_score,
+                            ItUserMetrics *out);
+
+#endif                          /* IT_KERNELS_H */
