@@ -28,18 +28,22 @@ PG_CPPFLAGS = $(BLAS_CFLAGS)
 PG_CFLAGS   = -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 SHLIB_LINK  = $(BLAS_LIBS) -lpthread -lm
 
-EXTRA_CLEAN = tests/results tests/unit/test_kernels
+EXTRA_CLEAN = tests/results tests/unit/bin
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# Kernel unit tests: the kernel files alone, no PostgreSQL headers or server.
-UNIT_CFLAGS = -std=gnu11 -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Isrc $(BLAS_CFLAGS)
-tests/unit/test_kernels: $(wildcard tests/unit/*.c) $(KERNEL_SRCS) src/kernels.h
-	$(CC) $(UNIT_CFLAGS) -o $@ $(wildcard tests/unit/*.c) $(KERNEL_SRCS) $(BLAS_LIBS) -lpthread -lm
+# Kernel unit tests: each tests/unit/test_*.c is a program linked with the
+# kernel files alone (no PostgreSQL headers, no server).
+UNIT_CFLAGS = -std=gnu11 -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Isrc -Itests/unit $(BLAS_CFLAGS)
+UNIT_TESTS = $(patsubst tests/unit/%.c,tests/unit/bin/%,$(wildcard tests/unit/test_*.c))
 
-unit: tests/unit/test_kernels
-	tests/unit/test_kernels
+tests/unit/bin/%: tests/unit/%.c tests/unit/unit.h $(KERNEL_SRCS) $(wildcard src/*.h)
+	@mkdir -p tests/unit/bin
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(KERNEL_SRCS) $(BLAS_LIBS) -lpthread -lm
+
+unit: $(UNIT_TESTS)
+	@status=0; for t in $(UNIT_TESTS); do echo "== $$t"; $$t || status=1; done; exit $$status
 
 .PHONY: unit
