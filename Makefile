@@ -8,7 +8,7 @@ EXTENSION  = interest_transfer
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
 MODULE_big = interest_transfer
 
-KERNEL_SRCS = src/sparse.c src/als.c src/foldin.c src/topk.c src/metrics.c src/mlp.c
+KERNEL_SRCS = src/sparse.c src/als.c src/foldin.c src/topk.c src/metrics.c src/mlp.c src/rankgrid.c
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
@@ -28,7 +28,7 @@ PG_CPPFLAGS = $(BLAS_CFLAGS)
 PG_CFLAGS   = -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 SHLIB_LINK  = $(BLAS_LIBS) -lpthread -lm
 
-EXTRA_CLEAN = tests/results tests/unit/bin
+EXTRA_CLEAN = tests/results tests/unit/bin tests/bench/bin
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -47,3 +47,16 @@ unit: $(UNIT_TESTS)
 	@status=0; for t in $(UNIT_TESTS); do echo "== $$t"; $$t || status=1; done; exit $$status
 
 .PHONY: unit
+
+# Kernel benchmark (a program, not a test): ALS-CG seconds per iteration and
+# GFLOP/s next to OpenBLAS sgemm, top-k latency.  BENCH_ARGS="-i 5" etc.
+BENCH_KERNEL_SRCS = src/sparse.c src/als.c src/foldin.c src/topk.c src/metrics.c
+
+tests/bench/bin/bench_als: tests/bench/bench_als.c $(BENCH_KERNEL_SRCS) src/kernels.h
+	@mkdir -p tests/bench/bin
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(BENCH_KERNEL_SRCS) $(BLAS_LIBS) -lpthread -lm
+
+bench-kernels: tests/bench/bin/bench_als
+	tests/bench/bin/bench_als $(BENCH_ARGS)
+
+.PHONY: bench-kernels

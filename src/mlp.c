@@ -1,0 +1,1513 @@
+/*
+ * mlp.c
+ *    Features -> interest: forward pass, backpropagation, minibatch AdamW
+ *    training against the model's vectors and/or the interactions, and the
+ *    ranking check against a baseline.  See mlp.h.
+ *
+ * Plain C, no PostgreSQL headers, no allocation: every buffer comes from
+ * the caller.  Matrix products are cblas_sgemm / cblas_sgemv (serial
+ * OpenBLAS); the sparse parts (one dot product per positive) are loops.
+ * Top-k selection is it_topk (topk.c).
+ */
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "kernels.h"
+#include "mlp.h"
+
+#define ALIGN_BYTES 64
+
+/* ------------------------------------------------------------------------
+ * Random numbers (splitmix64): reproducible on every platform
+ * ------------------------------------------------------------------------ */
+
+static uint64_t
+NextRandom(uint64_t *state)
+{
+    uint64_t    z;
+
+    *state += UINT64_C(0x9E3779B97F4A7C15);
+    z = *state;
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return z ^ (z >> 31);
+}
+
+/* Uniform in (0, 1). */
+static double
+UniformOpen(uint64_t *state)
+{
+    return ((double) (NextRandom(state) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+
+/* Uniform integer in [0, n), n >= 1 (rejection, no modulo bias). */
+static uint64_t
+UniformBelow(uint64_t *state, uint64_t n)
+{
+    uint64_t    limit = UINT64_MAX - UINT64_MAX % n;
+    uint64_t    r;
+
+    do
+        r = NextRandom(state);
+    while (r >= limit);
+    return r % n;
+}
+
+static double
+Gaussian(uint64_t *state)
+{
+    double      u1 = UniformOpen(state);
+    double      u2 = UniformOpen(state);
+
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+/* ------------------------------------------------------------------------
+ * Layout and sizes
+ * ------------------------------------------------------------------------ */
+
+int
+it_mlp_check_layout(const ItMlpLayout *layout)
+{
+    int         l;
+
+    if (layout == NULL)
+        return IT_MLP_EINVAL;
+    if (layout->input < 1 || layout->input > IT_MLP_MAX_UNITS)
+        return IT_MLP_EINVAL;
+    if (layout->output < 1 || layout->output > IT_MLP_MAX_UNITS)
+        return IT_MLP_EINVAL;
+    if (layout->nhidden < 0 || layout->nhidden > IT_MLP_MAX_HIDDEN)
+        return IT_MLP_EINVAL;
+    for (l = 0; l < layout->nhidden; l++)
+        if (layout->hidden[l] < 1 || layout->hidden[l] > IT_MLP_MAX_UNITS)
+            return IT_MLP_EINVAL;
+    return IT_MLP_OK;
+}
+
+/* Inputs and outputs of layer l (0 .. nhidden). */
+static int
+LayerIn(const ItMlpLayout *layout, int l)
+{
+    return l == 0 ? layout->input : layout->hidden[l - 1];
+}
+
+static int
+LayerOut(const ItMlpLayout *layout, int l)
+{
+    return l == layout->nhidden ? layout->output : layout->hidden[l];
+}
+
+/* Widest hidden layer (0 when there is none). */
+static int
+MaxHidden(const ItMlpLayout *layout)
+{
+    int         l,
+                w = 0;
+
+    for (l = 0; l < layout->nhidden; l++)
+        if (layout->hidden[l] > w)
+            w = layout->hidden[l];
+    return w;
+}
+
+static int
+SumHidden(const ItMlpLayout *layout)
+{
+    int         l,
+                s = 0;
+
+    for (l = 0; l < layout->nhidden; l++)
+        s += layout->hidden[l];
+    return s;
+}
+
+/* Overflow-checked size arithmetic: *ok becomes 0 on overflow. */
+static size_t
+SizeMul(size_t a, size_t b, int *ok)
+{
+    if (a != 0 && b > SIZE_MAX / a)
+    {
+        *ok = 0;
+        return 0;
+    }
+    return a * b;
+}
+
+static size_t
+SizeAdd(size_t a, size_t b, int *ok)
+{
+    if (b > SIZE_MAX - a)
+    {
+        *ok = 0;
+        return 0;
+    }
+    return a + b;
+}
+
+size_t
+it_mlp_param_count(const ItMlpLayout *layout)
+{
+    size_t      total = 0;
+    int         ok = 1;
+    int         l;
+
+    if (it_mlp_check_layout(layout) != IT_MLP_OK)
+        return 0;
+    for (l = 0; l <= layout->nhidden; l++)
+    {
+        size_t      nin = (size_t) LayerIn(layout, l);
+        size_t      nout = (size_t) LayerOut(layout, l);
+
+        total = SizeAdd(total, SizeMul(nout, nin + 1, &ok), &ok);
+    }
+    return ok ? total : 0;
+}
+
+/* Offsets of W_l and b_l in the parameter vector. */
+static void
+LayerParams(const ItMlpLayout *layout, int l, size_t *w_off, size_t *b_off)
+{
+    size_t      off = 0;
+    int         j;
+
+    for (j = 0; j < l; j++)
+        off += (size_t) LayerOut(layout, j) * (size_t) (LayerIn(layout, j) + 1);
+    *w_off = off;
+    *b_off = off + (size_t) LayerOut(layout, l) * (size_t) LayerIn(layout, l);
+}
+
+void
+it_mlp_init(float *params, const ItMlpLayout *layout, uint64_t seed)
+{
+    uint64_t    state = seed ^ UINT64_C(0x6A09E667F3BCC908);
+    int         l;
+
+    if (it_mlp_check_layout(layout) != IT_MLP_OK || params == NULL)
+        return;
+    for (l = 0; l <= layout->nhidden; l++)
+    {
+        int         nin = LayerIn(layout, l);
+        int         nout = LayerOut(layout, l);
+        double      sd = sqrt((l < layout->nhidden ? 2.0 : 1.0) / (double) nin);
+        size_t      w_off,
+                    b_off,
+                    i;
+
+        LayerParams(layout, l, &w_off, &b_off);
+        for (i = 0; i < (size_t) nout * (size_t) nin; i++)
+            params[w_off + i] = (float) (sd * Gaussian(&state));
+        for (i = 0; i < (size_t) nout; i++)
+            params[b_off + i] = 0.0f;
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Forward and backward passes over a block of rows
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Forward pass of nb rows of x (row stride layout->input).  acts receives
+ * the hidden activations, layer after layer (nb * hidden[l] floats each);
+ * out receives nb * k floats.
+ */
+static void
+ForwardBlock(const float *params, const ItMlpLayout *layout,
+             const float *x, int nb, float *acts, float *out)
+{
+    const float *in = x;
+    float      *act = acts;
+    int         l;
+
+    for (l = 0; l <= layout->nhidden; l++)
+    {
+        int         nin = LayerIn(layout, l);
+        int         nout = LayerOut(layout, l);
+        float      *dst = (l == layout->nhidden) ? out : act;
+        size_t      w_off,
+                    b_off;
+        int         r;
+
+        LayerParams(layout, l, &w_off, &b_off);
+        for (r = 0; r < nb; r++)
+            memcpy(dst + (size_t) r * nout, params + b_off, sizeof(float) * nout);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, nout, nin,
+                    1.0f, in, nin, params + w_off, nin, 1.0f, dst, nout);
+        if (l < layout->nhidden)
+        {
+            size_t      cnt = (size_t) nb * nout;
+            size_t      i;
+
+            for (i = 0; i < cnt; i++)
+                if (!(dst[i] > 0.0f))
+                    dst[i] = 0.0f;
+            in = dst;
+            act += cnt;
+        }
+    }
+}
+
+/*
+ * Backward pass: given dout = dObjective/dout (nb * k), adds the gradient
+ * with respect to every parameter to grad.  dout is overwritten; delta
+ * must hold 2 * nb * MaxHidden floats.
+ */
+static void
+BackwardBlock(const float *params, const ItMlpLayout *layout,
+              const float *x, int nb, const float *acts, float *dout,
+              float *grad, float *delta)
+{
+    const float *hidden_act[IT_MLP_MAX_HIDDEN];
+    size_t      maxh = (size_t) MaxHidden(layout);
+    float      *dz = dout;
+    const float *a = acts;
+    int         l;
+
+    for (l = 0; l < layout->nhidden; l++)
+    {
+        hidden_act[l] = a;
+        a += (size_t) nb * layout->hidden[l];
+    }
+
+    for (l = layout->nhidden; l >= 0; l--)
+    {
+        int         nin = LayerIn(layout, l);
+        int         nout = LayerOut(layout, l);
+        const float *in = (l == 0) ? x : hidden_act[l - 1];
+        size_t      w_off,
+                    b_off;
+        int         r,
+                    j;
+
+        LayerParams(layout, l, &w_off, &b_off);
+        /* dW += dz' in ; db += column sums of dz */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nout, nin, nb,
+                    1.0f, dz, nout, in, nin, 1.0f, grad + w_off, nin);
+        for (r = 0; r < nb; r++)
+        {
+            const float *row = dz + (size_t) r * nout;
+
+            for (j = 0; j < nout; j++)
+                grad[b_off + j] += row[j];
+        }
+        if (l > 0)
+        {
+            float      *next = delta + ((l & 1) ? 0 : (size_t) nb * maxh);
+            size_t      cnt = (size_t) nb * nin;
+            size_t      i;
+
+            /* dA = dz W ; dZ of the layer below = dA where its ReLU was active */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, nin, nout,
+                        1.0f, dz, nout, params + w_off, nin, 0.0f, next, nin);
+            for (i = 0; i < cnt; i++)
+                if (!(in[i] > 0.0f))
+                    next[i] = 0.0f;
+            dz = next;
+        }
+    }
+}
+
+size_t
+it_mlp_workspace_floats(const ItMlpLayout *layout, int64_t n)
+{
+    size_t      rows;
+    int         ok = 1;
+    size_t      total;
+
+    if (it_mlp_check_layout(layout) != IT_MLP_OK || n < 0)
+        return 0;
+    rows = (size_t) (n < IT_MLP_CHUNK ? n : IT_MLP_CHUNK);
+    total = SizeMul(rows, (size_t) SumHidden(layout), &ok);
+    return ok ? total : 0;
+}
+
+void
+it_mlp_forward(const float *params, const ItMlpLayout *layout,
+               const float *X, int64_t n, float *out, float *workspace)
+{
+    int64_t     r0;
+    size_t      d,
+                k;
+
+    if (it_mlp_check_layout(layout) != IT_MLP_OK || n <= 0)
+        return;
+    d = (size_t) layout->input;
+    k = (size_t) layout->output;
+    for (r0 = 0; r0 < n; r0 += IT_MLP_CHUNK)
+    {
+        int         nb = (int) (n - r0 < IT_MLP_CHUNK ? n - r0 : IT_MLP_CHUNK);
+
+        ForwardBlock(params, layout, X + (size_t) r0 * d, nb, workspace,
+                     out + (size_t) r0 * k);
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Training workspace
+ * ------------------------------------------------------------------------ */
+
+typedef struct MlpWork
+{
+    float      *grad;           /* P */
+    float      *adam_m;         /* P */
+    float      *adam_v;         /* P */
+    float      *best;           /* P */
+    float      *xb;             /* B * d, gathered inputs */
+    float      *acts;           /* B * sum(hidden) */
+    float      *out;            /* B * k */
+    float      *dout;           /* B * k */
+    float      *delta;          /* 2 * B * maxhidden */
+    float      *gx;             /* B * k, out YtY */
+    float      *scores;         /* B * m (when m > 0) */
+    float      *top_val;        /* eval_k */
+    int32_t    *top_idx;        /* eval_k */
+    int32_t    *order;          /* n: validation rows, then training rows */
+    unsigned char *flags;       /* n */
+    float      *sys;            /* k * k + k: normal equations of the output bias */
+    float      *item_acc;       /* 2 * m: per-item sums for them */
+} MlpWork;
+
+/*
+ * Carves the workspace (base may be NULL to only compute the size).
+ * Returns the number of bytes needed, 0 on overflow.
+ */
+static size_t
+CarveWork(const ItMlpLayout *layout, int batch, int eval_k, int64_t n,
+          int64_t m, void *base, MlpWork *w)
+{
+    size_t      P = it_mlp_param_count(layout);
+    size_t      B = (size_t) batch;
+    size_t      k = (size_t) layout->output;
+    size_t      sizes[17];
+    size_t      offs[17];
+    size_t      off;
+    int         ok = 1;
+    int         i;
+
+    if (P == 0 || n < 0 || m < 0 || batch < 1 || eval_k < 0)
+        return 0;
+    sizes[0] = SizeMul(P, sizeof(float), &ok);
+    sizes[1] = sizes[0];
+    sizes[2] = sizes[0];
+    sizes[3] = sizes[0];
+    sizes[4] = SizeMul(SizeMul(B, (size_t) layout->input, &ok), sizeof(float), &ok);
+    sizes[5] = SizeMul(SizeMul(B, (size_t) SumHidden(layout), &ok), sizeof(float), &ok);
+    sizes[6] = SizeMul(SizeMul(B, k, &ok), sizeof(float), &ok);
+    sizes[7] = sizes[6];
+    sizes[8] = SizeMul(SizeMul(2 * B, (size_t) MaxHidden(layout), &ok), sizeof(float), &ok);
+    sizes[9] = sizes[6];
+    sizes[10] = SizeMul(SizeMul(B, (size_t) m, &ok), sizeof(float), &ok);
+    sizes[11] = SizeMul((size_t) eval_k, sizeof(float), &ok);
+    sizes[12] = SizeMul((size_t) eval_k, sizeof(int32_t), &ok);
+    sizes[13] = SizeMul((size_t) n, sizeof(int32_t), &ok);
+    sizes[14] = (size_t) n;
+    sizes[15] = SizeMul(SizeAdd(SizeMul(k, k, &ok), k, &ok), sizeof(float), &ok);
+    sizes[16] = SizeMul(SizeMul(2, (size_t) m, &ok), sizeof(float), &ok);
+
+    /* offsets, each slot aligned; room to align the base pointer itself */
+    off = 0;
+    for (i = 0; i < 17; i++)
+    {
+        offs[i] = off;
+        off = SizeAdd(off, sizes[i], &ok);
+        off = SizeAdd(off, ALIGN_BYTES - 1, &ok) & ~(size_t) (ALIGN_BYTES - 1);
+        if (!ok)
+            return 0;
+    }
+    off = SizeAdd(off, ALIGN_BYTES, &ok);
+    if (!ok)
+        return 0;
+    if (base != NULL)
+    {
+        uintptr_t   b = (uintptr_t) base;
+        char       *a = (char *) base +
+            (((b + ALIGN_BYTES - 1) & ~(uintptr_t) (ALIGN_BYTES - 1)) - b);
+
+        w->grad = (float *) (a + offs[0]);
+        w->adam_m = (float *) (a + offs[1]);
+        w->adam_v = (float *) (a + offs[2]);
+        w->best = (float *) (a + offs[3]);
+        w->xb = (float *) (a + offs[4]);
+        w->acts = (float *) (a + offs[5]);
+        w->out = (float *) (a + offs[6]);
+        w->dout = (float *) (a + offs[7]);
+        w->delta = (float *) (a + offs[8]);
+        w->gx = (float *) (a + offs[9]);
+        w->scores = (float *) (a + offs[10]);
+        w->top_val = (float *) (a + offs[11]);
+        w->top_idx = (int32_t *) (a + offs[12]);
+        w->order = (int32_t *) (a + offs[13]);
+        w->flags = (unsigned char *) (a + offs[14]);
+        w->sys = (float *) (a + offs[15]);
+        w->item_acc = (float *) (a + offs[16]);
+    }
+    return off;
+}
+
+size_t
+it_mlp_train_workspace_size(const ItMlpLayout *layout,
+                            const ItMlpTrainParams *p, int64_t n, int64_t m)
+{
+    if (p == NULL || it_mlp_check_layout(layout) != IT_MLP_OK)
+        return 0;
+    if (n < 0 || n > INT32_MAX || m < 0 || m > INT32_MAX)
+        return 0;
+    return CarveWork(layout, p->batch, p->eval_k > 0 ? p->eval_k : 0, n, m,
+                     NULL, NULL);
+}
+
+/* ------------------------------------------------------------------------
+ * The objective
+ * ------------------------------------------------------------------------ */
+
+typedef struct MlpCtx
+{
+    const ItMlpLayout *layout;
+    const ItMlpData *data;
+    const ItMlpTrainParams *p;
+    MlpWork    *w;
+    double      zvec;           /* loss of the zero predictor, vector part */
+    double      zint;           /* ... interaction part */
+    int         use_vec;
+    int         use_int;
+} MlpCtx;
+
+static int
+DataRow(const ItMlpData *data, int32_t r)
+{
+    return data->row_map ? data->row_map[r] : r;
+}
+
+/* Weight of CSR entry e (1 without weights). */
+static inline float
+EntryWeight(const ItMlpData *data, int64_t e)
+{
+    return data->weights ? data->weights[e] : 1.0f;
+}
+
+/* Sum over a row's positives of c_i = 1 + alpha w_i. */
+static double
+RowConfidence(const ItMlpData *data, int32_t row, const ItMlpTrainParams *p)
+{
+    int64_t     e;
+    double      s = 0.0;
+
+    for (e = data->indptr[row]; e < data->indptr[row + 1]; e++)
+    {
+        float       w = EntryWeight(data, e);
+
+        if (w >= p->pos_min_weight)
+            s += 1.0 + (double) p->alpha * w;
+    }
+    return s;
+}
+
+static void
+ComputeNorms(MlpCtx *ctx, const int32_t *rows, int64_t nrows)
+{
+    const ItMlpData *data = ctx->data;
+    const ItMlpTrainParams *p = ctx->p;
+    int         k = ctx->layout->output;
+    double      sv = 0.0,
+                si = 0.0;
+    int64_t     i;
+
+    for (i = 0; i < nrows; i++)
+    {
+        int32_t     r = rows ? rows[i] : (int32_t) i;
+        int32_t     row = DataRow(data, r);
+
+        if (ctx->use_vec)
+        {
+            const float *t = data->targets + (size_t) row * k;
+            int         j;
+
+            for (j = 0; j < k; j++)
+                sv += (double) t[j] * t[j];
+        }
+        if (ctx->use_int && p->loss == IT_MLP_LOSS_ALS && !p->user_normalise)
+            si += RowConfidence(data, row, p);
+    }
+    ctx->zvec = (nrows > 0 && sv > 0.0) ? sv / nrows : 1.0;
+    if (p->loss == IT_MLP_LOSS_SOFTMAX)
+        ctx->zint = data->m > 1 ? log((double) data->m) : 1.0;
+    else if (p->user_normalise)
+        ctx->zint = 1.0;
+    else
+        ctx->zint = (nrows > 0 && si > 0.0) ? si / nrows : 1.0;
+}
+
+/*
+ * Objective of nb rows rows[0..nb) whose outputs are in w->out; returns the
+ * sum of their objectives, and when dout is not NULL writes
+ * scale * dObjective/dout there.
+ */
+static double
+BlockLoss(MlpCtx *ctx, const int32_t *rows, int nb, double scale, float *dout)
+{
+    const ItMlpData *data = ctx->data;
+    const ItMlpTrainParams *p = ctx->p;
+    MlpWork    *w = ctx->w;
+    int         k = ctx->layout->output;
+    double      vw = p->vector_weight;
+    double      total = 0.0;
+    int         b,
+                j;
+
+    if (dout)
+        memset(dout, 0, sizeof(float) * (size_t) nb * k);
+
+    if (ctx->use_vec)
+    {
+        double      f = vw / ctx->zvec;
+
+        for (b = 0; b < nb; b++)
+        {
+            const float *x = w->out + (size_t) b * k;
+            const float *t = data->targets + (size_t) DataRow(data, rows[b]) * k;
+            double      s = 0.0;
+
+            for (j = 0; j < k; j++)
+            {
+                double      diff = (double) x[j] - t[j];
+
+                s += diff * diff;
+                if (dout)
+                    dout[(size_t) b * k + j] += (float) (scale * f * 2.0 * diff);
+            }
+            total += f * s;
+        }
+    }
+
+    if (ctx->use_int && p->loss == IT_MLP_LOSS_ALS)
+    {
+        double      f = (1.0 - vw) / ctx->zint;
+
+        /* gx = out YtY (YtY symmetric) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, k, k,
+                    1.0f, w->out, k, data->YtY, k, 0.0f, w->gx, k);
+        for (b = 0; b < nb; b++)
+        {
+            const float *x = w->out + (size_t) b * k;
+            const float *gx = w->gx + (size_t) b * k;
+            float      *g = dout ? dout + (size_t) b * k : NULL;
+            int32_t     row = DataRow(data, rows[b]);
+            double      fu = f;
+            double      l = 0.0;
+            int64_t     e;
+
+            if (p->user_normalise)
+            {
+                double      cs = RowConfidence(data, row, p);
+
+                if (cs > 0.0)
+                    fu = f / cs;
+            }
+            for (j = 0; j < k; j++)
+            {
+                l += (double) x[j] * gx[j];
+                if (g)
+                    g[j] += (float) (scale * fu * 2.0 * gx[j]);
+            }
+            for (e = data->indptr[row]; e < data->indptr[row + 1]; e++)
+            {
+                const float *y = data->Y + (size_t) data->indices[e] * k;
+                float       wt = EntryWeight(data, e);
+                double      c = 1.0 + (double) p->alpha * wt;
+                double      s = 0.0;
+                double      coef;
+
+                if (!(wt >= p->pos_min_weight))
+                    continue;   /* seen, not liked: like an unseen item */
+                for (j = 0; j < k; j++)
+                    s += (double) x[j] * y[j];
+                l += c * (1.0 - s) * (1.0 - s) - s * s;
+                if (g)
+                {
+                    coef = scale * fu * (-2.0 * c * (1.0 - s) - 2.0 * s);
+                    for (j = 0; j < k; j++)
+                        g[j] += (float) (coef * y[j]);
+                }
+            }
+            total += fu * l;
+        }
+    }
+    else if (ctx->use_int && p->loss == IT_MLP_LOSS_SOFTMAX)
+    {
+        double      f = (1.0 - vw) / ctx->zint;
+        int64_t     m = data->m;
+
+        /* scores = out Y' */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, (int) m, k,
+                    1.0f, w->out, k, data->Y, k, 0.0f, w->scores, (int) m);
+        for (b = 0; b < nb; b++)
+        {
+            float      *s = w->scores + (size_t) b * m;
+            int32_t     row = DataRow(data, rows[b]);
+            int64_t     e,
+                        i;
+            double      mx = -DBL_MAX,
+                        z = 0.0,
+                        lse,
+                        wsum = 0.0,
+                        dot = 0.0;
+
+            for (e = data->indptr[row]; e < data->indptr[row + 1]; e++)
+                if (EntryWeight(data, e) >= p->pos_min_weight)
+                    wsum += EntryWeight(data, e);
+            if (!(wsum > 0.0))
+            {
+                if (dout)
+                    memset(s, 0, sizeof(float) * (size_t) m);
+                continue;
+            }
+            for (i = 0; i < m; i++)
+                if (s[i] > mx)
+                    mx = s[i];
+            for (i = 0; i < m; i++)
+                z += exp((double) s[i] - mx);
+            lse = mx + log(z);
+            for (e = data->indptr[row]; e < data->indptr[row + 1]; e++)
+                if (EntryWeight(data, e) >= p->pos_min_weight)
+                    dot += EntryWeight(data, e) * (double) s[data->indices[e]];
+            total += f * (lse - dot / wsum);
+            if (dout)
+            {
+                /* dL/ds = softmax(s) - q */
+                for (i = 0; i < m; i++)
+                    s[i] = (float) exp((double) s[i] - lse);
+                for (e = data->indptr[row]; e < data->indptr[row + 1]; e++)
+                    if (EntryWeight(data, e) >= p->pos_min_weight)
+                        s[data->indices[e]] -= (float) (EntryWeight(data, e) / wsum);
+            }
+        }
+        if (dout)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, k, (int) m,
+                        (float) (scale * f), w->scores, (int) m, data->Y, k,
+                        1.0f, dout, k);
+    }
+    return total;
+}
+
+/* Copies the inputs of rows[0..nb) into w->xb. */
+static void
+GatherRows(const MlpCtx *ctx, const int32_t *rows, int nb)
+{
+    size_t      d = (size_t) ctx->layout->input;
+    int         b;
+
+    for (b = 0; b < nb; b++)
+        memcpy(ctx->w->xb + (size_t) b * d, ctx->data->X + (size_t) rows[b] * d,
+               sizeof(float) * d);
+}
+
+/*
+ * Mean objective over rows[0..nrows), processed in blocks of the batch
+ * size; with grad, also its gradient (grad is overwritten).
+ */
+static double
+Objective(MlpCtx *ctx, const float *params, const int32_t *rows,
+          int64_t nrows, float *grad)
+{
+    const ItMlpLayout *layout = ctx->layout;
+    MlpWork    *w = ctx->w;
+    int         batch = ctx->p->batch;
+    double      total = 0.0;
+    double      scale;
+    int64_t     r0;
+
+    if (grad)
+        memset(grad, 0, sizeof(float) * it_mlp_param_count(layout));
+    if (nrows <= 0)
+        return 0.0;
+    scale = 1.0 / (double) nrows;
+    for (r0 = 0; r0 < nrows; r0 += batch)
+    {
+        int         nb = (int) (nrows - r0 < batch ? nrows - r0 : batch);
+
+        GatherRows(ctx, rows + r0, nb);
+        ForwardBlock(params, layout, w->xb, nb, w->acts, w->out);
+        total += BlockLoss(ctx, rows + r0, nb, scale, grad ? w->dout : NULL);
+        if (grad)
+            BackwardBlock(params, layout, w->xb, nb, w->acts, w->dout, grad,
+                          w->delta);
+    }
+    return total / (double) nrows;
+}
+
+/* ------------------------------------------------------------------------
+ * Top-k and precision
+ * ------------------------------------------------------------------------ */
+
+/* How many of top[0..ntop) are among items[0..nitems) (with weight >= min_w). */
+static int
+CountHits(const int32_t *top, int ntop, const int32_t *items,
+          const float *weights, int64_t nitems, float min_w, int64_t *npos)
+{
+    int64_t     e;
+    int         hits = 0,
+                t;
+
+    *npos = 0;
+    for (e = 0; e < nitems; e++)
+    {
+        if (weights && !(weights[e] >= min_w))
+            continue;
+        (*npos)++;
+        for (t = 0; t < ntop; t++)
+            if (top[t] == items[e])
+            {
+                hits++;
+                break;
+            }
+    }
+    return hits;
+}
+
+/*
+ * Mean precision@eval_k over rows[0..nrows) of the ranking of all items by
+ * f(x).y_i against the rows' positives; NaN when no row has a positive.
+ */
+static double
+Precision(MlpCtx *ctx, const float *params, const int32_t *rows, int64_t nrows,
+          const float *baseline)
+{
+    const ItMlpData *data = ctx->data;
+    const ItMlpTrainParams *p = ctx->p;
+    MlpWork    *w = ctx->w;
+    int         k = ctx->layout->output;
+    int         batch = p->batch;
+    int64_t     m = data->m;
+    double      sum = 0.0;
+    int64_t     users = 0;
+    int64_t     r0;
+
+    for (r0 = 0; r0 < nrows; r0 += batch)
+    {
+        int         nb = (int) (nrows - r0 < batch ? nrows - r0 : batch);
+        int         b;
+
+        if (baseline)
+        {
+            for (b = 0; b < nb; b++)
+                memcpy(w->scores + (size_t) b * m, baseline, sizeof(float) * m);
+        }
+        else
+        {
+            GatherRows(ctx, rows + r0, nb);
+            ForwardBlock(params, ctx->layout, w->xb, nb, w->acts, w->out);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, (int) m, k,
+                        1.0f, w->out, k, data->Y, k, 0.0f, w->scores, (int) m);
+        }
+        for (b = 0; b < nb; b++)
+        {
+            int32_t     row = DataRow(data, rows[r0 + b]);
+            int64_t     start = data->indptr[row];
+            int64_t     npos;
+            int         ntop,
+                        hits;
+
+            ntop = it_topk(w->scores + (size_t) b * m, m, NULL, 0, p->eval_k,
+                           w->top_idx, w->top_val);
+            hits = CountHits(w->top_idx, ntop, data->indices + start,
+                             data->weights ? data->weights + start : NULL,
+                             data->indptr[row + 1] - start,
+                             p->pos_min_weight, &npos);
+            if (npos == 0)
+                continue;
+            sum += (double) hits / p->eval_k;
+            users++;
+        }
+    }
+    return users > 0 ? sum / users : NAN;
+}
+
+/* ------------------------------------------------------------------------
+ * Argument checks
+ * ------------------------------------------------------------------------ */
+
+static int
+CheckTrainArgs(const ItMlpLayout *layout, const ItMlpData *data,
+               const ItMlpTrainParams *p)
+{
+    int         use_vec,
+                use_int;
+
+    if (it_mlp_check_layout(layout) != IT_MLP_OK || data == NULL || p == NULL)
+        return IT_MLP_EINVAL;
+    if (data->n < 1 || data->n > INT32_MAX || data->X == NULL)
+        return IT_MLP_EINVAL;
+    if (!(p->vector_weight >= 0.0f && p->vector_weight <= 1.0f))
+        return IT_MLP_EINVAL;
+    if (p->loss != IT_MLP_LOSS_ALS && p->loss != IT_MLP_LOSS_SOFTMAX)
+        return IT_MLP_EINVAL;
+    if (p->stop != IT_MLP_STOP_LOSS && p->stop != IT_MLP_STOP_PRECISION)
+        return IT_MLP_EINVAL;
+    if (!(p->lr > 0.0f) || !(p->beta1 >= 0.0f && p->beta1 < 1.0f) ||
+        !(p->beta2 >= 0.0f && p->beta2 < 1.0f) || !(p->eps > 0.0f) ||
+        !(p->weight_decay >= 0.0f) || !isfinite(p->lr) ||
+        !isfinite(p->weight_decay) || !((double) p->lr * p->weight_decay < 1.0))
+        return IT_MLP_EINVAL;
+    if (p->epochs < 1 || p->batch < 1 || p->patience < 0 || p->eval_k < 0 ||
+        p->eval_max_rows < 0)
+        return IT_MLP_EINVAL;
+    if (!(p->val_fraction >= 0.0f && p->val_fraction <= 0.9f))
+        return IT_MLP_EINVAL;
+    if (!(p->alpha >= 0.0f) || !isfinite(p->alpha))
+        return IT_MLP_EINVAL;
+    use_vec = p->vector_weight > 0.0f;
+    use_int = p->vector_weight < 1.0f;
+    if (use_vec && data->targets == NULL)
+        return IT_MLP_EINVAL;
+    if (use_int || p->stop == IT_MLP_STOP_PRECISION)
+    {
+        if (data->indptr == NULL || data->indices == NULL || data->Y == NULL ||
+            data->m < 1 || data->m > INT32_MAX)
+            return IT_MLP_EINVAL;
+    }
+    if (use_int && p->loss == IT_MLP_LOSS_ALS && data->YtY == NULL)
+        return IT_MLP_EINVAL;
+    if (p->stop == IT_MLP_STOP_PRECISION && p->eval_k < 1)
+        return IT_MLP_EINVAL;
+    if (data->val_rows != NULL && (data->nval < 0 || data->nval >= data->n))
+        return IT_MLP_EINVAL;
+    return IT_MLP_OK;
+}
+
+/* m as seen by the workspace: 0 when no item scores are needed. */
+static int64_t
+ScoresItems(const ItMlpData *data)
+{
+    return (data->Y != NULL && data->indptr != NULL) ? data->m : 0;
+}
+
+static void
+InitCtx(MlpCtx *ctx, const ItMlpLayout *layout, const ItMlpData *data,
+        const ItMlpTrainParams *p, MlpWork *w)
+{
+    ctx->layout = layout;
+    ctx->data = data;
+    ctx->p = p;
+    ctx->w = w;
+    ctx->use_vec = p->vector_weight > 0.0f;
+    ctx->use_int = p->vector_weight < 1.0f;
+    ctx->zvec = 1.0;
+    ctx->zint = 1.0;
+}
+
+double
+it_mlp_objective(const float *params, const ItMlpLayout *layout,
+                 const ItMlpData *data, const ItMlpTrainParams *p,
+                 const int32_t *rows, int64_t nrows, float *grad,
+                 void *workspace)
+{
+    MlpWork     w;
+    MlpCtx      ctx;
+    int64_t     i;
+
+    if (CheckTrainArgs(layout, data, p) != IT_MLP_OK || params == NULL ||
+        workspace == NULL)
+        return NAN;
+    if (rows == NULL)
+        nrows = data->n;
+    if (nrows < 1 || nrows > data->n)
+        return NAN;
+    if (rows != NULL)
+        for (i = 0; i < nrows; i++)
+            if (rows[i] < 0 || rows[i] >= data->n)
+                return NAN;
+    CarveWork(layout, p->batch, p->eval_k, data->n, ScoresItems(data),
+              workspace, &w);
+    if (rows == NULL)
+    {
+        for (i = 0; i < nrows; i++)
+            w.order[i] = (int32_t) i;
+        rows = w.order;
+    }
+    InitCtx(&ctx, layout, data, p, &w);
+    ComputeNorms(&ctx, rows, nrows);
+    return Objective(&ctx, params, rows, nrows, grad);
+}
+
+/* ------------------------------------------------------------------------
+ * Training
+ * ------------------------------------------------------------------------ */
+
+void
+it_mlp_default_params(ItMlpTrainParams *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->lr = 1e-3f;
+    p->beta1 = 0.9f;
+    p->beta2 = 0.999f;
+    p->eps = 1e-8f;
+    p->weight_decay = 3.0f;
+    p->epochs = 200;
+    p->batch = 64;
+    p->patience = 20;
+    p->seed = 42;
+    p->val_fraction = 0.2f;
+    p->vector_weight = 0.0f;
+    p->loss = IT_MLP_LOSS_ALS;
+    p->alpha = 1.0f;
+    p->user_normalise = 0;
+    p->init_output_bias = 1;
+    p->stop = IT_MLP_STOP_LOSS;
+    p->eval_k = 10;
+    p->eval_max_rows = 2000;
+    p->pos_min_weight = 0.0f;
+    p->should_stop = NULL;
+    p->should_stop_arg = NULL;
+}
+
+static void
+AdamStep(float *params, const ItMlpLayout *layout, const ItMlpTrainParams *p,
+         MlpWork *w, int64_t t)
+{
+    double      bc1 = 1.0 - pow((double) p->beta1, (double) t);
+    double      bc2 = 1.0 - pow((double) p->beta2, (double) t);
+    float       b1 = p->beta1,
+                b2 = p->beta2;
+    float       step = (float) (p->lr * sqrt(bc2) / bc1);
+    float       eps = (float) (p->eps * sqrt(bc2));
+    float       decay = p->lr * p->weight_decay;
+    int         l;
+
+    for (l = 0; l <= layout->nhidden; l++)
+    {
+        size_t      w_off,
+                    b_off,
+                    end,
+                    i;
+
+        LayerParams(layout, l, &w_off, &b_off);
+        end = b_off + (size_t) LayerOut(layout, l);
+        for (i = w_off; i < end; i++)
+        {
+            float       g = w->grad[i];
+
+            w->adam_m[i] = b1 * w->adam_m[i] + (1.0f - b1) * g;
+            w->adam_v[i] = b2 * w->adam_v[i] + (1.0f - b2) * g * g;
+            if (i < b_off)
+                params[i] -= decay * params[i];
+            params[i] -= step * w->adam_m[i] / (sqrtf(w->adam_v[i]) + eps);
+        }
+    }
+}
+
+/* LAPACK (from the same OpenBLAS): Cholesky solve of a symmetric positive
+ * definite system, column-major. */
+extern void sposv_(const char *uplo, const int *n, const int *nrhs, float *a,
+                   const int *lda, float *b, const int *ldb, int *info);
+
+/*
+ * The best constant prediction of the objective over rows[0..nrows), or
+ * over rows 0 .. nrows - 1 when rows is NULL (the population's vector).  The objective is quadratic in a constant b:
+ *
+ *   [a1 I + a2 (W YtY + Y' diag(acc) Y)] b = a1 mean(t) + a2 Y' r
+ *
+ * with a1 = vw / Zvec, a2 = (1 - vw) / Zint, per row weights w_u (1, or
+ * 1 / sum c_u when user_normalise), W = mean w_u, acc_i = mean over rows of
+ * w_u (c_ui - 1), r_i = mean of w_u c_ui.  sys must hold k * k + k floats
+ * and acc 2 * m; the answer is left in sys[k*k .. k*k + k).  Returns 0 on
+ * success, -1 for the softmax loss without a vector part or when the
+ * system cannot be solved.
+ */
+static int
+BestConstant(MlpCtx *ctx, const int32_t *rows, int64_t nrows, float *sys,
+             float *item_acc)
+{
+    const ItMlpData *data = ctx->data;
+    const ItMlpTrainParams *p = ctx->p;
+    int         k = ctx->layout->output;
+    int         use_als = ctx->use_int && p->loss == IT_MLP_LOSS_ALS;
+    double      a1 = ctx->use_vec ? p->vector_weight / ctx->zvec : 0.0;
+    double      a2 = use_als ? (1.0 - p->vector_weight) / ctx->zint : 0.0;
+    size_t      kk = (size_t) k * k,
+                q;
+    float      *M = sys;
+    float      *rhs = sys + kk;
+    double      wsum = 0.0,
+                trace = 0.0;
+    int64_t     i;
+    int         j,
+                info = 0,
+                one = 1;
+
+    if (nrows <= 0 || (a1 == 0.0 && a2 == 0.0))
+        return -1;
+
+    memset(rhs, 0, sizeof(float) * k);
+    for (q = 0; q < kk; q++)
+        M[q] = 0.0f;
+    if (a1 > 0.0)
+    {
+        for (i = 0; i < nrows; i++)
+        {
+            int32_t     r = rows ? rows[i] : (int32_t) i;
+            const float *t = data->targets + (size_t) DataRow(data, r) * k;
+
+            for (j = 0; j < k; j++)
+                rhs[j] += (float) (a1 * t[j] / (double) nrows);
+        }
+        for (j = 0; j < k; j++)
+            M[(size_t) j * k + j] += (float) a1;
+    }
+    if (a2 > 0.0)
+    {
+        float      *acc = item_acc;
+        float      *rr = item_acc + data->m;
+
+        memset(item_acc, 0, sizeof(float) * 2 * (size_t) data->m);
+        for (i = 0; i < nrows; i++)
+        {
+            int32_t     row = DataRow(data, rows ? rows[i] : (int32_t) i);
+            double      wu = 1.0;
+            int64_t     e;
+
+            if (p->user_normalise)
+            {
+                double      cs = RowConfidence(data, row, p);
+
+                if (cs > 0.0)
+                    wu = 1.0 / cs;
+            }
+            wsum += wu;
+            for (e = data->indptr[row]; e < data->indptr[row + 1]; e++)
+            {
+                float       wt = EntryWeight(data, e);
+
+                if (!(wt >= p->pos_min_weight))
+                    continue;
+                acc[data->indices[e]] += (float) (wu * p->alpha * wt);
+                rr[data->indices[e]] += (float) (wu * (1.0 + (double) p->alpha * wt));
+            }
+        }
+        for (q = 0; q < kk; q++)
+            M[q] += (float) (a2 * wsum / (double) nrows) * data->YtY[q];
+        for (i = 0; i < data->m; i++)
+            if (acc[i] != 0.0f)
+                cblas_ssyr(CblasRowMajor, CblasUpper, k,
+                           (float) (a2 * acc[i] / (double) nrows),
+                           data->Y + (size_t) i * k, 1, M, k);
+        cblas_sgemv(CblasRowMajor, CblasTrans, (int) data->m, k,
+                    (float) (a2 / (double) nrows), data->Y, k, rr, 1, 1.0f,
+                    rhs, 1);
+    }
+    for (j = 0; j < k; j++)
+        trace += M[(size_t) j * k + j];
+    for (j = 0; j < k; j++)
+        M[(size_t) j * k + j] += (float) (1e-6 * trace / k + 1e-30);
+    /* row-major upper triangle = column-major lower triangle */
+    sposv_("L", &k, &one, M, &k, rhs, &k, &info);
+    if (info != 0)
+        return -1;
+    for (j = 0; j < k; j++)
+        if (!isfinite(rhs[j]))
+            return -1;
+    return 0;
+}
+
+/*
+ * Shifts the output bias so that the mean output over rows[0..nrows) is
+ * the best constant prediction (BestConstant), which the features then
+ * only have to correct.  Nothing changes when there is none.
+ */
+static void
+InitOutputBias(MlpCtx *ctx, float *params, const int32_t *rows, int64_t nrows)
+{
+    const ItMlpLayout *layout = ctx->layout;
+    const ItMlpTrainParams *p = ctx->p;
+    MlpWork    *w = ctx->w;
+    int         k = layout->output;
+    float      *best = w->sys + (size_t) k * k;
+    float      *mean = w->sys;
+    int64_t     r0;
+    int         j;
+    size_t      w_off,
+                b_off;
+
+    if (BestConstant(ctx, rows, nrows, w->sys, w->item_acc) != 0)
+        return;
+
+    /* mean output of the current parameters over the rows */
+    memset(mean, 0, sizeof(float) * k);
+    for (r0 = 0; r0 < nrows; r0 += p->batch)
+    {
+        int         nb = (int) (nrows - r0 < p->batch ? nrows - r0 : p->batch);
+        int         b;
+
+        GatherRows(ctx, rows + r0, nb);
+        ForwardBlock(params, layout, w->xb, nb, w->acts, w->out);
+        for (b = 0; b < nb; b++)
+            for (j = 0; j < k; j++)
+                mean[j] += w->out[(size_t) b * k + j] / (float) nrows;
+    }
+    LayerParams(layout, layout->nhidden, &w_off, &b_off);
+    for (j = 0; j < k; j++)
+        params[b_off + j] += best[j] - mean[j];
+}
+
+size_t
+it_mlp_population_workspace_floats(int k, int64_t m)
+{
+    int         ok = 1;
+    size_t      total;
+
+    if (k < 1 || k > IT_MLP_MAX_UNITS || m < 0)
+        return 0;
+    total = SizeAdd(SizeMul((size_t) k, (size_t) k + 1, &ok),
+                    SizeMul(2, (size_t) m, &ok), &ok);
+    return ok ? total : 0;
+}
+
+int
+it_mlp_population_vector(const ItMlpData *data, const ItMlpTrainParams *p,
+                         int k, float *x, float *workspace)
+{
+    ItMlpLayout layout;
+    MlpCtx      ctx;
+
+    memset(&layout, 0, sizeof(layout));
+    layout.input = 1;
+    layout.output = k;
+    if (x == NULL || workspace == NULL || data == NULL || p == NULL)
+        return IT_MLP_EINVAL;
+    /* the checks of training, without inputs */
+    {
+        ItMlpData   d2 = *data;
+        static const float one = 1.0f;
+
+        d2.X = &one;
+        d2.val_rows = NULL;
+        if (CheckTrainArgs(&layout, &d2, p) != IT_MLP_OK)
+            return IT_MLP_EINVAL;
+    }
+    if (p->loss == IT_MLP_LOSS_SOFTMAX && !(p->vector_weight > 0.0f))
+        return IT_MLP_EINVAL;
+    InitCtx(&ctx, &layout, data, p, NULL);
+    ComputeNorms(&ctx, NULL, data->n);
+    if (BestConstant(&ctx, NULL, data->n, workspace,
+                     workspace + (size_t) k * k + k) != 0)
+        return IT_MLP_ENONFINITE;
+    memcpy(x, workspace + (size_t) k * k, sizeof(float) * k);
+    return IT_MLP_OK;
+}
+
+/* Is (loss, prec) better than the best so far? */
+static int
+Improves(const ItMlpTrainParams *p, double loss, double prec,
+         double best_loss, double best_prec, int have_best)
+{
+    if (!have_best)
+        return 1;
+    if (p->stop == IT_MLP_STOP_PRECISION && !isnan(prec))
+    {
+        if (prec > best_prec)
+            return 1;
+        if (prec < best_prec)
+            return 0;
+    }
+    return loss < best_loss;
+}
+
+int
+it_mlp_train(float *params, const ItMlpLayout *layout,
+             const ItMlpData *data, const ItMlpTrainParams *p,
+             void *workspace, ItMlpEpoch *history, ItMlpTrainResult *result)
+{
+    MlpWork     w;
+    MlpCtx      ctx;
+    size_t      P;
+    uint64_t    rng;
+    int64_t     n,
+                nval,
+                neval,
+                ntrain,
+                i,
+                t = 0;
+    int32_t    *val,
+               *train;
+    int         epoch,
+                best_epoch = -1,
+                bad = 0,
+                status = IT_MLP_OK,
+                can_rank;
+    double      best_loss = INFINITY,
+                best_prec = NAN,
+                base_prec;
+
+    if (CheckTrainArgs(layout, data, p) != IT_MLP_OK || params == NULL ||
+        workspace == NULL)
+        return IT_MLP_EINVAL;
+    n = data->n;
+    if (data->val_rows != NULL)
+    {
+        for (i = 0; i < data->nval; i++)
+            if (data->val_rows[i] < 0 || data->val_rows[i] >= n)
+                return IT_MLP_EINVAL;
+    }
+
+    P = it_mlp_param_count(layout);
+    CarveWork(layout, p->batch, p->eval_k, n, ScoresItems(data), workspace, &w);
+    rng = p->seed ^ UINT64_C(0xBB67AE8584CAA73B);
+
+    /* split: validation rows first, then training rows */
+    if (data->val_rows != NULL)
+    {
+        int64_t     pos;
+
+        memset(w.flags, 0, (size_t) n);
+        nval = data->nval;
+        for (i = 0; i < nval; i++)
+        {
+            if (w.flags[data->val_rows[i]])
+                return IT_MLP_EINVAL;   /* duplicate */
+            w.flags[data->val_rows[i]] = 1;
+            w.order[i] = data->val_rows[i];
+        }
+        pos = nval;
+        for (i = 0; i < n; i++)
+            if (!w.flags[i])
+                w.order[pos++] = (int32_t) i;
+    }
+    else
+    {
+        nval = (int64_t) floor((double) p->val_fraction * (double) n);
+        if (nval >= n)
+            nval = n - 1;
+        for (i = 0; i < n; i++)
+            w.order[i] = (int32_t) i;
+        for (i = n - 1; i > 0; i--)
+        {
+            int64_t     j = (int64_t) UniformBelow(&rng, (uint64_t) i + 1);
+            int32_t     tmp = w.order[i];
+
+            w.order[i] = w.order[j];
+            w.order[j] = tmp;
+        }
+    }
+    val = w.order;
+    train = w.order + nval;
+    ntrain = n - nval;
+    can_rank = data->Y != NULL && data->indptr != NULL && data->m > 0 &&
+        p->eval_k > 0;
+
+    InitCtx(&ctx, layout, data, p, &w);
+    ComputeNorms(&ctx, train, ntrain);
+    memset(w.adam_m, 0, sizeof(float) * P);
+    memset(w.adam_v, 0, sizeof(float) * P);
+    neval = nval;
+    if (p->eval_max_rows > 0 && neval > p->eval_max_rows)
+        neval = p->eval_max_rows;
+    base_prec = NAN;
+    if (can_rank && nval > 0 && data->baseline != NULL)
+        base_prec = Precision(&ctx, params, val, neval, data->baseline);
+    if (p->init_output_bias)
+        InitOutputBias(&ctx, params, train, ntrain);
+    memcpy(w.best, params, sizeof(float) * P);
+
+    for (epoch = 0; epoch < p->epochs; epoch++)
+    {
+        double      sum = 0.0,
+                    vloss = NAN,
+                    vprec = NAN;
+        int64_t     r0;
+
+        for (i = ntrain - 1; i > 0; i--)
+        {
+            int64_t     j = (int64_t) UniformBelow(&rng, (uint64_t) i + 1);
+            int32_t     tmp = train[i];
+
+            train[i] = train[j];
+            train[j] = tmp;
+        }
+        for (r0 = 0; r0 < ntrain; r0 += p->batch)
+        {
+            int64_t     nb = ntrain - r0 < p->batch ? ntrain - r0 : p->batch;
+            double      l;
+
+            if (p->should_stop && p->should_stop(p->should_stop_arg))
+            {
+                status = IT_MLP_ESTOPPED;
+                break;
+            }
+            l = Objective(&ctx, params, train + r0, nb, w.grad);
+            if (!isfinite(l))
+            {
+                status = IT_MLP_ENONFINITE;
+                break;
+            }
+            sum += l * (double) nb;
+            AdamStep(params, layout, p, &w, ++t);
+        }
+        if (status != IT_MLP_OK)
+            break;
+
+        if (nval > 0)
+        {
+            vloss = Objective(&ctx, params, val, nval, NULL);
+            if (can_rank)
+                vprec = Precision(&ctx, params, val, neval, NULL);
+            if (!isfinite(vloss))
+            {
+                status = IT_MLP_ENONFINITE;
+                break;
+            }
+        }
+        if (history)
+        {
+            history[epoch].train_loss = sum / (double) ntrain;
+            history[epoch].val_loss = vloss;
+            history[epoch].val_precision = vprec;
+        }
+        if (nval > 0)
+        {
+            if (Improves(p, vloss, vprec, best_loss, best_prec, best_epoch >= 0))
+            {
+                best_epoch = epoch;
+                best_loss = vloss;
+                best_prec = vprec;
+                bad = 0;
+                memcpy(w.best, params, sizeof(float) * P);
+            }
+            else if (p->patience > 0 && ++bad >= p->patience)
+            {
+                epoch++;
+                break;
+            }
+        }
+        else
+        {
+            /* without validation rows the last epoch is the best */
+            best_epoch = epoch;
+            memcpy(w.best, params, sizeof(float) * P);
+        }
+    }
+
+    /* the best epoch's parameters (the initial ones if none finished) */
+    memcpy(params, w.best, sizeof(float) * P);
+    if (result)
+    {
+        result->epochs_run = epoch;
+        result->best_epoch = best_epoch;
+        result->ntrain = ntrain;
+        result->nval = nval;
+        result->best_val_loss = nval > 0 ? best_loss : NAN;
+        result->best_val_precision = best_prec;
+        result->base_val_precision = base_prec;
+    }
+    return status;
+}
+
+/* ------------------------------------------------------------------------
+ * Ranking check
+ * ------------------------------------------------------------------------ */
+
+size_t
+it_mlp_rank_workspace_floats(int64_t m, int k)
+{
+    int         ok = 1;
+    size_t      total;
+
+    if (m < 0 || k < 0)
+        return 0;
+    total = SizeAdd((size_t) m, SizeMul(2, (size_t) k, &ok), &ok);
+    return ok ? total : 0;
+}
+
+/* Precision and recall of the top k of scores (excluded items set to NaN). */
+static void
+RankOne(float *scores, int64_t m, const int32_t *pos, int64_t npos,
+        const int32_t *ex, int64_t nex, int k, int32_t *top_idx,
+        float *top_val, double *prec, double *rec)
+{
+    int64_t     e,
+                dummy;
+    int         ntop,
+                hits;
+
+    for (e = 0; e < nex; e++)
+        if (ex[e] >= 0 && ex[e] < m)
+            scores[ex[e]] = NAN;
+    ntop = it_topk(scores, m, NULL, 0, k, top_idx, top_val);
+    hits = CountHits(top_idx, ntop, pos, NULL, npos, 0.0f, &dummy);
+    *prec = (double) hits / k;
+    *rec = (double) hits / (double) (npos < k ? npos : k);
+}
+
+int
+it_mlp_rank_eval(const float *U, int64_t n, int kdim,
+                 const float *Y, int64_t m,
+                 const int64_t *pos_ptr, const int32_t *pos_idx,
+                 const int64_t *ex_ptr, const int32_t *ex_idx,
+                 const float *baseline, int k,
+                 float *workspace, ItMlpRankEval *out)
+{
+    float      *scores,
+               *top_val;
+    int32_t    *top_idx;
+    double      sp = 0.0,
+                sr = 0.0,
+                bp = 0.0,
+                br = 0.0;
+    int64_t     users = 0,
+                u;
+
+    if (out == NULL || workspace == NULL || n < 0 || m < 1 || m > INT32_MAX ||
+        k < 1 || pos_ptr == NULL || pos_idx == NULL ||
+        (U != NULL && (Y == NULL || kdim < 1)))
+        return IT_MLP_EINVAL;
+    scores = workspace;
+    top_val = workspace + m;
+    top_idx = (int32_t *) (workspace + m + k);
+    memset(out, 0, sizeof(*out));
+    for (u = 0; u < n; u++)
+    {
+        const int32_t *pos = pos_idx + pos_ptr[u];
+        int64_t     npos = pos_ptr[u + 1] - pos_ptr[u];
+        const int32_t *ex = ex_ptr ? ex_idx + ex_ptr[u] : NULL;
+        int64_t     nex = ex_ptr ? ex_ptr[u + 1] - ex_ptr[u] : 0;
+        double      prec,
+                    rec;
+
+        if (npos <= 0)
+            continue;
+        users++;
+        if (U != NULL)
+        {
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int) m, kdim, 1.0f, Y,
+                        kdim, U + (size_t) u * kdim, 1, 0.0f, scores, 1);
+            RankOne(scores, m, pos, npos, ex, nex, k, top_idx, top_val,
+                    &prec, &rec);
+            sp += prec;
+            sr += rec;
+        }
+        if (baseline != NULL)
+        {
+            memcpy(scores, baseline, sizeof(float) * (size_t) m);
+            RankOne(scores, m, pos, npos, ex, nex, k, top_idx, top_val,
+                    &prec, &rec);
+            bp += prec;
+            br += rec;
+        }
+    }
+    out->users = users;
+    if (users > 0)
+    {
+        out->precision = U ? sp / users : NAN;
+        out->recall = U ? sr / users : NAN;
+        out->base_precision = baseline ? bp / users : NAN;
+        out->base_recall = baseline ? br / users : NAN;
+    }
+    else
+    {
+        out->precision = out->recall = NAN;
+        out->base_precision = out->base_recall = NAN;
+    }
+    return IT_MLP_OK;
+}

@@ -1,0 +1,217 @@
+/*
+ * test_foldin.c
+ *    Unit tests of fold-in with a prior (foldin.c).
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "unit.h"
+
+static uint64_t rng_state = 99;
+
+static double
+Uniform(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (double) (rng_state >> 11) / 9007199254740992.0;
+}
+
+/* Solves a x = b (n x n, row-major, doubles) by Gaussian elimination. */
+static void
+SolveDouble(double *a, double *b, int n)
+{
+    int         i;
+    int         j;
+    int         c;
+
+    for (c = 0; c < n; c++)
+    {
+        int         piv = c;
+
+        for (i = c + 1; i < n; i++)
+            if (fabs(a[i * n + c]) > fabs(a[piv * n + c]))
+                piv = i;
+        for (j = 0; j < n; j++)
+        {
+            double      t = a[c * n + j];
+
+            a[c * n + j] = a[piv * n + j];
+            a[piv * n + j] = t;
+        }
+        {
+            double      t = b[c];
+
+            b[c] = b[piv];
+            b[piv] = t;
+        }
+        for (i = c + 1; i < n; i++)
+        {
+            double      f = a[i * n + c] / a[c * n + c];
+
+            for (j = c; j < n; j++)
+                a[i * n + j] -= f * a[c * n + j];
+            b[i] -= f * b[c];
+        }
+    }
+    for (i = n - 1; i >= 0; i--)
+    {
+        double      s = b[i];
+
+        for (j = i + 1; j < n; j++)
+            s -= a[i * n + j] * b[j];
+        b[i] = s / a[i * n + i];
+    }
+}
+
+TEST(fold_in_without_items_is_the_prior)
+{
+    int         k = 6;
+    int         nitems = 20;
+    float      *Y = malloc(sizeof(float) * nitems * k);
+    float      *YtY = malloc(sizeof(float) * k * k);
+    float      *scratch = malloc(sizeof(float) * (k * k + k));
+    float       prior[6] = {0.3f, -1.25f, 2.0f, 0.0f, 1e-3f, -7.5f};
+    float       x[6] = {9, 9, 9, 9, 9, 9};
+    int         i;
+
+    for (i = 0; i < nitems * k; i++)
+        Y[i] = (float) (Uniform() - 0.5);
+    it_gram(Y, nitems, k, YtY);
+    CHECK(it_fold_in(Y, k, YtY, NULL, NULL, 0, 10.0f, 0.5f, prior, x, scratch) == 0, "status");
+    CHECK(memcmp(x, prior, sizeof(prior)) == 0, "x is not the prior");
+    free(Y);
+    free(YtY);
+    free(scratch);
+}
+
+TEST(fold_in_equals_direct_formula)
+{
+    int         trial;
+
+    for (trial = 0; trial < 20; trial++)
+    {
+        int         k = 1 + (trial * 7) % 40;
+        int         nitems = 60;
+        int         n = 1 + trial % 12;
+        float       alpha = 3.0f + trial;
+        float       lambda0 = 0.1f * (1 + trial % 5);
+        float      *Y = malloc(sizeof(float) * nitems * k);
+        float      *YtY = malloc(sizeof(float) * k * k);
+        float      *scratch = malloc(sizeof(float) * (k * k + k));
+        float      *prior = malloc(sizeof(float) * k);
+        float      *x = malloc(sizeof(float) * k);
+        int32_t     items[12];
+        float       w[12];
+        double     *A = malloc(sizeof(double) * k * k);
+        double     *b = malloc(sizeof(double) * k);
+        double      maxrel = 0;
+        double      norm = 0;
+        int         i;
+        int         r;
+        int         c;
+
+        for (i = 0; i < nitems * k; i++)
+            Y[i] = (float) (Uniform() - 0.5);
+        for (i = 0; i < k; i++)
+            prior[i] = (float) (Uniform() - 0.5);
+        for (i = 0; i < n; i++)
+        {
+            items[i] = (int32_t) (Uniform() * nitems);
+            w[i] = (float) (0.5 + 3 * Uniform());
+        }
+        it_gram(Y, nitems, k, YtY);
+        CHECK(it_fold_in(Y, k, YtY, items, w, n, alpha, lambda0, prior, x, scratch) == 0,
+              "status, k %d", k);
+
+        /* direct: (sum over all items y y^T + sum (c-1) y y^T + l0 I) x = sum c y + l0 prior */
+        for (r = 0; r < k; r++)
+        {
+            b[r] = lambda0 * (double) prior[r];
+            for (c = 0; c < k; c++)
+            {
+                double      s = r == c ? lambda0 : 0.0;
+
+                for (i = 0; i < nitems; i++)
+                    s += (double) Y[i * k + r] * Y[i * k + c];
+                A[r * k + c] = s;
+            }
+        }
+        for (i = 0; i < n; i++)
+        {
+            const float *y = Y + items[i] * k;
+            double      cw = 1.0 + (double) alpha * w[i];
+
+            for (r = 0; r < k; r++)
+            {
+                b[r] += cw * y[r];
+                for (c = 0; c < k; c++)
+                    A[r * k + c] += (cw - 1.0) * y[r] * y[c];
+            }
+        }
+        SolveDouble(A, b, k);
+        for (r = 0; r < k; r++)
+            norm += b[r] * b[r];
+        norm = sqrt(norm);
+        for (r = 0; r < k; r++)
+            if (fabs(x[r] - b[r]) / norm > maxrel)
+                maxrel = fabs(x[r] - b[r]) / norm;
+        CHECK(maxrel < 1e-4, "k %d: relative error %g", k, maxrel);
+        free(Y);
+        free(YtY);
+        free(scratch);
+        free(prior);
+        free(x);
+        free(A);
+        free(b);
+    }
+}
+
+TEST(fold_in_prior_weight_pulls)
+{
+    /* a huge lambda0 keeps x at the prior; a tiny one follows the items */
+    int         k = 4;
+    float       Y[3 * 4] = {1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0};
+    float       YtY[16];
+    float       scratch[20];
+    float       prior[4] = {0, 0, 0, 1};
+    int32_t     items[1] = {0};
+    float       w[1] = {1};
+    float       x[4];
+
+    it_gram(Y, 3, k, YtY);
+    CHECK(it_fold_in(Y, k, YtY, items, w, 1, 1.0f, 1e6f, prior, x, scratch) == 0, "status");
+    CHECK(fabs(x[3] - 1) < 1e-3 && fabs(x[0]) < 1e-3, "x %g %g", x[0], x[3]);
+    CHECK(it_fold_in(Y, k, YtY, items, w, 1, 1.0f, 1e-6f, prior, x, scratch) == 0, "status");
+    /* (1 + alpha) x0 = 1 + alpha -> x0 = 1; items 1, 2 unseen -> 0; no
+     * item spans the last direction, so it keeps the prior */
+    CHECK(fabs(x[0] - 1) < 1e-3 && fabs(x[1]) < 1e-3 && fabs(x[3] - 1) < 1e-3,
+          "x %g %g %g", x[0], x[1], x[3]);
+}
+
+TEST(fold_in_not_positive_definite)
+{
+    int         k = 3;
+    float       Y[3] = {0, 0, 0};
+    float       YtY[9] = {0};
+    float       scratch[12];
+    float       x[3] = {4, 5, 6};
+    int32_t     items[1] = {0};
+    float       w[1] = {1};
+
+    /* YtY = 0 and lambda0 = 0: singular */
+    CHECK(it_fold_in(Y, k, YtY, items, w, 1, 1.0f, 0.0f, NULL, x, scratch) != 0, "singular accepted");
+    CHECK(x[0] == 4 && x[1] == 5 && x[2] == 6, "x changed");
+}
+
+int
+main(void)
+{
+    RUN(fold_in_without_items_is_the_prior);
+    RUN(fold_in_equals_direct_formula);
+    RUN(fold_in_prior_weight_pulls);
+    RUN(fold_in_not_positive_definite);
+    return unit_summary();
+}

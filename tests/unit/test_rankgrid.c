@@ -1,0 +1,403 @@
+/*
+ * test_rankgrid.c
+ *    Unit tests of the blended precision grid (rankgrid.c) against a
+ *    reference that sorts every item.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "rankgrid.h"
+#include "unit.h"
+
+static uint64_t rng_state = 12345;
+
+static uint64_t
+Rand(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* small integers, so that every score below is exact in float */
+static float
+SmallInt(int range)
+{
+    return (float) ((int) (Rand() % (2 * range + 1)) - range);
+}
+
+typedef struct Cand
+{
+    float       s;
+    int32_t     i;
+} Cand;
+
+static int
+CmpCand(const void *a, const void *b)
+{
+    const Cand *x = a;
+    const Cand *y = b;
+
+    if (x->s != y->s)
+        return x->s > y->s ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+/* Reference precision of one row: sort all m scores, count positives in the top k. */
+static double
+RefPrecision(const float *u, int kdim, const float *Y, int m, const float *pop,
+             float blend, const int32_t *pos, int npos, int k)
+{
+    Cand       *c = malloc(sizeof(Cand) * m);
+    int         hits = 0;
+
+    for (int i = 0; i < m; i++)
+    {
+        float       s = 0.0f;
+
+        if (u)
+            for (int d = 0; d < kdim; d++)
+                s += u[d] * Y[i * kdim + d];
+        c[i].s = s + (pop ? blend * pop[i] : 0.0f);
+        c[i].i = i;
+    }
+    qsort(c, m, sizeof(Cand), CmpCand);
+    for (int t = 0; t < k && t < m; t++)
+        for (int e = 0; e < npos; e++)
+            if (pos[e] == c[t].i)
+            {
+                hits++;
+                break;
+            }
+    free(c);
+    return (double) hits / k;
+}
+
+typedef struct Case
+{
+    int         n,
+                m,
+                kdim;
+    float      *U,
+               *Y,
+               *pop;
+    int64_t    *ptr;
+    int32_t    *idx;
+} Case;
+
+static void
+MakeCase(Case *c, int n, int m, int kdim, int empty_every)
+{
+    int64_t     nnz = 0;
+
+    c->n = n;
+    c->m = m;
+    c->kdim = kdim;
+    c->U = malloc(sizeof(float) * n * kdim);
+    c->Y = malloc(sizeof(float) * m * kdim);
+    c->pop = malloc(sizeof(float) * m);
+    c->ptr = malloc(sizeof(int64_t) * (n + 1));
+    c->idx = malloc(sizeof(int32_t) * n * 12);
+    for (int i = 0; i < n * kdim; i++)
+        c->U[i] = SmallInt(3);
+    for (int i = 0; i < m * kdim; i++)
+        c->Y[i] = SmallInt(2);
+    for (int i = 0; i < m; i++)
+        c->pop[i] = (float) (Rand() % 8);   /* many ties */
+    c->ptr[0] = 0;
+    for (int r = 0; r < n; r++)
+    {
+        int         np = (empty_every > 0 && r % empty_every == 0) ? 0 : 1 + (int) (Rand() % 10);
+
+        for (int e = 0; e < np; e++)
+            c->idx[nnz++] = (int32_t) (Rand() % m);     /* repeats allowed */
+        c->ptr[r + 1] = nnz;
+    }
+}
+
+static void
+FreeCase(Case *c)
+{
+    free(c->U);
+    free(c->Y);
+    free(c->pop);
+    free(c->ptr);
+    free(c->idx);
+}
+
+/* Distinct positives of a row (the reference counts each item once). */
+static int
+Distinct(const int32_t *pos, int npos, int32_t *out)
+{
+    int         n = 0;
+
+    for (int e = 0; e < npos; e++)
+    {
+        int         dup = 0;
+
+        for (int f = 0; f < n; f++)
+            dup |= out[f] == pos[e];
+        if (!dup)
+            out[n++] = pos[e];
+    }
+    return n;
+}
+
+TEST(matches_full_sort_per_row)
+{
+    Case        c;
+    float       blends[4] = {0.0f, 0.5f, 2.0f, 100.0f};
+    double      prec[4];
+    double      ref[4] = {0, 0, 0, 0};
+    int64_t     users = -1;
+    int         counted = 0;
+    int         k = 10;
+    float      *ws;
+
+    /* more rows than a block, several blocks, a partial last one */
+    MakeCase(&c, 2 * IT_RANK_GRID_BLOCK + 17, 300, 5, 7);
+    int32_t    *hits = malloc(sizeof(int32_t) * c.n * 4);
+
+    ws = malloc(sizeof(float) * it_rank_grid_workspace_floats(c.m, k));
+    CHECK(it_rank_grid_precision(c.U, 0, c.n, c.kdim, c.Y, c.m, c.pop, blends, 4,
+                                 c.ptr, c.idx, k, ws, prec, &users, hits) == 0, "returns 0");
+    for (int r = 0; r < c.n; r++)
+    {
+        int32_t     d[16];
+        int         np = Distinct(c.idx + c.ptr[r], (int) (c.ptr[r + 1] - c.ptr[r]), d);
+
+        if (np == 0)
+        {
+            for (int j = 0; j < 4; j++)
+                CHECK(hits[r * 4 + j] == -1, "row %d without positives has hits %d", r, hits[r * 4 + j]);
+            continue;
+        }
+        counted++;
+        for (int j = 0; j < 4; j++)
+        {
+            double      pr = RefPrecision(c.U + r * c.kdim, c.kdim, c.Y, c.m, c.pop, blends[j], d, np, k);
+
+            ref[j] += pr;
+            CHECK(hits[r * 4 + j] == (int) (pr * k + 0.5), "row %d blend %d: %d hits vs %g",
+                  r, j, hits[r * 4 + j], pr * k);
+        }
+    }
+    free(hits);
+    CHECK(users == counted, "users %ld vs %d", (long) users, counted);
+    for (int j = 0; j < 4; j++)
+        CHECK_NEAR(prec[j], ref[j] / counted, 1e-12);
+    /* the grid is not degenerate: the blends rank differently */
+    CHECK(prec[0] != prec[3], "blend 0 and 100 give %g and %g", prec[0], prec[3]);
+    free(ws);
+    FreeCase(&c);
+}
+
+TEST(shared_vector_equals_repeated_rows)
+{
+    Case        c;
+    float       blends[3] = {0.0f, 1.0f, 3.0f};
+    double      p_shared[3],
+                p_rep[3];
+    int64_t     u1,
+                u2;
+    float      *rep;
+    float      *ws;
+    int         k = 7;
+
+    MakeCase(&c, 90, 150, 4, 0);
+    rep = malloc(sizeof(float) * c.n * c.kdim);
+    for (int r = 0; r < c.n; r++)
+        memcpy(rep + r * c.kdim, c.U, sizeof(float) * c.kdim);
+    ws = malloc(sizeof(float) * it_rank_grid_workspace_floats(c.m, k));
+    int32_t    *h1 = malloc(sizeof(int32_t) * c.n * 3);
+    int32_t    *h2 = malloc(sizeof(int32_t) * c.n * 3);
+
+    CHECK(it_rank_grid_precision(c.U, 1, c.n, c.kdim, c.Y, c.m, c.pop, blends, 3,
+                                 c.ptr, c.idx, k, ws, p_shared, &u1, h1) == 0, "shared");
+    CHECK(it_rank_grid_precision(rep, 0, c.n, c.kdim, c.Y, c.m, c.pop, blends, 3,
+                                 c.ptr, c.idx, k, ws, p_rep, &u2, h2) == 0, "repeated");
+    CHECK(memcmp(h1, h2, sizeof(int32_t) * c.n * 3) == 0, "the same hits row by row");
+    free(h1);
+    free(h2);
+    CHECK(u1 == c.n && u2 == c.n, "every row counted: %ld %ld", (long) u1, (long) u2);
+    for (int j = 0; j < 3; j++)
+        CHECK(p_shared[j] == p_rep[j], "blend %d: %g vs %g", j, p_shared[j], p_rep[j]);
+    free(rep);
+    free(ws);
+    FreeCase(&c);
+}
+
+TEST(popularity_alone_ties_by_lower_index)
+{
+    /* 6 items, popularity 5 3 5 0 3 1: ranking 0 2 1 4 5 3 */
+    float       pop[6] = {5, 3, 5, 0, 3, 1};
+    float       one = 1.0f;
+    int64_t     ptr[4] = {0, 2, 3, 5};
+    int32_t     idx[5] = {1, 3,     /* row 0: item 1 (rank 3) and 3 (last) */
+        4,                      /* row 1: item 4 (rank 4) */
+    0, 2};                      /* row 2: the two best */
+    double      prec;
+    int64_t     users;
+    float       ws[(IT_RANK_GRID_BLOCK + 2) * 6 + 2 * 3];
+
+    CHECK(it_rank_grid_workspace_floats(6, 3) == sizeof(ws) / sizeof(float), "workspace size");
+    int32_t     hits[3];
+
+    CHECK(it_rank_grid_precision(NULL, 0, 3, 0, NULL, 6, pop, &one, 1, ptr, idx, 3,
+                                 ws, &prec, &users, hits) == 0, "returns 0");
+    CHECK(hits[0] == 1 && hits[1] == 0 && hits[2] == 2, "hits %d %d %d", hits[0], hits[1], hits[2]);
+    /* top 3 = {0, 2, 1}: row 0 has 1 hit, row 1 none, row 2 two */
+    CHECK(users == 3, "users %ld", (long) users);
+    CHECK_NEAR(prec, (1.0 + 0.0 + 2.0) / 3.0 / 3.0, 1e-12);
+}
+
+TEST(blend_can_fix_a_ranking)
+{
+    /* the vector prefers item 0, the positive is the popular item 1 */
+    float       U[1] = {1.0f};
+    float       Y[2] = {1.0f, 0.5f};
+    float       pop[2] = {0.0f, 1.0f};
+    float       blends[3] = {0.0f, 0.4f, 0.6f};
+    int64_t     ptr[2] = {0, 1};
+    int32_t     idx[1] = {1};
+    double      prec[3];
+    int64_t     users;
+    float       ws[(IT_RANK_GRID_BLOCK + 2) * 2 + 2];
+
+    CHECK(it_rank_grid_precision(U, 0, 1, 1, Y, 2, pop, blends, 3, ptr, idx, 1,
+                                 ws, prec, &users, NULL) == 0, "returns 0");
+    CHECK(prec[0] == 0.0 && prec[1] == 0.0 && prec[2] == 1.0,
+          "precision %g %g %g", prec[0], prec[1], prec[2]);
+}
+
+TEST(no_positive_no_user)
+{
+    float       U[2] = {1, 0};
+    float       Y[4] = {1, 0, 0, 1};
+    float       zero = 0.0f;
+    int64_t     ptr[3] = {0, 0, 1};
+    int32_t     idx[1] = {7};   /* out of range: ignored */
+    double      prec = -1;
+    int64_t     users = -1;
+    float       ws[(IT_RANK_GRID_BLOCK + 2) * 2 + 2];
+
+    int32_t     hits[2] = {5, 5};
+
+    CHECK(it_rank_grid_precision(U, 1, 2, 2, Y, 2, NULL, &zero, 1, ptr, idx, 1,
+                                 ws, &prec, &users, hits) == 0, "returns 0");
+    CHECK(users == 0 && prec == 0.0, "users %ld precision %g", (long) users, prec);
+    CHECK(hits[0] == -1 && hits[1] == -1, "hits %d %d", hits[0], hits[1]);
+}
+
+TEST(invalid_arguments)
+{
+    float       U[2] = {1, 0};
+    float       Y[4] = {1, 0, 0, 1};
+    float       b = 1.0f;
+    int64_t     ptr[2] = {0, 1};
+    int32_t     idx[1] = {0};
+    double      prec;
+    int64_t     users;
+    float       ws[(IT_RANK_GRID_BLOCK + 2) * 2 + 2];
+
+    CHECK(it_rank_grid_precision(U, 0, 1, 2, Y, 2, NULL, &b, 1, ptr, idx, 1, ws, &prec, &users, NULL) == -1,
+          "a non-zero blend needs pop");
+    CHECK(it_rank_grid_precision(U, 0, 1, 2, NULL, 2, Y, &b, 1, ptr, idx, 1, ws, &prec, &users, NULL) == -1,
+          "a vector needs Y");
+    CHECK(it_rank_grid_precision(U, 0, 1, 2, Y, 0, Y, &b, 1, ptr, idx, 1, ws, &prec, &users, NULL) == -1,
+          "no items");
+    CHECK(it_rank_grid_precision(U, 0, 1, 2, Y, 2, Y, &b, 1, ptr, idx, 0, ws, &prec, &users, NULL) == -1,
+          "k 0");
+    CHECK(it_rank_grid_precision(U, 0, 1, 2, Y, 2, Y, &b, 0, ptr, idx, 1, ws, &prec, &users, NULL) == -1,
+          "no blend");
+    CHECK(it_rank_grid_workspace_floats(0, 1) == 0 && it_rank_grid_workspace_floats(5, 0) == 0,
+          "workspace of invalid sizes is 0");
+}
+
+TEST(row_losses_match_the_sum_over_every_item)
+{
+    enum {n = 5, m = 40, k = 3};
+    float       U[n * k],
+                Y[m * k],
+                YtY[k * k],
+                w[n * 6],
+                ws[k];
+    int64_t     ptr[n + 1];
+    int32_t     idx[n * 6];
+    double      out[n],
+                shared_out[n];
+    int64_t     nnz = 0;
+
+    for (int i = 0; i < n * k; i++)
+        U[i] = 0.25f * SmallInt(3);
+    for (int i = 0; i < m * k; i++)
+        Y[i] = 0.5f * SmallInt(2);
+    for (int a = 0; a < k; a++)
+        for (int b = 0; b < k; b++)
+        {
+            float       sum = 0.0f;
+
+            for (int i = 0; i < m; i++)
+                sum += Y[i * k + a] * Y[i * k + b];
+            YtY[a * k + b] = sum;
+        }
+    ptr[0] = 0;
+    for (int r = 0; r < n; r++)
+    {
+        /* distinct items, weights 1..5 */
+        for (int e = 0; e < r + 1; e++)
+        {
+            idx[nnz] = (int32_t) (7 * r + 3 * e) % m;
+            w[nnz] = (float) (1 + (r + e) % 5);
+            nnz++;
+        }
+        ptr[r + 1] = nnz;
+    }
+    CHECK(it_als_row_losses(U, 0, n, k, Y, YtY, ptr, idx, w, 2.0f, 3.0f, ws, out) == 0, "returns 0");
+    CHECK(it_als_row_losses(U, 1, n, k, Y, YtY, ptr, idx, w, 2.0f, 3.0f, ws, shared_out) == 0, "returns 0");
+    for (int r = 0; r < n; r++)
+    {
+        double      ref = 0.0,
+                    ref0 = 0.0;
+
+        for (int i = 0; i < m; i++)
+        {
+            double      s = 0.0,
+                        s0 = 0.0,
+                        c = 1.0,
+                        p = 0.0;
+
+            for (int j = 0; j < k; j++)
+            {
+                s += (double) U[r * k + j] * Y[i * k + j];
+                s0 += (double) U[j] * Y[i * k + j];
+            }
+            for (int64_t e = ptr[r]; e < ptr[r + 1]; e++)
+                if (idx[e] == i && w[e] >= 3.0f)
+                {
+                    c = 1.0 + 2.0 * w[e];
+                    p = 1.0;
+                }
+            ref += c * (p - s) * (p - s);
+            ref0 += c * (p - s0) * (p - s0);
+        }
+        CHECK_NEAR(out[r], ref, 1e-6 * (1.0 + fabs(ref)));
+        CHECK_NEAR(shared_out[r], ref0, 1e-6 * (1.0 + fabs(ref0)));
+    }
+    CHECK(it_als_row_losses(NULL, 0, n, k, Y, YtY, ptr, idx, w, 2.0f, 3.0f, ws, out) == -1, "U NULL");
+}
+
+int
+main(void)
+{
+    RUN(matches_full_sort_per_row);
+    RUN(shared_vector_equals_repeated_rows);
+    RUN(popularity_alone_ties_by_lower_index);
+    RUN(blend_can_fix_a_ranking);
+    RUN(no_positive_no_user);
+    RUN(invalid_arguments);
+    RUN(row_losses_match_the_sum_over_every_item);
+    return unit_summary();
+}

@@ -1,0 +1,319 @@
+/*
+ * test_sparse.c
+ *    Unit tests of the id mapping and CSR kernels (sparse.c).
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "unit.h"
+
+static uint64_t rng_state = 12345;
+
+static uint64_t
+Rand(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static int
+CmpInt64(const void *a, const void *b)
+{
+    int64_t     x = *(const int64_t *) a;
+    int64_t     y = *(const int64_t *) b;
+
+    return (x > y) - (x < y);
+}
+
+TEST(sort_unique_matches_qsort)
+{
+    int         sizes[] = {0, 1, 2, 5, 24, 25, 100, 1000, 100000};
+    int         t;
+
+    for (t = 0; t < (int) (sizeof(sizes) / sizeof(sizes[0])); t++)
+    {
+        int         n = sizes[t];
+        int64_t    *a = malloc(sizeof(int64_t) * (n + 1));
+        int64_t    *b = malloc(sizeof(int64_t) * (n + 1));
+        int64_t     m;
+        int64_t     mref = 0;
+        int         i;
+
+        for (i = 0; i < n; i++)
+        {
+            /* duplicates, negatives and extremes */
+            switch (Rand() % 4)
+            {
+                case 0:
+                    a[i] = (int64_t) (Rand() % 50) - 25;
+                    break;
+                case 1:
+                    a[i] = (int64_t) Rand();
+                    break;
+                case 2:
+                    a[i] = (Rand() % 2) ? INT64_MAX : INT64_MIN;
+                    break;
+                default:
+                    a[i] = (int64_t) (Rand() % 1000);
+            }
+            b[i] = a[i];
+        }
+        qsort(b, n, sizeof(int64_t), CmpInt64);
+        for (i = 0; i < n; i++)
+            if (i == 0 || b[i] != b[mref - 1])
+                b[mref++] = b[i];
+        m = it_sort_unique_ids(a, n);
+        CHECK(m == mref, "n=%d: %lld distinct, expected %lld", n, (long long) m, (long long) mref);
+        CHECK(memcmp(a, b, sizeof(int64_t) * mref) == 0, "n=%d: sorted ids differ", n);
+        free(a);
+        free(b);
+    }
+}
+
+TEST(sort_unique_sorted_and_reversed_inputs)
+{
+    int         n = 50000;
+    int64_t    *a = malloc(sizeof(int64_t) * n);
+    int         i;
+    int         ok = 1;
+
+    for (i = 0; i < n; i++)
+        a[i] = n - i;           /* reversed */
+    CHECK(it_sort_unique_ids(a, n) == n, "reversed");
+    for (i = 0; i < n; i++)
+        ok &= a[i] == i + 1;
+    CHECK(ok, "reversed input not sorted");
+    for (i = 0; i < n; i++)
+        a[i] = 7;               /* all equal */
+    CHECK(it_sort_unique_ids(a, n) == 1 && a[0] == 7, "all equal");
+    free(a);
+}
+
+TEST(find_id)
+{
+    int64_t     ids[] = {-5, 0, 3, 10, 11, 1000000000000LL};
+    int         i;
+
+    for (i = 0; i < 6; i++)
+        CHECK(it_find_id(ids, 6, ids[i]) == i, "id %lld", (long long) ids[i]);
+    CHECK(it_find_id(ids, 6, -6) == -1, "below");
+    CHECK(it_find_id(ids, 6, 4) == -1, "gap");
+    CHECK(it_find_id(ids, 6, 1000000000001LL) == -1, "above");
+    CHECK(it_find_id(ids, 0, 3) == -1, "empty");
+}
+
+TEST(csr_from_coo_sums_sorts_drops)
+{
+    /* row 0: (0,2) 1 + 2, (0,1) 5; row 1: (1,0) -1 + 1 = 0 dropped,
+     * (1,3) -2 dropped; row 2 empty; row 3: (3,3) NaN dropped, (3,0) 0.5,
+     * out-of-range triples ignored */
+    int32_t     rows[] = {0, 1, 0, 1, 0, 3, 1, 3, 4, -1, 0};
+    int32_t     cols[] = {2, 0, 1, 3, 2, 3, 0, 0, 0, 0, 4};
+    float       vals[] = {1, -1, 5, -2, 2, NAN, 1, 0.5f, 9, 9, 9};
+    int64_t     n = 11;
+    int64_t     indptr[5];
+    int32_t     indices[11];
+    float       data[11];
+    int64_t     work[11];
+    ItCsr       m;
+    int64_t     nnz;
+
+    m.nrows = 4;
+    m.ncols = 4;
+    m.indptr = indptr;
+    m.indices = indices;
+    m.data = data;
+    nnz = it_csr_from_coo(&m, n, rows, cols, vals, work);
+    CHECK(nnz == 3 && m.nnz == 3, "nnz %lld", (long long) nnz);
+    CHECK(indptr[0] == 0 && indptr[1] == 2 && indptr[2] == 2 && indptr[3] == 2 && indptr[4] == 3,
+          "indptr %lld %lld %lld %lld %lld", (long long) indptr[0], (long long) indptr[1],
+          (long long) indptr[2], (long long) indptr[3], (long long) indptr[4]);
+    CHECK(indices[0] == 1 && data[0] == 5.0f, "(0,1) = %d %g", indices[0], data[0]);
+    CHECK(indices[1] == 2 && data[1] == 3.0f, "(0,2) = %d %g", indices[1], data[1]);
+    CHECK(indices[2] == 0 && data[2] == 0.5f, "(3,0) = %d %g", indices[2], data[2]);
+}
+
+/* random COO against a dense accumulation in input order */
+TEST(csr_from_coo_random_against_dense)
+{
+    int         nrows = 37;
+    int         ncols = 53;
+    int64_t     n = 5000;
+    int32_t    *rows = malloc(sizeof(int32_t) * n);
+    int32_t    *cols = malloc(sizeof(int32_t) * n);
+    float      *vals = malloc(sizeof(float) * n);
+    float      *dense = calloc((size_t) nrows * ncols, sizeof(float));
+    char       *seen = calloc((size_t) nrows * ncols, 1);
+    int64_t    *indptr = malloc(sizeof(int64_t) * (nrows + 1));
+    int32_t    *indices = malloc(sizeof(int32_t) * n);
+    float      *data = malloc(sizeof(float) * n);
+    int64_t    *work = malloc(sizeof(int64_t) * n);
+    ItCsr       m;
+    int64_t     i;
+    int64_t     expect = 0;
+    int         r;
+    int         bad = 0;
+
+    for (i = 0; i < n; i++)
+    {
+        rows[i] = Rand() % nrows;
+        cols[i] = Rand() % ncols;
+        vals[i] = (float) ((int) (Rand() % 9) - 2) * 0.37f;
+        dense[rows[i] * ncols + cols[i]] += vals[i];
+        seen[rows[i] * ncols + cols[i]] = 1;
+    }
+    for (i = 0; i < (int64_t) nrows * ncols; i++)
+        expect += seen[i] && dense[i] > 0;
+    m.nrows = nrows;
+    m.ncols = ncols;
+    m.indptr = indptr;
+    m.indices = indices;
+    m.data = data;
+    CHECK(it_csr_from_coo(&m, n, rows, cols, vals, work) == expect, "nnz %lld vs %lld",
+          (long long) m.nnz, (long long) expect);
+    for (r = 0; r < nrows; r++)
+    {
+        int64_t     j;
+        int         c = 0;
+
+        for (j = indptr[r]; j < indptr[r + 1]; j++)
+        {
+            if (j > indptr[r] && indices[j] <= indices[j - 1])
+                bad++;          /* not strictly increasing */
+            if (data[j] != dense[r * ncols + indices[j]] || !(data[j] > 0))
+                bad++;
+        }
+        for (c = 0; c < ncols; c++)
+        {
+            int         found = 0;
+
+            for (j = indptr[r]; j < indptr[r + 1]; j++)
+                found |= indices[j] == c;
+            if (found != (seen[r * ncols + c] && dense[r * ncols + c] > 0))
+                bad++;
+        }
+    }
+    CHECK(bad == 0, "%d cells differ from the dense accumulation", bad);
+    free(rows);
+    free(cols);
+    free(vals);
+    free(dense);
+    free(seen);
+    free(indptr);
+    free(indices);
+    free(data);
+    free(work);
+}
+
+TEST(csr_from_coo_empty)
+{
+    int64_t     indptr[4] = {9, 9, 9, 9};
+    ItCsr       m;
+
+    m.nrows = 3;
+    m.ncols = 2;
+    m.indptr = indptr;
+    m.indices = NULL;
+    m.data = NULL;
+    CHECK(it_csr_from_coo(&m, 0, NULL, NULL, NULL, NULL) == 0, "nnz");
+    CHECK(indptr[0] == 0 && indptr[3] == 0, "indptr zeroed");
+}
+
+TEST(transpose_twice_is_identity)
+{
+    int         nrows = 101;
+    int         ncols = 67;
+    int64_t     n = 3000;
+    int32_t    *rows = malloc(sizeof(int32_t) * n);
+    int32_t    *cols = malloc(sizeof(int32_t) * n);
+    float      *vals = malloc(sizeof(float) * n);
+    int64_t    *work = malloc(sizeof(int64_t) * n);
+    ItCsr       a;
+    ItCsr       t;
+    ItCsr       tt;
+    int64_t     i;
+    int         r;
+    int         bad = 0;
+
+    for (i = 0; i < n; i++)
+    {
+        rows[i] = Rand() % nrows;
+        cols[i] = Rand() % ncols;
+        vals[i] = (float) (1 + Rand() % 5);
+    }
+    a.nrows = nrows;
+    a.ncols = ncols;
+    a.indptr = malloc(sizeof(int64_t) * (nrows + 1));
+    a.indices = malloc(sizeof(int32_t) * n);
+    a.data = malloc(sizeof(float) * n);
+    it_csr_from_coo(&a, n, rows, cols, vals, work);
+    t.indptr = malloc(sizeof(int64_t) * (ncols + 1));
+    t.indices = malloc(sizeof(int32_t) * a.nnz);
+    t.data = malloc(sizeof(float) * a.nnz);
+    tt.indptr = malloc(sizeof(int64_t) * (nrows + 1));
+    tt.indices = malloc(sizeof(int32_t) * a.nnz);
+    tt.data = malloc(sizeof(float) * a.nnz);
+
+    it_csr_transpose(&a, &t);
+    CHECK(t.nrows == ncols && t.ncols == nrows && t.nnz == a.nnz, "transposed sizes");
+    /* every entry of a is in t at the mirrored place, columns sorted */
+    for (r = 0; r < nrows; r++)
+    {
+        int64_t     j;
+
+        for (j = a.indptr[r]; j < a.indptr[r + 1]; j++)
+        {
+            int         c = a.indices[j];
+            int64_t     q;
+            int         found = 0;
+
+            for (q = t.indptr[c]; q < t.indptr[c + 1]; q++)
+                if (t.indices[q] == r && t.data[q] == a.data[j])
+                    found = 1;
+            bad += !found;
+        }
+    }
+    for (r = 0; r < ncols; r++)
+    {
+        int64_t     q;
+
+        for (q = t.indptr[r] + 1; q < t.indptr[r + 1]; q++)
+            bad += t.indices[q] <= t.indices[q - 1];
+    }
+    CHECK(bad == 0, "%d transposed entries wrong", bad);
+
+    it_csr_transpose(&t, &tt);
+    CHECK(tt.nrows == nrows && tt.ncols == ncols && tt.nnz == a.nnz, "sizes");
+    CHECK(memcmp(tt.indptr, a.indptr, sizeof(int64_t) * (nrows + 1)) == 0, "indptr");
+    CHECK(memcmp(tt.indices, a.indices, sizeof(int32_t) * a.nnz) == 0, "indices");
+    CHECK(memcmp(tt.data, a.data, sizeof(float) * a.nnz) == 0, "data");
+    free(rows);
+    free(cols);
+    free(vals);
+    free(work);
+    free(a.indptr);
+    free(a.indices);
+    free(a.data);
+    free(t.indptr);
+    free(t.indices);
+    free(t.data);
+    free(tt.indptr);
+    free(tt.indices);
+    free(tt.data);
+}
+
+int
+main(void)
+{
+    RUN(sort_unique_matches_qsort);
+    RUN(sort_unique_sorted_and_reversed_inputs);
+    RUN(find_id);
+    RUN(csr_from_coo_sums_sorts_drops);
+    RUN(csr_from_coo_random_against_dense);
+    RUN(csr_from_coo_empty);
+    RUN(transpose_twice_is_identity);
+    return unit_summary();
+}

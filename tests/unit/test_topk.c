@@ -1,0 +1,202 @@
+/*
+ * test_topk.c
+ *    Unit tests of top-k selection and scoring (topk.c).
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "unit.h"
+
+static uint64_t rng_state = 777;
+
+static uint64_t
+Rand(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+typedef struct Cand
+{
+    float       s;
+    int32_t     i;
+} Cand;
+
+/* best first: higher score, then lower index */
+static int
+CmpCand(const void *a, const void *b)
+{
+    const Cand *x = a;
+    const Cand *y = b;
+
+    if (x->s != y->s)
+        return x->s > y->s ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+/* Reference: full sort of the non-excluded, non-NaN scores. */
+static int
+FullSort(const float *scores, int n, const int32_t *ex, int nex, int k,
+         int32_t *idx, float *sc)
+{
+    Cand       *c = malloc(sizeof(Cand) * (n + 1));
+    int         m = 0;
+    int         i;
+    int         e = 0;
+
+    for (i = 0; i < n; i++)
+    {
+        int         skip = 0;
+
+        for (e = 0; e < nex; e++)
+            skip |= ex[e] == i;
+        if (skip || scores[i] != scores[i])
+            continue;
+        c[m].s = scores[i];
+        c[m].i = i;
+        m++;
+    }
+    qsort(c, m, sizeof(Cand), CmpCand);
+    if (k < m)
+        m = k;
+    for (i = 0; i < m; i++)
+    {
+        idx[i] = c[i].i;
+        sc[i] = c[i].s;
+    }
+    free(c);
+    return m;
+}
+
+TEST(topk_equals_full_sort)
+{
+    int         trial;
+    int         bad = 0;
+
+    for (trial = 0; trial < 400; trial++)
+    {
+        int         n = 1 + Rand() % 300;
+        int         nex = Rand() % (n / 2 + 1);
+        int         ks[] = {1, 2, 3, 7, 10, 50, n - 1, n, n + 5, 1000};
+        float      *scores = malloc(sizeof(float) * n);
+        int32_t    *ex = malloc(sizeof(int32_t) * (nex + 1));
+        int32_t    *idx = malloc(sizeof(int32_t) * (n + 1000));
+        float      *sc = malloc(sizeof(float) * (n + 1000));
+        int32_t    *ridx = malloc(sizeof(int32_t) * (n + 1000));
+        float      *rsc = malloc(sizeof(float) * (n + 1000));
+        int         i;
+        int         t;
+
+        for (i = 0; i < n; i++)
+        {
+            /* few distinct values: many ties */
+            scores[i] = (trial % 2) ? (float) (Rand() % 5) : (float) ((int) (Rand() % 2001) - 1000) / 7.0f;
+            if (Rand() % 40 == 0)
+                scores[i] = NAN;
+            if (Rand() % 60 == 0)
+                scores[i] = (Rand() % 2) ? INFINITY : -INFINITY;
+        }
+        /* sorted exclusions, with duplicates and out-of-range entries */
+        for (i = 0; i < nex; i++)
+            ex[i] = (int32_t) (Rand() % (n + 3)) - 1;
+        for (i = 1; i < nex; i++)
+        {
+            int32_t     v = ex[i];
+            int         j = i;
+
+            while (j > 0 && ex[j - 1] > v)
+            {
+                ex[j] = ex[j - 1];
+                j--;
+            }
+            ex[j] = v;
+        }
+        for (t = 0; t < (int) (sizeof(ks) / sizeof(ks[0])); t++)
+        {
+            int         k = ks[t];
+            int         got;
+            int         want;
+
+            if (k < 1)
+                continue;
+            got = it_topk(scores, n, ex, nex, k, idx, sc);
+            want = FullSort(scores, n, ex, nex, k, ridx, rsc);
+            if (got != want || memcmp(idx, ridx, sizeof(int32_t) * want) != 0 ||
+                memcmp(sc, rsc, sizeof(float) * want) != 0)
+            {
+                if (bad < 5)
+                    fprintf(stderr, "trial %d n %d k %d: got %d want %d\n", trial, n, k, got, want);
+                bad++;
+            }
+        }
+        free(scores);
+        free(ex);
+        free(idx);
+        free(sc);
+        free(ridx);
+        free(rsc);
+    }
+    CHECK(bad == 0, "%d top-k lists differ from the full sort", bad);
+}
+
+TEST(topk_edge_cases)
+{
+    float       scores[5] = {3, 1, 4, 1, 5};
+    int32_t     all[5] = {0, 1, 2, 3, 4};
+    int32_t     idx[10];
+    float       sc[10];
+    float       nans[3] = {NAN, NAN, NAN};
+
+    CHECK(it_topk(scores, 5, all, 5, 3, idx, sc) == 0, "everything excluded");
+    CHECK(it_topk(scores, 5, NULL, 0, 0, idx, sc) == 0, "k = 0");
+    CHECK(it_topk(scores, 0, NULL, 0, 3, idx, sc) == 0, "n = 0");
+    CHECK(it_topk(nans, 3, NULL, 0, 3, idx, sc) == 0, "only NaN");
+    CHECK(it_topk(scores, 5, NULL, 0, 10, idx, sc) == 5, "k > n");
+    CHECK(idx[0] == 4 && idx[1] == 2 && idx[2] == 0 && idx[3] == 1 && idx[4] == 3,
+          "order %d %d %d %d %d", idx[0], idx[1], idx[2], idx[3], idx[4]);
+    CHECK(sc[0] == 5 && sc[4] == 1, "scores");
+    CHECK(it_topk(scores, 5, all + 3, 2, 2, idx, sc) == 2 && idx[0] == 2 && idx[1] == 0,
+          "exclusion of the best");
+}
+
+TEST(score_all_matches_loop)
+{
+    int         n = 1000;
+    int         k = 13;
+    float      *Y = malloc(sizeof(float) * n * k);
+    float       x[13];
+    float      *s = malloc(sizeof(float) * n);
+    int         i;
+    int         c;
+    double      maxerr = 0;
+
+    for (i = 0; i < n * k; i++)
+        Y[i] = (float) ((int) (Rand() % 1000) - 500) / 250.0f;
+    for (c = 0; c < k; c++)
+        x[c] = (float) ((int) (Rand() % 1000) - 500) / 250.0f;
+    it_score_all(Y, n, k, x, s);
+    for (i = 0; i < n; i++)
+    {
+        double      ref = 0;
+
+        for (c = 0; c < k; c++)
+            ref += (double) Y[i * k + c] * x[c];
+        if (fabs(ref - s[i]) > maxerr)
+            maxerr = fabs(ref - s[i]);
+    }
+    CHECK(maxerr < 1e-4, "max error %g", maxerr);
+    free(Y);
+    free(s);
+}
+
+int
+main(void)
+{
+    RUN(topk_equals_full_sort);
+    RUN(topk_edge_cases);
+    RUN(score_all_matches_loop);
+    return unit_summary();
+}
