@@ -31,6 +31,7 @@ CREATE TABLE it_model (
     history               jsonb       NOT NULL,   -- [{"iteration", "loss", "seconds"}, ...]
     metrics               jsonb       NOT NULL DEFAULT '{}',
     user_mean             real[]      NOT NULL,   -- mean warm-user vector (population prior)
+    refreshed_at          timestamptz,            -- last refresh() that changed this version
     PRIMARY KEY (model, version)
 );
 CREATE UNIQUE INDEX it_model_deployed ON it_model (model) WHERE deployed;
@@ -43,8 +44,9 @@ CREATE TABLE it_user_factors (
     seen         bigint[] NOT NULL,               -- items the user interacted with, sorted
     source       text     NOT NULL DEFAULT 'model',
     updated_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (model, version, user_id),
-    FOREIGN KEY (model, version) REFERENCES it_model ON DELETE CASCADE
+    PRIMARY KEY (model, version, user_id)
+    -- no foreign key to it_model: its per-row check halves the speed of
+    -- writing a model; drop_model deletes the factor rows itself
 );
 
 CREATE TABLE it_item_factors (
@@ -54,8 +56,8 @@ CREATE TABLE it_item_factors (
     factors      real[]   NOT NULL,
     popularity   bigint   NOT NULL,               -- users who interacted with it
     source       text     NOT NULL DEFAULT 'model',
-    PRIMARY KEY (model, version, item_id),
-    FOREIGN KEY (model, version) REFERENCES it_model ON DELETE CASCADE
+    PRIMARY KEY (model, version, item_id)
+    -- no foreign key to it_model, as for it_user_factors
 );
 
 REVOKE ALL ON it_model, it_user_factors, it_item_factors FROM PUBLIC;
@@ -140,3 +142,63 @@ AS 'MODULE_PATHNAME', 'interest_transfer_evaluate'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION evaluate(text, text, int) IS
   'ranking quality of the deployed version on held-out positives, for all, warm and cold users';
+
+-- ---------------------------------------------------------------------------
+-- Feature encoders.  One row per model version and side: the spec that turns
+-- a features row into the input vector of the features -> interest model
+-- (column kinds, offsets, means and deviations, vocabularies, vector
+-- lengths), and that model's parameters.
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE it_encoder (
+    model        text     NOT NULL,
+    version      int      NOT NULL,
+    side         text     NOT NULL CHECK (side IN ('user', 'item')),
+    spec         jsonb    NOT NULL,
+    dims         int      NOT NULL CHECK (dims > 0),   -- floats per encoded row
+    params       real[],                               -- features -> interest model
+    layout       jsonb,                                -- its shape
+    metrics      jsonb    NOT NULL DEFAULT '{}',
+    PRIMARY KEY (model, version, side),
+    FOREIGN KEY (model, version) REFERENCES it_model ON DELETE CASCADE
+);
+
+REVOKE ALL ON it_encoder FROM PUBLIC;
+GRANT SELECT ON it_encoder TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('it_encoder', '');
+
+CREATE FUNCTION it_encode_features(source text, id_column text,
+                                   apply_to text DEFAULT NULL,
+                                   options jsonb DEFAULT '{}')
+RETURNS TABLE (id bigint, vec real[])
+AS 'MODULE_PATHNAME', 'interest_transfer_encode_features'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION it_encode_features(text, text, text, jsonb) IS
+  'fit a feature encoder on a table or query and return its rows encoded, ordered by id (or, with apply_to, the rows of another table or query encoded with it); for inspecting what training sees';
+
+CREATE FUNCTION it_encode_features_json(source text, id_column text, features jsonb,
+                                        options jsonb DEFAULT '{}')
+RETURNS real[]
+AS 'MODULE_PATHNAME', 'interest_transfer_encode_features_json'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION it_encode_features_json(text, text, jsonb, jsonb) IS
+  'fit a feature encoder on a table or query and encode one jsonb object of features with it, as recommend_for does';
+
+-- ---------------------------------------------------------------------------
+-- Serving users and items the model was not trained on
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION recommend_for(features jsonb, items bigint[] DEFAULT '{}', k int DEFAULT 10,
+                              model text DEFAULT NULL)
+RETURNS TABLE (item_id bigint, score real, rank int, source text)
+AS 'MODULE_PATHNAME', 'interest_transfer_recommend_for'
+LANGUAGE C STABLE PARALLEL SAFE ROWS 10;
+COMMENT ON FUNCTION recommend_for(jsonb, bigint[], int, text) IS
+  'the k best items for a visitor in no table, from their features (jsonb keyed by column name) and the items they just touched';
+
+CREATE FUNCTION refresh(model text, users bigint[] DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'interest_transfer_refresh'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION refresh(text, bigint[]) IS
+  'fold in again the users whose interactions changed since the deployed version was trained or last refreshed (or the given users), add new items from item_features; returns how many users were refreshed';

@@ -125,7 +125,7 @@ ItResolveDeployed(const char *model, char **name_out, int *version_out)
     }
 
     ret = SPI_execute(psprintf("SELECT model, version FROM %s WHERE deployed "
-                               "ORDER BY deployed_at DESC, model LIMIT 1",
+                               "ORDER BY deployed_at DESC NULLS LAST, model LIMIT 1",
                                ItTable("it_model")),
                       true, 1);
     if (ret != SPI_OK_SELECT)
@@ -175,7 +175,8 @@ ItBeginWrite(const char *model, bool must_exist, ItWriteState *st)
         elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
 
     values[0] = CStringGetTextDatum(model);
-    ret = SPI_execute_with_args(psprintf("SELECT owner FROM %s WHERE model = $1 LIMIT 1",
+    /* pg_catalog's =: the caller's search_path must not decide who owns it */
+    ret = SPI_execute_with_args(psprintf("SELECT owner FROM %s WHERE model OPERATOR(pg_catalog.=) $1 LIMIT 1",
                                          ItTable("it_model")),
                                 1, argtypes, values, NULL, false, 1);
     if (ret != SPI_OK_SELECT)
@@ -206,12 +207,22 @@ ItBeginWrite(const char *model, bool must_exist, ItWriteState *st)
     SetUserIdAndSecContext(ItTablesOwner(),
                            st->saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
                            SECURITY_RESTRICTED_OPERATION);
+
+    /*
+     * The caller's search_path could put their own operators or functions
+     * ahead of pg_catalog's; none may run as the tables' owner.
+     */
+    st->guc_nestlevel = NewGUCNestLevel();
+    (void) set_config_option("search_path", "pg_catalog, pg_temp",
+                             PGC_USERSET, PGC_S_SESSION,
+                             GUC_ACTION_SAVE, true, 0, false);
     return owner;
 }
 
 void
 ItEndWrite(ItWriteState *st)
 {
+    AtEOXact_GUC(true, st->guc_nestlevel);
     SetUserIdAndSecContext(st->saved_userid, st->saved_sec_context);
 }
 

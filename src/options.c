@@ -1,0 +1,417 @@
+/*
+ * options.c
+ *    The options of train(): one table of every option with its type, range
+ *    and default, the check of a user's jsonb object against it, and
+ *    accessors that read an option back from a model's stored options.
+ *
+ * A model version stores its options resolved: every option of the table,
+ * with the defaults filled in.  To add an option, add a row to ItOptions;
+ * the check, the error messages and the stored defaults follow from it.
+ */
+#include "postgres.h"
+
+#include <float.h>
+#include <math.h>
+
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+
+#include "interest_transfer.h"
+
+/* The largest integer a double holds exactly: integer options stay in it. */
+#define IT_SAFE_INT 9007199254740991.0
+
+static const ItOptionDef ItOptions[] = {
+    /* name, kind, min, max, default number, default text, choices, description */
+    {"factors", IT_OPTION_INT, 1, IT_MAX_FACTORS, 64, NULL, NULL,
+    "number of latent factors per user and item"},
+    {"iterations", IT_OPTION_INT, 1, IT_MAX_ITERATIONS, 15, NULL, NULL,
+    "alternating least squares iterations"},
+    {"regularization", IT_OPTION_FLOAT, 0, 1e30, 0.05, NULL, NULL,
+    "weight of the L2 penalty on the factors"},
+    {"alpha", IT_OPTION_FLOAT, 0, 1e30, 1.0, NULL, NULL,
+    "confidence scale: c = 1 + alpha * weight"},
+    {"cg_steps", IT_OPTION_INT, 1, IT_MAX_CG_STEPS, 3, NULL, NULL,
+    "conjugate gradient steps per row and half-step"},
+    {"seed", IT_OPTION_INT, 0, IT_SAFE_INT, 42, NULL, NULL,
+    "seed of the random initial factors"},
+    {"threads", IT_OPTION_INT, 0, IT_MAX_THREADS, 0, NULL, NULL,
+    "worker threads (0 = the setting interest_transfer.threads)"},
+    /* serving users the model was not trained on (providers.c, refresh.c) */
+    {"prior_weight", IT_OPTION_FLOAT, 0, 1e30, 0, NULL, NULL,
+    "weight lambda0 that pulls the fold-in of a user the model was not trained on towards its prior "
+    "(0 = automatic: max(alpha, 0.2) / (2 * the variance of the trained users' vectors around the prior))"},
+    {"fold_in", IT_OPTION_BOOL, 0, 1, 1, NULL, NULL,
+    "switch that folds in users the model was not trained on from their rows in the interactions source when they are scored"},
+    /* features -> interest models trained with the model (transfer.c) */
+    {"prior_hidden", IT_OPTION_INT, 0, 4096, 64, NULL, NULL,
+    "number of hidden units of the features -> interest model (0 = a linear model)"},
+    {"prior_epochs", IT_OPTION_INT, 1, 10000, 200, NULL, NULL,
+    "most passes over the trained users (items) when fitting the features -> interest model"},
+    {"prior_learning_rate", IT_OPTION_FLOAT, 1e-9, 1, 1e-3, NULL, NULL,
+    "step size (Adam) of the features -> interest model"},
+    {"prior_weight_decay", IT_OPTION_FLOAT, 0, 1e6, 3.0, NULL, NULL,
+    "decoupled weight decay of the features -> interest model (its learning rate times this must stay below 1)"},
+    {"prior_batch", IT_OPTION_INT, 1, 65536, 64, NULL, NULL,
+    "rows per minibatch of the features -> interest model"},
+    {"prior_patience", IT_OPTION_INT, 0, 1000, 20, NULL, NULL,
+    "epochs without a better validation loss before the features -> interest model stops (0 = never early)"},
+    {"prior_validation", IT_OPTION_FLOAT, 0.05, 0.5, 0.2, NULL, NULL,
+    "fraction of the trained users (items) with features held out to stop and check the features -> interest model"},
+    {"prior_min_weight", IT_OPTION_FLOAT, 0, 1e30, 0, NULL, NULL,
+    "smallest summed weight of an interaction that counts as a positive for the features -> interest model "
+    "(0 = every interaction; for ratings, e.g. 4)"},
+    {"new_items", IT_OPTION_BOOL, 0, 1, 1, NULL, NULL,
+    "switch that gives items present only in item_features a vector from their features"},
+    {"max_categories", IT_OPTION_INT, 0, IT_ENCODER_MAX_CATEGORIES, IT_ENCODER_DEFAULT_MAX_CATEGORIES, NULL, NULL,
+    "most values of a text or boolean feature that get their own slot"},
+    {"min_category_count", IT_OPTION_INT, 1, PG_INT32_MAX, IT_ENCODER_DEFAULT_MIN_CATEGORY_COUNT, NULL, NULL,
+    "rows a value of a text or boolean feature needs to get its own slot"},
+};
+
+#define IT_NOPTIONS lengthof(ItOptions)
+
+const ItOptionDef *
+ItOptionTable(int *n)
+{
+    *n = (int) IT_NOPTIONS;
+    return ItOptions;
+}
+
+static const ItOptionDef *
+FindOption(const char *name, int len)
+{
+    for (int i = 0; i < (int) IT_NOPTIONS; i++)
+    {
+        if ((int) strlen(ItOptions[i].name) == len &&
+            memcmp(ItOptions[i].name, name, len) == 0)
+            return &ItOptions[i];
+    }
+    return NULL;
+}
+
+/* "alpha, cg_steps, factors, ..." in table order */
+static char *
+OptionNames(void)
+{
+    StringInfoData buf;
+
+    initStringInfo(&buf);
+    for (int i = 0; i < (int) IT_NOPTIONS; i++)
+        appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "", ItOptions[i].name);
+    return buf.data;
+}
+
+/* What the option accepts, as a phrase: "an integer from 1 to 1024". */
+static char *
+OptionAccepts(const ItOptionDef *def)
+{
+    switch (def->kind)
+    {
+        case IT_OPTION_INT:
+            return psprintf("an integer from %.0f to %.0f", def->min, def->max);
+        case IT_OPTION_FLOAT:
+            if (isinf(def->max))
+                return psprintf("a number >= %g", def->min);
+            return psprintf("a number from %g to %g", def->min, def->max);
+        case IT_OPTION_BOOL:
+            return pstrdup("true or false");
+        case IT_OPTION_TEXT:
+            if (def->choices)
+                return psprintf("one of: %s", def->choices);
+            return pstrdup("a string");
+    }
+    elog(ERROR, "unknown option kind %d", (int) def->kind);
+    return NULL;                /* keep compiler quiet */
+}
+
+/* The default of an option as text, for messages. */
+static char *
+OptionDefaultText(const ItOptionDef *def)
+{
+    switch (def->kind)
+    {
+        case IT_OPTION_INT:
+            return psprintf("%.0f", def->defval);
+        case IT_OPTION_FLOAT:
+            return psprintf("%g", def->defval);
+        case IT_OPTION_BOOL:
+            return pstrdup(def->defval != 0 ? "true" : "false");
+        case IT_OPTION_TEXT:
+            return def->deftext ? psprintf("\"%s\"", def->deftext) : pstrdup("null");
+    }
+    return pstrdup("?");
+}
+
+static void
+BadOptionValue(const ItOptionDef *def, const char *given)
+{
+    ereport(ERROR,
+            (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+             errmsg("option \"%s\" must be %s, not %s", def->name, OptionAccepts(def), given),
+             errhint("Option \"%s\" is the %s; leave it out to use the default, %s.",
+                     def->name, def->description, OptionDefaultText(def))));
+}
+
+/* The JSON text of a scalar, for messages. */
+static char *
+JsonbScalarText(JsonbValue *v)
+{
+    switch (v->type)
+    {
+        case jbvNull:
+            return pstrdup("null");
+        case jbvBool:
+            return pstrdup(v->val.boolean ? "true" : "false");
+        case jbvNumeric:
+            return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+        case jbvString:
+            {
+                StringInfoData buf;
+
+                initStringInfo(&buf);
+                escape_json(&buf, pnstrdup(v->val.string.val, v->val.string.len));
+                return buf.data;
+            }
+        default:
+            return pstrdup(v->type == jbvBinary ? "an array or object" : "a non-scalar value");
+    }
+}
+
+static bool
+ChoiceAllowed(const char *choices, const char *val, int len)
+{
+    const char *p = choices;
+
+    while (*p)
+    {
+        const char *end = strchr(p, ',');
+        int         n = end ? (int) (end - p) : (int) strlen(p);
+
+        if (n == len && memcmp(p, val, len) == 0)
+            return true;
+        if (!end)
+            break;
+        p = end + 1;
+        while (*p == ' ')
+            p++;
+    }
+    return false;
+}
+
+/*
+ * Checks one given value against its definition (ERROR when it does not
+ * fit).  The given value is what gets stored, so numbers keep the user's
+ * spelling.
+ */
+static void
+CheckValue(const ItOptionDef *def, JsonbValue *v)
+{
+    double      d;
+
+    switch (def->kind)
+    {
+        case IT_OPTION_INT:
+        case IT_OPTION_FLOAT:
+            if (v->type != jbvNumeric)
+                BadOptionValue(def, JsonbScalarText(v));
+            d = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
+            if (isnan(d) || isinf(d) || d < def->min || d > def->max ||
+                (def->kind == IT_OPTION_INT && d != floor(d)))
+                BadOptionValue(def, JsonbScalarText(v));
+            break;
+        case IT_OPTION_BOOL:
+            if (v->type != jbvBool)
+                BadOptionValue(def, JsonbScalarText(v));
+            break;
+        case IT_OPTION_TEXT:
+            if (v->type != jbvString ||
+                (def->choices && !ChoiceAllowed(def->choices, v->val.string.val, v->val.string.len)))
+                BadOptionValue(def, JsonbScalarText(v));
+            break;
+    }
+}
+
+/* The default of an option as a jsonb scalar. */
+static void
+DefaultValue(const ItOptionDef *def, JsonbValue *v)
+{
+    switch (def->kind)
+    {
+        case IT_OPTION_INT:
+            v->type = jbvNumeric;
+            v->val.numeric = int64_to_numeric((int64) def->defval);
+            break;
+        case IT_OPTION_FLOAT:
+            v->type = jbvNumeric;
+            v->val.numeric = DatumGetNumeric(DirectFunctionCall1(float8_numeric,
+                                                                 Float8GetDatum(def->defval)));
+            break;
+        case IT_OPTION_BOOL:
+            v->type = jbvBool;
+            v->val.boolean = def->defval != 0;
+            break;
+        case IT_OPTION_TEXT:
+            if (def->deftext == NULL)
+                v->type = jbvNull;
+            else
+            {
+                v->type = jbvString;
+                v->val.string.val = pstrdup(def->deftext);
+                v->val.string.len = strlen(def->deftext);
+            }
+            break;
+    }
+}
+
+Jsonb *
+ItResolveOptions(Jsonb *given)
+{
+    JsonbValue *found[lengthof(ItOptions)];
+    JsonbParseState *state = NULL;
+    JsonbValue  key;
+    JsonbValue *res;
+
+    memset(found, 0, sizeof(found));
+
+    if (given != NULL)
+    {
+        JsonbIterator *it;
+        JsonbIteratorToken tok;
+        JsonbValue  v;
+
+        if (!JB_ROOT_IS_OBJECT(given))
+            ereport(ERROR,
+                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                     errmsg("options must be a jsonb object"),
+                     errhint("Write the options as an object, for example '{\"factors\": 32, \"iterations\": 10}'.")));
+
+        it = JsonbIteratorInit(&given->root);
+        while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+        {
+            const ItOptionDef *def;
+            char       *name;
+            int         len;
+
+            if (tok != WJB_KEY)
+                continue;
+            name = v.val.string.val;
+            len = v.val.string.len;
+            def = FindOption(name, len);
+            if (def == NULL)
+                ereport(ERROR,
+                        (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                         errmsg("unknown option \"%s\"", pnstrdup(name, len)),
+                         errhint("Valid options are: %s.", OptionNames())));
+            tok = JsonbIteratorNext(&it, &v, true);
+            Assert(tok == WJB_VALUE);
+            /* JSON null means "the default" */
+            if (v.type == jbvNull)
+                continue;
+            CheckValue(def, &v);
+            found[def - ItOptions] = palloc(sizeof(JsonbValue));
+            *found[def - ItOptions] = v;
+        }
+    }
+
+    pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+    for (int i = 0; i < (int) IT_NOPTIONS; i++)
+    {
+        JsonbValue  val;
+
+        key.type = jbvString;
+        key.val.string.val = (char *) ItOptions[i].name;
+        key.val.string.len = strlen(ItOptions[i].name);
+        pushJsonbValue(&state, WJB_KEY, &key);
+        if (found[i])
+            val = *found[i];
+        else
+            DefaultValue(&ItOptions[i], &val);
+        pushJsonbValue(&state, WJB_VALUE, &val);
+    }
+    res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+    return JsonbValueToJsonb(res);
+}
+
+/* The value of key in options, or NULL when absent or JSON null. */
+static JsonbValue *
+GetOption(Jsonb *options, const char *key, JsonbValue *buf)
+{
+    JsonbValue *v;
+
+    if (options == NULL || !JB_ROOT_IS_OBJECT(options))
+        return NULL;
+    v = getKeyJsonValueFromContainer(&options->root, key, strlen(key), buf);
+    if (v == NULL || v->type == jbvNull)
+        return NULL;
+    return v;
+}
+
+static void
+CorruptOption(const char *key, const char *expected)
+{
+    ereport(ERROR,
+            (errcode(ERRCODE_DATA_CORRUPTED),
+             errmsg("stored option \"%s\" is not %s", key, expected),
+             errhint("Train a new version with train(model, interactions, options => ...).")));
+}
+
+int64
+ItOptionInt(Jsonb *options, const char *key, int64 defval)
+{
+    JsonbValue  buf;
+    JsonbValue *v = GetOption(options, key, &buf);
+    double      d;
+
+    if (v == NULL)
+        return defval;
+    if (v->type != jbvNumeric)
+        CorruptOption(key, "an integer");
+    d = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
+    if (isnan(d) || d != floor(d) || fabs(d) > IT_SAFE_INT)
+        CorruptOption(key, "an integer");
+    return (int64) d;
+}
+
+double
+ItOptionFloat(Jsonb *options, const char *key, double defval)
+{
+    JsonbValue  buf;
+    JsonbValue *v = GetOption(options, key, &buf);
+
+    if (v == NULL)
+        return defval;
+    if (v->type != jbvNumeric)
+        CorruptOption(key, "a number");
+    return DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
+}
+
+bool
+ItOptionBool(Jsonb *options, const char *key, bool defval)
+{
+    JsonbValue  buf;
+    JsonbValue *v = GetOption(options, key, &buf);
+
+    if (v == NULL)
+        return defval;
+    if (v->type != jbvBool)
+        CorruptOption(key, "true or false");
+    return v->val.boolean;
+}
+
+char *
+ItOptionText(Jsonb *options, const char *key, const char *defval)
+{
+    JsonbValue  buf;
+    JsonbValue *v = GetOption(options, key, &buf);
+
+    if (v == NULL)
+        return defval ? pstrdup(defval) : NULL;
+    if (v->type != jbvString)
+        CorruptOption(key, "a string");
+    return pnstrdup(v->val.string.val, v->val.string.len);
+}

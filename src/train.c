@@ -1,0 +1,1102 @@
+/*
+ * train.c
+ *    train(), train(model), deploy() and drop_model(): reading a user's
+ *    interactions, fitting implicit ALS and writing a new model version.
+ *
+ * Training reads the interactions with the caller's privileges, read-only,
+ * streaming the rows from the executor (ItSourceStream: no tuple is copied,
+ * several times faster than fetching batches from a cursor), maps the ids
+ * to dense indexes, builds the user x item matrix and runs the ALS kernels
+ * in chunks of rows between CHECK_FOR_INTERRUPTS() calls.  Only when the fit is done does it write,
+ * in the caller's transaction: a failed or rolled-back train leaves no
+ * trace, and readers keep the deployed version until commit.
+ */
+#include "postgres.h"
+
+#include <float.h>
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "common/shortest_dec.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "portability/instr_time.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/tuplestore.h"
+
+#include "interest_transfer.h"
+#include "transfer.h"
+
+PG_FUNCTION_INFO_V1(interest_transfer_train);
+PG_FUNCTION_INFO_V1(interest_transfer_retrain);
+PG_FUNCTION_INFO_V1(interest_transfer_deploy);
+PG_FUNCTION_INFO_V1(interest_transfer_drop_model);
+
+/* Longest model name accepted. */
+#define IT_MAX_MODEL_NAME   128
+
+/*
+ * Work of one chunk of a half-step, per thread, in floating-point
+ * operations: a few tens of milliseconds at most between interrupt checks.
+ */
+#define IT_CHUNK_FLOPS      4.0e7
+
+/* Rows per INSERT of factor rows, and bounds on the arrays it passes. */
+#define IT_WRITE_ROWS       10000
+#define IT_WRITE_VALUES     (1 << 21)
+
+/* Random initial factors are uniform in [-scale, scale], scale = this / sqrt(k). */
+#define IT_INIT_SCALE       0.1
+
+/* The interactions, as a matrix. */
+typedef struct ItTrainData
+{
+    int64       nusers;
+    int64       nitems;
+    int64      *user_ids;       /* dense index -> user id, ascending */
+    int64      *item_ids;       /* dense index -> item id, ascending */
+    ItCsr       R;              /* users x items, summed weights */
+    ItCsr       Rt;             /* items x users */
+    int64       rows_read;      /* rows the source returned */
+    double      read_seconds;   /* time spent running the source */
+} ItTrainData;
+
+/* What one call of train() reports. */
+typedef struct ItTrainResult
+{
+    int         version;
+    int64       users;
+    int64       items;
+    int64       interactions;
+    double      seconds;
+    double      loss;
+} ItTrainResult;
+
+static double
+ElapsedSeconds(instr_time start)
+{
+    instr_time  now;
+
+    INSTR_TIME_SET_CURRENT(now);
+    INSTR_TIME_SUBTRACT(now, start);
+    return INSTR_TIME_GET_DOUBLE(now);
+}
+
+static void
+CheckModelName(const char *model)
+{
+    if (model[0] == '\0')
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                 errmsg("model name must not be empty"),
+                 errhint("Name the model, for example train('shop', 'events').")));
+    if (strlen(model) > IT_MAX_MODEL_NAME)
+        ereport(ERROR,
+                (errcode(ERRCODE_NAME_TOO_LONG),
+                 errmsg("model name is longer than %d bytes", IT_MAX_MODEL_NAME),
+                 errhint("Use a shorter name.")));
+}
+
+static void
+NullArgument(const char *name, const char *hint)
+{
+    ereport(ERROR,
+            (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+             errmsg("%s must not be NULL", name),
+             errhint("%s", hint)));
+}
+
+/* palloc of n elements of size bytes, checked, in memory that may exceed 1 GB. */
+static void *
+AllocArray(int64 n, Size size)
+{
+    if (n < 0 || (uint64) n > MaxAllocHugeSize / size)
+        ereport(ERROR,
+                (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                 errmsg("training data is too large: " INT64_FORMAT " elements of %zu bytes", n, size),
+                 errhint("Train on a sample of the interactions, or with fewer factors.")));
+    return MemoryContextAllocHuge(CurrentMemoryContext, Max(mul_size((Size) n, size), 1));
+}
+
+/* A one-dimensional array datum of n elements copied from data. */
+static Datum
+FlatArray(const void *data, int64 n, Oid elemtype, int elemsize)
+{
+    Size        nbytes;
+    ArrayType  *a;
+
+    if (n == 0)
+        return PointerGetDatum(construct_empty_array(elemtype));
+    nbytes = add_size(ARR_OVERHEAD_NONULLS(1), mul_size((Size) n, elemsize));
+    if (!AllocSizeIsValid(nbytes))
+        ereport(ERROR,
+                (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                 errmsg("array of " INT64_FORMAT " elements is too large", n)));
+    a = (ArrayType *) palloc0(nbytes);
+    SET_VARSIZE(a, nbytes);
+    a->ndim = 1;
+    a->dataoffset = 0;
+    a->elemtype = elemtype;
+    ARR_DIMS(a)[0] = (int) n;
+    ARR_LBOUND(a)[0] = 1;
+    memcpy(ARR_DATA_PTR(a), data, (Size) n * elemsize);
+    return PointerGetDatum(a);
+}
+
+/*
+ * user_features / item_features are stored with the model and used by the
+ * feature transfer; check now that the caller can read them and that they
+ * carry the id column.
+ */
+static void
+CheckFeatureSource(const char *source, const char *what, const char *idcol, const char *model)
+{
+    ItSource    src;
+
+    if (source == NULL)
+        return;
+    ItSourceOpen(&src, source, what, model, NULL, 0, NULL, NULL);
+    (void) ItSourceColumn(&src, idcol, IT_COLUMN_ID, true);
+    ItSourceClose(&src);
+}
+
+static void
+BadWeight(const char *problem, int64 row, const char *hint)
+{
+    ereport(ERROR,
+            (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+             errmsg("weight in row " INT64_FORMAT " of interactions is %s", row, problem),
+             errhint("%s", hint)));
+}
+
+/* State of reading the interactions (ItSourceStream callbacks). */
+typedef struct ItReadState
+{
+    MemoryContext cxt;          /* where the arrays live */
+    int         cu;             /* column indexes (0-based), cw -1 if none */
+    int         ci;
+    int         cw;
+    Oid         tu;             /* their base types */
+    Oid         ti;
+    Oid         tw;
+    int64       cap;
+    int64       n;              /* rows kept (non-zero weight) */
+    int64      *uid;
+    int64      *iid;
+    float      *w;
+} ItReadState;
+
+static void
+InteractionsStartup(ItSource *src, void *arg)
+{
+    ItReadState *st = (ItReadState *) arg;
+
+    st->cu = ItSourceColumn(src, "user_id", IT_COLUMN_ID, true);
+    st->ci = ItSourceColumn(src, "item_id", IT_COLUMN_ID, true);
+    st->cw = ItSourceColumn(src, "weight", IT_COLUMN_WEIGHT, false);
+    /* ts is not used by ALS; its type is checked so later uses can rely on it */
+    (void) ItSourceColumn(src, "ts", IT_COLUMN_TIME, false);
+    st->tu = ItSourceColumnType(src, st->cu);
+    st->ti = ItSourceColumnType(src, st->ci);
+    if (st->cw >= 0)
+        st->tw = ItSourceColumnType(src, st->cw);
+}
+
+/* Room for one more row. */
+static void
+GrowInteractions(ItReadState *st)
+{
+    int64       newcap = Max(st->cap * 2, 65536);
+
+    /* it_csr_from_coo takes fewer than 2^32 triples */
+    if (newcap >= (INT64CONST(1) << 32))
+        newcap = (INT64CONST(1) << 32) - 1;
+    if (st->n >= newcap)
+        ereport(ERROR,
+                (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                 errmsg("interactions has more than " INT64_FORMAT " rows of non-zero weight", newcap),
+                 errhint("Train on a sample, or sum the weights per user and item first.")));
+    /* newcap < 2^32: these sizes cannot overflow */
+    if (st->uid == NULL)
+    {
+        st->uid = MemoryContextAllocHuge(st->cxt, newcap * sizeof(int64));
+        st->iid = MemoryContextAllocHuge(st->cxt, newcap * sizeof(int64));
+        st->w = MemoryContextAllocHuge(st->cxt, newcap * sizeof(float));
+    }
+    else
+    {
+        st->uid = repalloc_huge(st->uid, newcap * sizeof(int64));
+        st->iid = repalloc_huge(st->iid, newcap * sizeof(int64));
+        st->w = repalloc_huge(st->w, newcap * sizeof(float));
+    }
+    st->cap = newcap;
+    CHECK_FOR_INTERRUPTS();
+}
+
+static void
+InteractionsRow(ItSource *src, TupleTableSlot *slot, void *arg)
+{
+    ItReadState *st = (ItReadState *) arg;
+    int64       row = src->rows;
+    bool        isnull;
+    Datum       du;
+    Datum       di;
+    double      wd = 1.0;
+
+    if ((row & 0xFFFF) == 0)
+        CHECK_FOR_INTERRUPTS();
+    du = slot_getattr(slot, st->cu + 1, &isnull);
+    if (isnull)
+        ereport(ERROR,
+                (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                 errmsg("user_id is NULL in row " INT64_FORMAT " of interactions", row),
+                 errhint("Filter out the rows without a user, for example WHERE user_id IS NOT NULL.")));
+    di = slot_getattr(slot, st->ci + 1, &isnull);
+    if (isnull)
+        ereport(ERROR,
+                (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                 errmsg("item_id is NULL in row " INT64_FORMAT " of interactions", row),
+                 errhint("Filter out the rows without an item, for example WHERE item_id IS NOT NULL.")));
+    if (st->cw >= 0)
+    {
+        Datum       dw = slot_getattr(slot, st->cw + 1, &isnull);
+
+        if (isnull)
+            ereport(ERROR,
+                    (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                     errmsg("weight is NULL in row " INT64_FORMAT " of interactions", row),
+                     errhint("Give every row a weight, for example coalesce(weight, 1) AS weight, or filter the rows.")));
+        wd = ItDatumGetWeight(dw, st->tw);
+        if (isnan(wd))
+            BadWeight("NaN", row, "Use weight 0 for rows that should not count, or filter the rows.");
+        if (isinf(wd) || wd > FLT_MAX)
+            BadWeight(wd > 0 ? "infinite or too large" : "infinite", row,
+                      "Use finite weights, scaled so that they fit in a real, or filter the rows.");
+        if (wd < 0)
+            BadWeight("negative", row,
+                      "Weights count positive evidence: use weight 0 for rows that should not count, or filter the rows.");
+        if (wd == 0)
+            return;             /* not a positive */
+    }
+    if (st->n >= st->cap)
+        GrowInteractions(st);
+    st->uid[st->n] = ItDatumGetId(src, st->cu, st->tu, du, row);
+    st->iid[st->n] = ItDatumGetId(src, st->ci, st->ti, di, row);
+    /* a positive weight stays positive in float */
+    st->w[st->n] = Max((float) wd, FLT_MIN);
+    st->n++;
+}
+
+/*
+ * Dense indexes of ids[0..n): returns the number m of distinct ids, sets
+ * *sorted_out to them in ascending order and idx[j] to the position of
+ * ids[j] among them, so the mapping does not depend on the order of the
+ * rows.  Ids within a compact range go through a lookup table (linear
+ * time); others are sorted (it_sort_unique_ids) and found by binary search
+ * (it_find_id).  Both give the same answer.
+ */
+static int64
+MapIds(const int64 *ids, int64 n, int64 **sorted_out, int32 *idx, const char *what)
+{
+    int64       lo = ids[0];
+    int64       hi = ids[0];
+    uint64      span;
+    int64      *sorted;
+    int64       m;
+
+    for (int64 j = 1; j < n; j++)
+    {
+        if (ids[j] < lo)
+            lo = ids[j];
+        if (ids[j] > hi)
+            hi = ids[j];
+    }
+    span = (uint64) hi - (uint64) lo;   /* the range holds span + 1 ids */
+
+    if (span < (uint64) Max(4 * n, 1 << 20) && span < (uint64) IT_MAX_ROWS)
+    {
+        int64       range = (int64) span + 1;
+        int32      *table = AllocArray(range, sizeof(int32));
+
+        memset(table, 0, range * sizeof(int32));
+        for (int64 j = 0; j < n; j++)
+            table[ids[j] - lo] = 1;
+        m = 0;
+        for (int64 r = 0; r < range; r++)
+            if (table[r])
+                m++;
+        sorted = AllocArray(m, sizeof(int64));
+        m = 0;
+        for (int64 r = 0; r < range; r++)
+        {
+            if (table[r])
+            {
+                sorted[m] = lo + r;
+                table[r] = (int32) m++;
+            }
+        }
+        for (int64 j = 0; j < n; j++)
+            idx[j] = table[ids[j] - lo];
+        pfree(table);
+    }
+    else
+    {
+        sorted = AllocArray(n, sizeof(int64));
+        memcpy(sorted, ids, n * sizeof(int64));
+        m = it_sort_unique_ids(sorted, n);
+        CHECK_FOR_INTERRUPTS();
+        if (m > IT_MAX_ROWS)
+            ereport(ERROR,
+                    (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                     errmsg("interactions has " INT64_FORMAT " distinct %s; a model holds at most " INT64_FORMAT,
+                            m, what, (int64) IT_MAX_ROWS),
+                     errhint("Train on a sample.")));
+        for (int64 j = 0; j < n; j++)
+        {
+            idx[j] = (int32) it_find_id(sorted, m, ids[j]);
+            if ((j & 0xFFFFF) == 0xFFFFF)
+                CHECK_FOR_INTERRUPTS();
+        }
+    }
+    *sorted_out = sorted;
+    CHECK_FOR_INTERRUPTS();
+    return m;
+}
+
+/*
+ * Reads the interactions into d: ids mapped to dense indexes, duplicates
+ * summed, rows of weight 0 left out.
+ */
+static void
+ReadInteractions(ItTrainData *d, const char *source, const char *model)
+{
+    ItSource    src;
+    ItReadState st;
+    int64       n;
+    int32      *rows;
+    int32      *cols;
+    int64      *work;
+    instr_time  start;
+
+    INSTR_TIME_SET_CURRENT(start);
+    memset(&st, 0, sizeof(st));
+    st.cxt = CurrentMemoryContext;
+    ItSourceStream(&src, source, "interactions", model, NULL, 0, NULL, NULL,
+                   InteractionsStartup, InteractionsRow, &st);
+    d->rows_read = src.rows;
+    d->read_seconds = ElapsedSeconds(start);
+    n = st.n;
+
+    if (n == 0)
+        ereport(ERROR,
+                (errcode(ERRCODE_DATA_EXCEPTION),
+                 d->rows_read == 0 ?
+                 errmsg("interactions of model \"%s\" has no rows", model) :
+                 errmsg("every weight in interactions of model \"%s\" is 0", model),
+                 errhint("Train from a table or query that returns user_id, item_id pairs with a positive weight.")));
+
+    rows = AllocArray(n, sizeof(int32));
+    cols = AllocArray(n, sizeof(int32));
+    d->nusers = MapIds(st.uid, n, &d->user_ids, rows, "users");
+    pfree(st.uid);
+    d->nitems = MapIds(st.iid, n, &d->item_ids, cols, "items");
+    pfree(st.iid);
+
+    d->R.nrows = d->nusers;
+    d->R.ncols = d->nitems;
+    d->R.indptr = AllocArray(d->nusers + 1, sizeof(int64));
+    d->R.indices = AllocArray(n, sizeof(int32));
+    d->R.data = AllocArray(n, sizeof(float));
+    work = AllocArray(n, sizeof(int64));
+    if (it_csr_from_coo(&d->R, n, rows, cols, st.w, work) <= 0)
+        elog(ERROR, "could not build the interaction matrix from " INT64_FORMAT " rows", n);
+    pfree(work);
+    pfree(rows);
+    pfree(cols);
+    pfree(st.w);
+    CHECK_FOR_INTERRUPTS();
+
+    /* summed duplicates can overflow a real */
+    for (int64 j = 0; j < d->R.nnz; j++)
+    {
+        if (!isfinite(d->R.data[j]))
+            ereport(ERROR,
+                    (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+                     errmsg("the summed weight of a user and item in interactions is too large"),
+                     errhint("Scale the weights down.")));
+    }
+
+    d->Rt.indptr = AllocArray(d->nitems + 1, sizeof(int64));
+    d->Rt.indices = AllocArray(d->R.nnz, sizeof(int32));
+    d->Rt.data = AllocArray(d->R.nnz, sizeof(float));
+    it_csr_transpose(&d->R, &d->Rt);
+}
+
+/*
+ * End of the chunk of rows starting at begin: about IT_CHUNK_FLOPS of work
+ * per thread, cut at a multiple of IT_ALS_BLOCK.
+ */
+static int64
+ChunkEnd(const ItCsr *R, int64 begin, int k, int cg_steps, int threads)
+{
+    double      budget = IT_CHUNK_FLOPS * threads;
+    double      per_row = 2.0 * k * k * (cg_steps + 1);
+    double      per_nz = 2.0 * k * (2 * cg_steps + 2);
+    double      work = 0;
+    int64       end = begin;
+
+    while (end < R->nrows && work < budget)
+    {
+        int64       stop = Min(R->nrows, (end / IT_ALS_BLOCK + 1) * IT_ALS_BLOCK);
+
+        work += per_row * (stop - end) + per_nz * (R->indptr[stop] - R->indptr[end]);
+        end = stop;
+    }
+    return end;
+}
+
+/* One half-step over every row of R, in chunks, interruptible between them. */
+static void
+HalfStep(const ItCsr *R, const float *Y, const float *YtY, float *X,
+         const ItAlsParams *p, float *scratch)
+{
+    int64       begin = 0;
+
+    while (begin < R->nrows)
+    {
+        int64       end = ChunkEnd(R, begin, p->factors, p->cg_steps, p->threads);
+
+        CHECK_FOR_INTERRUPTS();
+        it_als_half_step(R, Y, YtY, X, p, begin, end, scratch);
+        begin = end;
+    }
+    CHECK_FOR_INTERRUPTS();
+}
+
+static void
+AppendDouble(StringInfo buf, double v)
+{
+    char        tmp[DOUBLE_SHORTEST_DECIMAL_LEN];
+
+    double_to_shortest_decimal_buf(v, tmp);
+    appendStringInfoString(buf, tmp);
+}
+
+/* Fits X and Y; returns the last loss, fills history (a JSON array). */
+static double
+Fit(ItTrainData *d, Jsonb *options, float *X, float *Y, StringInfo history)
+{
+    int         k = (int) ItOptionInt(options, "factors", 64);
+    int         iterations = (int) ItOptionInt(options, "iterations", 15);
+    uint64      seed = (uint64) ItOptionInt(options, "seed", 42);
+    ItAlsParams p;
+    float      *XtX;
+    float      *YtY;
+    float      *scratch;
+    float       scale = (float) (IT_INIT_SCALE / sqrt((double) k));
+    double      loss = 0;
+    instr_time  start;
+
+    p.factors = k;
+    p.regularization = (float) ItOptionFloat(options, "regularization", 0.05);
+    p.alpha = (float) ItOptionFloat(options, "alpha", 1.0);
+    p.cg_steps = (int) ItOptionInt(options, "cg_steps", 3);
+    p.threads = ItThreads((int) ItOptionInt(options, "threads", 0));
+
+    XtX = AllocArray((int64) k * k, sizeof(float));
+    YtY = AllocArray((int64) k * k, sizeof(float));
+    scratch = AllocArray((int64) it_als_scratch_floats(k, p.threads), sizeof(float));
+
+    /* two different streams of the same seed */
+    it_random_init(X, d->nusers, k, seed, scale);
+    it_random_init(Y, d->nitems, k, seed ^ UINT64CONST(0xD1B54A32D192ED03), scale);
+
+    INSTR_TIME_SET_CURRENT(start);
+    appendStringInfoChar(history, '[');
+    it_gram(Y, d->nitems, k, YtY);
+    for (int it = 1; it <= iterations; it++)
+    {
+        double      elapsed;
+
+        CHECK_FOR_INTERRUPTS();
+        HalfStep(&d->R, Y, YtY, X, &p, scratch);
+        it_gram(X, d->nusers, k, XtX);
+        CHECK_FOR_INTERRUPTS();
+        HalfStep(&d->Rt, X, XtX, Y, &p, scratch);
+        it_gram(Y, d->nitems, k, YtY);
+        CHECK_FOR_INTERRUPTS();
+        loss = it_als_loss_gram(&d->R, X, Y, XtX, YtY, k, p.regularization, p.alpha);
+        if (!isfinite(loss))
+            ereport(ERROR,
+                    (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+                     errmsg("training diverged at iteration %d (loss is not finite)", it),
+                     errhint("Scale the weights down, or use a smaller alpha or a larger regularization.")));
+        elapsed = ElapsedSeconds(start);
+
+        appendStringInfo(history, "%s{\"iteration\": %d, \"loss\": ", it > 1 ? ", " : "", it);
+        AppendDouble(history, loss);
+        appendStringInfo(history, ", \"seconds\": %.3f}", elapsed);
+
+        ereport(NOTICE,
+                (errmsg("iteration %d/%d: loss %.6g, %.1f s elapsed, about %.1f s left",
+                        it, iterations, loss, elapsed,
+                        elapsed / it * (iterations - it))));
+    }
+    appendStringInfoChar(history, ']');
+
+    /* the loss is finite, but a factor could still not be with reg = 0 */
+    for (int64 j = 0; j < d->nusers * k; j++)
+        if (!isfinite(X[j]))
+            ereport(ERROR,
+                    (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+                     errmsg("training diverged (a user factor is not finite)"),
+                     errhint("Use a larger regularization, or scale the weights down.")));
+    for (int64 j = 0; j < d->nitems * k; j++)
+        if (!isfinite(Y[j]))
+            ereport(ERROR,
+                    (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+                     errmsg("training diverged (an item factor is not finite)"),
+                     errhint("Use a larger regularization, or scale the weights down.")));
+    return loss;
+}
+
+static void
+ExecPlan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
+{
+    int         ret = SPI_execute_plan(plan, values, nulls, false, 0);
+
+    if (ret < 0)
+        elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+    if (expected >= 0 && SPI_processed != (uint64) expected)
+        elog(ERROR, "expected %d rows written, not " UINT64_FORMAT, expected, SPI_processed);
+}
+
+/*
+ * Writes the factor rows of one side (users or items): many rows per
+ * execution of one prepared INSERT, each row's vector a slice of one flat
+ * real[].  For users, also the sorted ids of their items (seen); for
+ * items, the number of users (popularity).
+ */
+static void
+WriteFactors(const char *model, int version, bool users, const int64 *ids, int64 n,
+             const float *F, int k, const ItCsr *M, const int64 *other_ids)
+{
+    Oid         argtypes[7] = {TEXTOID, INT4OID, INT8ARRAYOID, FLOAT4ARRAYOID, INT4OID,
+    INT8ARRAYOID, INT4ARRAYOID};
+    Datum       values[7];
+    SPIPlanPtr  plan;
+    char       *sql;
+    int64      *buf = NULL;
+    int32      *offsets = NULL;
+    int64       bufcap = 0;
+    int64       begin = 0;
+
+    if (users)
+        sql = psprintf("INSERT INTO %s (model, version, user_id, factors, seen) "
+                       "SELECT $1, $2, $3[i], $4[(i - 1) * $5 + 1 : i * $5], $6[$7[i] + 1 : $7[i + 1]] "
+                       "FROM generate_series(1, cardinality($3)) AS i",
+                       ItTable("it_user_factors"));
+    else
+        sql = psprintf("INSERT INTO %s (model, version, item_id, factors, popularity) "
+                       "SELECT $1, $2, $3[i], $4[(i - 1) * $5 + 1 : i * $5], $6[i] "
+                       "FROM generate_series(1, cardinality($3)) AS i",
+                       ItTable("it_item_factors"));
+    plan = SPI_prepare(sql, 7, argtypes);
+    if (plan == NULL)
+        elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+
+    values[0] = CStringGetTextDatum(model);
+    values[1] = Int32GetDatum(version);
+    values[4] = Int32GetDatum(k);
+    values[6] = PointerGetDatum(construct_empty_array(INT4OID));
+
+    offsets = palloc(sizeof(int32) * (IT_WRITE_ROWS + 1));
+    while (begin < n)
+    {
+        int64       end = begin;
+        int64       nseen = 0;
+        int64       maxrows = Min(IT_WRITE_ROWS, Max(1, IT_WRITE_VALUES / k));
+
+        CHECK_FOR_INTERRUPTS();
+        /* rows of this batch: bounded in count, factor values and seen ids */
+        while (end < n && end - begin < maxrows)
+        {
+            int64       len = M->indptr[end + 1] - M->indptr[end];
+
+            if (users && end > begin && nseen + len > IT_WRITE_VALUES)
+                break;
+            nseen += users ? len : 0;
+            end++;
+        }
+
+        if (users)
+        {
+            if (nseen > bufcap)
+            {
+                if (buf)
+                    pfree(buf);
+                bufcap = Max(nseen, 1024);
+                buf = AllocArray(bufcap, sizeof(int64));
+            }
+            nseen = 0;
+            for (int64 u = begin; u < end; u++)
+            {
+                offsets[u - begin] = (int32) nseen;
+                for (int64 j = M->indptr[u]; j < M->indptr[u + 1]; j++)
+                    buf[nseen++] = other_ids[M->indices[j]];
+            }
+            offsets[end - begin] = (int32) nseen;
+            values[5] = FlatArray(buf, nseen, INT8OID, sizeof(int64));
+            values[6] = FlatArray(offsets, end - begin + 1, INT4OID, sizeof(int32));
+        }
+        else
+        {
+            if (end - begin > bufcap)
+            {
+                if (buf)
+                    pfree(buf);
+                bufcap = end - begin;
+                buf = AllocArray(bufcap, sizeof(int64));
+            }
+            for (int64 i = begin; i < end; i++)
+                buf[i - begin] = M->indptr[i + 1] - M->indptr[i];
+            values[5] = FlatArray(buf, end - begin, INT8OID, sizeof(int64));
+        }
+        values[2] = FlatArray(ids + begin, end - begin, INT8OID, sizeof(int64));
+        values[3] = FlatArray(F + begin * k, (end - begin) * k, FLOAT4OID, sizeof(float));
+
+        ExecPlan(plan, values, NULL, (int) (end - begin));
+
+        pfree(DatumGetPointer(values[2]));
+        pfree(DatumGetPointer(values[3]));
+        pfree(DatumGetPointer(values[5]));
+        if (users)
+            pfree(DatumGetPointer(values[6]));
+        begin = end;
+    }
+    SPI_freeplan(plan);
+}
+
+/* Makes version the deployed one of model.  Between ItBeginWrite and ItEndWrite. */
+static void
+DeployVersion(const char *model, int version)
+{
+    Oid         argtypes[2] = {TEXTOID, INT4OID};
+    Datum       values[2] = {CStringGetTextDatum(model), Int32GetDatum(version)};
+    int         ret;
+
+    ret = SPI_execute_with_args(psprintf("UPDATE %s SET deployed = false "
+                                         "WHERE model = $1 AND deployed AND version <> $2",
+                                         ItTable("it_model")),
+                                2, argtypes, values, NULL, false, 0);
+    if (ret != SPI_OK_UPDATE)
+        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
+    ret = SPI_execute_with_args(psprintf("UPDATE %s SET deployed = true, deployed_at = clock_timestamp() "
+                                         "WHERE model = $1 AND version = $2",
+                                         ItTable("it_model")),
+                                2, argtypes, values, NULL, false, 0);
+    if (ret != SPI_OK_UPDATE)
+        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
+    if (SPI_processed != 1)
+        elog(ERROR, "version %d of model \"%s\" vanished", version, model);
+}
+
+/*
+ * Writes a trained model as a new version and deploys it.  Runs as the
+ * tables' owner (ItBeginWrite), after every read of the user's data.
+ */
+static int
+WriteModel(const char *model, const char *interactions, const char *user_features,
+           const char *item_features, Jsonb *options, ItTrainData *d,
+           const float *X, const float *Y, int k, double loss,
+           const char *history, instr_time start, double *seconds,
+           ItTransferTrain *transfer)
+{
+    ItWriteState st;
+    Oid         owner;
+    int         version;
+    int         ret;
+    bool        isnull;
+    double     *sum;
+    float      *mean;
+    Oid         argtypes[15] = {TEXTOID, INT4OID, OIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID,
+        INT4OID, INT8OID, INT8OID, INT8OID, FLOAT8OID, FLOAT8OID, JSONBOID, FLOAT4ARRAYOID};
+    Datum       values[15];
+    char        nulls[15];
+    Oid         upd_types[3] = {TEXTOID, INT4OID, FLOAT8OID};
+    Datum       upd_values[3];
+
+    /* population prior: the mean user vector */
+    sum = palloc0(sizeof(double) * k);
+    mean = palloc(sizeof(float) * k);
+    for (int64 u = 0; u < d->nusers; u++)
+        for (int j = 0; j < k; j++)
+            sum[j] += X[u * k + j];
+    for (int j = 0; j < k; j++)
+        mean[j] = (float) (sum[j] / d->nusers);
+
+    owner = ItBeginWrite(model, false, &st);
+
+    values[0] = CStringGetTextDatum(model);
+    ret = SPI_execute_with_args(psprintf("SELECT coalesce(max(version), 0) + 1 FROM %s WHERE model = $1",
+                                         ItTable("it_model")),
+                                1, argtypes, values, NULL, false, 1);
+    if (ret != SPI_OK_SELECT || SPI_processed != 1)
+        elog(ERROR, "could not find the next version of model \"%s\"", model);
+    version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+    memset(nulls, ' ', sizeof(nulls));
+    values[1] = Int32GetDatum(version);
+    values[2] = ObjectIdGetDatum(owner);
+    values[3] = CStringGetTextDatum(interactions);
+    if (user_features)
+        values[4] = CStringGetTextDatum(user_features);
+    else
+    {
+        values[4] = (Datum) 0;
+        nulls[4] = 'n';
+    }
+    if (item_features)
+        values[5] = CStringGetTextDatum(item_features);
+    else
+    {
+        values[5] = (Datum) 0;
+        nulls[5] = 'n';
+    }
+    values[6] = JsonbPGetDatum(options);
+    values[7] = Int32GetDatum(k);
+    values[8] = Int64GetDatum(d->nusers);
+    values[9] = Int64GetDatum(d->nitems);
+    values[10] = Int64GetDatum(d->R.nnz);
+    values[11] = Float8GetDatum(ElapsedSeconds(start));
+    values[12] = Float8GetDatum(loss);
+    values[13] = DirectFunctionCall1(jsonb_in, CStringGetDatum(history));
+    values[14] = ItFloatArrayDatum(mean, k);
+
+    ret = SPI_execute_with_args(psprintf("INSERT INTO %s (model, version, algorithm, owner, "
+                                         "interactions_source, user_features_source, item_features_source, "
+                                         "options, factors, users, items, interactions, seconds, loss, "
+                                         "history, user_mean) "
+                                         "VALUES ($1, $2, 'als', $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+                                         "$12, $13, $14, $15)",
+                                         ItTable("it_model")),
+                                15, argtypes, values, nulls, false, 0);
+    if (ret != SPI_OK_INSERT)
+        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
+
+    WriteFactors(model, version, true, d->user_ids, d->nusers, X, k, &d->R, d->item_ids);
+    WriteFactors(model, version, false, d->item_ids, d->nitems, Y, k, &d->Rt, NULL);
+    /* features -> interest models and new items (transfer.c) */
+    ItTransferWrite(transfer, model, version);
+
+    /* the whole call, writing included */
+    upd_values[0] = values[0];
+    upd_values[1] = Int32GetDatum(version);
+    *seconds = ElapsedSeconds(start);
+    upd_values[2] = Float8GetDatum(*seconds);
+    ret = SPI_execute_with_args(psprintf("UPDATE %s SET seconds = $3 WHERE model = $1 AND version = $2",
+                                         ItTable("it_model")),
+                                3, upd_types, upd_values, NULL, false, 0);
+    if (ret != SPI_OK_UPDATE)
+        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
+
+    DeployVersion(model, version);
+    ItEndWrite(&st);
+    return version;
+}
+
+/*
+ * The whole of train(): check, read, fit, write.  Opens and closes its own
+ * SPI connection; everything it allocates is freed before it returns.
+ */
+static void
+TrainModel(const char *model, const char *interactions, const char *user_features,
+           const char *item_features, Jsonb *given_options, ItTrainResult *res)
+{
+    instr_time  start;
+    MemoryContext ctx;
+    MemoryContext oldctx;
+    ItWriteState st;
+    Jsonb      *options;
+    ItTrainData d;
+    float      *X;
+    float      *Y;
+    int         k;
+    double      loss;
+    double      t_read;
+    double      t_fit;
+    StringInfoData history;
+    ItTransferTrain *transfer;
+    ItTrainedModel trained;
+
+    INSTR_TIME_SET_CURRENT(start);
+    CheckModelName(model);
+    options = ItResolveOptions(given_options);
+    k = (int) ItOptionInt(options, "factors", 64);
+
+    if (SPI_connect() != SPI_OK_CONNECT)
+        elog(ERROR, "SPI_connect failed");
+    ctx = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer train",
+                                ALLOCSET_DEFAULT_SIZES);
+    oldctx = MemoryContextSwitchTo(ctx);
+
+    /* fail before the work when the caller may not change this model */
+    (void) ItBeginWrite(model, false, &st);
+    ItEndWrite(&st);
+
+    CheckFeatureSource(user_features, "user_features", "user_id", model);
+    CheckFeatureSource(item_features, "item_features", "item_id", model);
+    /* features read and encoded before anything is written (transfer.c) */
+    transfer = ItTransferRead(model, user_features, item_features, options);
+
+    memset(&d, 0, sizeof(d));
+    ReadInteractions(&d, interactions, model);
+    t_read = ElapsedSeconds(start);
+
+    X = AllocArray(d.nusers * k, sizeof(float));
+    Y = AllocArray(d.nitems * k, sizeof(float));
+    initStringInfo(&history);
+    loss = Fit(&d, options, X, Y, &history);
+
+    /* features -> interest models on the trained factors (transfer.c) */
+    memset(&trained, 0, sizeof(trained));
+    trained.k = k;
+    trained.alpha = (float) ItOptionFloat(options, "alpha", 1.0);
+    trained.nusers = d.nusers;
+    trained.nitems = d.nitems;
+    trained.user_ids = d.user_ids;
+    trained.item_ids = d.item_ids;
+    trained.R = &d.R;
+    trained.Rt = &d.Rt;
+    trained.X = X;
+    trained.Y = Y;
+    ItTransferFit(transfer, &trained);
+    t_fit = ElapsedSeconds(start);
+
+    res->version = WriteModel(model, interactions, user_features, item_features, options,
+                              &d, X, Y, k, loss, history.data, start, &res->seconds,
+                              transfer);
+    ItTransferEnd(transfer);
+    res->users = d.nusers;
+    res->items = d.nitems;
+    res->interactions = d.R.nnz;
+    res->loss = loss;
+
+    ereport(DEBUG1,
+            (errmsg("model \"%s\" version %d: read " INT64_FORMAT " rows in %.3f s, built the matrix in %.3f s, "
+                    "fitted in %.3f s, wrote " INT64_FORMAT " user and " INT64_FORMAT " item rows in %.3f s",
+                    model, res->version, d.rows_read, d.read_seconds, t_read - d.read_seconds,
+                    t_fit - t_read, d.nusers, d.nitems, res->seconds - t_fit)));
+
+    MemoryContextSwitchTo(oldctx);
+    MemoryContextDelete(ctx);
+    SPI_finish();
+}
+
+static void
+ReturnResult(FunctionCallInfo fcinfo, const char *model, const ItTrainResult *res)
+{
+    ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+    Datum       values[7];
+    bool        nulls[7] = {false};
+
+    values[0] = CStringGetTextDatum(model);
+    values[1] = Int32GetDatum(res->version);
+    values[2] = Int64GetDatum(res->users);
+    values[3] = Int64GetDatum(res->items);
+    values[4] = Int64GetDatum(res->interactions);
+    values[5] = Float8GetDatum(res->seconds);
+    values[6] = Float8GetDatum(res->loss);
+    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/*
+ * train(model, interactions, user_features, item_features, options)
+ */
+Datum
+interest_transfer_train(PG_FUNCTION_ARGS)
+{
+    char       *model;
+    char       *interactions;
+    char       *user_features = NULL;
+    char       *item_features = NULL;
+    Jsonb      *options = NULL;
+    ItTrainResult res;
+
+    if (PG_ARGISNULL(0))
+        NullArgument("model", "Name the model, for example train('shop', 'events').");
+    if (PG_ARGISNULL(1))
+        NullArgument("interactions",
+                     "Give a table or view name or a query returning user_id and item_id, "
+                     "or call train(model) to retrain with the stored definition.");
+    model = text_to_cstring(PG_GETARG_TEXT_PP(0));
+    interactions = text_to_cstring(PG_GETARG_TEXT_PP(1));
+    if (!PG_ARGISNULL(2))
+        user_features = text_to_cstring(PG_GETARG_TEXT_PP(2));
+    if (!PG_ARGISNULL(3))
+        item_features = text_to_cstring(PG_GETARG_TEXT_PP(3));
+    if (!PG_ARGISNULL(4))
+        options = PG_GETARG_JSONB_P(4);
+
+    ItSetSchema(fcinfo);
+    InitMaterializedSRF(fcinfo, 0);
+    TrainModel(model, interactions, user_features, item_features, options, &res);
+    ReturnResult(fcinfo, model, &res);
+    return (Datum) 0;
+}
+
+/*
+ * train(model): the sources and options of the latest version.
+ */
+Datum
+interest_transfer_retrain(PG_FUNCTION_ARGS)
+{
+    MemoryContext callerctx = CurrentMemoryContext;
+    char       *model;
+    char       *interactions;
+    char       *user_features = NULL;
+    char       *item_features = NULL;
+    Jsonb      *options;
+    Oid         argtypes[1] = {TEXTOID};
+    Datum       values[1];
+    HeapTuple   tup;
+    TupleDesc   desc;
+    bool        isnull;
+    Datum       d;
+    int         ret;
+    ItTrainResult res;
+
+    if (PG_ARGISNULL(0))
+        NullArgument("model", "Name the model to retrain, for example train('shop').");
+    model = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+    ItSetSchema(fcinfo);
+    InitMaterializedSRF(fcinfo, 0);
+
+    if (SPI_connect() != SPI_OK_CONNECT)
+        elog(ERROR, "SPI_connect failed");
+    values[0] = CStringGetTextDatum(model);
+    ret = SPI_execute_with_args(psprintf("SELECT interactions_source, user_features_source, "
+                                         "item_features_source, options FROM %s WHERE model OPERATOR(pg_catalog.=) $1 "
+                                         "ORDER BY version DESC LIMIT 1",
+                                         ItTable("it_model")),
+                                1, argtypes, values, NULL, true, 1);
+    if (ret != SPI_OK_SELECT)
+        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
+    if (SPI_processed == 0)
+        ereport(ERROR,
+                (errcode(ERRCODE_UNDEFINED_OBJECT),
+                 errmsg("model \"%s\" does not exist", model),
+                 errhint("Train it first with train('%s', interactions), or list the models with SELECT * FROM models.",
+                         model)));
+    tup = SPI_tuptable->vals[0];
+    desc = SPI_tuptable->tupdesc;
+    d = SPI_getbinval(tup, desc, 1, &isnull);
+    interactions = MemoryContextStrdup(callerctx, TextDatumGetCString(d));
+    d = SPI_getbinval(tup, desc, 2, &isnull);
+    if (!isnull)
+        user_features = MemoryContextStrdup(callerctx, TextDatumGetCString(d));
+    d = SPI_getbinval(tup, desc, 3, &isnull);
+    if (!isnull)
+        item_features = MemoryContextStrdup(callerctx, TextDatumGetCString(d));
+    d = SPI_getbinval(tup, desc, 4, &isnull);
+    {
+        MemoryContext old = MemoryContextSwitchTo(callerctx);
+
+        options = DatumGetJsonbPCopy(d);
+        MemoryContextSwitchTo(old);
+    }
+    SPI_finish();
+
+    TrainModel(model, interactions, user_features, item_features, options, &res);
+    ReturnResult(fcinfo, model, &res);
+    return (Datum) 0;
+}
+
+/*
+ * deploy(model, version)
+ */
+Datum
+interest_transfer_deploy(PG_FUNCTION_ARGS)
+{
+    char       *model;
+    int         version;
+    ItWriteState st;
+    Oid         argtypes[2] = {TEXTOID, INT4OID};
+    Datum       values[2];
+    int         ret;
+
+    if (PG_ARGISNULL(0))
+        NullArgument("model", "Name the model, for example deploy('shop', 2).");
+    if (PG_ARGISNULL(1))
+        NullArgument("version", "Give the version to deploy; SELECT version FROM models WHERE model = '...' lists them.");
+    model = text_to_cstring(PG_GETARG_TEXT_PP(0));
+    version = PG_GETARG_INT32(1);
+
+    ItSetSchema(fcinfo);
+    if (SPI_connect() != SPI_OK_CONNECT)
+        elog(ERROR, "SPI_connect failed");
+    (void) ItBeginWrite(model, true, &st);
+
+    values[0] = CStringGetTextDatum(model);
+    values[1] = Int32GetDatum(version);
+    ret = SPI_execute_with_args(psprintf("SELECT 1 FROM %s WHERE model = $1 AND version = $2",
+                                         ItTable("it_model")),
+                                2, argtypes, values, NULL, false, 1);
+    if (ret != SPI_OK_SELECT)
+        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
+    if (SPI_processed == 0)
+        ereport(ERROR,
+                (errcode(ERRCODE_UNDEFINED_OBJECT),
+                 errmsg("version %d of model \"%s\" does not exist", version, model),
+                 errhint("List its versions with SELECT version, trained_at FROM models WHERE model = '%s'.",
+                         model)));
+    DeployVersion(model, version);
+    ItEndWrite(&st);
+    SPI_finish();
+    PG_RETURN_VOID();
+}
+
+/*
+ * drop_model(model): deletes every version; returns how many.
+ */
+Datum
+interest_transfer_drop_model(PG_FUNCTION_ARGS)
+{
+    char       *model;
+    ItWriteState st;
+    Oid         argtypes[1] = {TEXTOID};
+    Datum       values[1];
+    int         ret;
+    int64       deleted;
+    static const char *const tables[] = {"it_user_factors", "it_item_factors", "it_model"};
+
+    if (PG_ARGISNULL(0))
+        NullArgument("model", "Name the model to drop, for example drop_model('shop').");
+    model = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+    ItSetSchema(fcinfo);
+    if (SPI_connect() != SPI_OK_CONNECT)
+        elog(ERROR, "SPI_connect failed");
+    (void) ItBeginWrite(model, true, &st);
+    values[0] = CStringGetTextDatum(model);
+    /* the factor rows explicitly, so as not to depend on cascades */
+    for (int i = 0; i < lengthof(tables); i++)
+    {
+        ret = SPI_execute_with_args(psprintf("DELETE FROM %s WHERE model = $1", ItTable(tables[i])),
+                                    1, argtypes, values, NULL, false, 0);
+        if (ret != SPI_OK_DELETE)
+            elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
+    }
+    deleted = (int64) SPI_processed;
+    ItEndWrite(&st);
+    SPI_finish();
+    PG_RETURN_INT64(deleted);
+}
