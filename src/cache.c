@@ -1,0 +1,741 @@
+/*
+ * cache.c
+ *    The deployed version of each model, kept in backend memory.
+ *
+ * Each model name has one entry holding the version that was deployed the
+ * last time it was asked for, in a memory context of its own under
+ * CacheMemoryContext.  Every ItGetModel call asks which row of it_model is
+ * deployed (one execution of a saved plan) and reloads only when that row
+ * is not the one the entry was loaded from; ItGetModelForCall skips even
+ * that check while the snapshot has not changed.  A version is identified
+ * by its number, trained_at and the physical identity of the row (xmin,
+ * ctid), so a version number reused after drop_model is not mistaken for
+ * the old one; at worst a deploy() or VACUUM FULL causes one reload.
+ *
+ * A model handed out is pinned to the caller's memory context, so a reload
+ * triggered from a nested call (a user's function inside a query we run)
+ * cannot free it under the caller's feet: a replaced model is detached and
+ * freed when its last pin goes.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/transam.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "storage/proc.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "interest_transfer.h"
+
+/* Rows fetched per round trip when loading item factors. */
+#define IT_LOAD_BATCH 1000
+
+typedef struct ItCacheEntry
+{
+    struct ItCacheEntry *next;
+    char       *name;           /* in ItCacheContext */
+    ItModel    *model;
+} ItCacheEntry;
+
+/* The deployed row of a model, as ItDeployedRow finds it. */
+typedef struct ItDeployedStamp
+{
+    char       *name;
+    int         version;
+    TimestampTz trained_at;
+    TransactionId xmin;
+    ItemPointerData tid;
+} ItDeployedStamp;
+
+static MemoryContext ItCacheContext = NULL;
+static ItCacheEntry *ItCacheEntries = NULL;
+static uint64 ItNextGeneration = 1;
+
+/* Saved plans, prepared for the schema in ItPlansSchema. */
+static char *ItPlansSchema = NULL;
+static SPIPlanPtr ItPlanDeployedNamed = NULL;
+static SPIPlanPtr ItPlanDeployedLatest = NULL;
+static SPIPlanPtr ItPlanModelRow = NULL;
+static SPIPlanPtr ItPlanUserRow = NULL;
+
+const char *
+ItInterestSourceName(ItInterestSource source)
+{
+    switch (source)
+    {
+        case IT_SOURCE_MODEL:
+            return "model";
+        case IT_SOURCE_FOLD_IN:
+            return "fold_in";
+        case IT_SOURCE_FEATURES:
+            return "features";
+        case IT_SOURCE_POPULAR:
+            return "popular";
+    }
+    elog(ERROR, "unknown interest source %d", (int) source);
+    return NULL;                /* keep compiler quiet */
+}
+
+ItInterestSource
+ItInterestSourceFromName(const char *name)
+{
+    if (strcmp(name, "model") == 0)
+        return IT_SOURCE_MODEL;
+    if (strcmp(name, "fold_in") == 0)
+        return IT_SOURCE_FOLD_IN;
+    if (strcmp(name, "features") == 0)
+        return IT_SOURCE_FEATURES;
+    if (strcmp(name, "popular") == 0)
+        return IT_SOURCE_POPULAR;
+    ereport(ERROR,
+            (errcode(ERRCODE_DATA_CORRUPTED),
+             errmsg("stored interest source \"%s\" is not known", name),
+             errhint("Retrain the model with train(model).")));
+    return IT_SOURCE_MODEL;     /* keep compiler quiet */
+}
+
+static SPIPlanPtr
+ItPrepare(const char *sql, int nargs, Oid *argtypes)
+{
+    SPIPlanPtr  plan = SPI_prepare(sql, nargs, argtypes);
+
+    if (plan == NULL)
+        elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+    if (SPI_keepplan(plan) != 0)
+        elog(ERROR, "SPI_keepplan failed");
+    return plan;
+}
+
+/* Prepares the saved plans for the current schema (inside SPI_connect). */
+static void
+ItPreparePlans(void)
+{
+    const char *model_table = ItTable("it_model");
+    Oid         named_types[1] = {TEXTOID};
+    Oid         row_types[2] = {TEXTOID, INT4OID};
+    Oid         user_types[3] = {TEXTOID, INT4OID, INT8OID};
+
+    if (ItPlansSchema != NULL && strcmp(ItPlansSchema, model_table) == 0)
+        return;
+
+    if (ItPlanDeployedNamed)
+        SPI_freeplan(ItPlanDeployedNamed);
+    if (ItPlanDeployedLatest)
+        SPI_freeplan(ItPlanDeployedLatest);
+    if (ItPlanModelRow)
+        SPI_freeplan(ItPlanModelRow);
+    if (ItPlanUserRow)
+        SPI_freeplan(ItPlanUserRow);
+    ItPlanDeployedNamed = ItPlanDeployedLatest = ItPlanModelRow = ItPlanUserRow = NULL;
+    if (ItPlansSchema)
+        pfree(ItPlansSchema);
+    ItPlansSchema = NULL;
+
+    ItPlanDeployedNamed =
+        ItPrepare(psprintf("SELECT model, version, trained_at, xmin, ctid FROM %s "
+                           "WHERE model OPERATOR(pg_catalog.=) $1 AND deployed",
+                           model_table),
+                  1, named_types);
+    ItPlanDeployedLatest =
+        ItPrepare(psprintf("SELECT model, version, trained_at, xmin, ctid FROM %s "
+                           "WHERE deployed ORDER BY deployed_at DESC NULLS LAST, model LIMIT 1",
+                           model_table),
+                  0, NULL);
+    ItPlanModelRow =
+        ItPrepare(psprintf("SELECT xmin, ctid, algorithm, interactions_source, user_features_source, "
+                           "item_features_source, options, factors, users, items, user_mean "
+                           "FROM %s WHERE model OPERATOR(pg_catalog.=) $1 "
+                           "AND version OPERATOR(pg_catalog.=) $2",
+                           model_table),
+                  2, row_types);
+    ItPlanUserRow =
+        ItPrepare(psprintf("SELECT factors, seen, source FROM %s "
+                           "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
+                           "AND user_id OPERATOR(pg_catalog.=) $3",
+                           ItTable("it_user_factors")),
+                  3, user_types);
+    ItPlansSchema = MemoryContextStrdup(TopMemoryContext, model_table);
+}
+
+static ItCacheEntry *
+ItFindEntry(const char *name)
+{
+    ItCacheEntry *e;
+
+    for (e = ItCacheEntries; e != NULL; e = e->next)
+        if (strcmp(e->name, name) == 0)
+            return e;
+    return NULL;
+}
+
+/* Drops an entry's model: freed now, or when its last pin goes. */
+static void
+ItReleaseModel(ItModel *m)
+{
+    if (m->pins > 0)
+        m->detached = true;
+    else
+        MemoryContextDelete(m->cxt);
+}
+
+static void
+ItEvict(const char *name)
+{
+    ItCacheEntry **prev;
+
+    for (prev = &ItCacheEntries; *prev != NULL; prev = &(*prev)->next)
+    {
+        ItCacheEntry *e = *prev;
+
+        if (strcmp(e->name, name) == 0)
+        {
+            *prev = e->next;
+            ItReleaseModel(e->model);
+            pfree(e->name);
+            pfree(e);
+            return;
+        }
+    }
+}
+
+static void
+ItUnpin(void *arg)
+{
+    ItModel    *m = (ItModel *) arg;
+
+    Assert(m->pins > 0);
+    m->pins--;
+    if (m->pins == 0 && m->detached)
+        MemoryContextDelete(m->cxt);
+}
+
+/* Keeps m alive until CurrentMemoryContext is reset or deleted. */
+static void
+ItPin(ItModel *m)
+{
+    MemoryContextCallback *cb = MemoryContextAlloc(CurrentMemoryContext,
+                                                   sizeof(MemoryContextCallback));
+
+    cb->func = ItUnpin;
+    cb->arg = m;
+    m->pins++;
+    MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
+}
+
+/*
+ * The deployed row of a model (NULL = most recently deployed), in the
+ * current SPI connection.  ERRORs as ItResolveDeployed does when there is
+ * none, after evicting a cached entry of that name.
+ */
+static void
+ItDeployedRow(const char *model, ItDeployedStamp *st)
+{
+    int         ret;
+    bool        isnull;
+    HeapTuple   tup;
+    TupleDesc   desc;
+
+    if (model != NULL)
+    {
+        Datum       values[1] = {CStringGetTextDatum(model)};
+
+        ret = SPI_execute_plan(ItPlanDeployedNamed, values, NULL, true, 2);
+    }
+    else
+        ret = SPI_execute_plan(ItPlanDeployedLatest, NULL, NULL, true, 1);
+    if (ret != SPI_OK_SELECT)
+        elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+
+    if (SPI_processed == 0)
+    {
+        char       *name;
+        int         version;
+
+        if (model != NULL)
+            ItEvict(model);
+        /* Raises the error that says what is missing. */
+        ItResolveDeployed(model, &name, &version);
+        elog(ERROR, "deployed version of model \"%s\" vanished", name);
+    }
+    if (SPI_processed > 1)
+        elog(ERROR, "model \"%s\" has more than one deployed version", model);
+
+    tup = SPI_tuptable->vals[0];
+    desc = SPI_tuptable->tupdesc;
+    st->name = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
+    st->version = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+    st->trained_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
+    st->xmin = DatumGetTransactionId(SPI_getbinval(tup, desc, 4, &isnull));
+    ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 5, &isnull)), &st->tid);
+}
+
+static bool
+ItStampMatches(const ItModel *m, const ItDeployedStamp *st)
+{
+    return m->version == st->version &&
+        m->trained_at == st->trained_at &&
+        TransactionIdEquals(m->row_xmin, st->xmin) &&
+        ItemPointerEquals((ItemPointer) &m->row_tid, (ItemPointer) &st->tid);
+}
+
+static char *
+ItNullableText(HeapTuple tup, TupleDesc desc, int col)
+{
+    bool        isnull;
+    Datum       d = SPI_getbinval(tup, desc, col, &isnull);
+
+    return isnull ? NULL : TextDatumGetCString(d);
+}
+
+/* qsort comparator state for the popularity order */
+static const int64 *ItSortPopularity;
+
+static int
+ItComparePopularity(const void *a, const void *b)
+{
+    int32       ia = *(const int32 *) a;
+    int32       ib = *(const int32 *) b;
+
+    if (ItSortPopularity[ia] != ItSortPopularity[ib])
+        return ItSortPopularity[ia] > ItSortPopularity[ib] ? -1 : 1;
+    return (ia > ib) - (ia < ib);   /* item_ids are sorted: lower id first */
+}
+
+static void *
+ItModelAlloc(ItModel *m, Size elem, int64 n)
+{
+    Size        bytes;
+
+    if (n < 0 || (n > 0 && (Size) n > SIZE_MAX / 2 / elem))
+        ereport(ERROR,
+                (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                 errmsg("model \"%s\" is too large to load", m->name)));
+    bytes = Max(elem * (Size) n, 1);
+    return MemoryContextAllocExtended(m->cxt, bytes, MCXT_ALLOC_HUGE);
+}
+
+/*
+ * Loads the version described by st into a new context, a child of the
+ * current one (SPI's), so an error frees it with the rest.  The caller
+ * re-parents it into the cache.
+ */
+static ItModel *
+ItLoadModel(const ItDeployedStamp *st)
+{
+    MemoryContext cxt;
+    MemoryContext batchcxt;
+    MemoryContext oldcxt;
+    ItModel    *m;
+    Datum       values[2];
+    int         ret;
+    bool        isnull;
+    HeapTuple   tup;
+    TupleDesc   desc;
+    Datum       d;
+    int64       declared_items;
+    int64       capacity;
+    int64       n = 0;
+    Portal      portal;
+    char       *sql;
+
+    cxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer model",
+                                ALLOCSET_DEFAULT_SIZES);
+    m = MemoryContextAllocZero(cxt, sizeof(ItModel));
+    m->cxt = cxt;
+    m->name = MemoryContextStrdup(cxt, st->name);
+    MemoryContextSetIdentifier(cxt, m->name);
+    m->version = st->version;
+    m->trained_at = st->trained_at;
+    m->row_xmin = st->xmin;
+    ItemPointerCopy((ItemPointer) &st->tid, &m->row_tid);
+
+    /* The definition. */
+    values[0] = CStringGetTextDatum(st->name);
+    values[1] = Int32GetDatum(st->version);
+    ret = SPI_execute_plan(ItPlanModelRow, values, NULL, true, 1);
+    if (ret != SPI_OK_SELECT)
+        elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+    if (SPI_processed != 1)
+        elog(ERROR, "version %d of model \"%s\" vanished", st->version, st->name);
+    tup = SPI_tuptable->vals[0];
+    desc = SPI_tuptable->tupdesc;
+
+    oldcxt = MemoryContextSwitchTo(cxt);
+    m->algorithm = ItNullableText(tup, desc, 3);
+    m->interactions_source = ItNullableText(tup, desc, 4);
+    m->user_features_source = ItNullableText(tup, desc, 5);
+    m->item_features_source = ItNullableText(tup, desc, 6);
+    m->options = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 7, &isnull));
+    MemoryContextSwitchTo(oldcxt);
+    m->k = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
+    m->n_users = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
+    declared_items = DatumGetInt64(SPI_getbinval(tup, desc, 10, &isnull));
+    if (m->k < 1 || m->k > IT_MAX_FACTORS || declared_items < 0 || declared_items > IT_MAX_ROWS)
+        ereport(ERROR,
+                (errcode(ERRCODE_DATA_CORRUPTED),
+                 errmsg("version %d of model \"%s\" has %d factors and %lld items",
+                        st->version, st->name, m->k, (long long) declared_items),
+                 errhint("Retrain the model with train(model).")));
+    m->user_mean = ItModelAlloc(m, sizeof(float), m->k);
+    d = SPI_getbinval(tup, desc, 11, &isnull);
+    ItArrayToFloats(d, m->user_mean, m->k, "user_mean of the model");
+    SPI_freetuptable(SPI_tuptable);
+
+    /* The items, in id order (the primary key's order). */
+    capacity = Max(declared_items, 16);
+    m->item_ids = ItModelAlloc(m, sizeof(int64), capacity);
+    m->popularity = ItModelAlloc(m, sizeof(int64), capacity);
+    m->Y = ItModelAlloc(m, sizeof(float) * m->k, capacity);
+
+    sql = psprintf("SELECT item_id, factors, popularity FROM %s "
+                   "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
+                   "ORDER BY item_id",
+                   ItTable("it_item_factors"));
+    {
+        Oid         argtypes[2] = {TEXTOID, INT4OID};
+
+        portal = SPI_cursor_open_with_args(NULL, sql, 2, argtypes, values, NULL, true,
+                                           CURSOR_OPT_NO_SCROLL);
+    }
+    batchcxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer load batch",
+                                     ALLOCSET_DEFAULT_SIZES);
+    for (;;)
+    {
+        uint64      i;
+
+        CHECK_FOR_INTERRUPTS();
+        SPI_cursor_fetch(portal, true, IT_LOAD_BATCH);
+        if (SPI_processed == 0)
+            break;
+        desc = SPI_tuptable->tupdesc;
+        if (n + (int64) SPI_processed > IT_MAX_ROWS)
+            ereport(ERROR,
+                    (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                     errmsg("model \"%s\" has more than %lld items", st->name, (long long) IT_MAX_ROWS)));
+        if (n + (int64) SPI_processed > capacity)
+        {
+            int64       newcap = Max(capacity * 2, n + (int64) SPI_processed);
+
+            newcap = Min(newcap, IT_MAX_ROWS);
+            m->item_ids = repalloc_huge(m->item_ids, sizeof(int64) * newcap);
+            m->popularity = repalloc_huge(m->popularity, sizeof(int64) * newcap);
+            m->Y = repalloc_huge(m->Y, sizeof(float) * m->k * newcap);
+            capacity = newcap;
+        }
+        oldcxt = MemoryContextSwitchTo(batchcxt);
+        for (i = 0; i < SPI_processed; i++)
+        {
+            int64       id;
+
+            tup = SPI_tuptable->vals[i];
+            id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+            if (n > 0 && id <= m->item_ids[n - 1])
+                elog(ERROR, "item factors of model \"%s\" are not in id order", st->name);
+            m->item_ids[n] = id;
+            ItArrayToFloats(SPI_getbinval(tup, desc, 2, &isnull), m->Y + (size_t) n * m->k, m->k,
+                            "item factors");
+            m->popularity[n] = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+            n++;
+        }
+        MemoryContextSwitchTo(oldcxt);
+        MemoryContextReset(batchcxt);
+        SPI_freetuptable(SPI_tuptable);
+    }
+    SPI_cursor_close(portal);
+    MemoryContextDelete(batchcxt);
+    m->n_items = n;
+
+    /* Derived arrays. */
+    m->pop_score = ItModelAlloc(m, sizeof(float), n);
+    m->pop_order = ItModelAlloc(m, sizeof(int32), n);
+    m->item_norms = ItModelAlloc(m, sizeof(float), n);
+    m->YtY = ItModelAlloc(m, sizeof(float) * m->k, m->k);
+    m->scores = ItModelAlloc(m, sizeof(float), n);
+    m->max_popularity = 0;
+    for (int64 i = 0; i < n; i++)
+    {
+        const float *y = m->Y + (size_t) i * m->k;
+        double      ss = 0.0;
+
+        for (int j = 0; j < m->k; j++)
+            ss += (double) y[j] * y[j];
+        m->item_norms[i] = (float) sqrt(ss);
+        m->max_popularity = Max(m->max_popularity, m->popularity[i]);
+        m->pop_order[i] = (int32) i;
+    }
+    for (int64 i = 0; i < n; i++)
+        m->pop_score[i] = m->max_popularity > 0 ?
+            (float) ((double) m->popularity[i] / (double) m->max_popularity) : 0.0f;
+    ItSortPopularity = m->popularity;
+    qsort(m->pop_order, n, sizeof(int32), ItComparePopularity);
+    ItSortPopularity = NULL;
+    if (n > 0)
+        it_gram(m->Y, n, m->k, m->YtY);
+    else
+        memset(m->YtY, 0, sizeof(float) * m->k * m->k);
+
+    m->generation = ItNextGeneration++;
+    return m;
+}
+
+ItModel *
+ItGetModel(const char *model)
+{
+    ItDeployedStamp st;
+    ItCacheEntry *e;
+    ItModel    *m;
+    MemoryContext callercxt PG_USED_FOR_ASSERTS_ONLY = CurrentMemoryContext;
+
+    if (ItCacheContext == NULL)
+        ItCacheContext = AllocSetContextCreate(CacheMemoryContext, "interest_transfer model cache",
+                                               ALLOCSET_SMALL_SIZES);
+
+    if (SPI_connect() != SPI_OK_CONNECT)
+        elog(ERROR, "SPI_connect failed");
+    ItPreparePlans();
+    ItDeployedRow(model, &st);
+
+    e = ItFindEntry(st.name);
+    if (e == NULL || !ItStampMatches(e->model, &st))
+    {
+        ItModel    *loaded = ItLoadModel(&st);
+
+        MemoryContextSetParent(loaded->cxt, ItCacheContext);
+        if (e == NULL)
+        {
+            e = MemoryContextAllocZero(ItCacheContext, sizeof(ItCacheEntry));
+            e->name = MemoryContextStrdup(ItCacheContext, st.name);
+            e->next = ItCacheEntries;
+            ItCacheEntries = e;
+        }
+        else
+            ItReleaseModel(e->model);
+        e->model = loaded;
+    }
+    m = e->model;
+    SPI_finish();
+
+    Assert(CurrentMemoryContext == callercxt);
+    ItPin(m);
+    return m;
+}
+
+ItCallCache *
+ItGetCallCache(FunctionCallInfo fcinfo)
+{
+    if (fcinfo->flinfo->fn_extra == NULL)
+        fcinfo->flinfo->fn_extra = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ItCallCache));
+    return (ItCallCache *) fcinfo->flinfo->fn_extra;
+}
+
+/*
+ * Fills key's snapshot fields from the active snapshot; false when there is
+ * none that can be compared.  Two MVCC snapshots of the same transaction
+ * and subtransaction with the same xmin, xmax, in-progress xids and command
+ * id see the same rows, so the deployed row checked under one is still the
+ * deployed row under the other.  (A snapshot's completion count would be
+ * cheaper, but copies of a snapshot, such as the active one, clear it.)
+ */
+static bool
+ItSnapshotKey(ItCallCache *key)
+{
+    Snapshot    snap;
+    int         nxids;
+
+    if (!ActiveSnapshotSet())
+        return false;
+    snap = GetActiveSnapshot();
+    if (snap->snapshot_type != SNAPSHOT_MVCC || snap->subxcnt < 0)
+        return false;
+    nxids = (int) snap->xcnt + snap->subxcnt;
+    if (nxids > IT_SNAPSHOT_MAX_XIDS)
+        return false;
+    key->lxid = MyProc->lxid;
+    key->subxid = GetCurrentSubTransactionId();
+    key->snap_xmin = snap->xmin;
+    key->snap_xmax = snap->xmax;
+    key->snap_curcid = snap->curcid;
+    key->snap_xcnt = snap->xcnt;
+    key->snap_subxcnt = snap->subxcnt;
+    key->snap_suboverflowed = snap->suboverflowed;
+    key->snap_recovery = snap->takenDuringRecovery;
+    if (snap->xcnt > 0)
+        memcpy(key->snap_xids, snap->xip, sizeof(TransactionId) * snap->xcnt);
+    if (snap->subxcnt > 0)
+        memcpy(key->snap_xids + snap->xcnt, snap->subxip, sizeof(TransactionId) * snap->subxcnt);
+    return true;
+}
+
+static bool
+ItSnapshotKeyEqual(const ItCallCache *a, const ItCallCache *b)
+{
+    return a->lxid == b->lxid &&
+        a->subxid == b->subxid &&
+        TransactionIdEquals(a->snap_xmin, b->snap_xmin) &&
+        TransactionIdEquals(a->snap_xmax, b->snap_xmax) &&
+        a->snap_curcid == b->snap_curcid &&
+        a->snap_xcnt == b->snap_xcnt &&
+        a->snap_subxcnt == b->snap_subxcnt &&
+        a->snap_suboverflowed == b->snap_suboverflowed &&
+        a->snap_recovery == b->snap_recovery &&
+        memcmp(a->snap_xids, b->snap_xids,
+               sizeof(TransactionId) * (a->snap_xcnt + a->snap_subxcnt)) == 0;
+}
+
+ItModel *
+ItGetModelForCall(FunctionCallInfo fcinfo, const char *model)
+{
+    ItCallCache *cc = ItGetCallCache(fcinfo);
+    ItCallCache key;
+    bool        havekey;
+    ItModel    *m;
+
+    memset(&key, 0, offsetof(ItCallCache, snap_xids));
+    havekey = ItSnapshotKey(&key);
+    if (cc->valid && havekey && ItSnapshotKeyEqual(cc, &key) &&
+        ((model == NULL && cc->requested == NULL) ||
+         (model != NULL && cc->requested != NULL && strcmp(model, cc->requested) == 0)))
+    {
+        ItCacheEntry *e = ItFindEntry(cc->name);
+
+        if (e != NULL && e->model->generation == cc->generation)
+        {
+            ItPin(e->model);
+            return e->model;
+        }
+    }
+
+    m = ItGetModel(model);
+
+    cc->valid = false;
+    if (cc->requested)
+        pfree(cc->requested);
+    if (cc->name)
+        pfree(cc->name);
+    cc->requested = model ? MemoryContextStrdup(fcinfo->flinfo->fn_mcxt, model) : NULL;
+    cc->name = MemoryContextStrdup(fcinfo->flinfo->fn_mcxt, m->name);
+    cc->generation = m->generation;
+    cc->lxid = key.lxid;
+    cc->subxid = key.subxid;
+    cc->snap_xmin = key.snap_xmin;
+    cc->snap_xmax = key.snap_xmax;
+    cc->snap_curcid = key.snap_curcid;
+    cc->snap_xcnt = key.snap_xcnt;
+    cc->snap_subxcnt = key.snap_subxcnt;
+    cc->snap_suboverflowed = key.snap_suboverflowed;
+    cc->snap_recovery = key.snap_recovery;
+    memcpy(cc->snap_xids, key.snap_xids, sizeof(TransactionId) * (key.snap_xcnt + key.snap_subxcnt));
+    cc->valid = havekey;
+    cc->epoch++;
+    return m;
+}
+
+int64
+ItItemIndex(const ItModel *m, int64 item_id)
+{
+    return it_find_id(m->item_ids, m->n_items, item_id);
+}
+
+static int
+ItCompareInt32(const void *a, const void *b)
+{
+    int32       x = *(const int32 *) a;
+    int32       y = *(const int32 *) b;
+
+    return (x > y) - (x < y);
+}
+
+bool
+ItGetUserVector(ItModel *m, int64 user_id, float *x_out,
+                int32 **seen_out, int *nseen, ItInterestSource *source_out)
+{
+    MemoryContext callercxt = CurrentMemoryContext;
+    Datum       values[3];
+    int         ret;
+    bool        isnull;
+    HeapTuple   tup;
+    TupleDesc   desc;
+    ArrayType  *seen;
+    int32      *idx = NULL;
+    int         n = 0;
+    ItInterestSource source;
+
+    if (SPI_connect() != SPI_OK_CONNECT)
+        elog(ERROR, "SPI_connect failed");
+    ItPreparePlans();
+    values[0] = CStringGetTextDatum(m->name);
+    values[1] = Int32GetDatum(m->version);
+    values[2] = Int64GetDatum(user_id);
+    ret = SPI_execute_plan(ItPlanUserRow, values, NULL, true, 1);
+    if (ret != SPI_OK_SELECT)
+        elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+    if (SPI_processed == 0)
+    {
+        SPI_finish();
+        return false;
+    }
+    tup = SPI_tuptable->vals[0];
+    desc = SPI_tuptable->tupdesc;
+
+    ItArrayToFloats(SPI_getbinval(tup, desc, 1, &isnull), x_out, m->k, "user factors");
+    source = ItInterestSourceFromName(TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull)));
+
+    seen = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 2, &isnull));
+    if (ARR_ELEMTYPE(seen) != INT8OID || ARR_NDIM(seen) > 1 || ARR_HASNULL(seen))
+        ereport(ERROR,
+                (errcode(ERRCODE_DATA_CORRUPTED),
+                 errmsg("seen items of user %lld in model \"%s\" are not a bigint[] without NULLs",
+                        (long long) user_id, m->name),
+                 errhint("Retrain the model with train(model).")));
+    {
+        int         nitems = ArrayGetNItems(ARR_NDIM(seen), ARR_DIMS(seen));
+        const int64 *ids = (const int64 *) ARR_DATA_PTR(seen);
+        bool        sorted = true;
+
+        if (nitems > 0)
+        {
+            idx = MemoryContextAlloc(callercxt, sizeof(int32) * nitems);
+            for (int i = 0; i < nitems; i++)
+            {
+                int64       j = it_find_id(m->item_ids, m->n_items, ids[i]);
+
+                if (j < 0)
+                    continue;
+                if (n > 0 && (int32) j <= idx[n - 1])
+                    sorted = false;
+                idx[n++] = (int32) j;
+            }
+            if (!sorted)
+            {
+                int         w = 0;
+
+                qsort(idx, n, sizeof(int32), ItCompareInt32);
+                for (int i = 0; i < n; i++)
+                    if (w == 0 || idx[i] != idx[w - 1])
+                        idx[w++] = idx[i];
+                n = w;
+            }
+            if (n == 0)
+            {
+                pfree(idx);
+                idx = NULL;
+            }
+        }
+    }
+    SPI_finish();
+
+    *seen_out = idx;
+    *nseen = n;
+    if (source_out)
+        *source_out = source;
+    return true;
+}

@@ -1,0 +1,455 @@
+/*
+ * evaluate.c
+ *    evaluate(model, test, k): ranking quality of the deployed version on
+ *    held-out positives, for all test users, the warm ones (served by a
+ *    vector trained with the model) and the cold ones (everyone else).
+ *
+ * Every test user is served exactly as recommend() serves them: the
+ * interest comes from ItUserInterest, and the items they interacted with
+ * in training are left out of the ranking and of their positives.  Test
+ * items the model does not know are positives that can never be hit: they
+ * count in recall, NDCG, AP and AUC (ranked below every negative) but no
+ * list can hold them.  A user whose positives were all seen in training
+ * is not counted.
+ *
+ * Users with a vector are scored in blocks with one matrix product (users
+ * x factors times factors x items) instead of one matrix-vector product
+ * each.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include <cblas.h>
+
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/tuplestore.h"
+
+#include "interest_transfer.h"
+
+PG_FUNCTION_INFO_V1(interest_transfer_evaluate);
+
+/* Rows fetched from the test set per round trip. */
+#define IT_EVAL_FETCH 10000
+/* Floats of block scores (users x items) computed at a time. */
+#define IT_EVAL_BLOCK_FLOATS (4 * 1024 * 1024)
+#define IT_EVAL_MAX_BLOCK 128
+
+enum
+{
+    SEG_ALL,
+    SEG_WARM,
+    SEG_COLD,
+    NSEGMENTS
+};
+
+static const char *const SegmentNames[NSEGMENTS] = {"all", "warm", "cold"};
+
+typedef struct ItSegment
+{
+    int64       users;
+    double      precision;
+    double      recall;
+    double      ndcg;
+    double      ap;
+    double      auc;
+    int64       auc_users;      /* users with a defined AUC */
+    bool       *covered;        /* n_items flags */
+    int64       ncovered;
+} ItSegment;
+
+typedef struct ItEvalUser
+{
+    int64       user_id;
+    ItInterest  in;
+    int32      *pos;            /* known test items, indexes, sorted */
+    int         npos;
+    int         nunknown;       /* test items the model does not know */
+    int         row;            /* row in the block's score matrix, or -1 */
+} ItEvalUser;
+
+typedef struct ItTestPair
+{
+    int64       user_id;
+    int64       item_id;
+} ItTestPair;
+
+static int
+ItComparePairs(const void *a, const void *b)
+{
+    const ItTestPair *x = a;
+    const ItTestPair *y = b;
+
+    if (x->user_id != y->user_id)
+        return x->user_id < y->user_id ? -1 : 1;
+    return (x->item_id > y->item_id) - (x->item_id < y->item_id);
+}
+
+/*
+ * Reads the test set (inside SPI_connect) into *pairs, sorted by user and
+ * item, duplicates removed; returns how many.
+ */
+static int64
+ItReadTestSet(const char *test, const char *model, ItTestPair **pairs_out)
+{
+    ItSource    src;
+    int         ucol;
+    int         icol;
+    Oid         utype;
+    Oid         itype;
+    int64       n = 0;
+    int64       cap = 1024;
+    int64       w;
+    uint64      got;
+    ItTestPair *pairs = palloc(sizeof(ItTestPair) * cap);
+
+    ItSourceOpen(&src, test, "test", model, NULL, 0, NULL, NULL);
+    ucol = ItSourceColumn(&src, "user_id", IT_COLUMN_ID, true);
+    icol = ItSourceColumn(&src, "item_id", IT_COLUMN_ID, true);
+    utype = ItSourceColumnType(&src, ucol);
+    itype = ItSourceColumnType(&src, icol);
+
+    while ((got = ItSourceFetch(&src, IT_EVAL_FETCH)) > 0)
+    {
+        TupleDesc   desc = src.batch->tupdesc;
+
+        CHECK_FOR_INTERRUPTS();
+        if (n + (int64) got > cap)
+        {
+            cap = Max(cap * 2, n + (int64) got);
+            if ((Size) cap > MaxAllocHugeSize / sizeof(ItTestPair))
+                ereport(ERROR,
+                        (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                         errmsg("test set is too large")));
+            pairs = repalloc_huge(pairs, sizeof(ItTestPair) * cap);
+        }
+        for (uint64 i = 0; i < got; i++)
+        {
+            HeapTuple   tup = src.batch->vals[i];
+            bool        unull;
+            bool        inull;
+            Datum       u = SPI_getbinval(tup, desc, ucol + 1, &unull);
+            Datum       it = SPI_getbinval(tup, desc, icol + 1, &inull);
+            int64       row = src.rows - (int64) got + (int64) i + 1;
+
+            if (unull || inull)
+                ereport(ERROR,
+                        (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                         errmsg("%s is null in row " INT64_FORMAT " of test", unull ? "user_id" : "item_id", row),
+                         errhint("Leave such rows out, for example with WHERE user_id IS NOT NULL AND item_id IS NOT NULL.")));
+            pairs[n].user_id = ItDatumGetId(&src, ucol, utype, u, row);
+            pairs[n].item_id = ItDatumGetId(&src, icol, itype, it, row);
+            n++;
+        }
+    }
+    ItSourceClose(&src);
+
+    if (n == 0)
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                 errmsg("test set is empty"),
+                 errhint("Give held-out positives as rows of (user_id, item_id).")));
+
+    qsort(pairs, n, sizeof(ItTestPair), ItComparePairs);
+    w = 0;
+    for (int64 i = 0; i < n; i++)
+        if (w == 0 || ItComparePairs(&pairs[i], &pairs[w - 1]) != 0)
+            pairs[w++] = pairs[i];
+    *pairs_out = pairs;
+    return w;
+}
+
+/* Adds one user's metrics to a segment. */
+static void
+ItAccumulate(ItSegment *seg, const ItUserMetrics *um, const int32 *top, int ntop, int64 n_items)
+{
+    seg->users++;
+    seg->precision += um->precision;
+    seg->recall += um->recall;
+    seg->ndcg += um->ndcg;
+    seg->ap += um->ap;
+    if (!isnan(um->auc))
+    {
+        seg->auc += um->auc;
+        seg->auc_users++;
+    }
+    for (int i = 0; i < ntop; i++)
+    {
+        int32       idx = top[i];
+
+        if (idx < 0 || idx >= n_items)
+            continue;
+        if (!seg->covered[idx])
+        {
+            seg->covered[idx] = true;
+            seg->ncovered++;
+        }
+    }
+}
+
+static double
+ItIdealDcg(int64 npos, int k)
+{
+    double      idcg = 0.0;
+    int64       ideal = Min(npos, (int64) k);
+
+    for (int64 r = 0; r < ideal; r++)
+        idcg += 1.0 / log2((double) r + 2.0);
+    return idcg;
+}
+
+/*
+ * Metrics of one user from their scores over every item, with the test
+ * items the model does not know counted as positives never ranked.
+ */
+static void
+ItUserMetricsOf(ItModel *m, const ItEvalUser *u, const float *scores, int k,
+                int32 *top_idx, float *top_score, ItSegment *segs)
+{
+    ItUserMetrics um;
+    int64       counted;
+    int64       ntotal;
+    int64       ntop = Min((int64) k, m->n_items);
+    const int32 *seen = u->in.seen;
+    int64       nseen = u->in.nseen;
+
+    for (int64 i = 0; i < ntop; i++)
+        top_idx[i] = -1;
+    counted = it_rank_metrics(scores, m->n_items, u->pos, u->npos, seen, nseen,
+                              k, top_idx, top_score, &um);
+    if (counted == 0 && u->nunknown == 0)
+        return;                 /* every positive was seen in training */
+
+    ntotal = counted + u->nunknown;
+    if (counted == 0)
+    {
+        /* only unknown items: nothing can be hit */
+        memset(&um, 0, sizeof(um));
+        um.auc = (m->n_items - nseen > 0) ? 0.0 : NAN;
+        for (int64 i = 0; i < ntop; i++)
+            top_idx[i] = -1;
+        it_topk(scores, m->n_items, seen, nseen, (int) ntop, top_idx, top_score);
+    }
+    else if (u->nunknown > 0)
+    {
+        double      share = (double) counted / (double) ntotal;
+        double      idcg_known = ItIdealDcg(counted, k);
+        double      idcg_all = ItIdealDcg(ntotal, k);
+
+        um.recall *= share;
+        um.ndcg = idcg_all > 0.0 ? um.ndcg * idcg_known / idcg_all : 0.0;
+        um.ap *= (double) Min(counted, (int64) k) / (double) Min(ntotal, (int64) k);
+        if (!isnan(um.auc))
+            um.auc *= share;
+    }
+
+    ItAccumulate(&segs[SEG_ALL], &um, top_idx, (int) ntop, m->n_items);
+    ItAccumulate(&segs[u->in.source == IT_SOURCE_MODEL ? SEG_WARM : SEG_COLD],
+                 &um, top_idx, (int) ntop, m->n_items);
+}
+
+/*
+ * Scores and measures the users of a block: one sgemm for those with a
+ * vector, the popularity ranking for the others.
+ */
+static void
+ItFlushBlock(ItModel *m, ItEvalUser *block, int nblock, int nvec, int k,
+             float *X, float *S, const float *popular, int32 *top_idx,
+             float *top_score, ItSegment *segs)
+{
+    if (nvec > 0)
+    {
+        int         r = 0;
+
+        for (int i = 0; i < nblock; i++)
+        {
+            if (block[i].row < 0)
+                continue;
+            memcpy(X + (size_t) r * m->k, block[i].in.x, sizeof(float) * m->k);
+            r++;
+        }
+        /* S[nvec x n] = X[nvec x k] Y^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
+                    nvec, (blasint) m->n_items, m->k,
+                    1.0f, X, m->k, m->Y, m->k, 0.0f, S, (blasint) m->n_items);
+        /* the features path ranks with a popularity term, as recommend() does */
+        for (int i = 0; i < nblock; i++)
+        {
+            if (block[i].row >= 0 && block[i].in.pop_blend > 0.0f)
+                cblas_saxpy((blasint) m->n_items, block[i].in.pop_blend, m->pop_score, 1,
+                            S + (size_t) block[i].row * m->n_items, 1);
+        }
+    }
+    for (int i = 0; i < nblock; i++)
+    {
+        const float *scores = block[i].row >= 0 ?
+            S + (size_t) block[i].row * m->n_items : popular;
+
+        ItUserMetricsOf(m, &block[i], scores, k, top_idx, top_score, segs);
+    }
+}
+
+/*
+ * evaluate(model text, test text, k int DEFAULT 10)
+ *   RETURNS TABLE (segment text, users bigint, precision_at_k float8,
+ *                  recall_at_k float8, ndcg_at_k float8, map_at_k float8,
+ *                  auc float8, coverage float8)
+ *
+ * Always three rows: 'all', 'warm', 'cold'; a segment without users has
+ * users = 0 and NULL metrics.  model NULL means the most recently deployed
+ * model.  Metrics are means over the segment's users (AUC over those that
+ * have at least one negative); coverage is the share of the catalogue that
+ * appears in at least one of the segment's top-k lists.
+ */
+Datum
+interest_transfer_evaluate(PG_FUNCTION_ARGS)
+{
+    ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+    char       *model;
+    char       *test;
+    int         k;
+    ItModel    *m;
+    ItTestPair *pairs;
+    int64       npairs;
+    ItSegment   segs[NSEGMENTS];
+    MemoryContext blockcxt;
+    MemoryContext oldcxt;
+    ItEvalUser *block;
+    int         blocksize;
+    int         nblock = 0;
+    int         nvec = 0;
+    float      *X;
+    float      *S;
+    float      *popular;
+    int32      *top_idx;
+    float      *top_score;
+    int64       p;
+
+    ItSetSchema(fcinfo);
+    model = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+    if (PG_ARGISNULL(1))
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                 errmsg("test must not be null"),
+                 errhint("Give a table name or a query with the columns user_id and item_id.")));
+    test = text_to_cstring(PG_GETARG_TEXT_PP(1));
+    if (PG_ARGISNULL(2))
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                 errmsg("k must not be null"),
+                 errhint("Pass the length of the lists to measure, for example 10.")));
+    k = PG_GETARG_INT32(2);
+    if (k <= 0)
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                 errmsg("k must be positive, not %d", k),
+                 errhint("Measure lists of at least one item, for example k => 10.")));
+    if (k > IT_MAX_K)
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                 errmsg("k must be at most %d, not %d", IT_MAX_K, k),
+                 errhint("Measure shorter lists, for example k => 10.")));
+
+    InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+    m = ItGetModel(model);
+
+    if (SPI_connect() != SPI_OK_CONNECT)
+        elog(ERROR, "SPI_connect failed");
+    npairs = ItReadTestSet(test, m->name, &pairs);
+
+    memset(segs, 0, sizeof(segs));
+    for (int s = 0; s < NSEGMENTS; s++)
+        segs[s].covered = palloc_extended(sizeof(bool) * Max(m->n_items, 1),
+                                          MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+
+    /* Popularity as scores: rank order, so ties fall as recommend() breaks them. */
+    popular = palloc_extended(sizeof(float) * Max(m->n_items, 1), MCXT_ALLOC_HUGE);
+    for (int64 i = 0; i < m->n_items; i++)
+        popular[m->pop_order[i]] = (float) (m->n_items - i);
+
+    blocksize = (int) Max(1, Min((int64) IT_EVAL_MAX_BLOCK,
+                                 IT_EVAL_BLOCK_FLOATS / Max(m->n_items, 1)));
+    block = palloc0(sizeof(ItEvalUser) * blocksize);
+    X = palloc(sizeof(float) * blocksize * m->k);
+    S = palloc_extended(sizeof(float) * (Size) blocksize * Max(m->n_items, 1), MCXT_ALLOC_HUGE);
+    top_idx = palloc(sizeof(int32) * k);
+    top_score = palloc(sizeof(float) * k);
+    blockcxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer evaluate block",
+                                     ALLOCSET_DEFAULT_SIZES);
+
+    p = 0;
+    while (p < npairs)
+    {
+        int64       user_id = pairs[p].user_id;
+        int64       end = p;
+        ItEvalUser *u = &block[nblock];
+
+        while (end < npairs && pairs[end].user_id == user_id)
+            end++;
+
+        oldcxt = MemoryContextSwitchTo(blockcxt);
+        memset(u, 0, sizeof(ItEvalUser));
+        u->user_id = user_id;
+        ItUserInterest(m, user_id, &u->in);
+        u->pos = palloc(sizeof(int32) * (end - p));
+        for (int64 q = p; q < end; q++)
+        {
+            int64       idx = ItItemIndex(m, pairs[q].item_id);
+
+            if (idx < 0)
+                u->nunknown++;
+            else
+                u->pos[u->npos++] = (int32) idx;    /* item ids sorted: so are indexes */
+        }
+        MemoryContextSwitchTo(oldcxt);
+        u->row = u->in.x != NULL ? nvec++ : -1;
+        nblock++;
+        p = end;
+
+        if (nblock == blocksize || p == npairs)
+        {
+            CHECK_FOR_INTERRUPTS();
+            ItFlushBlock(m, block, nblock, nvec, k, X, S, popular, top_idx, top_score, segs);
+            nblock = 0;
+            nvec = 0;
+            MemoryContextReset(blockcxt);
+        }
+    }
+    SPI_finish();
+
+    for (int s = 0; s < NSEGMENTS; s++)
+    {
+        Datum       values[8];
+        bool        nulls[8] = {false, false, false, false, false, false, false, false};
+        ItSegment  *seg = &segs[s];
+        double      nu = (double) seg->users;
+
+        values[0] = CStringGetTextDatum(SegmentNames[s]);
+        values[1] = Int64GetDatum(seg->users);
+        if (seg->users == 0)
+        {
+            for (int c = 2; c < 8; c++)
+                nulls[c] = true;
+        }
+        else
+        {
+            values[2] = Float8GetDatum(seg->precision / nu);
+            values[3] = Float8GetDatum(seg->recall / nu);
+            values[4] = Float8GetDatum(seg->ndcg / nu);
+            values[5] = Float8GetDatum(seg->ap / nu);
+            if (seg->auc_users > 0)
+                values[6] = Float8GetDatum(seg->auc / (double) seg->auc_users);
+            else
+                nulls[6] = true;
+            values[7] = Float8GetDatum(m->n_items > 0 ?
+                                       (double) seg->ncovered / (double) m->n_items : 0.0);
+        }
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+    }
+    PG_RETURN_NULL();
+}

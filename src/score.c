@@ -1,0 +1,408 @@
+/*
+ * score.c
+ *    recommend(), score() and similar_items(): scoring with the deployed
+ *    version of a model, from the backend's model cache (cache.c).
+ *
+ * Which interest serves a user is decided in one place, ItUserInterest, so
+ * every scoring function (and evaluate) answers the same way for the same
+ * user.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/tuplestore.h"
+
+#include "interest_transfer.h"
+
+PG_FUNCTION_INFO_V1(interest_transfer_recommend);
+PG_FUNCTION_INFO_V1(interest_transfer_score);
+PG_FUNCTION_INFO_V1(interest_transfer_similar_items);
+
+/*
+ * The order (README, "Where a user's interest comes from"): a stored row
+ * of the deployed version ('model', or 'fold_in' after refresh()); a
+ * fold-in of the user's rows in the interactions source ('fold_in'); the
+ * features prior ('features'); popularity ('popular').
+ */
+void
+ItUserInterest(ItModel *m, int64 user_id, ItInterest *out)
+{
+    float      *x = palloc(sizeof(float) * m->k);
+
+    out->pop_blend = 0.0f;
+    if (ItGetUserVector(m, user_id, x, &out->seen, &out->nseen, &out->source))
+    {
+        out->x = x;
+        return;
+    }
+    pfree(x);
+
+    /* Not trained on: their own rows, their features (providers.c). */
+    if (ItColdInterest(m, user_id, out))
+        return;
+
+    /* Nothing known about this user: rank by popularity. */
+    out->source = IT_SOURCE_POPULAR;
+    out->x = NULL;
+    out->seen = NULL;
+    out->nseen = 0;
+}
+
+/*
+ * x.y as reported to users, the same bits whichever function reports it.
+ * (BLAS sums in an order that depends on the number of rows, so a score
+ * taken from one sgemv over every item and one computed alone could differ
+ * in the last bit.)
+ */
+static inline float
+ItDot(const float *x, const float *y, int k)
+{
+    double      s = 0.0;
+
+    for (int j = 0; j < k; j++)
+        s += (double) x[j] * (double) y[j];
+    return (float) s;
+}
+
+float
+ItItemScore(const ItModel *m, const ItInterest *in, int64 idx)
+{
+    if (in->x == NULL)
+        return m->pop_score[idx];
+    if (in->pop_blend > 0.0f)
+        return ItDot(in->x, m->Y + (size_t) idx * m->k, m->k) + in->pop_blend * m->pop_score[idx];
+    return ItDot(in->x, m->Y + (size_t) idx * m->k, m->k);
+}
+
+typedef struct ItScored
+{
+    float       score;
+    int32       idx;
+} ItScored;
+
+static int
+ItCompareScored(const void *a, const void *b)
+{
+    const ItScored *x = a;
+    const ItScored *y = b;
+
+    if (x->score != y->score)
+        return x->score > y->score ? -1 : 1;
+    return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* Is idx in the sorted list set[0..n)? */
+static inline bool
+ItInSorted(const int32 *set, int n, int32 idx)
+{
+    int         lo = 0,
+                hi = n - 1;
+
+    while (lo <= hi)
+    {
+        int         mid = lo + (hi - lo) / 2;
+
+        if (set[mid] == idx)
+            return true;
+        if (set[mid] < idx)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    return false;
+}
+
+int
+ItTopItems(ItModel *m, const ItInterest *in, bool exclude_seen,
+           int k, int32 *out_idx, float *out_score)
+{
+    const int32 *exclude = exclude_seen ? in->seen : NULL;
+    int         nexclude = exclude_seen ? in->nseen : 0;
+    int         kk = (int) Min((int64) k, m->n_items);
+    int         written = 0;
+
+    if (kk <= 0)
+        return 0;
+
+    if (in->x != NULL)
+    {
+        ItScored   *best;
+
+        /* no PostgreSQL call between these two: m->scores cannot be reused */
+        it_score_all(m->Y, m->n_items, m->k, in->x, m->scores);
+        if (in->pop_blend > 0.0f)
+            for (int64 i = 0; i < m->n_items; i++)
+                m->scores[i] += in->pop_blend * m->pop_score[i];
+        written = it_topk(m->scores, m->n_items, exclude, nexclude, kk, out_idx, out_score);
+
+        /*
+         * Report the scores score() gives, in their order (they can differ
+         * from the sgemv's in the last bit, which may swap near ties).
+         */
+        best = palloc(sizeof(ItScored) * Max(written, 1));
+        for (int i = 0; i < written; i++)
+        {
+            best[i].idx = out_idx[i];
+            best[i].score = ItItemScore(m, in, out_idx[i]);
+        }
+        qsort(best, written, sizeof(ItScored), ItCompareScored);
+        for (int i = 0; i < written; i++)
+        {
+            out_idx[i] = best[i].idx;
+            out_score[i] = best[i].score;
+        }
+        pfree(best);
+        return written;
+    }
+
+    /* Popularity: walk the precomputed order, skipping excluded items. */
+    for (int64 i = 0; i < m->n_items && written < kk; i++)
+    {
+        int32       idx = m->pop_order[i];
+
+        if (nexclude > 0 && ItInSorted(exclude, nexclude, idx))
+            continue;
+        out_idx[written] = idx;
+        out_score[written] = m->pop_score[idx];
+        written++;
+    }
+    return written;
+}
+
+int
+ItArgK(FunctionCallInfo fcinfo, int argno)
+{
+    int32       k;
+
+    if (PG_ARGISNULL(argno))
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                 errmsg("k must not be null"),
+                 errhint("Pass the number of items wanted, for example 10.")));
+    k = PG_GETARG_INT32(argno);
+    if (k <= 0)
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                 errmsg("k must be positive, not %d", k),
+                 errhint("Ask for at least one item.")));
+    if (k > IT_MAX_K)
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                 errmsg("k must be at most %d, not %d", IT_MAX_K, k),
+                 errhint("Ask for fewer items; any k from the catalogue size up to %d returns every item.",
+                         IT_MAX_K)));
+    return k;
+}
+
+static char *
+ItModelArg(FunctionCallInfo fcinfo, int argno)
+{
+    return PG_ARGISNULL(argno) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+void
+ItReturnTopItems(ReturnSetInfo *rsinfo, ItModel *m, const ItInterest *in,
+                 bool exclude_seen, int k)
+{
+    int         n = (int) Min((int64) k, m->n_items);
+    int32      *top_idx = palloc(sizeof(int32) * Max(n, 1));
+    float      *top_score = palloc(sizeof(float) * Max(n, 1));
+    Datum       source = CStringGetTextDatum(ItInterestSourceName(in->source));
+
+    n = ItTopItems(m, in, exclude_seen, k, top_idx, top_score);
+    for (int i = 0; i < n; i++)
+    {
+        Datum       values[4];
+        bool        nulls[4] = {false, false, false, false};
+
+        values[0] = Int64GetDatum(m->item_ids[top_idx[i]]);
+        values[1] = Float4GetDatum(top_score[i]);
+        values[2] = Int32GetDatum(i + 1);
+        values[3] = source;
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+    }
+    pfree(top_idx);
+    pfree(top_score);
+}
+
+/*
+ * recommend(user_id bigint, k int DEFAULT 10, model text DEFAULT NULL,
+ *           exclude_seen boolean DEFAULT true)
+ *   RETURNS TABLE (item_id bigint, score real, rank int, source text)
+ *
+ * A NULL user_id gives no rows (so a LATERAL join over a nullable column
+ * simply drops those rows).
+ */
+Datum
+interest_transfer_recommend(PG_FUNCTION_ARGS)
+{
+    ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+    int64       user_id;
+    int         k;
+    char       *model;
+    bool        exclude_seen;
+    ItModel    *m;
+    ItInterest  in;
+
+    ItSetSchema(fcinfo);
+    k = ItArgK(fcinfo, 1);
+    model = ItModelArg(fcinfo, 2);
+    if (PG_ARGISNULL(3))
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                 errmsg("exclude_seen must not be null"),
+                 errhint("Pass true to leave out the items the user already interacted with, false to keep them.")));
+    exclude_seen = PG_GETARG_BOOL(3);
+
+    InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+    if (PG_ARGISNULL(0))
+        PG_RETURN_NULL();
+    user_id = PG_GETARG_INT64(0);
+
+    m = ItGetModelForCall(fcinfo, model);
+    ItUserInterest(m, user_id, &in);
+    ItReturnTopItems(rsinfo, m, &in, exclude_seen, k);
+    PG_RETURN_NULL();
+}
+
+/* The last user's interest, kept per call site of score(). */
+typedef struct ItScoreCache
+{
+    bool        valid;
+    uint64      epoch;          /* ItCallCache epoch it was read in */
+    uint64      generation;     /* model it was read for */
+    int64       user_id;
+    ItInterest  interest;       /* allocated in fn_mcxt */
+} ItScoreCache;
+
+/*
+ * score(user_id bigint, item_id bigint, model text DEFAULT NULL) RETURNS real
+ *
+ * NULL when either id is NULL or the model does not know the item; for a
+ * user served by popularity, the item's popularity / max popularity, the
+ * same score recommend() gives.
+ */
+Datum
+interest_transfer_score(PG_FUNCTION_ARGS)
+{
+    int64       user_id;
+    int64       item_id;
+    char       *model;
+    ItModel    *m;
+    ItCallCache *cc;
+    ItScoreCache *sc;
+    int64       idx;
+
+    if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+        PG_RETURN_NULL();
+    user_id = PG_GETARG_INT64(0);
+    item_id = PG_GETARG_INT64(1);
+    model = ItModelArg(fcinfo, 2);
+
+    ItSetSchema(fcinfo);
+    m = ItGetModelForCall(fcinfo, model);
+    idx = ItItemIndex(m, item_id);
+    if (idx < 0)
+        PG_RETURN_NULL();
+
+    cc = ItGetCallCache(fcinfo);
+    if (cc->extra == NULL)
+        cc->extra = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ItScoreCache));
+    sc = (ItScoreCache *) cc->extra;
+    if (!sc->valid || sc->epoch != cc->epoch || sc->generation != m->generation ||
+        sc->user_id != user_id)
+    {
+        MemoryContext oldcxt;
+
+        sc->valid = false;
+        if (sc->interest.x)
+            pfree(sc->interest.x);
+        if (sc->interest.seen)
+            pfree(sc->interest.seen);
+        memset(&sc->interest, 0, sizeof(ItInterest));
+        oldcxt = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+        ItUserInterest(m, user_id, &sc->interest);
+        MemoryContextSwitchTo(oldcxt);
+        sc->epoch = cc->epoch;
+        sc->generation = m->generation;
+        sc->user_id = user_id;
+        sc->valid = true;
+    }
+    PG_RETURN_FLOAT4(ItItemScore(m, &sc->interest, idx));
+}
+
+/*
+ * similar_items(item_id bigint, k int DEFAULT 10, model text DEFAULT NULL)
+ *   RETURNS TABLE (item_id bigint, score real, rank int)
+ *
+ * Cosine similarity of the items' factors, the item itself left out; an
+ * item with all-zero factors is similar to nothing (cosine 0).  A NULL
+ * item_id gives no rows; an item the model does not know is an ERROR.
+ */
+Datum
+interest_transfer_similar_items(PG_FUNCTION_ARGS)
+{
+    ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+    int64       item_id;
+    int         k;
+    char       *model;
+    ItModel    *m;
+    int64       idx;
+    float      *scores;
+    float       norm;
+    int32       self;
+    int32      *top_idx;
+    float      *top_score;
+    int         n;
+
+    ItSetSchema(fcinfo);
+    k = ItArgK(fcinfo, 1);
+    model = ItModelArg(fcinfo, 2);
+
+    InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+    if (PG_ARGISNULL(0))
+        PG_RETURN_NULL();
+    item_id = PG_GETARG_INT64(0);
+
+    m = ItGetModelForCall(fcinfo, model);
+    idx = ItItemIndex(m, item_id);
+    if (idx < 0)
+        ereport(ERROR,
+                (errcode(ERRCODE_UNDEFINED_OBJECT),
+                 errmsg("item %lld is not in model \"%s\"", (long long) item_id, m->name),
+                 errhint("Only items in the training data of version %d have factors; retrain with train('%s') to add new items.",
+                         m->version, m->name)));
+
+    self = (int32) idx;
+    n = (int) Min((int64) k, m->n_items - 1);
+    top_idx = palloc(sizeof(int32) * Max(n, 1));
+    top_score = palloc(sizeof(float) * Max(n, 1));
+
+    scores = m->scores;         /* no PostgreSQL call until it_topk is done */
+    it_score_all(m->Y, m->n_items, m->k, m->Y + (size_t) idx * m->k, scores);
+    norm = m->item_norms[idx];
+    for (int64 i = 0; i < m->n_items; i++)
+    {
+        float       d = norm * m->item_norms[i];
+
+        scores[i] = d > 0.0f ? Max(-1.0f, Min(1.0f, scores[i] / d)) : 0.0f;
+    }
+    if (n > 0)
+        n = it_topk(scores, m->n_items, &self, 1, n, top_idx, top_score);
+    for (int i = 0; i < n; i++)
+    {
+        Datum       values[3];
+        bool        nulls[3] = {false, false, false};
+
+        values[0] = Int64GetDatum(m->item_ids[top_idx[i]]);
+        values[1] = Float4GetDatum(top_score[i]);
+        values[2] = Int32GetDatum(i + 1);
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+    }
+    PG_RETURN_NULL();
+}

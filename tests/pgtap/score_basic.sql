@@ -1,0 +1,237 @@
+-- recommend(), score() and similar_items() on small models whose factors
+-- are written by hand, checked against the same arithmetic done in SQL.
+BEGIN;
+CREATE EXTENSION IF NOT EXISTS pgtap;
+CREATE EXTENSION IF NOT EXISTS interest_transfer;
+
+SELECT plan(53);
+
+-- x.y and cosine in plain SQL, the reference for every check below
+CREATE FUNCTION pg_temp.dot(a real[], b real[]) RETURNS float8
+LANGUAGE sql IMMUTABLE AS $$ SELECT sum(x::float8 * y::float8) FROM unnest(a, b) AS t(x, y) $$;
+CREATE FUNCTION pg_temp.cosine(a real[], b real[]) RETURNS float8
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT pg_temp.dot(a, b) / nullif(sqrt(pg_temp.dot(a, a)) * sqrt(pg_temp.dot(b, b)), 0) $$;
+
+-- a model version written directly into the storage tables
+CREATE FUNCTION pg_temp.add_version(m text, v int, deployed boolean, at timestamptz) RETURNS void
+LANGUAGE sql AS $$
+  INSERT INTO it_model (model, version, algorithm, owner, deployed, deployed_at, interactions_source,
+                        options, factors, users, items, interactions, seconds, loss, history, user_mean)
+  VALUES (m, v, 'als', (SELECT oid FROM pg_roles WHERE rolname = current_user), deployed, at,
+          'hand-made', '{"factors": 3}', 3, 4, 8, 10, 0, 0, '[]', '{0,0,0}');
+$$;
+
+SELECT throws_ok($$SELECT * FROM recommend(1, 10)$$, '42704', 'no model has been deployed',
+                 'model NULL with no deployed model is an error');
+
+SELECT pg_temp.add_version('shop', 1, true, now() - interval '1 hour');
+INSERT INTO it_item_factors (model, version, item_id, factors, popularity) VALUES
+  ('shop', 1, 1, '{1,0,0}', 10),
+  ('shop', 1, 2, '{0,1,0}', 30),
+  ('shop', 1, 3, '{0,0,1}', 30),
+  ('shop', 1, 4, '{1,1,0}', 5),
+  ('shop', 1, 5, '{0.5,0.5,0.5}', 20),
+  ('shop', 1, 6, '{-1,0,1}', 0),
+  ('shop', 1, 7, '{1,0,1}', 30),
+  ('shop', 1, 8, '{0.2,0.9,-0.3}', 1);
+INSERT INTO it_user_factors (model, version, user_id, factors, seen) VALUES
+  ('shop', 1, 1, '{1,0.5,-0.2}', '{4}'),
+  ('shop', 1, 2, '{0.1,1,0.7}', '{2,3}'),
+  ('shop', 1, 3, '{-0.3,0.2,1}', '{}'),
+  ('shop', 1, 4, '{1,1,1}', '{1}');
+
+CREATE TEMP VIEW expected AS
+SELECT u.user_id, i.item_id, pg_temp.dot(u.factors, i.factors) AS dot, i.item_id = ANY (u.seen) AS seen
+  FROM it_user_factors u JOIN it_item_factors i USING (model, version)
+ WHERE model = 'shop' AND version = 1;
+
+-- recommend: order and scores of the dot products, seen items left out
+SELECT results_eq(
+  $$SELECT item_id FROM recommend(1, 10, 'shop') ORDER BY rank$$,
+  $$SELECT item_id FROM expected WHERE user_id = 1 AND NOT seen ORDER BY dot DESC, item_id$$,
+  'recommend ranks by x.y, seen items left out (user 1)');
+SELECT results_eq(
+  $$SELECT item_id FROM recommend(2, 3, 'shop') ORDER BY rank$$,
+  $$SELECT item_id FROM expected WHERE user_id = 2 AND NOT seen ORDER BY dot DESC, item_id LIMIT 3$$,
+  'recommend top 3 of user 2');
+SELECT ok((SELECT bool_and(abs(r.score - e.dot) < 1e-6) FROM recommend(3, 10, 'shop') r
+             JOIN expected e ON e.user_id = 3 AND e.item_id = r.item_id),
+          'recommend scores equal x.y within 1e-6');
+SELECT results_eq(
+  $$SELECT array_agg(rank ORDER BY rank), array_agg(DISTINCT source) FROM recommend(1, 10, 'shop')$$,
+  $$VALUES ('{1,2,3,4,5,6,7}'::int[], '{model}'::text[])$$,
+  'ranks are 1..n and the source of a trained user is model');
+SELECT is_empty(
+  $$SELECT item_id FROM recommend(2, 10, 'shop') WHERE item_id IN (2, 3)$$,
+  'seen items are not recommended');
+SELECT results_eq(
+  $$SELECT item_id FROM recommend(2, 10, 'shop', exclude_seen => false) ORDER BY rank$$,
+  $$SELECT item_id FROM expected WHERE user_id = 2 ORDER BY dot DESC, item_id$$,
+  'exclude_seen => false ranks seen items too');
+SELECT is((SELECT count(*) FROM recommend(1, 100000, 'shop')), 7::bigint,
+          'k larger than the catalogue returns every unseen item');
+SELECT is((SELECT count(*) FROM recommend(3, 8, 'shop')), 8::bigint,
+          'k equal to the catalogue, nothing seen: every item');
+
+-- users the model does not know: popularity
+SELECT results_eq(
+  $$SELECT item_id, round(score::numeric, 4), source FROM recommend(1000, 10, 'shop') ORDER BY rank$$,
+  $$SELECT item_id, round(popularity::numeric / 30, 4), 'popular'::text FROM it_item_factors
+     WHERE model = 'shop' ORDER BY popularity DESC, item_id$$,
+  'unknown user: most popular first, ties by item_id, score popularity / max');
+SELECT is_empty($$SELECT * FROM recommend(NULL, 10, 'shop')$$, 'NULL user_id gives no rows');
+
+-- score
+SELECT ok((SELECT bool_and(abs(score(e.user_id, e.item_id, 'shop') - e.dot) < 1e-6) FROM expected e),
+          'score equals x.y for every user and item');
+SELECT is((SELECT count(*) FROM expected e WHERE score(e.user_id, e.item_id, 'shop') IS NULL), 0::bigint,
+          'score is never NULL for known users and items');
+SELECT is(score(1, 99, 'shop'), NULL::real, 'score of an unknown item is NULL');
+SELECT is(score(NULL, 1, 'shop'), NULL::real, 'score with a NULL user is NULL');
+SELECT is(score(1, NULL, 'shop'), NULL::real, 'score with a NULL item is NULL');
+SELECT is(round(score(1000, 5, 'shop')::numeric, 4), round(20 / 30.0, 4),
+          'score of an unknown user is popularity / max popularity');
+SELECT results_eq(
+  $$SELECT r.item_id, r.score FROM recommend(1, 10, 'shop') r ORDER BY r.rank$$,
+  $$SELECT i.item_id, score(1, i.item_id, 'shop') FROM it_item_factors i
+     WHERE i.model = 'shop' AND i.item_id <> 4 ORDER BY score(1, i.item_id, 'shop') DESC, i.item_id$$,
+  'score per row agrees with recommend');
+SELECT results_eq(
+  $$SELECT u.user_id, score(u.user_id, 5, 'shop') FROM generate_series(1::bigint, 4) u(user_id) ORDER BY 1$$,
+  $$SELECT user_id, dot::real FROM expected WHERE item_id = 5 ORDER BY 1$$,
+  'score switches users row by row');
+
+-- similar_items: cosine of item factors, the item itself left out
+SELECT results_eq(
+  $$SELECT item_id FROM similar_items(1, 10, 'shop') ORDER BY rank$$,
+  $$SELECT b.item_id FROM it_item_factors a JOIN it_item_factors b USING (model, version)
+     WHERE model = 'shop' AND a.item_id = 1 AND b.item_id <> 1
+     ORDER BY pg_temp.cosine(a.factors, b.factors) DESC, b.item_id$$,
+  'similar_items ranks by cosine');
+SELECT ok((SELECT bool_and(abs(s.score - pg_temp.cosine(a.factors, b.factors)) < 1e-6)
+             FROM similar_items(8, 10, 'shop') s
+             JOIN it_item_factors a ON a.model = 'shop' AND a.item_id = 8
+             JOIN it_item_factors b ON b.model = 'shop' AND b.item_id = s.item_id),
+          'similar_items scores are cosines');
+SELECT is((SELECT count(*) FROM similar_items(5, 100, 'shop')), 7::bigint,
+          'similar_items never returns the item itself');
+SELECT results_eq($$SELECT item_id, rank FROM similar_items(1, 2, 'shop')$$,
+                  $$VALUES (4::bigint, 1), (7::bigint, 2)$$,
+                  'similar_items ties (items 4 and 7) by item_id');
+SELECT is_empty($$SELECT * FROM similar_items(NULL, 10, 'shop')$$, 'NULL item_id gives no rows');
+
+-- errors
+SELECT throws_ok($$SELECT * FROM recommend(1, 10, 'nope')$$, '42704', 'model "nope" does not exist',
+                 'unknown model');
+SELECT throws_ok($$SELECT score(1, 1, 'nope')$$, '42704', 'model "nope" does not exist',
+                 'unknown model in score');
+SELECT throws_ok($$SELECT * FROM recommend(1, 0, 'shop')$$, '22023', 'k must be positive, not 0', 'k = 0');
+SELECT throws_ok($$SELECT * FROM recommend(1, -5, 'shop')$$, '22023', 'k must be positive, not -5', 'k < 0');
+SELECT throws_ok($$SELECT * FROM recommend(1, 100001, 'shop')$$, '22023', 'k must be at most 100000, not 100001',
+                 'k huge');
+SELECT throws_ok($$SELECT * FROM recommend(1, NULL, 'shop')$$, '22023', 'k must not be null', 'k NULL');
+SELECT throws_ok($$SELECT * FROM recommend(1, 10, 'shop', NULL)$$, '22023', 'exclude_seen must not be null',
+                 'exclude_seen NULL');
+SELECT throws_ok($$SELECT * FROM similar_items(99, 10, 'shop')$$, '42704', 'item 99 is not in model "shop"',
+                 'similar_items of an unknown item');
+SELECT throws_ok($$SELECT * FROM similar_items(1, 0, 'shop')$$, '22023', 'k must be positive, not 0',
+                 'similar_items k = 0');
+
+-- model NULL: the most recently deployed model
+SELECT pg_temp.add_version('other', 1, true, now());
+INSERT INTO it_item_factors (model, version, item_id, factors, popularity) VALUES
+  ('other', 1, 100, '{1,0,0}', 1), ('other', 1, 200, '{0,1,0}', 2), ('other', 1, 300, '{0,0,1}', 3);
+INSERT INTO it_user_factors (model, version, user_id, factors, seen) VALUES
+  ('other', 1, 1, '{0,0,1}', '{}');
+SELECT results_eq($$SELECT item_id, score FROM recommend(1, 2)$$,
+                  $$VALUES (300::bigint, 1::real), (100::bigint, 0::real)$$,
+                  'model NULL uses the most recently deployed model');
+SELECT is(score(1, 300), 1::real, 'score with model NULL uses it too');
+UPDATE it_model SET deployed_at = now() - interval '2 hours' WHERE model = 'other';
+SELECT results_eq($$SELECT item_id FROM recommend(1, 2)$$, $$VALUES (1::bigint), (7::bigint)$$,
+                  'deploying another model moves model NULL to it');
+
+-- a new deployed version is picked up by the same backend
+SELECT results_eq($$SELECT item_id FROM recommend(3, 1, 'shop')$$, $$VALUES (6::bigint)$$,
+                  'version 1 answers before the switch');
+SELECT pg_temp.add_version('shop', 2, false, now());
+INSERT INTO it_item_factors (model, version, item_id, factors, popularity)
+SELECT 'shop', 2, item_id, ARRAY[factors[3], factors[2], factors[1]], popularity
+  FROM it_item_factors WHERE model = 'shop' AND version = 1;
+INSERT INTO it_user_factors (model, version, user_id, factors, seen)
+SELECT 'shop', 2, user_id, factors, seen FROM it_user_factors WHERE model = 'shop' AND version = 1;
+SELECT results_eq($$SELECT item_id FROM recommend(3, 1, 'shop')$$, $$VALUES (6::bigint)$$,
+                  'an undeployed version is not used');
+SELECT deploy('shop', 2);
+-- user 3 = (-0.3, 0.2, 1); version 2 reverses the item factors: item 4 = (0,1,1) scores 1.2
+SELECT results_eq($$SELECT item_id, round(score::numeric, 4) FROM recommend(3, 1, 'shop')$$,
+                  $$VALUES (4::bigint, 1.2)$$,
+                  'deploying version 2 changes the answers in the same backend');
+SELECT is(score(3, 1, 'shop'), 1::real, 'score follows the deployed version');
+
+-- dropped and trained again: same name and version number, other factors
+SELECT throws_ok($$SELECT * FROM recommend(1, 10, 'again')$$, '42704', NULL, 'model not there yet');
+SELECT pg_temp.add_version('again', 1, false, now());
+SELECT throws_ok($$SELECT * FROM recommend(1, 10, 'again')$$, '55000', 'model "again" has no deployed version',
+                 'a model without a deployed version is an error');
+UPDATE it_model SET deployed = true WHERE model = 'again';
+INSERT INTO it_item_factors (model, version, item_id, factors, popularity) VALUES ('again', 1, 1, '{1,1,1}', 1);
+INSERT INTO it_user_factors (model, version, user_id, factors, seen) VALUES ('again', 1, 3, '{1,1,1}', '{}');
+SELECT results_eq($$SELECT item_id, score FROM recommend(3, 1, 'again')$$, $$VALUES (1::bigint, 3::real)$$,
+                  'version 1 of model again is cached');
+-- dropped and written again with no call in between: same name, version and
+-- trained_at (one transaction), other rows
+SELECT is(drop_model('again'), 1::bigint, 'drop_model');
+SELECT pg_temp.add_version('again', 1, true, now());
+INSERT INTO it_item_factors (model, version, item_id, factors, popularity) VALUES
+  ('again', 1, 1, '{0,1,0}', 1), ('again', 1, 6, '{0,0,-1}', 1);
+INSERT INTO it_user_factors (model, version, user_id, factors, seen) VALUES ('again', 1, 3, '{0,2,1}', '{}');
+SELECT results_eq($$SELECT item_id, score FROM recommend(3, 10, 'again')$$,
+                  $$VALUES (1::bigint, 2::real), (6::bigint, -1::real)$$,
+                  'a version with the same number and trained_at but new rows is reloaded');
+SELECT is(score(3, 6, 'again'), -1::real, 'score sees the new rows too');
+SELECT is(drop_model('shop'), 2::bigint, 'drop_model of two versions');
+SELECT throws_ok($$SELECT * FROM recommend(3, 1, 'shop')$$, '42704', 'model "shop" does not exist',
+                 'a dropped model is gone from the cache');
+
+-- the same answers from a parallel worker (a fresh backend: its own cache);
+-- CREATE TABLE AS may run its query in a worker, a pgTAP call may not
+SET LOCAL parallel_setup_cost = 0;
+SET LOCAL parallel_tuple_cost = 0;
+SET LOCAL force_parallel_mode = on;
+SET LOCAL max_parallel_workers_per_gather = 1;
+CREATE TEMP TABLE par_recommend AS SELECT item_id, score FROM recommend(3, 10, 'again');
+CREATE TEMP TABLE par_score AS SELECT sum(score(3, g % 2 * 5 + 1, 'again')) AS s FROM generate_series(1, 100) g;
+RESET force_parallel_mode;
+SELECT results_eq($$SELECT item_id, score FROM par_recommend$$,
+                  $$VALUES (1::bigint, 2::real), (6::bigint, -1::real)$$,
+                  'recommend in a parallel worker');
+SELECT is((SELECT s FROM par_score), 50::real, 'score in a parallel worker');
+
+-- 64 factors: score() gives recommend()'s scores to the bit, and their order
+INSERT INTO it_model (model, version, algorithm, owner, deployed, deployed_at, interactions_source,
+                      options, factors, users, items, interactions, seconds, loss, history, user_mean)
+VALUES ('wide', 1, 'als', (SELECT oid FROM pg_roles WHERE rolname = current_user), true, now(),
+        'hand-made', '{"factors": 64}', 64, 20, 500, 0, 0, 0, '[]', array_fill(0::real, ARRAY[64]));
+INSERT INTO it_item_factors (model, version, item_id, factors, popularity)
+SELECT 'wide', 1, i, (SELECT array_agg(sin(i * 7.3 + j * 1.9)::real ORDER BY j) FROM generate_series(1, 64) j), i % 7
+  FROM generate_series(1, 500) i;
+INSERT INTO it_user_factors (model, version, user_id, factors, seen)
+SELECT 'wide', 1, u, (SELECT array_agg(cos(u * 3.1 + j * 0.7)::real ORDER BY j) FROM generate_series(1, 64) j),
+       ARRAY[u, u + 100]::bigint[]
+  FROM generate_series(1, 20) u;
+SELECT is((SELECT count(*) FROM generate_series(1, 20) u, LATERAL recommend(u, 100, 'wide') r
+            WHERE r.score IS DISTINCT FROM score(u, r.item_id, 'wide')), 0::bigint,
+          'score() equals recommend()''s score exactly (64 factors)');
+SELECT is((SELECT count(*) FROM generate_series(1, 20) u,
+                  LATERAL (SELECT score, lead(score) OVER (ORDER BY rank) AS next FROM recommend(u, 500, 'wide')) r
+            WHERE r.next > r.score), 0::bigint,
+          'recommend()''s scores never rise with rank');
+SELECT ok((SELECT bool_and(abs(r.score - pg_temp.dot(u.factors, i.factors)) < 1e-5)
+             FROM it_user_factors u, LATERAL recommend(u.user_id, 500, 'wide') r, it_item_factors i
+            WHERE u.model = 'wide' AND i.model = 'wide' AND i.item_id = r.item_id),
+          'recommend()''s scores are x.y (64 factors)');
+
+SELECT * FROM finish();
+ROLLBACK;
