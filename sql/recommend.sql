@@ -7,7 +7,7 @@ CREATE EXTENSION IF NOT EXISTS interest_transfer;
 INSERT INTO it_model (model, version, algorithm, owner, deployed, deployed_at, interactions_source,
                       options, factors, users, items, interactions, seconds, loss, history, user_mean)
 VALUES ('regress_rec', 1, 'als', (SELECT oid FROM pg_roles WHERE rolname = current_user), true, now(),
-        'hand-made', '{"factors": 2}', 2, 3, 6, 8, 0, 0, '[]', '{0,0}');
+        'SELECT 0::bigint AS user_id, 0::bigint AS item_id WHERE false', '{"factors": 2}', 2, 3, 6, 8, 0, 0, '[]', '{0,0}');
 INSERT INTO it_item_factors (model, version, item_id, factors, popularity) VALUES
   ('regress_rec', 1, 101, '{1,0}', 40),
   ('regress_rec', 1, 102, '{0,1}', 25),

@@ -9,7 +9,7 @@ SELECT plan(30);
 INSERT INTO it_model (model, version, algorithm, owner, deployed, deployed_at, interactions_source,
                       options, factors, users, items, interactions, seconds, loss, history, user_mean)
 VALUES ('shop', 1, 'als', (SELECT oid FROM pg_roles WHERE rolname = current_user), true, now(),
-        'hand-made', '{"factors": 3}', 3, 4, 8, 10, 0, 0, '[]', '{0,0,0}');
+        'SELECT 0::bigint AS user_id, 0::bigint AS item_id WHERE false', '{"factors": 3}', 3, 4, 8, 10, 0, 0, '[]', '{0,0,0}');
 INSERT INTO it_item_factors (model, version, item_id, factors, popularity) VALUES
   ('shop', 1, 1, '{1,0,0}', 10),
   ('shop', 1, 2, '{0,1,0}', 30),

@@ -19,7 +19,7 @@ LANGUAGE sql AS $$
   INSERT INTO it_model (model, version, algorithm, owner, deployed, deployed_at, interactions_source,
                         options, factors, users, items, interactions, seconds, loss, history, user_mean)
   VALUES (m, v, 'als', (SELECT oid FROM pg_roles WHERE rolname = current_user), deployed, at,
-          'hand-made', '{"factors": 3}', 3, 4, 8, 10, 0, 0, '[]', '{0,0,0}');
+          'SELECT 0::bigint AS user_id, 0::bigint AS item_id WHERE false', '{"factors": 3}', 3, 4, 8, 10, 0, 0, '[]', '{0,0,0}');
 $$;
 
 SELECT throws_ok($$SELECT * FROM recommend(1, 10)$$, '42704', 'no model has been deployed',
@@ -213,7 +213,7 @@ SELECT is((SELECT s FROM par_score), 50::real, 'score in a parallel worker');
 INSERT INTO it_model (model, version, algorithm, owner, deployed, deployed_at, interactions_source,
                       options, factors, users, items, interactions, seconds, loss, history, user_mean)
 VALUES ('wide', 1, 'als', (SELECT oid FROM pg_roles WHERE rolname = current_user), true, now(),
-        'hand-made', '{"factors": 64}', 64, 20, 500, 0, 0, 0, '[]', array_fill(0::real, ARRAY[64]));
+        'SELECT 0::bigint AS user_id, 0::bigint AS item_id WHERE false', '{"factors": 64}', 64, 20, 500, 0, 0, 0, '[]', array_fill(0::real, ARRAY[64]));
 INSERT INTO it_item_factors (model, version, item_id, factors, popularity)
 SELECT 'wide', 1, i, (SELECT array_agg(sin(i * 7.3 + j * 1.9)::real ORDER BY j) FROM generate_series(1, 64) j), i % 7
   FROM generate_series(1, 500) i;

@@ -1,0 +1,855 @@
+/*
+ * refresh.c
+ *    refresh(model, users): fold in again the users whose interactions
+ *    changed since the deployed version was trained (or last refreshed),
+ *    or the given users, and store their vectors in that version, without
+ *    retraining the items; add the items of the item_features source that
+ *    the version does not have yet.
+ *
+ * Which users changed:
+ *   - the interactions source has a ts column: users with a row whose ts
+ *     is later than the version's refreshed_at (or trained_at before the
+ *     first refresh), and users the version has no row for;
+ *   - no ts column: the whole source is read once and every user's set of
+ *     items (weight > 0) is compared with the seen array stored for them;
+ *     users without a stored row count as changed.  A stored user without
+ *     any row in the source is left as is.
+ * Each such user is folded in from all their rows (it_fold_in) around a
+ * prior: their stored vector when the version has
+ * one (so a refresh moves a known user towards the new evidence), else
+ * the features prior or the population mean, exactly as recommend() folds
+ * in a user it was not trained on.  Their row is written (upserted) with
+ * source 'fold_in', seen = every item of positive weight, and updated_at.
+ *
+ * New items: when the version has an item features model kept by its
+ * validation (and the option new_items), each item of the item_features
+ * source without a row gets one from its features, source 'features',
+ * popularity 0.  Writing touches the version's it_model row (refreshed_at),
+ * so every backend reloads the item matrix on its next call.
+ *
+ * Everything is read first, with the caller's privileges; the rows are
+ * written afterwards as the tables' owner (ItBeginWrite), in the caller's
+ * transaction.
+ */
+#include "postgres.h"
+
+#include <float.h>
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "providers.h"
+
+PG_FUNCTION_INFO_V1(interest_transfer_refresh);
+
+/* Users per INSERT of refreshed rows. */
+#define IT_REFRESH_WRITE_ROWS   5000
+/* Seen ids per INSERT (a user with more is written alone). */
+#define IT_REFRESH_WRITE_VALUES (1 << 21)
+/* Rows fetched per round trip. */
+#define IT_REFRESH_FETCH        1000
+
+/* The refreshed users and new items, ready to write. */
+typedef struct RefreshOut
+{
+    MemoryContext cxt;          /* where the arrays live */
+    int64       nusers;
+    int64       cap;
+    int64      *user_ids;
+    float      *X;              /* nusers * k */
+    int64      *seen;           /* concatenated seen ids */
+    int64       nseen;
+    int64       seencap;
+    int64      *seen_end;       /* nusers: end offset of each user's seen ids */
+
+    int64       nitems;
+    int64      *item_ids;
+    float      *Y;              /* nitems * k */
+} RefreshOut;
+
+/* (Re)allocates p to n elements; a new array goes to cxt. */
+static void *
+GrowArray(MemoryContext cxt, void *p, int64 n, Size elem)
+{
+    if (n < 0 || (Size) n > MaxAllocHugeSize / elem)
+        ereport(ERROR,
+                (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                 errmsg("refresh has too many rows to keep in memory")));
+    if (p == NULL)
+        return MemoryContextAllocHuge(cxt, Max((Size) n * elem, 1));
+    return repalloc_huge(p, Max((Size) n * elem, 1));
+}
+
+static void
+AddUser(RefreshOut *o, int k, int64 user_id, const float *x, const int64 *seen, int nseen)
+{
+    if (o->nusers == o->cap)
+    {
+        o->cap = Max(o->cap * 2, 256);
+        o->user_ids = GrowArray(o->cxt, o->user_ids, o->cap, sizeof(int64));
+        o->X = GrowArray(o->cxt, o->X, o->cap * k, sizeof(float));
+        o->seen_end = GrowArray(o->cxt, o->seen_end, o->cap, sizeof(int64));
+    }
+    if (o->nseen + nseen > o->seencap)
+    {
+        o->seencap = Max(o->seencap * 2, o->nseen + nseen + 1024);
+        o->seen = GrowArray(o->cxt, o->seen, o->seencap, sizeof(int64));
+    }
+    o->user_ids[o->nusers] = user_id;
+    memcpy(o->X + o->nusers * k, x, sizeof(float) * k);
+    if (nseen > 0)
+        memcpy(o->seen + o->nseen, seen, sizeof(int64) * nseen);
+    o->nseen += nseen;
+    o->seen_end[o->nusers] = o->nseen;
+    o->nusers++;
+}
+
+/*
+ * Folds in one user from their rows and adds them to o: prior = their
+ * stored vector, else the features prior, else the population mean.
+ * Returns false (adding nothing) for a user without a stored row and
+ * without usable rows.
+ */
+static bool
+RefreshUser(ItModel *m, ItTransfer *t, int64 user_id, const ItUserRows *rows, RefreshOut *o,
+            float *x, float *prior)
+{
+    int32      *old_seen = NULL;
+    int         old_nseen = 0;
+    bool        stored;
+
+    float       lambda0 = t->lambda_pop;
+
+    stored = ItGetUserVector(m, user_id, prior, &old_seen, &old_nseen, NULL);
+    if (old_seen)
+        pfree(old_seen);
+    if (!stored)
+    {
+        if (rows->n == 0)
+            return false;
+        if (ItUserFeaturesPrior(m, t, user_id, prior))
+            lambda0 = t->user.lambda0;
+        else
+            memcpy(prior, m->user_mean, sizeof(float) * m->k);
+    }
+    ItFoldIn(m, t, rows->items, rows->weights, rows->n, prior, lambda0, x);
+    AddUser(o, m->k, user_id, x, rows->all_ids, rows->nall);
+    return true;
+}
+
+static int
+CompareInt64(const void *a, const void *b)
+{
+    int64       x = *(const int64 *) a;
+    int64       y = *(const int64 *) b;
+
+    return (x > y) - (x < y);
+}
+
+static int64
+SortUnique(int64 *v, int64 n)
+{
+    int64       w = 0;
+
+    if (n == 0)
+        return 0;
+    qsort(v, n, sizeof(int64), CompareInt64);
+    for (int64 i = 0; i < n; i++)
+        if (w == 0 || v[i] != v[w - 1])
+            v[w++] = v[i];
+    return w;
+}
+
+/* Each of the given users, read one by one. */
+static void
+RefreshUsers(ItModel *m, ItTransfer *t, int64 *ids, int64 n, RefreshOut *o)
+{
+    MemoryContext usercxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer refresh user",
+                                                  ALLOCSET_DEFAULT_SIZES);
+    MemoryContext old;
+    float      *x = palloc(sizeof(float) * m->k);
+    float      *prior = palloc(sizeof(float) * m->k);
+
+    n = SortUnique(ids, n);
+    for (int64 i = 0; i < n; i++)
+    {
+        ItUserRows  rows;
+
+        CHECK_FOR_INTERRUPTS();
+        old = MemoryContextSwitchTo(usercxt);
+        ItReadUserRows(m, t, ids[i], usercxt, &rows);
+        (void) RefreshUser(m, t, ids[i], &rows, o, x, prior);
+        MemoryContextSwitchTo(old);
+        MemoryContextReset(usercxt);
+    }
+    MemoryContextDelete(usercxt);
+}
+
+/* ------------------------------------------------------------------------
+ * Finding the changed users
+ * ------------------------------------------------------------------------ */
+
+/* Streaming state: every row of the source, or only the user ids. */
+typedef struct RefreshScan
+{
+    ItModel    *m;
+    ItInteractionColumns cols;
+    bool        ids_only;
+    MemoryContext cxt;
+    int64       n;
+    int64       cap;
+    int64      *uid;
+    int64      *iid;            /* NULL with ids_only */
+    double     *w;
+} RefreshScan;
+
+static void
+ScanStartup(ItSource *src, void *arg)
+{
+    RefreshScan  *st = (RefreshScan *) arg;
+
+    ItFindInteractionColumns(src, &st->cols);
+}
+
+static void
+ScanRow(ItSource *src, TupleTableSlot *slot, void *arg)
+{
+    RefreshScan  *st = (RefreshScan *) arg;
+    bool        isnull;
+    Datum       d;
+    int64       user_id;
+    int64       item_id = 0;
+    double      w = 1.0;
+
+    if ((src->rows & 0xFFFF) == 0)
+        CHECK_FOR_INTERRUPTS();
+    d = slot_getattr(slot, st->cols.user + 1, &isnull);
+    if (isnull)
+        ereport(ERROR,
+                (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                 errmsg("user_id is NULL in row " INT64_FORMAT " of interactions", src->rows),
+                 errhint("Filter out the rows without a user, for example WHERE user_id IS NOT NULL.")));
+    user_id = ItDatumGetId(src, st->cols.user, st->cols.user_type, d, src->rows);
+    if (!st->ids_only)
+    {
+        d = slot_getattr(slot, st->cols.item + 1, &isnull);
+        if (isnull)
+            ereport(ERROR,
+                    (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                     errmsg("item_id is NULL in row " INT64_FORMAT " of interactions", src->rows),
+                     errhint("Filter out the rows without an item, for example WHERE item_id IS NOT NULL.")));
+        item_id = ItDatumGetId(src, st->cols.item, st->cols.item_type, d, src->rows);
+        if (st->cols.weight >= 0)
+            d = slot_getattr(slot, st->cols.weight + 1, &isnull);
+        w = ItRowWeight(&st->cols, d, isnull, user_id, item_id, st->m->name);
+        if (w == 0)
+            return;             /* not a positive */
+    }
+    if (st->n == st->cap)
+    {
+        MemoryContext old = MemoryContextSwitchTo(st->cxt);
+
+        st->cap = Max(st->cap * 2, 65536);
+        st->uid = GrowArray(st->cxt, st->uid, st->cap, sizeof(int64));
+        if (!st->ids_only)
+        {
+            st->iid = GrowArray(st->cxt, st->iid, st->cap, sizeof(int64));
+            st->w = GrowArray(st->cxt, st->w, st->cap, sizeof(double));
+        }
+        MemoryContextSwitchTo(old);
+    }
+    st->uid[st->n] = user_id;
+    if (!st->ids_only)
+    {
+        st->iid[st->n] = item_id;
+        st->w[st->n] = w;
+    }
+    st->n++;
+}
+
+/* The columns of the interactions source (run with WHERE false). */
+static void
+InteractionColumns(ItModel *m, ItInteractionColumns *cols)
+{
+    ItSource    src;
+    ItServeContext sc;
+
+    ItServeContextPush(&sc, m->name, "interactions", false, 0);
+    sc.running = true;
+    ItSourceOpen(&src, m->interactions_source, "interactions", m->name, "false", 0, NULL, NULL);
+    sc.running = false;
+    ItFindInteractionColumns(&src, cols);
+    ItSourceClose(&src);
+    ItServeContextPop(&sc);
+}
+
+/* Users with rows later than since, or without a stored row (ts given). */
+static void
+RefreshByTime(ItModel *m, ItTransfer *t, TimestampTz since, RefreshOut *o)
+{
+    RefreshScan   st;
+    ItSource    src;
+    ItServeContext sc;
+    Oid         argtypes[3] = {TIMESTAMPTZOID, TEXTOID, INT4OID};
+    Datum       values[3];
+    char       *where;
+
+    where = psprintf("s.ts OPERATOR(pg_catalog.>) $1 OR NOT EXISTS "
+                     "(SELECT 1 FROM %s f WHERE f.model OPERATOR(pg_catalog.=) $2 "
+                     "AND f.version OPERATOR(pg_catalog.=) $3 "
+                     "AND f.user_id OPERATOR(pg_catalog.=) s.user_id)",
+                     ItTable("it_user_factors"));
+    values[0] = TimestampTzGetDatum(since);
+    values[1] = CStringGetTextDatum(m->name);
+    values[2] = Int32GetDatum(m->version);
+
+    memset(&st, 0, sizeof(st));
+    st.m = m;
+    st.ids_only = true;
+    st.cxt = CurrentMemoryContext;
+    ItServeContextPush(&sc, m->name, "interactions", false, 0);
+    sc.running = true;
+    ItSourceStream(&src, m->interactions_source, "interactions", m->name, where,
+                   3, argtypes, values, ScanStartup, ScanRow, &st);
+    ItServeContextPop(&sc);
+
+    RefreshUsers(m, t, st.uid, st.n, o);
+}
+
+typedef struct RowRef
+{
+    int64       uid;
+    int64       iid;
+    double      w;
+} RowRef;
+
+static int
+CompareRowRef(const void *a, const void *b)
+{
+    const RowRef *x = a;
+    const RowRef *y = b;
+
+    if (x->uid != y->uid)
+        return (x->uid > y->uid) - (x->uid < y->uid);
+    return (x->iid > y->iid) - (x->iid < y->iid);
+}
+
+/*
+ * A stored user's seen ids, sorted and unique (palloc'd), from a bigint[]
+ * datum.
+ */
+static int64 *
+StoredSeen(ItModel *m, int64 user_id, Datum d, int *n)
+{
+    ArrayType  *arr = DatumGetArrayTypeP(d);
+    int64      *v;
+    int         len;
+
+    if (ARR_ELEMTYPE(arr) != INT8OID || ARR_NDIM(arr) > 1 || ARR_HASNULL(arr))
+        ereport(ERROR,
+                (errcode(ERRCODE_DATA_CORRUPTED),
+                 errmsg("seen items of user " INT64_FORMAT " in model \"%s\" are not a bigint[] without NULLs",
+                        user_id, m->name),
+                 errhint("Retrain the model with train(model).")));
+    len = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
+    v = palloc(sizeof(int64) * Max(len, 1));
+    if (len > 0)
+        memcpy(v, ARR_DATA_PTR(arr), sizeof(int64) * len);
+    *n = (int) SortUnique(v, len);
+    return v;
+}
+
+/* Every user whose item set differs from the stored one (no ts). */
+static void
+RefreshByComparison(ItModel *m, ItTransfer *t, RefreshOut *o)
+{
+    RefreshScan   st;
+    ItSource    src;
+    ItServeContext sc;
+    RowRef     *rows;
+    int64       nusers = 0;
+    int64      *users;          /* distinct user ids, ascending */
+    int64      *begin;          /* nusers + 1: their first row */
+    bool       *changed;
+    Portal      portal;
+    Oid         argtypes[2] = {TEXTOID, INT4OID};
+    Datum       values[2];
+    int64       u = 0;
+    MemoryContext usercxt;
+    float      *x;
+    float      *prior;
+
+    memset(&st, 0, sizeof(st));
+    st.m = m;
+    st.ids_only = false;
+    st.cxt = CurrentMemoryContext;
+    ItServeContextPush(&sc, m->name, "interactions", false, 0);
+    sc.running = true;
+    ItSourceStream(&src, m->interactions_source, "interactions", m->name, NULL,
+                   0, NULL, NULL, ScanStartup, ScanRow, &st);
+    ItServeContextPop(&sc);
+
+    rows = GrowArray(CurrentMemoryContext, NULL, Max(st.n, 1), sizeof(RowRef));
+    for (int64 i = 0; i < st.n; i++)
+    {
+        rows[i].uid = st.uid[i];
+        rows[i].iid = st.iid[i];
+        rows[i].w = st.w[i];
+    }
+    pfree(st.uid);
+    pfree(st.iid);
+    pfree(st.w);
+    qsort(rows, st.n, sizeof(RowRef), CompareRowRef);
+    CHECK_FOR_INTERRUPTS();
+
+    users = GrowArray(CurrentMemoryContext, NULL, Max(st.n, 1), sizeof(int64));
+    begin = GrowArray(CurrentMemoryContext, NULL, st.n + 1, sizeof(int64));
+    for (int64 i = 0; i < st.n; i++)
+    {
+        if (nusers == 0 || rows[i].uid != users[nusers - 1])
+        {
+            users[nusers] = rows[i].uid;
+            begin[nusers] = i;
+            nusers++;
+        }
+    }
+    begin[nusers] = st.n;
+    changed = palloc0(sizeof(bool) * Max(nusers, 1));
+    for (int64 i = 0; i < nusers; i++)
+        changed[i] = true;      /* until a stored row says otherwise */
+
+    /* the stored rows, in user order: a merge with the source's users */
+    values[0] = CStringGetTextDatum(m->name);
+    values[1] = Int32GetDatum(m->version);
+    portal = SPI_cursor_open_with_args(NULL,
+                                       psprintf("SELECT user_id, seen FROM %s "
+                                                "WHERE model OPERATOR(pg_catalog.=) $1 "
+                                                "AND version OPERATOR(pg_catalog.=) $2 ORDER BY user_id",
+                                                ItTable("it_user_factors")),
+                                       2, argtypes, values, NULL, true, CURSOR_OPT_NO_SCROLL);
+    usercxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer refresh user",
+                                    ALLOCSET_DEFAULT_SIZES);
+    for (;;)
+    {
+        CHECK_FOR_INTERRUPTS();
+        SPI_cursor_fetch(portal, true, 10000);
+        if (SPI_processed == 0)
+            break;
+        for (uint64 r = 0; r < SPI_processed; r++)
+        {
+            HeapTuple   tup = SPI_tuptable->vals[r];
+            bool        isnull;
+            int64       user_id = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+            MemoryContext old;
+            int64      *seen;
+            int         nseen;
+            int64       nitems = 0;
+
+            while (u < nusers && users[u] < user_id)
+                u++;
+            if (u >= nusers || users[u] != user_id)
+                continue;       /* no rows in the source: left as is */
+            old = MemoryContextSwitchTo(usercxt);
+            seen = StoredSeen(m, user_id, SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull), &nseen);
+            /* the source's distinct items of the user (rows sorted by item) */
+            changed[u] = false;
+            for (int64 i = begin[u]; i < begin[u + 1]; i++)
+            {
+                if (i > begin[u] && rows[i].iid == rows[i - 1].iid)
+                    continue;
+                if (nitems >= nseen || seen[nitems] != rows[i].iid)
+                {
+                    changed[u] = true;
+                    break;
+                }
+                nitems++;
+            }
+            if (nitems != nseen)
+                changed[u] = true;
+            MemoryContextSwitchTo(old);
+            MemoryContextReset(usercxt);
+        }
+        SPI_freetuptable(SPI_tuptable);
+    }
+    SPI_cursor_close(portal);
+
+    x = palloc(sizeof(float) * m->k);
+    prior = palloc(sizeof(float) * m->k);
+    for (int64 i = 0; i < nusers; i++)
+    {
+        int64       nr = begin[i + 1] - begin[i];
+        int64      *ids;
+        double     *ws;
+        ItUserRows  ur;
+        MemoryContext old;
+
+        if (!changed[i])
+            continue;
+        CHECK_FOR_INTERRUPTS();
+        if (nr > PG_INT32_MAX)
+            ereport(ERROR,
+                    (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                     errmsg("user " INT64_FORMAT " has too many rows in interactions", users[i])));
+        old = MemoryContextSwitchTo(usercxt);
+        ids = palloc(sizeof(int64) * nr);
+        ws = palloc(sizeof(double) * nr);
+        for (int64 j = 0; j < nr; j++)
+        {
+            ids[j] = rows[begin[i] + j].iid;
+            ws[j] = rows[begin[i] + j].w;
+        }
+        ItCollectUserRows(m, ids, ws, (int) nr, usercxt, &ur);
+        (void) RefreshUser(m, t, users[i], &ur, o, x, prior);
+        MemoryContextSwitchTo(old);
+        MemoryContextReset(usercxt);
+    }
+    MemoryContextDelete(usercxt);
+}
+
+/* ------------------------------------------------------------------------
+ * New items
+ * ------------------------------------------------------------------------ */
+
+static void
+NewItems(ItModel *m, ItTransfer *t, RefreshOut *o)
+{
+    ItSource    src;
+    ItServeContext sc;
+    const char *idcol = ItEncoderIdColumn(t->item.encoder);
+    int         col;
+    Oid         type;
+    int         dims = t->item.dims;
+    int64       n = 0;
+    int64       cap = 0;
+    int64      *ids = NULL;
+    float      *X = NULL;
+    uint64      got;
+    int64      *sorted;
+
+    ItServeContextPush(&sc, m->name, "item_features", false, 0);
+    sc.running = true;
+    ItSourceOpen(&src, m->item_features_source, "item_features", m->name, NULL, 0, NULL, NULL);
+    sc.running = false;
+    col = ItSourceColumn(&src, idcol, IT_COLUMN_ID, true);
+    type = ItSourceColumnType(&src, col);
+    for (;;)
+    {
+        sc.running = true;
+        got = ItSourceFetch(&src, IT_REFRESH_FETCH);
+        sc.running = false;
+        if (got == 0)
+            break;
+        CHECK_FOR_INTERRUPTS();
+        for (uint64 r = 0; r < got; r++)
+        {
+            HeapTuple   tup = src.batch->vals[r];
+            bool        isnull;
+            Datum       d = SPI_getbinval(tup, src.batch->tupdesc, col + 1, &isnull);
+            int64       row = src.rows - (int64) got + (int64) r + 1;
+            int64       id;
+
+            if (isnull)
+                ereport(ERROR,
+                        (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                         errmsg("%s is NULL in row " INT64_FORMAT " of item_features", idcol, row),
+                         errhint("Filter out the rows without an id, for example WHERE %s IS NOT NULL.", idcol)));
+            id = ItDatumGetId(&src, col, type, d, row);
+            if (ItItemIndex(m, id) >= 0)
+                continue;       /* the version has it */
+            if (n == cap)
+            {
+                cap = Max(cap * 2, 64);
+                ids = GrowArray(CurrentMemoryContext, ids, cap, sizeof(int64));
+                X = GrowArray(CurrentMemoryContext, X, cap * dims, sizeof(float));
+            }
+            ids[n] = id;
+            ItEncodeTuple(t->item.encoder, tup, src.batch->tupdesc, X + n * dims);
+            n++;
+        }
+    }
+    ItSourceClose(&src);
+    ItServeContextPop(&sc);
+
+    if (n == 0)
+        return;
+    sorted = palloc(sizeof(int64) * n);
+    memcpy(sorted, ids, sizeof(int64) * n);
+    if (SortUnique(sorted, n) != n)
+        ereport(ERROR,
+                (errcode(ERRCODE_UNIQUE_VIOLATION),
+                 errmsg("item_features of model \"%s\" has more than one row for an item", m->name),
+                 errhint("Give each item one row of features, as when the model was trained.")));
+    pfree(sorted);
+
+    o->nitems = n;
+    o->item_ids = ids;
+    o->Y = GrowArray(CurrentMemoryContext, NULL, n * m->k, sizeof(float));
+    ItSideForward(&t->item, X, n, o->Y);
+    pfree(X);
+}
+
+/* ------------------------------------------------------------------------
+ * Writing
+ * ------------------------------------------------------------------------ */
+
+/* A one-dimensional array of n elements copied from data. */
+static Datum
+Array(const void *data, int64 n, Oid elemtype, int elemsize, bool byval, char align)
+{
+    Datum      *elems;
+    ArrayType  *a;
+
+    if (n == 0)
+        return PointerGetDatum(construct_empty_array(elemtype));
+    if ((Size) n > MaxAllocSize / sizeof(Datum))
+        ereport(ERROR,
+                (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                 errmsg("array of " INT64_FORMAT " elements is too large", n)));
+    elems = palloc(sizeof(Datum) * n);
+    for (int64 i = 0; i < n; i++)
+    {
+        const char *p = (const char *) data + i * elemsize;
+
+        switch (elemtype)
+        {
+            case INT8OID:
+                elems[i] = Int64GetDatum(*(const int64 *) p);
+                break;
+            case INT4OID:
+                elems[i] = Int32GetDatum(*(const int32 *) p);
+                break;
+            case FLOAT4OID:
+                elems[i] = Float4GetDatum(*(const float *) p);
+                break;
+            default:
+                elog(ERROR, "unexpected element type %u", elemtype);
+        }
+    }
+    a = construct_array(elems, (int) n, elemtype, elemsize, byval, align);
+    pfree(elems);
+    return PointerGetDatum(a);
+}
+
+static void
+WriteUsers(ItModel *m, const RefreshOut *o)
+{
+    Oid         argtypes[7] = {TEXTOID, INT4OID, INT8ARRAYOID, FLOAT4ARRAYOID, INT4OID,
+    INT8ARRAYOID, INT4ARRAYOID};
+    Datum       values[7];
+    SPIPlanPtr  plan;
+    int32      *offsets;
+    int64       begin = 0;
+
+    plan = SPI_prepare(psprintf("INSERT INTO %s AS f (model, version, user_id, factors, seen, source, updated_at) "
+                                "SELECT $1, $2, $3[i], $4[(i - 1) * $5 + 1 : i * $5], $6[$7[i] + 1 : $7[i + 1]], "
+                                "'fold_in', pg_catalog.now() "
+                                "FROM pg_catalog.generate_series(1, pg_catalog.cardinality($3)) AS i "
+                                "ON CONFLICT (model, version, user_id) DO UPDATE "
+                                "SET factors = excluded.factors, seen = excluded.seen, "
+                                "source = excluded.source, updated_at = excluded.updated_at",
+                                ItTable("it_user_factors")),
+                       7, argtypes);
+    if (plan == NULL)
+        elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+    values[0] = CStringGetTextDatum(m->name);
+    values[1] = Int32GetDatum(m->version);
+    values[4] = Int32GetDatum(m->k);
+    offsets = palloc(sizeof(int32) * (IT_REFRESH_WRITE_ROWS + 1));
+    while (begin < o->nusers)
+    {
+        int64       s0 = begin > 0 ? o->seen_end[begin - 1] : 0;
+        int64       end = begin + 1;
+        int         ret;
+
+        CHECK_FOR_INTERRUPTS();
+        /* a batch: bounded in users and in seen ids (at least one user) */
+        while (end < o->nusers && end - begin < IT_REFRESH_WRITE_ROWS &&
+               o->seen_end[end] - s0 <= IT_REFRESH_WRITE_VALUES)
+            end++;
+        offsets[0] = 0;
+        for (int64 u = begin; u < end; u++)
+            offsets[u - begin + 1] = (int32) (o->seen_end[u] - s0);
+        values[2] = Array(o->user_ids + begin, end - begin, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+        values[3] = Array(o->X + begin * m->k, (end - begin) * m->k, FLOAT4OID, sizeof(float), true, TYPALIGN_INT);
+        values[5] = Array(o->seen + s0, o->seen_end[end - 1] - s0, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+        values[6] = Array(offsets, end - begin + 1, INT4OID, sizeof(int32), true, TYPALIGN_INT);
+        ret = SPI_execute_plan(plan, values, NULL, false, 0);
+        if (ret != SPI_OK_INSERT)
+            elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+        if (SPI_processed != (uint64) (end - begin))
+            elog(ERROR, "expected " INT64_FORMAT " user rows written, not " UINT64_FORMAT,
+                 end - begin, SPI_processed);
+        begin = end;
+    }
+    SPI_freeplan(plan);
+}
+
+static int64
+WriteItems(ItModel *m, const RefreshOut *o)
+{
+    Oid         argtypes[5] = {TEXTOID, INT4OID, INT8ARRAYOID, FLOAT4ARRAYOID, INT4OID};
+    Datum       values[5];
+    int         ret;
+
+    values[0] = CStringGetTextDatum(m->name);
+    values[1] = Int32GetDatum(m->version);
+    values[2] = Array(o->item_ids, o->nitems, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+    values[3] = Array(o->Y, o->nitems * m->k, FLOAT4OID, sizeof(float), true, TYPALIGN_INT);
+    values[4] = Int32GetDatum(m->k);
+    /* a refresh that committed since this statement's snapshot may have added some */
+    ret = SPI_execute_with_args(psprintf("INSERT INTO %s (model, version, item_id, factors, popularity, source) "
+                                         "SELECT $1, $2, $3[i], $4[(i - 1) * $5 + 1 : i * $5], 0, 'features' "
+                                         "FROM pg_catalog.generate_series(1, pg_catalog.cardinality($3)) AS i "
+                                         "ON CONFLICT (model, version, item_id) DO NOTHING",
+                                         ItTable("it_item_factors")),
+                                5, argtypes, values, NULL, false, 0);
+    if (ret != SPI_OK_INSERT)
+        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
+    return (int64) SPI_processed;
+}
+
+/*
+ * Touches the version's it_model row, so that cached copies of the model
+ * reload; with set_time, refreshed_at becomes the start of this
+ * transaction (the next refresh looks at later rows).
+ */
+static void
+TouchModel(ItModel *m, bool set_time)
+{
+    Oid         argtypes[2] = {TEXTOID, INT4OID};
+    Datum       values[2] = {CStringGetTextDatum(m->name), Int32GetDatum(m->version)};
+    int         ret;
+
+    ret = SPI_execute_with_args(psprintf("UPDATE %s SET refreshed_at = %s "
+                                         "WHERE model OPERATOR(pg_catalog.=) $1 "
+                                         "AND version OPERATOR(pg_catalog.=) $2",
+                                         ItTable("it_model"),
+                                         set_time ? "pg_catalog.now()" : "refreshed_at"),
+                                2, argtypes, values, NULL, false, 0);
+    if (ret != SPI_OK_UPDATE)
+        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
+}
+
+/* When the deployed version was last refreshed, else trained. */
+static TimestampTz
+RefreshedSince(ItModel *m)
+{
+    Oid         argtypes[2] = {TEXTOID, INT4OID};
+    Datum       values[2] = {CStringGetTextDatum(m->name), Int32GetDatum(m->version)};
+    bool        isnull;
+    Datum       d;
+    int         ret;
+
+    ret = SPI_execute_with_args(psprintf("SELECT COALESCE(refreshed_at, trained_at) FROM %s "
+                                         "WHERE model OPERATOR(pg_catalog.=) $1 "
+                                         "AND version OPERATOR(pg_catalog.=) $2",
+                                         ItTable("it_model")),
+                                2, argtypes, values, NULL, true, 1);
+    if (ret != SPI_OK_SELECT || SPI_processed != 1)
+        elog(ERROR, "version %d of model \"%s\" vanished", m->version, m->name);
+    d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+    return DatumGetTimestampTz(d);
+}
+
+/*
+ * refresh(model text, users bigint[] DEFAULT NULL) RETURNS bigint
+ */
+Datum
+interest_transfer_refresh(PG_FUNCTION_ARGS)
+{
+    char       *model;
+    int64      *given = NULL;
+    int         ngiven = 0;
+    bool        auto_mode;
+    ItWriteState st;
+    ItModel    *m;
+    ItTransfer *t;
+    RefreshOut  o;
+    int64       items_added = 0;
+
+    if (PG_ARGISNULL(0))
+        ereport(ERROR,
+                (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                 errmsg("model must not be NULL"),
+                 errhint("Name the model to refresh, for example refresh('shop').")));
+    model = text_to_cstring(PG_GETARG_TEXT_PP(0));
+    auto_mode = PG_ARGISNULL(1);
+    if (!auto_mode)
+    {
+        ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(1);
+        Datum      *elems;
+        bool       *nulls;
+
+        if (ARR_NDIM(arr) > 1)
+            ereport(ERROR,
+                    (errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+                     errmsg("users must be a one-dimensional array"),
+                     errhint("Pass the user ids as a flat array, for example ARRAY[17, 42].")));
+        deconstruct_array(arr, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, &ngiven);
+        given = palloc(sizeof(int64) * Max(ngiven, 1));
+        for (int i = 0; i < ngiven; i++)
+        {
+            if (nulls[i])
+                ereport(ERROR,
+                        (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                         errmsg("users must not contain NULL (element %d is NULL)", i + 1),
+                         errhint("Leave the NULL elements out, for example with array_remove(users, NULL).")));
+            given[i] = DatumGetInt64(elems[i]);
+        }
+    }
+
+    ItSetSchema(fcinfo);
+    if (SPI_connect() != SPI_OK_CONNECT)
+        elog(ERROR, "SPI_connect failed");
+
+    /* fail before the work when the caller may not change this model */
+    (void) ItBeginWrite(model, true, &st);
+    ItEndWrite(&st);
+
+    m = ItGetModel(model);
+    t = ItGetTransfer(m);
+    memset(&o, 0, sizeof(o));
+    o.cxt = CurrentMemoryContext;
+
+    /* read everything, with the caller's privileges */
+    if (!auto_mode)
+        RefreshUsers(m, t, given, ngiven, &o);
+    else
+    {
+        ItInteractionColumns cols;
+
+        InteractionColumns(m, &cols);
+        if (cols.ts >= 0)
+            RefreshByTime(m, t, RefreshedSince(m), &o);
+        else
+            RefreshByComparison(m, t, &o);
+    }
+    if (t->new_items && t->item.use_features && m->item_features_source != NULL)
+        NewItems(m, t, &o);
+
+    /* then write, as the tables' owner */
+    if (o.nusers > 0 || o.nitems > 0)
+    {
+        (void) ItBeginWrite(model, true, &st);
+        if (o.nusers > 0)
+            WriteUsers(m, &o);
+        if (o.nitems > 0)
+            items_added = WriteItems(m, &o);
+        if (auto_mode || items_added > 0)
+            TouchModel(m, auto_mode);
+        ItEndWrite(&st);
+    }
+    if (items_added > 0)
+        ereport(NOTICE,
+                (errmsg("refresh added " INT64_FORMAT " new items to model \"%s\" version %d from item_features",
+                        items_added, m->name, m->version)));
+    SPI_finish();
+    PG_RETURN_INT64(o.nusers);
+}
