@@ -19,7 +19,9 @@ REGRESS_OPTS = --inputdir=. --outputdir=tests/results
 
 # OpenBLAS, single-threaded build: a backend must not keep a BLAS thread pool
 # running.  Training parallelises over rows with its own threads, created per
-# call and joined (src/als.c), each calling this serial BLAS.
+# call and joined (src/als.c); only the calling thread calls BLAS (this build
+# is not safe for concurrent level-3 calls), the others post their dense
+# products to it.
 MULTIARCH   ?= $(shell $(CC) -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 BLAS_DIR    ?= /usr/lib/$(MULTIARCH)/openblas-serial
 BLAS_CFLAGS ?= -I/usr/include/$(MULTIARCH)/openblas-serial

@@ -13,16 +13,19 @@
  * current X[u] (Takacs et al. 2011).  The product A_u p has a dense part,
  * p (YtY + reg I), and a sparse part, sum_i w_ui (y_i . p) y_i.
  *
- * The rows of a call are processed in panels of a fixed number of rows
- * (PanelRows: about IT_ALS_PANEL_FLOATS floats per buffer), all rows of a
- * panel in step: for the residual and for each CG step, the calling thread
- * computes the dense parts of the whole panel with cblas_sgemm (one call per
- * IT_ALS_BLOCK rows, see DensePanel) while the other threads, and then the
- * calling thread too, compute the sparse parts (short vector loops over
- * each row's items, one pass per step, each item's dot product followed at
- * once by its update); after a barrier every thread applies the CG updates
- * of the rows it claims, then a second barrier ends the step.  Each row's
- * arithmetic is the same whichever thread does it, so the result is
+ * Rows are processed in blocks of up to IT_ALS_BLOCK rows, each solved
+ * start to finish by one thread (so the rows of Y a block gathers stay in
+ * cache over its CG steps).  For the residual and for each CG step, the
+ * dense parts of a block are one cblas_sgemm (P_block * (YtY + reg I)),
+ * and the sparse part of each row is one pass over the row's items with
+ * short vector loops, each item's dot product followed at once by its
+ * update.  Threads claim blocks from a shared cursor.  A worker thread does
+ * not call BLAS: it posts its block's sgemm to the calling thread, computes
+ * the sparse parts meanwhile, then waits for the product; the calling
+ * thread runs the posted products between the rows (and every
+ * IT_SERVE_ENTRIES entries) of its own blocks, and once its blocks are
+ * done, until the workers finish.  A block's arithmetic (its sgemm calls
+ * included) does not depend on which thread runs it, so the result is
  * bit-identical for any number of threads.
  *
  * Every matrix product goes through OpenBLAS, and only the calling thread
@@ -34,6 +37,7 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -66,13 +70,6 @@ typedef float ItV4 __attribute__((vector_size(16)));
 /* entries after which a block of rows is cut short (see ClaimBlock) */
 #define IT_ALS_BLOCK_NNZ 8192
 
-/*
- * floats per panel buffer (four of them: R, P and the two parts of A P);
- * 2^18 floats are 4096 rows at 64 factors
- */
-#ifndef IT_ALS_PANEL_FLOATS
-#define IT_ALS_PANEL_FLOATS 262144
-#endif
 
 /* residual norm below which a row counts as solved */
 #define IT_CG_EPS 1e-20f
@@ -345,53 +342,25 @@ StartThreads(void *(*fn) (void *), void **args, int n, pthread_t *tids)
 }
 
 /*
- * A barrier whose number of parties can be lowered before anyone waits
- * (when fewer threads than asked for could be started).  Waiters spin a
- * little, the phases being short, then sleep on the condition variable.
+ * A dense product asked of the calling thread by worker t: out = sign * P A
+ * for nb rows.  One per worker, on its own cache lines.
  */
-typedef struct AlsBarrier
+typedef struct AlsRequest
 {
-    pthread_mutex_t mutex;
-    pthread_cond_t cond;
-    int         parties;
-    int         arrived;        /* atomic */
-    unsigned    generation;     /* atomic */
-} AlsBarrier;
+    const float *P;
+    float      *out;
+    int         nb;
+    float       sign;
+    int         state;          /* atomic: IT_REQ_IDLE, _POSTED or _DONE */
+    char        pad[64 - 2 * sizeof(void *) - 3 * sizeof(int)];
+} __attribute__((aligned(64))) AlsRequest;
 
-#ifndef IT_BARRIER_SPINS
-#define IT_BARRIER_SPINS 4000
-#endif
+#define IT_REQ_IDLE     0
+#define IT_REQ_POSTED   1
+#define IT_REQ_DONE     2
 
-static void
-BarrierWait(AlsBarrier *b)
-{
-    unsigned    gen = __atomic_load_n(&b->generation, __ATOMIC_ACQUIRE);
-    int         spin;
-
-    if (__atomic_add_fetch(&b->arrived, 1, __ATOMIC_ACQ_REL) ==
-        __atomic_load_n(&b->parties, __ATOMIC_ACQUIRE))
-    {
-        /* the last to arrive opens the next generation */
-        __atomic_store_n(&b->arrived, 0, __ATOMIC_RELAXED);
-        pthread_mutex_lock(&b->mutex);
-        __atomic_store_n(&b->generation, gen + 1, __ATOMIC_RELEASE);
-        pthread_cond_broadcast(&b->cond);
-        pthread_mutex_unlock(&b->mutex);
-        return;
-    }
-    for (spin = 0; spin < IT_BARRIER_SPINS; spin++)
-    {
-        if (__atomic_load_n(&b->generation, __ATOMIC_ACQUIRE) != gen)
-            return;
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
-    }
-    pthread_mutex_lock(&b->mutex);
-    while (__atomic_load_n(&b->generation, __ATOMIC_ACQUIRE) == gen)
-        pthread_cond_wait(&b->cond, &b->mutex);
-    pthread_mutex_unlock(&b->mutex);
-}
+/* entries of a row's sparse pass between two looks at the requests */
+#define IT_SERVE_ENTRIES 1024
 
 typedef struct AlsShared
 {
@@ -404,18 +373,13 @@ typedef struct AlsShared
     float       alpha;
     int64_t     row_begin;
     int64_t     row_end;
-    int64_t     panel_rows;
-    /* per panel row, panel_rows * k floats each */
-    float      *Rp;             /* residual */
-    float      *Pp;             /* search direction */
-    float      *Dp;             /* dense part: -X A (residual) or P A */
-    float      *Sp;             /* sparse part, then the whole of A_u p */
-    float      *rs;             /* per panel row: r . r */
-    float      *active;         /* per panel row: 1 while the row iterates */
     pthread_mutex_t claim;      /* guards next */
-    int64_t     next[2];        /* first unclaimed row of the panel, per phase */
-    int         any[3];         /* some row still iterates, per step mod 3 */
-    AlsBarrier  barrier;
+    int64_t     next;           /* first row not yet claimed */
+    int         workers;        /* worker threads running */
+    int         finished;       /* atomic: workers done */
+    float      *thread_scratch;
+    size_t      thread_stride;
+    AlsRequest  req[IT_ALS_MAX_THREADS];
 } AlsShared;
 
 /* n floats rounded up to whole cache lines */
@@ -425,39 +389,259 @@ RoundLine(size_t n)
     return (n + IT_LINE_FLOATS - 1) / IT_LINE_FLOATS * IT_LINE_FLOATS;
 }
 
-/* rows of a panel: about IT_ALS_PANEL_FLOATS floats per buffer */
-static int64_t
-PanelRows(int k)
+/* per thread: the R, P, dense and sparse blocks, rs and the active flags */
+static size_t
+ThreadScratch(int k)
 {
-    int64_t     rows = IT_ALS_PANEL_FLOATS / k / IT_ALS_BLOCK * IT_ALS_BLOCK;
-
-    return rows < IT_ALS_BLOCK ? IT_ALS_BLOCK : rows;
+    return RoundLine(4 * (size_t) IT_ALS_BLOCK * k + 2 * (size_t) IT_ALS_BLOCK);
 }
 
 /*
- * Layout: one line of slack to align the start, YtY + reg I (k * k), the
- * four panel buffers (R, P, dense and sparse part), rs and active.  The
- * threads share the panel, so the size does not depend on their number.
+ * Layout: one line of slack to align the start, YtY + reg I (k * k), then
+ * one padded region per thread (no false sharing between threads).
  */
 size_t
 it_als_scratch_floats(int k, int threads)
 {
-    size_t      rows = (size_t) PanelRows(k);
-
+    if (threads < 1)
+        threads = 1;
+    if (threads > IT_ALS_MAX_THREADS)
+        threads = IT_ALS_MAX_THREADS;
     return IT_LINE_FLOATS + RoundLine((size_t) k * k) +
-        4 * RoundLine(rows * k) + 2 * RoundLine(rows);
+        (size_t) threads * ThreadScratch(k);
+}
+
+/* out = sign * P (YtY + reg I) for nb rows: calling thread only */
+static void
+DenseProduct(const AlsShared *s, const float *P, float *out, int nb, float sign)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, s->k, s->k,
+                sign, P, s->k, s->A, s->k, 0.0f, out, s->k);
+}
+
+/* the calling thread computes the products the workers have asked for */
+static void
+Serve(AlsShared *s)
+{
+    int         t;
+
+    for (t = 1; t <= s->workers; t++)
+    {
+        AlsRequest *q = &s->req[t];
+
+        if (__atomic_load_n(&q->state, __ATOMIC_ACQUIRE) == IT_REQ_POSTED)
+        {
+            DenseProduct(s, q->P, q->out, q->nb, q->sign);
+            __atomic_store_n(&q->state, IT_REQ_DONE, __ATOMIC_RELEASE);
+        }
+    }
+}
+
+static inline void
+CpuRelax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
 }
 
 /*
- * Claims the next block of rows of the panel [p0, p1) for phase ph: from
- * the first unclaimed row up to IT_ALS_BLOCK rows, never across a multiple
- * of IT_ALS_BLOCK, and cut short once the block holds IT_ALS_BLOCK_NNZ
- * entries, so that a few heavy rows (popular items) do not make one
- * thread's share.  Which thread gets a block does not change any result:
- * the phases treat every row on its own.
+ * Dense part of a block for thread t: the calling thread (t = 0) computes
+ * it at once; a worker posts it to the calling thread and collects it with
+ * WaitDense after its sparse pass.
+ */
+static void
+AskDense(AlsShared *s, int t, const float *P, float *out, int nb, float sign)
+{
+    AlsRequest *q = &s->req[t];
+
+    if (t == 0)
+    {
+        DenseProduct(s, P, out, nb, sign);
+        return;
+    }
+    q->P = P;
+    q->out = out;
+    q->nb = nb;
+    q->sign = sign;
+    __atomic_store_n(&q->state, IT_REQ_POSTED, __ATOMIC_RELEASE);
+}
+
+static void
+WaitDense(AlsShared *s, int t)
+{
+    AlsRequest *q = &s->req[t];
+    unsigned    spins = 0;
+
+    if (t == 0)
+        return;
+    while (__atomic_load_n(&q->state, __ATOMIC_ACQUIRE) != IT_REQ_DONE)
+    {
+        /* the calling thread may be descheduled: let it run */
+        if (++spins % 4096 == 0)
+            sched_yield();
+        else
+            CpuRelax();
+    }
+    __atomic_store_n(&q->state, IT_REQ_IDLE, __ATOMIC_RELAXED);
+}
+
+/*
+ * out = sparse part of one row (see SparsePass), starting from zero; the
+ * calling thread, when workers run, looks at their requests every
+ * IT_SERVE_ENTRIES entries (the pieces add up to the same sums: the
+ * accumulators go through out unchanged).
+ */
+IT_INLINE void
+SparseRow(AlsShared *s, int serve, const int32_t *idx, const float *r,
+          int64_t m, int64_t mpf, int init, const float *p, float *out)
+{
+    int64_t     j;
+
+    memset(out, 0, sizeof(float) * s->k);
+    if (!serve)
+    {
+        SparsePass(idx, r, m, mpf, s->Y, s->k, s->alpha, init, p, out);
+        return;
+    }
+    for (j = 0; j < m; j += IT_SERVE_ENTRIES)
+    {
+        int64_t     n = m - j < IT_SERVE_ENTRIES ? m - j : IT_SERVE_ENTRIES;
+
+        SparsePass(idx + j, r + j, n, mpf - j, s->Y, s->k, s->alpha, init, p, out);
+        Serve(s);
+    }
+}
+
+/*
+ * The CG solve of the rows [b0, b1) of one block by thread t, with its
+ * scratch R, P, D (dense part), S (sparse part, then A_u p), nb * k each,
+ * and rs, active (nb floats each).  A row's arithmetic does not depend on
+ * the thread: the dense parts are the same sgemm calls whoever runs the
+ * block.
+ */
+IT_CLONES static void
+AlsBlock(AlsShared *s, int t, int64_t b0, int64_t b1, float *scratch)
+{
+    const ItCsr *Rm = s->R;
+    float      *X = s->X;
+    const int   k = s->k;
+    const int   nb = (int) (b1 - b0);
+    const int   serve = (t == 0 && s->workers > 0);
+    float      *Rb = scratch;
+    float      *Pb = Rb + (size_t) IT_ALS_BLOCK * k;
+    float      *Db = Pb + (size_t) IT_ALS_BLOCK * k;
+    float      *Sb = Db + (size_t) IT_ALS_BLOCK * k;
+    float      *rs = Sb + (size_t) IT_ALS_BLOCK * k;
+    float      *active = rs + IT_ALS_BLOCK;
+    int         any = 0;
+    int         b;
+    int         step;
+
+    /* R = b - A x: the dense part -X (YtY + reg I), and the sparse part */
+    AskDense(s, t, X + (size_t) b0 * k, Db, nb, -1.0f);
+    for (b = 0; b < nb; b++)
+    {
+        int64_t     u = b0 + b;
+        int64_t     start = Rm->indptr[u];
+        int64_t     m = Rm->indptr[u + 1] - start;
+
+        /* + sum_j (c_j - (c_j - 1) y_j.x) y_j, c_j = 1 + alpha r_j */
+        if (m > 0)
+            SparseRow(s, serve, Rm->indices + start, Rm->data + start, m,
+                      Rm->indptr[b1] - start, 1, X + (size_t) u * k,
+                      Sb + (size_t) b * k);
+    }
+    WaitDense(s, t);
+    for (b = 0; b < nb; b++)
+    {
+        int64_t     u = b0 + b;
+        float      *res = Rb + (size_t) b * k;
+        float      *pv = Pb + (size_t) b * k;
+
+        if (Rm->indptr[u + 1] <= Rm->indptr[u])
+        {
+            memset(X + (size_t) u * k, 0, sizeof(float) * k);
+            memset(pv, 0, sizeof(float) * k);
+            active[b] = 0.0f;
+            continue;
+        }
+        Add(res, Db + (size_t) b * k, Sb + (size_t) b * k, k);
+        memcpy(pv, res, sizeof(float) * k);
+        rs[b] = Dot(res, res, k);
+        active[b] = (rs[b] >= IT_CG_EPS) ? 1.0f : 0.0f;
+        any |= active[b] != 0.0f;
+    }
+
+    for (step = 0; step < s->cg_steps && any; step++)
+    {
+        int         last = (step == s->cg_steps - 1);
+
+        /* A P: the dense part P (YtY + reg I) for the whole block ... */
+        AskDense(s, t, Pb, Db, nb, 1.0f);
+        /* ... and + sum_j alpha r_j (y_j . p) y_j */
+        for (b = 0; b < nb; b++)
+        {
+            int64_t     u = b0 + b;
+            int64_t     start = Rm->indptr[u];
+            int64_t     m = Rm->indptr[u + 1] - start;
+
+            if (active[b] != 0.0f)
+                SparseRow(s, serve, Rm->indices + start, Rm->data + start, m, m,
+                          0, Pb + (size_t) b * k, Sb + (size_t) b * k);
+        }
+        WaitDense(s, t);
+        any = 0;
+        for (b = 0; b < nb; b++)
+        {
+            float      *x = X + (size_t) (b0 + b) * k;
+            float      *res = Rb + (size_t) b * k;
+            float      *pv = Pb + (size_t) b * k;
+            float      *ap = Sb + (size_t) b * k;
+            float       pap;
+            float       a;
+            float       rsnew;
+            float       beta;
+
+            if (active[b] == 0.0f)
+                continue;
+            AddTo(ap, Db + (size_t) b * k, k);
+            pap = Dot(pv, ap, k);
+            if (!(pap > 0.0f) || !isfinite(pap))
+            {
+                memset(pv, 0, sizeof(float) * k);
+                active[b] = 0.0f;
+                continue;
+            }
+            a = rs[b] / pap;
+            Axpy(x, a, pv, k);
+            if (last)
+                continue;
+            Axpy(res, -a, ap, k);
+            rsnew = Dot(res, res, k);
+            if (!(rsnew >= IT_CG_EPS))
+            {
+                memset(pv, 0, sizeof(float) * k);
+                active[b] = 0.0f;
+                continue;
+            }
+            beta = rsnew / rs[b];
+            rs[b] = rsnew;
+            Xpby(pv, res, beta, k);
+            any = 1;
+        }
+    }
+}
+
+/*
+ * Claims the next block of rows: from the first unclaimed row up to
+ * IT_ALS_BLOCK rows, never across a multiple of IT_ALS_BLOCK, and cut
+ * short once the block holds IT_ALS_BLOCK_NNZ entries, so that a few
+ * heavy rows (popular items) do not make one thread's share.  The blocks
+ * depend only on the data and on the range, never on the threads.
  */
 static int
-ClaimBlock(AlsShared *s, int ph, int64_t p0, int64_t p1, int64_t *b0, int64_t *b1)
+ClaimBlock(AlsShared *s, int64_t *b0, int64_t *b1)
 {
     const int64_t *indptr = s->R->indptr;
     int64_t     start;
@@ -465,231 +649,54 @@ ClaimBlock(AlsShared *s, int ph, int64_t p0, int64_t p1, int64_t *b0, int64_t *b
     int64_t     end;
 
     pthread_mutex_lock(&s->claim);
-    start = p0 + s->next[ph];
-    if (start >= p1)
+    start = s->next;
+    if (start >= s->row_end)
     {
         pthread_mutex_unlock(&s->claim);
         return 0;
     }
     limit = (start / IT_ALS_BLOCK + 1) * IT_ALS_BLOCK;
-    if (limit > p1)
-        limit = p1;
+    if (limit > s->row_end)
+        limit = s->row_end;
     end = start + 1;
     while (end < limit && indptr[end + 1] - indptr[start] <= IT_ALS_BLOCK_NNZ)
         end++;
-    s->next[ph] = end - p0;
+    s->next = end;
     pthread_mutex_unlock(&s->claim);
     *b0 = start;
     *b1 = end;
     return 1;
 }
 
-/*
- * Dense part of the panel [p0, p1) (calling thread only):
- *   step 0:  D = -X A     step > 0:  D = P A
- * one sgemm per block of rows between consecutive multiples of
- * IT_ALS_BLOCK.  OpenBLAS computes a row differently depending on where
- * it falls in the call (the rows past the kernel's last whole group of
- * rows take other code paths), so the calls must not depend on how the
- * caller chunks the rows: with chunks cut at multiples of IT_ALS_BLOCK
- * they are always the same calls.
- */
+/* thread t: solves blocks until none is left */
 static void
-DensePanel(const AlsShared *s, int64_t p0, int64_t p1, int step)
+AlsRun(AlsShared *s, int t)
 {
-    const int   k = s->k;
-    int64_t     j0;
-    int64_t     j1;
-
-    for (j0 = p0; j0 < p1; j0 = j1)
-    {
-        j1 = (j0 / IT_ALS_BLOCK + 1) * IT_ALS_BLOCK;
-        if (j1 > p1)
-            j1 = p1;
-        if (step == 0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                        (int) (j1 - j0), k, k, -1.0f, s->X + (size_t) j0 * k, k,
-                        s->A, k, 0.0f, s->Dp + (size_t) (j0 - p0) * k, k);
-        else
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                        (int) (j1 - j0), k, k, 1.0f, s->Pp + (size_t) (j0 - p0) * k, k,
-                        s->A, k, 0.0f, s->Dp + (size_t) (j0 - p0) * k, k);
-    }
-}
-
-/*
- * Sparse part of the rows [b0, b1) of the panel starting at p0, into S:
- *   step 0:  sum_j (1 + w_j - w_j y_j.x) y_j   (rows with entries)
- *   step > 0:  sum_j w_j (y_j . p) y_j          (rows still iterating)
- */
-IT_CLONES static void
-SparseBlock(const AlsShared *s, int64_t p0, int64_t b0, int64_t b1, int step)
-{
-    const ItCsr *Rm = s->R;
-    const int   k = s->k;
-    int64_t     u;
-
-    for (u = b0; u < b1; u++)
-    {
-        int64_t     b = u - p0;
-        int64_t     start = Rm->indptr[u];
-        int64_t     m = Rm->indptr[u + 1] - start;
-        float      *out = s->Sp + (size_t) b * k;
-
-        if (m <= 0 || (step > 0 && s->active[b] == 0.0f))
-            continue;
-        memset(out, 0, sizeof(float) * k);
-        if (step == 0)
-            SparsePass(Rm->indices + start, Rm->data + start, m,
-                       Rm->indptr[b1] - start, s->Y, k, s->alpha, 1,
-                       s->X + (size_t) u * k, out);
-        else
-            SparsePass(Rm->indices + start, Rm->data + start, m, m,
-                       s->Y, k, s->alpha, 0, s->Pp + (size_t) b * k, out);
-    }
-}
-
-/*
- * The CG updates of the rows [b0, b1) of the panel starting at p0, once
- * both parts of step's product are in D and S.  Returns whether some row
- * iterates further.
- */
-IT_CLONES static int
-UpdateBlock(const AlsShared *s, int64_t p0, int64_t b0, int64_t b1, int step)
-{
-    const ItCsr *Rm = s->R;
-    const int   k = s->k;
-    const int   last = (step == s->cg_steps);
-    int         any = 0;
-    int64_t     u;
-
-    for (u = b0; u < b1; u++)
-    {
-        int64_t     b = u - p0;
-        float      *x = s->X + (size_t) u * k;
-        float      *res = s->Rp + (size_t) b * k;
-        float      *pv = s->Pp + (size_t) b * k;
-        const float *dv = s->Dp + (size_t) b * k;
-        float      *ap = s->Sp + (size_t) b * k;
-        float       pap;
-        float       a;
-        float       rsnew;
-        float       beta;
-
-        if (step == 0)
-        {
-            if (Rm->indptr[u + 1] <= Rm->indptr[u])
-            {
-                memset(x, 0, sizeof(float) * k);
-                memset(pv, 0, sizeof(float) * k);
-                s->active[b] = 0.0f;
-                continue;
-            }
-            /* r = b - A x */
-            Add(res, dv, ap, k);
-            s->rs[b] = Dot(res, res, k);
-            if (!(s->rs[b] >= IT_CG_EPS) || last)
-            {
-                memset(pv, 0, sizeof(float) * k);
-                s->active[b] = 0.0f;
-                continue;
-            }
-            memcpy(pv, res, sizeof(float) * k);
-            s->active[b] = 1.0f;
-            any = 1;
-            continue;
-        }
-        if (s->active[b] == 0.0f)
-            continue;
-        AddTo(ap, dv, k);
-        pap = Dot(pv, ap, k);
-        if (!(pap > 0.0f) || !isfinite(pap))
-        {
-            memset(pv, 0, sizeof(float) * k);
-            s->active[b] = 0.0f;
-            continue;
-        }
-        a = s->rs[b] / pap;
-        Axpy(x, a, pv, k);
-        if (last)
-            continue;
-        Axpy(res, -a, ap, k);
-        rsnew = Dot(res, res, k);
-        if (!(rsnew >= IT_CG_EPS))
-        {
-            memset(pv, 0, sizeof(float) * k);
-            s->active[b] = 0.0f;
-            continue;
-        }
-        beta = rsnew / s->rs[b];
-        s->rs[b] = rsnew;
-        Xpby(pv, res, beta, k);
-        any = 1;
-    }
-    return any;
-}
-
-/*
- * Every thread runs this, the calling thread (main) included, in step
- * with the others: per panel and CG step, phase 0 (main: the dense
- * products; everyone: the sparse parts), barrier, phase 1 (the updates),
- * barrier.  Only main calls BLAS, and the others never do: OpenBLAS's
- * level-3 calls are never concurrent.
- */
-static void
-AlsRun(AlsShared *s, int is_main)
-{
-    int64_t     p0;
+    float      *scratch = s->thread_scratch + (size_t) t * s->thread_stride;
     int64_t     b0;
     int64_t     b1;
-    unsigned    g = 0;          /* steps done, over all panels */
 
-    for (p0 = s->row_begin; p0 < s->row_end; p0 += s->panel_rows)
+    while (ClaimBlock(s, &b0, &b1))
     {
-        int64_t     p1 = p0 + s->panel_rows < s->row_end ? p0 + s->panel_rows : s->row_end;
-        int         step;
-
-        for (step = 0; step <= s->cg_steps; step++, g++)
-        {
-            int         any = 0;
-
-            if (is_main)
-            {
-                /* nobody uses these now (see below) */
-                s->next[1] = 0;
-                __atomic_store_n(&s->any[(g + 1) % 3], 0, __ATOMIC_RELAXED);
-                DensePanel(s, p0, p1, step);
-            }
-            while (ClaimBlock(s, 0, p0, p1, &b0, &b1))
-                SparseBlock(s, p0, b0, b1, step);
-            BarrierWait(&s->barrier);
-
-            if (is_main)
-                s->next[0] = 0;
-            while (ClaimBlock(s, 1, p0, p1, &b0, &b1))
-                any |= UpdateBlock(s, p0, b0, b1, step);
-            if (any)
-                __atomic_store_n(&s->any[g % 3], 1, __ATOMIC_RELAXED);
-            BarrierWait(&s->barrier);
-
-            /*
-             * Everyone reads the same flag: it is written only before the
-             * barrier, and cleared again two steps later, after everyone
-             * has passed the next barrier.
-             */
-            if (!__atomic_load_n(&s->any[g % 3], __ATOMIC_RELAXED))
-            {
-                g++;
-                break;
-            }
-        }
+        AlsBlock(s, t, b0, b1, scratch);
+        if (t == 0 && s->workers > 0)
+            Serve(s);
     }
 }
+
+typedef struct AlsWorkerArg
+{
+    AlsShared  *s;
+    int         t;
+} AlsWorkerArg;
 
 static void *
 AlsWorker(void *arg)
 {
-    AlsRun((AlsShared *) arg, 0);
+    AlsWorkerArg *a = arg;
+
+    AlsRun(a->s, a->t);
+    __atomic_add_fetch(&a->s->finished, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -701,13 +708,11 @@ it_als_half_step(const ItCsr *R, const float *Y, const float *YtY,
     AlsShared   s;
     int         k = p->factors;
     int         threads = p->threads < 1 ? 1 : p->threads;
-    size_t      rows;
-    size_t      buf;
     float      *base;
     float      *A;
+    AlsWorkerArg args[IT_ALS_MAX_THREADS];
     void       *argp[IT_ALS_MAX_THREADS];
     pthread_t   tids[IT_ALS_MAX_THREADS];
-    int         started = 0;
     int         t;
     int         i;
 
@@ -729,53 +734,49 @@ it_als_half_step(const ItCsr *R, const float *Y, const float *YtY,
     for (i = 0; i < k; i++)
         A[(size_t) i * k + i] += p->regularization;
 
-    rows = (size_t) PanelRows(k);
-    buf = RoundLine(rows * k);
     s.R = R;
     s.Y = Y;
     s.A = A;
     s.X = X;
     s.k = k;
-    s.cg_steps = p->cg_steps < 0 ? 0 : p->cg_steps;
+    s.cg_steps = p->cg_steps;
     s.alpha = p->alpha;
     s.row_begin = row_begin;
     s.row_end = row_end;
-    s.panel_rows = (int64_t) rows;
-    s.Rp = A + RoundLine((size_t) k * k);
-    s.Pp = s.Rp + buf;
-    s.Dp = s.Pp + buf;
-    s.Sp = s.Dp + buf;
-    s.rs = s.Sp + buf;
-    s.active = s.rs + RoundLine(rows);
-    s.next[0] = 0;
-    s.next[1] = 0;
-    s.any[0] = s.any[1] = s.any[2] = 0;
+    s.next = row_begin;
+    s.workers = 0;
+    s.finished = 0;
+    s.thread_scratch = base + RoundLine((size_t) k * k);
+    s.thread_stride = ThreadScratch(k);
 
     if (threads > IT_ALS_MAX_THREADS)
         threads = IT_ALS_MAX_THREADS;
     if (threads > (row_end - row_begin + IT_ALS_BLOCK - 1) / IT_ALS_BLOCK)
         threads = (int) ((row_end - row_begin + IT_ALS_BLOCK - 1) / IT_ALS_BLOCK);
     pthread_mutex_init(&s.claim, NULL);
-    pthread_mutex_init(&s.barrier.mutex, NULL);
-    pthread_cond_init(&s.barrier.cond, NULL);
-    s.barrier.parties = threads;
-    s.barrier.arrived = 0;
-    s.barrier.generation = 0;
+    for (t = 0; t < threads; t++)
+    {
+        s.req[t].state = IT_REQ_IDLE;
+        args[t].s = &s;
+        args[t].t = t;
+        argp[t] = &args[t];
+    }
 
-    for (t = 1; t < threads; t++)
-        argp[t - 1] = &s;
-    started = StartThreads(AlsWorker, argp, threads - 1, tids);
     /*
-     * fewer parties if some did not start: the calling thread has not
-     * reached the barrier yet, so it cannot have opened
+     * The workers are threads 1..workers; s.workers is set before any can
+     * post (a worker posts only into its own slot, and the calling thread
+     * looks at the slots only after this).
      */
-    if (started < threads - 1)
-        __atomic_store_n(&s.barrier.parties, started + 1, __ATOMIC_RELEASE);
-    AlsRun(&s, 1);
-    for (t = 0; t < started; t++)
+    s.workers = StartThreads(AlsWorker, argp + 1, threads - 1, tids);
+    AlsRun(&s, 0);
+    /* serve the workers until they are done */
+    while (__atomic_load_n(&s.finished, __ATOMIC_ACQUIRE) < s.workers)
+    {
+        Serve(&s);
+        CpuRelax();
+    }
+    for (t = 0; t < s.workers; t++)
         pthread_join(tids[t], NULL);
-    pthread_cond_destroy(&s.barrier.cond);
-    pthread_mutex_destroy(&s.barrier.mutex);
     pthread_mutex_destroy(&s.claim);
 }
 

@@ -68,12 +68,13 @@ void        it_csr_transpose(const ItCsr *a, ItCsr *t);
  * warm-started from its previous value (Takacs et al. 2011).
  * ------------------------------------------------------------------------ */
 
-/* The dense products of a half-step are one sgemm per run of rows between
- * consecutive multiples of IT_ALS_BLOCK (absolute row numbers), and
- * threads take blocks of at most IT_ALS_BLOCK rows that never cross such a
- * multiple (blocks of heavy rows are cut shorter).  Callers that split a
- * half-step into chunks should cut at multiples of it: the result is then
- * the same as in one call. */
+/* Rows are solved in blocks of at most IT_ALS_BLOCK rows that never cross
+ * a multiple of IT_ALS_BLOCK (absolute row numbers; blocks of heavy rows
+ * are cut shorter); threads take whole blocks, and a block's dense products
+ * are one sgemm per CG step.  Callers that split a half-step into chunks
+ * should cut at multiples of it: the blocks, and so the sgemm calls, are
+ * then the same as in one call, and so is the result (OpenBLAS's result
+ * for a row depends on the rows it is computed with). */
 #define IT_ALS_BLOCK        64
 #define IT_ALS_MAX_THREADS  64  /* more threads are capped to this */
 
@@ -101,11 +102,10 @@ void        it_gram(const float *A, int64_t n, int k, float *gram);
  *   (YtY + Y^T (C_u - I) Y + reg I) x = Y^T C_u p_u
  * with p->cg_steps CG steps from the current X[u].  Rows with no entries
  * are set to zero.  YtY = Y^T Y (without regularisation).
- * scratch must hold it_als_scratch_floats(k, threads) floats (bounded:
- * about 4 MB plus k * k floats for k <= 4096, whatever the number of rows
- * or threads).  Runs p->threads threads (the caller's thread is one of them),
- * created and joined inside the call; only the caller's thread calls BLAS.
- * The result is bit-identical for any number of threads.  Only the rows
+ * scratch must hold it_als_scratch_floats(k, threads) floats.
+ * Runs p->threads threads (the caller's thread is one of them), created and
+ * joined inside the call; only the caller's thread calls BLAS.  The result
+ * is bit-identical for any number of threads.  Only the rows
  * [row_begin, row_end) of X are read or written.
  */
 void        it_als_half_step(const ItCsr *R, const float *Y, const float *YtY,

@@ -484,9 +484,10 @@ TEST(same_seed_same_factors_any_threads)
 }
 
 /*
- * Many concurrent blocks, at 64 factors (our dense kernel) and at 40 (BLAS
- * sgemm, which is not safe from two threads at once without the lock: this
- * test fails now and then without it).
+ * Many concurrent blocks, at 64 and at 40 factors: the workers' dense
+ * products are computed by the calling thread while they run (OpenBLAS
+ * sgemm is not safe from two threads at once: this test fails now and then
+ * when workers call it themselves).
  */
 TEST(threads_identical_many_blocks)
 {
