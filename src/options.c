@@ -65,6 +65,12 @@ static const ItOptionDef ItOptions[] = {
     {"prior_min_weight", IT_OPTION_FLOAT, 0, 1e30, 0, NULL, NULL,
     "smallest summed weight of an interaction that counts as a positive for the features -> interest model "
     "(0 = every interaction; for ratings, e.g. 4)"},
+    {"prior_budget", IT_OPTION_FLOAT, 0.01, 1000, 1, NULL, NULL,
+    "scale of the work budget of the features -> interest models on large data "
+    "(1 = about 15% of the ALS work, at least a second or so; it caps their epochs)"},
+    {"prior_vector_weight", IT_OPTION_FLOAT, 0, 1, 0, NULL, NULL,
+    "share of the features -> interest model's objective spent imitating the trained vectors "
+    "(0 = only ranking the interactions through the other side's vectors, 1 = only imitating)"},
     {"new_items", IT_OPTION_BOOL, 0, 1, 1, NULL, NULL,
     "switch that gives items present only in item_features a vector from their features"},
     {"max_categories", IT_OPTION_INT, 0, IT_ENCODER_MAX_CATEGORIES, IT_ENCODER_DEFAULT_MAX_CATEGORIES, NULL, NULL,

@@ -1,0 +1,258 @@
+/*
+ * rankgrid.c
+ *    Checks of a features -> interest model on held-out rows: precision@k
+ *    of rankings mixed with a popularity term over a grid of mixing
+ *    weights, and the implicit-ALS loss row by row.  See rankgrid.h.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "kernels.h"
+#include "rankgrid.h"
+
+/* a * b into *out; 0 on overflow */
+static int
+MulSize(size_t a, size_t b, size_t *out)
+{
+    if (a != 0 && b > SIZE_MAX / a)
+        return 0;
+    *out = a * b;
+    return 1;
+}
+
+static int
+AddSize(size_t a, size_t b, size_t *out)
+{
+    if (b > SIZE_MAX - a)
+        return 0;
+    *out = a + b;
+    return 1;
+}
+
+size_t
+it_rank_grid_workspace_floats(int64_t m, int k)
+{
+    size_t      scores,
+                total;
+
+    if (m < 1 || m > INT32_MAX || k < 1)
+        return 0;
+    /* a block of base scores, one blended row, the flags of the positives
+     * (m bytes, in m floats to keep it simple), the top k values and
+     * indexes */
+    if (!MulSize((size_t) IT_RANK_GRID_BLOCK + 2, (size_t) m, &scores) ||
+        !AddSize(scores, 2 * (size_t) k, &total))
+        return 0;
+    return total;
+}
+
+/* Hits of top[0..ntop) among the flagged items. */
+static int
+CountHits(const int32_t *top, int ntop, const unsigned char *flags)
+{
+    int         hits = 0;
+
+    for (int t = 0; t < ntop; t++)
+        hits += flags[top[t]];
+    return hits;
+}
+
+/* Flags the row's positives (value 1) or clears them (value 0); returns
+ * how many distinct in-range positives there are when setting. */
+static int64_t
+MarkPositives(unsigned char *flags, int64_t m, const int32_t *pos, int64_t npos,
+              unsigned char value)
+{
+    int64_t     count = 0;
+
+    for (int64_t e = 0; e < npos; e++)
+    {
+        int32_t     i = pos[e];
+
+        if (i < 0 || i >= m)
+            continue;
+        if (value && !flags[i])
+            count++;
+        flags[i] = value;
+    }
+    return count;
+}
+
+/* blended[i] = base[i] + blend * pop[i] (base NULL: 0) */
+static void
+Blend(const float *base, const float *pop, float blend, int64_t m, float *blended)
+{
+    if (blend == 0.0f || pop == NULL)
+    {
+        if (base)
+            memcpy(blended, base, sizeof(float) * (size_t) m);
+        else
+            memset(blended, 0, sizeof(float) * (size_t) m);
+        return;
+    }
+    if (base)
+    {
+        for (int64_t i = 0; i < m; i++)
+            blended[i] = base[i] + blend * pop[i];
+    }
+    else
+    {
+        for (int64_t i = 0; i < m; i++)
+            blended[i] = blend * pop[i];
+    }
+}
+
+int
+it_rank_grid_precision(const float *U, int shared, int64_t n, int kdim,
+                       const float *Y, int64_t m, const float *pop,
+                       const float *blends, int nblend,
+                       const int64_t *pos_ptr, const int32_t *pos_idx,
+                       int k, float *workspace,
+                       double *precision, int64_t *users,
+                       int32_t *row_hits)
+{
+    float      *block,
+               *blended,
+               *top_val;
+    int32_t    *top_idx;
+    unsigned char *flags;
+    int64_t     counted = 0;
+    int         j;
+
+    if (n < 0 || m < 1 || m > INT32_MAX || k < 1 || nblend < 1 ||
+        blends == NULL || pos_ptr == NULL || (pos_idx == NULL && n > 0) ||
+        workspace == NULL || precision == NULL || users == NULL)
+        return -1;
+    if (U != NULL && (Y == NULL || kdim < 1))
+        return -1;
+    for (j = 0; j < nblend; j++)
+        if (blends[j] != 0.0f && pop == NULL)
+            return -1;
+    if (U == NULL)
+        shared = 1;             /* the same (popularity) ranking for every row */
+
+    block = workspace;
+    blended = block + (size_t) IT_RANK_GRID_BLOCK * m;
+    flags = (unsigned char *) (blended + m);
+    top_val = blended + 2 * (size_t) m;
+    top_idx = (int32_t *) (top_val + k);
+    memset(flags, 0, (size_t) m);
+    for (j = 0; j < nblend; j++)
+        precision[j] = 0.0;
+
+    if (shared)
+    {
+        /* one ranking per blend, the same for every row */
+        if (U != NULL)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int) m, kdim, 1.0f, Y, kdim,
+                        U, 1, 0.0f, block, 1);
+        for (j = 0; j < nblend; j++)
+        {
+            int         ntop;
+
+            Blend(U != NULL ? block : NULL, pop, blends[j], m, blended);
+            ntop = it_topk(blended, m, NULL, 0, k, top_idx, top_val);
+            counted = 0;
+            for (int64_t r = 0; r < n; r++)
+            {
+                const int32_t *pos = pos_idx + pos_ptr[r];
+                int64_t     npos = pos_ptr[r + 1] - pos_ptr[r];
+
+                int         hits = -1;
+
+                if (MarkPositives(flags, m, pos, npos, 1) > 0)
+                {
+                    hits = CountHits(top_idx, ntop, flags);
+                    precision[j] += (double) hits / k;
+                    counted++;
+                }
+                MarkPositives(flags, m, pos, npos, 0);
+                if (row_hits)
+                    row_hits[r * nblend + j] = hits;
+            }
+        }
+    }
+    else
+    {
+        for (int64_t r0 = 0; r0 < n; r0 += IT_RANK_GRID_BLOCK)
+        {
+            int         nb = (int) (n - r0 < IT_RANK_GRID_BLOCK ? n - r0 : IT_RANK_GRID_BLOCK);
+
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, (int) m, kdim,
+                        1.0f, U + (size_t) r0 * kdim, kdim, Y, kdim, 0.0f, block, (int) m);
+            for (int b = 0; b < nb; b++)
+            {
+                const int32_t *pos = pos_idx + pos_ptr[r0 + b];
+                int64_t     npos = pos_ptr[r0 + b + 1] - pos_ptr[r0 + b];
+
+                if (MarkPositives(flags, m, pos, npos, 1) > 0)
+                {
+                    counted++;
+                    for (j = 0; j < nblend; j++)
+                    {
+                        int         ntop,
+                                    hits;
+
+                        Blend(block + (size_t) b * m, pop, blends[j], m, blended);
+                        ntop = it_topk(blended, m, NULL, 0, k, top_idx, top_val);
+                        hits = CountHits(top_idx, ntop, flags);
+                        precision[j] += (double) hits / k;
+                        if (row_hits)
+                            row_hits[(r0 + b) * nblend + j] = hits;
+                    }
+                }
+                else if (row_hits)
+                {
+                    for (j = 0; j < nblend; j++)
+                        row_hits[(r0 + b) * nblend + j] = -1;
+                }
+                MarkPositives(flags, m, pos, npos, 0);
+            }
+        }
+    }
+
+    for (j = 0; j < nblend; j++)
+        precision[j] = counted > 0 ? precision[j] / (double) counted : 0.0;
+    *users = counted;
+    return 0;
+}
+
+int
+it_als_row_losses(const float *U, int shared, int64_t n, int k,
+                  const float *Y, const float *YtY,
+                  const int64_t *ptr, const int32_t *idx, const float *w,
+                  float alpha, float pos_min_weight,
+                  float *workspace, double *out)
+{
+    if (U == NULL || Y == NULL || YtY == NULL || ptr == NULL || w == NULL ||
+        (idx == NULL && n > 0) || workspace == NULL || out == NULL || n < 0 || k < 1)
+        return -1;
+    for (int64_t r = 0; r < n; r++)
+    {
+        const float *x = shared ? U : U + (size_t) r * k;
+        double      l = 0.0;
+
+        /* x'YtY x */
+        if (r == 0 || !shared)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, k, k, 1.0f, YtY, k, x, 1,
+                        0.0f, workspace, 1);
+        for (int j = 0; j < k; j++)
+            l += (double) x[j] * workspace[j];
+        for (int64_t e = ptr[r]; e < ptr[r + 1]; e++)
+        {
+            const float *y = Y + (size_t) idx[e] * k;
+            double      c = 1.0 + (double) alpha * w[e];
+            double      sc = 0.0;
+
+            if (!(w[e] >= pos_min_weight))
+                continue;
+            for (int j = 0; j < k; j++)
+                sc += (double) x[j] * y[j];
+            l += c * (1.0 - sc) * (1.0 - sc) - sc * sc;
+        }
+        out[r] = l;
+    }
+    return 0;
+}

@@ -1,0 +1,73 @@
+/*
+ * rankgrid.h
+ *    Precision@k of rankings mixed with a popularity term, over a grid of
+ *    mixing weights: how a features -> interest model is checked against
+ *    popularity on held-out trained users, and how much popularity its
+ *    ranking takes in.  Plain C, no PostgreSQL headers; the conventions of
+ *    kernels.h hold (caller-allocated buffers, no allocation, no printing,
+ *    no threads).
+ */
+#ifndef IT_RANKGRID_H
+#define IT_RANKGRID_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Rows scored per sgemm. */
+#define IT_RANK_GRID_BLOCK  64
+
+/* Floats of workspace it_rank_grid_precision needs (0 on overflow or bad
+ * sizes). */
+size_t      it_rank_grid_workspace_floats(int64_t m, int k);
+
+/*
+ * For each row r in [0, n) and each j in [0, nblend), ranks the m items by
+ *
+ *     s_i = U_r . Y_i + blends[j] * pop[i]
+ *
+ * (ties by the lower index, as it_topk) and counts how many of the top k
+ * are among the row's positives pos_idx[pos_ptr[r] .. pos_ptr[r + 1])
+ * (item indexes; repeats and indexes outside [0, m) are ignored).
+ * U is n rows of kdim floats, or with shared != 0 one vector of kdim
+ * floats used for every row (its rankings are then computed once), or
+ * NULL for a zero vector (kdim and Y are then not used: the ranking is
+ * the popularity term alone).  pop may be NULL only when every blend is 0.
+ * Nothing is excluded from the rankings.
+ *
+ * precision[j] receives the mean of hits / k over the rows that have at
+ * least one positive, *users their number (precision is then all 0 when
+ * it is 0).  row_hits, when not NULL, receives each row's hits:
+ * row_hits[r * nblend + j], -1 for the rows without a positive (so that
+ * two rankings can be compared row by row).  Products are cblas_sgemm over blocks of IT_RANK_GRID_BLOCK
+ * rows.  workspace: it_rank_grid_workspace_floats(m, k) floats.  Returns 0,
+ * or -1 on invalid arguments (nothing written).
+ */
+int         it_rank_grid_precision(const float *U, int shared, int64_t n, int kdim,
+                                   const float *Y, int64_t m, const float *pop,
+                                   const float *blends, int nblend,
+                                   const int64_t *pos_ptr, const int32_t *pos_idx,
+                                   int k, float *workspace,
+                                   double *precision, int64_t *users,
+                                   int32_t *row_hits);
+
+/*
+ * The implicit-ALS loss of each of n vectors against its row of a CSR
+ * matrix ptr/idx/w (n rows; item indexes into Y[m*k]; weights w > 0):
+ *
+ *   out[r] = sum over every item i of c_i (p_i - x.y_i)^2
+ *          = x'YtY x + sum over the row's positives of c (1 - s)^2 - s^2
+ *
+ * with s = x.y_i, c = 1 + alpha w, the positives being the entries with
+ * w >= pos_min_weight (the others count as unseen items): the objective
+ * a features model is trained on (mlp.h), row by row, so that two models
+ * can be compared on held-out rows.  x is row r of U, or with shared != 0
+ * the one vector U for every row.  YtY = Y'Y (k * k).  workspace: k
+ * floats.  Accumulated in double.  Returns 0, or -1 on invalid arguments.
+ */
+int         it_als_row_losses(const float *U, int shared, int64_t n, int k,
+                              const float *Y, const float *YtY,
+                              const int64_t *ptr, const int32_t *idx, const float *w,
+                              float alpha, float pos_min_weight,
+                              float *workspace, double *out);
+
+#endif                          /* IT_RANKGRID_H */

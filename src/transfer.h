@@ -1,0 +1,53 @@
+/*
+ * transfer.h
+ *    Training the features -> interest models of a model version
+ *    (transfer.c), called by train (train.c) in three steps:
+ *
+ *      t = ItTransferRead(model, user_features, item_features, options);
+ *                          reads and encodes the features sources, with the
+ *                          caller's privileges, before anything is written
+ *                          (NULL when neither source is given)
+ *      ... ALS fit ...
+ *      ItTransferFit(t, &trained);
+ *                          fits the user and item priors on the trained
+ *                          factors and interactions, checks them against
+ *                          popularity on held-out trained rows
+ *      ... between ItBeginWrite and ItEndWrite, after the it_model row ...
+ *      ItTransferWrite(t, model, version);
+ *                          one it_encoder row per side given, the new items'
+ *                          factor rows, a summary in it_model.metrics
+ *      ItTransferEnd(t);
+ *
+ * Every function accepts t == NULL and then does nothing.  Everything is
+ * allocated in a memory context of its own, a child of the context current
+ * at ItTransferRead, deleted by ItTransferEnd (or with its parent).
+ */
+#ifndef IT_TRANSFER_H
+#define IT_TRANSFER_H
+
+#include "interest_transfer.h"
+
+typedef struct ItTransferTrain ItTransferTrain;    /* opaque */
+
+/* The trained model, as the priors need it. */
+typedef struct ItTrainedModel
+{
+    int         k;              /* factors */
+    float       alpha;          /* confidence scale of training */
+    int64       nusers;
+    int64       nitems;
+    const int64 *user_ids;      /* ascending */
+    const int64 *item_ids;      /* ascending */
+    const ItCsr *R;             /* users x items, summed weights */
+    const ItCsr *Rt;            /* items x users */
+    const float *X;             /* nusers * k */
+    const float *Y;             /* nitems * k */
+} ItTrainedModel;
+
+extern ItTransferTrain *ItTransferRead(const char *model, const char *user_features,
+                                       const char *item_features, Jsonb *options);
+extern void ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm);
+extern void ItTransferWrite(ItTransferTrain *t, const char *model, int version);
+extern void ItTransferEnd(ItTransferTrain *t);
+
+#endif                          /* IT_TRANSFER_H */
