@@ -103,7 +103,7 @@ ItResolveDeployed(const char *model, char **name_out, int *version_out)
         Oid         argtypes[1] = {TEXTOID};
         Datum       values[1] = {CStringGetTextDatum(model)};
 
-        ret = SPI_execute_with_args(psprintf("SELECT version, deployed FROM %s WHERE model = $1 "
+        ret = SPI_execute_with_args(psprintf("SELECT version, deployed FROM %s WHERE model OPERATOR(pg_catalog.=) $1 "
                                              "ORDER BY deployed DESC LIMIT 1",
                                              ItTable("it_model")),
                                     1, argtypes, values, NULL, true, 1);

@@ -1236,21 +1236,10 @@ IdFromDatum(ItEncoderBuilder *b, Datum d)
         case NUMERICOID:
             {
                 Numeric     num = DatumGetNumeric(d);
+                int64       id;
 
-                if (!numeric_is_nan(num) && !numeric_is_inf(num))
-                {
-                    Numeric     trunc = DatumGetNumeric(DirectFunctionCall2(numeric_trunc,
-                                                                            NumericGetDatum(num),
-                                                                            Int32GetDatum(0)));
-
-                    if (DatumGetBool(DirectFunctionCall2(numeric_eq, NumericGetDatum(num),
-                                                         NumericGetDatum(trunc))) &&
-                        DatumGetBool(DirectFunctionCall2(numeric_ge, NumericGetDatum(num),
-                                                         NumericGetDatum(int64_to_numeric(PG_INT64_MIN)))) &&
-                        DatumGetBool(DirectFunctionCall2(numeric_le, NumericGetDatum(num),
-                                                         NumericGetDatum(int64_to_numeric(PG_INT64_MAX)))))
-                        return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(num)));
-                }
+                if (ItNumericToInt64(num, &id))
+                    return id;
                 ereport(ERROR,
                         (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
                          errmsg("%s %s of %s is not a bigint", b->id_column,
@@ -1994,7 +1983,8 @@ ItEncoderLoad(const char *model, int version, const char *side,
     values[1] = Int32GetDatum(version);
     values[2] = CStringGetTextDatum(side);
     ret = SPI_execute_with_args(psprintf("SELECT spec, dims, params, layout, metrics FROM %s "
-                                         "WHERE model = $1 AND version = $2 AND side = $3",
+                                         "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
+                                         "AND side OPERATOR(pg_catalog.=) $3",
                                          ItTable("it_encoder")),
                                 3, argtypes, values, NULL, true, 1);
     if (ret != SPI_OK_SELECT)

@@ -486,6 +486,27 @@ ItSourceColumnType(ItSource *src, int col)
     return getBaseType(TupleDescAttr(src->tupdesc, col)->atttypid);
 }
 
+/* A whole-number numeric in the range of bigint, as int64; false otherwise. */
+bool
+ItNumericToInt64(Numeric num, int64 *out)
+{
+    Numeric     trunc;
+
+    if (numeric_is_nan(num) || numeric_is_inf(num))
+        return false;
+    trunc = DatumGetNumeric(DirectFunctionCall2(numeric_trunc, NumericGetDatum(num),
+                                                Int32GetDatum(0)));
+    if (!DatumGetBool(DirectFunctionCall2(numeric_eq, NumericGetDatum(num),
+                                          NumericGetDatum(trunc))) ||
+        !DatumGetBool(DirectFunctionCall2(numeric_ge, NumericGetDatum(num),
+                                          NumericGetDatum(int64_to_numeric(PG_INT64_MIN)))) ||
+        !DatumGetBool(DirectFunctionCall2(numeric_le, NumericGetDatum(num),
+                                          NumericGetDatum(int64_to_numeric(PG_INT64_MAX)))))
+        return false;
+    *out = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(num)));
+    return true;
+}
+
 int64
 ItDatumGetId(ItSource *src, int col, Oid type, Datum d, int64 row)
 {
@@ -500,20 +521,10 @@ ItDatumGetId(ItSource *src, int col, Oid type, Datum d, int64 row)
         case NUMERICOID:
             {
                 Numeric     num = DatumGetNumeric(d);
-                Numeric     trunc;
+                int64       id;
 
-                if (!numeric_is_nan(num) && !numeric_is_inf(num))
-                {
-                    trunc = DatumGetNumeric(DirectFunctionCall2(numeric_trunc, NumericGetDatum(num),
-                                                                Int32GetDatum(0)));
-                    if (DatumGetBool(DirectFunctionCall2(numeric_eq, NumericGetDatum(num),
-                                                         NumericGetDatum(trunc))) &&
-                        DatumGetBool(DirectFunctionCall2(numeric_ge, NumericGetDatum(num),
-                                                         NumericGetDatum(int64_to_numeric(PG_INT64_MIN)))) &&
-                        DatumGetBool(DirectFunctionCall2(numeric_le, NumericGetDatum(num),
-                                                         NumericGetDatum(int64_to_numeric(PG_INT64_MAX)))))
-                        return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(num)));
-                }
+                if (ItNumericToInt64(num, &id))
+                    return id;
                 ereport(ERROR,
                         (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
                          errmsg("%s %s in row " INT64_FORMAT " of %s is not a bigint",
