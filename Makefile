@@ -17,6 +17,11 @@ DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 REGRESS = $(sort $(patsubst sql/%.sql,%,$(filter-out sql/$(EXTENSION)--%,$(wildcard sql/*.sql))))
 REGRESS_OPTS = --inputdir=. --outputdir=tests/results
 
+# Isolation tests (several sessions at once): tests/isolation/specs/*.spec
+# with tests/isolation/expected/*.out, run by make installcheck too.
+ISOLATION = $(sort $(patsubst tests/isolation/specs/%.spec,%,$(wildcard tests/isolation/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=tests/isolation --outputdir=tests/isolation/results
+
 # OpenBLAS, single-threaded build: a backend must not keep a BLAS thread pool
 # running.  Training parallelises over rows with its own threads, created per
 # call and joined (src/als.c); only the calling thread calls BLAS (this build
@@ -30,7 +35,7 @@ PG_CPPFLAGS = $(BLAS_CFLAGS)
 PG_CFLAGS   = -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 SHLIB_LINK  = $(BLAS_LIBS) -lpthread -lm
 
-EXTRA_CLEAN = tests/results tests/unit/bin tests/bench/bin
+EXTRA_CLEAN = tests/results tests/isolation/results tests/unit/bin tests/bench/bin
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
