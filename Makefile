@@ -41,6 +41,9 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# Rebuild every object when a header changes (PGXS tracks only the .c files).
+$(OBJS): $(wildcard src/*.h)
+
 # Kernel unit tests: each tests/unit/test_*.c is a program linked with the
 # kernel files alone (no PostgreSQL headers, no server).
 UNIT_CFLAGS = -std=gnu11 -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Isrc -Itests/unit $(BLAS_CFLAGS)

@@ -44,7 +44,8 @@ static const ItOptionDef ItOptions[] = {
     /* serving users the model was not trained on (providers.c, refresh.c) */
     {"prior_weight", IT_OPTION_FLOAT, 0, 1e30, 0, NULL, NULL,
     "weight lambda0 that pulls the fold-in of a user the model was not trained on towards its prior "
-    "(0 = automatic: max(alpha, 0.2) / (2 * the variance of the trained users' vectors around the prior))"},
+    "(0 = automatic: the weight training chose for the prior by folding in held-out trained users "
+    "from a few of their interactions)"},
     {"fold_in", IT_OPTION_BOOL, 0, 1, 1, NULL, NULL,
     "switch that folds in users the model was not trained on from their rows in the interactions source when they are scored"},
     /* features -> interest models trained with the model (transfer.c) */

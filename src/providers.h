@@ -20,6 +20,7 @@ typedef struct ItSidePrior
     float       pop_blend;      /* popularity_blend of the features path, >= 0 */
     float       lambda0;        /* fold-in weight of this prior (user side) */
     double      prior_variance; /* metrics prior_variance (0: not stored) */
+    double      fold_in_weight; /* metrics fold_in_prior_weight (0: not stored) */
     ItEncoder  *encoder;
     int         dims;           /* encoded floats per row */
     ItMlpLayout layout;

@@ -256,3 +256,99 @@ it_als_row_losses(const float *U, int shared, int64_t n, int k,
     }
     return 0;
 }
+
+size_t
+it_fold_in_grid_workspace_floats(int64_t m, int kdim, int ngrid, int k)
+{
+    size_t      rows,
+                scores,
+                solve,
+                total;
+
+    if (m < 1 || m > INT32_MAX || kdim < 1 || ngrid < 1 || k < 1)
+        return 0;
+    /* the grid's vectors and scores, the scratch of it_fold_in, the flags
+     * of the positives (m bytes, in m floats), the top k values and
+     * indexes */
+    if (!MulSize((size_t) ngrid, (size_t) kdim, &rows) ||
+        !MulSize((size_t) ngrid, (size_t) m, &scores) ||
+        !MulSize((size_t) kdim, (size_t) kdim, &solve) ||
+        !AddSize(rows, scores, &total) ||
+        !AddSize(total, solve, &total) ||
+        !AddSize(total, (size_t) kdim, &total) ||
+        !AddSize(total, (size_t) m, &total) ||
+        !AddSize(total, 2 * (size_t) k, &total))
+        return 0;
+    return total;
+}
+
+int
+it_fold_in_grid_hits(const float *Y, int64_t m, int kdim, const float *YtY,
+                     float alpha, const float *prior,
+                     const int32_t *revealed, const float *weights, int nrev,
+                     const int32_t *pos, int64_t npos,
+                     const float *lambdas, int ngrid, int k,
+                     float *workspace, int32_t *hits)
+{
+    float      *V,
+               *S,
+               *scratch,
+               *top_val;
+    int32_t    *top_idx;
+    unsigned char *flags;
+    int64_t     left;
+    int         j;
+
+    if (Y == NULL || YtY == NULL || m < 1 || m > INT32_MAX || kdim < 1 ||
+        nrev < 0 || (nrev > 0 && (revealed == NULL || weights == NULL)) ||
+        npos < 0 || (npos > 0 && pos == NULL) || lambdas == NULL || ngrid < 1 ||
+        k < 1 || workspace == NULL || hits == NULL)
+        return -1;
+    for (j = 0; j < ngrid; j++)
+        if (!(lambdas[j] > 0.0f))
+            return -1;
+    for (int r = 0; r < nrev; r++)
+        if (revealed[r] < 0 || revealed[r] >= m || (r > 0 && revealed[r] <= revealed[r - 1]))
+            return -1;
+
+    V = workspace;
+    S = V + (size_t) ngrid * kdim;
+    scratch = S + (size_t) ngrid * m;
+    flags = (unsigned char *) (scratch + (size_t) kdim * kdim + kdim);
+    top_val = scratch + (size_t) kdim * kdim + kdim + m;
+    top_idx = (int32_t *) (top_val + k);
+
+    /* the positives that are left once the revealed items are taken out */
+    memset(flags, 0, (size_t) m);
+    left = MarkPositives(flags, m, pos, npos, 1);
+    for (int r = 0; r < nrev; r++)
+    {
+        left -= flags[revealed[r]];
+        flags[revealed[r]] = 0;
+    }
+    if (left <= 0)
+    {
+        MarkPositives(flags, m, pos, npos, 0);
+        for (j = 0; j < ngrid; j++)
+            hits[j] = -1;
+        return 0;
+    }
+
+    for (j = 0; j < ngrid; j++)
+        if (it_fold_in(Y, kdim, YtY, revealed, weights, nrev, alpha, lambdas[j], prior,
+                       V + (size_t) j * kdim, scratch) != 0)
+        {
+            MarkPositives(flags, m, pos, npos, 0);
+            return 1;
+        }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ngrid, (int) m, kdim,
+                1.0f, V, kdim, Y, kdim, 0.0f, S, (int) m);
+    for (j = 0; j < ngrid; j++)
+    {
+        int         ntop = it_topk(S + (size_t) j * m, m, revealed, nrev, k, top_idx, top_val);
+
+        hits[j] = CountHits(top_idx, ntop, flags);
+    }
+    MarkPositives(flags, m, pos, npos, 0);
+    return 0;
+}

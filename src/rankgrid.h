@@ -3,9 +3,10 @@
  *    Precision@k of rankings mixed with a popularity term, over a grid of
  *    mixing weights: how a features -> interest model is checked against
  *    popularity on held-out trained users, and how much popularity its
- *    ranking takes in.  Plain C, no PostgreSQL headers; the conventions of
- *    kernels.h hold (caller-allocated buffers, no allocation, no printing,
- *    no threads).
+ *    ranking takes in; and the precision of fold-in over a grid of prior
+ *    weights, to choose that weight.  Plain C, no PostgreSQL headers; the
+ *    conventions of kernels.h hold (caller-allocated buffers, no
+ *    allocation, no printing, no threads).
  */
 #ifndef IT_RANKGRID_H
 #define IT_RANKGRID_H
@@ -69,5 +70,35 @@ int         it_als_row_losses(const float *U, int shared, int64_t n, int k,
                               const int64_t *ptr, const int32_t *idx, const float *w,
                               float alpha, float pos_min_weight,
                               float *workspace, double *out);
+
+/*
+ * Fold-in of one user from a few revealed interactions, over a grid of
+ * prior weights, and the precision of each result on the user's other
+ * positives: how the weight of a fold-in prior is chosen on held-out
+ * trained users.  For each j in [0, ngrid):
+ *
+ *     x_j = it_fold_in(Y, kdim, YtY, revealed, weights, nrev, alpha,
+ *                      lambdas[j], prior)
+ *
+ * ranks the m items by x_j . Y_i (ties by the lower index, as it_topk),
+ * leaving out the revealed items (revealed[0..nrev) sorted ascending,
+ * distinct, in [0, m)), and writes to hits[j] how many of the top k are
+ * among the positives pos[0..npos) (item indexes; repeats, indexes
+ * outside [0, m) and revealed items are ignored).  When no positive is
+ * left, every hits[j] is -1 and nothing is folded in.  The scores of the
+ * whole grid are one cblas_sgemm.  prior: kdim floats, or NULL for a zero
+ * prior.  Every lambdas[j] must be > 0.  workspace:
+ * it_fold_in_grid_workspace_floats(m, kdim, ngrid, k) floats.  Returns 0;
+ * -1 on invalid arguments (nothing written); 1 when a fold-in cannot be
+ * solved (hits then undefined).
+ */
+size_t      it_fold_in_grid_workspace_floats(int64_t m, int kdim, int ngrid, int k);
+
+int         it_fold_in_grid_hits(const float *Y, int64_t m, int kdim, const float *YtY,
+                                 float alpha, const float *prior,
+                                 const int32_t *revealed, const float *weights, int nrev,
+                                 const int32_t *pos, int64_t npos,
+                                 const float *lambdas, int ngrid, int k,
+                                 float *workspace, int32_t *hits);
 
 #endif                          /* IT_RANKGRID_H */

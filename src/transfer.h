@@ -6,16 +6,20 @@
  *      t = ItTransferRead(model, user_features, item_features, options);
  *                          reads and encodes the features sources, with the
  *                          caller's privileges, before anything is written
- *                          (NULL when neither source is given)
+ *                          (either may be NULL)
  *      ... ALS fit ...
  *      ItTransferFit(t, &trained);
  *                          fits the user and item priors on the trained
  *                          factors and interactions, checks them against
- *                          popularity on held-out trained rows
+ *                          popularity on held-out trained rows, and
+ *                          chooses the fold-in weight of the features
+ *                          prior and of the population prior by
+ *                          simulation on trained users
  *      ... between ItBeginWrite and ItEndWrite, after the it_model row ...
  *      ItTransferWrite(t, model, version);
  *                          one it_encoder row per side given, the new items'
- *                          factor rows, a summary in it_model.metrics
+ *                          factor rows, a summary in it_model.metrics (with
+ *                          the population prior's fold_in_prior_weight)
  *      ItTransferEnd(t);
  *
  * Every function accepts t == NULL and then does nothing.  Everything is

@@ -82,7 +82,7 @@ BEGIN
 END $$;
 \o
 
-SELECT plan(50);
+SELECT plan(56);
 
 -- the encoder rows of informative features
 SELECT results_eq($$SELECT side FROM it_encoder WHERE model = 'trn' ORDER BY side$$,
@@ -131,6 +131,36 @@ SELECT ok((SELECT options @> '{"prior_hidden": 64, "prior_epochs": 200, "prior_l
                                "min_category_count": 2}'
              FROM it_model WHERE model = 'trn'),
           'the options of the features models are stored with their defaults');
+
+-- the fold-in weight of each prior, chosen by simulation on trained users
+SELECT ok((SELECT (metrics->>'fold_in_prior_weight')::float8 > 0
+                  AND (metrics->>'fold_in_prior_weight')::float8 < 'Infinity'::float8
+                  AND (metrics->>'fold_in_users')::int >= 30
+                  AND jsonb_array_length(metrics->'fold_in_grid') = 10
+             FROM it_encoder WHERE model = 'trn' AND side = 'user'),
+          'features prior: a positive, finite fold_in_prior_weight, chosen on validation users over a grid of 10');
+SELECT is((SELECT count(*) FROM it_encoder e, jsonb_array_elements(e.metrics->'fold_in_grid') g
+            WHERE e.model = 'trn' AND e.side = 'user' AND g->'prior_weight' = e.metrics->'fold_in_prior_weight'),
+          1::bigint, 'it is one of the grid''s weights');
+SELECT is((SELECT bool_and((c->>'precision')::float8 >= (g->>'precision')::float8)
+             FROM it_encoder e, jsonb_array_elements(e.metrics->'fold_in_grid') c,
+                  jsonb_array_elements(e.metrics->'fold_in_grid') g
+            WHERE e.model = 'trn' AND e.side = 'user' AND c->'prior_weight' = e.metrics->'fold_in_prior_weight'),
+          true, 'and its precision is the grid''s best');
+SELECT ok((SELECT (metrics->>'fold_in_prior_weight')::float8 > 0
+                  AND (metrics->>'fold_in_prior_weight')::float8 < 'Infinity'::float8
+                  AND EXISTS (SELECT 1 FROM jsonb_array_elements(metrics->'fold_in_grid') g
+                               WHERE g->'prior_weight' = metrics->'fold_in_prior_weight')
+                  AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(metrics->'fold_in_grid') c,
+                                                jsonb_array_elements(metrics->'fold_in_grid') g
+                                   WHERE c->'prior_weight' = metrics->'fold_in_prior_weight'
+                                     AND (g->>'precision')::float8 > (c->>'precision')::float8)
+             FROM it_model WHERE model = 'trn_plain'),
+          'population prior, without features: it_model.metrics has the best weight of its grid');
+SELECT ok((SELECT (metrics->>'fold_in_prior_weight')::float8 > 0 FROM it_model WHERE model = 'trn'),
+          'with features, too');
+SELECT is((SELECT metrics ? 'fold_in_prior_weight' FROM it_encoder WHERE model = 'trn_noise' AND side = 'user'),
+          false, 'no weight for a features prior that is not used');
 
 -- new items
 SELECT set_eq($$SELECT item_id FROM it_item_factors WHERE model = 'trn' AND source = 'features'$$,

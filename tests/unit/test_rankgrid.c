@@ -389,6 +389,189 @@ TEST(row_losses_match_the_sum_over_every_item)
     CHECK(it_als_row_losses(NULL, 0, n, k, Y, YtY, ptr, idx, w, 2.0f, 3.0f, ws, out) == -1, "U NULL");
 }
 
+/* Uniform in [-1, 1). */
+static float
+Uniform(void)
+{
+    return (float) ((double) (Rand() >> 11) / (double) (UINT64_C(1) << 53) * 2.0 - 1.0);
+}
+
+/*
+ * Reference of one grid point: fold-in alone (it_fold_in), scores in
+ * double, a full sort of the items that are not revealed, hits among the
+ * positives that are not revealed.
+ */
+static int
+RefFoldHits(const float *Y, int m, int kdim, const float *YtY, float alpha, const float *prior,
+            const int32_t *rev, const float *w, int nrev, const int32_t *pos, int npos,
+            float lambda, int k)
+{
+    float      *x = malloc(sizeof(float) * kdim);
+    float      *scratch = malloc(sizeof(float) * (kdim * kdim + kdim));
+    Cand       *c = malloc(sizeof(Cand) * m);
+    int         nc = 0;
+    int         hits = 0;
+
+    if (it_fold_in(Y, kdim, YtY, rev, w, nrev, alpha, lambda, prior, x, scratch) != 0)
+        hits = -100;
+    for (int i = 0; i < m; i++)
+    {
+        double      sc = 0.0;
+        int         is_rev = 0;
+
+        for (int r = 0; r < nrev; r++)
+            is_rev |= rev[r] == i;
+        if (is_rev)
+            continue;
+        for (int d = 0; d < kdim; d++)
+            sc += (double) x[d] * Y[i * kdim + d];
+        c[nc].s = (float) sc;
+        c[nc].i = i;
+        nc++;
+    }
+    qsort(c, nc, sizeof(Cand), CmpCand);
+    for (int t = 0; t < k && t < nc; t++)
+        for (int e = 0; e < npos; e++)
+            if (pos[e] == c[t].i)
+            {
+                hits++;
+                break;
+            }
+    free(x);
+    free(scratch);
+    free(c);
+    return hits;
+}
+
+TEST(fold_in_grid_matches_fold_in_and_a_full_sort)
+{
+    enum
+    {
+        M = 300, KD = 8, NG = 6, K = 10, NREV = 3
+    };
+    float      *Y = malloc(sizeof(float) * M * KD);
+    float       YtY[KD * KD];
+    float       prior[KD];
+    float       lambdas[NG] = {0.01f, 0.1f, 1.0f, 10.0f, 100.0f, 1000.0f};
+    float      *ws;
+    size_t      wsf = it_fold_in_grid_workspace_floats(M, KD, NG, K);
+    int         differ = 0;
+
+    CHECK(wsf == (size_t) NG * KD + (size_t) NG * M + KD * KD + KD + M + 2 * K, "workspace %zu", wsf);
+    ws = malloc(sizeof(float) * wsf);
+    for (int i = 0; i < M * KD; i++)
+        Y[i] = Uniform();
+    it_gram(Y, M, KD, YtY);
+    for (int trial = 0; trial < 20; trial++)
+    {
+        int32_t     rev[NREV];
+        float       w[NREV];
+        int32_t     pos[40];
+        int         npos = 5 + (int) (Rand() % 30);
+        int32_t     hits[NG];
+        int         first = -1;
+
+        for (int d = 0; d < KD; d++)
+            prior[d] = 0.3f * Uniform();
+        /* distinct ascending revealed items, some of them positives too */
+        rev[0] = (int32_t) (Rand() % 50);
+        for (int r = 1; r < NREV; r++)
+            rev[r] = rev[r - 1] + 1 + (int32_t) (Rand() % 50);
+        for (int r = 0; r < NREV; r++)
+            w[r] = 1.0f + (float) (Rand() % 4);
+        for (int e = 0; e < npos; e++)
+            pos[e] = e < 2 ? rev[e] : (int32_t) (Rand() % M);
+        CHECK(it_fold_in_grid_hits(Y, M, KD, YtY, 2.0f, trial % 2 ? prior : NULL, rev, w, NREV,
+                                   pos, npos, lambdas, NG, K, ws, hits) == 0, "returns 0");
+        for (int j = 0; j < NG; j++)
+        {
+            int         ref = RefFoldHits(Y, M, KD, YtY, 2.0f, trial % 2 ? prior : NULL, rev, w, NREV,
+                                          pos, npos, lambdas[j], K);
+
+            CHECK(hits[j] == ref, "trial %d lambda %g: %d hits, reference %d", trial, lambdas[j], hits[j], ref);
+            if (first < 0)
+                first = hits[j];
+            differ |= hits[j] != first;
+        }
+    }
+    CHECK(differ, "the prior weight changes the rankings");
+    free(Y);
+    free(ws);
+}
+
+TEST(fold_in_grid_strong_prior_ranks_like_the_prior)
+{
+    /* with a huge weight the fold-in is the prior: its top items win */
+    enum
+    {
+        M = 50, KD = 2, K = 3
+    };
+    float       Y[M * KD];
+    float       YtY[KD * KD];
+    float       prior[KD] = {1.0f, 0.0f};
+    float       lambdas[2] = {1e-3f, 1e6f};
+    int32_t     rev[1] = {0};
+    float       w[1] = {5.0f};
+    int32_t     pos[3] = {0, 1, 2};
+    int32_t     hits[2];
+    float       ws[2 * KD + 2 * M + KD * KD + KD + M + 2 * K];
+
+    /* items 1 and 2 point along the prior; item 0 (revealed) and the
+     * others along the second axis */
+    for (int i = 0; i < M; i++)
+    {
+        Y[i * KD] = (i == 1 || i == 2) ? 1.0f : 0.0f;
+        Y[i * KD + 1] = (i == 1 || i == 2) ? 0.0f : 1.0f - 0.001f * i;
+    }
+    it_gram(Y, M, KD, YtY);
+    CHECK(it_fold_in_grid_hits(Y, M, KD, YtY, 1.0f, prior, rev, w, 1, pos, 3, lambdas, 2, K, ws, hits) == 0,
+          "returns 0");
+    CHECK(hits[1] == 2, "strong prior: items 1 and 2 in the top %d (hits %d)", K, hits[1]);
+    CHECK(hits[0] == 0, "weak prior: the revealed item's direction wins (hits %d)", hits[0]);
+}
+
+TEST(fold_in_grid_no_positive_left)
+{
+    float       Y[4] = {1, 0, 0, 1};
+    float       YtY[4] = {1, 0, 0, 1};
+    float       lambda = 1.0f;
+    int32_t     rev[1] = {1};
+    float       w[1] = {1.0f};
+    int32_t     pos[2] = {1, 9};   /* revealed, and out of range */
+    int32_t     hits[1] = {7};
+    float       ws[2 + 2 + 4 + 2 + 2 + 2];
+
+    CHECK(it_fold_in_grid_hits(Y, 2, 2, YtY, 1.0f, NULL, rev, w, 1, pos, 2, &lambda, 1, 1, ws, hits) == 0,
+          "returns 0");
+    CHECK(hits[0] == -1, "hits %d", hits[0]);
+}
+
+TEST(fold_in_grid_invalid_arguments)
+{
+    float       Y[4] = {1, 0, 0, 1};
+    float       YtY[4] = {1, 0, 0, 1};
+    float       lambdas[2] = {1.0f, 0.0f};
+    int32_t     unsorted[2] = {1, 0};
+    int32_t     outside[1] = {2};
+    float       w[2] = {1.0f, 1.0f};
+    int32_t     pos[1] = {0};
+    int32_t     hits[2];
+    float       ws[64];
+
+    CHECK(it_fold_in_grid_hits(Y, 2, 2, YtY, 1.0f, NULL, unsorted, w, 2, pos, 1, lambdas, 1, 1, ws, hits) == -1,
+          "revealed items not ascending");
+    CHECK(it_fold_in_grid_hits(Y, 2, 2, YtY, 1.0f, NULL, outside, w, 1, pos, 1, lambdas, 1, 1, ws, hits) == -1,
+          "a revealed item out of range");
+    CHECK(it_fold_in_grid_hits(Y, 2, 2, YtY, 1.0f, NULL, outside, w, 0, pos, 1, lambdas, 2, 1, ws, hits) == -1,
+          "a prior weight of 0");
+    CHECK(it_fold_in_grid_hits(Y, 2, 2, YtY, 1.0f, NULL, outside, w, 0, pos, 1, lambdas, 0, 1, ws, hits) == -1,
+          "an empty grid");
+    CHECK(it_fold_in_grid_hits(Y, 2, 2, YtY, 1.0f, NULL, outside, w, 0, pos, 1, lambdas, 1, 0, ws, hits) == -1,
+          "k 0");
+    CHECK(it_fold_in_grid_workspace_floats(0, 2, 1, 1) == 0 && it_fold_in_grid_workspace_floats(2, 2, 0, 1) == 0,
+          "workspace of invalid sizes is 0");
+}
+
 int
 main(void)
 {
@@ -399,5 +582,9 @@ main(void)
     RUN(no_positive_no_user);
     RUN(invalid_arguments);
     RUN(row_losses_match_the_sum_over_every_item);
+    RUN(fold_in_grid_matches_fold_in_and_a_full_sort);
+    RUN(fold_in_grid_strong_prior_ranks_like_the_prior);
+    RUN(fold_in_grid_no_positive_left);
+    RUN(fold_in_grid_invalid_arguments);
     return unit_summary();
 }
