@@ -6,6 +6,7 @@
  */
 #include "postgres.h"
 
+#include <math.h>
 #include <unistd.h>
 
 #include "access/htup_details.h"
@@ -251,4 +252,10 @@ ItArrayToFloats(Datum d, float *v, int n, const char *what)
                  errmsg("%s is not a real[] of %d values", what, n),
                  errhint("Retrain the model with train(model).")));
     memcpy(v, ARR_DATA_PTR(arr), sizeof(float) * n);
+    for (int i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            ereport(ERROR,
+                    (errcode(ERRCODE_DATA_CORRUPTED),
+                     errmsg("%s has a value that is not finite (element %d)", what, i + 1),
+                     errhint("Retrain the model with train(model).")));
 }

@@ -69,7 +69,7 @@ extern void ItEndWrite(ItWriteState *st);
 
 /* Formats a float8[] / real[] datum from a C array (in the current context). */
 extern Datum ItFloatArrayDatum(const float *v, int n);
-/* Copies a real[] datum into v[n]; ERRORs when its length is not n or it has NULLs. */
+/* Copies a real[] datum into v[n]; ERRORs when its length is not n or it has NULLs, NaN or infinity. */
 extern void ItArrayToFloats(Datum arr, float *v, int n, const char *what);
 
 /*

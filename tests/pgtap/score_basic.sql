@@ -4,7 +4,7 @@ BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS interest_transfer;
 
-SELECT plan(53);
+SELECT plan(56);
 
 -- x.y and cosine in plain SQL, the reference for every check below
 CREATE FUNCTION pg_temp.dot(a real[], b real[]) RETURNS float8
@@ -232,6 +232,25 @@ SELECT ok((SELECT bool_and(abs(r.score - pg_temp.dot(u.factors, i.factors)) < 1e
              FROM it_user_factors u, LATERAL recommend(u.user_id, 500, 'wide') r, it_item_factors i
             WHERE u.model = 'wide' AND i.model = 'wide' AND i.item_id = r.item_id),
           'recommend()''s scores are x.y (64 factors)');
+
+
+-- stored factors that are not finite are corrupt data, not silently NaN scores
+SELECT pg_temp.add_version('nan_item', 1, true, now());
+INSERT INTO it_item_factors (model, version, item_id, factors, popularity) VALUES
+  ('nan_item', 1, 1, '{1,0,0}', 1), ('nan_item', 1, 2, '{0,NaN,0}', 1);
+SELECT throws_ok($$SELECT * FROM recommend(1, 10, 'nan_item')$$, 'XX001',
+                 'item factors has a value that is not finite (element 2)', 'NaN in stored item factors is an error');
+SELECT pg_temp.add_version('inf_user', 1, true, now());
+INSERT INTO it_item_factors (model, version, item_id, factors, popularity) VALUES ('inf_user', 1, 1, '{1,0,0}', 1);
+INSERT INTO it_user_factors (model, version, user_id, factors, seen) VALUES ('inf_user', 1, 1, '{0,0,-Infinity}', '{}');
+SELECT throws_ok($$SELECT score(1, 1, 'inf_user')$$, 'XX001',
+                 'user factors has a value that is not finite (element 3)', 'infinity in stored user factors is an error');
+INSERT INTO it_model (model, version, algorithm, owner, deployed, deployed_at, interactions_source,
+                      options, factors, users, items, interactions, seconds, loss, history, user_mean)
+VALUES ('nan_mean', 1, 'als', (SELECT oid FROM pg_roles WHERE rolname = current_user), true, now(),
+        'SELECT 0::bigint AS user_id, 0::bigint AS item_id WHERE false', '{"factors": 3}', 3, 0, 0, 0, 0, 0, '[]', '{0,NaN,0}');
+SELECT throws_ok($$SELECT * FROM similar_items(1, 10, 'nan_mean')$$, 'XX001',
+                 'user_mean of the model has a value that is not finite (element 2)', 'NaN in a stored user_mean is an error');
 
 SELECT * FROM finish();
 ROLLBACK;
