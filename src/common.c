@@ -259,3 +259,39 @@ ItArrayToFloats(Datum d, float *v, int n, const char *what)
                      errmsg("%s has a value that is not finite (element %d)", what, i + 1),
                      errhint("Retrain the model with train(model).")));
 }
+
+double
+ItElapsedSeconds(instr_time start)
+{
+    instr_time  now;
+
+    INSTR_TIME_SET_CURRENT(now);
+    INSTR_TIME_SUBTRACT(now, start);
+    return INSTR_TIME_GET_DOUBLE(now);
+}
+
+int64 *
+ItIdArray(ArrayType *arr, const char *what, int *n)
+{
+    Datum      *elems;
+    bool       *nulls;
+    int64      *ids;
+
+    if (ARR_NDIM(arr) > 1)
+        ereport(ERROR,
+                (errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+                 errmsg("%s must be a one-dimensional array", what),
+                 errhint("Pass the ids as a flat array, for example ARRAY[17, 42].")));
+    deconstruct_array(arr, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, n);
+    ids = palloc(sizeof(int64) * Max(*n, 1));
+    for (int i = 0; i < *n; i++)
+    {
+        if (nulls[i])
+            ereport(ERROR,
+                    (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                     errmsg("%s must not contain NULL (element %d is NULL)", what, i + 1),
+                     errhint("Leave the NULL elements out, for example with array_remove(%s, NULL).", what)));
+        ids[i] = DatumGetInt64(elems[i]);
+    }
+    return ids;
+}

@@ -10,6 +10,8 @@
 
 #include "postgres.h"
 #include "fmgr.h"
+#include "portability/instr_time.h"
+#include "utils/array.h"
 #include "storage/itemptr.h"
 #include "utils/timestamp.h"
 #include "executor/spi.h"
@@ -66,6 +68,15 @@ typedef struct ItWriteState
 
 extern Oid  ItBeginWrite(const char *model, bool must_exist, ItWriteState *st);
 extern void ItEndWrite(ItWriteState *st);
+
+/* Seconds since start (INSTR_TIME_SET_CURRENT). */
+extern double ItElapsedSeconds(instr_time start);
+
+/*
+ * The elements of a bigint[] argument named what ("items", "users"), in the
+ * current context; ERRORs on a NULL element or more than one dimension.
+ */
+extern int64 *ItIdArray(ArrayType *arr, const char *what, int *n);
 
 /* Formats a float8[] / real[] datum from a C array (in the current context). */
 extern Datum ItFloatArrayDatum(const float *v, int n);

@@ -892,28 +892,10 @@ interest_transfer_recommend_for(PG_FUNCTION_ARGS)
     }
     if (!PG_ARGISNULL(1))
     {
-        ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(1);
-        Datum      *elems;
-        bool       *nulls;
-
-        if (ARR_NDIM(arr) > 1)
-            ereport(ERROR,
-                    (errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-                     errmsg("items must be a one-dimensional array"),
-                     errhint("Pass the item ids as a flat array, for example ARRAY[17, 42].")));
-        deconstruct_array(arr, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, &nids);
-        ids = palloc(sizeof(int64) * Max(nids, 1));
+        ids = ItIdArray(PG_GETARG_ARRAYTYPE_P(1), "items", &nids);
         weights = palloc(sizeof(double) * Max(nids, 1));
         for (int i = 0; i < nids; i++)
-        {
-            if (nulls[i])
-                ereport(ERROR,
-                        (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-                         errmsg("items must not contain NULL (element %d is NULL)", i + 1),
-                         errhint("Leave the NULL elements out, for example with array_remove(items, NULL).")));
-            ids[i] = DatumGetInt64(elems[i]);
             weights[i] = 1.0;
-        }
     }
 
     InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);

@@ -783,26 +783,7 @@ interest_transfer_refresh(PG_FUNCTION_ARGS)
     auto_mode = PG_ARGISNULL(1);
     if (!auto_mode)
     {
-        ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(1);
-        Datum      *elems;
-        bool       *nulls;
-
-        if (ARR_NDIM(arr) > 1)
-            ereport(ERROR,
-                    (errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-                     errmsg("users must be a one-dimensional array"),
-                     errhint("Pass the user ids as a flat array, for example ARRAY[17, 42].")));
-        deconstruct_array(arr, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, &ngiven);
-        given = palloc(sizeof(int64) * Max(ngiven, 1));
-        for (int i = 0; i < ngiven; i++)
-        {
-            if (nulls[i])
-                ereport(ERROR,
-                        (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-                         errmsg("users must not contain NULL (element %d is NULL)", i + 1),
-                         errhint("Leave the NULL elements out, for example with array_remove(users, NULL).")));
-            given[i] = DatumGetInt64(elems[i]);
-        }
+        given = ItIdArray(PG_GETARG_ARRAYTYPE_P(1), "users", &ngiven);
     }
 
     ItSetSchema(fcinfo);

@@ -79,16 +79,6 @@ typedef struct ItTrainResult
     double      loss;
 } ItTrainResult;
 
-static double
-ElapsedSeconds(instr_time start)
-{
-    instr_time  now;
-
-    INSTR_TIME_SET_CURRENT(now);
-    INSTR_TIME_SUBTRACT(now, start);
-    return INSTR_TIME_GET_DOUBLE(now);
-}
-
 static void
 CheckModelName(const char *model)
 {
@@ -391,7 +381,7 @@ ReadInteractions(ItTrainData *d, const char *source, const char *model)
     ItSourceStream(&src, source, "interactions", model, NULL, 0, NULL, NULL,
                    InteractionsStartup, InteractionsRow, &st);
     d->rows_read = src.rows;
-    d->read_seconds = ElapsedSeconds(start);
+    d->read_seconds = ItElapsedSeconds(start);
     n = st.n;
 
     if (n == 0)
@@ -538,7 +528,7 @@ Fit(ItTrainData *d, Jsonb *options, float *X, float *Y, StringInfo history)
                     (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
                      errmsg("training diverged at iteration %d (loss is not finite)", it),
                      errhint("Scale the weights down, or use a smaller alpha or a larger regularization.")));
-        elapsed = ElapsedSeconds(start);
+        elapsed = ItElapsedSeconds(start);
 
         appendStringInfo(history, "%s{\"iteration\": %d, \"loss\": ", it > 1 ? ", " : "", it);
         AppendDouble(history, loss);
@@ -775,7 +765,7 @@ WriteModel(const char *model, const char *interactions, const char *user_feature
     values[8] = Int64GetDatum(d->nusers);
     values[9] = Int64GetDatum(d->nitems);
     values[10] = Int64GetDatum(d->R.nnz);
-    values[11] = Float8GetDatum(ElapsedSeconds(start));
+    values[11] = Float8GetDatum(ItElapsedSeconds(start));
     values[12] = Float8GetDatum(loss);
     values[13] = DirectFunctionCall1(jsonb_in, CStringGetDatum(history));
     values[14] = ItFloatArrayDatum(mean, k);
@@ -799,7 +789,7 @@ WriteModel(const char *model, const char *interactions, const char *user_feature
     /* the whole call, writing included */
     upd_values[0] = values[0];
     upd_values[1] = Int32GetDatum(version);
-    *seconds = ElapsedSeconds(start);
+    *seconds = ItElapsedSeconds(start);
     upd_values[2] = Float8GetDatum(*seconds);
     ret = SPI_execute_with_args(psprintf("UPDATE %s SET seconds = $3 WHERE model = $1 AND version = $2",
                                          ItTable("it_model")),
@@ -858,7 +848,7 @@ TrainModel(const char *model, const char *interactions, const char *user_feature
 
     memset(&d, 0, sizeof(d));
     ReadInteractions(&d, interactions, model);
-    t_read = ElapsedSeconds(start);
+    t_read = ItElapsedSeconds(start);
 
     X = AllocArray(d.nusers * k, sizeof(float));
     Y = AllocArray(d.nitems * k, sizeof(float));
@@ -878,7 +868,7 @@ TrainModel(const char *model, const char *interactions, const char *user_feature
     trained.X = X;
     trained.Y = Y;
     ItTransferFit(transfer, &trained);
-    t_fit = ElapsedSeconds(start);
+    t_fit = ItElapsedSeconds(start);
 
     res->version = WriteModel(model, interactions, user_features, item_features, options,
                               &d, X, Y, k, loss, history.data, start, &res->seconds,

@@ -268,16 +268,6 @@ typedef struct SideData
  * Helpers
  * ------------------------------------------------------------------------ */
 
-static double
-ElapsedSeconds(instr_time start)
-{
-    instr_time  now;
-
-    INSTR_TIME_SET_CURRENT(now);
-    INSTR_TIME_SUBTRACT(now, start);
-    return INSTR_TIME_GET_DOUBLE(now);
-}
-
 /* n elements of size bytes, checked, in memory that may exceed 1 GB. */
 static void *
 AllocChecked(int64 n, Size size, const char *what)
@@ -1016,7 +1006,7 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
             if (out->criterion[g] >= out->criterion[out->best])
                 out->best = g;
     }
-    out->seconds = ElapsedSeconds(start);
+    out->seconds = ItElapsedSeconds(start);
     pfree(sel);
     pfree(selrows);
     pfree(YtY);
@@ -1315,7 +1305,7 @@ FitSide(ItTransferTrain *t, PriorSide *s, const SideData *sd)
     if (status == IT_MLP_EINVAL)
         elog(ERROR, "could not train the features model of %s: invalid arguments", s->what);
     pfree(ws);
-    seconds = ElapsedSeconds(start);
+    seconds = ItElapsedSeconds(start);
 
     {
         StringInfoData lj;
