@@ -542,6 +542,52 @@ ComputeNorms(MlpCtx *ctx, const int32_t *rows, int64_t nrows)
 }
 
 /*
+ * The per-positive loops of the interaction loss: k-long float loops over
+ * IT_MLP_LANES independent partial sums, which the compiler turns into
+ * vector instructions at -O2 (one item vector is read from memory, the
+ * row's output stays in cache).  The order of the additions is fixed, so
+ * results do not depend on the data's alignment.
+ */
+#define IT_MLP_LANES 16
+
+static inline float
+DotLanes(const float *restrict x, const float *restrict y, int k)
+{
+    float       acc[IT_MLP_LANES];
+    const float *end = x + k;
+    float       s;
+    size_t      q;
+
+    for (q = 0; q < IT_MLP_LANES; q++)
+        acc[q] = 0.0f;
+    for (; end - x >= IT_MLP_LANES; x += IT_MLP_LANES, y += IT_MLP_LANES)
+        for (q = 0; q < IT_MLP_LANES; q++)
+            acc[q] += x[q] * y[q];
+    for (q = 0; q < IT_MLP_LANES / 2; q++)
+        acc[q] += acc[q + IT_MLP_LANES / 2];
+    for (q = 0; q < IT_MLP_LANES / 4; q++)
+        acc[q] += acc[q + IT_MLP_LANES / 4];
+    s = (acc[0] + acc[2]) + (acc[1] + acc[3]);
+    for (; x < end; x++, y++)
+        s += *x * *y;
+    return s;
+}
+
+/* g += a y */
+static inline void
+AxpyLanes(float a, const float *restrict y, float *restrict g, int k)
+{
+    float      *end = g + k;
+    size_t      q;
+
+    for (; end - g >= IT_MLP_LANES; g += IT_MLP_LANES, y += IT_MLP_LANES)
+        for (q = 0; q < IT_MLP_LANES; q++)
+            g[q] += a * y[q];
+    for (; g < end; g++, y++)
+        *g += a * *y;
+}
+
+/*
  * Objective of nb rows rows[0..nb) whose outputs are in w->out; returns the
  * sum of their objectives, and when dout is not NULL writes
  * scale * dObjective/dout there.
@@ -618,20 +664,15 @@ BlockLoss(MlpCtx *ctx, const int32_t *rows, int nb, double scale, float *dout)
                 const float *y = data->Y + (size_t) data->indices[e] * k;
                 float       wt = EntryWeight(data, e);
                 double      c = 1.0 + (double) p->alpha * wt;
-                double      s = 0.0;
-                double      coef;
+                double      s;
 
                 if (!(wt >= p->pos_min_weight))
                     continue;   /* seen, not liked: like an unseen item */
-                for (j = 0; j < k; j++)
-                    s += (double) x[j] * y[j];
+                s = DotLanes(x, y, k);
                 l += c * (1.0 - s) * (1.0 - s) - s * s;
                 if (g)
-                {
-                    coef = scale * fu * (-2.0 * c * (1.0 - s) - 2.0 * s);
-                    for (j = 0; j < k; j++)
-                        g[j] += (float) (coef * y[j]);
-                }
+                    AxpyLanes((float) (scale * fu * (-2.0 * c * (1.0 - s) - 2.0 * s)),
+                              y, g, k);
             }
             total += fu * l;
         }

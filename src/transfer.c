@@ -88,15 +88,15 @@
  * model itself on large data: about IT_PRIOR_WORK_SHARE of the ALS work,
  * but at least IT_PRIOR_WORK_FLOOR, in multiply-adds, a row's positive
  * counting IT_PRIOR_NNZ_COST times k (scattered reads of the other side's
- * vectors, scalar code) and its layers their weights.  It caps the epochs
- * (measured: on 100k users x 20k items, 2M interactions, 64 factors, the
- * users' model reaches its precision within 2 to 4 epochs); when fewer
- * than IT_PRIOR_MIN_EPOCHS fit, the training rows are sampled.  Small
- * data sets (the floor is about a second here) are not affected.
+ * vectors, vectorised float loops) and its layers their weights.  It caps
+ * the epochs (measured: on 100k users x 20k items, 2M interactions, 64
+ * factors, the users' model reaches its precision within 2 to 4 epochs);
+ * when fewer than IT_PRIOR_MIN_EPOCHS fit, the training rows are sampled.
+ * Small data sets (the floor is about a second here) are not affected.
  */
 #define IT_PRIOR_WORK_FLOOR     1.0e10
 #define IT_PRIOR_WORK_SHARE     0.15
-#define IT_PRIOR_NNZ_COST       16.0
+#define IT_PRIOR_NNZ_COST       6.0
 #define IT_PRIOR_MIN_EPOCHS     4
 
 /* Validation rows at most (their loss is computed every epoch). */
