@@ -1225,31 +1225,16 @@ DictEntry(ItEncoderBuilder *b, BuildColumn *c, const char *s, int len)
 static int64
 IdFromDatum(ItEncoderBuilder *b, Datum d)
 {
-    switch (b->id_type)
-    {
-        case INT2OID:
-            return DatumGetInt16(d);
-        case INT4OID:
-            return DatumGetInt32(d);
-        case INT8OID:
-            return DatumGetInt64(d);
-        case NUMERICOID:
-            {
-                Numeric     num = DatumGetNumeric(d);
-                int64       id;
+    int64       id;
 
-                if (ItNumericToInt64(num, &id))
-                    return id;
-                ereport(ERROR,
-                        (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-                         errmsg("%s %s of %s is not a bigint", b->id_column,
-                                DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(num))),
-                                b->what),
-                         errhint("Ids must be whole numbers in the range of bigint.")));
-            }
-    }
-    elog(ERROR, "unexpected id type %u", b->id_type);
-    return 0;                   /* keep compiler quiet */
+    if (!ItIdDatumToInt64(d, b->id_type, &id))
+        ereport(ERROR,
+                (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+                 errmsg("%s %s of %s is not a bigint", b->id_column,
+                        DatumGetCString(DirectFunctionCall1(numeric_out, d)),
+                        b->what),
+                 errhint("Ids must be whole numbers in the range of bigint.")));
+    return id;
 }
 
 /* "for user_id 7", for messages about one row */

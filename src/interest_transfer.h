@@ -193,8 +193,8 @@ extern int  ItSourceColumn(ItSource *src, const char *name, ItColumnKind kind, b
 extern Oid  ItSourceColumnType(ItSource *src, int col);
 extern int64 ItDatumGetId(ItSource *src, int col, Oid type, Datum d, int64 row);
 extern double ItDatumGetWeight(Datum d, Oid type);
-/* A whole-number numeric in the range of bigint, as int64; false otherwise. */
-extern bool ItNumericToInt64(Numeric num, int64 *out);
+/* An id column's value as int64; false for a numeric that is not a whole bigint. */
+extern bool ItIdDatumToInt64(Datum d, Oid type, int64 *out);
 
 /* ------------------------------------------------------------------------
  * Model cache (cache.c)

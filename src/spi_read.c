@@ -486,12 +486,33 @@ ItSourceColumnType(ItSource *src, int col)
     return getBaseType(TupleDescAttr(src->tupdesc, col)->atttypid);
 }
 
-/* A whole-number numeric in the range of bigint, as int64; false otherwise. */
+/*
+ * An id column's value (int2, int4, int8, or a whole-number numeric in the
+ * range of bigint) as int64; false for a numeric that is not such a number.
+ */
 bool
-ItNumericToInt64(Numeric num, int64 *out)
+ItIdDatumToInt64(Datum d, Oid type, int64 *out)
 {
+    Numeric     num;
     Numeric     trunc;
 
+    switch (type)
+    {
+        case INT2OID:
+            *out = DatumGetInt16(d);
+            return true;
+        case INT4OID:
+            *out = DatumGetInt32(d);
+            return true;
+        case INT8OID:
+            *out = DatumGetInt64(d);
+            return true;
+        case NUMERICOID:
+            break;
+        default:
+            elog(ERROR, "unexpected id type %u", type);
+    }
+    num = DatumGetNumeric(d);
     if (numeric_is_nan(num) || numeric_is_inf(num))
         return false;
     trunc = DatumGetNumeric(DirectFunctionCall2(numeric_trunc, NumericGetDatum(num),
@@ -510,32 +531,17 @@ ItNumericToInt64(Numeric num, int64 *out)
 int64
 ItDatumGetId(ItSource *src, int col, Oid type, Datum d, int64 row)
 {
-    switch (type)
-    {
-        case INT2OID:
-            return DatumGetInt16(d);
-        case INT4OID:
-            return DatumGetInt32(d);
-        case INT8OID:
-            return DatumGetInt64(d);
-        case NUMERICOID:
-            {
-                Numeric     num = DatumGetNumeric(d);
-                int64       id;
+    int64       id;
 
-                if (ItNumericToInt64(num, &id))
-                    return id;
-                ereport(ERROR,
-                        (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-                         errmsg("%s %s in row " INT64_FORMAT " of %s is not a bigint",
-                                NameStr(TupleDescAttr(src->tupdesc, col)->attname),
-                                DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(num))),
-                                row, src->what),
-                         errhint("Ids must be whole numbers in the range of bigint.")));
-            }
-    }
-    elog(ERROR, "unexpected id type %u", type);
-    return 0;                   /* keep compiler quiet */
+    if (!ItIdDatumToInt64(d, type, &id))
+        ereport(ERROR,
+                (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+                 errmsg("%s %s in row " INT64_FORMAT " of %s is not a bigint",
+                        NameStr(TupleDescAttr(src->tupdesc, col)->attname),
+                        DatumGetCString(DirectFunctionCall1(numeric_out, d)),
+                        row, src->what),
+                 errhint("Ids must be whole numbers in the range of bigint.")));
+    return id;
 }
 
 double
