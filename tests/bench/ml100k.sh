@@ -14,7 +14,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 data=${1:-$here/../shared/data/ml-100k}
 [ -f "$data/u.data" ] || { echo "ml-100k not found at $data; nothing to measure"; exit 0; }
-export PATH=/usr/lib/postgresql/15/bin:$PATH
+export PATH=${IT_PGBIN:-/usr/lib/postgresql/15/bin}:$PATH
 options=${IT_BENCH_OPTIONS:-'{}'}
 
 tmp=$(mktemp -d /tmp/it-bench-ml100k.XXXXXX)

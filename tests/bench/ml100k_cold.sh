@@ -17,7 +17,7 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 data=${1:-$here/../shared/data/ml-100k}
 options=${2:-'{"prior_min_weight": 4}'}
 [ -f "$data/u.data" ] || { echo "ml-100k not found at $data; nothing to measure"; exit 0; }
-export PATH=/usr/lib/postgresql/15/bin:$PATH
+export PATH=${IT_PGBIN:-/usr/lib/postgresql/15/bin}:$PATH
 
 tmp=$(mktemp -d /tmp/it-bench-ml100k-cold.XXXXXX)
 trap '"$here/tests/pgcluster" stop "$tmp" >/dev/null 2>&1; rm -rf "$tmp"' EXIT
