@@ -218,4 +218,37 @@ int64_t     it_rank_metrics(const float *scores, int64_t n,
                             int k, int32_t *top_idx, float *top_score,
                             ItUserMetrics *out);
 
+/* ------------------------------------------------------------------------
+ * A validation slice (holdout.c)
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Splits R into train and held-out parts.  About max_users of the users
+ * with at least min_rows (and at least 2) interactions, chosen by seed,
+ * each hold out every interaction with probability fraction (chosen by
+ * seed), but at least one and never all.  train->indptr must hold
+ * R->nrows + 1 entries, train->indices and train->data R->nnz; held_users
+ * max_users entries, held_indptr max_users + 1, held_items R->nnz.
+ * Held items of a user are ascending, as in R.  Returns the number of
+ * held-out users (their indexes in held_users, ascending).  The same
+ * seed gives the same split.
+ */
+int64_t     it_holdout_split(const ItCsr *R, uint64_t seed, int64_t max_users,
+                             int64_t min_rows, double fraction, ItCsr *train,
+                             int32_t *held_users, int64_t *held_indptr,
+                             int32_t *held_items);
+
+/*
+ * Mean precision at topk over the held-out users of a split, ranking every
+ * item by x_u.y_i and leaving out the user's training items: X is
+ * train->nrows * k, Y nitems * k.  scores must hold nitems floats,
+ * top_idx / top_score topk entries.  *counted gets the number of users
+ * counted (those with a held-out item that is not also a training item).
+ */
+double      it_holdout_precision(const float *X, const float *Y, int64_t nitems, int k,
+                                 const ItCsr *train, const int32_t *held_users,
+                                 const int64_t *held_indptr, const int32_t *held_items,
+                                 int64_t nheld, int topk, float *scores,
+                                 int32_t *top_idx, float *top_score, int64_t *counted);
+
 #endif                          /* IT_KERNELS_H */
