@@ -8,7 +8,7 @@ EXTENSION  = interest_transfer
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
 MODULE_big = interest_transfer
 
-KERNEL_SRCS = src/sparse.c src/als.c src/foldin.c src/topk.c src/metrics.c src/mlp.c src/rankgrid.c
+KERNEL_SRCS = src/sparse.c src/als.c src/foldin.c src/topk.c src/metrics.c src/mlp.c src/rankgrid.c src/holdout.c
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
@@ -31,7 +31,7 @@ MULTIARCH   ?= $(shell $(CC) -print-multiarch 2>/dev/null || echo x86_64-linux-g
 BLAS_DIR    ?= /usr/lib/$(MULTIARCH)/openblas-serial
 BLAS_CFLAGS ?= -I/usr/include/$(MULTIARCH)/openblas-serial
 BLAS_LIBS   ?= -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas
-PG_CPPFLAGS = $(BLAS_CFLAGS)
+PG_CPPFLAGS = $(BLAS_CFLAGS) -DIT_VERSION=\"$(EXTVERSION)\"
 PG_CFLAGS   = -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 SHLIB_LINK  = $(BLAS_LIBS) -lpthread -lm
 

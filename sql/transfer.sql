@@ -18,10 +18,11 @@ CREATE TABLE regress_tr_products (item_id bigint, category text);
 INSERT INTO regress_tr_products VALUES (101, 'novel'), (102, 'novel'), (103, 'drama'), (104, 'drama'),
                                        (105, 'novel'), (106, 'drama');
 
-INSERT INTO it_model (model, version, algorithm, owner, deployed, deployed_at, interactions_source,
+INSERT INTO it_model_acl (model, owner) VALUES ('regress_tr', current_user::regrole) ON CONFLICT DO NOTHING;
+INSERT INTO it_model (model, version, algorithm, deployed, deployed_at, interactions_source,
                       user_features_source, item_features_source, options, factors, users, items,
                       interactions, seconds, loss, history, user_mean)
-VALUES ('regress_tr', 1, 'als', (SELECT oid FROM pg_roles WHERE rolname = current_user), true, now(),
+VALUES ('regress_tr', 1, 'als', true, now(),
         'regress_tr_events', 'regress_tr_customers', 'regress_tr_products',
         '{"factors": 2, "alpha": 1, "prior_weight": 1}', 2, 3, 6, 5, 0, 0, '[]', '{0.5,0.5}');
 INSERT INTO it_item_factors (model, version, item_id, factors, popularity) VALUES

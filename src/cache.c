@@ -54,6 +54,7 @@ typedef struct ItDeployedStamp
     TimestampTz trained_at;
     TransactionId xmin;
     ItemPointerData tid;
+    ItModelAcl  acl;
 } ItDeployedStamp;
 
 static MemoryContext ItCacheContext = NULL;
@@ -63,7 +64,7 @@ static uint64 ItNextGeneration = 1;
 /* Saved plans, prepared for the schema in ItPlansSchema. */
 static char *ItPlansSchema = NULL;
 static SPIPlanPtr ItPlanDeployedNamed = NULL;
-static SPIPlanPtr ItPlanDeployedLatest = NULL;
+static SPIPlanPtr ItPlanDeployedAll = NULL;
 static SPIPlanPtr ItPlanModelRow = NULL;
 static SPIPlanPtr ItPlanUserRow = NULL;
 
@@ -120,6 +121,7 @@ static void
 ItPreparePlans(void)
 {
     const char *model_table = ItTable("it_model");
+    const char *acl_table = ItTable("it_model_acl");
     Oid         named_types[1] = {TEXTOID};
     Oid         row_types[2] = {TEXTOID, INT4OID};
     Oid         user_types[3] = {TEXTOID, INT4OID, INT8OID};
@@ -129,30 +131,32 @@ ItPreparePlans(void)
 
     if (ItPlanDeployedNamed)
         SPI_freeplan(ItPlanDeployedNamed);
-    if (ItPlanDeployedLatest)
-        SPI_freeplan(ItPlanDeployedLatest);
+    if (ItPlanDeployedAll)
+        SPI_freeplan(ItPlanDeployedAll);
     if (ItPlanModelRow)
         SPI_freeplan(ItPlanModelRow);
     if (ItPlanUserRow)
         SPI_freeplan(ItPlanUserRow);
-    ItPlanDeployedNamed = ItPlanDeployedLatest = ItPlanModelRow = ItPlanUserRow = NULL;
+    ItPlanDeployedNamed = ItPlanDeployedAll = ItPlanModelRow = ItPlanUserRow = NULL;
     if (ItPlansSchema)
         pfree(ItPlansSchema);
     ItPlansSchema = NULL;
 
     ItPlanDeployedNamed =
-        ItPrepare(psprintf("SELECT model, version, trained_at, xmin, ctid FROM %s "
-                           "WHERE model OPERATOR(pg_catalog.=) $1 AND deployed",
-                           model_table),
+        ItPrepare(psprintf("SELECT m.model, m.version, m.trained_at, m.xmin, m.ctid, a.owner, a.users, a.trainers "
+                           "FROM %s m JOIN %s a ON a.model OPERATOR(pg_catalog.=) m.model "
+                           "WHERE m.model OPERATOR(pg_catalog.=) $1 AND m.deployed",
+                           model_table, acl_table),
                   1, named_types);
-    ItPlanDeployedLatest =
-        ItPrepare(psprintf("SELECT model, version, trained_at, xmin, ctid FROM %s "
-                           "WHERE deployed ORDER BY deployed_at DESC NULLS LAST, model LIMIT 1",
-                           model_table),
+    ItPlanDeployedAll =
+        ItPrepare(psprintf("SELECT m.model, m.version, m.trained_at, m.xmin, m.ctid, a.owner, a.users, a.trainers "
+                           "FROM %s m JOIN %s a ON a.model OPERATOR(pg_catalog.=) m.model "
+                           "WHERE m.deployed ORDER BY m.model",
+                           model_table, acl_table),
                   0, NULL);
     ItPlanModelRow =
         ItPrepare(psprintf("SELECT xmin, ctid, algorithm, interactions_source, user_features_source, "
-                           "item_features_source, options, factors, users, items, user_mean "
+                           "item_features_source, options, factors, users, items, user_mean, search_path "
                            "FROM %s WHERE model OPERATOR(pg_catalog.=) $1 "
                            "AND version OPERATOR(pg_catalog.=) $2",
                            model_table),
@@ -231,51 +235,131 @@ ItPin(ItModel *m)
     MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
 }
 
-/*
- * The deployed row of a model (NULL = most recently deployed), in the
- * current SPI connection.  ERRORs as ItResolveDeployed does when there is
- * none, after evicting a cached entry of that name.
- */
+/* Reads row r of the last deployed-row query into st. */
 static void
-ItDeployedRow(const char *model, ItDeployedStamp *st)
+ItStampFromRow(SPITupleTable *tt, uint64 r, ItDeployedStamp *st)
 {
-    int         ret;
+    HeapTuple   tup = tt->vals[r];
+    TupleDesc   desc = tt->tupdesc;
     bool        isnull;
-    HeapTuple   tup;
-    TupleDesc   desc;
 
-    if (model != NULL)
-    {
-        Datum       values[1] = {CStringGetTextDatum(model)};
-
-        ret = SPI_execute_plan(ItPlanDeployedNamed, values, NULL, true, 2);
-    }
-    else
-        ret = SPI_execute_plan(ItPlanDeployedLatest, NULL, NULL, true, 1);
-    if (ret != SPI_OK_SELECT)
-        elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
-
-    if (SPI_processed == 0)
-    {
-        char       *name;
-        int         version;
-
-        if (model != NULL)
-            ItEvict(model);
-        /* Raises the error that says what is missing. */
-        ItResolveDeployed(model, &name, &version);
-        elog(ERROR, "deployed version of model \"%s\" vanished", name);
-    }
-    if (SPI_processed > 1)
-        elog(ERROR, "model \"%s\" has more than one deployed version", model);
-
-    tup = SPI_tuptable->vals[0];
-    desc = SPI_tuptable->tupdesc;
     st->name = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
     st->version = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
     st->trained_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
     st->xmin = DatumGetTransactionId(SPI_getbinval(tup, desc, 4, &isnull));
     ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 5, &isnull)), &st->tid);
+    ItAclFromDatums(SPI_getbinval(tup, desc, 6, &isnull), SPI_getbinval(tup, desc, 7, &isnull),
+                    SPI_getbinval(tup, desc, 8, &isnull), &st->acl);
+}
+
+/* The error for a named model without a deployed row the caller may use. */
+static void
+ItNoDeployedRow(const char *model, bool from_guc, Oid caller)
+{
+    ItModelAcl  acl;
+    const char *named = from_guc ? " (interest_transfer.default_model)" : "";
+
+    if (!ItReadModelAcl(model, false, &acl))
+        ereport(ERROR,
+                (errcode(ERRCODE_UNDEFINED_OBJECT),
+                 errmsg("model \"%s\"%s does not exist", model, named),
+                 from_guc ?
+                 errhint("Set interest_transfer.default_model to a model you may use, or name the model in the call.") :
+                 errhint("Train it with train('%s', interactions), or list the models you may use with SELECT DISTINCT model FROM models.", model)));
+    ItAclRequire(model, &acl, IT_PRIV_USE, caller);
+    ereport(ERROR,
+            (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+             errmsg("model \"%s\"%s has no deployed version", model, named),
+             errhint("Deploy one with deploy('%s', version).", model)));
+}
+
+/*
+ * The model a call means: its argument, else interest_transfer.default_model,
+ * else NULL (the only deployed model the caller may use).
+ */
+static const char *
+ItWantedModel(const char *model, bool *from_guc)
+{
+    *from_guc = false;
+    if (model != NULL)
+        return model;
+    if (it_default_model != NULL && it_default_model[0] != '\0')
+    {
+        *from_guc = true;
+        return it_default_model;
+    }
+    return NULL;
+}
+
+/*
+ * The deployed row of a model, in the current SPI connection, as the
+ * tables' owner; the caller must hold the use privilege on it.  model NULL:
+ * interest_transfer.default_model, else the only deployed model the caller
+ * may use.  ERRORs with a hint when there is none, several, or the caller
+ * may not use it (evicting a cached entry of a named model first).
+ */
+static void
+ItDeployedRow(const char *model, Oid caller, ItDeployedStamp *st)
+{
+    bool        from_guc;
+    const char *want = ItWantedModel(model, &from_guc);
+    int         ret;
+
+    if (want != NULL)
+    {
+        Datum       values[1] = {CStringGetTextDatum(want)};
+
+        ret = SPI_execute_plan(ItPlanDeployedNamed, values, NULL, true, 2);
+        if (ret != SPI_OK_SELECT)
+            elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+        if (SPI_processed == 0)
+        {
+            ItEvict(want);
+            ItNoDeployedRow(want, from_guc, caller);
+        }
+        if (SPI_processed > 1)
+            elog(ERROR, "model \"%s\" has more than one deployed version", want);
+        ItStampFromRow(SPI_tuptable, 0, st);
+        ItAclRequire(st->name, &st->acl, IT_PRIV_USE, caller);
+        return;
+    }
+
+    ret = SPI_execute_plan(ItPlanDeployedAll, NULL, NULL, true, 0);
+    if (ret != SPI_OK_SELECT)
+        elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+    {
+        uint64      nrows = SPI_processed;
+        SPITupleTable *tt = SPI_tuptable;
+        StringInfoData names;
+        int         usable = 0;
+
+        initStringInfo(&names);
+        for (uint64 r = 0; r < nrows; r++)
+        {
+            ItDeployedStamp cand;
+
+            ItStampFromRow(tt, r, &cand);
+            if (!ItAclAllows(&cand.acl, IT_PRIV_USE, caller))
+                continue;
+            if (usable++ == 0)
+                *st = cand;
+            appendStringInfo(&names, "%s%s", usable > 1 ? ", " : "", quote_identifier(cand.name));
+        }
+        if (usable == 0)
+            ereport(ERROR,
+                    (errcode(ERRCODE_UNDEFINED_OBJECT),
+                     errmsg("no model has been deployed that you may use"),
+                     errhint("Train one with train(model, interactions), or ask a model's owner to run "
+                             "grant_model(model, role, 'use').")));
+        if (usable > 1)
+            ereport(ERROR,
+                    (errcode(ERRCODE_AMBIGUOUS_PARAMETER),
+                     errmsg("the call names no model, and several are deployed"),
+                     errdetail("Deployed models you may use: %s.", names.data),
+                     errhint("Name the model in the call, or set interest_transfer.default_model, for example "
+                             "ALTER ROLE %s SET interest_transfer.default_model = '%s'.",
+                             quote_identifier(GetUserNameFromId(caller, false)), st->name)));
+    }
 }
 
 static bool
@@ -375,6 +459,7 @@ ItLoadModel(const ItDeployedStamp *st)
     m->user_features_source = ItNullableText(tup, desc, 5);
     m->item_features_source = ItNullableText(tup, desc, 6);
     m->options = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 7, &isnull));
+    m->search_path = ItNullableText(tup, desc, 12);
     MemoryContextSwitchTo(oldcxt);
     m->k = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
     m->n_users = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
@@ -494,6 +579,8 @@ ItGetModel(const char *model)
     ItCacheEntry *e;
     ItModel    *m;
     MemoryContext callercxt PG_USED_FOR_ASSERTS_ONLY = CurrentMemoryContext;
+    Oid         caller = GetUserId();
+    ItRunAs     r;
 
     if (ItCacheContext == NULL)
         ItCacheContext = AllocSetContextCreate(CacheMemoryContext, "interest_transfer model cache",
@@ -501,8 +588,9 @@ ItGetModel(const char *model)
 
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
+    ItRunAsTablesOwner(&r);
     ItPreparePlans();
-    ItDeployedRow(model, &st);
+    ItDeployedRow(model, caller, &st);
 
     e = ItFindEntry(st.name);
     if (e == NULL || !ItStampMatches(e->model, &st))
@@ -522,6 +610,9 @@ ItGetModel(const char *model)
         e->model = loaded;
     }
     m = e->model;
+    /* ownership can change without a new version */
+    m->owner = st.acl.owner;
+    ItRunAsEnd(&r);
     SPI_finish();
 
     Assert(CurrentMemoryContext == callercxt);
@@ -599,11 +690,15 @@ ItGetModelForCall(FunctionCallInfo fcinfo, const char *model)
     bool        havekey;
     ItModel    *m;
 
+    bool        from_guc;
+    /* the default model is a setting that may change between calls */
+    const char *want = ItWantedModel(model, &from_guc);
+
     memset(&key, 0, offsetof(ItCallCache, snap_xids));
     havekey = ItSnapshotKey(&key);
-    if (cc->valid && havekey && ItSnapshotKeyEqual(cc, &key) &&
-        ((model == NULL && cc->requested == NULL) ||
-         (model != NULL && cc->requested != NULL && strcmp(model, cc->requested) == 0)))
+    if (cc->valid && havekey && ItSnapshotKeyEqual(cc, &key) && cc->userid == GetUserId() &&
+        ((want == NULL && cc->requested == NULL) ||
+         (want != NULL && cc->requested != NULL && strcmp(want, cc->requested) == 0)))
     {
         ItCacheEntry *e = ItFindEntry(cc->name);
 
@@ -621,9 +716,10 @@ ItGetModelForCall(FunctionCallInfo fcinfo, const char *model)
         pfree(cc->requested);
     if (cc->name)
         pfree(cc->name);
-    cc->requested = model ? MemoryContextStrdup(fcinfo->flinfo->fn_mcxt, model) : NULL;
+    cc->requested = want ? MemoryContextStrdup(fcinfo->flinfo->fn_mcxt, want) : NULL;
     cc->name = MemoryContextStrdup(fcinfo->flinfo->fn_mcxt, m->name);
     cc->generation = m->generation;
+    cc->userid = GetUserId();
     cc->lxid = key.lxid;
     cc->subxid = key.subxid;
     cc->snap_xmin = key.snap_xmin;
@@ -668,9 +764,11 @@ ItGetUserVector(ItModel *m, int64 user_id, float *x_out,
     int32      *idx = NULL;
     int         n = 0;
     ItInterestSource source;
+    ItRunAs     r;
 
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
+    ItRunAsTablesOwner(&r);
     ItPreparePlans();
     values[0] = CStringGetTextDatum(m->name);
     values[1] = Int32GetDatum(m->version);
@@ -680,6 +778,7 @@ ItGetUserVector(ItModel *m, int64 user_id, float *x_out,
         elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
     if (SPI_processed == 0)
     {
+        ItRunAsEnd(&r);
         SPI_finish();
         return false;
     }
@@ -731,6 +830,7 @@ ItGetUserVector(ItModel *m, int64 user_id, float *x_out,
             }
         }
     }
+    ItRunAsEnd(&r);
     SPI_finish();
 
     *seen_out = idx;

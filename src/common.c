@@ -9,7 +9,14 @@
 #include <math.h>
 #include <unistd.h>
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
@@ -28,6 +35,7 @@
 PG_MODULE_MAGIC;
 
 int         it_threads = 0;
+char       *it_default_model = NULL;
 
 /* Schema of the extension for the current call (see ItSetSchema): its
  * name and its quoted form. */
@@ -46,6 +54,13 @@ _PG_init(void)
                             0, 0, IT_MAX_THREADS,
                             PGC_USERSET, 0,
                             NULL, NULL, NULL);
+    DefineCustomStringVariable("interest_transfer.default_model",
+                               gettext_noop("Model used by recommend(), score() and the other scoring functions when the call names none."),
+                               gettext_noop("Empty: the only deployed model the current user may use; an error when there are several."),
+                               &it_default_model,
+                               "",
+                               PGC_USERSET, 0,
+                               NULL, NULL, NULL);
     MarkGUCPrefixReserved("interest_transfer");
 }
 
@@ -64,6 +79,56 @@ ItThreads(int requested)
     return (int) Min(ncpu, 8);
 }
 
+/*
+ * The library works on the schema of its own release only: an older
+ * extension version (the package was upgraded, ALTER EXTENSION not yet
+ * run) gets a clear error instead of failing on a missing column.  Checked
+ * once per backend and extension.
+ */
+static void
+CheckExtensionVersion(void)
+{
+    static Oid  checked_ext = InvalidOid;
+    Oid         ext = get_extension_oid("interest_transfer", true);
+    Relation    rel;
+    ScanKeyData key;
+    SysScanDesc scan;
+    HeapTuple   tup;
+    char       *version = NULL;
+
+    if (!OidIsValid(ext) || ext == checked_ext)
+        return;
+    rel = table_open(ExtensionRelationId, AccessShareLock);
+    ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(ext));
+    scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+    tup = systable_getnext(scan);
+    if (HeapTupleIsValid(tup))
+    {
+        bool        isnull;
+        Datum       d = heap_getattr(tup, Anum_pg_extension_extversion, RelationGetDescr(rel), &isnull);
+
+        if (!isnull)
+            version = text_to_cstring(DatumGetTextPP(d));
+    }
+    systable_endscan(scan);
+    table_close(rel, AccessShareLock);
+    if (version == NULL || strcmp(version, IT_VERSION) != 0)
+        ereport(ERROR,
+                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                 errmsg("extension interest_transfer is at version %s, but its library is version %s",
+                        version ? version : "?", IT_VERSION),
+                 errhint("Run ALTER EXTENSION interest_transfer UPDATE.")));
+    checked_ext = ext;
+}
+
+const char *
+ItSchemaName(void)
+{
+    if (it_schema_name == NULL)
+        elog(ERROR, "interest_transfer schema not set");
+    return it_schema_name;
+}
+
 void
 ItSetSchema(FunctionCallInfo fcinfo)
 {
@@ -73,6 +138,7 @@ ItSetSchema(FunctionCallInfo fcinfo)
 
     if (name == NULL)
         elog(ERROR, "cache lookup failed for namespace %u", nsp);
+    CheckExtensionVersion();
     if (it_schema_name == NULL || strcmp(it_schema_name, name) != 0)
     {
         quoted = quote_identifier(name);
@@ -93,55 +159,8 @@ ItTable(const char *relname)
     return psprintf("%s.%s", it_schema, quote_identifier(relname));
 }
 
-void
-ItResolveDeployed(const char *model, char **name_out, int *version_out)
-{
-    int         ret;
-    bool        isnull;
-
-    if (model != NULL)
-    {
-        Oid         argtypes[1] = {TEXTOID};
-        Datum       values[1] = {CStringGetTextDatum(model)};
-
-        ret = SPI_execute_with_args(psprintf("SELECT version, deployed FROM %s WHERE model OPERATOR(pg_catalog.=) $1 "
-                                             "ORDER BY deployed DESC LIMIT 1",
-                                             ItTable("it_model")),
-                                    1, argtypes, values, NULL, true, 1);
-        if (ret != SPI_OK_SELECT)
-            elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
-        if (SPI_processed == 0)
-            ereport(ERROR,
-                    (errcode(ERRCODE_UNDEFINED_OBJECT),
-                     errmsg("model \"%s\" does not exist", model),
-                     errhint("Train it with train('%s', interactions), or list the models with SELECT * FROM models.", model)));
-        if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
-            ereport(ERROR,
-                    (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                     errmsg("model \"%s\" has no deployed version", model),
-                     errhint("Deploy one with deploy('%s', version).", model)));
-        *version_out = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-        *name_out = pstrdup(model);
-        return;
-    }
-
-    ret = SPI_execute(psprintf("SELECT model, version FROM %s WHERE deployed "
-                               "ORDER BY deployed_at DESC NULLS LAST, model LIMIT 1",
-                               ItTable("it_model")),
-                      true, 1);
-    if (ret != SPI_OK_SELECT)
-        elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(ret));
-    if (SPI_processed == 0)
-        ereport(ERROR,
-                (errcode(ERRCODE_UNDEFINED_OBJECT),
-                 errmsg("no model has been deployed"),
-                 errhint("Train one with train(model, interactions), or name the model in the call.")));
-    *name_out = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-    *version_out = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-}
-
-/* Owner of the extension's it_model table: the role that writes models. */
-static Oid
+/* Owner of the extension's tables: the role that reads and writes models. */
+Oid
 ItTablesOwner(void)
 {
     Oid         nsp = get_namespace_oid(it_schema_name, false);
@@ -160,71 +179,51 @@ ItTablesOwner(void)
 }
 
 Oid
-ItBeginWrite(const char *model, bool must_exist, ItWriteState *st)
+ItBeginWrite(const char *model, bool must_exist, ItPrivilege need, const char *action,
+             ItWriteState *st)
 {
-    Oid         argtypes[1] = {TEXTOID};
-    Datum       values[1];
+    ItModelAcl  acl;
+    bool        exists;
     Oid         owner;
-    int         ret;
 
-    values[0] = CStringGetTextDatum(psprintf("interest_transfer:%s", model));
+    ItRefuseReadOnly(action, model);
 
-    /* One writer per model at a time, until the end of the transaction. */
-    ret = SPI_execute_with_args("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext($1))",
-                                1, argtypes, values, NULL, false, 1);
-    if (ret != SPI_OK_SELECT)
-        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
-
-    values[0] = CStringGetTextDatum(model);
-    /* pg_catalog's =: the caller's search_path must not decide who owns it */
-    ret = SPI_execute_with_args(psprintf("SELECT owner FROM %s WHERE model OPERATOR(pg_catalog.=) $1 LIMIT 1",
-                                         ItTable("it_model")),
-                                1, argtypes, values, NULL, false, 1);
-    if (ret != SPI_OK_SELECT)
-        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
-    if (SPI_processed == 0)
+    /*
+     * Check, queue behind other writers of the model, check again in a
+     * fresh snapshot: only roles that may change the model queue on its
+     * lock, and what they may do is decided after the wait.
+     */
+    for (int pass = 0; pass < 2; pass++)
     {
-        if (must_exist)
+        exists = ItReadModelAcl(model, pass == 1, &acl);
+        if (!exists && must_exist)
             ereport(ERROR,
                     (errcode(ERRCODE_UNDEFINED_OBJECT),
                      errmsg("model \"%s\" does not exist", model),
-                     errhint("List the models with SELECT * FROM models.")));
-        owner = GetUserId();
+                     errhint("List the models you may use with SELECT DISTINCT model FROM models.")));
+        if (exists)
+            ItAclRequire(model, &acl, need, GetUserId());
+        if (pass == 0)
+            ItLockModel(model);
     }
-    else
-    {
-        bool        isnull;
-
-        owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-        if (!has_privs_of_role(GetUserId(), owner))
-            ereport(ERROR,
-                    (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-                     errmsg("must be owner of model \"%s\"", model),
-                     errhint("Ask its owner, role \"%s\", or a superuser to change it.",
-                             GetUserNameFromId(owner, true) ? GetUserNameFromId(owner, true) : "?")));
-    }
-
-    GetUserIdAndSecContext(&st->saved_userid, &st->saved_sec_context);
-    SetUserIdAndSecContext(ItTablesOwner(),
-                           st->saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-                           SECURITY_RESTRICTED_OPERATION);
-
-    /*
-     * The caller's search_path could put their own operators or functions
-     * ahead of pg_catalog's; none may run as the tables' owner.
-     */
-    st->guc_nestlevel = NewGUCNestLevel();
-    (void) set_config_option("search_path", "pg_catalog, pg_temp",
-                             PGC_USERSET, PGC_S_SESSION,
-                             GUC_ACTION_SAVE, true, 0, false);
+    owner = exists ? acl.owner : GetUserId();
+    ItRunAsTablesOwner(&st->runas);
     return owner;
 }
 
 void
 ItEndWrite(ItWriteState *st)
 {
-    AtEOXact_GUC(true, st->guc_nestlevel);
-    SetUserIdAndSecContext(st->saved_userid, st->saved_sec_context);
+    ItRunAsEnd(&st->runas);
+}
+
+void
+ItNullArgument(const char *name, const char *hint)
+{
+    ereport(ERROR,
+            (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+             errmsg("%s must not be NULL", name),
+             errhint("%s", hint)));
 }
 
 Datum

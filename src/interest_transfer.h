@@ -19,6 +19,7 @@
 #include "utils/jsonb.h"
 
 #include "kernels.h"
+#include "access.h"
 
 /* Limits checked before allocating. */
 #define IT_MAX_FACTORS      1024
@@ -30,6 +31,7 @@
 
 /* GUCs (common.c) */
 extern int  it_threads;         /* interest_transfer.threads: 0 = every core */
+extern char *it_default_model;  /* interest_transfer.default_model: "" = none */
 
 /* Worker threads to use for a given request (0 = the GUC's choice). */
 extern int  ItThreads(int requested);
@@ -42,31 +44,31 @@ extern int  ItThreads(int requested);
  */
 extern void ItSetSchema(FunctionCallInfo fcinfo);
 extern const char *ItTable(const char *relname);
+/* The unquoted name of that schema. */
+extern const char *ItSchemaName(void);
+/* The role that owns the extension's tables. */
+extern Oid  ItTablesOwner(void);
+
+/* ERRORs with NULL_VALUE_NOT_ALLOWED: "<name> must not be NULL", and the hint. */
+extern void ItNullArgument(const char *name, const char *hint) pg_attribute_noreturn();
 
 /*
- * Resolves a model name (NULL = the most recently deployed model of any
- * name) to its deployed version.  ERRORs with a hint when the model does
- * not exist or has no deployed version.  Must be called inside SPI_connect.
- * *name_out is palloc'd in the current context.
- */
-extern void ItResolveDeployed(const char *model, char **name_out, int *version_out);
-
-/*
- * Writing the model tables.  They are writable by the extension owner only;
- * ItBeginWrite checks that the calling role may change this model (it owns
- * it, or the model does not exist yet) and switches to the owner of the
- * tables until ItEndWrite.  Reading the user's own data must happen before
- * or after, never in between, so it runs with the caller's privileges.
+ * Writing the model tables.  ItBeginWrite refuses on a standby or in a
+ * read-only transaction, checks that the calling role holds privilege need
+ * on the model (any role may create a model that does not exist yet,
+ * unless must_exist), queues behind other writers of the model
+ * (ItLockModel) and switches to the owner of the tables until ItEndWrite.
+ * Reading the user's own data must happen before or after, never in
+ * between.  action names the refused operation in messages ("train").
  * Returns the role that owns the model (the caller for a new model).
  */
 typedef struct ItWriteState
 {
-    Oid         saved_userid;
-    int         saved_sec_context;
-    int         guc_nestlevel;  /* search_path is pg_catalog, pg_temp meanwhile */
+    ItRunAs     runas;
 } ItWriteState;
 
-extern Oid  ItBeginWrite(const char *model, bool must_exist, ItWriteState *st);
+extern Oid  ItBeginWrite(const char *model, bool must_exist, ItPrivilege need,
+                         const char *action, ItWriteState *st);
 extern void ItEndWrite(ItWriteState *st);
 
 /* Seconds since start (INSTR_TIME_SET_CURRENT). */
@@ -193,6 +195,8 @@ extern int  ItSourceColumn(ItSource *src, const char *name, ItColumnKind kind, b
 extern Oid  ItSourceColumnType(ItSource *src, int col);
 extern int64 ItDatumGetId(ItSource *src, int col, Oid type, Datum d, int64 row);
 extern double ItDatumGetWeight(Datum d, Oid type);
+/* Whether a non-NULL IT_COLUMN_TIME value is later than t (timestamp and date in the session's time zone). */
+extern bool ItTimeDatumAfter(Datum d, Oid type, TimestampTz t);
 /* An id column's value as int64; false for a numeric that is not a whole bigint. */
 extern bool ItIdDatumToInt64(Datum d, Oid type, int64 *out);
 
@@ -238,6 +242,8 @@ typedef struct ItModel
     char       *interactions_source;
     char       *user_features_source;   /* NULL when none */
     char       *item_features_source;   /* NULL when none */
+    char       *search_path;    /* the stored sources are read with (NULL: before 0.2) */
+    Oid         owner;          /* the model's owner: stored sources run as this role */
     Jsonb      *options;        /* every option, defaults filled in */
     int64       n_users;
 
@@ -265,9 +271,11 @@ typedef struct ItModel
 } ItModel;
 
 /*
- * The deployed version of a model (NULL = the most recently deployed model
- * of any name), loaded or reloaded as needed.  ERRORs with a hint when the
- * model does not exist or has no deployed version.  Needs no SPI
+ * The deployed version of a model, loaded or reloaded as needed.  NULL:
+ * the model interest_transfer.default_model names, else the only deployed
+ * model the current user may use.  The current user must hold the use
+ * privilege on it.  ERRORs with a hint when the model does not exist, has
+ * no deployed version, is not usable, or the choice is ambiguous.  Needs no SPI
  * connection.  The model stays valid at least until CurrentMemoryContext is
  * reset or deleted (it is pinned to it), even if another call replaces it
  * in the cache meanwhile.
@@ -294,6 +302,7 @@ typedef struct ItCallCache
     char       *requested;      /* model argument of the last check */
     char       *name;           /* the model it resolved to */
     uint64      generation;
+    Oid         userid;         /* whose use privilege was checked */
     /* what the active snapshot saw at the last check (see cache.c) */
     LocalTransactionId lxid;
     SubTransactionId subxid;

@@ -41,6 +41,9 @@ static const ItOptionDef ItOptions[] = {
     "seed of the random initial factors"},
     {"threads", IT_OPTION_INT, 0, IT_MAX_THREADS, 0, NULL, NULL,
     "worker threads (0 = the setting interest_transfer.threads)"},
+    {"deploy", IT_OPTION_TEXT, 0, 0, 0, "always", "always, never, if_better",
+    "rule for deploying the new version: always, never, or if_better (when its held-out precision@10 "
+    "on a validation slice is not lower than that of the deployed version's options fitted on the same slice)"},
     /* serving users the model was not trained on (providers.c, refresh.c) */
     {"prior_weight", IT_OPTION_FLOAT, 0, 1e30, 0, NULL, NULL,
     "weight lambda0 that pulls the fold-in of a user the model was not trained on towards its prior "

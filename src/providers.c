@@ -27,6 +27,10 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_proc.h"
+#include "optimizer/clauses.h"
+#include "utils/plancache.h"
+
 #include <float.h>
 #include <math.h>
 
@@ -126,16 +130,18 @@ ServeErrorCallback(void *arg)
         errcontext("while reading %s for model \"%s\"", sc->what, sc->model);
     if (sc->running && IsSourceProblem(geterrcode()))
         errhint("Model \"%s\" serves users and items it was not trained on from their rows in its "
-                "stored %s source, read with the caller's privileges: make that source readable "
-                "again, or train a new version with sources that work.",
+                "stored %s source, read with the privileges of the model's owner: make that source "
+                "readable again, or train a new version with sources that work.",
                 sc->model, sc->what);
 }
 
 void
-ItServeContextPush(ItServeContext *sc, const char *model, const char *what,
+ItServeContextPush(ItServeContext *sc, ItModel *m, const char *what,
                    bool has_id, int64 id)
 {
-    sc->model = model;
+    /* a stored source runs as a view would: with its owner's rights */
+    ItRunAsModelOwner(&sc->runas, m->name, m->owner, m->search_path);
+    sc->model = m->name;
     sc->what = what;
     sc->has_id = has_id;
     sc->id = id;
@@ -150,6 +156,7 @@ void
 ItServeContextPop(ItServeContext *sc)
 {
     error_context_stack = sc->cb.previous;
+    ItRunAsEnd(&sc->runas);
 }
 
 /* ------------------------------------------------------------------------
@@ -411,11 +418,13 @@ ItGetTransfer(ItModel *m)
     MemoryContextCallback *cb;
     double      pw;
     double      alpha;
+    ItRunAs     r;
 
     if (m->transfer != NULL)
         return (ItTransfer *) m->transfer;
 
     FreeOrphanPlans();
+    ItRunAsTablesOwner(&r);
 
     /* built under the caller's (SPI) context: an error frees it */
     cxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer transfer",
@@ -488,6 +497,7 @@ ItGetTransfer(ItModel *m)
     cb->arg = t;
     MemoryContextRegisterResetCallback(cxt, cb);
 
+    ItRunAsEnd(&r);
     MemoryContextSetParent(cxt, m->cxt);
     m->transfer = t;
     return t;
@@ -527,6 +537,39 @@ IdPlan(ItIdPlan *p, const char *source, const char *what, const char *idcol)
     return plan;
 }
 
+/*
+ * In a parallel query (LATERAL recommend() over many users), a stored
+ * source that is not parallel safe (a view calling nextval(), a volatile
+ * function) cannot run: say which source and what to do, instead of the
+ * error the function inside it would raise.
+ */
+static void
+RefuseParallelUnsafe(SPIPlanPtr plan, ItServeContext *sc)
+{
+    ListCell   *lc;
+
+    foreach(lc, SPI_plan_get_plan_sources(plan))
+    {
+        CachedPlanSource *ps = (CachedPlanSource *) lfirst(lc);
+        ListCell   *lq;
+
+        foreach(lq, ps->query_list)
+        {
+            if (max_parallel_hazard(lfirst_node(Query, lq)) == PROPARALLEL_UNSAFE)
+            {
+                sc->running = false;
+                ereport(ERROR,
+                        (errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+                         errmsg("the stored %s source of model \"%s\" is not parallel safe, "
+                                "so this parallel query cannot fold in users from it",
+                                sc->what, sc->model),
+                         errhint("Make the source parallel safe (no nextval(), no functions marked PARALLEL UNSAFE), "
+                                 "or run this query without parallel workers: SET max_parallel_workers_per_gather = 0.")));
+            }
+        }
+    }
+}
+
 /* Runs an id plan read-only (the rows land in SPI_tuptable). */
 static void
 RunIdPlan(ItServeContext *sc, ItIdPlan *p, const char *source, const char *idcol,
@@ -538,6 +581,8 @@ RunIdPlan(ItServeContext *sc, ItIdPlan *p, const char *source, const char *idcol
 
     sc->running = true;
     plan = IdPlan(p, source, sc->what, idcol);
+    if (IsInParallelMode())
+        RefuseParallelUnsafe(plan, sc);
     ret = SPI_execute_plan(plan, values, NULL, true, count);
     if (ret != SPI_OK_SELECT)
         ereport(ERROR,
@@ -556,6 +601,7 @@ ItFindInteractionColumns(ItSource *src, ItInteractionColumns *c)
     c->user_type = ItSourceColumnType(src, c->user);
     c->item_type = ItSourceColumnType(src, c->item);
     c->weight_type = c->weight >= 0 ? ItSourceColumnType(src, c->weight) : InvalidOid;
+    c->ts_type = c->ts >= 0 ? ItSourceColumnType(src, c->ts) : InvalidOid;
 }
 
 static void
@@ -675,7 +721,7 @@ ItReadUserRows(ItModel *m, ItTransfer *t, int64 user_id, MemoryContext mcxt, ItU
     int64      *ids;
     double     *weights;
 
-    ItServeContextPush(&sc, m->name, "interactions", true, user_id);
+    ItServeContextPush(&sc, m, "interactions", true, user_id);
     RunIdPlan(&sc, &t->interactions, m->interactions_source, "user_id", user_id, 0);
     tt = SPI_tuptable;
     nrows = SPI_processed;
@@ -746,7 +792,7 @@ ItUserFeaturesPrior(ItModel *m, ItTransfer *t, int64 user_id, float *prior)
 
     if (!t->user.use_features || m->user_features_source == NULL)
         return false;
-    ItServeContextPush(&sc, m->name, "user_features", true, user_id);
+    ItServeContextPush(&sc, m, "user_features", true, user_id);
     RunIdPlan(&sc, &t->user_features, m->user_features_source,
               ItEncoderIdColumn(t->user.encoder), user_id, 2);
     if (SPI_processed == 0)

@@ -112,6 +112,7 @@ typedef struct ItInteractionColumns
     Oid         user_type;
     Oid         item_type;
     Oid         weight_type;
+    Oid         ts_type;
 } ItInteractionColumns;
 
 extern void ItFindInteractionColumns(ItSource *src, ItInteractionColumns *c);
@@ -132,9 +133,15 @@ typedef struct ItServeContext
     bool        has_id;
     bool        running;        /* running the source: its errors get a hint */
     ErrorContextCallback cb;
+    ItRunAs     runas;          /* as the model's owner (access.h) */
 } ItServeContext;
 
-extern void ItServeContextPush(ItServeContext *sc, const char *model, const char *what,
+/*
+ * Between Push and Pop, statements run with the rights of the model's
+ * owner, with the search_path stored with its definition, read-only
+ * (ItRunAsModelOwner), and errors name the source.
+ */
+extern void ItServeContextPush(ItServeContext *sc, ItModel *m, const char *what,
                                bool has_id, int64 id);
 extern void ItServeContextPop(ItServeContext *sc);
 

@@ -27,7 +27,8 @@
  * popularity 0.  Writing touches the version's it_model row (refreshed_at),
  * so every backend reloads the item matrix on its next call.
  *
- * Everything is read first, with the caller's privileges; the rows are
+ * Everything is read first: the stored sources with the privileges of the
+ * model's owner, as a view reads (ItServeContextPush); the rows are
  * written afterwards as the tables' owner (ItBeginWrite), in the caller's
  * transaction.
  */
@@ -202,12 +203,15 @@ typedef struct RefreshScan
     ItModel    *m;
     ItInteractionColumns cols;
     bool        ids_only;
+    bool        by_time;        /* also note rows with ts later than since */
+    TimestampTz since;
     MemoryContext cxt;
     int64       n;
     int64       cap;
     int64      *uid;
     int64      *iid;            /* NULL with ids_only */
     double     *w;
+    bool       *recent;         /* by_time: the row's ts is later than since */
 } RefreshScan;
 
 static void
@@ -258,6 +262,8 @@ ScanRow(ItSource *src, TupleTableSlot *slot, void *arg)
 
         st->cap = Max(st->cap * 2, 65536);
         st->uid = GrowArray(st->cxt, st->uid, st->cap, sizeof(int64));
+        if (st->by_time)
+            st->recent = GrowArray(st->cxt, st->recent, st->cap, sizeof(bool));
         if (!st->ids_only)
         {
             st->iid = GrowArray(st->cxt, st->iid, st->cap, sizeof(int64));
@@ -266,6 +272,11 @@ ScanRow(ItSource *src, TupleTableSlot *slot, void *arg)
         MemoryContextSwitchTo(old);
     }
     st->uid[st->n] = user_id;
+    if (st->by_time)
+    {
+        d = slot_getattr(slot, st->cols.ts + 1, &isnull);
+        st->recent[st->n] = !isnull && ItTimeDatumAfter(d, st->cols.ts_type, st->since);
+    }
     if (!st->ids_only)
     {
         st->iid[st->n] = item_id;
@@ -281,7 +292,7 @@ InteractionColumns(ItModel *m, ItInteractionColumns *cols)
     ItSource    src;
     ItServeContext sc;
 
-    ItServeContextPush(&sc, m->name, "interactions", false, 0);
+    ItServeContextPush(&sc, m, "interactions", false, 0);
     sc.running = true;
     ItSourceOpen(&src, m->interactions_source, "interactions", m->name, "false", 0, NULL, NULL);
     sc.running = false;
@@ -290,37 +301,101 @@ InteractionColumns(ItModel *m, ItInteractionColumns *cols)
     ItServeContextPop(&sc);
 }
 
-/* Users with rows later than since, or without a stored row (ts given). */
+/* The ids of the users the version stores, ascending (as the tables' owner). */
+static int64 *
+StoredUsers(ItModel *m, int64 *n)
+{
+    Oid         argtypes[2] = {TEXTOID, INT4OID};
+    Datum       values[2] = {CStringGetTextDatum(m->name), Int32GetDatum(m->version)};
+    int64      *ids = NULL;
+    int64       cap = 0;
+    Portal      portal;
+    ItRunAs     r;
+
+    *n = 0;
+    ItRunAsTablesOwner(&r);
+    portal = SPI_cursor_open_with_args(NULL,
+                                       psprintf("SELECT user_id FROM %s "
+                                                "WHERE model OPERATOR(pg_catalog.=) $1 "
+                                                "AND version OPERATOR(pg_catalog.=) $2 ORDER BY user_id",
+                                                ItTable("it_user_factors")),
+                                       2, argtypes, values, NULL, true, CURSOR_OPT_NO_SCROLL);
+    for (;;)
+    {
+        CHECK_FOR_INTERRUPTS();
+        SPI_cursor_fetch(portal, true, 10000);
+        if (SPI_processed == 0)
+            break;
+        if (*n + (int64) SPI_processed > cap)
+        {
+            cap = Max(cap * 2, *n + (int64) SPI_processed);
+            ids = GrowArray(CurrentMemoryContext, ids, cap, sizeof(int64));
+        }
+        for (uint64 i = 0; i < SPI_processed; i++)
+        {
+            bool        isnull;
+
+            ids[(*n)++] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+        }
+        SPI_freetuptable(SPI_tuptable);
+    }
+    SPI_cursor_close(portal);
+    ItRunAsEnd(&r);
+    return ids;
+}
+
+/*
+ * Users with rows later than since, or without a stored row (ts given).
+ * The source runs alone (as its owner), so it reads every user id with a
+ * flag for recent rows; the stored users are read apart and merged.
+ */
 static void
 RefreshByTime(ItModel *m, ItTransfer *t, TimestampTz since, RefreshOut *o)
 {
     RefreshScan   st;
     ItSource    src;
     ItServeContext sc;
-    Oid         argtypes[3] = {TIMESTAMPTZOID, TEXTOID, INT4OID};
-    Datum       values[3];
-    char       *where;
-
-    where = psprintf("s.ts OPERATOR(pg_catalog.>) $1 OR NOT EXISTS "
-                     "(SELECT 1 FROM %s f WHERE f.model OPERATOR(pg_catalog.=) $2 "
-                     "AND f.version OPERATOR(pg_catalog.=) $3 "
-                     "AND f.user_id OPERATOR(pg_catalog.=) s.user_id)",
-                     ItTable("it_user_factors"));
-    values[0] = TimestampTzGetDatum(since);
-    values[1] = CStringGetTextDatum(m->name);
-    values[2] = Int32GetDatum(m->version);
+    int64      *all;
+    int64       nall;
+    int64      *stored;
+    int64       nstored;
+    int64      *want;
+    int64       nwant = 0;
+    int64       j = 0;
 
     memset(&st, 0, sizeof(st));
     st.m = m;
     st.ids_only = true;
+    st.by_time = true;
+    st.since = since;
     st.cxt = CurrentMemoryContext;
-    ItServeContextPush(&sc, m->name, "interactions", false, 0);
+    ItServeContextPush(&sc, m, "interactions", false, 0);
     sc.running = true;
-    ItSourceStream(&src, m->interactions_source, "interactions", m->name, where,
-                   3, argtypes, values, ScanStartup, ScanRow, &st);
+    ItSourceStream(&src, m->interactions_source, "interactions", m->name, NULL,
+                   0, NULL, NULL, ScanStartup, ScanRow, &st);
     ItServeContextPop(&sc);
 
-    RefreshUsers(m, t, st.uid, st.n, o);
+    /* every user of the source; those with recent rows go first in want */
+    all = GrowArray(CurrentMemoryContext, NULL, Max(st.n, 1), sizeof(int64));
+    want = GrowArray(CurrentMemoryContext, NULL, Max(st.n, 1), sizeof(int64));
+    for (int64 i = 0; i < st.n; i++)
+    {
+        all[i] = st.uid[i];
+        if (st.recent[i])
+            want[nwant++] = st.uid[i];
+    }
+    nall = SortUnique(all, st.n);
+
+    /* and users the version has no row for */
+    stored = StoredUsers(m, &nstored);
+    for (int64 i = 0; i < nall; i++)
+    {
+        while (j < nstored && stored[j] < all[i])
+            j++;
+        if (j >= nstored || stored[j] != all[i])
+            want[nwant++] = all[i];
+    }
+    RefreshUsers(m, t, want, nwant, o);
 }
 
 typedef struct RowRef
@@ -385,12 +460,13 @@ RefreshByComparison(ItModel *m, ItTransfer *t, RefreshOut *o)
     MemoryContext usercxt;
     float      *x;
     float      *prior;
+    ItRunAs     r;
 
     memset(&st, 0, sizeof(st));
     st.m = m;
     st.ids_only = false;
     st.cxt = CurrentMemoryContext;
-    ItServeContextPush(&sc, m->name, "interactions", false, 0);
+    ItServeContextPush(&sc, m, "interactions", false, 0);
     sc.running = true;
     ItSourceStream(&src, m->interactions_source, "interactions", m->name, NULL,
                    0, NULL, NULL, ScanStartup, ScanRow, &st);
@@ -426,6 +502,7 @@ RefreshByComparison(ItModel *m, ItTransfer *t, RefreshOut *o)
         changed[i] = true;      /* until a stored row says otherwise */
 
     /* the stored rows, in user order: a merge with the source's users */
+    ItRunAsTablesOwner(&r);
     values[0] = CStringGetTextDatum(m->name);
     values[1] = Int32GetDatum(m->version);
     portal = SPI_cursor_open_with_args(NULL,
@@ -479,6 +556,7 @@ RefreshByComparison(ItModel *m, ItTransfer *t, RefreshOut *o)
         SPI_freetuptable(SPI_tuptable);
     }
     SPI_cursor_close(portal);
+    ItRunAsEnd(&r);
 
     x = palloc(sizeof(float) * m->k);
     prior = palloc(sizeof(float) * m->k);
@@ -533,7 +611,7 @@ NewItems(ItModel *m, ItTransfer *t, RefreshOut *o)
     uint64      got;
     int64      *sorted;
 
-    ItServeContextPush(&sc, m->name, "item_features", false, 0);
+    ItServeContextPush(&sc, m, "item_features", false, 0);
     sc.running = true;
     ItSourceOpen(&src, m->item_features_source, "item_features", m->name, NULL, 0, NULL, NULL);
     sc.running = false;
@@ -746,7 +824,9 @@ RefreshedSince(ItModel *m)
     bool        isnull;
     Datum       d;
     int         ret;
+    ItRunAs     r;
 
+    ItRunAsTablesOwner(&r);
     ret = SPI_execute_with_args(psprintf("SELECT COALESCE(refreshed_at, trained_at) FROM %s "
                                          "WHERE model OPERATOR(pg_catalog.=) $1 "
                                          "AND version OPERATOR(pg_catalog.=) $2",
@@ -755,6 +835,7 @@ RefreshedSince(ItModel *m)
     if (ret != SPI_OK_SELECT || SPI_processed != 1)
         elog(ERROR, "version %d of model \"%s\" vanished", m->version, m->name);
     d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+    ItRunAsEnd(&r);
     return DatumGetTimestampTz(d);
 }
 
@@ -775,10 +856,7 @@ interest_transfer_refresh(PG_FUNCTION_ARGS)
     int64       items_added = 0;
 
     if (PG_ARGISNULL(0))
-        ereport(ERROR,
-                (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-                 errmsg("model must not be NULL"),
-                 errhint("Name the model to refresh, for example refresh('shop').")));
+        ItNullArgument("model", "Name the model to refresh, for example refresh('shop').");
     model = text_to_cstring(PG_GETARG_TEXT_PP(0));
     auto_mode = PG_ARGISNULL(1);
     if (!auto_mode)
@@ -791,7 +869,7 @@ interest_transfer_refresh(PG_FUNCTION_ARGS)
         elog(ERROR, "SPI_connect failed");
 
     /* fail before the work when the caller may not change this model */
-    (void) ItBeginWrite(model, true, &st);
+    (void) ItBeginWrite(model, true, IT_PRIV_TRAIN, "refresh", &st);
     ItEndWrite(&st);
 
     m = ItGetModel(model);
@@ -799,7 +877,7 @@ interest_transfer_refresh(PG_FUNCTION_ARGS)
     memset(&o, 0, sizeof(o));
     o.cxt = CurrentMemoryContext;
 
-    /* read everything, with the caller's privileges */
+    /* read everything: the stored sources with their owner's privileges */
     if (!auto_mode)
         RefreshUsers(m, t, given, ngiven, &o);
     else
@@ -818,7 +896,7 @@ interest_transfer_refresh(PG_FUNCTION_ARGS)
     /* then write, as the tables' owner */
     if (o.nusers > 0 || o.nitems > 0)
     {
-        (void) ItBeginWrite(model, true, &st);
+        (void) ItBeginWrite(model, true, IT_PRIV_TRAIN, "refresh", &st);
         if (o.nusers > 0)
             WriteUsers(m, &o);
         if (o.nitems > 0)

@@ -26,6 +26,8 @@
 #include "parser/scansup.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/timestamp.h"
 #include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
@@ -564,4 +566,27 @@ ItDatumGetWeight(Datum d, Oid type)
     }
     elog(ERROR, "unexpected weight type %u", type);
     return 0;                   /* keep compiler quiet */
+}
+
+bool
+ItTimeDatumAfter(Datum d, Oid type, TimestampTz t)
+{
+    TimestampTz v;
+
+    switch (type)
+    {
+        case TIMESTAMPTZOID:
+            v = DatumGetTimestampTz(d);
+            break;
+        case TIMESTAMPOID:
+            v = DatumGetTimestampTz(DirectFunctionCall1(timestamp_timestamptz, d));
+            break;
+        case DATEOID:
+            v = DatumGetTimestampTz(DirectFunctionCall1(date_timestamptz, d));
+            break;
+        default:
+            elog(ERROR, "unexpected time type %u", type);
+            return false;       /* keep compiler quiet */
+    }
+    return v > t;
 }

@@ -94,15 +94,6 @@ CheckModelName(const char *model)
                  errhint("Use a shorter name.")));
 }
 
-static void
-NullArgument(const char *name, const char *hint)
-{
-    ereport(ERROR,
-            (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-             errmsg("%s must not be NULL", name),
-             errhint("%s", hint)));
-}
-
 /* palloc of n elements of size bytes, checked, in memory that may exceed 1 GB. */
 static void *
 AllocArray(int64 n, Size size)
@@ -479,9 +470,12 @@ AppendDouble(StringInfo buf, double v)
     appendStringInfoString(buf, tmp);
 }
 
-/* Fits X and Y; returns the last loss, fills history (a JSON array). */
+/*
+ * Fits X and Y; returns the last loss, fills history (a JSON array).
+ * quiet: no NOTICE per iteration (a validation fit).
+ */
 static double
-Fit(ItTrainData *d, Jsonb *options, float *X, float *Y, StringInfo history)
+Fit(ItTrainData *d, Jsonb *options, float *X, float *Y, StringInfo history, bool quiet)
 {
     int         k = (int) ItOptionInt(options, "factors", 64);
     int         iterations = (int) ItOptionInt(options, "iterations", 15);
@@ -534,10 +528,11 @@ Fit(ItTrainData *d, Jsonb *options, float *X, float *Y, StringInfo history)
         AppendDouble(history, loss);
         appendStringInfo(history, ", \"seconds\": %.3f}", elapsed);
 
-        ereport(NOTICE,
-                (errmsg("iteration %d/%d: loss %.6g, %.1f s elapsed, about %.1f s left",
-                        it, iterations, loss, elapsed,
-                        elapsed / it * (iterations - it))));
+        if (!quiet)
+            ereport(NOTICE,
+                    (errmsg("iteration %d/%d: loss %.6g, %.1f s elapsed, about %.1f s left",
+                            it, iterations, loss, elapsed,
+                            elapsed / it * (iterations - it))));
     }
     appendStringInfoChar(history, ']');
 
@@ -698,16 +693,212 @@ DeployVersion(const char *model, int version)
         elog(ERROR, "version %d of model \"%s\" vanished", version, model);
 }
 
+/* ------------------------------------------------------------------------
+ * The deploy option: always, never, if_better
+ * ------------------------------------------------------------------------ */
+
+/* A validation fit: the split's training part, other options. */
+#define IT_VALIDATION_USERS     2000
+#define IT_VALIDATION_MIN_ROWS  3
+#define IT_VALIDATION_FRACTION  0.2
+#define IT_VALIDATION_K         10
+/* fewer countable users than this: no comparison */
+#define IT_VALIDATION_MIN_USERS 20
+
+typedef struct ItDeployDecision
+{
+    bool        deploy;
+    StringInfoData json;        /* it_model.deploy_decision */
+} ItDeployDecision;
+
+/* Precision@10 on the held-out part of split after fitting options on its training part. */
+static double
+ValidationPrecision(ItTrainData *split, Jsonb *options, const int32 *held_users,
+                    const int64 *held_indptr, const int32 *held_items, int64 nheld,
+                    int64 *counted)
+{
+    int         k = (int) ItOptionInt(options, "factors", 64);
+    float      *X = AllocArray(split->nusers * k, sizeof(float));
+    float      *Y = AllocArray(split->nitems * k, sizeof(float));
+    float      *scores = AllocArray(split->nitems, sizeof(float));
+    int32      *top_idx = palloc(sizeof(int32) * IT_VALIDATION_K);
+    float      *top_score = palloc(sizeof(float) * IT_VALIDATION_K);
+    StringInfoData history;
+    double      p;
+
+    initStringInfo(&history);
+    (void) Fit(split, options, X, Y, &history, true);
+    CHECK_FOR_INTERRUPTS();
+    p = it_holdout_precision(X, Y, split->nitems, k, &split->R, held_users, held_indptr,
+                             held_items, nheld, IT_VALIDATION_K, scores, top_idx, top_score,
+                             counted);
+    pfree(X);
+    pfree(Y);
+    pfree(scores);
+    pfree(history.data);
+    return p;
+}
+
 /*
- * Writes a trained model as a new version and deploys it.  Runs as the
- * tables' owner (ItBeginWrite), after every read of the user's data.
+ * if_better: fit the new options and the deployed version's options on
+ * the same training part of a validation slice of today's interactions
+ * (about IT_VALIDATION_USERS users, a fifth of each one's interactions
+ * held out, chosen by the seed), and deploy when the new options' held-out
+ * precision@10 is not lower.  Too few users to measure: keep the deployed
+ * version.
+ */
+static void
+CompareWithDeployed(const char *model, ItTrainData *d, Jsonb *options, int dep_version,
+                    Jsonb *dep_options, ItDeployDecision *out)
+{
+    ItTrainData split = *d;
+    int64       max_users = Min((int64) IT_VALIDATION_USERS, d->nusers);
+    int32      *held_users = AllocArray(Max(max_users, 1), sizeof(int32));
+    int64      *held_indptr = AllocArray(max_users + 1, sizeof(int64));
+    int32      *held_items = AllocArray(Max(d->R.nnz, 1), sizeof(int32));
+    int64       nheld;
+    int64       counted_new;
+    int64       counted_old;
+    double      p_new;
+    double      p_old;
+
+    split.R.indptr = AllocArray(d->nusers + 1, sizeof(int64));
+    split.R.indices = AllocArray(Max(d->R.nnz, 1), sizeof(int32));
+    split.R.data = AllocArray(Max(d->R.nnz, 1), sizeof(float));
+    nheld = it_holdout_split(&d->R, (uint64) ItOptionInt(options, "seed", 42), max_users,
+                             IT_VALIDATION_MIN_ROWS, IT_VALIDATION_FRACTION, &split.R,
+                             held_users, held_indptr, held_items);
+    split.Rt.indptr = AllocArray(d->nitems + 1, sizeof(int64));
+    split.Rt.indices = AllocArray(Max(split.R.nnz, 1), sizeof(int32));
+    split.Rt.data = AllocArray(Max(split.R.nnz, 1), sizeof(float));
+    it_csr_transpose(&split.R, &split.Rt);
+
+    p_new = ValidationPrecision(&split, options, held_users, held_indptr, held_items, nheld, &counted_new);
+    p_old = ValidationPrecision(&split, dep_options, held_users, held_indptr, held_items, nheld, &counted_old);
+
+    appendStringInfo(&out->json, ", \"compared_with\": %d, \"validation_users\": " INT64_FORMAT
+                     ", \"precision_at_10\": %.6f, \"deployed_precision_at_10\": %.6f",
+                     dep_version, counted_new, p_new, p_old);
+    if (counted_new < IT_VALIDATION_MIN_USERS)
+    {
+        out->deploy = false;
+        appendStringInfoString(&out->json, ", \"reason\": \"too few validation users to compare\"");
+        ereport(NOTICE,
+                (errmsg("deploy if_better: only " INT64_FORMAT " validation users, too few to compare; "
+                        "version %d of model \"%s\" stays deployed",
+                        counted_new, dep_version, model),
+                 errhint("Deploy the new version by hand with deploy(model, version) if you want it.")));
+    }
+    else if (p_new >= p_old)
+    {
+        out->deploy = true;
+        appendStringInfoString(&out->json, ", \"reason\": \"not worse than the deployed version\"");
+        ereport(NOTICE,
+                (errmsg("deploy if_better: the new version wins, precision@10 %.4f against %.4f "
+                        "for the options of the deployed version %d, on " INT64_FORMAT " validation users; deploying it",
+                        p_new, p_old, dep_version, counted_new)));
+    }
+    else
+    {
+        out->deploy = false;
+        appendStringInfoString(&out->json, ", \"reason\": \"worse than the deployed version\"");
+        ereport(NOTICE,
+                (errmsg("deploy if_better: the deployed version %d wins, precision@10 %.4f against %.4f "
+                        "for the new version, on " INT64_FORMAT " validation users; it stays deployed",
+                        dep_version, p_old, p_new, counted_new),
+                 errhint("The new version is stored; deploy it by hand with deploy(model, version) if you want it.")));
+    }
+    pfree(split.R.indptr);
+    pfree(split.R.indices);
+    pfree(split.R.data);
+    pfree(split.Rt.indptr);
+    pfree(split.Rt.indices);
+    pfree(split.Rt.data);
+    pfree(held_users);
+    pfree(held_indptr);
+    pfree(held_items);
+}
+
+/*
+ * The deployed version's number and options (palloc'd); false when none
+ * is deployed.  As the tables' owner.
+ */
+static bool
+DeployedOptions(const char *model, int *version, Jsonb **options)
+{
+    Oid         argtypes[1] = {TEXTOID};
+    Datum       values[1] = {CStringGetTextDatum(model)};
+    ItRunAs     r;
+    bool        isnull;
+    bool        found;
+    int         ret;
+
+    ItRunAsTablesOwner(&r);
+    ret = SPI_execute_with_args(psprintf("SELECT version, options FROM %s "
+                                         "WHERE model OPERATOR(pg_catalog.=) $1 AND deployed",
+                                         ItTable("it_model")),
+                                1, argtypes, values, NULL, true, 1);
+    if (ret != SPI_OK_SELECT)
+        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
+    found = SPI_processed == 1;
+    if (found)
+    {
+        *version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+        *options = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+    }
+    ItRunAsEnd(&r);
+    return found;
+}
+
+static void
+DecideDeploy(const char *model, ItTrainData *d, Jsonb *options, ItDeployDecision *out)
+{
+    char       *rule = ItOptionText(options, "deploy", "always");
+    int         dep_version;
+    Jsonb      *dep_options;
+
+    /* the rule is one of the option's three words: no JSON escaping needed */
+    initStringInfo(&out->json);
+    appendStringInfo(&out->json, "{\"rule\": \"%s\"", rule);
+    if (strcmp(rule, "never") == 0)
+        out->deploy = false;
+    else if (strcmp(rule, "if_better") == 0 && DeployedOptions(model, &dep_version, &dep_options))
+        CompareWithDeployed(model, d, options, dep_version, dep_options, out);
+    else
+    {
+        out->deploy = true;
+        if (strcmp(rule, "if_better") == 0)
+            appendStringInfoString(&out->json, ", \"reason\": \"no version was deployed\"");
+    }
+    appendStringInfo(&out->json, ", \"deployed\": %s}", out->deploy ? "true" : "false");
+}
+
+/* ------------------------------------------------------------------------
+ * Writing a version
+ * ------------------------------------------------------------------------ */
+
+/* A model's definition: what train() reads, and how. */
+typedef struct ItDefinition
+{
+    const char *interactions;
+    const char *user_features;  /* NULL when none */
+    const char *item_features;  /* NULL when none */
+    Jsonb      *options;        /* as given (NULL: defaults) or stored */
+    bool        stored;         /* train(model): read with the owner's rights */
+    Oid         owner;          /* stored: the model's owner */
+    char       *search_path;    /* the sources are read with (stored: NULL before 0.2) */
+} ItDefinition;
+
+/*
+ * Writes a trained model as a new version, deployed when the decision
+ * says so.  Runs as the tables' owner (ItBeginWrite), after every read of
+ * the user's data.
  */
 static int
-WriteModel(const char *model, const char *interactions, const char *user_features,
-           const char *item_features, Jsonb *options, ItTrainData *d,
+WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainData *d,
            const float *X, const float *Y, int k, double loss,
            const char *history, instr_time start, double *seconds,
-           ItTransferTrain *transfer)
+           ItTransferTrain *transfer, const ItDeployDecision *decision)
 {
     ItWriteState st;
     Oid         owner;
@@ -716,10 +907,13 @@ WriteModel(const char *model, const char *interactions, const char *user_feature
     bool        isnull;
     double     *sum;
     float      *mean;
-    Oid         argtypes[15] = {TEXTOID, INT4OID, OIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID,
-        INT4OID, INT8OID, INT8OID, INT8OID, FLOAT8OID, FLOAT8OID, JSONBOID, FLOAT4ARRAYOID};
-    Datum       values[15];
-    char        nulls[15];
+    Oid         argtypes[16] = {TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID,
+        INT4OID, INT8OID, INT8OID, INT8OID, FLOAT8OID, FLOAT8OID, JSONBOID, FLOAT4ARRAYOID,
+    TEXTOID, JSONBOID};
+    Datum       values[16];
+    char        nulls[16];
+    Oid         acl_types[2] = {TEXTOID, REGROLEOID};
+    Datum       acl_values[2];
     Oid         upd_types[3] = {TEXTOID, INT4OID, FLOAT8OID};
     Datum       upd_values[3];
 
@@ -732,7 +926,19 @@ WriteModel(const char *model, const char *interactions, const char *user_feature
     for (int j = 0; j < k; j++)
         mean[j] = (float) (sum[j] / d->nusers);
 
-    owner = ItBeginWrite(model, false, &st);
+    owner = ItBeginWrite(model, false, def->stored ? IT_PRIV_TRAIN : IT_PRIV_OWN, "train", &st);
+
+    /* a new model: its owner is the role that trains it first */
+    acl_values[0] = CStringGetTextDatum(model);
+    acl_values[1] = ObjectIdGetDatum(owner);
+    ret = SPI_execute_with_args(psprintf("INSERT INTO %s (model, owner) VALUES ($1, $2) "
+                                         "ON CONFLICT (model) DO NOTHING",
+                                         ItTable("it_model_acl")),
+                                2, acl_types, acl_values, NULL, false, 0);
+    if (ret != SPI_OK_INSERT)
+        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
+    if (SPI_processed > 0)
+        ItSyncRolePins(&owner, 1);
 
     values[0] = CStringGetTextDatum(model);
     ret = SPI_execute_with_args(psprintf("SELECT coalesce(max(version), 0) + 1 FROM %s WHERE model = $1",
@@ -744,40 +950,47 @@ WriteModel(const char *model, const char *interactions, const char *user_feature
 
     memset(nulls, ' ', sizeof(nulls));
     values[1] = Int32GetDatum(version);
-    values[2] = ObjectIdGetDatum(owner);
-    values[3] = CStringGetTextDatum(interactions);
-    if (user_features)
-        values[4] = CStringGetTextDatum(user_features);
+    values[2] = CStringGetTextDatum(def->interactions);
+    if (def->user_features)
+        values[3] = CStringGetTextDatum(def->user_features);
+    else
+    {
+        values[3] = (Datum) 0;
+        nulls[3] = 'n';
+    }
+    if (def->item_features)
+        values[4] = CStringGetTextDatum(def->item_features);
     else
     {
         values[4] = (Datum) 0;
         nulls[4] = 'n';
     }
-    if (item_features)
-        values[5] = CStringGetTextDatum(item_features);
+    values[5] = JsonbPGetDatum(options);
+    values[6] = Int32GetDatum(k);
+    values[7] = Int64GetDatum(d->nusers);
+    values[8] = Int64GetDatum(d->nitems);
+    values[9] = Int64GetDatum(d->R.nnz);
+    values[10] = Float8GetDatum(ItElapsedSeconds(start));
+    values[11] = Float8GetDatum(loss);
+    values[12] = DirectFunctionCall1(jsonb_in, CStringGetDatum(history));
+    values[13] = ItFloatArrayDatum(mean, k);
+    if (def->search_path)
+        values[14] = CStringGetTextDatum(def->search_path);
     else
     {
-        values[5] = (Datum) 0;
-        nulls[5] = 'n';
+        values[14] = (Datum) 0;
+        nulls[14] = 'n';
     }
-    values[6] = JsonbPGetDatum(options);
-    values[7] = Int32GetDatum(k);
-    values[8] = Int64GetDatum(d->nusers);
-    values[9] = Int64GetDatum(d->nitems);
-    values[10] = Int64GetDatum(d->R.nnz);
-    values[11] = Float8GetDatum(ItElapsedSeconds(start));
-    values[12] = Float8GetDatum(loss);
-    values[13] = DirectFunctionCall1(jsonb_in, CStringGetDatum(history));
-    values[14] = ItFloatArrayDatum(mean, k);
+    values[15] = DirectFunctionCall1(jsonb_in, CStringGetDatum(decision->json.data));
 
-    ret = SPI_execute_with_args(psprintf("INSERT INTO %s (model, version, algorithm, owner, "
+    ret = SPI_execute_with_args(psprintf("INSERT INTO %s (model, version, algorithm, "
                                          "interactions_source, user_features_source, item_features_source, "
                                          "options, factors, users, items, interactions, seconds, loss, "
-                                         "history, user_mean) "
+                                         "history, user_mean, search_path, deploy_decision) "
                                          "VALUES ($1, $2, 'als', $3, $4, $5, $6, $7, $8, $9, $10, $11, "
-                                         "$12, $13, $14, $15)",
+                                         "$12, $13, $14, $15, $16)",
                                          ItTable("it_model")),
-                                15, argtypes, values, nulls, false, 0);
+                                16, argtypes, values, nulls, false, 0);
     if (ret != SPI_OK_INSERT)
         elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
 
@@ -797,7 +1010,8 @@ WriteModel(const char *model, const char *interactions, const char *user_feature
     if (ret != SPI_OK_UPDATE)
         elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
 
-    DeployVersion(model, version);
+    if (decision->deploy)
+        DeployVersion(model, version);
     ItEndWrite(&st);
     return version;
 }
@@ -807,13 +1021,13 @@ WriteModel(const char *model, const char *interactions, const char *user_feature
  * SPI connection; everything it allocates is freed before it returns.
  */
 static void
-TrainModel(const char *model, const char *interactions, const char *user_features,
-           const char *item_features, Jsonb *given_options, ItTrainResult *res)
+TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
 {
     instr_time  start;
     MemoryContext ctx;
     MemoryContext oldctx;
     ItWriteState st;
+    ItRunAs     as_owner;
     Jsonb      *options;
     ItTrainData d;
     float      *X;
@@ -825,10 +1039,12 @@ TrainModel(const char *model, const char *interactions, const char *user_feature
     StringInfoData history;
     ItTransferTrain *transfer;
     ItTrainedModel trained;
+    ItDeployDecision decision;
 
     INSTR_TIME_SET_CURRENT(start);
     CheckModelName(model);
-    options = ItResolveOptions(given_options);
+    ItRefuseReadOnly("train", model);
+    options = ItResolveOptions(def->options);
     k = (int) ItOptionInt(options, "factors", 64);
 
     if (SPI_connect() != SPI_OK_CONNECT)
@@ -837,23 +1053,32 @@ TrainModel(const char *model, const char *interactions, const char *user_feature
                                 ALLOCSET_DEFAULT_SIZES);
     oldctx = MemoryContextSwitchTo(ctx);
 
-    /* fail before the work when the caller may not change this model */
-    (void) ItBeginWrite(model, false, &st);
+    /*
+     * Fail before the work when the caller may not change this model: a
+     * new definition needs its owner, a retrain with the stored one the
+     * train privilege.  This also queues behind another train of it.
+     */
+    (void) ItBeginWrite(model, false, def->stored ? IT_PRIV_TRAIN : IT_PRIV_OWN, "train", &st);
     ItEndWrite(&st);
 
-    CheckFeatureSource(user_features, "user_features", "user_id", model);
-    CheckFeatureSource(item_features, "item_features", "item_id", model);
+    /* a stored definition is read as a view is: with its owner's rights */
+    if (def->stored)
+        ItRunAsModelOwner(&as_owner, model, def->owner, def->search_path);
+    CheckFeatureSource(def->user_features, "user_features", "user_id", model);
+    CheckFeatureSource(def->item_features, "item_features", "item_id", model);
     /* features read and encoded before anything is written (transfer.c) */
-    transfer = ItTransferRead(model, user_features, item_features, options);
+    transfer = ItTransferRead(model, def->user_features, def->item_features, options);
 
     memset(&d, 0, sizeof(d));
-    ReadInteractions(&d, interactions, model);
+    ReadInteractions(&d, def->interactions, model);
+    if (def->stored)
+        ItRunAsEnd(&as_owner);
     t_read = ItElapsedSeconds(start);
 
     X = AllocArray(d.nusers * k, sizeof(float));
     Y = AllocArray(d.nitems * k, sizeof(float));
     initStringInfo(&history);
-    loss = Fit(&d, options, X, Y, &history);
+    loss = Fit(&d, options, X, Y, &history, false);
 
     /* features -> interest models on the trained factors (transfer.c) */
     memset(&trained, 0, sizeof(trained));
@@ -868,11 +1093,11 @@ TrainModel(const char *model, const char *interactions, const char *user_feature
     trained.X = X;
     trained.Y = Y;
     ItTransferFit(transfer, &trained);
+    DecideDeploy(model, &d, options, &decision);
     t_fit = ItElapsedSeconds(start);
 
-    res->version = WriteModel(model, interactions, user_features, item_features, options,
-                              &d, X, Y, k, loss, history.data, start, &res->seconds,
-                              transfer);
+    res->version = WriteModel(model, def, options, &d, X, Y, k, loss, history.data, start,
+                              &res->seconds, transfer, &decision);
     ItTransferEnd(transfer);
     res->users = d.nusers;
     res->items = d.nitems;
@@ -914,46 +1139,45 @@ Datum
 interest_transfer_train(PG_FUNCTION_ARGS)
 {
     char       *model;
-    char       *interactions;
-    char       *user_features = NULL;
-    char       *item_features = NULL;
-    Jsonb      *options = NULL;
+    ItDefinition def;
     ItTrainResult res;
 
     if (PG_ARGISNULL(0))
-        NullArgument("model", "Name the model, for example train('shop', 'events').");
+        ItNullArgument("model", "Name the model, for example train('shop', 'events').");
     if (PG_ARGISNULL(1))
-        NullArgument("interactions",
-                     "Give a table or view name or a query returning user_id and item_id, "
-                     "or call train(model) to retrain with the stored definition.");
+        ItNullArgument("interactions",
+                       "Give a table or view name or a query returning user_id and item_id, "
+                       "or call train(model) to retrain with the stored definition.");
+    memset(&def, 0, sizeof(def));
     model = text_to_cstring(PG_GETARG_TEXT_PP(0));
-    interactions = text_to_cstring(PG_GETARG_TEXT_PP(1));
+    def.interactions = text_to_cstring(PG_GETARG_TEXT_PP(1));
     if (!PG_ARGISNULL(2))
-        user_features = text_to_cstring(PG_GETARG_TEXT_PP(2));
+        def.user_features = text_to_cstring(PG_GETARG_TEXT_PP(2));
     if (!PG_ARGISNULL(3))
-        item_features = text_to_cstring(PG_GETARG_TEXT_PP(3));
+        def.item_features = text_to_cstring(PG_GETARG_TEXT_PP(3));
     if (!PG_ARGISNULL(4))
-        options = PG_GETARG_JSONB_P(4);
+        def.options = PG_GETARG_JSONB_P(4);
+    /* read with the caller's rights now; stored with the path they resolve in */
+    def.stored = false;
+    def.search_path = ItDefinitionSearchPath();
 
     ItSetSchema(fcinfo);
     InitMaterializedSRF(fcinfo, 0);
-    TrainModel(model, interactions, user_features, item_features, options, &res);
+    TrainModel(model, &def, &res);
     ReturnResult(fcinfo, model, &res);
     return (Datum) 0;
 }
 
 /*
- * train(model): the sources and options of the latest version.
+ * train(model): the sources and options of the deployed version (the
+ * latest when none is deployed), read with the rights of the model's owner.
  */
 Datum
 interest_transfer_retrain(PG_FUNCTION_ARGS)
 {
     MemoryContext callerctx = CurrentMemoryContext;
     char       *model;
-    char       *interactions;
-    char       *user_features = NULL;
-    char       *item_features = NULL;
-    Jsonb      *options;
+    ItDefinition def;
     Oid         argtypes[1] = {TEXTOID};
     Datum       values[1];
     HeapTuple   tup;
@@ -961,10 +1185,11 @@ interest_transfer_retrain(PG_FUNCTION_ARGS)
     bool        isnull;
     Datum       d;
     int         ret;
+    ItRunAs     r;
     ItTrainResult res;
 
     if (PG_ARGISNULL(0))
-        NullArgument("model", "Name the model to retrain, for example train('shop').");
+        ItNullArgument("model", "Name the model to retrain, for example train('shop').");
     model = text_to_cstring(PG_GETARG_TEXT_PP(0));
 
     ItSetSchema(fcinfo);
@@ -973,10 +1198,13 @@ interest_transfer_retrain(PG_FUNCTION_ARGS)
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
     values[0] = CStringGetTextDatum(model);
-    ret = SPI_execute_with_args(psprintf("SELECT interactions_source, user_features_source, "
-                                         "item_features_source, options FROM %s WHERE model OPERATOR(pg_catalog.=) $1 "
-                                         "ORDER BY version DESC LIMIT 1",
-                                         ItTable("it_model")),
+    ItRunAsTablesOwner(&r);
+    ret = SPI_execute_with_args(psprintf("SELECT m.interactions_source, m.user_features_source, "
+                                         "m.item_features_source, m.options, m.search_path, a.owner "
+                                         "FROM %s m JOIN %s a ON a.model OPERATOR(pg_catalog.=) m.model "
+                                         "WHERE m.model OPERATOR(pg_catalog.=) $1 "
+                                         "ORDER BY m.deployed DESC, m.version DESC LIMIT 1",
+                                         ItTable("it_model"), ItTable("it_model_acl")),
                                 1, argtypes, values, NULL, true, 1);
     if (ret != SPI_OK_SELECT)
         elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
@@ -986,26 +1214,33 @@ interest_transfer_retrain(PG_FUNCTION_ARGS)
                  errmsg("model \"%s\" does not exist", model),
                  errhint("Train it first with train('%s', interactions), or list the models with SELECT * FROM models.",
                          model)));
+    memset(&def, 0, sizeof(def));
     tup = SPI_tuptable->vals[0];
     desc = SPI_tuptable->tupdesc;
     d = SPI_getbinval(tup, desc, 1, &isnull);
-    interactions = MemoryContextStrdup(callerctx, TextDatumGetCString(d));
+    def.interactions = MemoryContextStrdup(callerctx, TextDatumGetCString(d));
     d = SPI_getbinval(tup, desc, 2, &isnull);
     if (!isnull)
-        user_features = MemoryContextStrdup(callerctx, TextDatumGetCString(d));
+        def.user_features = MemoryContextStrdup(callerctx, TextDatumGetCString(d));
     d = SPI_getbinval(tup, desc, 3, &isnull);
     if (!isnull)
-        item_features = MemoryContextStrdup(callerctx, TextDatumGetCString(d));
+        def.item_features = MemoryContextStrdup(callerctx, TextDatumGetCString(d));
     d = SPI_getbinval(tup, desc, 4, &isnull);
     {
         MemoryContext old = MemoryContextSwitchTo(callerctx);
 
-        options = DatumGetJsonbPCopy(d);
+        def.options = DatumGetJsonbPCopy(d);
         MemoryContextSwitchTo(old);
     }
+    d = SPI_getbinval(tup, desc, 5, &isnull);
+    if (!isnull)
+        def.search_path = MemoryContextStrdup(callerctx, TextDatumGetCString(d));
+    def.owner = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
+    def.stored = true;
+    ItRunAsEnd(&r);
     SPI_finish();
 
-    TrainModel(model, interactions, user_features, item_features, options, &res);
+    TrainModel(model, &def, &res);
     ReturnResult(fcinfo, model, &res);
     return (Datum) 0;
 }
@@ -1024,16 +1259,16 @@ interest_transfer_deploy(PG_FUNCTION_ARGS)
     int         ret;
 
     if (PG_ARGISNULL(0))
-        NullArgument("model", "Name the model, for example deploy('shop', 2).");
+        ItNullArgument("model", "Name the model, for example deploy('shop', 2).");
     if (PG_ARGISNULL(1))
-        NullArgument("version", "Give the version to deploy; SELECT version FROM models WHERE model = '...' lists them.");
+        ItNullArgument("version", "Give the version to deploy; SELECT version FROM models WHERE model = '...' lists them.");
     model = text_to_cstring(PG_GETARG_TEXT_PP(0));
     version = PG_GETARG_INT32(1);
 
     ItSetSchema(fcinfo);
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
-    (void) ItBeginWrite(model, true, &st);
+    (void) ItBeginWrite(model, true, IT_PRIV_TRAIN, "deploy", &st);
 
     values[0] = CStringGetTextDatum(model);
     values[1] = Int32GetDatum(version);
@@ -1055,27 +1290,33 @@ interest_transfer_deploy(PG_FUNCTION_ARGS)
 }
 
 /*
- * drop_model(model): deletes every version; returns how many.
+ * drop_model(model): deletes every version and the model's grants; returns
+ * how many versions.
  */
 Datum
 interest_transfer_drop_model(PG_FUNCTION_ARGS)
 {
     char       *model;
     ItWriteState st;
+    ItModelAcl  acl;
     Oid         argtypes[1] = {TEXTOID};
     Datum       values[1];
+    Oid        *roles;
+    int         nroles = 0;
     int         ret;
-    int64       deleted;
-    static const char *const tables[] = {"it_user_factors", "it_item_factors", "it_model"};
+    int64       deleted = 0;
+    static const char *const tables[] = {"it_user_factors", "it_item_factors", "it_model", "it_model_acl"};
 
     if (PG_ARGISNULL(0))
-        NullArgument("model", "Name the model to drop, for example drop_model('shop').");
+        ItNullArgument("model", "Name the model to drop, for example drop_model('shop').");
     model = text_to_cstring(PG_GETARG_TEXT_PP(0));
 
     ItSetSchema(fcinfo);
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
-    (void) ItBeginWrite(model, true, &st);
+    (void) ItBeginWrite(model, true, IT_PRIV_OWN, "drop", &st);
+    if (!ItReadModelAcl(model, true, &acl))
+        elog(ERROR, "model \"%s\" vanished", model);
     values[0] = CStringGetTextDatum(model);
     /* the factor rows explicitly, so as not to depend on cascades */
     for (int i = 0; i < lengthof(tables); i++)
@@ -1084,8 +1325,17 @@ interest_transfer_drop_model(PG_FUNCTION_ARGS)
                                     1, argtypes, values, NULL, false, 0);
         if (ret != SPI_OK_DELETE)
             elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
+        if (strcmp(tables[i], "it_model") == 0)
+            deleted = (int64) SPI_processed;
     }
-    deleted = (int64) SPI_processed;
+    /* roles that no longer own or use a model may be dropped */
+    roles = palloc(sizeof(Oid) * (1 + acl.nusers + acl.ntrainers));
+    roles[nroles++] = acl.owner;
+    for (int i = 0; i < acl.nusers; i++)
+        roles[nroles++] = acl.users[i];
+    for (int i = 0; i < acl.ntrainers; i++)
+        roles[nroles++] = acl.trainers[i];
+    ItSyncRolePins(roles, nroles);
     ItEndWrite(&st);
     SPI_finish();
     PG_RETURN_INT64(deleted);

@@ -79,10 +79,11 @@ SELECT u, 18 + floor(random() * 60)::int, CASE WHEN random() < 0.5 THEN 'f' ELSE
         UNION ALL SELECT 2000000 + g FROM generate_series(1, :cold) g) c;
 ANALYZE events, customers;
 
-INSERT INTO it_model (model, version, algorithm, owner, deployed, deployed_at, interactions_source,
+INSERT INTO it_model_acl (model, owner) VALUES ('bench', current_user::regrole) ON CONFLICT DO NOTHING;
+INSERT INTO it_model (model, version, algorithm, deployed, deployed_at, interactions_source,
                       user_features_source, options, factors, users, items, interactions, seconds,
                       loss, history, user_mean)
-VALUES ('bench', 1, 'als', (SELECT oid FROM pg_roles WHERE rolname = current_user), true, now(),
+VALUES ('bench', 1, 'als', true, now(),
         'events', 'customers', jsonb_build_object('factors', :factors, 'alpha', 1),
         :factors, :users, :items, 0, 0, 0, '[]',
         (SELECT array_agg((random() - 0.5)::real) FROM generate_series(1, :factors)));

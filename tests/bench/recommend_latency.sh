@@ -55,9 +55,10 @@ createdb it_bench
 psql -X -q -v ON_ERROR_STOP=1 -v items="$ITEMS" -v factors="$FACTORS" -v users="$USERS" -v seen="$SEEN" >/dev/null <<'SQL'
 CREATE EXTENSION interest_transfer;
 SELECT setseed(0.42);
-INSERT INTO it_model (model, version, algorithm, owner, deployed, deployed_at, interactions_source,
+INSERT INTO it_model_acl (model, owner) VALUES ('bench', current_user::regrole) ON CONFLICT DO NOTHING;
+INSERT INTO it_model (model, version, algorithm, deployed, deployed_at, interactions_source,
                       options, factors, users, items, interactions, seconds, loss, history, user_mean)
-VALUES ('bench', 1, 'als', (SELECT oid FROM pg_roles WHERE rolname = current_user), true, now(),
+VALUES ('bench', 1, 'als', true, now(),
         'bench', '{}', :factors, :users, :items, 0, 0, 0, '[]',
         array_fill(0::real, ARRAY[:factors]));
 INSERT INTO it_item_factors (model, version, item_id, factors, popularity)

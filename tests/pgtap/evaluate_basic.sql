@@ -6,9 +6,10 @@ CREATE EXTENSION IF NOT EXISTS interest_transfer;
 
 SELECT plan(30);
 
-INSERT INTO it_model (model, version, algorithm, owner, deployed, deployed_at, interactions_source,
+INSERT INTO it_model_acl (model, owner) VALUES ('shop', current_user::regrole) ON CONFLICT DO NOTHING;
+INSERT INTO it_model (model, version, algorithm, deployed, deployed_at, interactions_source,
                       options, factors, users, items, interactions, seconds, loss, history, user_mean)
-VALUES ('shop', 1, 'als', (SELECT oid FROM pg_roles WHERE rolname = current_user), true, now(),
+VALUES ('shop', 1, 'als', true, now(),
         'SELECT 0::bigint AS user_id, 0::bigint AS item_id WHERE false', '{"factors": 3}', 3, 4, 8, 10, 0, 0, '[]', '{0,0,0}');
 INSERT INTO it_item_factors (model, version, item_id, factors, popularity) VALUES
   ('shop', 1, 1, '{1,0,0}', 10),

@@ -196,9 +196,9 @@ SELECT throws_ok($$SELECT it_encode_features_json('feat', 'user_id', '[1, 2]')$$
                  '22023', 'features must be a jsonb object', 'a non-object is an error');
 
 -- the storage table
-SELECT ok(has_table_privilege('public', 'it_encoder', 'SELECT')
+SELECT ok(NOT has_table_privilege('public', 'it_encoder', 'SELECT')
           AND NOT has_table_privilege('public', 'it_encoder', 'INSERT'),
-          'it_encoder is readable by everyone and writable by the extension only');
+          'it_encoder is read and written by the extension''s functions only');
 SELECT throws_ok($$INSERT INTO it_encoder (model, version, side, spec, dims) VALUES ('nope', 1, 'user', '{}', 3)$$,
                  '23503', NULL, 'an encoder belongs to an existing model version');
 SELECT throws_ok($$INSERT INTO it_encoder (model, version, side, spec, dims) VALUES ('nope', 1, 'both', '{}', 3)$$,

@@ -4,7 +4,7 @@ BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS interest_transfer;
 
-SELECT plan(56);
+SELECT plan(59);
 
 -- x.y and cosine in plain SQL, the reference for every check below
 CREATE FUNCTION pg_temp.dot(a real[], b real[]) RETURNS float8
@@ -16,13 +16,14 @@ LANGUAGE sql IMMUTABLE AS $$
 -- a model version written directly into the storage tables
 CREATE FUNCTION pg_temp.add_version(m text, v int, deployed boolean, at timestamptz) RETURNS void
 LANGUAGE sql AS $$
-  INSERT INTO it_model (model, version, algorithm, owner, deployed, deployed_at, interactions_source,
+  INSERT INTO it_model_acl (model, owner) VALUES (m, current_user::regrole) ON CONFLICT DO NOTHING;
+  INSERT INTO it_model (model, version, algorithm, deployed, deployed_at, interactions_source,
                         options, factors, users, items, interactions, seconds, loss, history, user_mean)
-  VALUES (m, v, 'als', (SELECT oid FROM pg_roles WHERE rolname = current_user), deployed, at,
+  VALUES (m, v, 'als', deployed, at,
           'SELECT 0::bigint AS user_id, 0::bigint AS item_id WHERE false', '{"factors": 3}', 3, 4, 8, 10, 0, 0, '[]', '{0,0,0}');
 $$;
 
-SELECT throws_ok($$SELECT * FROM recommend(1, 10)$$, '42704', 'no model has been deployed',
+SELECT throws_ok($$SELECT * FROM recommend(1, 10)$$, '42704', 'no model has been deployed that you may use',
                  'model NULL with no deployed model is an error');
 
 SELECT pg_temp.add_version('shop', 1, true, now() - interval '1 hour');
@@ -138,19 +139,29 @@ SELECT throws_ok($$SELECT * FROM similar_items(99, 10, 'shop')$$, '42704', 'item
 SELECT throws_ok($$SELECT * FROM similar_items(1, 0, 'shop')$$, '22023', 'k must be positive, not 0',
                  'similar_items k = 0');
 
--- model NULL: the most recently deployed model
+-- model NULL: the only deployed model, else interest_transfer.default_model
+SELECT results_eq($$SELECT item_id FROM recommend(1, 2)$$, $$VALUES (1::bigint), (7::bigint)$$,
+                  'model NULL uses the only deployed model');
 SELECT pg_temp.add_version('other', 1, true, now());
 INSERT INTO it_item_factors (model, version, item_id, factors, popularity) VALUES
   ('other', 1, 100, '{1,0,0}', 1), ('other', 1, 200, '{0,1,0}', 2), ('other', 1, 300, '{0,0,1}', 3);
 INSERT INTO it_user_factors (model, version, user_id, factors, seen) VALUES
   ('other', 1, 1, '{0,0,1}', '{}');
+SELECT throws_ok($$SELECT * FROM recommend(1, 2)$$, '42P08', 'the call names no model, and several are deployed',
+                 'model NULL with two deployed models is an error, not whichever was deployed last');
+SET LOCAL interest_transfer.default_model = 'other';
 SELECT results_eq($$SELECT item_id, score FROM recommend(1, 2)$$,
                   $$VALUES (300::bigint, 1::real), (100::bigint, 0::real)$$,
-                  'model NULL uses the most recently deployed model');
+                  'model NULL uses interest_transfer.default_model');
 SELECT is(score(1, 300), 1::real, 'score with model NULL uses it too');
-UPDATE it_model SET deployed_at = now() - interval '2 hours' WHERE model = 'other';
+SET LOCAL interest_transfer.default_model = 'shop';
 SELECT results_eq($$SELECT item_id FROM recommend(1, 2)$$, $$VALUES (1::bigint), (7::bigint)$$,
-                  'deploying another model moves model NULL to it');
+                  'changing the setting changes model NULL, in the same backend');
+SET LOCAL interest_transfer.default_model = 'nope';
+SELECT throws_ok($$SELECT * FROM recommend(1, 2)$$, '42704',
+                 'model "nope" (interest_transfer.default_model) does not exist',
+                 'a default_model that does not exist is an error naming the setting');
+RESET interest_transfer.default_model;
 
 -- a new deployed version is picked up by the same backend
 SELECT results_eq($$SELECT item_id FROM recommend(3, 1, 'shop')$$, $$VALUES (6::bigint)$$,
@@ -210,9 +221,10 @@ SELECT results_eq($$SELECT item_id, score FROM par_recommend$$,
 SELECT is((SELECT s FROM par_score), 50::real, 'score in a parallel worker');
 
 -- 64 factors: score() gives recommend()'s scores to the bit, and their order
-INSERT INTO it_model (model, version, algorithm, owner, deployed, deployed_at, interactions_source,
+INSERT INTO it_model_acl (model, owner) VALUES ('wide', current_user::regrole) ON CONFLICT DO NOTHING;
+INSERT INTO it_model (model, version, algorithm, deployed, deployed_at, interactions_source,
                       options, factors, users, items, interactions, seconds, loss, history, user_mean)
-VALUES ('wide', 1, 'als', (SELECT oid FROM pg_roles WHERE rolname = current_user), true, now(),
+VALUES ('wide', 1, 'als', true, now(),
         'SELECT 0::bigint AS user_id, 0::bigint AS item_id WHERE false', '{"factors": 64}', 64, 20, 500, 0, 0, 0, '[]', array_fill(0::real, ARRAY[64]));
 INSERT INTO it_item_factors (model, version, item_id, factors, popularity)
 SELECT 'wide', 1, i, (SELECT array_agg(sin(i * 7.3 + j * 1.9)::real ORDER BY j) FROM generate_series(1, 64) j), i % 7
@@ -245,9 +257,10 @@ INSERT INTO it_item_factors (model, version, item_id, factors, popularity) VALUE
 INSERT INTO it_user_factors (model, version, user_id, factors, seen) VALUES ('inf_user', 1, 1, '{0,0,-Infinity}', '{}');
 SELECT throws_ok($$SELECT score(1, 1, 'inf_user')$$, 'XX001',
                  'user factors has a value that is not finite (element 3)', 'infinity in stored user factors is an error');
-INSERT INTO it_model (model, version, algorithm, owner, deployed, deployed_at, interactions_source,
+INSERT INTO it_model_acl (model, owner) VALUES ('nan_mean', current_user::regrole) ON CONFLICT DO NOTHING;
+INSERT INTO it_model (model, version, algorithm, deployed, deployed_at, interactions_source,
                       options, factors, users, items, interactions, seconds, loss, history, user_mean)
-VALUES ('nan_mean', 1, 'als', (SELECT oid FROM pg_roles WHERE rolname = current_user), true, now(),
+VALUES ('nan_mean', 1, 'als', true, now(),
         'SELECT 0::bigint AS user_id, 0::bigint AS item_id WHERE false', '{"factors": 3}', 3, 0, 0, 0, 0, 0, '[]', '{0,NaN,0}');
 SELECT throws_ok($$SELECT * FROM similar_items(1, 10, 'nan_mean')$$, 'XX001',
                  'user_mean of the model has a value that is not finite (element 2)', 'NaN in a stored user_mean is an error');

@@ -51,14 +51,14 @@ SELECT results_eq($$SELECT model, version, users, items, interactions FROM it_t_
                   $$VALUES ('v'::text, 1, 30::bigint, 18::bigint, 120::bigint)$$,
                   'train returns the model, version 1 and the sizes');
 SELECT ok((SELECT loss > 0 AND loss < 'Infinity' AND seconds >= 0 FROM it_t_r1), 'loss and seconds are set');
-SELECT results_eq($$SELECT algorithm, factors, interactions_source, user_features_source IS NULL, deployed,
-                           users, items, interactions, owner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
-                      FROM it_model WHERE model = 'v'$$,
+SELECT results_eq($$SELECT m.algorithm, m.factors, m.interactions_source, m.user_features_source IS NULL, m.deployed,
+                           m.users, m.items, m.interactions, a.owner = current_user::regrole
+                      FROM it_model m JOIN it_model_acl a USING (model) WHERE model = 'v'$$,
                   $$VALUES ('als'::text, 4, 'it_t_ev'::text, true, true, 30::bigint, 18::bigint, 120::bigint, true)$$,
                   'the model row holds the definition, sizes, owner, and is deployed');
 SELECT is((SELECT options FROM models WHERE model = 'v'),
           '{"factors": 4, "iterations": 8, "regularization": 0.05, "alpha": 1, "cg_steps": 3, "seed": 42, "threads": 0,
-            "prior_weight": 0, "fold_in": true,
+            "deploy": "always", "prior_weight": 0, "fold_in": true,
             "prior_hidden": 64, "prior_epochs": 200, "prior_learning_rate": 0.001, "prior_weight_decay": 3,
             "prior_batch": 64, "prior_patience": 20, "prior_validation": 0.2, "prior_min_weight": 0,
             "prior_budget": 1, "prior_vector_weight": 0, "new_items": true, "max_categories": 32,
@@ -119,20 +119,20 @@ SELECT results_eq($$SELECT model, version, users, items, interactions FROM train
                   $$VALUES ('v'::text, 3, 30::bigint, 18::bigint, 120::bigint)$$,
                   'train(model) makes version 3');
 SELECT results_eq($$SELECT interactions_source, options, factors FROM it_model WHERE model = 'v' AND version = 3$$,
-                  $$SELECT interactions_source, options, factors FROM it_model WHERE model = 'v' AND version = 2$$,
-                  'train(model) reuses the sources and options of the latest version');
+                  $$SELECT interactions_source, options, factors FROM it_model WHERE model = 'v' AND version = 1$$,
+                  'train(model) reuses the sources and options of the deployed version, not of the latest');
 SELECT results_eq($$SELECT version, deployed FROM models WHERE model = 'v' ORDER BY version$$,
                   $$VALUES (1, false), (2, false), (3, true)$$, 'and deploys it');
 SELECT is((SELECT count(*) FROM it_user_factors a JOIN it_user_factors b USING (model, user_id)
-            WHERE model = 'v' AND a.version = 2 AND b.version = 3 AND a.factors = b.factors),
+            WHERE model = 'v' AND a.version = 1 AND b.version = 3 AND a.factors = b.factors),
           30::bigint, 'same data, options and seed: identical user factors');
 SELECT is((SELECT count(*) FROM it_item_factors a JOIN it_item_factors b USING (model, item_id)
-            WHERE model = 'v' AND a.version = 2 AND b.version = 3 AND a.factors = b.factors),
+            WHERE model = 'v' AND a.version = 1 AND b.version = 3 AND a.factors = b.factors),
           18::bigint, 'same data, options and seed: identical item factors');
 SELECT is((SELECT version FROM train('v', 'it_t_ev', options => '{"factors": 3, "seed": 8, "iterations": 4}')),
           4, 'version 4 with another seed');
 SELECT is((SELECT count(*) FROM it_user_factors a JOIN it_user_factors b USING (model, user_id)
-            WHERE model = 'v' AND a.version = 3 AND b.version = 4 AND a.factors = b.factors),
+            WHERE model = 'v' AND a.version = 2 AND b.version = 4 AND a.factors = b.factors),
           0::bigint, 'another seed gives other factors');
 
 -- ---------------------------------------------------------------------
@@ -213,7 +213,7 @@ GRANT SELECT ON it_t_alice_ev TO it_t_alice, it_t_bob;
 
 SELECT is(pg_temp.as_role('it_t_alice', $$SELECT version FROM train('alice_m', 'it_t_alice_ev', options => '{"iterations": 2}')$$),
           '1', 'a role without superuser trains its own model');
-SELECT is((SELECT pg_get_userbyid(owner) FROM it_model WHERE model = 'alice_m'), 'it_t_alice', 'and owns it');
+SELECT is((SELECT owner::text FROM it_model_acl WHERE model = 'alice_m'), 'it_t_alice', 'and owns it');
 SELECT is(pg_temp.as_role('it_t_alice', $$SELECT version FROM train('alice_m')$$), '2', 'and retrains it');
 SELECT is(pg_temp.as_role('it_t_alice', $$SELECT deploy('alice_m', 1)::text$$), '', 'and deploys it');
 SELECT is(pg_temp.as_role('it_t_alice', $$INSERT INTO it_model SELECT * FROM it_model WHERE model = 'alice_m' RETURNING 1$$),

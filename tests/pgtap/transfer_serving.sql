@@ -29,10 +29,11 @@ CREATE FUNCTION pg_temp.hand_model(m text, opts jsonb, features boolean,
                                    source text DEFAULT 'tr_ev') RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO it_model (model, version, algorithm, owner, deployed, deployed_at, interactions_source,
+    INSERT INTO it_model_acl (model, owner) VALUES (m, current_user::regrole) ON CONFLICT DO NOTHING;
+    INSERT INTO it_model (model, version, algorithm, deployed, deployed_at, interactions_source,
                           user_features_source, item_features_source, options, factors, users, items,
                           interactions, seconds, loss, history, user_mean)
-    VALUES (m, 1, 'als', (SELECT oid FROM pg_roles WHERE rolname = current_user), true, now(), source,
+    VALUES (m, 1, 'als', true, now(), source,
             CASE WHEN features THEN 'tr_uf' END, CASE WHEN features THEN 'tr_itf' END,
             '{"factors": 2, "alpha": 1.0}'::jsonb || opts, 2, 3, 6, 5, 0, 0, '[]', '{0.2,0.3}');
     INSERT INTO it_item_factors (model, version, item_id, factors, popularity) VALUES

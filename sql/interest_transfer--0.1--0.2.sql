@@ -1,0 +1,102 @@
+/* interest_transfer--0.1--0.2.sql */
+
+-- complain if script is sourced in psql, rather than via ALTER EXTENSION
+\echo Use "ALTER EXTENSION interest_transfer UPDATE TO '0.2'" to load this file. \quit
+
+-- ---------------------------------------------------------------------------
+-- Owners and grants move to it_model_acl, stored as regrole so a dump names
+-- the roles.  Every model keeps the owner it had.  In 0.1 every role could
+-- read every model, so existing models are granted to PUBLIC for use (the
+-- applications serving them keep working); revoke_model(model, 'public')
+-- takes that back.
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE it_model_acl (
+    model        text      PRIMARY KEY CHECK (model <> ''),
+    owner        regrole   NOT NULL,
+    users        regrole[] NOT NULL DEFAULT '{}',
+    trainers     regrole[] NOT NULL DEFAULT '{}'
+);
+
+-- a model's owner is the role that trained its first version
+INSERT INTO it_model_acl (model, owner, users)
+SELECT DISTINCT ON (model) model, owner::regrole, ARRAY[0::oid::regrole]
+  FROM it_model
+ ORDER BY model, version;
+
+CREATE TABLE it_role_pin ();
+
+ALTER TABLE it_model DROP COLUMN owner;
+ALTER TABLE it_model ADD COLUMN search_path text;
+ALTER TABLE it_model ADD COLUMN deploy_decision jsonb;
+ALTER TABLE it_model ADD FOREIGN KEY (model) REFERENCES it_model_acl ON DELETE CASCADE;
+
+-- the raw tables are read through the extension's functions only
+REVOKE ALL ON it_model_acl, it_role_pin, it_model, it_user_factors, it_item_factors, it_encoder FROM PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('it_model_acl', '');
+
+-- ---------------------------------------------------------------------------
+-- Privileges
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION has_model_privilege(model text, privilege text DEFAULT 'use',
+                                    role name DEFAULT CURRENT_USER)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'interest_transfer_has_model_privilege'
+LANGUAGE C STABLE PARALLEL SAFE COST 100;
+COMMENT ON FUNCTION has_model_privilege(text, text, name) IS
+  'whether a role (the current user by default) may use, train or owns a model';
+
+DROP VIEW models;
+CREATE VIEW models AS
+SELECT m.model, m.version, m.deployed, m.algorithm, m.options, m.users, m.items, m.interactions,
+       m.trained_at, m.seconds, m.loss, m.history, a.owner, m.deploy_decision
+  FROM it_model m JOIN it_model_acl a ON a.model OPERATOR(pg_catalog.=) m.model
+ WHERE has_model_privilege(m.model, 'use');
+COMMENT ON VIEW models IS 'every version of the models you may use, with its options, sizes, training curve and deploy decision';
+GRANT SELECT ON models TO PUBLIC;
+
+CREATE FUNCTION grant_model(model text, role text, privilege text DEFAULT 'use')
+RETURNS void
+AS 'MODULE_PATHNAME', 'interest_transfer_grant_model'
+LANGUAGE C VOLATILE PARALLEL UNSAFE COST 10000;
+COMMENT ON FUNCTION grant_model(text, text, text) IS
+  'let a role (or public) use a model (use: recommend, score, evaluate, ...) or also retrain, deploy and refresh it (train); owner only';
+
+CREATE FUNCTION revoke_model(model text, role text, privilege text DEFAULT 'use')
+RETURNS void
+AS 'MODULE_PATHNAME', 'interest_transfer_revoke_model'
+LANGUAGE C VOLATILE PARALLEL UNSAFE COST 10000;
+COMMENT ON FUNCTION revoke_model(text, text, text) IS
+  'take back a privilege given with grant_model; owner only';
+
+CREATE FUNCTION reassign_models(old_role regrole, new_role regrole)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'interest_transfer_reassign_models'
+LANGUAGE C VOLATILE PARALLEL UNSAFE COST 10000;
+COMMENT ON FUNCTION reassign_models(regrole, regrole) IS
+  'give every model owned by, or granted to, a role to another role (before DROP ROLE); returns how many models changed';
+
+-- ---------------------------------------------------------------------------
+-- Planner facts: what a call costs and returns, so that LATERAL joins over
+-- many users can run in parallel workers.
+-- ---------------------------------------------------------------------------
+
+ALTER FUNCTION train(text, text, text, text, jsonb) COST 1000000 ROWS 1;
+ALTER FUNCTION train(text) COST 1000000 ROWS 1;
+ALTER FUNCTION deploy(text, int) COST 10000;
+ALTER FUNCTION drop_model(text) COST 10000;
+ALTER FUNCTION recommend(bigint, int, text, boolean) COST 5000 ROWS 10;
+ALTER FUNCTION score(bigint, bigint, text) COST 100;
+ALTER FUNCTION similar_items(bigint, int, text) COST 5000 ROWS 10;
+ALTER FUNCTION evaluate(text, text, int) COST 1000000 ROWS 3;
+ALTER FUNCTION it_encode_features(text, text, text, jsonb) COST 100000 ROWS 1000;
+ALTER FUNCTION it_encode_features_json(text, text, jsonb, jsonb) COST 100000;
+ALTER FUNCTION recommend_for(jsonb, bigint[], int, text) COST 5000 ROWS 10;
+ALTER FUNCTION refresh(text, bigint[]) COST 1000000;
+
+COMMENT ON FUNCTION train(text, text, text, text, jsonb) IS
+  'train a new version of a model from an interactions table or query, and deploy it as the option deploy says (always, never, if_better)';
+COMMENT ON FUNCTION train(text) IS
+  'train a new version of a model with the sources and options of its deployed version (its latest when none is deployed)';

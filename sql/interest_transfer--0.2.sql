@@ -1,0 +1,254 @@
+/* interest_transfer--0.2.sql */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION interest_transfer" to load this file. \quit
+
+-- ---------------------------------------------------------------------------
+-- Storage.  A model is a set of versions; each version is one row of
+-- it_model plus its factor rows.  Who owns a model and who may use or
+-- train it is one row of it_model_acl.  Only the extension's functions
+-- read and write these tables (as the tables' owner, after checking the
+-- caller's privileges on the model); no other role can read them, so a
+-- user's history (it_user_factors.seen) is visible only through the
+-- functions, to roles the model's owner allowed.
+-- ---------------------------------------------------------------------------
+
+-- Owner and grants of each model.  regrole, so a dump names the roles and a
+-- restore finds them by name; 0 ('-') in users / trainers is PUBLIC.
+CREATE TABLE it_model_acl (
+    model        text      PRIMARY KEY CHECK (model <> ''),
+    owner        regrole   NOT NULL,
+    users        regrole[] NOT NULL DEFAULT '{}',   -- may use: recommend, score, evaluate, ...
+    trainers     regrole[] NOT NULL DEFAULT '{}'    -- may also retrain, deploy and refresh
+);
+
+-- Carries one row-security policy per role that owns or was granted a
+-- model (policies TO that role, never enabled: the table has no rows and
+-- row security is off).  A policy's role is a dependency PostgreSQL
+-- records, so DROP ROLE refuses while the role still owns or uses models;
+-- reassign_models() and revoke_model() release it.
+CREATE TABLE it_role_pin ();
+
+CREATE TABLE it_model (
+    model                 text        NOT NULL CHECK (model <> ''),
+    version               int         NOT NULL CHECK (version > 0),
+    algorithm             text        NOT NULL,
+    deployed              boolean     NOT NULL DEFAULT false,
+    deployed_at           timestamptz,
+    interactions_source   text        NOT NULL,   -- table name or query, as given
+    user_features_source  text,
+    item_features_source  text,
+    options               jsonb       NOT NULL,   -- every option, defaults filled in
+    factors               int         NOT NULL,
+    users                 bigint      NOT NULL,
+    items                 bigint      NOT NULL,
+    interactions          bigint      NOT NULL,
+    trained_at            timestamptz NOT NULL DEFAULT now(),
+    seconds               float8      NOT NULL,
+    loss                  float8      NOT NULL,
+    history               jsonb       NOT NULL,   -- [{"iteration", "loss", "seconds"}, ...]
+    metrics               jsonb       NOT NULL DEFAULT '{}',
+    user_mean             real[]      NOT NULL,   -- mean warm-user vector (population prior)
+    refreshed_at          timestamptz,            -- last refresh() that changed this version
+    search_path           text,                   -- search_path the stored sources are read with
+    deploy_decision       jsonb,                  -- what the deploy option decided, and why
+    PRIMARY KEY (model, version),
+    FOREIGN KEY (model) REFERENCES it_model_acl ON DELETE CASCADE
+);
+CREATE UNIQUE INDEX it_model_deployed ON it_model (model) WHERE deployed;
+
+CREATE TABLE it_user_factors (
+    model        text     NOT NULL,
+    version      int      NOT NULL,
+    user_id      bigint   NOT NULL,
+    factors      real[]   NOT NULL,
+    seen         bigint[] NOT NULL,               -- items the user interacted with, sorted
+    source       text     NOT NULL DEFAULT 'model',
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (model, version, user_id)
+    -- no foreign key to it_model: its per-row check halves the speed of
+    -- writing a model; drop_model deletes the factor rows itself
+);
+
+CREATE TABLE it_item_factors (
+    model        text     NOT NULL,
+    version      int      NOT NULL,
+    item_id      bigint   NOT NULL,
+    factors      real[]   NOT NULL,
+    popularity   bigint   NOT NULL,               -- users who interacted with it
+    source       text     NOT NULL DEFAULT 'model',
+    PRIMARY KEY (model, version, item_id)
+    -- no foreign key to it_model, as for it_user_factors
+);
+
+REVOKE ALL ON it_model_acl, it_role_pin, it_model, it_user_factors, it_item_factors FROM PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('it_model_acl', '');
+SELECT pg_catalog.pg_extension_config_dump('it_model', '');
+SELECT pg_catalog.pg_extension_config_dump('it_user_factors', '');
+SELECT pg_catalog.pg_extension_config_dump('it_item_factors', '');
+
+CREATE FUNCTION has_model_privilege(model text, privilege text DEFAULT 'use',
+                                    role name DEFAULT CURRENT_USER)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'interest_transfer_has_model_privilege'
+LANGUAGE C STABLE PARALLEL SAFE COST 100;
+COMMENT ON FUNCTION has_model_privilege(text, text, name) IS
+  'whether a role (the current user by default) may use, train or owns a model';
+
+CREATE VIEW models AS
+SELECT m.model, m.version, m.deployed, m.algorithm, m.options, m.users, m.items, m.interactions,
+       m.trained_at, m.seconds, m.loss, m.history, a.owner, m.deploy_decision
+  FROM it_model m JOIN it_model_acl a ON a.model OPERATOR(pg_catalog.=) m.model
+ WHERE has_model_privilege(m.model, 'use');
+COMMENT ON VIEW models IS 'every version of the models you may use, with its options, sizes, training curve and deploy decision';
+GRANT SELECT ON models TO PUBLIC;
+
+CREATE FUNCTION grant_model(model text, role text, privilege text DEFAULT 'use')
+RETURNS void
+AS 'MODULE_PATHNAME', 'interest_transfer_grant_model'
+LANGUAGE C VOLATILE PARALLEL UNSAFE COST 10000;
+COMMENT ON FUNCTION grant_model(text, text, text) IS
+  'let a role (or public) use a model (use: recommend, score, evaluate, ...) or also retrain, deploy and refresh it (train); owner only';
+
+CREATE FUNCTION revoke_model(model text, role text, privilege text DEFAULT 'use')
+RETURNS void
+AS 'MODULE_PATHNAME', 'interest_transfer_revoke_model'
+LANGUAGE C VOLATILE PARALLEL UNSAFE COST 10000;
+COMMENT ON FUNCTION revoke_model(text, text, text) IS
+  'take back a privilege given with grant_model; owner only';
+
+CREATE FUNCTION reassign_models(old_role regrole, new_role regrole)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'interest_transfer_reassign_models'
+LANGUAGE C VOLATILE PARALLEL UNSAFE COST 10000;
+COMMENT ON FUNCTION reassign_models(regrole, regrole) IS
+  'give every model owned by, or granted to, a role to another role (before DROP ROLE); returns how many models changed';
+
+-- ---------------------------------------------------------------------------
+-- Training
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION train(model text, interactions text,
+                      user_features text DEFAULT NULL,
+                      item_features text DEFAULT NULL,
+                      options jsonb DEFAULT '{}')
+RETURNS TABLE (model text, version int, users bigint, items bigint,
+               interactions bigint, seconds float8, loss float8)
+AS 'MODULE_PATHNAME', 'interest_transfer_train'
+LANGUAGE C VOLATILE PARALLEL UNSAFE COST 1000000 ROWS 1;
+COMMENT ON FUNCTION train(text, text, text, text, jsonb) IS
+  'train a new version of a model from an interactions table or query, and deploy it as the option deploy says (always, never, if_better)';
+
+CREATE FUNCTION train(model text)
+RETURNS TABLE (model text, version int, users bigint, items bigint,
+               interactions bigint, seconds float8, loss float8)
+AS 'MODULE_PATHNAME', 'interest_transfer_retrain'
+LANGUAGE C VOLATILE PARALLEL UNSAFE COST 1000000 ROWS 1;
+COMMENT ON FUNCTION train(text) IS
+  'train a new version of a model with the sources and options of its deployed version (its latest when none is deployed)';
+
+CREATE FUNCTION deploy(model text, version int)
+RETURNS void
+AS 'MODULE_PATHNAME', 'interest_transfer_deploy'
+LANGUAGE C VOLATILE PARALLEL UNSAFE COST 10000;
+COMMENT ON FUNCTION deploy(text, int) IS 'make a version the one that scoring functions use';
+
+CREATE FUNCTION drop_model(model text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'interest_transfer_drop_model'
+LANGUAGE C VOLATILE PARALLEL UNSAFE COST 10000;
+COMMENT ON FUNCTION drop_model(text) IS 'delete every version of a model; returns how many versions were deleted';
+
+-- ---------------------------------------------------------------------------
+-- Scoring.  STABLE: they read the model tables in the query's snapshot.
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION recommend(user_id bigint, k int DEFAULT 10, model text DEFAULT NULL,
+                          exclude_seen boolean DEFAULT true)
+RETURNS TABLE (item_id bigint, score real, rank int, source text)
+AS 'MODULE_PATHNAME', 'interest_transfer_recommend'
+LANGUAGE C STABLE PARALLEL SAFE COST 5000 ROWS 10;
+COMMENT ON FUNCTION recommend(bigint, int, text, boolean) IS
+  'the k best items for a user, best first, with where the user''s interest came from';
+
+CREATE FUNCTION score(user_id bigint, item_id bigint, model text DEFAULT NULL)
+RETURNS real
+AS 'MODULE_PATHNAME', 'interest_transfer_score'
+LANGUAGE C STABLE PARALLEL SAFE COST 100;
+COMMENT ON FUNCTION score(bigint, bigint, text) IS
+  'the model''s score of one item for one user (NULL when the item is unknown)';
+
+CREATE FUNCTION similar_items(item_id bigint, k int DEFAULT 10, model text DEFAULT NULL)
+RETURNS TABLE (item_id bigint, score real, rank int)
+AS 'MODULE_PATHNAME', 'interest_transfer_similar_items'
+LANGUAGE C STABLE PARALLEL SAFE COST 5000 ROWS 10;
+COMMENT ON FUNCTION similar_items(bigint, int, text) IS
+  'the k items whose factors are closest (cosine) to an item''s';
+
+CREATE FUNCTION evaluate(model text, test text, k int DEFAULT 10)
+RETURNS TABLE (segment text, users bigint, precision_at_k float8, recall_at_k float8,
+               ndcg_at_k float8, map_at_k float8, auc float8, coverage float8)
+AS 'MODULE_PATHNAME', 'interest_transfer_evaluate'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED COST 1000000 ROWS 3;
+COMMENT ON FUNCTION evaluate(text, text, int) IS
+  'ranking quality of the deployed version on held-out positives, for all, warm and cold users';
+
+-- ---------------------------------------------------------------------------
+-- Feature encoders.  One row per model version and side: the spec that turns
+-- a features row into the input vector of the features -> interest model
+-- (column kinds, offsets, means and deviations, vocabularies, vector
+-- lengths), and that model's parameters.
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE it_encoder (
+    model        text     NOT NULL,
+    version      int      NOT NULL,
+    side         text     NOT NULL CHECK (side IN ('user', 'item')),
+    spec         jsonb    NOT NULL,
+    dims         int      NOT NULL CHECK (dims > 0),   -- floats per encoded row
+    params       real[],                               -- features -> interest model
+    layout       jsonb,                                -- its shape
+    metrics      jsonb    NOT NULL DEFAULT '{}',
+    PRIMARY KEY (model, version, side),
+    FOREIGN KEY (model, version) REFERENCES it_model ON DELETE CASCADE
+);
+
+REVOKE ALL ON it_encoder FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('it_encoder', '');
+
+CREATE FUNCTION it_encode_features(source text, id_column text,
+                                   apply_to text DEFAULT NULL,
+                                   options jsonb DEFAULT '{}')
+RETURNS TABLE (id bigint, vec real[])
+AS 'MODULE_PATHNAME', 'interest_transfer_encode_features'
+LANGUAGE C VOLATILE PARALLEL UNSAFE COST 100000 ROWS 1000;
+COMMENT ON FUNCTION it_encode_features(text, text, text, jsonb) IS
+  'fit a feature encoder on a table or query and return its rows encoded, ordered by id (or, with apply_to, the rows of another table or query encoded with it); for inspecting what training sees';
+
+CREATE FUNCTION it_encode_features_json(source text, id_column text, features jsonb,
+                                        options jsonb DEFAULT '{}')
+RETURNS real[]
+AS 'MODULE_PATHNAME', 'interest_transfer_encode_features_json'
+LANGUAGE C VOLATILE PARALLEL UNSAFE COST 100000;
+COMMENT ON FUNCTION it_encode_features_json(text, text, jsonb, jsonb) IS
+  'fit a feature encoder on a table or query and encode one jsonb object of features with it, as recommend_for does';
+
+-- ---------------------------------------------------------------------------
+-- Serving users and items the model was not trained on
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION recommend_for(features jsonb, items bigint[] DEFAULT '{}', k int DEFAULT 10,
+                              model text DEFAULT NULL)
+RETURNS TABLE (item_id bigint, score real, rank int, source text)
+AS 'MODULE_PATHNAME', 'interest_transfer_recommend_for'
+LANGUAGE C STABLE PARALLEL SAFE COST 5000 ROWS 10;
+COMMENT ON FUNCTION recommend_for(jsonb, bigint[], int, text) IS
+  'the k best items for a visitor in no table, from their features (jsonb keyed by column name) and the items they just touched';
+
+CREATE FUNCTION refresh(model text, users bigint[] DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'interest_transfer_refresh'
+LANGUAGE C VOLATILE PARALLEL UNSAFE COST 1000000;
+COMMENT ON FUNCTION refresh(text, bigint[]) IS
+  'fold in again the users whose interactions changed since the deployed version was trained or last refreshed (or the given users), add new items from item_features; returns how many users were refreshed';
