@@ -22,11 +22,11 @@ CREATE TABLE it_model_acl (
     trainers     regrole[] NOT NULL DEFAULT '{}'    -- may also retrain, deploy and refresh
 );
 
--- Carries one row-security policy per role that owns or was granted a
--- model (policies TO that role, never enabled: the table has no rows and
--- row security is off).  A policy's role is a dependency PostgreSQL
--- records, so DROP ROLE refuses while the role still owns or uses models;
--- reassign_models() and revoke_model() release it.
+-- Has no columns and no rows: SELECT on it is granted to every role that
+-- owns or was granted a model, so that DROP ROLE refuses ("privileges for
+-- table it_role_pin") while the role still owns or uses models, and a dump
+-- keeps those grants by role name; reassign_models() and revoke_model()
+-- release it.
 CREATE TABLE it_role_pin ();
 
 CREATE TABLE it_model (

@@ -285,41 +285,6 @@ ItLockModel(const char *model)
     LockDatabaseObject(relid, (Oid) h, 0, ExclusiveLock);
 }
 
-/* The it_role_pin policy of a role, or NULL. */
-static char *
-PinOf(Oid role, Oid pinrel)
-{
-    Oid         argtypes[2] = {OIDOID, OIDOID};
-    Datum       values[2] = {ObjectIdGetDatum(pinrel), ObjectIdGetDatum(role)};
-    bool        isnull;
-    int         ret;
-
-    ret = SPI_execute_with_args("SELECT polname::pg_catalog.text FROM pg_catalog.pg_policy "
-                                "WHERE polrelid OPERATOR(pg_catalog.=) $1 "
-                                "AND $2 OPERATOR(pg_catalog.=) ANY (polroles) LIMIT 1",
-                                2, argtypes, values, NULL, false, 1);
-    if (ret != SPI_OK_SELECT)
-        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
-    if (SPI_processed == 0)
-        return NULL;
-    return TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-}
-
-static bool
-PolicyNameTaken(const char *name, Oid pinrel)
-{
-    Oid         argtypes[2] = {OIDOID, TEXTOID};
-    Datum       values[2] = {ObjectIdGetDatum(pinrel), CStringGetTextDatum(name)};
-    int         ret;
-
-    ret = SPI_execute_with_args("SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) $1 "
-                                "AND polname OPERATOR(pg_catalog.=) $2::pg_catalog.name",
-                                2, argtypes, values, NULL, false, 1);
-    if (ret != SPI_OK_SELECT)
-        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
-    return SPI_processed > 0;
-}
-
 static bool
 RoleHasModels(Oid role)
 {
@@ -340,44 +305,26 @@ RoleHasModels(Oid role)
 void
 ItSyncRolePins(const Oid *roles, int n)
 {
-    Oid         nsp = get_namespace_oid(ItSchemaName(), false);
-    Oid         pinrel = get_relname_relid("it_role_pin", nsp);
-
-    if (!OidIsValid(pinrel))
-        elog(ERROR, "interest_transfer table it_role_pin is missing");
     for (int i = 0; i < n; i++)
     {
         Oid         role = roles[i];
         char       *rolename;
-        char       *pin;
-        bool        wanted;
         int         ret;
 
         if (!OidIsValid(role))
             continue;           /* PUBLIC */
         rolename = GetUserNameFromId(role, true);
-        wanted = rolename != NULL && RoleHasModels(role);
-        pin = PinOf(role, pinrel);
-        if (wanted && pin == NULL)
-        {
-            char       *name = psprintf("pin_%u", role);
-
-            for (int k = 2; PolicyNameTaken(name, pinrel); k++)
-                name = psprintf("pin_%u_%d", role, k);
-            ret = SPI_execute(psprintf("CREATE POLICY %s ON %s AS PERMISSIVE FOR SELECT TO %s USING (false)",
-                                       quote_identifier(name), ItTable("it_role_pin"),
-                                       quote_identifier(rolename)),
-                              false, 0);
-            if (ret != SPI_OK_UTILITY)
-                elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(ret));
-        }
-        else if (!wanted && pin != NULL)
-        {
-            ret = SPI_execute(psprintf("DROP POLICY %s ON %s", quote_identifier(pin), ItTable("it_role_pin")),
-                              false, 0);
-            if (ret != SPI_OK_UTILITY)
-                elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(ret));
-        }
+        if (rolename == NULL)
+            continue;           /* dropped already */
+        /* GRANT and REVOKE do nothing when there is nothing to do */
+        ret = SPI_execute(psprintf("%s SELECT ON %s %s %s",
+                                   RoleHasModels(role) ? "GRANT" : "REVOKE",
+                                   ItTable("it_role_pin"),
+                                   RoleHasModels(role) ? "TO" : "FROM",
+                                   quote_identifier(rolename)),
+                          false, 0);
+        if (ret != SPI_OK_UTILITY)
+            elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(ret));
     }
 }
 

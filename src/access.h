@@ -87,9 +87,12 @@ extern void ItRefuseReadOnly(const char *action, const char *model);
 extern void ItLockModel(const char *model);
 
 /*
- * Keeps one it_role_pin policy for each of the given roles that owns or was
- * granted a model, and none for those that no longer do.  Between
- * ItBeginWrite and ItEndWrite (as the tables' owner).
+ * Grants SELECT on the empty, column-less table it_role_pin to each of the
+ * given roles that owns or was granted a model, and revokes it from those
+ * that no longer do.  The grant is a dependency PostgreSQL records and
+ * pg_dump keeps (by role name), so DROP ROLE refuses while the role still
+ * owns or uses models.  Between ItBeginWrite and ItEndWrite (as the
+ * tables' owner).
  */
 extern void ItSyncRolePins(const Oid *roles, int n);
 
