@@ -152,6 +152,18 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 drop_all
 
+# The search_path that finds the extension's objects in $db: the schema of
+# its functions, then public.
+ext_path()
+{
+    q -d "$db" -c "SELECT coalesce(string_agg(DISTINCT quote_ident(n.nspname), ', ') || ', ', '') || 'public'
+                     FROM pg_depend d JOIN pg_proc p ON d.classid = 'pg_proc'::regclass AND p.oid = d.objid
+                          JOIN pg_namespace n ON n.oid = p.pronamespace
+                    WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+                      AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'interest_transfer')
+                      AND n.nspname <> 'public'"
+}
+
 # 1. the 0.1 library ----------------------------------------------------------
 echo "building release 0.1 (${v01:0:12}) with $(command -v pg_config)"
 mkdir "$tmp/v01"
@@ -185,12 +197,14 @@ CREATE SCHEMA upg AUTHORIZATION $owner;
 SQL
 [ "$(q -d "$db" -c "SELECT extversion FROM pg_extension WHERE extname = 'interest_transfer'")" = 0.1 ] \
     || fail "CREATE EXTENSION interest_transfer VERSION '0.1' did not install 0.1"
+path=$(ext_path)
 
 # Three users: one the model was trained on, a new one with features only
 # (served by the features prior) and a new one with three interactions that
 # arrive after training (folded in around that prior).
 q -U "$owner" -d "$db" >/dev/null <<SQL
 SET client_min_messages = warning;
+SET search_path = $path;
 CREATE TABLE upg.events AS SELECT * FROM it_demo.train_events;
 SELECT version FROM train('$model', 'upg.events', 'it_demo.users', NULL,
                           '{"factors": 16, "iterations": 8, "seed": 7}');
@@ -217,7 +231,7 @@ sources=$(q -U "$owner" -d "$db" -c "SELECT string_agg(who || ' ' || src, ', ' O
                                        FROM (SELECT who, string_agg(DISTINCT source, '+') AS src FROM upg.rec_before GROUP BY who) s")
 [ "$sources" = "features-only features, fold-in fold_in, trained model" ] \
     || fail "0.1 did not serve the three users as this test expects (by features, fold-in, model): $sources"
-v1=$(q -d "$db" -c "SELECT version FROM models WHERE model = '$model' AND deployed")
+v1=$(q -d "$db" -c "SET search_path = $path" -c "SELECT version FROM models WHERE model = '$model' AND deployed")
 echo "0.1: $model version $v1 trained by $owner; served $sources"
 
 # 3. the current library on the 0.1 schema -----------------------------------
@@ -225,18 +239,8 @@ restore_library
 [ "$(q -d "$db" -c "SELECT extversion FROM pg_extension WHERE extname = 'interest_transfer'")" = 0.1 ] \
     || fail "the extension is no longer at 0.1 before the update"
 
-# The search_path that finds the extension's objects (the schema of its
-# functions, then public), and what the model serves now, next to what 0.1
-# served: one line per difference, nothing when it serves the same.
-ext_path()
-{
-    q -d "$db" -c "SELECT coalesce(string_agg(DISTINCT quote_ident(n.nspname), ', ') || ', ', '') || 'public'
-                     FROM pg_depend d JOIN pg_proc p ON d.classid = 'pg_proc'::regclass AND p.oid = d.objid
-                          JOIN pg_namespace n ON n.oid = p.pronamespace
-                    WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
-                      AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'interest_transfer')
-                      AND n.nspname <> 'public'"
-}
+# What the model serves now, next to what 0.1 served: one line per
+# difference, nothing when it serves the same.
 compare_served()
 {
     cat <<SQL
