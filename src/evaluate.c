@@ -18,6 +18,7 @@
  */
 #include "postgres.h"
 
+#include <float.h>
 #include <math.h>
 
 #include <cblas.h>
@@ -254,6 +255,57 @@ ItUserMetricsOf(ItModel *m, const ItEvalUser *u, const float *scores, int k,
 }
 
 /*
+ * Gives every item that could be among a user's k best the score
+ * recommend() ranks by (ItItemScore) in place of the sgemm's, which differs
+ * from it in the last bits by amounts that depend on the BLAS kernel: the
+ * lists measured are then recommend()'s, ties by the lower item_id, on any
+ * CPU.  The bound and the reasoning are ItExactTopK's (score.c): item i's
+ * sgemm score is within tol(i) = (k + 4) FLT_EPSILON (|x| |y_i| + blend)
+ * of ItItemScore's, so with w the k-th best sgemm score and tolS the
+ * largest tol among the k best, an item with score + tol(i) < w - tolS
+ * cannot be among the k best; the others are rescored, and the items left
+ * with sgemm scores stay below every rescored one among the k best.
+ */
+static void
+ItExactNearBoundary(const ItModel *m, const ItInterest *in, float *scores, int ntop,
+                    int32 *top_idx, float *top_score)
+{
+    int         got = it_topk(scores, m->n_items, in->seen, in->nseen, ntop, top_idx, top_score);
+    double      threshold = -INFINITY;
+    double      xx = 0.0;
+    double      tol_scale;
+    double      tol_const;
+    int         e = 0;
+
+    if (got == 0)
+        return;
+    for (int j = 0; j < m->k; j++)
+        xx += (double) in->x[j] * (double) in->x[j];
+    tol_scale = (m->k + 4) * (double) FLT_EPSILON * sqrt(xx);
+    tol_const = (m->k + 4) * (double) FLT_EPSILON * Max(in->pop_blend, 0.0f);
+    if (got == ntop)
+    {
+        double      tol_s = 0.0;
+
+        for (int i = 0; i < got; i++)
+            tol_s = Max(tol_s, tol_scale * (double) m->item_norms[top_idx[i]]);
+        threshold = (double) top_score[got - 1] - tol_s - 2.0 * tol_const;
+    }
+    if (isnan(threshold) || isnan(tol_scale))
+        threshold = -INFINITY;  /* infinite scores or tolerances: all */
+    for (int64 i = 0; i < m->n_items; i++)
+    {
+        if (!((double) scores[i] + tol_scale * (double) m->item_norms[i] >= threshold))
+            continue;
+        while (e < in->nseen && in->seen[e] < i)
+            e++;
+        if (e < in->nseen && in->seen[e] == i)
+            continue;
+        scores[i] = ItItemScore(m, in, i);
+    }
+}
+
+/*
  * Scores and measures the users of a block: one sgemm for those with a
  * vector, the popularity ranking for the others.
  */
@@ -287,9 +339,16 @@ ItFlushBlock(ItModel *m, ItEvalUser *block, int nblock, int nvec, int k,
     }
     for (int i = 0; i < nblock; i++)
     {
-        const float *scores = block[i].row >= 0 ?
-            S + (size_t) block[i].row * m->n_items : popular;
+        const float *scores = popular;
 
+        if (block[i].row >= 0)
+        {
+            float      *row = S + (size_t) block[i].row * m->n_items;
+
+            ItExactNearBoundary(m, &block[i].in, row, (int) Min((int64) k, m->n_items),
+                                top_idx, top_score);
+            scores = row;
+        }
         ItUserMetricsOf(m, &block[i], scores, k, top_idx, top_score, segs);
     }
 }

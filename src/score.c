@@ -9,6 +9,7 @@
  */
 #include "postgres.h"
 
+#include <float.h>
 #include <math.h>
 
 #include "fmgr.h"
@@ -79,23 +80,6 @@ ItItemScore(const ItModel *m, const ItInterest *in, int64 idx)
     return ItDot(in->x, m->Y + (size_t) idx * m->k, m->k);
 }
 
-typedef struct ItScored
-{
-    float       score;
-    int32       idx;
-} ItScored;
-
-static int
-ItCompareScored(const void *a, const void *b)
-{
-    const ItScored *x = a;
-    const ItScored *y = b;
-
-    if (x->score != y->score)
-        return x->score > y->score ? -1 : 1;
-    return (x->idx > y->idx) - (x->idx < y->idx);
-}
-
 /* Is idx in the sorted list set[0..n)? */
 static inline bool
 ItInSorted(const int32 *set, int n, int32 idx)
@@ -117,6 +101,141 @@ ItInSorted(const int32 *set, int n, int32 idx)
     return false;
 }
 
+static int
+ItCompareIndex(const void *a, const void *b)
+{
+    int32       x = *(const int32 *) a;
+    int32       y = *(const int32 *) b;
+
+    return (x > y) - (x < y);
+}
+
+/* The exact score of item index idx, for ItExactTopK. */
+typedef float (*ItExactScore) (const void *arg, int64 idx);
+
+/*
+ * The k best of n items by exact(i), best first, ties by the lower index
+ * (the lower item_id), skipping the indexes in exclude[0..nexclude)
+ * (sorted); scores[i] is an approximation of exact(i) from one BLAS
+ * product, within tol(i) = tol_scale * norms[i] + tol_const (norms NULL:
+ * tol_const).  The BLAS kernel changes the last bits of scores[], so
+ * ranking by them would let the CPU decide between items whose exact
+ * scores tie or nearly tie; exact() is computed only for the items that
+ * could be among the k best.
+ *
+ * Why that is enough: let S be the k best by scores[] and w the k-th of
+ * them; every j in S has exact(j) >= w - tol(j) >= w - tolS, tolS the
+ * largest tol(j) over S.  An item with scores[i] + tol(i) < w - tolS has
+ * exact(i) < exact(j) for all j in S, so k items beat it: it is not among
+ * the k best.  The others are the candidates (S and, normally, a few
+ * more), ranked by exact().  Returns how many were written.
+ */
+static int
+ItExactTopK(const float *scores, int64 n, const int32 *exclude, int nexclude, int k,
+            const float *norms, double tol_scale, double tol_const,
+            ItExactScore exact, const void *arg, int32 *out_idx, float *out_score)
+{
+    int         got = it_topk(scores, n, exclude, nexclude, k, out_idx, out_score);
+    int         ncand = 0;
+    int         cap;
+    int32      *cand;
+    float      *cand_score;
+    int32      *pos;
+
+    if (got == 0)
+        return 0;
+
+    if (got < k)
+    {
+        /* fewer than k items at all: every one is in the list */
+        ncand = got;
+        cand = palloc(sizeof(int32) * got);
+        for (int i = 0; i < got; i++)
+            cand[i] = out_idx[i];
+        qsort(cand, ncand, sizeof(int32), ItCompareIndex);
+    }
+    else
+    {
+        double      tol_s = 0.0;
+        double      threshold;
+
+        if (norms == NULL)
+            tol_scale = 0.0;
+        for (int i = 0; i < got; i++)
+            tol_s = Max(tol_s, tol_scale * (norms ? (double) norms[out_idx[i]] : 0.0));
+        /* scores[i] + tol_scale norms[i] >= threshold: a candidate */
+        threshold = (double) out_score[got - 1] - tol_s - 2.0 * tol_const;
+        if (isnan(threshold) || isnan(tol_scale))
+            threshold = -INFINITY;  /* infinite scores or tolerances: all */
+
+        cap = got + 64;
+        cand = palloc(sizeof(int32) * cap);
+        for (int64 i = 0; i < n; i++)
+        {
+            double      v = (double) scores[i];
+
+            if (norms)
+                v += tol_scale * (double) norms[i];
+            if (!(v >= threshold))
+                continue;
+            if (nexclude > 0 && ItInSorted(exclude, nexclude, (int32) i))
+                continue;
+            if (ncand == cap)
+            {
+                cap = (int) Min((int64) cap * 2, n);
+                cand = repalloc_huge(cand, sizeof(int32) * cap);
+            }
+            cand[ncand++] = (int32) i;
+        }
+    }
+
+    /* rank the candidates (ascending indexes) by exact(): ties by position */
+    cand_score = palloc_extended(sizeof(float) * ncand, MCXT_ALLOC_HUGE);
+    pos = palloc_extended(sizeof(int32) * Min(ncand, k), MCXT_ALLOC_HUGE);
+    for (int i = 0; i < ncand; i++)
+        cand_score[i] = exact(arg, cand[i]);
+    got = it_topk(cand_score, ncand, NULL, 0, k, pos, out_score);
+    for (int i = 0; i < got; i++)
+        out_idx[i] = cand[pos[i]];
+    pfree(pos);
+    pfree(cand_score);
+    pfree(cand);
+    return got;
+}
+
+/*
+ * How far a score from it_score_all (plus the popularity term) can be from
+ * ItItemScore's, for item i and an interest with a vector x: a float dot
+ * product of k terms, summed in any order, with or without FMA, is within
+ * k u sum |x_j y_ij| <= k u |x| |y_i| of the exact value (u = FLT_EPSILON
+ * / 2); ItDot's rounding to float and the float additions of the
+ * popularity term add a few u of the score's magnitude.  tol(i) = (k + 4)
+ * FLT_EPSILON (|x| |y_i| + blend) is about twice that.
+ */
+static double
+ItScoreTolScale(const ItModel *m, const ItInterest *in)
+{
+    double      xx = 0.0;
+
+    for (int j = 0; j < m->k; j++)
+        xx += (double) in->x[j] * (double) in->x[j];
+    return (m->k + 4) * (double) FLT_EPSILON * sqrt(xx);
+}
+
+typedef struct ItScoreArg
+{
+    const ItModel *m;
+    const ItInterest *in;
+} ItScoreArg;
+
+static float
+ItExactItemScore(const void *arg, int64 idx)
+{
+    const ItScoreArg *a = arg;
+
+    return ItItemScore(a->m, a->in, idx);
+}
+
 int
 ItTopItems(ItModel *m, const ItInterest *in, bool exclude_seen,
            int k, int32 *out_idx, float *out_score)
@@ -131,33 +250,19 @@ ItTopItems(ItModel *m, const ItInterest *in, bool exclude_seen,
 
     if (in->x != NULL)
     {
-        ItScored   *best;
+        ItScoreArg  arg = {m, in};
 
-        /* no PostgreSQL call between these two: m->scores cannot be reused */
+        /* nothing below can reload the model: m->scores stays ours */
         it_score_all(m->Y, m->n_items, m->k, in->x, m->scores);
         if (in->pop_blend > 0.0f)
             for (int64 i = 0; i < m->n_items; i++)
                 m->scores[i] += in->pop_blend * m->pop_score[i];
-        written = it_topk(m->scores, m->n_items, exclude, nexclude, kk, out_idx, out_score);
 
-        /*
-         * Report the scores score() gives, in their order (they can differ
-         * from the sgemv's in the last bit, which may swap near ties).
-         */
-        best = palloc(sizeof(ItScored) * Max(written, 1));
-        for (int i = 0; i < written; i++)
-        {
-            best[i].idx = out_idx[i];
-            best[i].score = ItItemScore(m, in, out_idx[i]);
-        }
-        qsort(best, written, sizeof(ItScored), ItCompareScored);
-        for (int i = 0; i < written; i++)
-        {
-            out_idx[i] = best[i].idx;
-            out_score[i] = best[i].score;
-        }
-        pfree(best);
-        return written;
+        /* ranked by the scores score() gives, ties by the lower item_id */
+        return ItExactTopK(m->scores, m->n_items, exclude, nexclude, kk,
+                           m->item_norms, ItScoreTolScale(m, in),
+                           (m->k + 4) * (double) FLT_EPSILON * Max(in->pop_blend, 0.0f),
+                           ItExactItemScore, &arg, out_idx, out_score);
     }
 
     /* Popularity: walk the precomputed order, skipping excluded items. */
@@ -336,6 +441,24 @@ interest_transfer_score(PG_FUNCTION_ARGS)
     PG_RETURN_FLOAT4(ItItemScore(m, &sc->interest, idx));
 }
 
+typedef struct ItCosineArg
+{
+    const ItModel *m;
+    int32       self;
+} ItCosineArg;
+
+/* The cosine similar_items reports between item indexes self and idx. */
+static float
+ItExactCosine(const void *arg, int64 idx)
+{
+    const ItCosineArg *a = arg;
+    const ItModel *m = a->m;
+    float       d = m->item_norms[a->self] * m->item_norms[idx];
+    float       dot = ItDot(m->Y + (size_t) a->self * m->k, m->Y + (size_t) idx * m->k, m->k);
+
+    return d > 0.0f ? Max(-1.0f, Min(1.0f, dot / d)) : 0.0f;
+}
+
 /*
  * similar_items(item_id bigint, k int DEFAULT 10, model text DEFAULT NULL)
  *   RETURNS TABLE (item_id bigint, score real, rank int)
@@ -393,7 +516,17 @@ interest_transfer_similar_items(PG_FUNCTION_ARGS)
         scores[i] = d > 0.0f ? Max(-1.0f, Min(1.0f, scores[i] / d)) : 0.0f;
     }
     if (n > 0)
-        n = it_topk(scores, m->n_items, &self, 1, n, top_idx, top_score);
+    {
+        ItCosineArg arg = {m, self};
+
+        /*
+         * Ranked by exact cosines, ties by the lower item_id: the sgemv's
+         * dot is within k u |y_a| |y_b| of the exact one, so its cosine
+         * within about (k + 2) u; (k + 4) FLT_EPSILON is twice that.
+         */
+        n = ItExactTopK(scores, m->n_items, &self, 1, n, NULL, 0.0, (m->k + 4) * (double) FLT_EPSILON,
+                        ItExactCosine, &arg, top_idx, top_score);
+    }
     for (int i = 0; i < n; i++)
     {
         Datum       values[3];

@@ -22,29 +22,57 @@ SQL
 psql -X -q -At -d postgres -v ON_ERROR_STOP=1 >/dev/null <<SQL
 CREATE EXTENSION IF NOT EXISTS pg_cron;
 SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname IN ('it-retrain', 'it-refresh');
-SELECT cron.schedule_in_database('it-retrain', '* * * * *', \$\$SELECT train('cron_m')\$\$, '$db') > 0;
-SELECT cron.schedule_in_database('it-refresh', '* * * * *', \$\$SELECT refresh('cron_m')\$\$, '$db') > 0;
 SQL
+# The jobs are followed by jobid: cron.unschedule deletes their cron.job
+# rows, but not their runs in cron.job_run_details.
+retrain=$(psql -X -q -At -d postgres -v ON_ERROR_STOP=1 \
+          -c "SELECT cron.schedule_in_database('it-retrain', '* * * * *', \$\$SELECT train('cron_m')\$\$, '$db')")
+refresh=$(psql -X -q -At -d postgres -v ON_ERROR_STOP=1 \
+          -c "SELECT cron.schedule_in_database('it-refresh', '* * * * *', \$\$SELECT refresh('cron_m')\$\$, '$db')")
+jobs="$retrain, $refresh"
+unschedule()
+{
+    psql -X -q -At -d postgres -c "SELECT cron.unschedule(jobid) FROM cron.job WHERE jobid IN ($jobs)" >/dev/null || true
+}
+trap unschedule EXIT
+
+# until each job has a finished run
 done=0
 for _ in $(seq 1 90); do
-    done=$(psql -X -At -d postgres -c "SELECT count(DISTINCT j.jobname) FROM cron.job_run_details d JOIN cron.job j USING (jobid)
-                                        WHERE j.jobname IN ('it-retrain', 'it-refresh') AND d.status IN ('succeeded', 'failed')")
+    done=$(psql -X -At -d postgres -c "SELECT count(DISTINCT jobid) FROM cron.job_run_details
+                                        WHERE jobid IN ($jobs) AND status IN ('succeeded', 'failed')")
     [ "$done" = 2 ] && break
     sleep 1
 done
-psql -X -q -d postgres -c "SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname IN ('it-retrain', 'it-refresh')" >/dev/null
-psql -X -At -d postgres -c "SELECT j.jobname, d.status, d.return_message FROM cron.job_run_details d JOIN cron.job j USING (jobid)
-                            WHERE j.jobname IN ('it-retrain', 'it-refresh') ORDER BY d.start_time"
+unschedule
+# a run started at a later minute boundary may still be going: let it end
+for _ in $(seq 1 60); do
+    running=$(psql -X -At -d postgres -c "SELECT count(*) FROM cron.job_run_details
+                                           WHERE jobid IN ($jobs) AND status NOT IN ('succeeded', 'failed')")
+    [ "$running" = 0 ] && break
+    sleep 1
+done
+psql -X -At -d postgres -c "SELECT CASE jobid WHEN $retrain THEN 'it-retrain' ELSE 'it-refresh' END, status, return_message
+                              FROM cron.job_run_details WHERE jobid IN ($jobs) ORDER BY start_time"
 [ "$done" = 2 ] || { echo "pg_cron jobs did not finish in time"; exit 1; }
-bad=$(psql -X -At -d postgres -c "SELECT count(*) FROM cron.job_run_details d JOIN cron.job j USING (jobid)
-                                   WHERE j.jobname IN ('it-retrain', 'it-refresh') AND d.status <> 'succeeded'")
-[ "$bad" = 0 ] || { echo "a pg_cron job failed"; exit 1; }
-# the retrain job wrote and deployed version 2 (it also saw user 1001, who
-# arrived after version 1); whichever job ran first, user 1001 is stored
+[ "$running" = 0 ] || { echo "a pg_cron run did not end"; exit 1; }
+# every run of each job succeeded, and each job ran
+bad=$(psql -X -At -d postgres -c "SELECT string_agg(format('%s: %s succeeded, %s failed', j.name, j.ok, j.failed), '; ')
+                                    FROM (SELECT j.name, count(*) FILTER (WHERE d.status = 'succeeded') AS ok,
+                                                 count(*) FILTER (WHERE d.status = 'failed') AS failed
+                                            FROM (VALUES ($retrain, 'it-retrain'), ($refresh, 'it-refresh')) j(jobid, name)
+                                            LEFT JOIN cron.job_run_details d USING (jobid)
+                                           GROUP BY j.name) j
+                                   WHERE j.ok = 0 OR j.failed > 0")
+[ -z "$bad" ] || { echo "a pg_cron job failed: $bad"; exit 1; }
+# each retrain run wrote and deployed a version after version 1 (the first
+# also saw user 1001, who arrived after version 1); whichever job ran
+# first, user 1001 is stored
+want=$(psql -X -At -d postgres -c "SELECT 1 + count(*) FROM cron.job_run_details WHERE jobid = $retrain AND status = 'succeeded'")
 deployed=$(psql -X -At -d "$db" -c "SELECT version FROM models WHERE model = 'cron_m' AND deployed")
 refreshed=$(psql -X -At -d "$db" -c "SELECT count(*) FROM it_user_factors WHERE model = 'cron_m' AND user_id = 1001")
 echo "deployed version of cron_m: $deployed; stored rows of the new user: $refreshed"
-[ "$deployed" = 2 ] || { echo "train(model) from pg_cron did not deploy version 2"; exit 1; }
+[ "$deployed" = "$want" ] || { echo "train(model) from pg_cron did not deploy version $want"; exit 1; }
 [ "$refreshed" -ge 1 ] || { echo "the new user was never stored"; exit 1; }
 psql -X -q -d postgres -c "DROP DATABASE $db"
 echo ok

@@ -4,7 +4,7 @@ BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS interest_transfer;
 
-SELECT plan(59);
+SELECT plan(65);
 
 -- x.y and cosine in plain SQL, the reference for every check below
 CREATE FUNCTION pg_temp.dot(a real[], b real[]) RETURNS float8
@@ -244,6 +244,63 @@ SELECT ok((SELECT bool_and(abs(r.score - pg_temp.dot(u.factors, i.factors)) < 1e
              FROM it_user_factors u, LATERAL recommend(u.user_id, 500, 'wide') r, it_item_factors i
             WHERE u.model = 'wide' AND i.model = 'wide' AND i.item_id = r.item_id),
           'recommend()''s scores are x.y (64 factors)');
+
+
+-- ties and near ties at the k-th place: 500 pairs of items with identical
+-- factors (item i and item i + 500) and 64 factors, so that scores tie
+-- exactly and, between neighbours, nearly.  The list is decided by the
+-- reported scores (ties by item_id), not by the BLAS kernel's last bits:
+-- asking for fewer items gives the first of the longer list.
+INSERT INTO it_model (model, version, algorithm, owner, deployed, deployed_at, interactions_source,
+                      options, factors, users, items, interactions, seconds, loss, history, user_mean)
+VALUES ('twins', 1, 'als', (SELECT oid FROM pg_roles WHERE rolname = current_user), true, now(),
+        'SELECT 0::bigint AS user_id, 0::bigint AS item_id WHERE false', '{"factors": 64}', 64, 20, 1000, 0, 0, 0, '[]', array_fill(0::real, ARRAY[64]));
+INSERT INTO it_item_factors (model, version, item_id, factors, popularity)
+SELECT 'twins', 1, i + t * 500, (SELECT array_agg(sin(i * 7.3 + j * 1.9)::real ORDER BY j) FROM generate_series(1, 64) j), i % 7
+  FROM generate_series(1, 500) i, generate_series(0, 1) t;
+INSERT INTO it_user_factors (model, version, user_id, factors, seen)
+SELECT 'twins', 1, u, (SELECT array_agg(cos(u * 3.1 + j * 0.7)::real ORDER BY j) FROM generate_series(1, 64) j), '{}'
+  FROM generate_series(1, 50) u;
+CREATE TEMP TABLE twins_rec AS
+SELECT u, r.item_id, r.score, r.rank FROM generate_series(1, 50) u, LATERAL recommend(u, 1000, 'twins') r;
+CREATE TEMP TABLE twins_sim AS
+SELECT i, s.item_id, s.score, s.rank FROM generate_series(1, 40) i, LATERAL similar_items(i, 999, 'twins') s;
+SELECT is((SELECT count(*) FROM twins_rec a JOIN twins_rec b ON b.u = a.u AND b.item_id = a.item_id + 500
+            WHERE a.item_id <= 500 AND a.rank < b.rank AND a.score = b.score
+              AND NOT EXISTS (SELECT 1 FROM twins_rec c
+                               WHERE c.u = a.u AND c.rank BETWEEN a.rank AND b.rank AND c.score <> a.score)),
+          50 * 500::bigint,
+          'recommend: items with identical factors score the same and rank together, lower item_id first');
+SELECT is((SELECT count(*) FROM generate_series(1, 50) g(uu), generate_series(1, 60) k,
+                  LATERAL (SELECT array_agg(item_id ORDER BY rank) AS got FROM recommend(uu, k, 'twins')) r
+            WHERE r.got IS DISTINCT FROM (SELECT array_agg(item_id ORDER BY rank) FROM twins_rec
+                                           WHERE u = uu AND rank <= k)), 0::bigint,
+          'recommend(u, k) is the first k of recommend(u, 1000), for every k up to 60');
+SELECT is((SELECT count(*) FROM twins_sim a JOIN twins_sim b ON b.i = a.i AND b.item_id = a.item_id + 500
+            WHERE a.item_id <= 500 AND a.rank < b.rank AND a.score = b.score
+              AND NOT EXISTS (SELECT 1 FROM twins_sim c
+                               WHERE c.i = a.i AND c.rank BETWEEN a.rank AND b.rank AND c.score <> a.score)),
+          40 * 499::bigint,
+          'similar_items: items with identical factors score the same and rank together, lower item_id first');
+SELECT is((SELECT count(*) FROM generate_series(1, 40) g(ii), generate_series(1, 60) k,
+                  LATERAL (SELECT array_agg(item_id ORDER BY rank) AS got FROM similar_items(ii, k, 'twins')) s
+            WHERE s.got IS DISTINCT FROM (SELECT array_agg(item_id ORDER BY rank) FROM twins_sim
+                                           WHERE i = ii AND rank <= k)), 0::bigint,
+          'similar_items(i, k) is the first k of similar_items(i, 999), for every k up to 60');
+
+-- evaluate measures recommend()'s lists, whose ties it breaks the same way:
+-- with every item above 500 a positive, the 9 best hold 4 of them
+CREATE TEMP TABLE twins_pos AS
+SELECT u AS user_id, i AS item_id FROM generate_series(1, 50) u, generate_series(501, 1000) i;
+SELECT results_eq(
+  $$SELECT users, round(precision_at_k::numeric, 9), round(recall_at_k::numeric, 9), round(coverage::numeric, 9)
+      FROM evaluate('twins', 'twins_pos', 9) WHERE segment = 'warm'$$,
+  $$SELECT count(*), round(avg(hits / 9.0), 9), round(avg(hits / 500.0), 9),
+           round((SELECT count(DISTINCT item_id) FROM twins_rec WHERE rank <= 9) / 1000.0, 9)
+      FROM (SELECT u, count(*) FILTER (WHERE item_id > 500) AS hits FROM twins_rec WHERE rank <= 9 GROUP BY u) h$$,
+  'evaluate: precision, recall and coverage of recommend()''s lists, ties included');
+SELECT is((SELECT count(*) FROM twins_rec WHERE rank <= 9 AND item_id > 500), 50 * 4::bigint,
+          'their 9 best: 4 pairs and the lower item_id of the fifth');
 
 
 -- stored factors that are not finite are corrupt data, not silently NaN scores

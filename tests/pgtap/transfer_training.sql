@@ -82,7 +82,7 @@ BEGIN
 END $$;
 \o
 
-SELECT plan(56);
+SELECT plan(57);
 
 -- the encoder rows of informative features
 SELECT results_eq($$SELECT side FROM it_encoder WHERE model = 'trn' ORDER BY side$$,
@@ -248,7 +248,24 @@ SELECT is((SELECT count(*) FROM it_model WHERE model = 'trn_bad')
           'and they leave no model');
 
 -- cancelled while the features model trains: ALS alone takes a fraction
--- of the timeout; the features model would take minutes
+-- of the timeout; the features model would take minutes.  Every row
+-- written for model trn_cut is counted by a sequence, which the rollback
+-- of the cancelled statement does not undo.
+CREATE SEQUENCE public.it_t_trn_cut_rows;
+GRANT USAGE ON SEQUENCE public.it_t_trn_cut_rows TO PUBLIC;
+CREATE FUNCTION public.it_t_count_trn_cut_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_catalog.nextval('public.it_t_trn_cut_rows');
+    RETURN NULL;
+END $$;
+CREATE TRIGGER it_t_count AFTER INSERT OR UPDATE ON it_model
+  FOR EACH ROW WHEN (NEW.model = 'trn_cut') EXECUTE FUNCTION public.it_t_count_trn_cut_row();
+CREATE TRIGGER it_t_count AFTER INSERT OR UPDATE ON it_encoder
+  FOR EACH ROW WHEN (NEW.model = 'trn_cut') EXECUTE FUNCTION public.it_t_count_trn_cut_row();
+CREATE TRIGGER it_t_count AFTER INSERT OR UPDATE ON it_user_factors
+  FOR EACH ROW WHEN (NEW.model = 'trn_cut') EXECUTE FUNCTION public.it_t_count_trn_cut_row();
+CREATE TRIGGER it_t_count AFTER INSERT OR UPDATE ON it_item_factors
+  FOR EACH ROW WHEN (NEW.model = 'trn_cut') EXECUTE FUNCTION public.it_t_count_trn_cut_row();
 CREATE TEMP TABLE als_only AS
 SELECT * FROM pg_temp.timed($$SELECT * FROM train('trn_als', 'it_demo.train_events',
                                                   options => '{"factors": 16, "iterations": 8}')$$);
@@ -265,8 +282,11 @@ SELECT is((SELECT outcome FROM cancelled), '57014', 'a train cancelled while its
 SELECT cmp_ok((SELECT seconds FROM cancelled), '<',
               (SELECT greatest(1000, (seconds * 4000)::int + 300) / 1000.0 + 2 FROM als_only)::float8,
               'stops within moments of the cancel');
+SELECT is((SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM public.it_t_trn_cut_rows), 0::bigint,
+          'and wrote no row, not even one rolled back with the cancelled statement');
 SELECT is((SELECT count(*) FROM it_model WHERE model = 'trn_cut')
-          + (SELECT count(*) FROM it_encoder WHERE model = 'trn_cut'), 0::bigint, 'and leaves no trace');
+          + (SELECT count(*) FROM it_encoder WHERE model = 'trn_cut'), 0::bigint,
+          'the transaction that goes on sees no row of the model');
 
 -- options
 SELECT throws_ok($$SELECT * FROM train('trn_opt', 'it_demo.train_events', options => '{"prior_hidden": -1}')$$,

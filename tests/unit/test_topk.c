@@ -162,6 +162,77 @@ TEST(topk_edge_cases)
           "exclusion of the best");
 }
 
+/*
+ * Equal scores rank by the lower index, wherever the tied entries fall:
+ * while the heap fills, when a later equal score meets a full heap (it must
+ * not displace an earlier one), across the k-th place, around exclusions,
+ * and for +0 and -0, which compare equal.
+ */
+TEST(topk_ties_by_lower_index)
+{
+    enum
+    {
+        N = 1000
+    };
+    float      *flat = malloc(sizeof(float) * N);
+    int32_t     idx[N];
+    float       sc[N];
+    int         i;
+    int         k;
+    int         bad = 0;
+    float       later[7] = {1, 1, 1, 2, 1, 1, 2};
+    int32_t     later_want[5] = {3, 6, 0, 1, 2};
+    float       zeros[4] = {-0.0f, 0.0f, -0.0f, 0.0f};
+    int32_t     ex[3] = {0, 3, 998};
+    float       block[12] = {5, 3, 3, 3, 9, 3, 3, 1, 3, 9, 3, 0};
+    int32_t     block_want[8] = {4, 9, 0, 1, 2, 3, 5, 6};
+
+    /* every score equal: the first k indexes, in order, for every k */
+    for (i = 0; i < N; i++)
+        flat[i] = 0.25f;
+    for (k = 1; k <= N; k += (k < 20 ? 1 : 37))
+    {
+        int         got = it_topk(flat, N, NULL, 0, k, idx, sc);
+
+        if (got != k)
+            bad++;
+        for (i = 0; i < got; i++)
+            if (idx[i] != i)
+            {
+                bad++;
+                break;
+            }
+    }
+    CHECK(bad == 0, "%d lists of equal scores are not the lowest indexes in order", bad);
+
+    /* the same with exclusions: 0, 3 and 998 are skipped, the rest in order */
+    CHECK(it_topk(flat, N, ex, 3, 4, idx, sc) == 4 && idx[0] == 1 && idx[1] == 2 && idx[2] == 4 &&
+          idx[3] == 5, "equal scores with exclusions: %d %d %d %d", idx[0], idx[1], idx[2], idx[3]);
+
+    /* ties met after the heap is full */
+    for (k = 1; k <= 5; k++)
+    {
+        int         got = it_topk(later, 7, NULL, 0, k, idx, sc);
+
+        CHECK(got == k && memcmp(idx, later_want, sizeof(int32_t) * k) == 0,
+              "k %d: got %d, first %d, last %d", k, got, idx[0], idx[got - 1]);
+    }
+
+    /* a tie across the k-th place keeps the lowest indexes of the tied group */
+    for (k = 1; k <= 8; k++)
+    {
+        int         got = it_topk(block, 12, NULL, 0, k, idx, sc);
+
+        CHECK(got == k && memcmp(idx, block_want, sizeof(int32_t) * k) == 0,
+              "tie across place %d: got %d, last %d, want %d", k, got, idx[got - 1], block_want[k - 1]);
+    }
+
+    /* -0 and +0 are the same score */
+    CHECK(it_topk(zeros, 4, NULL, 0, 3, idx, sc) == 3 && idx[0] == 0 && idx[1] == 1 && idx[2] == 2,
+          "signed zeros: %d %d %d", idx[0], idx[1], idx[2]);
+    free(flat);
+}
+
 TEST(score_all_matches_loop)
 {
     int         n = 1000;
@@ -197,6 +268,7 @@ main(void)
 {
     RUN(topk_equals_full_sort);
     RUN(topk_edge_cases);
+    RUN(topk_ties_by_lower_index);
     RUN(score_all_matches_loop);
     return unit_summary();
 }
