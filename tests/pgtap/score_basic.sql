@@ -251,9 +251,10 @@ SELECT ok((SELECT bool_and(abs(r.score - pg_temp.dot(u.factors, i.factors)) < 1e
 -- exactly and, between neighbours, nearly.  The list is decided by the
 -- reported scores (ties by item_id), not by the BLAS kernel's last bits:
 -- asking for fewer items gives the first of the longer list.
-INSERT INTO it_model (model, version, algorithm, owner, deployed, deployed_at, interactions_source,
+INSERT INTO it_model_acl (model, owner) VALUES ('twins', current_user::regrole) ON CONFLICT DO NOTHING;
+INSERT INTO it_model (model, version, algorithm, deployed, deployed_at, interactions_source,
                       options, factors, users, items, interactions, seconds, loss, history, user_mean)
-VALUES ('twins', 1, 'als', (SELECT oid FROM pg_roles WHERE rolname = current_user), true, now(),
+VALUES ('twins', 1, 'als', true, now(),
         'SELECT 0::bigint AS user_id, 0::bigint AS item_id WHERE false', '{"factors": 64}', 64, 20, 1000, 0, 0, 0, '[]', array_fill(0::real, ARRAY[64]));
 INSERT INTO it_item_factors (model, version, item_id, factors, popularity)
 SELECT 'twins', 1, i + t * 500, (SELECT array_agg(sin(i * 7.3 + j * 1.9)::real ORDER BY j) FROM generate_series(1, 64) j), i % 7
