@@ -8,8 +8,13 @@ EXTENSION  = interest_transfer
 EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
 MODULE_big = interest_transfer
 
-KERNEL_SRCS = src/sparse.c src/als.c src/foldin.c src/topk.c src/metrics.c src/mlp.c src/rankgrid.c src/holdout.c
-OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+# src/kernels: the numeric kernels, plain C without PostgreSQL headers,
+# built once into a static library that the extension, the unit tests and
+# the benchmarks link.  src/pg: the SQL-facing glue (PostgreSQL headers).
+KERNEL_SRCS = $(sort $(wildcard src/kernels/*.c))
+KERNEL_OBJS = $(patsubst %.c,%.o,$(KERNEL_SRCS))
+KERNEL_LIB  = src/kernels/libitkernels.a
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/pg/*.c)))
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
@@ -31,27 +36,41 @@ MULTIARCH   ?= $(shell $(CC) -print-multiarch 2>/dev/null || echo x86_64-linux-g
 BLAS_DIR    ?= /usr/lib/$(MULTIARCH)/openblas-serial
 BLAS_CFLAGS ?= -I/usr/include/$(MULTIARCH)/openblas-serial
 BLAS_LIBS   ?= -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas
-PG_CPPFLAGS = $(BLAS_CFLAGS) -DIT_VERSION=\"$(EXTVERSION)\"
+PG_CPPFLAGS = -Isrc/pg -Isrc/kernels $(BLAS_CFLAGS) -DIT_VERSION=\"$(EXTVERSION)\"
 PG_CFLAGS   = -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
-SHLIB_LINK  = $(BLAS_LIBS) -lpthread -lm
+SHLIB_LINK  = $(KERNEL_LIB) $(BLAS_LIBS) -lpthread -lm
 
-EXTRA_CLEAN = tests/results tests/isolation/results tests/unit/bin tests/bench/bin
+EXTRA_CLEAN = tests/results tests/isolation/results tests/unit/bin tests/bench/bin $(KERNEL_OBJS) $(KERNEL_LIB)
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # Rebuild every object when a header changes (PGXS tracks only the .c files).
-$(OBJS): $(wildcard src/*.h)
+$(OBJS): $(wildcard src/pg/*.h) $(wildcard src/kernels/*.h)
+
+# The kernels: the compiler flags of the server's build (the same code
+# generation as the glue), but only the kernels' own and BLAS's headers on
+# the include path, so no PostgreSQL header can creep in.
+KERNEL_CPPFLAGS = -Isrc/kernels $(BLAS_CFLAGS)
+
+src/kernels/%.o: src/kernels/%.c $(wildcard src/kernels/*.h)
+	$(CC) $(CFLAGS) $(CFLAGS_SL) $(KERNEL_CPPFLAGS) -c -o $@ $<
+
+$(KERNEL_LIB): $(KERNEL_OBJS)
+	rm -f $@
+	$(AR) crs $@ $^
+
+$(shlib): $(KERNEL_LIB)
 
 # Kernel unit tests: each tests/unit/test_*.c is a program linked with the
-# kernel files alone (no PostgreSQL headers, no server).
-UNIT_CFLAGS = -std=gnu11 -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Isrc -Itests/unit $(BLAS_CFLAGS)
+# kernel library alone (no PostgreSQL headers, no server).
+UNIT_CFLAGS = -std=gnu11 -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Isrc/kernels -Itests/unit $(BLAS_CFLAGS)
 UNIT_TESTS = $(patsubst tests/unit/%.c,tests/unit/bin/%,$(wildcard tests/unit/test_*.c))
 
-tests/unit/bin/%: tests/unit/%.c tests/unit/unit.h $(KERNEL_SRCS) $(wildcard src/*.h)
+tests/unit/bin/%: tests/unit/%.c tests/unit/unit.h $(KERNEL_LIB) $(wildcard src/kernels/*.h)
 	@mkdir -p tests/unit/bin
-	$(CC) $(UNIT_CFLAGS) -o $@ $< $(KERNEL_SRCS) $(BLAS_LIBS) -lpthread -lm
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(KERNEL_LIB) $(BLAS_LIBS) -lpthread -lm
 
 unit: $(UNIT_TESTS)
 	@status=0; for t in $(UNIT_TESTS); do echo "== $$t"; $$t || status=1; done; exit $$status
@@ -60,11 +79,13 @@ unit: $(UNIT_TESTS)
 
 # Kernel benchmark (a program, not a test): ALS-CG seconds per iteration and
 # GFLOP/s next to OpenBLAS sgemm, top-k latency.  BENCH_ARGS="-i 5" etc.
-BENCH_KERNEL_SRCS = src/sparse.c src/als.c src/foldin.c src/topk.c src/metrics.c
-
-tests/bench/bin/bench_als: tests/bench/bench_als.c $(BENCH_KERNEL_SRCS) src/kernels.h
+tests/bench/bin/bench_als: tests/bench/bench_als.c $(KERNEL_LIB) src/kernels/kernels.h
 	@mkdir -p tests/bench/bin
-	$(CC) $(UNIT_CFLAGS) -o $@ $< $(BENCH_KERNEL_SRCS) $(BLAS_LIBS) -lpthread -lm
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(KERNEL_LIB) $(BLAS_LIBS) -lpthread -lm
+
+tests/bench/bin/bench_foldin: tests/bench/bench_foldin.c $(KERNEL_LIB) src/kernels/kernels.h
+	@mkdir -p tests/bench/bin
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(KERNEL_LIB) $(BLAS_LIBS) -lpthread -lm
 
 bench-kernels: tests/bench/bin/bench_als
 	tests/bench/bin/bench_als $(BENCH_ARGS)

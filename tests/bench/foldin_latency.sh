@@ -35,13 +35,7 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 PATH=$(pg_config --bindir):$PATH
 export PATH
 
-MULTIARCH=$(cc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
-BLAS_DIR=/usr/lib/$MULTIARCH/openblas-serial
-mkdir -p "$here/tests/bench/bin"
-cc -std=gnu11 -O2 -g -I"$here/src" -I/usr/include/"$MULTIARCH"/openblas-serial \
-   -o "$here/tests/bench/bin/bench_foldin" "$here/tests/bench/bench_foldin.c" \
-   "$here/src/foldin.c" "$here/src/als.c" "$here/src/topk.c" "$here/src/sparse.c" \
-   -L"$BLAS_DIR" -Wl,-rpath,"$BLAS_DIR" -lopenblas -lpthread -lm
+make -s -C "$here" tests/bench/bin/bench_foldin
 "$here/tests/bench/bin/bench_foldin" -k "$FACTORS" -m "$ITEMS" -n 3 -c "$CALLS"
 echo
 

@@ -1,6 +1,6 @@
 /*
  * test_mlp.c
- *    Unit tests of the features -> interest MLP (src/mlp.c).
+ *    Unit tests of the features -> interest MLP (src/kernels/mlp.c).
  */
 #include <stdint.h>
 #include <string.h>
