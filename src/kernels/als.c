@@ -41,7 +41,6 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include <cblas.h>
 
@@ -999,18 +998,4 @@ it_als_loss(const ItCsr *R, const float *X, const float *Y,
             const float *YtY, int k, float reg, float alpha)
 {
     return it_als_loss_gram_mt(R, X, Y, NULL, YtY, k, reg, alpha, 1);
-}
-
-void
-it_advise_hugepages(void *buf, size_t bytes)
-{
-#ifdef MADV_HUGEPAGE
-    const uintptr_t huge = (uintptr_t) 2 << 20;
-    uintptr_t   start = ((uintptr_t) buf + huge - 1) & ~(huge - 1);
-    uintptr_t   end = ((uintptr_t) buf + bytes) & ~(huge - 1);
-
-    /* only the whole huge pages inside the buffer; failure is harmless */
-    if (end > start)
-        (void) madvise((void *) start, end - start, MADV_HUGEPAGE);
-#endif
 }

