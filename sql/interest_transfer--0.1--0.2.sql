@@ -28,6 +28,9 @@ CREATE TABLE it_role_pin ();
 
 ALTER TABLE it_model DROP COLUMN owner;
 ALTER TABLE it_model ADD COLUMN search_path text;
+-- 0.1 read the stored sources with the caller's search_path; from now on
+-- they run as the model's owner, with the default path and pg_temp last
+UPDATE it_model SET search_path = '"$user", public, pg_temp';
 ALTER TABLE it_model ADD COLUMN deploy_decision jsonb;
 ALTER TABLE it_model ADD FOREIGN KEY (model) REFERENCES it_model_acl ON DELETE CASCADE;
 
@@ -35,6 +38,18 @@ ALTER TABLE it_model ADD FOREIGN KEY (model) REFERENCES it_model_acl ON DELETE C
 REVOKE ALL ON it_model_acl, it_role_pin, it_model, it_user_factors, it_item_factors, it_encoder FROM PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('it_model_acl', '');
+
+-- every owner is pinned (see it_role_pin in the install script), so that
+-- DROP ROLE refuses while a role still owns models
+DO $$
+DECLARE
+    r name;
+BEGIN
+    FOR r IN SELECT DISTINCT rolname FROM pg_catalog.pg_roles
+              WHERE oid IN (SELECT owner FROM it_model_acl) LOOP
+        EXECUTE pg_catalog.format('GRANT SELECT ON it_role_pin TO %I', r);
+    END LOOP;
+END $$;
 
 -- ---------------------------------------------------------------------------
 -- Privileges
@@ -49,7 +64,9 @@ COMMENT ON FUNCTION has_model_privilege(text, text, name) IS
   'whether a role (the current user by default) may use, train or owns a model';
 
 DROP VIEW models;
-CREATE VIEW models AS
+-- security_barrier: a caller's cheap function in a WHERE clause must not see
+-- the rows of models it may not use before the privilege filter drops them
+CREATE VIEW models WITH (security_barrier) AS
 SELECT m.model, m.version, m.deployed, m.algorithm, m.options, m.users, m.items, m.interactions,
        m.trained_at, m.seconds, m.loss, m.history, a.owner, m.deploy_decision
   FROM it_model m JOIN it_model_acl a ON a.model OPERATOR(pg_catalog.=) m.model

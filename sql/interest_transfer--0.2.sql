@@ -96,7 +96,9 @@ LANGUAGE C STABLE PARALLEL SAFE COST 100;
 COMMENT ON FUNCTION has_model_privilege(text, text, name) IS
   'whether a role (the current user by default) may use, train or owns a model';
 
-CREATE VIEW models AS
+-- security_barrier: a caller's cheap function in a WHERE clause must not see
+-- the rows of models it may not use before the privilege filter drops them
+CREATE VIEW models WITH (security_barrier) AS
 SELECT m.model, m.version, m.deployed, m.algorithm, m.options, m.users, m.items, m.interactions,
        m.trained_at, m.seconds, m.loss, m.history, a.owner, m.deploy_decision
   FROM it_model m JOIN it_model_acl a ON a.model OPERATOR(pg_catalog.=) m.model

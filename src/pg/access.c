@@ -153,12 +153,15 @@ ItReadModelAcl(const char *model, bool fresh, ItModelAcl *acl)
     int         ret;
     bool        isnull;
     bool        found;
+    char       *sql;
 
     ItRunAsTablesOwner(&r);
-    ret = SPI_execute_with_args(psprintf("SELECT owner, users, trainers FROM %s "
-                                         "WHERE model OPERATOR(pg_catalog.=) $1",
-                                         ItTable("it_model_acl")),
-                                1, argtypes, values, NULL, !fresh, 1);
+    sql = psprintf("SELECT owner, users, trainers FROM %s WHERE model OPERATOR(pg_catalog.=) $1",
+                   ItTable("it_model_acl"));
+    if (fresh)
+        ret = ItExecuteLatest(sql, 1, argtypes, values, 1);
+    else
+        ret = SPI_execute_with_args(sql, 1, argtypes, values, NULL, true, 1);
     if (ret != SPI_OK_SELECT)
         elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
     found = SPI_processed == 1;
@@ -215,14 +218,19 @@ ItRunAsModelOwner(ItRunAs *r, const char *model, Oid owner, const char *search_p
                         model, owner),
                  errhint("A superuser can give it to another role with reassign_models('%u', 'new_owner').",
                          owner)));
-    /* a version stored before 0.2 has no search_path: the default one */
-    RunAs(r, owner, search_path ? search_path : "\"$user\", public", true);
+    /* a version stored before 0.2 has no search_path: the default one, pg_temp last */
+    RunAs(r, owner, search_path ? search_path : IT_DEFAULT_SOURCE_SEARCH_PATH, true);
 }
 
 void
 ItRunAsEnd(ItRunAs *r)
 {
-    AtEOXact_GUC(true, r->guc_nestlevel);
+    /*
+     * false: a SET (even a session-level one) made by what ran inside is
+     * undone, as PostgreSQL does after running untrusted code in a
+     * security-restricted operation; it must not change the caller's session.
+     */
+    AtEOXact_GUC(false, r->guc_nestlevel);
     SetUserIdAndSecContext(r->saved_userid, r->saved_sec_context);
 }
 
@@ -361,6 +369,7 @@ interest_transfer_has_model_privilege(PG_FUNCTION_ARGS)
     Oid         role;
     ItModelAcl  acl;
     bool        found;
+    bool        allowed;
 
     if (PG_ARGISNULL(2))
         ItNullArgument("role", "Name a role, or leave the argument out for the current user.");
@@ -370,13 +379,15 @@ interest_transfer_has_model_privilege(PG_FUNCTION_ARGS)
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
     found = ItReadModelAcl(model, false, &acl);
+    /* the ACL lives in SPI's memory: decide before SPI_finish */
+    allowed = found && ItAclAllows(&acl, p, role);
     SPI_finish();
     if (!found)
         ereport(ERROR,
                 (errcode(ERRCODE_UNDEFINED_OBJECT),
                  errmsg("model \"%s\" does not exist", model),
                  errhint("List the models you may use with SELECT DISTINCT model FROM models.")));
-    PG_RETURN_BOOL(ItAclAllows(&acl, p, role));
+    PG_RETURN_BOOL(allowed);
 }
 
 /* Adds (grant) or removes (revoke) role from one list of a model's ACL. */
@@ -447,17 +458,18 @@ interest_transfer_revoke_model(PG_FUNCTION_ARGS)
 /*
  * reassign_models(old_role regrole, new_role regrole) RETURNS bigint
  *
- * Every model owned by old_role is given to new_role, and every grant to
- * old_role becomes a grant to new_role, as REASSIGN OWNED does for
- * PostgreSQL's objects.  The caller must have the privileges of both
- * roles; old_role may be the OID of a role that no longer exists (then
- * only a superuser has its privileges).
+ * Every model owned by old_role is given to new_role, as REASSIGN OWNED
+ * does for PostgreSQL's objects, and on the models the caller may then own
+ * every grant to old_role becomes a grant to new_role.  The caller must
+ * have the privileges of both roles; old_role may be the OID of a role that
+ * no longer exists (then only a superuser has its privileges).
  */
 Datum
 interest_transfer_reassign_models(PG_FUNCTION_ARGS)
 {
     Oid         old_role;
     Oid         new_role;
+    Oid         caller;
     Oid         argtypes[2] = {REGROLEOID, REGROLEOID};
     Datum       values[2];
     Oid         roles[2];
@@ -473,6 +485,7 @@ interest_transfer_reassign_models(PG_FUNCTION_ARGS)
         ItNullArgument("new_role", "Name the role to give the models to, for example reassign_models('alice', 'bob').");
     old_role = PG_GETARG_OID(0);
     new_role = PG_GETARG_OID(1);
+    caller = GetUserId();
     if (!OidIsValid(new_role) || GetUserNameFromId(new_role, true) == NULL)
         ereport(ERROR,
                 (errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -492,7 +505,12 @@ interest_transfer_reassign_models(PG_FUNCTION_ARGS)
     values[0] = ObjectIdGetDatum(old_role);
     values[1] = ObjectIdGetDatum(new_role);
 
-    /* the models concerned, each locked as a writer would */
+    /*
+     * The models concerned, each locked as a writer would.  Ownership moves
+     * when old_role owns the model; grants move only on models the caller
+     * may own afterwards (grants are the owner's to give), so a member of
+     * a group cannot pass the group's grants on, nor take them.
+     */
     ItRunAsTablesOwner(&r);
     ret = SPI_execute_with_args(psprintf("SELECT model FROM %s WHERE owner OPERATOR(pg_catalog.=) $1 "
                                          "OR $1 OPERATOR(pg_catalog.=) ANY (users) "
@@ -503,23 +521,40 @@ interest_transfer_reassign_models(PG_FUNCTION_ARGS)
         elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
     for (uint64 i = 0; i < SPI_processed; i++)
         models = lappend(models, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+    changed = 0;
     foreach(lc, models)
-        ItLockModel((char *) lfirst(lc));
+    {
+        const char *model = (const char *) lfirst(lc);
+        ItModelAcl  acl;
+        Oid         owner_after;
+        bool        move_grants;
+        Oid         upd_types[3] = {TEXTOID, REGROLEOID, REGROLEOID};
+        Datum       upd_values[3];
 
-    ret = SPI_execute_with_args(psprintf("UPDATE %s SET "
-                                         "owner = CASE WHEN owner OPERATOR(pg_catalog.=) $1 THEN $2 ELSE owner END, "
-                                         "users = coalesce((SELECT pg_catalog.array_agg(DISTINCT (CASE WHEN u OPERATOR(pg_catalog.=) $1 THEN $2 ELSE u END)::pg_catalog.oid)::pg_catalog.regrole[] "
-                                         "                  FROM pg_catalog.unnest(users) u), '{}'), "
-                                         "trainers = coalesce((SELECT pg_catalog.array_agg(DISTINCT (CASE WHEN t OPERATOR(pg_catalog.=) $1 THEN $2 ELSE t END)::pg_catalog.oid)::pg_catalog.regrole[] "
-                                         "                     FROM pg_catalog.unnest(trainers) t), '{}') "
-                                         "WHERE owner OPERATOR(pg_catalog.=) $1 "
-                                         "OR $1 OPERATOR(pg_catalog.=) ANY (users) "
-                                         "OR $1 OPERATOR(pg_catalog.=) ANY (trainers)",
-                                         ItTable("it_model_acl")),
-                                2, argtypes, values, NULL, false, 0);
-    if (ret != SPI_OK_UPDATE)
-        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
-    changed = (int64) SPI_processed;
+        ItLockModel(model);
+        if (!ItReadModelAcl(model, true, &acl))
+            continue;           /* dropped meanwhile */
+        owner_after = acl.owner == old_role ? new_role : acl.owner;
+        move_grants = has_privs_of_role(caller, owner_after);
+        if (acl.owner != old_role && !move_grants)
+            continue;
+        upd_values[0] = CStringGetTextDatum(model);
+        upd_values[1] = ObjectIdGetDatum(old_role);
+        upd_values[2] = ObjectIdGetDatum(new_role);
+        ret = SPI_execute_with_args(psprintf("UPDATE %s SET "
+                                             "owner = CASE WHEN owner OPERATOR(pg_catalog.=) $2 THEN $3 ELSE owner END%s "
+                                             "WHERE model OPERATOR(pg_catalog.=) $1",
+                                             ItTable("it_model_acl"),
+                                             move_grants ?
+                                             ", users = coalesce((SELECT pg_catalog.array_agg(DISTINCT (CASE WHEN u OPERATOR(pg_catalog.=) $2 THEN $3 ELSE u END)::pg_catalog.oid)::pg_catalog.regrole[] "
+                                             "                    FROM pg_catalog.unnest(users) u), '{}'), "
+                                             "trainers = coalesce((SELECT pg_catalog.array_agg(DISTINCT (CASE WHEN t OPERATOR(pg_catalog.=) $2 THEN $3 ELSE t END)::pg_catalog.oid)::pg_catalog.regrole[] "
+                                             "                     FROM pg_catalog.unnest(trainers) t), '{}')" : ""),
+                                    3, upd_types, upd_values, NULL, false, 0);
+        if (ret != SPI_OK_UPDATE)
+            elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
+        changed += (int64) SPI_processed;
+    }
     roles[0] = old_role;
     roles[1] = new_role;
     ItSyncRolePins(roles, 2);

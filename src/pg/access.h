@@ -53,8 +53,8 @@ extern void ItAclRequire(const char *model, const ItModelAcl *acl, ItPrivilege p
 
 /*
  * Reads the ACL of a model (inside SPI_connect; as the tables' owner);
- * false when the model does not exist.  fresh: take a new snapshot (after
- * a lock), else the current one.
+ * false when the model does not exist.  fresh: in the latest snapshot
+ * (after queuing on the model's lock: ItExecuteLatest), else the current one.
  */
 extern bool ItReadModelAcl(const char *model, bool fresh, ItModelAcl *acl);
 
@@ -64,6 +64,9 @@ typedef struct ItRunAs
     int         saved_sec_context;
     int         guc_nestlevel;
 } ItRunAs;
+
+/* The search_path of stored sources of versions written before 0.2. */
+#define IT_DEFAULT_SOURCE_SEARCH_PATH "\"$user\", public, pg_temp"
 
 extern void ItRunAsTablesOwner(ItRunAs *r);
 extern void ItRunAsModelOwner(ItRunAs *r, const char *model, Oid owner, const char *search_path);

@@ -28,6 +28,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "interest_transfer.h"
@@ -200,6 +201,9 @@ ItBeginWrite(const char *model, bool must_exist, ItPrivilege need, const char *a
             ereport(ERROR,
                     (errcode(ERRCODE_UNDEFINED_OBJECT),
                      errmsg("model \"%s\" does not exist", model),
+                     strcmp(action, "train") == 0 ?
+                     errhint("Train it first with train('%s', interactions), or list the models you may use "
+                             "with SELECT DISTINCT model FROM models.", model) :
                      errhint("List the models you may use with SELECT DISTINCT model FROM models.")));
         if (exists)
             ItAclRequire(model, &acl, need, GetUserId());
@@ -215,6 +219,20 @@ void
 ItEndWrite(ItWriteState *st)
 {
     ItRunAsEnd(&st->runas);
+}
+
+int
+ItExecuteLatest(const char *sql, int nargs, Oid *argtypes, Datum *values, long count)
+{
+    SPIPlanPtr  plan = SPI_prepare(sql, nargs, argtypes);
+    int         ret;
+
+    if (plan == NULL)
+        elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+    ret = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(), InvalidSnapshot,
+                               false, false, count);
+    SPI_freeplan(plan);
+    return ret;
 }
 
 void

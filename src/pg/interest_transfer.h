@@ -49,6 +49,15 @@ extern const char *ItSchemaName(void);
 /* The role that owns the extension's tables. */
 extern Oid  ItTablesOwner(void);
 
+/*
+ * Runs a statement on the extension's tables (inside SPI_connect) in the
+ * latest snapshot, whatever the isolation level: what a writer decides
+ * after queuing on a model's lock (privileges, the deployed version) must
+ * see what the writers before it committed, as PostgreSQL's own privilege
+ * checks see a REVOKE at once.  Returns the SPI result code.
+ */
+extern int  ItExecuteLatest(const char *sql, int nargs, Oid *argtypes, Datum *values, long count);
+
 /* ERRORs with NULL_VALUE_NOT_ALLOWED: "<name> must not be NULL", and the hint. */
 extern void ItNullArgument(const char *name, const char *hint) pg_attribute_noreturn();
 
@@ -195,6 +204,13 @@ extern int  ItSourceColumn(ItSource *src, const char *name, ItColumnKind kind, b
 extern Oid  ItSourceColumnType(ItSource *src, int col);
 extern int64 ItDatumGetId(ItSource *src, int col, Oid type, Datum d, int64 row);
 extern double ItDatumGetWeight(Datum d, Oid type);
+/*
+ * Inside a security-restricted operation (a model's stored source read as
+ * its owner): ERRORs when the statement of plan would read a temporary
+ * table or view.  Those belong to the session being served, whose role
+ * would then choose what runs with the owner's rights.
+ */
+extern void ItRefuseTempRelations(SPIPlanPtr plan, const char *what, const char *model);
 /* Whether a non-NULL IT_COLUMN_TIME value is later than t (timestamp and date in the session's time zone). */
 extern bool ItTimeDatumAfter(Datum d, Oid type, TimestampTz t);
 /* An id column's value as int64; false for a numeric that is not a whole bigint. */

@@ -581,6 +581,7 @@ RunIdPlan(ItServeContext *sc, ItIdPlan *p, const char *source, const char *idcol
 
     sc->running = true;
     plan = IdPlan(p, source, sc->what, idcol);
+    ItRefuseTempRelations(plan, sc->what, sc->model);
     if (IsInParallelMode())
         RefuseParallelUnsafe(plan, sc);
     ret = SPI_execute_plan(plan, values, NULL, true, count);

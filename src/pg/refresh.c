@@ -840,6 +840,38 @@ RefreshedSince(ItModel *m)
 }
 
 /*
+ * The statement's snapshot may predate a train or deploy that committed
+ * while this call queued on the model's lock: refreshing the version it saw
+ * would write rows into one that is no longer served.
+ */
+static void
+CheckStillDeployed(ItModel *m)
+{
+    Oid         argtypes[1] = {TEXTOID};
+    Datum       values[1] = {CStringGetTextDatum(m->name)};
+    ItRunAs     r;
+    bool        isnull;
+    int         ret;
+    int         now = 0;
+
+    ItRunAsTablesOwner(&r);
+    ret = ItExecuteLatest(psprintf("SELECT version FROM %s WHERE model OPERATOR(pg_catalog.=) $1 AND deployed",
+                                   ItTable("it_model")),
+                          1, argtypes, values, 1);
+    if (ret != SPI_OK_SELECT)
+        elog(ERROR, "SPI_execute_snapshot failed: %s", SPI_result_code_string(ret));
+    if (SPI_processed == 1)
+        now = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+    ItRunAsEnd(&r);
+    if (now != m->version)
+        ereport(ERROR,
+                (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+                 errmsg("model \"%s\" was trained or deployed by another transaction while refresh waited for it",
+                        m->name),
+                 errhint("Run refresh('%s') again.", m->name)));
+}
+
+/*
  * refresh(model text, users bigint[] DEFAULT NULL) RETURNS bigint
  */
 Datum
@@ -873,6 +905,7 @@ interest_transfer_refresh(PG_FUNCTION_ARGS)
     ItEndWrite(&st);
 
     m = ItGetModel(model);
+    CheckStillDeployed(m);
     t = ItGetTransfer(m);
     memset(&o, 0, sizeof(o));
     o.cxt = CurrentMemoryContext;

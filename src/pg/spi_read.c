@@ -16,7 +16,11 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "catalog/namespace.h"
 #include "executor/spi.h"
+#include "executor/spi_priv.h"
+#include "miscadmin.h"
+#include "utils/plancache.h"
 #include "nodes/params.h"
 #include "utils/memutils.h"
 #include "lib/stringinfo.h"
@@ -211,6 +215,7 @@ ItSourceOpen(ItSource *src, const char *source, const char *what,
     src->plan = SPI_prepare(src->sql, nargs, argtypes);
     if (src->plan == NULL)
         elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+    ItRefuseTempRelations(src->plan, what, model);
 
     /*
      * read_only: no command counter increment, and anything but a plain
@@ -339,6 +344,7 @@ ItSourceStream(ItSource *src, const char *source, const char *what,
     src->plan = SPI_prepare(src->sql, nargs, argtypes);
     if (src->plan == NULL)
         elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+    ItRefuseTempRelations(src->plan, what, model);
     /* the subquery wrapping makes a second statement a syntax error; be sure */
     if (list_length(SPI_plan_get_plan_sources(src->plan)) != 1)
         ereport(ERROR,
@@ -589,4 +595,42 @@ ItTimeDatumAfter(Datum d, Oid type, TimestampTz t)
             return false;       /* keep compiler quiet */
     }
     return v > t;
+}
+
+void
+ItRefuseTempRelations(SPIPlanPtr plan, const char *what, const char *model)
+{
+    CachedPlan *cp;
+    ListCell   *lc;
+    Oid         bad = InvalidOid;
+
+    /* only statements run for a model's owner (ItRunAsModelOwner) */
+    if (!InSecurityRestrictedOperation())
+        return;
+    /* revalidated now: the relations the statement reads if it runs next */
+    cp = SPI_plan_get_cached_plan(plan);
+    if (cp == NULL)
+        elog(ERROR, "SPI_plan_get_cached_plan failed: %s", SPI_result_code_string(SPI_result));
+    foreach(lc, cp->stmt_list)
+    {
+        PlannedStmt *ps = lfirst_node(PlannedStmt, lc);
+        ListCell   *lo;
+
+        foreach(lo, ps->relationOids)
+        {
+            Oid         relid = lfirst_oid(lo);
+
+            if (isAnyTempNamespace(get_rel_namespace(relid)))
+                bad = relid;
+        }
+    }
+    ReleaseCachedPlan(cp, plan->saved ? CurrentResourceOwner : NULL);
+    if (OidIsValid(bad))
+        ereport(ERROR,
+                (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                 errmsg("the stored %s source of model \"%s\" reads a temporary relation, \"%s\"",
+                        what, model ? model : "?", get_rel_name(bad)),
+                 errhint("A model's stored sources run with its owner's rights and may not read temporary "
+                         "tables or views, which belong to the session being served: give a permanent table, "
+                         "view or query, or schema-qualify the names in the source.")));
 }

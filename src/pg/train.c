@@ -835,10 +835,11 @@ DeployedOptions(const char *model, int *version, Jsonb **options)
     int         ret;
 
     ItRunAsTablesOwner(&r);
-    ret = SPI_execute_with_args(psprintf("SELECT version, options FROM %s "
-                                         "WHERE model OPERATOR(pg_catalog.=) $1 AND deployed",
-                                         ItTable("it_model")),
-                                1, argtypes, values, NULL, true, 1);
+    /* after the model's lock: what the writers before committed */
+    ret = ItExecuteLatest(psprintf("SELECT version, options FROM %s "
+                                   "WHERE model OPERATOR(pg_catalog.=) $1 AND deployed",
+                                   ItTable("it_model")),
+                          1, argtypes, values, 1);
     if (ret != SPI_OK_SELECT)
         elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
     found = SPI_processed == 1;
@@ -1198,15 +1199,26 @@ interest_transfer_retrain(PG_FUNCTION_ARGS)
 
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
+    /*
+     * Queue behind other writers first (after checking the privilege), then
+     * read the definition they left: the deployed version and the owner as
+     * they are now, not as this statement's snapshot saw them.
+     */
+    {
+        ItWriteState st;
+
+        (void) ItBeginWrite(model, true, IT_PRIV_TRAIN, "train", &st);
+        ItEndWrite(&st);
+    }
     values[0] = CStringGetTextDatum(model);
     ItRunAsTablesOwner(&r);
-    ret = SPI_execute_with_args(psprintf("SELECT m.interactions_source, m.user_features_source, "
-                                         "m.item_features_source, m.options, m.search_path, a.owner "
-                                         "FROM %s m JOIN %s a ON a.model OPERATOR(pg_catalog.=) m.model "
-                                         "WHERE m.model OPERATOR(pg_catalog.=) $1 "
-                                         "ORDER BY m.deployed DESC, m.version DESC LIMIT 1",
-                                         ItTable("it_model"), ItTable("it_model_acl")),
-                                1, argtypes, values, NULL, true, 1);
+    ret = ItExecuteLatest(psprintf("SELECT m.interactions_source, m.user_features_source, "
+                                   "m.item_features_source, m.options, m.search_path, a.owner "
+                                   "FROM %s m JOIN %s a ON a.model OPERATOR(pg_catalog.=) m.model "
+                                   "WHERE m.model OPERATOR(pg_catalog.=) $1 "
+                                   "ORDER BY m.deployed DESC, m.version DESC LIMIT 1",
+                                   ItTable("it_model"), ItTable("it_model_acl")),
+                          1, argtypes, values, 1);
     if (ret != SPI_OK_SELECT)
         elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
     if (SPI_processed == 0)

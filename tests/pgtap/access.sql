@@ -8,7 +8,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS interest_transfer;
 SET LOCAL client_min_messages = warning;
 
-SELECT plan(54);
+SELECT plan(65);
 
 CREATE ROLE it_a_alice;
 CREATE ROLE it_a_bob;
@@ -204,6 +204,66 @@ INSERT INTO it_a_ev VALUES (998, 11, 1), (998, 12, 1);
 SELECT is(pg_temp.as_role_path('it_a_bob', 'it_a_bobs, public', $$SELECT min(source) FROM public.recommend(998, 5, 'named')$$),
           'fold_in', 'with bob''s search_path first, the name still resolves as it did for alice');
 
+-- what a stored source sets does not outlive it
+CREATE FUNCTION it_a_setter() RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('search_path', 'it_a_bobs', false);
+    PERFORM set_config('work_mem', '77kB', false);
+    RETURN true;
+END $$;
+DELETE FROM it_a_late;
+SELECT is(pg_temp.as_role('it_a_alice',
+    $$SELECT version FROM train('setter', 'SELECT user_id, item_id, weight FROM it_a_ev UNION ALL
+                                          SELECT user_id, item_id, weight FROM it_a_late WHERE it_a_setter()',
+                                options => '{"factors": 4, "iterations": 4}')$$), '1',
+          'a model whose source changes settings of the session');
+SELECT is(pg_temp.as_role('it_a_alice', $$SELECT grant_model('setter', 'it_a_bob', 'use')::text$$), '', 'granted to bob');
+INSERT INTO it_a_late VALUES (999, 1, 1), (999, 2, 1);
+SELECT is(pg_temp.as_role('it_a_bob', $$SELECT current_setting('work_mem') || ' ' || current_setting('search_path')
+                                         FROM (SELECT count(*) FROM recommend(999, 5, 'setter')) x$$),
+          current_setting('work_mem') || ' ' || current_setting('search_path'),
+          'after bob''s call folded in through it, bob''s settings are his own');
+
+-- a stored name that no longer resolves cannot be taken over by the caller's temporary table
+CREATE TABLE it_a_gone (user_id bigint, item_id bigint);
+INSERT INTO it_a_gone SELECT user_id, item_id FROM it_a_ev;
+GRANT SELECT ON it_a_gone TO it_a_alice;
+SELECT is(pg_temp.as_role('it_a_alice', $$SELECT version FROM train('gone', 'SELECT user_id, item_id FROM it_a_gone',
+                                                                   options => '{"factors": 4, "iterations": 4}')$$),
+          '1', 'a model whose query names a table');
+SELECT is(pg_temp.as_role('it_a_alice', $$SELECT grant_model('gone', 'it_a_bob', 'use')::text$$), '', 'granted to bob');
+DROP TABLE it_a_gone;
+CREATE TEMP TABLE it_a_gone (user_id bigint, item_id bigint);
+INSERT INTO it_a_gone VALUES (999, 1);
+GRANT SELECT ON it_a_gone TO PUBLIC;
+SELECT is(pg_temp.as_role_msg('it_a_bob', $$SELECT count(*) FROM recommend(999, 5, 'gone')$$),
+          '42501: the stored interactions source of model "gone" reads a temporary relation, "it_a_gone"',
+          'the temporary table of the session being served is refused, not read as the owner');
+DROP TABLE it_a_gone;
+
+-- the models view: a cheap function of the caller sees no row it may not see
+CREATE TABLE it_a_seen (model text);
+GRANT INSERT ON it_a_seen TO it_a_carol;
+CREATE FUNCTION it_a_peek(m text) RETURNS boolean LANGUAGE plpgsql COST 0.0001 AS $$
+BEGIN
+    INSERT INTO it_a_seen VALUES (m);
+    RETURN true;
+END $$;
+SELECT is(pg_temp.as_role('it_a_carol', $$SELECT count(*) FROM models WHERE it_a_peek(model)$$),
+          (SELECT count(*)::text FROM models WHERE has_model_privilege(model, 'use', 'it_a_carol')),
+          'carol''s query on models');
+SELECT is((SELECT count(*) FROM it_a_seen WHERE NOT has_model_privilege(model, 'use', 'it_a_carol')), 0::bigint,
+          'and her function was never shown a model she may not use');
+
+-- a member of a group cannot move the group's grants on someone else's model
+CREATE ROLE it_a_staff;
+GRANT it_a_staff TO it_a_carol;
+SELECT is(pg_temp.as_role('it_a_carol', $$SELECT reassign_models('it_a_carol', 'it_a_staff')::text$$), '1',
+          'carol reassigns her own model cm to her group');
+SELECT is((SELECT owner::text FROM models WHERE model = 'cm' LIMIT 1), 'it_a_staff', 'which now owns it');
+SELECT ok(has_model_privilege('am', 'train', 'it_a_carol') AND NOT has_model_privilege('am', 'train', 'it_a_staff'),
+          'but her grant on alice''s model am stays hers: grants are the owner''s to give');
+
 -- ---------------------------------------------------------------------
 -- roles that own or use models cannot vanish
 -- ---------------------------------------------------------------------
@@ -211,7 +271,7 @@ REVOKE ALL ON it_a_ev, it_a_late FROM it_a_alice;
 REVOKE USAGE ON SCHEMA it_a_bobs FROM it_a_alice;
 REVOKE SELECT ON it_a_bobs.it_a_ev FROM it_a_alice;
 SELECT throws_ok($$DROP ROLE it_a_alice$$, '2BP01', NULL, 'DROP ROLE refuses while alice owns models');
-SELECT is(reassign_models('it_a_alice', 'it_a_dave'), 3::bigint, 'reassign_models gives her three models to dave');
+SELECT is(reassign_models('it_a_alice', 'it_a_dave'), 5::bigint, 'reassign_models gives her five models to dave');
 SELECT lives_ok($$DROP ROLE it_a_alice$$, 'then alice can be dropped');
 
 SELECT * FROM finish();
