@@ -223,8 +223,23 @@ ItRunAsModelOwner(ItRunAs *r, const char *model, Oid owner, const char *search_p
 }
 
 void
+ItRunAsTablesOwnerForPlans(ItRunAs *r)
+{
+    GetUserIdAndSecContext(&r->saved_userid, &r->saved_sec_context);
+    SetUserIdAndSecContext(ItTablesOwner(),
+                           r->saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+                           SECURITY_RESTRICTED_OPERATION);
+    r->guc_nestlevel = -1;
+}
+
+void
 ItRunAsEnd(ItRunAs *r)
 {
+    if (r->guc_nestlevel < 0)
+    {
+        SetUserIdAndSecContext(r->saved_userid, r->saved_sec_context);
+        return;
+    }
     /*
      * false: a SET (even a session-level one) made by what ran inside is
      * undone, as PostgreSQL does after running untrusted code in a

@@ -69,6 +69,15 @@ typedef struct ItRunAs
 #define IT_DEFAULT_SOURCE_SEARCH_PATH "\"$user\", public, pg_temp"
 
 extern void ItRunAsTablesOwner(ItRunAs *r);
+/*
+ * The same without pinning search_path, for the serving hot path: only for
+ * statements that name every table schema-qualified and every operator
+ * with OPERATOR(pg_catalog.x), and call no function, so that no
+ * search_path can change what they do (cache.c's saved plans).  Pinning the
+ * path there cost a GUC change and restore, and a search-path recomputation,
+ * on every call.
+ */
+extern void ItRunAsTablesOwnerForPlans(ItRunAs *r);
 extern void ItRunAsModelOwner(ItRunAs *r, const char *model, Oid owner, const char *search_path);
 extern void ItRunAsEnd(ItRunAs *r);
 

@@ -588,7 +588,7 @@ ItGetModel(const char *model)
 
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
-    ItRunAsTablesOwner(&r);
+    ItRunAsTablesOwnerForPlans(&r);
     ItPreparePlans();
     ItDeployedRow(model, caller, &st);
 
@@ -768,7 +768,7 @@ ItGetUserVector(ItModel *m, int64 user_id, float *x_out,
 
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
-    ItRunAsTablesOwner(&r);
+    ItRunAsTablesOwnerForPlans(&r);
     ItPreparePlans();
     values[0] = CStringGetTextDatum(m->name);
     values[1] = Int32GetDatum(m->version);
