@@ -841,11 +841,12 @@ RefreshedSince(ItModel *m)
 
 /*
  * The statement's snapshot may predate a train or deploy that committed
- * while this call queued on the model's lock: refreshing the version it saw
- * would write rows into one that is no longer served.
+ * while this call queued on the model's lock (a nightly train and a refresh
+ * scheduled for the same minute): refreshing the version it saw would write
+ * rows into one that is no longer served.  Returns false then.
  */
-static void
-CheckStillDeployed(ItModel *m)
+static bool
+StillDeployed(ItModel *m)
 {
     Oid         argtypes[1] = {TEXTOID};
     Datum       values[1] = {CStringGetTextDatum(m->name)};
@@ -863,12 +864,13 @@ CheckStillDeployed(ItModel *m)
     if (SPI_processed == 1)
         now = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
     ItRunAsEnd(&r);
-    if (now != m->version)
-        ereport(ERROR,
-                (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-                 errmsg("model \"%s\" was trained or deployed by another transaction while refresh waited for it",
-                        m->name),
-                 errhint("Run refresh('%s') again.", m->name)));
+    if (now == m->version)
+        return true;
+    ereport(NOTICE,
+            (errmsg("model \"%s\" was trained or deployed by another transaction while refresh waited for it; "
+                    "nothing was refreshed", m->name),
+             errhint("The next refresh('%s') folds in what changed since.", m->name)));
+    return false;
 }
 
 /*
@@ -905,7 +907,11 @@ interest_transfer_refresh(PG_FUNCTION_ARGS)
     ItEndWrite(&st);
 
     m = ItGetModel(model);
-    CheckStillDeployed(m);
+    if (!StillDeployed(m))
+    {
+        SPI_finish();
+        PG_RETURN_INT64(0);
+    }
     t = ItGetTransfer(m);
     memset(&o, 0, sizeof(o));
     o.cxt = CurrentMemoryContext;
