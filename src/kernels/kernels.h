@@ -176,6 +176,18 @@ int         it_topk(const float *scores, int64_t n,
 void        it_score_all(const float *Y, int64_t n, int k, const float *x,
                          float *scores);
 
+/*
+ * The scores of nx users at once: S[nx * n] (row u: user u's scores of the
+ * n items) = X[nx * k] Y[n * k]^T, one cblas_sgemm.  n must fit in an int
+ * (it is the row stride of S).  Each row equals it_score_all's up to
+ * rounding (a matrix product may sum in another order).
+ */
+void        it_score_many(const float *Y, int64_t n, int k, const float *X, int nx,
+                          float *S);
+
+/* y[0..n) += a x[0..n)  (cblas_saxpy). */
+void        it_add_scaled(float *y, const float *x, int64_t n, float a);
+
 /* ------------------------------------------------------------------------
  * Ranking metrics of one user (metrics.c)
  * ------------------------------------------------------------------------ */

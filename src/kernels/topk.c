@@ -144,3 +144,35 @@ it_score_all(const float *Y, int64_t n, int k, const float *x, float *scores)
                     Y + (size_t) done * k, k, x, 1, 0.0f, scores + done, 1);
     }
 }
+
+void
+it_score_many(const float *Y, int64_t n, int k, const float *X, int nx, float *S)
+{
+    const int64_t chunk = INT64_C(1) << 30;
+    int64_t     done;
+
+    if (nx <= 0 || n <= 0)
+        return;
+    /* S[:, done .. done + m) = X Y[done .. done + m)^T, row stride n */
+    for (done = 0; done < n; done += chunk)
+    {
+        int64_t     m = n - done < chunk ? n - done : chunk;
+
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nx, (int) m, k,
+                    1.0f, X, k, Y + (size_t) done * k, k, 0.0f, S + done, (int) n);
+    }
+}
+
+void
+it_add_scaled(float *y, const float *x, int64_t n, float a)
+{
+    const int64_t chunk = INT64_C(1) << 30;
+    int64_t     done;
+
+    for (done = 0; done < n; done += chunk)
+    {
+        int64_t     m = n - done < chunk ? n - done : chunk;
+
+        cblas_saxpy((int) m, a, x + done, 1, y + done, 1);
+    }
+}

@@ -21,7 +21,6 @@
 #include <float.h>
 #include <math.h>
 
-#include <cblas.h>
 
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -326,15 +325,13 @@ ItFlushBlock(ItModel *m, ItEvalUser *block, int nblock, int nvec, int k,
             r++;
         }
         /* S[nvec x n] = X[nvec x k] Y^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                    nvec, (blasint) m->n_items, m->k,
-                    1.0f, X, m->k, m->Y, m->k, 0.0f, S, (blasint) m->n_items);
+        it_score_many(m->Y, m->n_items, m->k, X, nvec, S);
         /* the features path ranks with a popularity term, as recommend() does */
         for (int i = 0; i < nblock; i++)
         {
             if (block[i].row >= 0 && block[i].in.pop_blend > 0.0f)
-                cblas_saxpy((blasint) m->n_items, block[i].in.pop_blend, m->pop_score, 1,
-                            S + (size_t) block[i].row * m->n_items, 1);
+                it_add_scaled(S + (size_t) block[i].row * m->n_items, m->pop_score, m->n_items,
+                              block[i].in.pop_blend);
         }
     }
     for (int i = 0; i < nblock; i++)

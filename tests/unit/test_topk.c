@@ -263,6 +263,43 @@ TEST(score_all_matches_loop)
     free(s);
 }
 
+TEST(score_many_matches_loop_and_add_scaled)
+{
+    int         n = 777;
+    int         k = 9;
+    int         nx = 5;
+    float      *Y = malloc(sizeof(float) * n * k);
+    float      *X = malloc(sizeof(float) * nx * k);
+    float      *S = malloc(sizeof(float) * nx * n);
+    float      *p = malloc(sizeof(float) * n);
+    double      maxerr = 0;
+
+    for (int i = 0; i < n * k; i++)
+        Y[i] = (float) ((int) (Rand() % 1000) - 500) / 250.0f;
+    for (int i = 0; i < nx * k; i++)
+        X[i] = (float) ((int) (Rand() % 1000) - 500) / 250.0f;
+    for (int i = 0; i < n; i++)
+        p[i] = (float) (i % 7) / 7.0f;
+    it_score_many(Y, n, k, X, nx, S);
+    it_add_scaled(S + 2 * n, p, n, 0.5f);   /* row 2 only */
+    for (int u = 0; u < nx; u++)
+        for (int i = 0; i < n; i++)
+        {
+            double      ref = u == 2 ? 0.5 * p[i] : 0.0;
+
+            for (int c = 0; c < k; c++)
+                ref += (double) X[u * k + c] * Y[i * k + c];
+            if (fabs(ref - S[(size_t) u * n + i]) > maxerr)
+                maxerr = fabs(ref - S[(size_t) u * n + i]);
+        }
+    CHECK(maxerr < 1e-4, "max error %g", maxerr);
+    it_score_many(Y, n, k, X, 0, S);        /* no users: nothing written, no crash */
+    free(Y);
+    free(X);
+    free(S);
+    free(p);
+}
+
 int
 main(void)
 {
@@ -270,5 +307,6 @@ main(void)
     RUN(topk_edge_cases);
     RUN(topk_ties_by_lower_index);
     RUN(score_all_matches_loop);
+    RUN(score_many_matches_loop_and_add_scaled);
     return unit_summary();
 }
