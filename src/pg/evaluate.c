@@ -389,16 +389,10 @@ interest_transfer_evaluate(PG_FUNCTION_ARGS)
     ItSetSchema(fcinfo);
     model = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
     if (PG_ARGISNULL(1))
-        ereport(ERROR,
-                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                 errmsg("test must not be null"),
-                 errhint("Give a table name or a query with the columns user_id and item_id.")));
+        ItNullArgument("test", "Give a table name or a query with the columns user_id and item_id.");
     test = text_to_cstring(PG_GETARG_TEXT_PP(1));
     if (PG_ARGISNULL(2))
-        ereport(ERROR,
-                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                 errmsg("k must not be null"),
-                 errhint("Pass the length of the lists to measure, for example 10.")));
+        ItNullArgument("k", "Pass the length of the lists to measure, for example 10.");
     k = PG_GETARG_INT32(2);
     if (k <= 0)
         ereport(ERROR,

@@ -2051,10 +2051,7 @@ static char *
 TextArg(FunctionCallInfo fcinfo, int n, const char *name)
 {
     if (PG_ARGISNULL(n))
-        ereport(ERROR,
-                (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-                 errmsg("%s must not be NULL", name),
-                 errhint("Give a value for %s.", name)));
+        ItNullArgument(name, psprintf("Give a value for %s.", name));
     return text_to_cstring(PG_GETARG_TEXT_PP(n));
 }
 
@@ -2165,10 +2162,7 @@ interest_transfer_encode_features_json(PG_FUNCTION_ARGS)
     float      *vec;
 
     if (PG_ARGISNULL(2))
-        ereport(ERROR,
-                (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-                 errmsg("features must not be NULL"),
-                 errhint("Pass '{}' for a row whose features are all missing.")));
+        ItNullArgument("features", "Pass '{}' for a row whose features are all missing.");
     features = PG_GETARG_JSONB_P(2);
     HelperOptions(PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3), &opts);
 

@@ -285,10 +285,7 @@ ItArgK(FunctionCallInfo fcinfo, int argno)
     int32       k;
 
     if (PG_ARGISNULL(argno))
-        ereport(ERROR,
-                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                 errmsg("k must not be null"),
-                 errhint("Pass the number of items wanted, for example 10.")));
+        ItNullArgument("k", "Pass the number of items wanted, for example 10.");
     k = PG_GETARG_INT32(argno);
     if (k <= 0)
         ereport(ERROR,
@@ -358,10 +355,7 @@ interest_transfer_recommend(PG_FUNCTION_ARGS)
     k = ItArgK(fcinfo, 1);
     model = ItModelArg(fcinfo, 2);
     if (PG_ARGISNULL(3))
-        ereport(ERROR,
-                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                 errmsg("exclude_seen must not be null"),
-                 errhint("Pass true to leave out the items the user already interacted with, false to keep them.")));
+        ItNullArgument("exclude_seen", "Pass true to leave out the items the user already interacted with, false to keep them.");
     exclude_seen = PG_GETARG_BOOL(3);
 
     InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);

@@ -182,9 +182,9 @@ SELECT throws_ok($$SELECT * FROM evaluate('shop', 'SELECT * FROM held_out WHERE 
 SELECT throws_ok($$SELECT * FROM evaluate('shop', 'WITH d AS (DELETE FROM held_out RETURNING *) SELECT * FROM d', 10)$$,
                  '0A000', NULL, 'a data-modifying query is refused');
 SELECT is((SELECT count(*) FROM held_out), 10::bigint, '... and deleted nothing');
-SELECT throws_ok($$SELECT * FROM evaluate('shop', NULL, 10)$$, '22023', 'test must not be null', 'test NULL');
+SELECT throws_ok($$SELECT * FROM evaluate('shop', NULL, 10)$$, '22004', 'test must not be NULL', 'test NULL');
 SELECT throws_ok($$SELECT * FROM evaluate('shop', 'held_out', 0)$$, '22023', 'k must be positive, not 0', 'k = 0');
-SELECT throws_ok($$SELECT * FROM evaluate('shop', 'held_out', NULL)$$, '22023', 'k must not be null', 'k NULL');
+SELECT throws_ok($$SELECT * FROM evaluate('shop', 'held_out', NULL)$$, '22004', 'k must not be NULL', 'k NULL');
 SELECT throws_ok($$SELECT * FROM evaluate('shop', 'held_out', 1000000)$$, '22023', 'k must be at most 100000, not 1000000',
                  'k huge');
 

@@ -131,8 +131,8 @@ SELECT throws_ok($$SELECT * FROM recommend(1, 0, 'shop')$$, '22023', 'k must be 
 SELECT throws_ok($$SELECT * FROM recommend(1, -5, 'shop')$$, '22023', 'k must be positive, not -5', 'k < 0');
 SELECT throws_ok($$SELECT * FROM recommend(1, 100001, 'shop')$$, '22023', 'k must be at most 100000, not 100001',
                  'k huge');
-SELECT throws_ok($$SELECT * FROM recommend(1, NULL, 'shop')$$, '22023', 'k must not be null', 'k NULL');
-SELECT throws_ok($$SELECT * FROM recommend(1, 10, 'shop', NULL)$$, '22023', 'exclude_seen must not be null',
+SELECT throws_ok($$SELECT * FROM recommend(1, NULL, 'shop')$$, '22004', 'k must not be NULL', 'k NULL');
+SELECT throws_ok($$SELECT * FROM recommend(1, 10, 'shop', NULL)$$, '22004', 'exclude_seen must not be NULL',
                  'exclude_seen NULL');
 SELECT throws_ok($$SELECT * FROM similar_items(99, 10, 'shop')$$, '42704', 'item 99 is not in model "shop"',
                  'similar_items of an unknown item');

@@ -100,7 +100,7 @@ SELECT throws_ok($$SELECT * FROM recommend_for('{}', '{{1, 2}, {3, 4}}', model =
 SELECT throws_ok($$SELECT * FROM recommend_for('{}', '{}', 0, 'tiny')$$,
                  '22023', 'k must be positive, not 0', 'recommend_for: k = 0');
 SELECT throws_ok($$SELECT * FROM recommend_for('{}', '{}', NULL, 'tiny')$$,
-                 '22023', 'k must not be null', 'recommend_for: k NULL');
+                 '22004', 'k must not be NULL', 'recommend_for: k NULL');
 SELECT throws_ok($$SELECT * FROM recommend_for('{}', '{}', 10, 'nope')$$,
                  '42704', 'model "nope" does not exist', 'recommend_for: an unknown model');
 
