@@ -120,9 +120,6 @@
  */
 #define IT_PRIOR_MIN_Z          2.5
 
-/* Restarts of a training interrupted by an interrupt that did not end the call. */
-#define IT_PRIOR_MAX_RESTARTS   8
-
 /*
  * The weight lambda0 of a fold-in prior is chosen where it can be
  * measured: on trained users, by simulation.  Each simulated user reveals
@@ -330,11 +327,17 @@ Mix64(uint64 x)
     return x ^ (x >> 31);
 }
 
-/* Training of the MLP stops at the next minibatch when an interrupt is due. */
+/*
+ * Called by the MLP trainer once per minibatch: a cancel or terminate ends
+ * the call right there (the trainer holds no resources, only buffers of
+ * this memory context), and any other interrupt is served and training goes
+ * on, so the result never depends on when signals arrive.
+ */
 static int
-PriorShouldStop(void *arg)
+PriorCheckInterrupts(void *arg)
 {
-    return InterruptPending ? 1 : 0;
+    CHECK_FOR_INTERRUPTS();
+    return 0;
 }
 
 /* ------------------------------------------------------------------------
@@ -1091,7 +1094,6 @@ FitSide(ItTransferTrain *t, PriorSide *s, const SideData *sd)
     float      *params;
     size_t      nparams;
     int         status = IT_MLP_OK;
-    int         restarts = 0;
     int64       epoch_rows;
     instr_time  start;
     double      seconds;
@@ -1260,7 +1262,7 @@ FitSide(ItTransferTrain *t, PriorSide *s, const SideData *sd)
         p.eval_k = 0;           /* no per-epoch precision */
     else
         p.eval_max_rows = (int) Min(epoch_rows, 2000);
-    p.should_stop = PriorShouldStop;
+    p.should_stop = PriorCheckInterrupts;
     p.should_stop_arg = NULL;
 
     memset(&data, 0, sizeof(data));
@@ -1290,18 +1292,8 @@ FitSide(ItTransferTrain *t, PriorSide *s, const SideData *sd)
     memset(&res, 0, sizeof(res));
 
     CHECK_FOR_INTERRUPTS();
-    for (;;)
-    {
-        it_mlp_init(params, &layout, o->seed);
-        status = it_mlp_train(params, &layout, &data, &p, ws, history, &res);
-        if (status != IT_MLP_ESTOPPED)
-            break;
-        /* an interrupt is due: cancel or die end the call here */
-        CHECK_FOR_INTERRUPTS();
-        /* one that did not: train again (the same result, from the same seed) */
-        if (++restarts > IT_PRIOR_MAX_RESTARTS)
-            break;              /* keep the best epoch so far */
-    }
+    it_mlp_init(params, &layout, o->seed);
+    status = it_mlp_train(params, &layout, &data, &p, ws, history, &res);
     if (status == IT_MLP_EINVAL)
         elog(ERROR, "could not train the features model of %s: invalid arguments", s->what);
     pfree(ws);
@@ -1607,7 +1599,6 @@ FitSide(ItTransferTrain *t, PriorSide *s, const SideData *sd)
     AppendKeyNumber(&s->metrics, "best_epoch", res.best_epoch + 1);
     AppendKeyNumber(&s->metrics, "best_val_loss", res.best_val_loss);
     AppendKeyNumber(&s->metrics, "seconds", seconds);
-    appendStringInfo(&s->metrics, ", \"interrupted\": %s", BoolText(status == IT_MLP_ESTOPPED));
     if (strcmp(s->side, "item") == 0)
         AppendKeyNumber(&s->metrics, "new_items", (double) s->nnew);
     if (strcmp(s->side, "user") == 0 && s->use_features)
