@@ -196,10 +196,14 @@ SourceErrorCallback(void *arg)
         errcontext("while reading %s", src->what);
 }
 
-void
-ItSourceOpen(ItSource *src, const char *source, const char *what,
-             const char *model, const char *where,
-             int nargs, Oid *argtypes, Datum *values)
+/*
+ * The start of ItSourceOpen and ItSourceStream: src filled in, its error
+ * context pushed, the source's query prepared (and, for a model's stored
+ * source, checked for temporary relations).
+ */
+static void
+SourcePrepare(ItSource *src, const char *source, const char *what, const char *model,
+              const char *where, int nargs, Oid *argtypes)
 {
     memset(src, 0, sizeof(*src));
     src->text = source;
@@ -216,6 +220,14 @@ ItSourceOpen(ItSource *src, const char *source, const char *what,
     if (src->plan == NULL)
         elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
     ItRefuseTempRelations(src->plan, what, model);
+}
+
+void
+ItSourceOpen(ItSource *src, const char *source, const char *what,
+             const char *model, const char *where,
+             int nargs, Oid *argtypes, Datum *values)
+{
+    SourcePrepare(src, source, what, model, where, nargs, argtypes);
 
     /*
      * read_only: no command counter increment, and anything but a plain
@@ -331,20 +343,7 @@ ItSourceStream(ItSource *src, const char *source, const char *what,
     SPIExecuteOptions options;
     int         ret;
 
-    memset(src, 0, sizeof(*src));
-    src->text = source;
-    src->what = what;
-    src->model = model;
-    src->errcb.callback = SourceErrorCallback;
-    src->errcb.arg = src;
-    src->errcb.previous = error_context_stack;
-    error_context_stack = &src->errcb;
-
-    src->sql = ItSourceSql(source, what, where);
-    src->plan = SPI_prepare(src->sql, nargs, argtypes);
-    if (src->plan == NULL)
-        elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-    ItRefuseTempRelations(src->plan, what, model);
+    SourcePrepare(src, source, what, model, where, nargs, argtypes);
     /* the subquery wrapping makes a second statement a syntax error; be sure */
     if (list_length(SPI_plan_get_plan_sources(src->plan)) != 1)
         ereport(ERROR,
