@@ -8,6 +8,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS interest_transfer;
 SET LOCAL client_min_messages = warning;
 
+\ir lib/as_role.psql
 SELECT plan(65);
 
 CREATE ROLE it_a_alice;
@@ -28,31 +29,7 @@ CREATE TABLE it_a_bob_secret (note text);
 INSERT INTO it_a_bob_secret VALUES ('bob''s private note');
 GRANT SELECT ON it_a_bob_secret TO it_a_bob;
 
--- runs q as role r; returns its first column, or the SQLSTATE it failed with
-CREATE FUNCTION pg_temp.as_role(r text, q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    res text;
-BEGIN
-    EXECUTE format('SET LOCAL ROLE %I', r);
-    EXECUTE q INTO res;
-    RESET ROLE;
-    RETURN coalesce(res, 'null');
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE;
-END $$;
--- the same, returning the error message
-CREATE FUNCTION pg_temp.as_role_msg(r text, q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    res text;
-BEGIN
-    EXECUTE format('SET LOCAL ROLE %I', r);
-    EXECUTE q INTO res;
-    RESET ROLE;
-    RETURN coalesce(res, 'null');
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
--- the same with a search_path
+-- runs q as role r with search_path path; returns its first column, or the SQLSTATE it failed with
 CREATE FUNCTION pg_temp.as_role_path(r text, path text, q text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     res text;

@@ -5,6 +5,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS interest_transfer;
 SET LOCAL client_min_messages = warning;
 
+\ir lib/as_role.psql
 SELECT plan(68);
 
 -- 30 users in 3 groups of 10; group g uses items 100 g + 1 .. 100 g + 6,
@@ -12,20 +13,6 @@ SELECT plan(68);
 CREATE TABLE it_t_ev AS
 SELECT u AS user_id, 100 * ((u - 1) / 10) + (u + j) % 6 + 1 AS item_id, 1 + (u + j) % 3 AS weight
   FROM generate_series(1, 30) u, generate_series(0, 3) j;
-
--- runs q as role r; returns its first column, or the SQLSTATE it failed with
-CREATE FUNCTION pg_temp.as_role(r text, q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    res text;
-BEGIN
-    EXECUTE format('SET LOCAL ROLE %I', r);
-    EXECUTE q INTO res;
-    RESET ROLE;
-    RETURN coalesce(res, 'null');
-EXCEPTION WHEN OTHERS THEN
-    -- the rollback of this block undid SET ROLE
-    RETURN SQLSTATE;
-END $$;
 
 -- runs q as role r with search_path path; returns the SQLSTATE it failed
 -- with, or P0001 when it succeeded (and then undoes it)
