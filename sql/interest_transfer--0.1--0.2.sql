@@ -35,9 +35,65 @@ ALTER TABLE it_model ADD COLUMN deploy_decision jsonb;
 ALTER TABLE it_model ADD FOREIGN KEY (model) REFERENCES it_model_acl ON DELETE CASCADE;
 
 -- the raw tables are read through the extension's functions only
-REVOKE ALL ON it_model_acl, it_role_pin, it_model, it_user_factors, it_item_factors, it_encoder FROM PUBLIC;
+REVOKE ALL ON it_model_acl, it_role_pin, it_model, it_user_factors, it_item_factors FROM PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('it_model_acl', '');
+
+-- ---------------------------------------------------------------------------
+-- Priors move from it_encoder to it_prior, keyed by kind, with what serving
+-- reads (whether the prior is used, its fold-in weight, its variance, its
+-- popularity blend) in typed columns instead of inside metrics; the
+-- population prior's fold-in weight moves there from it_model.metrics.
+-- User factors get a context key ('' for the user's global vector).
+-- ---------------------------------------------------------------------------
+
+ALTER TABLE it_encoder RENAME TO it_prior;
+ALTER TABLE it_prior RENAME COLUMN side TO kind;
+ALTER TABLE it_prior DROP CONSTRAINT it_encoder_side_check;
+ALTER TABLE it_prior RENAME CONSTRAINT it_encoder_pkey TO it_prior_pkey;
+ALTER TABLE it_prior RENAME CONSTRAINT it_encoder_model_version_fkey TO it_prior_model_version_fkey;
+ALTER TABLE it_prior RENAME CONSTRAINT it_encoder_dims_check TO it_prior_dims_check;
+ALTER TABLE it_prior ALTER COLUMN spec DROP NOT NULL, ALTER COLUMN dims DROP NOT NULL;
+ALTER TABLE it_prior ADD COLUMN in_use boolean, ADD COLUMN fold_in_weight float8,
+                     ADD COLUMN prior_variance float8, ADD COLUMN popularity_blend real NOT NULL DEFAULT 0;
+REVOKE ALL ON it_prior FROM PUBLIC;
+
+-- numbers out of range in old metrics are left out (NULL, or 0 for the blend)
+UPDATE it_prior SET
+    kind = kind || '_features',
+    in_use = CASE WHEN pg_catalog.jsonb_typeof(metrics -> 'use_features') = 'boolean'
+                  THEN (metrics ->> 'use_features')::boolean ELSE params IS NOT NULL END,
+    fold_in_weight = CASE WHEN pg_catalog.jsonb_typeof(metrics -> 'fold_in_prior_weight') = 'number'
+                           AND (metrics ->> 'fold_in_prior_weight')::float8 > 0
+                           AND (metrics ->> 'fold_in_prior_weight')::float8 < 'Infinity'
+                          THEN (metrics ->> 'fold_in_prior_weight')::float8 END,
+    prior_variance = CASE WHEN pg_catalog.jsonb_typeof(metrics -> 'prior_variance') = 'number'
+                           AND (metrics ->> 'prior_variance')::float8 >= 0
+                           AND (metrics ->> 'prior_variance')::float8 < 'Infinity'
+                          THEN (metrics ->> 'prior_variance')::float8 END,
+    popularity_blend = CASE WHEN pg_catalog.jsonb_typeof(metrics -> 'popularity_blend') = 'number'
+                             AND (metrics ->> 'popularity_blend')::float8 >= 0
+                             AND (metrics ->> 'popularity_blend')::float8 < 3e38
+                            THEN (metrics ->> 'popularity_blend')::real ELSE 0 END;
+ALTER TABLE it_prior ALTER COLUMN in_use SET NOT NULL;
+
+INSERT INTO it_prior (model, version, kind, in_use, fold_in_weight)
+SELECT m.model, m.version, 'population', true, (m.metrics ->> 'fold_in_prior_weight')::float8
+  FROM it_model m
+ WHERE pg_catalog.jsonb_typeof(m.metrics -> 'fold_in_prior_weight') = 'number'
+   AND (m.metrics ->> 'fold_in_prior_weight')::float8 > 0
+   AND (m.metrics ->> 'fold_in_prior_weight')::float8 < 'Infinity';
+
+ALTER TABLE it_prior
+    ADD CONSTRAINT it_prior_kind_check CHECK (kind IN ('population', 'user_features', 'item_features')),
+    ADD CONSTRAINT it_prior_encoder_check CHECK ((kind = 'population') = (spec IS NULL AND dims IS NULL)),
+    ADD CONSTRAINT it_prior_fold_in_weight_check CHECK (fold_in_weight > 0 AND fold_in_weight < 'Infinity'),
+    ADD CONSTRAINT it_prior_prior_variance_check CHECK (prior_variance >= 0 AND prior_variance < 'Infinity'),
+    ADD CONSTRAINT it_prior_popularity_blend_check CHECK (popularity_blend >= 0 AND popularity_blend < 'Infinity');
+
+ALTER TABLE it_user_factors ADD COLUMN context text NOT NULL DEFAULT '';
+ALTER TABLE it_user_factors DROP CONSTRAINT it_user_factors_pkey;
+ALTER TABLE it_user_factors ADD PRIMARY KEY (model, version, user_id, context);
 
 -- every owner is pinned (see it_role_pin in the install script), so that
 -- DROP ROLE refuses while a role still owns models

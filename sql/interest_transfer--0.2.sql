@@ -65,7 +65,8 @@ CREATE TABLE it_user_factors (
     seen         bigint[] NOT NULL,               -- items the user interacted with, sorted
     source       text     NOT NULL DEFAULT 'model',
     updated_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (model, version, user_id)
+    context      text     NOT NULL DEFAULT '',     -- '' the user's global vector; later, a context's
+    PRIMARY KEY (model, version, user_id, context)
     -- no foreign key to it_model: its per-row check halves the speed of
     -- writing a model; drop_model deletes the factor rows itself
 );
@@ -197,27 +198,40 @@ COMMENT ON FUNCTION evaluate(text, text, int) IS
   'ranking quality of the deployed version on held-out positives, for all, warm and cold users';
 
 -- ---------------------------------------------------------------------------
--- Feature encoders.  One row per model version and side: the spec that turns
--- a features row into the input vector of the features -> interest model
--- (column kinds, offsets, means and deviations, vocabularies, vector
--- lengths), and that model's parameters.
+-- Priors.  One row per model version and kind of prior interest that
+-- training fitted: what serving reads in typed columns (whether the prior
+-- is used, its fold-in weight, its variance, its popularity blend) and, for
+-- the features priors, the spec that turns a features row into the input of
+-- the features -> interest model (column kinds, offsets, means and
+-- deviations, vocabularies, vector lengths) and that model's parameters.
+-- metrics keeps what training measured, for people to read.  Later kinds
+-- (another domain's mapping, linked users) are rows of the same table.
 -- ---------------------------------------------------------------------------
 
-CREATE TABLE it_encoder (
-    model        text     NOT NULL,
-    version      int      NOT NULL,
-    side         text     NOT NULL CHECK (side IN ('user', 'item')),
-    spec         jsonb    NOT NULL,
-    dims         int      NOT NULL CHECK (dims > 0),   -- floats per encoded row
-    params       real[],                               -- features -> interest model
-    layout       jsonb,                                -- its shape
-    metrics      jsonb    NOT NULL DEFAULT '{}',
-    PRIMARY KEY (model, version, side),
-    FOREIGN KEY (model, version) REFERENCES it_model ON DELETE CASCADE
+CREATE TABLE it_prior (
+    model            text     NOT NULL,
+    version          int      NOT NULL,
+    kind             text     NOT NULL,
+    spec             jsonb,                        -- feature encoder (features kinds)
+    dims             int      CONSTRAINT it_prior_dims_check CHECK (dims > 0),   -- floats per encoded row
+    params           real[],                       -- features -> interest model
+    layout           jsonb,                        -- its shape
+    metrics          jsonb    NOT NULL DEFAULT '{}',
+    in_use           boolean  NOT NULL,            -- serving uses this prior
+    fold_in_weight   float8,                       -- lambda0 training chose (NULL: not measured)
+    prior_variance   float8,                       -- around the prior (NULL: not measured)
+    popularity_blend real     NOT NULL DEFAULT 0,
+    CONSTRAINT it_prior_pkey PRIMARY KEY (model, version, kind),
+    CONSTRAINT it_prior_model_version_fkey FOREIGN KEY (model, version) REFERENCES it_model ON DELETE CASCADE,
+    CONSTRAINT it_prior_kind_check CHECK (kind IN ('population', 'user_features', 'item_features')),
+    CONSTRAINT it_prior_encoder_check CHECK ((kind = 'population') = (spec IS NULL AND dims IS NULL)),
+    CONSTRAINT it_prior_fold_in_weight_check CHECK (fold_in_weight > 0 AND fold_in_weight < 'Infinity'),
+    CONSTRAINT it_prior_prior_variance_check CHECK (prior_variance >= 0 AND prior_variance < 'Infinity'),
+    CONSTRAINT it_prior_popularity_blend_check CHECK (popularity_blend >= 0 AND popularity_blend < 'Infinity')
 );
 
-REVOKE ALL ON it_encoder FROM PUBLIC;
-SELECT pg_catalog.pg_extension_config_dump('it_encoder', '');
+REVOKE ALL ON it_prior FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('it_prior', '');
 
 CREATE FUNCTION it_encode_features(source text, id_column text,
                                    apply_to text DEFAULT NULL,

@@ -34,7 +34,13 @@ INSERT INTO it_user_factors (model, version, user_id, factors, seen) VALUES
   ('regress_tr', 1, 3, '{0.5,0.5}', '{105}');
 -- segment books -> (1, 0), films -> (0, 1), anything else -> (0.3, 0.3);
 -- category novel -> (1, 0), drama -> (0, 1)
-INSERT INTO it_encoder (model, version, side, spec, dims, params, layout, metrics) VALUES
+INSERT INTO it_prior (model, version, kind, spec, dims, params, layout, metrics,
+                      in_use, popularity_blend, prior_variance, fold_in_weight)
+SELECT v.m, v.ver, v.side || '_features', v.spec::jsonb, v.dims, v.params::real[], v.layout::jsonb, v.metrics::jsonb,
+       coalesce((v.metrics::jsonb ->> 'use_features')::boolean, true),
+       coalesce((v.metrics::jsonb ->> 'popularity_blend')::real, 0),
+       (v.metrics::jsonb ->> 'prior_variance')::float8, (v.metrics::jsonb ->> 'fold_in_prior_weight')::float8
+  FROM (VALUES
  ('regress_tr', 1, 'user',
   '{"format": 1, "id_column": "user_id", "dims": 3, "rows": 3, "max_categories": 32, "min_category_count": 1,
     "columns": [{"name": "segment", "kind": "category", "type": "text", "offset": 0, "width": 3,
@@ -45,7 +51,7 @@ INSERT INTO it_encoder (model, version, side, spec, dims, params, layout, metric
   '{"format": 1, "id_column": "item_id", "dims": 3, "rows": 6, "max_categories": 32, "min_category_count": 1,
     "columns": [{"name": "category", "kind": "category", "type": "text", "offset": 0, "width": 3,
                  "missing": null, "nulls": 0, "values": ["drama", "novel"], "counts": [3, 3], "other": 2}]}',
-  3, '{0,1,0, 1,0,0, 0,0}', '{"input": 3, "hidden": [], "output": 2}', '{"use_features": true}');
+  3, '{0,1,0, 1,0,0, 0,0}', '{"input": 3, "hidden": [], "output": 2}', '{"use_features": true}')) v(m, ver, side, spec, dims, params, layout, metrics);
 
 -- a trained user
 SELECT item_id, round(score::numeric, 4) AS score, rank, source FROM recommend(1, 3, 'regress_tr');

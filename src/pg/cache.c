@@ -35,6 +35,7 @@
 #include "utils/timestamp.h"
 
 #include "interest_transfer.h"
+#include "store.h"
 
 /* Rows fetched per round trip when loading item factors. */
 #define IT_LOAD_BATCH 1000
@@ -61,12 +62,6 @@ static MemoryContext ItCacheContext = NULL;
 static ItCacheEntry *ItCacheEntries = NULL;
 static uint64 ItNextGeneration = 1;
 
-/* Saved plans, prepared for the schema in ItPlansSchema. */
-static char *ItPlansSchema = NULL;
-static SPIPlanPtr ItPlanDeployedNamed = NULL;
-static SPIPlanPtr ItPlanDeployedAll = NULL;
-static SPIPlanPtr ItPlanModelRow = NULL;
-static SPIPlanPtr ItPlanUserRow = NULL;
 
 const char *
 ItInterestSourceName(ItInterestSource source)
@@ -102,72 +97,6 @@ ItInterestSourceFromName(const char *name)
              errmsg("stored interest source \"%s\" is not known", name),
              errhint("Retrain the model with train(model).")));
     return IT_SOURCE_MODEL;     /* keep compiler quiet */
-}
-
-static SPIPlanPtr
-ItPrepare(const char *sql, int nargs, Oid *argtypes)
-{
-    SPIPlanPtr  plan = SPI_prepare(sql, nargs, argtypes);
-
-    if (plan == NULL)
-        elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-    if (SPI_keepplan(plan) != 0)
-        elog(ERROR, "SPI_keepplan failed");
-    return plan;
-}
-
-/* Prepares the saved plans for the current schema (inside SPI_connect). */
-static void
-ItPreparePlans(void)
-{
-    const char *model_table = ItTable("it_model");
-    const char *acl_table = ItTable("it_model_acl");
-    Oid         named_types[1] = {TEXTOID};
-    Oid         row_types[2] = {TEXTOID, INT4OID};
-    Oid         user_types[3] = {TEXTOID, INT4OID, INT8OID};
-
-    if (ItPlansSchema != NULL && strcmp(ItPlansSchema, model_table) == 0)
-        return;
-
-    if (ItPlanDeployedNamed)
-        SPI_freeplan(ItPlanDeployedNamed);
-    if (ItPlanDeployedAll)
-        SPI_freeplan(ItPlanDeployedAll);
-    if (ItPlanModelRow)
-        SPI_freeplan(ItPlanModelRow);
-    if (ItPlanUserRow)
-        SPI_freeplan(ItPlanUserRow);
-    ItPlanDeployedNamed = ItPlanDeployedAll = ItPlanModelRow = ItPlanUserRow = NULL;
-    if (ItPlansSchema)
-        pfree(ItPlansSchema);
-    ItPlansSchema = NULL;
-
-    ItPlanDeployedNamed =
-        ItPrepare(psprintf("SELECT m.model, m.version, m.trained_at, m.xmin, m.ctid, a.owner, a.users, a.trainers "
-                           "FROM %s m JOIN %s a ON a.model OPERATOR(pg_catalog.=) m.model "
-                           "WHERE m.model OPERATOR(pg_catalog.=) $1 AND m.deployed",
-                           model_table, acl_table),
-                  1, named_types);
-    ItPlanDeployedAll =
-        ItPrepare(psprintf("SELECT m.model, m.version, m.trained_at, m.xmin, m.ctid, a.owner, a.users, a.trainers "
-                           "FROM %s m JOIN %s a ON a.model OPERATOR(pg_catalog.=) m.model "
-                           "WHERE m.deployed ORDER BY m.model",
-                           model_table, acl_table),
-                  0, NULL);
-    ItPlanModelRow =
-        ItPrepare(psprintf("SELECT xmin, ctid, algorithm, interactions_source, user_features_source, "
-                           "item_features_source, options, factors, users, items, user_mean, search_path "
-                           "FROM %s WHERE model OPERATOR(pg_catalog.=) $1 "
-                           "AND version OPERATOR(pg_catalog.=) $2",
-                           model_table),
-                  2, row_types);
-    ItPlanUserRow =
-        ItPrepare(psprintf("SELECT factors, seen, source FROM %s "
-                           "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
-                           "AND user_id OPERATOR(pg_catalog.=) $3",
-                           ItTable("it_user_factors")),
-                  3, user_types);
-    ItPlansSchema = MemoryContextStrdup(TopMemoryContext, model_table);
 }
 
 static ItCacheEntry *
@@ -303,16 +232,10 @@ ItDeployedRow(const char *model, Oid caller, ItDeployedStamp *st)
 {
     bool        from_guc;
     const char *want = ItWantedModel(model, &from_guc);
-    int         ret;
 
     if (want != NULL)
     {
-        Datum       values[1] = {CStringGetTextDatum(want)};
-
-        ret = SPI_execute_plan(ItPlanDeployedNamed, values, NULL, true, 2);
-        if (ret != SPI_OK_SELECT)
-            elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
-        if (SPI_processed == 0)
+        if (ItStoreDeployedRows(want) == 0)
         {
             ItEvict(want);
             ItNoDeployedRow(want, from_guc, caller);
@@ -324,11 +247,8 @@ ItDeployedRow(const char *model, Oid caller, ItDeployedStamp *st)
         return;
     }
 
-    ret = SPI_execute_plan(ItPlanDeployedAll, NULL, NULL, true, 0);
-    if (ret != SPI_OK_SELECT)
-        elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
     {
-        uint64      nrows = SPI_processed;
+        uint64      nrows = ItStoreDeployedRows(NULL);
         SPITupleTable *tt = SPI_tuptable;
         StringInfoData names;
         int         usable = 0;
@@ -419,8 +339,6 @@ ItLoadModel(const ItDeployedStamp *st)
     MemoryContext batchcxt;
     MemoryContext oldcxt;
     ItModel    *m;
-    Datum       values[2];
-    int         ret;
     bool        isnull;
     HeapTuple   tup;
     TupleDesc   desc;
@@ -429,7 +347,6 @@ ItLoadModel(const ItDeployedStamp *st)
     int64       capacity;
     int64       n = 0;
     Portal      portal;
-    char       *sql;
 
     cxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer model",
                                 ALLOCSET_DEFAULT_SIZES);
@@ -443,13 +360,7 @@ ItLoadModel(const ItDeployedStamp *st)
     ItemPointerCopy((ItemPointer) &st->tid, &m->row_tid);
 
     /* The definition. */
-    values[0] = CStringGetTextDatum(st->name);
-    values[1] = Int32GetDatum(st->version);
-    ret = SPI_execute_plan(ItPlanModelRow, values, NULL, true, 1);
-    if (ret != SPI_OK_SELECT)
-        elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
-    if (SPI_processed != 1)
-        elog(ERROR, "version %d of model \"%s\" vanished", st->version, st->name);
+    ItStoreModelRow(st->name, st->version);
     tup = SPI_tuptable->vals[0];
     desc = SPI_tuptable->tupdesc;
 
@@ -481,16 +392,7 @@ ItLoadModel(const ItDeployedStamp *st)
     m->popularity = ItModelAlloc(m, sizeof(int64), capacity);
     m->Y = ItModelAlloc(m, sizeof(float) * m->k, capacity);
 
-    sql = psprintf("SELECT item_id, factors, popularity FROM %s "
-                   "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
-                   "ORDER BY item_id",
-                   ItTable("it_item_factors"));
-    {
-        Oid         argtypes[2] = {TEXTOID, INT4OID};
-
-        portal = SPI_cursor_open_with_args(NULL, sql, 2, argtypes, values, NULL, true,
-                                           CURSOR_OPT_NO_SCROLL);
-    }
+    portal = ItStoreItemCursor(st->name, st->version);
     batchcxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer load batch",
                                      ALLOCSET_DEFAULT_SIZES);
     for (;;)
@@ -589,7 +491,6 @@ ItGetModel(const char *model)
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
     ItRunAsTablesOwnerForPlans(&r);
-    ItPreparePlans();
     ItDeployedRow(model, caller, &st);
 
     e = ItFindEntry(st.name);
@@ -755,8 +656,6 @@ ItGetUserVector(ItModel *m, int64 user_id, float *x_out,
                 int32 **seen_out, int *nseen, ItInterestSource *source_out)
 {
     MemoryContext callercxt = CurrentMemoryContext;
-    Datum       values[3];
-    int         ret;
     bool        isnull;
     HeapTuple   tup;
     TupleDesc   desc;
@@ -769,14 +668,7 @@ ItGetUserVector(ItModel *m, int64 user_id, float *x_out,
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
     ItRunAsTablesOwnerForPlans(&r);
-    ItPreparePlans();
-    values[0] = CStringGetTextDatum(m->name);
-    values[1] = Int32GetDatum(m->version);
-    values[2] = Int64GetDatum(user_id);
-    ret = SPI_execute_plan(ItPlanUserRow, values, NULL, true, 1);
-    if (ret != SPI_OK_SELECT)
-        elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
-    if (SPI_processed == 0)
+    if (!ItStoreUserRow(m->name, m->version, user_id))
     {
         ItRunAsEnd(&r);
         SPI_finish();

@@ -244,17 +244,35 @@ ItNullArgument(const char *name, const char *hint)
              errhint("%s", hint)));
 }
 
+/* A one-dimensional array datum of n elements copied from data (no NULLs). */
+Datum
+ItFlatArray(const void *data, int64 n, Oid elemtype, int elemsize)
+{
+    Size        nbytes;
+    ArrayType  *a;
+
+    if (n == 0)
+        return PointerGetDatum(construct_empty_array(elemtype));
+    nbytes = add_size(ARR_OVERHEAD_NONULLS(1), mul_size((Size) n, elemsize));
+    if (n > INT_MAX || !AllocSizeIsValid(nbytes))
+        ereport(ERROR,
+                (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                 errmsg("array of " INT64_FORMAT " elements is too large", n)));
+    a = (ArrayType *) palloc0(nbytes);
+    SET_VARSIZE(a, nbytes);
+    a->ndim = 1;
+    a->dataoffset = 0;
+    a->elemtype = elemtype;
+    ARR_DIMS(a)[0] = (int) n;
+    ARR_LBOUND(a)[0] = 1;
+    memcpy(ARR_DATA_PTR(a), data, (Size) n * elemsize);
+    return PointerGetDatum(a);
+}
+
 Datum
 ItFloatArrayDatum(const float *v, int n)
 {
-    Datum      *elems = palloc(sizeof(Datum) * Max(n, 1));
-    ArrayType  *arr;
-
-    for (int i = 0; i < n; i++)
-        elems[i] = Float4GetDatum(v[i]);
-    arr = construct_array(elems, n, FLOAT4OID, sizeof(float4), true, TYPALIGN_INT);
-    pfree(elems);
-    return PointerGetDatum(arr);
+    return ItFlatArray(v, n, FLOAT4OID, sizeof(float));
 }
 
 void

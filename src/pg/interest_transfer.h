@@ -91,6 +91,8 @@ extern int64 *ItIdArray(ArrayType *arr, const char *what, int *n);
 
 /* Formats a float8[] / real[] datum from a C array (in the current context). */
 extern Datum ItFloatArrayDatum(const float *v, int n);
+/* A one-dimensional array datum (int4, int8, real) of n elements copied from data. */
+extern Datum ItFlatArray(const void *data, int64 n, Oid elemtype, int elemsize);
 /* Copies a real[] datum into v[n]; ERRORs when its length is not n or it has NULLs, NaN or infinity. */
 extern void ItArrayToFloats(Datum arr, float *v, int n, const char *what);
 
@@ -516,30 +518,5 @@ extern int  ItEncoderDims(const ItEncoder *e);
 extern const char *ItEncoderIdColumn(const ItEncoder *e);
 extern void ItEncodeTuple(const ItEncoder *e, HeapTuple tup, TupleDesc desc, float *out);
 extern void ItEncodeJsonb(const ItEncoder *e, Jsonb *obj, float *out);
-
-/*
- * Storage with a model version: one it_encoder row per (model, version,
- * side), side "user" or "item".  ItEncoderStore inserts the row (inside
- * SPI_connect, between ItBeginWrite and ItEndWrite); params (nparams
- * floats, stored as real[]), layout and metrics may be NULL (metrics is
- * then '{}').  ItEncoderLoad reads it (inside SPI_connect, read-only in
- * the current snapshot, so not a row stored by the same statement) into
- * mcxt and returns false when the version has no encoder for that side.
- */
-typedef struct ItStoredEncoder
-{
-    ItEncoder  *encoder;
-    int         dims;
-    float      *params;         /* NULL when none stored */
-    int64       nparams;
-    Jsonb      *layout;         /* NULL when none stored */
-    Jsonb      *metrics;
-} ItStoredEncoder;
-
-extern void ItEncoderStore(const char *model, int version, const char *side,
-                           Jsonb *spec, int dims, const float *params, int64 nparams,
-                           Jsonb *layout, Jsonb *metrics);
-extern bool ItEncoderLoad(const char *model, int version, const char *side,
-                          MemoryContext mcxt, ItStoredEncoder *out);
 
 #endif                          /* INTEREST_TRANSFER_H */

@@ -46,6 +46,7 @@
 #include "utils/tuplestore.h"
 
 #include "providers.h"
+#include "store.h"
 
 PG_FUNCTION_INFO_V1(interest_transfer_recommend_for);
 
@@ -237,52 +238,28 @@ ParseLayout(const ItModel *m, const char *side, Jsonb *layout, ItMlpLayout *out)
         StoredCorrupt(m, side, "Its layout is out of range.");
 }
 
-/* metrics.use_features (default: parameters were stored) */
-static bool
-MetricsUseFeatures(const ItModel *m, const char *side, Jsonb *metrics, bool defval)
-{
-    JsonbValue *v = JsonKey(metrics, "use_features");
-
-    if (v == NULL || v->type == jbvNull)
-        return defval;
-    if (v->type != jbvBool)
-        StoredCorrupt(m, side, "Its metrics' \"use_features\" is not true or false.");
-    return v->val.boolean;
-}
-
-/* A finite number >= 0 of the metrics (popularity_blend, prior_variance), or 0. */
-static double
-MetricsNumber(const ItModel *m, const char *side, Jsonb *metrics, const char *key)
-{
-    JsonbValue *v = JsonKey(metrics, key);
-    double      d;
-
-    if (v == NULL || v->type == jbvNull)
-        return 0.0;
-    if (v->type != jbvNumeric)
-        StoredCorrupt(m, side, psprintf("Its metrics' \"%s\" is not a number.", key));
-    d = JsonNumberValue(v);
-    if (!(d >= 0.0 && d <= FLT_MAX))
-        StoredCorrupt(m, side, psprintf("Its metrics' \"%s\" is not a finite number >= 0.", key));
-    return d;
-}
-
 static void
 LoadSide(ItModel *m, const char *side, ItSidePrior *s, MemoryContext cxt)
 {
-    ItStoredEncoder enc;
+    ItPriorRow  enc;
     size_t      nparams;
 
     memset(s, 0, sizeof(*s));
-    if (!ItEncoderLoad(m->name, m->version, side, cxt, &enc))
+    if (!ItLoadPrior(m->name, m->version,
+                     strcmp(side, "user") == 0 ? IT_PRIOR_USER_FEATURES : IT_PRIOR_ITEM_FEATURES,
+                     cxt, &enc))
         return;
+    if (enc.spec == NULL)
+        StoredCorrupt(m, side, "It has no feature encoder.");
     s->stored = true;
-    s->encoder = enc.encoder;
-    s->dims = enc.dims;
-    s->use_features = MetricsUseFeatures(m, side, enc.metrics, enc.params != NULL);
-    s->pop_blend = (float) MetricsNumber(m, side, enc.metrics, "popularity_blend");
-    s->prior_variance = MetricsNumber(m, side, enc.metrics, "prior_variance");
-    s->fold_in_weight = MetricsNumber(m, side, enc.metrics, "fold_in_prior_weight");
+    s->encoder = ItEncoderFromSpec(enc.spec, cxt);
+    s->dims = ItEncoderDims(s->encoder);
+    if (enc.dims != s->dims)
+        StoredCorrupt(m, side, "Its dims do not match its spec.");
+    s->use_features = enc.in_use;
+    s->pop_blend = enc.popularity_blend;
+    s->prior_variance = enc.prior_variance;
+    s->fold_in_weight = enc.fold_in_weight;
     if (!s->use_features)
         return;
 
@@ -316,22 +293,10 @@ LoadSide(ItModel *m, const char *side, ItSidePrior *s, MemoryContext cxt)
 static double
 UserVariance(ItModel *m)
 {
-    Oid         argtypes[2] = {TEXTOID, INT4OID};
-    Datum       values[2];
     float      *x = palloc(sizeof(float) * m->k);
     double      ss = 0.0;
-    int         ret;
 
-    values[0] = CStringGetTextDatum(m->name);
-    values[1] = Int32GetDatum(m->version);
-    ret = SPI_execute_with_args(psprintf("SELECT factors FROM %s WHERE model OPERATOR(pg_catalog.=) $1 "
-                                         "AND version OPERATOR(pg_catalog.=) $2 "
-                                         "AND source OPERATOR(pg_catalog.=) 'model' "
-                                         "ORDER BY user_id LIMIT %d",
-                                         ItTable("it_user_factors"), IT_VARIANCE_USERS),
-                                2, argtypes, values, NULL, true, 0);
-    if (ret != SPI_OK_SELECT)
-        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
+    ItStoreTrainedUserSample(m->name, m->version, IT_VARIANCE_USERS);
     for (uint64 r = 0; r < SPI_processed; r++)
     {
         bool        isnull;
@@ -360,45 +325,11 @@ UserVariance(ItModel *m)
 static double
 PopulationFoldInWeight(ItModel *m)
 {
-    Oid         argtypes[2] = {TEXTOID, INT4OID};
-    Datum       values[2];
-    Datum       d;
-    bool        isnull;
-    int         ret;
-    double      w = 0.0;
+    ItPriorRow  pop;
 
-    values[0] = CStringGetTextDatum(m->name);
-    values[1] = Int32GetDatum(m->version);
-    ret = SPI_execute_with_args(psprintf("SELECT metrics OPERATOR(pg_catalog.->) 'fold_in_prior_weight' "
-                                         "FROM %s WHERE model OPERATOR(pg_catalog.=) $1 "
-                                         "AND version OPERATOR(pg_catalog.=) $2",
-                                         ItTable("it_model")),
-                                2, argtypes, values, NULL, true, 1);
-    if (ret != SPI_OK_SELECT)
-        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
-    if (SPI_processed == 1)
-    {
-        d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-        if (!isnull)
-        {
-            Jsonb      *j = DatumGetJsonbP(d);
-            JsonbValue  v;
-
-            bool        scalar = JsonbExtractScalar(&j->root, &v);
-
-            if (scalar && v.type == jbvNull)
-                w = 0.0;
-            else if (!scalar || v.type != jbvNumeric ||
-                     !((w = JsonNumberValue(&v)) > 0.0 && w <= FLT_MAX))
-                ereport(ERROR,
-                        (errcode(ERRCODE_DATA_CORRUPTED),
-                         errmsg("stored metrics of model \"%s\" version %d are invalid", m->name, m->version),
-                         errdetail("Its \"fold_in_prior_weight\" is not a finite number > 0."),
-                         errhint("Train a new version with train('%s').", m->name)));
-        }
-    }
-    SPI_freetuptable(SPI_tuptable);
-    return w;
+    if (!ItLoadPrior(m->name, m->version, IT_PRIOR_POPULATION, CurrentMemoryContext, &pop))
+        return 0.0;
+    return pop.fold_in_weight;
 }
 
 /* alpha / (2 variance) (variance 0, nothing to measure: alpha), within what a float solve takes */

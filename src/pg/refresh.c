@@ -47,13 +47,10 @@
 #include "utils/timestamp.h"
 
 #include "providers.h"
+#include "store.h"
 
 PG_FUNCTION_INFO_V1(interest_transfer_refresh);
 
-/* Users per INSERT of refreshed rows. */
-#define IT_REFRESH_WRITE_ROWS   5000
-/* Seen ids per INSERT (a user with more is written alone). */
-#define IT_REFRESH_WRITE_VALUES (1 << 21)
 /* Rows fetched per round trip. */
 #define IT_REFRESH_FETCH        1000
 
@@ -305,8 +302,6 @@ InteractionColumns(ItModel *m, ItInteractionColumns *cols)
 static int64 *
 StoredUsers(ItModel *m, int64 *n)
 {
-    Oid         argtypes[2] = {TEXTOID, INT4OID};
-    Datum       values[2] = {CStringGetTextDatum(m->name), Int32GetDatum(m->version)};
     int64      *ids = NULL;
     int64       cap = 0;
     Portal      portal;
@@ -314,12 +309,7 @@ StoredUsers(ItModel *m, int64 *n)
 
     *n = 0;
     ItRunAsTablesOwner(&r);
-    portal = SPI_cursor_open_with_args(NULL,
-                                       psprintf("SELECT user_id FROM %s "
-                                                "WHERE model OPERATOR(pg_catalog.=) $1 "
-                                                "AND version OPERATOR(pg_catalog.=) $2 ORDER BY user_id",
-                                                ItTable("it_user_factors")),
-                                       2, argtypes, values, NULL, true, CURSOR_OPT_NO_SCROLL);
+    portal = ItStoreUserCursor(m->name, m->version, false);
     for (;;)
     {
         CHECK_FOR_INTERRUPTS();
@@ -454,8 +444,6 @@ RefreshByComparison(ItModel *m, ItTransfer *t, RefreshOut *o)
     int64      *begin;          /* nusers + 1: their first row */
     bool       *changed;
     Portal      portal;
-    Oid         argtypes[2] = {TEXTOID, INT4OID};
-    Datum       values[2];
     int64       u = 0;
     MemoryContext usercxt;
     float      *x;
@@ -503,14 +491,7 @@ RefreshByComparison(ItModel *m, ItTransfer *t, RefreshOut *o)
 
     /* the stored rows, in user order: a merge with the source's users */
     ItRunAsTablesOwner(&r);
-    values[0] = CStringGetTextDatum(m->name);
-    values[1] = Int32GetDatum(m->version);
-    portal = SPI_cursor_open_with_args(NULL,
-                                       psprintf("SELECT user_id, seen FROM %s "
-                                                "WHERE model OPERATOR(pg_catalog.=) $1 "
-                                                "AND version OPERATOR(pg_catalog.=) $2 ORDER BY user_id",
-                                                ItTable("it_user_factors")),
-                                       2, argtypes, values, NULL, true, CURSOR_OPT_NO_SCROLL);
+    portal = ItStoreUserCursor(m->name, m->version, true);
     usercxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer refresh user",
                                     ALLOCSET_DEFAULT_SIZES);
     for (;;)
@@ -677,166 +658,57 @@ NewItems(ItModel *m, ItTransfer *t, RefreshOut *o)
  * Writing
  * ------------------------------------------------------------------------ */
 
-/* A one-dimensional array of n elements copied from data. */
-static Datum
-Array(const void *data, int64 n, Oid elemtype, int elemsize, bool byval, char align)
-{
-    Datum      *elems;
-    ArrayType  *a;
-
-    if (n == 0)
-        return PointerGetDatum(construct_empty_array(elemtype));
-    if ((Size) n > MaxAllocSize / sizeof(Datum))
-        ereport(ERROR,
-                (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-                 errmsg("array of " INT64_FORMAT " elements is too large", n)));
-    elems = palloc(sizeof(Datum) * n);
-    for (int64 i = 0; i < n; i++)
-    {
-        const char *p = (const char *) data + i * elemsize;
-
-        switch (elemtype)
-        {
-            case INT8OID:
-                elems[i] = Int64GetDatum(*(const int64 *) p);
-                break;
-            case INT4OID:
-                elems[i] = Int32GetDatum(*(const int32 *) p);
-                break;
-            case FLOAT4OID:
-                elems[i] = Float4GetDatum(*(const float *) p);
-                break;
-            default:
-                elog(ERROR, "unexpected element type %u", elemtype);
-        }
-    }
-    a = construct_array(elems, (int) n, elemtype, elemsize, byval, align);
-    pfree(elems);
-    return PointerGetDatum(a);
-}
-
 static void
 WriteUsers(ItModel *m, const RefreshOut *o)
 {
-    Oid         argtypes[7] = {TEXTOID, INT4OID, INT8ARRAYOID, FLOAT4ARRAYOID, INT4OID,
-    INT8ARRAYOID, INT4ARRAYOID};
-    Datum       values[7];
-    SPIPlanPtr  plan;
-    int32      *offsets;
-    int64       begin = 0;
+    ItFactorRows rows;
+    int64      *ptr = palloc(sizeof(int64) * (o->nusers + 1));
 
-    plan = SPI_prepare(psprintf("INSERT INTO %s AS f (model, version, user_id, factors, seen, source, updated_at) "
-                                "SELECT $1, $2, $3[i], $4[(i - 1) * $5 + 1 : i * $5], $6[$7[i] + 1 : $7[i + 1]], "
-                                "'fold_in', pg_catalog.now() "
-                                "FROM pg_catalog.generate_series(1, pg_catalog.cardinality($3)) AS i "
-                                "ON CONFLICT (model, version, user_id) DO UPDATE "
-                                "SET factors = excluded.factors, seen = excluded.seen, "
-                                "source = excluded.source, updated_at = excluded.updated_at",
-                                ItTable("it_user_factors")),
-                       7, argtypes);
-    if (plan == NULL)
-        elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-    values[0] = CStringGetTextDatum(m->name);
-    values[1] = Int32GetDatum(m->version);
-    values[4] = Int32GetDatum(m->k);
-    offsets = palloc(sizeof(int32) * (IT_REFRESH_WRITE_ROWS + 1));
-    while (begin < o->nusers)
-    {
-        int64       s0 = begin > 0 ? o->seen_end[begin - 1] : 0;
-        int64       end = begin + 1;
-        int         ret;
-
-        CHECK_FOR_INTERRUPTS();
-        /* a batch: bounded in users and in seen ids (at least one user) */
-        while (end < o->nusers && end - begin < IT_REFRESH_WRITE_ROWS &&
-               o->seen_end[end] - s0 <= IT_REFRESH_WRITE_VALUES)
-            end++;
-        offsets[0] = 0;
-        for (int64 u = begin; u < end; u++)
-            offsets[u - begin + 1] = (int32) (o->seen_end[u] - s0);
-        values[2] = Array(o->user_ids + begin, end - begin, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
-        values[3] = Array(o->X + begin * m->k, (end - begin) * m->k, FLOAT4OID, sizeof(float), true, TYPALIGN_INT);
-        values[5] = Array(o->seen + s0, o->seen_end[end - 1] - s0, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
-        values[6] = Array(offsets, end - begin + 1, INT4OID, sizeof(int32), true, TYPALIGN_INT);
-        ret = SPI_execute_plan(plan, values, NULL, false, 0);
-        if (ret != SPI_OK_INSERT)
-            elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
-        if (SPI_processed != (uint64) (end - begin))
-            elog(ERROR, "expected " INT64_FORMAT " user rows written, not " UINT64_FORMAT,
-                 end - begin, SPI_processed);
-        begin = end;
-    }
-    SPI_freeplan(plan);
+    ptr[0] = 0;
+    for (int64 u = 0; u < o->nusers; u++)
+        ptr[u + 1] = o->seen_end[u];
+    memset(&rows, 0, sizeof(rows));
+    rows.users = true;
+    rows.mode = IT_FACTORS_UPSERT;
+    rows.source = "fold_in";
+    rows.k = m->k;
+    rows.n = o->nusers;
+    rows.ids = o->user_ids;
+    rows.factors = o->X;
+    rows.seen_ptr = ptr;
+    rows.seen_ids = o->seen;
+    (void) ItStoreWriteFactors(m->name, m->version, &rows);
+    pfree(ptr);
 }
 
 static int64
 WriteItems(ItModel *m, const RefreshOut *o)
 {
-    Oid         argtypes[5] = {TEXTOID, INT4OID, INT8ARRAYOID, FLOAT4ARRAYOID, INT4OID};
-    Datum       values[5];
-    int         ret;
+    ItFactorRows rows;
 
-    values[0] = CStringGetTextDatum(m->name);
-    values[1] = Int32GetDatum(m->version);
-    values[2] = Array(o->item_ids, o->nitems, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
-    values[3] = Array(o->Y, o->nitems * m->k, FLOAT4OID, sizeof(float), true, TYPALIGN_INT);
-    values[4] = Int32GetDatum(m->k);
+    memset(&rows, 0, sizeof(rows));
+    rows.users = false;
     /* a refresh that committed since this statement's snapshot may have added some */
-    ret = SPI_execute_with_args(psprintf("INSERT INTO %s (model, version, item_id, factors, popularity, source) "
-                                         "SELECT $1, $2, $3[i], $4[(i - 1) * $5 + 1 : i * $5], 0, 'features' "
-                                         "FROM pg_catalog.generate_series(1, pg_catalog.cardinality($3)) AS i "
-                                         "ON CONFLICT (model, version, item_id) DO NOTHING",
-                                         ItTable("it_item_factors")),
-                                5, argtypes, values, NULL, false, 0);
-    if (ret != SPI_OK_INSERT)
-        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
-    return (int64) SPI_processed;
-}
-
-/*
- * Touches the version's it_model row, so that cached copies of the model
- * reload; with set_time, refreshed_at becomes the start of this
- * transaction (the next refresh looks at later rows).
- */
-static void
-TouchModel(ItModel *m, bool set_time)
-{
-    Oid         argtypes[2] = {TEXTOID, INT4OID};
-    Datum       values[2] = {CStringGetTextDatum(m->name), Int32GetDatum(m->version)};
-    int         ret;
-
-    ret = SPI_execute_with_args(psprintf("UPDATE %s SET refreshed_at = %s "
-                                         "WHERE model OPERATOR(pg_catalog.=) $1 "
-                                         "AND version OPERATOR(pg_catalog.=) $2",
-                                         ItTable("it_model"),
-                                         set_time ? "pg_catalog.now()" : "refreshed_at"),
-                                2, argtypes, values, NULL, false, 0);
-    if (ret != SPI_OK_UPDATE)
-        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
+    rows.mode = IT_FACTORS_SKIP_EXISTING;
+    rows.source = "features";
+    rows.k = m->k;
+    rows.n = o->nitems;
+    rows.ids = o->item_ids;
+    rows.factors = o->Y;
+    return ItStoreWriteFactors(m->name, m->version, &rows);
 }
 
 /* When the deployed version was last refreshed, else trained. */
 static TimestampTz
 RefreshedSince(ItModel *m)
 {
-    Oid         argtypes[2] = {TEXTOID, INT4OID};
-    Datum       values[2] = {CStringGetTextDatum(m->name), Int32GetDatum(m->version)};
-    bool        isnull;
-    Datum       d;
-    int         ret;
+    TimestampTz t;
     ItRunAs     r;
 
     ItRunAsTablesOwner(&r);
-    ret = SPI_execute_with_args(psprintf("SELECT COALESCE(refreshed_at, trained_at) FROM %s "
-                                         "WHERE model OPERATOR(pg_catalog.=) $1 "
-                                         "AND version OPERATOR(pg_catalog.=) $2",
-                                         ItTable("it_model")),
-                                2, argtypes, values, NULL, true, 1);
-    if (ret != SPI_OK_SELECT || SPI_processed != 1)
-        elog(ERROR, "version %d of model \"%s\" vanished", m->version, m->name);
-    d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+    t = ItStoreRefreshedSince(m->name, m->version);
     ItRunAsEnd(&r);
-    return DatumGetTimestampTz(d);
+    return t;
 }
 
 /*
@@ -848,21 +720,12 @@ RefreshedSince(ItModel *m)
 static bool
 StillDeployed(ItModel *m)
 {
-    Oid         argtypes[1] = {TEXTOID};
-    Datum       values[1] = {CStringGetTextDatum(m->name)};
     ItRunAs     r;
-    bool        isnull;
-    int         ret;
     int         now = 0;
 
     ItRunAsTablesOwner(&r);
-    ret = ItExecuteLatest(psprintf("SELECT version FROM %s WHERE model OPERATOR(pg_catalog.=) $1 AND deployed",
-                                   ItTable("it_model")),
-                          1, argtypes, values, 1);
-    if (ret != SPI_OK_SELECT)
-        elog(ERROR, "SPI_execute_snapshot failed: %s", SPI_result_code_string(ret));
-    if (SPI_processed == 1)
-        now = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+    if (!ItStoreDeployedVersion(m->name, &now, NULL))
+        now = 0;
     ItRunAsEnd(&r);
     if (now == m->version)
         return true;
@@ -941,7 +804,7 @@ interest_transfer_refresh(PG_FUNCTION_ARGS)
         if (o.nitems > 0)
             items_added = WriteItems(m, &o);
         if (auto_mode || items_added > 0)
-            TouchModel(m, auto_mode);
+            ItStoreTouchModel(m->name, m->version, auto_mode);
         ItEndWrite(&st);
     }
     if (items_added > 0)

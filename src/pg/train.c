@@ -32,6 +32,7 @@
 #include "utils/tuplestore.h"
 
 #include "interest_transfer.h"
+#include "store.h"
 #include "transfer.h"
 
 PG_FUNCTION_INFO_V1(interest_transfer_train);
@@ -49,8 +50,6 @@ PG_FUNCTION_INFO_V1(interest_transfer_drop_model);
 #define IT_CHUNK_FLOPS      4.0e7
 
 /* Rows per INSERT of factor rows, and bounds on the arrays it passes. */
-#define IT_WRITE_ROWS       10000
-#define IT_WRITE_VALUES     (1 << 21)
 
 /* Random initial factors are uniform in [-scale, scale], scale = this / sqrt(k). */
 #define IT_INIT_SCALE       0.1
@@ -104,31 +103,6 @@ AllocArray(int64 n, Size size)
                  errmsg("training data is too large: " INT64_FORMAT " elements of %zu bytes", n, size),
                  errhint("Train on a sample of the interactions, or with fewer factors.")));
     return MemoryContextAllocHuge(CurrentMemoryContext, Max(mul_size((Size) n, size), 1));
-}
-
-/* A one-dimensional array datum of n elements copied from data. */
-static Datum
-FlatArray(const void *data, int64 n, Oid elemtype, int elemsize)
-{
-    Size        nbytes;
-    ArrayType  *a;
-
-    if (n == 0)
-        return PointerGetDatum(construct_empty_array(elemtype));
-    nbytes = add_size(ARR_OVERHEAD_NONULLS(1), mul_size((Size) n, elemsize));
-    if (!AllocSizeIsValid(nbytes))
-        ereport(ERROR,
-                (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-                 errmsg("array of " INT64_FORMAT " elements is too large", n)));
-    a = (ArrayType *) palloc0(nbytes);
-    SET_VARSIZE(a, nbytes);
-    a->ndim = 1;
-    a->dataoffset = 0;
-    a->elemtype = elemtype;
-    ARR_DIMS(a)[0] = (int) n;
-    ARR_LBOUND(a)[0] = 1;
-    memcpy(ARR_DATA_PTR(a), data, (Size) n * elemsize);
-    return PointerGetDatum(a);
 }
 
 /*
@@ -553,147 +527,6 @@ Fit(ItTrainData *d, Jsonb *options, float *X, float *Y, StringInfo history, bool
     return loss;
 }
 
-static void
-ExecPlan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
-{
-    int         ret = SPI_execute_plan(plan, values, nulls, false, 0);
-
-    if (ret < 0)
-        elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
-    if (expected >= 0 && SPI_processed != (uint64) expected)
-        elog(ERROR, "expected %d rows written, not " UINT64_FORMAT, expected, SPI_processed);
-}
-
-/*
- * Writes the factor rows of one side (users or items): many rows per
- * execution of one prepared INSERT, each row's vector a slice of one flat
- * real[].  For users, also the sorted ids of their items (seen); for
- * items, the number of users (popularity).
- */
-static void
-WriteFactors(const char *model, int version, bool users, const int64 *ids, int64 n,
-             const float *F, int k, const ItCsr *M, const int64 *other_ids)
-{
-    Oid         argtypes[7] = {TEXTOID, INT4OID, INT8ARRAYOID, FLOAT4ARRAYOID, INT4OID,
-    INT8ARRAYOID, INT4ARRAYOID};
-    Datum       values[7];
-    SPIPlanPtr  plan;
-    char       *sql;
-    int64      *buf = NULL;
-    int32      *offsets = NULL;
-    int64       bufcap = 0;
-    int64       begin = 0;
-
-    if (users)
-        sql = psprintf("INSERT INTO %s (model, version, user_id, factors, seen) "
-                       "SELECT $1, $2, $3[i], $4[(i - 1) * $5 + 1 : i * $5], $6[$7[i] + 1 : $7[i + 1]] "
-                       "FROM generate_series(1, cardinality($3)) AS i",
-                       ItTable("it_user_factors"));
-    else
-        sql = psprintf("INSERT INTO %s (model, version, item_id, factors, popularity) "
-                       "SELECT $1, $2, $3[i], $4[(i - 1) * $5 + 1 : i * $5], $6[i] "
-                       "FROM generate_series(1, cardinality($3)) AS i",
-                       ItTable("it_item_factors"));
-    plan = SPI_prepare(sql, 7, argtypes);
-    if (plan == NULL)
-        elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-
-    values[0] = CStringGetTextDatum(model);
-    values[1] = Int32GetDatum(version);
-    values[4] = Int32GetDatum(k);
-    values[6] = PointerGetDatum(construct_empty_array(INT4OID));
-
-    offsets = palloc(sizeof(int32) * (IT_WRITE_ROWS + 1));
-    while (begin < n)
-    {
-        int64       end = begin;
-        int64       nseen = 0;
-        int64       maxrows = Min(IT_WRITE_ROWS, Max(1, IT_WRITE_VALUES / k));
-
-        CHECK_FOR_INTERRUPTS();
-        /* rows of this batch: bounded in count, factor values and seen ids */
-        while (end < n && end - begin < maxrows)
-        {
-            int64       len = M->indptr[end + 1] - M->indptr[end];
-
-            if (users && end > begin && nseen + len > IT_WRITE_VALUES)
-                break;
-            nseen += users ? len : 0;
-            end++;
-        }
-
-        if (users)
-        {
-            if (nseen > bufcap)
-            {
-                if (buf)
-                    pfree(buf);
-                bufcap = Max(nseen, 1024);
-                buf = AllocArray(bufcap, sizeof(int64));
-            }
-            nseen = 0;
-            for (int64 u = begin; u < end; u++)
-            {
-                offsets[u - begin] = (int32) nseen;
-                for (int64 j = M->indptr[u]; j < M->indptr[u + 1]; j++)
-                    buf[nseen++] = other_ids[M->indices[j]];
-            }
-            offsets[end - begin] = (int32) nseen;
-            values[5] = FlatArray(buf, nseen, INT8OID, sizeof(int64));
-            values[6] = FlatArray(offsets, end - begin + 1, INT4OID, sizeof(int32));
-        }
-        else
-        {
-            if (end - begin > bufcap)
-            {
-                if (buf)
-                    pfree(buf);
-                bufcap = end - begin;
-                buf = AllocArray(bufcap, sizeof(int64));
-            }
-            for (int64 i = begin; i < end; i++)
-                buf[i - begin] = M->indptr[i + 1] - M->indptr[i];
-            values[5] = FlatArray(buf, end - begin, INT8OID, sizeof(int64));
-        }
-        values[2] = FlatArray(ids + begin, end - begin, INT8OID, sizeof(int64));
-        values[3] = FlatArray(F + begin * k, (end - begin) * k, FLOAT4OID, sizeof(float));
-
-        ExecPlan(plan, values, NULL, (int) (end - begin));
-
-        pfree(DatumGetPointer(values[2]));
-        pfree(DatumGetPointer(values[3]));
-        pfree(DatumGetPointer(values[5]));
-        if (users)
-            pfree(DatumGetPointer(values[6]));
-        begin = end;
-    }
-    SPI_freeplan(plan);
-}
-
-/* Makes version the deployed one of model.  Between ItBeginWrite and ItEndWrite. */
-static void
-DeployVersion(const char *model, int version)
-{
-    Oid         argtypes[2] = {TEXTOID, INT4OID};
-    Datum       values[2] = {CStringGetTextDatum(model), Int32GetDatum(version)};
-    int         ret;
-
-    ret = SPI_execute_with_args(psprintf("UPDATE %s SET deployed = false "
-                                         "WHERE model = $1 AND deployed AND version <> $2",
-                                         ItTable("it_model")),
-                                2, argtypes, values, NULL, false, 0);
-    if (ret != SPI_OK_UPDATE)
-        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
-    ret = SPI_execute_with_args(psprintf("UPDATE %s SET deployed = true, deployed_at = clock_timestamp() "
-                                         "WHERE model = $1 AND version = $2",
-                                         ItTable("it_model")),
-                                2, argtypes, values, NULL, false, 0);
-    if (ret != SPI_OK_UPDATE)
-        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
-    if (SPI_processed != 1)
-        elog(ERROR, "version %d of model \"%s\" vanished", version, model);
-}
-
 /* ------------------------------------------------------------------------
  * The deploy option: always, never, if_better
  * ------------------------------------------------------------------------ */
@@ -820,34 +653,16 @@ CompareWithDeployed(const char *model, ItTrainData *d, Jsonb *options, int dep_v
     pfree(held_items);
 }
 
-/*
- * The deployed version's number and options (palloc'd); false when none
- * is deployed.  As the tables' owner.
- */
+/* The deployed version's number and options, as the tables' owner; false when none. */
 static bool
 DeployedOptions(const char *model, int *version, Jsonb **options)
 {
-    Oid         argtypes[1] = {TEXTOID};
-    Datum       values[1] = {CStringGetTextDatum(model)};
     ItRunAs     r;
-    bool        isnull;
     bool        found;
-    int         ret;
 
     ItRunAsTablesOwner(&r);
     /* after the model's lock: what the writers before committed */
-    ret = ItExecuteLatest(psprintf("SELECT version, options FROM %s "
-                                   "WHERE model OPERATOR(pg_catalog.=) $1 AND deployed",
-                                   ItTable("it_model")),
-                          1, argtypes, values, 1);
-    if (ret != SPI_OK_SELECT)
-        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
-    found = SPI_processed == 1;
-    if (found)
-    {
-        *version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-        *options = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-    }
+    found = ItStoreDeployedVersion(model, version, options);
     ItRunAsEnd(&r);
     return found;
 }
@@ -879,22 +694,11 @@ DecideDeploy(const char *model, ItTrainData *d, Jsonb *options, ItDeployDecision
  * Writing a version
  * ------------------------------------------------------------------------ */
 
-/* A model's definition: what train() reads, and how. */
-typedef struct ItDefinition
-{
-    const char *interactions;
-    const char *user_features;  /* NULL when none */
-    const char *item_features;  /* NULL when none */
-    Jsonb      *options;        /* as given (NULL: defaults) or stored */
-    bool        stored;         /* train(model): read with the owner's rights */
-    Oid         owner;          /* stored: the model's owner */
-    char       *search_path;    /* the sources are read with (stored: NULL before 0.2) */
-} ItDefinition;
-
 /*
  * Writes a trained model as a new version, deployed when the decision
- * says so.  Runs as the tables' owner (ItBeginWrite), after every read of
- * the user's data.
+ * says so: the factor rows first, then the it_model row, once, with the
+ * seconds of the whole call, then the few rows of its priors.  Runs as the tables' owner
+ * (ItBeginWrite), after every read of the user's data.
  */
 static int
 WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainData *d,
@@ -903,21 +707,12 @@ WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainDa
            ItTransferTrain *transfer, const ItDeployDecision *decision)
 {
     ItWriteState st;
+    ItFactorRows rows;
+    ItModelRow row;
     Oid         owner;
     int         version;
-    int         ret;
-    bool        isnull;
     double     *sum;
     float      *mean;
-    Oid         argtypes[16] = {TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID,
-        INT4OID, INT8OID, INT8OID, INT8OID, FLOAT8OID, FLOAT8OID, JSONBOID, FLOAT4ARRAYOID,
-    TEXTOID, JSONBOID};
-    Datum       values[16];
-    char        nulls[16];
-    Oid         acl_types[2] = {TEXTOID, REGROLEOID};
-    Datum       acl_values[2];
-    Oid         upd_types[3] = {TEXTOID, INT4OID, FLOAT8OID};
-    Datum       upd_values[3];
 
     /* population prior: the mean user vector */
     sum = palloc0(sizeof(double) * k);
@@ -931,89 +726,54 @@ WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainDa
     owner = ItBeginWrite(model, false, def->stored ? IT_PRIV_TRAIN : IT_PRIV_OWN, "train", &st);
 
     /* a new model: its owner is the role that trains it first */
-    acl_values[0] = CStringGetTextDatum(model);
-    acl_values[1] = ObjectIdGetDatum(owner);
-    ret = SPI_execute_with_args(psprintf("INSERT INTO %s (model, owner) VALUES ($1, $2) "
-                                         "ON CONFLICT (model) DO NOTHING",
-                                         ItTable("it_model_acl")),
-                                2, acl_types, acl_values, NULL, false, 0);
-    if (ret != SPI_OK_INSERT)
-        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
-    if (SPI_processed > 0)
+    if (ItStoreCreateModel(model, owner))
         ItSyncRolePins(&owner, 1);
+    version = ItStoreNextVersion(model);
 
-    values[0] = CStringGetTextDatum(model);
-    ret = SPI_execute_with_args(psprintf("SELECT coalesce(max(version), 0) + 1 FROM %s WHERE model = $1",
-                                         ItTable("it_model")),
-                                1, argtypes, values, NULL, false, 1);
-    if (ret != SPI_OK_SELECT || SPI_processed != 1)
-        elog(ERROR, "could not find the next version of model \"%s\"", model);
-    version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+    memset(&rows, 0, sizeof(rows));
+    rows.users = true;
+    rows.mode = IT_FACTORS_INSERT;
+    rows.source = "model";
+    rows.k = k;
+    rows.n = d->nusers;
+    rows.ids = d->user_ids;
+    rows.factors = X;
+    rows.seen_ptr = d->R.indptr;
+    rows.seen_index = d->R.indices;
+    rows.seen_ids = d->item_ids;
+    (void) ItStoreWriteFactors(model, version, &rows);
 
-    memset(nulls, ' ', sizeof(nulls));
-    values[1] = Int32GetDatum(version);
-    values[2] = CStringGetTextDatum(def->interactions);
-    if (def->user_features)
-        values[3] = CStringGetTextDatum(def->user_features);
-    else
-    {
-        values[3] = (Datum) 0;
-        nulls[3] = 'n';
-    }
-    if (def->item_features)
-        values[4] = CStringGetTextDatum(def->item_features);
-    else
-    {
-        values[4] = (Datum) 0;
-        nulls[4] = 'n';
-    }
-    values[5] = JsonbPGetDatum(options);
-    values[6] = Int32GetDatum(k);
-    values[7] = Int64GetDatum(d->nusers);
-    values[8] = Int64GetDatum(d->nitems);
-    values[9] = Int64GetDatum(d->R.nnz);
-    values[10] = Float8GetDatum(ItElapsedSeconds(start));
-    values[11] = Float8GetDatum(loss);
-    values[12] = DirectFunctionCall1(jsonb_in, CStringGetDatum(history));
-    values[13] = ItFloatArrayDatum(mean, k);
-    if (def->search_path)
-        values[14] = CStringGetTextDatum(def->search_path);
-    else
-    {
-        values[14] = (Datum) 0;
-        nulls[14] = 'n';
-    }
-    values[15] = DirectFunctionCall1(jsonb_in, CStringGetDatum(decision->json.data));
+    memset(&rows, 0, sizeof(rows));
+    rows.users = false;
+    rows.mode = IT_FACTORS_INSERT;
+    rows.source = "model";
+    rows.k = k;
+    rows.n = d->nitems;
+    rows.ids = d->item_ids;
+    rows.factors = Y;
+    rows.pop_ptr = d->Rt.indptr;
+    (void) ItStoreWriteFactors(model, version, &rows);
 
-    ret = SPI_execute_with_args(psprintf("INSERT INTO %s (model, version, algorithm, "
-                                         "interactions_source, user_features_source, item_features_source, "
-                                         "options, factors, users, items, interactions, seconds, loss, "
-                                         "history, user_mean, search_path, deploy_decision) "
-                                         "VALUES ($1, $2, 'als', $3, $4, $5, $6, $7, $8, $9, $10, $11, "
-                                         "$12, $13, $14, $15, $16)",
-                                         ItTable("it_model")),
-                                16, argtypes, values, nulls, false, 0);
-    if (ret != SPI_OK_INSERT)
-        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
-
-    WriteFactors(model, version, true, d->user_ids, d->nusers, X, k, &d->R, d->item_ids);
-    WriteFactors(model, version, false, d->item_ids, d->nitems, Y, k, &d->Rt, NULL);
-    /* features -> interest models and new items (transfer.c) */
-    ItTransferWrite(transfer, model, version);
-
+    memset(&row, 0, sizeof(row));
+    row.model = model;
+    row.version = version;
+    row.def = def;
+    row.options = options;
+    row.factors = k;
+    row.users = d->nusers;
+    row.items = d->nitems;
+    row.interactions = d->R.nnz;
+    row.loss = loss;
+    row.history = history;
+    row.metrics = ItTransferSummary(transfer);
+    row.user_mean = mean;
+    row.deploy_decision = decision->json.data;
+    row.deployed = decision->deploy;
     /* the whole call, writing included */
-    upd_values[0] = values[0];
-    upd_values[1] = Int32GetDatum(version);
-    *seconds = ItElapsedSeconds(start);
-    upd_values[2] = Float8GetDatum(*seconds);
-    ret = SPI_execute_with_args(psprintf("UPDATE %s SET seconds = $3 WHERE model = $1 AND version = $2",
-                                         ItTable("it_model")),
-                                3, upd_types, upd_values, NULL, false, 0);
-    if (ret != SPI_OK_UPDATE)
-        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
-
-    if (decision->deploy)
-        DeployVersion(model, version);
+    *seconds = row.seconds = ItElapsedSeconds(start);
+    ItStoreInsertModel(&row);
+    /* the priors (referencing the row) and the new items' factor rows (transfer.c) */
+    ItTransferWrite(transfer, model, version);
     ItEndWrite(&st);
     return version;
 }
@@ -1180,13 +940,6 @@ interest_transfer_retrain(PG_FUNCTION_ARGS)
     MemoryContext callerctx = CurrentMemoryContext;
     char       *model;
     ItDefinition def;
-    Oid         argtypes[1] = {TEXTOID};
-    Datum       values[1];
-    HeapTuple   tup;
-    TupleDesc   desc;
-    bool        isnull;
-    Datum       d;
-    int         ret;
     ItRunAs     r;
     ItTrainResult res;
 
@@ -1210,46 +963,13 @@ interest_transfer_retrain(PG_FUNCTION_ARGS)
         (void) ItBeginWrite(model, true, IT_PRIV_TRAIN, "train", &st);
         ItEndWrite(&st);
     }
-    values[0] = CStringGetTextDatum(model);
     ItRunAsTablesOwner(&r);
-    ret = ItExecuteLatest(psprintf("SELECT m.interactions_source, m.user_features_source, "
-                                   "m.item_features_source, m.options, m.search_path, a.owner "
-                                   "FROM %s m JOIN %s a ON a.model OPERATOR(pg_catalog.=) m.model "
-                                   "WHERE m.model OPERATOR(pg_catalog.=) $1 "
-                                   "ORDER BY m.deployed DESC, m.version DESC LIMIT 1",
-                                   ItTable("it_model"), ItTable("it_model_acl")),
-                          1, argtypes, values, 1);
-    if (ret != SPI_OK_SELECT)
-        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
-    if (SPI_processed == 0)
+    if (!ItStoreLatestDefinition(model, callerctx, &def))
         ereport(ERROR,
                 (errcode(ERRCODE_UNDEFINED_OBJECT),
                  errmsg("model \"%s\" does not exist", model),
                  errhint("Train it first with train('%s', interactions), or list the models with SELECT * FROM models.",
                          model)));
-    memset(&def, 0, sizeof(def));
-    tup = SPI_tuptable->vals[0];
-    desc = SPI_tuptable->tupdesc;
-    d = SPI_getbinval(tup, desc, 1, &isnull);
-    def.interactions = MemoryContextStrdup(callerctx, TextDatumGetCString(d));
-    d = SPI_getbinval(tup, desc, 2, &isnull);
-    if (!isnull)
-        def.user_features = MemoryContextStrdup(callerctx, TextDatumGetCString(d));
-    d = SPI_getbinval(tup, desc, 3, &isnull);
-    if (!isnull)
-        def.item_features = MemoryContextStrdup(callerctx, TextDatumGetCString(d));
-    d = SPI_getbinval(tup, desc, 4, &isnull);
-    {
-        MemoryContext old = MemoryContextSwitchTo(callerctx);
-
-        def.options = DatumGetJsonbPCopy(d);
-        MemoryContextSwitchTo(old);
-    }
-    d = SPI_getbinval(tup, desc, 5, &isnull);
-    if (!isnull)
-        def.search_path = MemoryContextStrdup(callerctx, TextDatumGetCString(d));
-    def.owner = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
-    def.stored = true;
     ItRunAsEnd(&r);
     SPI_finish();
 
@@ -1267,9 +987,6 @@ interest_transfer_deploy(PG_FUNCTION_ARGS)
     char       *model;
     int         version;
     ItWriteState st;
-    Oid         argtypes[2] = {TEXTOID, INT4OID};
-    Datum       values[2];
-    int         ret;
 
     if (PG_ARGISNULL(0))
         ItNullArgument("model", "Name the model, for example deploy('shop', 2).");
@@ -1283,20 +1000,13 @@ interest_transfer_deploy(PG_FUNCTION_ARGS)
         elog(ERROR, "SPI_connect failed");
     (void) ItBeginWrite(model, true, IT_PRIV_TRAIN, "deploy", &st);
 
-    values[0] = CStringGetTextDatum(model);
-    values[1] = Int32GetDatum(version);
-    ret = SPI_execute_with_args(psprintf("SELECT 1 FROM %s WHERE model = $1 AND version = $2",
-                                         ItTable("it_model")),
-                                2, argtypes, values, NULL, false, 1);
-    if (ret != SPI_OK_SELECT)
-        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
-    if (SPI_processed == 0)
+    if (!ItStoreVersionExists(model, version))
         ereport(ERROR,
                 (errcode(ERRCODE_UNDEFINED_OBJECT),
                  errmsg("version %d of model \"%s\" does not exist", version, model),
                  errhint("List its versions with SELECT version, trained_at FROM models WHERE model = '%s'.",
                          model)));
-    DeployVersion(model, version);
+    ItStoreDeploy(model, version);
     ItEndWrite(&st);
     SPI_finish();
     PG_RETURN_VOID();
@@ -1312,13 +1022,9 @@ interest_transfer_drop_model(PG_FUNCTION_ARGS)
     char       *model;
     ItWriteState st;
     ItModelAcl  acl;
-    Oid         argtypes[1] = {TEXTOID};
-    Datum       values[1];
     Oid        *roles;
     int         nroles = 0;
-    int         ret;
-    int64       deleted = 0;
-    static const char *const tables[] = {"it_user_factors", "it_item_factors", "it_model", "it_model_acl"};
+    int64       deleted;
 
     if (PG_ARGISNULL(0))
         ItNullArgument("model", "Name the model to drop, for example drop_model('shop').");
@@ -1330,17 +1036,7 @@ interest_transfer_drop_model(PG_FUNCTION_ARGS)
     (void) ItBeginWrite(model, true, IT_PRIV_OWN, "drop", &st);
     if (!ItReadModelAcl(model, true, &acl))
         elog(ERROR, "model \"%s\" vanished", model);
-    values[0] = CStringGetTextDatum(model);
-    /* the factor rows explicitly, so as not to depend on cascades */
-    for (int i = 0; i < lengthof(tables); i++)
-    {
-        ret = SPI_execute_with_args(psprintf("DELETE FROM %s WHERE model = $1", ItTable(tables[i])),
-                                    1, argtypes, values, NULL, false, 0);
-        if (ret != SPI_OK_DELETE)
-            elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
-        if (strcmp(tables[i], "it_model") == 0)
-            deleted = (int64) SPI_processed;
-    }
+    deleted = ItStoreDropModel(model);
     /* roles that no longer own or use a model may be dropped */
     roles = palloc(sizeof(Oid) * (1 + acl.nusers + acl.ntrainers));
     roles[nroles++] = acl.owner;

@@ -60,6 +60,7 @@
 #include "interest_transfer.h"
 #include "mlp.h"
 #include "rankgrid.h"
+#include "store.h"
 #include "transfer.h"
 
 /* Fewer trained rows with features than this: no model for the side. */
@@ -219,6 +220,7 @@ typedef struct PriorSide
     /* after ItTransferFit */
     bool        use_features;
     double      popularity_blend;
+    double      prior_variance; /* around the prior, per coordinate; 0: not measured */
     Jsonb      *layout_json;    /* NULL when no model was trained */
     float      *params;         /* NULL when none is kept */
     int64       nparams;
@@ -1574,6 +1576,7 @@ FitSide(ItTransferTrain *t, PriorSide *s, const SideData *sd)
     appendStringInfo(&s->metrics, "{\"use_features\": %s, \"popularity_blend\": ", BoolText(s->use_features));
     AppendRounded(&s->metrics, s->popularity_blend);
     AppendKeyNumber(&s->metrics, "prior_variance", prior_variance);
+    s->prior_variance = prior_variance;
     appendStringInfo(&s->metrics, ", \"k\": %d, \"baseline\": ", IT_PRIOR_EVAL_K);
     escape_json(&s->metrics, sd->base_name);
     AppendKeyNumber(&s->metrics, "precision", p_feat);
@@ -1771,53 +1774,20 @@ ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm)
  * Writing
  * ------------------------------------------------------------------------ */
 
-static Datum
-Int8ArrayDatum(const int64 *v, int64 n)
+/*
+ * A number as the metrics show it (6 significant digits): what serving
+ * reads in it_prior's typed columns is what the metrics report.
+ */
+static double
+Rounded(double v)
 {
-    Datum      *d = palloc(sizeof(Datum) * Max(n, 1));
-    ArrayType  *a;
-
-    for (int64 i = 0; i < n; i++)
-        d[i] = Int64GetDatum(v[i]);
-    a = construct_array(d, (int) n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
-    pfree(d);
-    return PointerGetDatum(a);
+    return isfinite(v) ? strtod(psprintf("%.6g", v), NULL) : 0.0;
 }
 
-static void
-WriteNewItems(ItTransferTrain *t, const char *model, int version)
+static double
+ChosenWeight(const FoldInChoice *f)
 {
-    PriorSide  *s = &t->item;
-    Oid         argtypes[5] = {TEXTOID, INT4OID, INT8ARRAYOID, FLOAT4ARRAYOID, INT4OID};
-    Datum       values[5];
-    SPIPlanPtr  plan;
-    int64       maxrows = Min(IT_PRIOR_WRITE_ROWS, Max(1, IT_PRIOR_WRITE_VALUES / t->k));
-
-    plan = SPI_prepare(psprintf("INSERT INTO %s (model, version, item_id, factors, popularity, source) "
-                                "SELECT $1, $2, $3[i], $4[(i - 1) * $5 + 1 : i * $5], 0, 'features' "
-                                "FROM generate_series(1, cardinality($3)) AS i",
-                                ItTable("it_item_factors")),
-                       5, argtypes);
-    if (plan == NULL)
-        elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-    values[0] = CStringGetTextDatum(model);
-    values[1] = Int32GetDatum(version);
-    values[4] = Int32GetDatum(t->k);
-    for (int64 begin = 0; begin < s->nnew; begin += maxrows)
-    {
-        int64       nb = Min(maxrows, s->nnew - begin);
-        int         ret;
-
-        CHECK_FOR_INTERRUPTS();
-        values[2] = Int8ArrayDatum(s->new_ids + begin, nb);
-        values[3] = ItFloatArrayDatum(s->new_factors + begin * t->k, (int) (nb * t->k));
-        ret = SPI_execute_plan(plan, values, NULL, false, 0);
-        if (ret != SPI_OK_INSERT || SPI_processed != (uint64) nb)
-            elog(ERROR, "could not write the new items: %s", SPI_result_code_string(ret));
-        pfree(DatumGetPointer(values[2]));
-        pfree(DatumGetPointer(values[3]));
-    }
-    SPI_freeplan(plan);
+    return f->measured ? Rounded(f->lambdas[f->best]) : 0.0;
 }
 
 void
@@ -1825,15 +1795,79 @@ ItTransferWrite(ItTransferTrain *t, const char *model, int version)
 {
     MemoryContext old;
     PriorSide  *sides[2];
-    StringInfoData summary;
-    Oid         argtypes[3] = {TEXTOID, INT4OID, JSONBOID};
-    Datum       values[3];
-    int         ret;
-    bool        first = true;
+    ItPriorRow  row;
 
     if (t == NULL)
         return;
     old = MemoryContextSwitchTo(t->cxt);
+    sides[0] = &t->user;
+    sides[1] = &t->item;
+    for (int i = 0; i < 2; i++)
+    {
+        PriorSide  *s = sides[i];
+
+        if (s->enc == NULL)
+            continue;
+        if (s->metrics.len == 0)
+            elog(ERROR, "features model of %s was not fitted", s->what);
+        memset(&row, 0, sizeof(row));
+        row.kind = i == 0 ? IT_PRIOR_USER_FEATURES : IT_PRIOR_ITEM_FEATURES;
+        row.in_use = s->use_features;
+        row.fold_in_weight = i == 0 ? ChosenWeight(&s->fold) : 0.0;
+        row.prior_variance = Rounded(s->prior_variance);
+        row.popularity_blend = (float) Rounded(s->popularity_blend);
+        row.spec = s->enc->spec;
+        row.dims = s->enc->dims;
+        row.params = s->params;
+        row.nparams = s->params ? s->nparams : 0;
+        row.layout = s->layout_json;
+        row.metrics = JsonbFromText(s->metrics.data);
+        ItStorePrior(model, version, &row);
+        CHECK_FOR_INTERRUPTS();
+    }
+
+    /* the population prior: its fold-in weight, when training measured one */
+    memset(&row, 0, sizeof(row));
+    row.kind = IT_PRIOR_POPULATION;
+    row.in_use = true;
+    row.fold_in_weight = ChosenWeight(&t->pop_fold);
+    {
+        StringInfoData fold;
+
+        initStringInfo(&fold);
+        AppendFoldIn(&fold, &t->pop_fold, true);
+        /* each key comes after ", " */
+        row.metrics = JsonbFromText(psprintf("{%s}", fold.data + 2));
+    }
+    ItStorePrior(model, version, &row);
+
+    if (t->item.nnew > 0)
+    {
+        ItFactorRows rows;
+
+        memset(&rows, 0, sizeof(rows));
+        rows.users = false;
+        rows.mode = IT_FACTORS_INSERT;
+        rows.source = "features";
+        rows.k = t->k;
+        rows.n = t->item.nnew;
+        rows.ids = t->item.new_ids;
+        rows.factors = t->item.new_factors;
+        (void) ItStoreWriteFactors(model, version, &rows);
+    }
+    MemoryContextSwitchTo(old);
+}
+
+const char *
+ItTransferSummary(ItTransferTrain *t)
+{
+    PriorSide  *sides[2];
+    StringInfoData summary;
+    StringInfoData fold;
+    bool        first = true;
+
+    if (t == NULL)
+        return NULL;
     sides[0] = &t->user;
     sides[1] = &t->item;
     initStringInfo(&summary);
@@ -1844,38 +1878,16 @@ ItTransferWrite(ItTransferTrain *t, const char *model, int version)
 
         if (s->enc == NULL)
             continue;
-        if (s->metrics.len == 0)
-            elog(ERROR, "features model of %s was not fitted", s->what);
-        ItEncoderStore(model, version, s->side, s->enc->spec, s->enc->dims,
-                       s->params, s->params ? s->nparams : 0, s->layout_json,
-                       JsonbFromText(s->metrics.data));
         appendStringInfo(&summary, "%s\"%s_prior\": %s", first ? "" : ", ", s->side, s->summary.data);
         first = false;
-        CHECK_FOR_INTERRUPTS();
     }
     /* the fold-in weight of the population prior: fold_in_prior_weight, ... */
-    {
-        StringInfoData fold;
-
-        initStringInfo(&fold);
-        AppendFoldIn(&fold, &t->pop_fold, true);
-        /* each key comes after ", " */
-        appendStringInfoString(&summary, first ? fold.data + 2 : fold.data);
-    }
+    initStringInfo(&fold);
+    AppendFoldIn(&fold, &t->pop_fold, true);
+    /* each key comes after ", " */
+    appendStringInfoString(&summary, first ? fold.data + 2 : fold.data);
     appendStringInfoChar(&summary, '}');
-    if (t->item.nnew > 0)
-        WriteNewItems(t, model, version);
-
-    values[0] = CStringGetTextDatum(model);
-    values[1] = Int32GetDatum(version);
-    values[2] = JsonbPGetDatum(JsonbFromText(summary.data));
-    ret = SPI_execute_with_args(psprintf("UPDATE %s SET metrics = metrics OPERATOR(pg_catalog.||) $3 "
-                                         "WHERE model = $1 AND version = $2",
-                                         ItTable("it_model")),
-                                3, argtypes, values, NULL, false, 0);
-    if (ret != SPI_OK_UPDATE || SPI_processed != 1)
-        elog(ERROR, "could not store the metrics of the features models of model \"%s\"", model);
-    MemoryContextSwitchTo(old);
+    return summary.data;
 }
 
 void

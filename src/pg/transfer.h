@@ -15,11 +15,15 @@
  *                          chooses the fold-in weight of the features
  *                          prior and of the population prior by
  *                          simulation on trained users
- *      ... between ItBeginWrite and ItEndWrite, after the it_model row ...
+ *      ... between ItBeginWrite and ItEndWrite ...
  *      ItTransferWrite(t, model, version);
- *                          one it_encoder row per side given, the new items'
- *                          factor rows, a summary in it_model.metrics (with
- *                          the population prior's fold_in_prior_weight)
+ *                          one it_prior row per side given and one for the
+ *                          population prior (store.c), the new items'
+ *                          factor rows
+ *      ItTransferSummary(t);
+ *                          the summary for it_model.metrics (with the
+ *                          population prior's fold_in_prior_weight), JSON
+ *                          text; NULL when t is NULL
  *      ItTransferEnd(t);
  *
  * Every function accepts t == NULL and then does nothing.  Everything is
@@ -52,6 +56,7 @@ extern ItTransferTrain *ItTransferRead(const char *model, const char *user_featu
                                        const char *item_features, Jsonb *options);
 extern void ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm);
 extern void ItTransferWrite(ItTransferTrain *t, const char *model, int version);
+extern const char *ItTransferSummary(ItTransferTrain *t);
 extern void ItTransferEnd(ItTransferTrain *t);
 
 #endif                          /* IT_TRANSFER_H */

@@ -93,8 +93,8 @@ SELECT 'bench', 1, u,
   FROM generate_series(1, :users) u;
 -- age (numeric), gender (f, m, other), region (8 values, other): 13 floats;
 -- an MLP 13 -> 64 (ReLU) -> factors
-INSERT INTO it_encoder (model, version, side, spec, dims, params, layout, metrics)
-SELECT 'bench', 1, 'user',
+INSERT INTO it_prior (model, version, kind, in_use, spec, dims, params, layout, metrics)
+SELECT 'bench', 1, 'user_features', true,
        jsonb_build_object('format', 1, 'id_column', 'user_id', 'dims', 13, 'rows', 10000,
                           'max_categories', 32, 'min_category_count', 2, 'columns', jsonb_build_array(
            jsonb_build_object('name', 'age', 'kind', 'numeric', 'type', 'integer', 'offset', 0, 'width', 1,
@@ -111,7 +111,7 @@ SELECT 'bench', 1, 'user',
           FROM generate_series(1, 64 * (13 + 1) + :factors * (64 + 1))),
        jsonb_build_object('input', 13, 'hidden', jsonb_build_array(64), 'output', :factors),
        '{"use_features": true, "popularity_blend": 0}';
-VACUUM ANALYZE it_model, it_item_factors, it_user_factors, it_encoder;
+VACUUM ANALYZE it_model, it_item_factors, it_user_factors, it_prior;
 SQL
 
 echo "recommend() end to end: $ITEMS items, $FACTORS factors, $CALLS calls each, top 10, server side"

@@ -48,7 +48,7 @@ END $$;
 -- the raw tables
 -- ---------------------------------------------------------------------
 SELECT is((SELECT count(*) FROM unnest(ARRAY['it_model', 'it_model_acl', 'it_user_factors', 'it_item_factors',
-                                             'it_encoder', 'it_role_pin']) t
+                                             'it_prior', 'it_role_pin']) t
             WHERE has_table_privilege('public', t, 'SELECT')
                OR has_table_privilege('public', t, 'INSERT')
                OR has_table_privilege('public', t, 'UPDATE')

@@ -1,6 +1,6 @@
 -- Feature encoding: what each column type encodes to, the layout of the
 -- slots, independence from column and row order, applying a fitted encoder
--- to the rows of another query and to a jsonb object, and the it_encoder
+-- to the rows of another query and to a jsonb object, and the it_prior
 -- table that stores encoders with a model version.
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
@@ -196,13 +196,13 @@ SELECT throws_ok($$SELECT it_encode_features_json('feat', 'user_id', '[1, 2]')$$
                  '22023', 'features must be a jsonb object', 'a non-object is an error');
 
 -- the storage table
-SELECT ok(NOT has_table_privilege('public', 'it_encoder', 'SELECT')
-          AND NOT has_table_privilege('public', 'it_encoder', 'INSERT'),
-          'it_encoder is read and written by the extension''s functions only');
-SELECT throws_ok($$INSERT INTO it_encoder (model, version, side, spec, dims) VALUES ('nope', 1, 'user', '{}', 3)$$,
-                 '23503', NULL, 'an encoder belongs to an existing model version');
-SELECT throws_ok($$INSERT INTO it_encoder (model, version, side, spec, dims) VALUES ('nope', 1, 'both', '{}', 3)$$,
-                 '23514', NULL, 'side is user or item');
+SELECT ok(NOT has_table_privilege('public', 'it_prior', 'SELECT')
+          AND NOT has_table_privilege('public', 'it_prior', 'INSERT'),
+          'it_prior is read and written by the extension''s functions only');
+SELECT throws_ok($$INSERT INTO it_prior (model, version, kind, in_use, spec, dims) VALUES ('nope', 1, 'user_features', true, '{}', 3)$$,
+                 '23503', NULL, 'a prior belongs to an existing model version');
+SELECT throws_ok($$INSERT INTO it_prior (model, version, kind, in_use, spec, dims) VALUES ('nope', 1, 'both', true, '{}', 3)$$,
+                 '23514', NULL, 'kind is one the extension knows');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -6,7 +6,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS interest_transfer;
 SET LOCAL client_min_messages = warning;
 
-SELECT plan(46);
+SELECT plan(47);
 
 -- SQLSTATE of a failing statement, with its hint and context
 CREATE FUNCTION pg_temp.failure(q text) RETURNS text LANGUAGE plpgsql AS $$
@@ -48,7 +48,13 @@ BEGIN
     INSERT INTO it_user_factors (model, version, user_id, factors, seen) VALUES
       (m, 1, 1, '{1,0}', '{1,2}'), (m, 1, 2, '{0,1}', '{3,4}'), (m, 1, 3, '{0.5,0.5}', '{5}');
     IF features THEN
-        INSERT INTO it_encoder (model, version, side, spec, dims, params, layout, metrics) VALUES
+        INSERT INTO it_prior (model, version, kind, spec, dims, params, layout, metrics,
+                              in_use, popularity_blend, prior_variance, fold_in_weight)
+        SELECT v.m, v.ver, v.side || '_features', v.spec::jsonb, v.dims, v.params::real[], v.layout::jsonb, v.metrics::jsonb,
+               coalesce((v.metrics::jsonb ->> 'use_features')::boolean, true),
+               coalesce((v.metrics::jsonb ->> 'popularity_blend')::real, 0),
+               (v.metrics::jsonb ->> 'prior_variance')::float8, (v.metrics::jsonb ->> 'fold_in_prior_weight')::float8
+          FROM (VALUES
          (m, 1, 'user',
           '{"format": 1, "id_column": "user_id", "dims": 5, "rows": 5, "max_categories": 32,
             "min_category_count": 2, "columns": [
@@ -62,7 +68,7 @@ BEGIN
             "min_category_count": 2, "columns": [
              {"name": "category", "kind": "category", "type": "text", "offset": 0, "width": 3,
               "missing": null, "nulls": 0, "values": ["x", "y"], "counts": [3, 3], "other": 2}]}',
-          3, '{1,0,0, 0,1,0, 0,0}', '{"input": 3, "hidden": [], "output": 2}', '{"use_features": true}');
+          3, '{1,0,0, 0,1,0, 0,0}', '{"input": 3, "hidden": [], "output": 2}', '{"use_features": true}')) v(m, ver, side, spec, dims, params, layout, metrics);
     END IF;
 END $$;
 
@@ -197,20 +203,23 @@ ROLLBACK TO SAVEPOINT retyped;
 
 -- stored features models that do not fit the model -----------------------------
 SELECT pg_temp.hand_model('bad_layout', '{}', true, '{"use_features": true}');
-UPDATE it_encoder SET layout = '{"input": 5, "hidden": [], "output": 3}' WHERE model = 'bad_layout' AND side = 'user';
+UPDATE it_prior SET layout = '{"input": 5, "hidden": [], "output": 3}' WHERE model = 'bad_layout' AND kind = 'user_features';
 SELECT throws_ok($$SELECT * FROM recommend(10, 3, 'bad_layout')$$, 'XX001',
                  'stored user features model of model "bad_layout" version 1 is invalid',
                  'a stored features model with the wrong number of outputs');
-UPDATE it_encoder SET layout = '{"input": 5, "hidden": [], "output": 2}', params = '{1,2,3}'
- WHERE model = 'bad_layout' AND side = 'user';
+UPDATE it_prior SET layout = '{"input": 5, "hidden": [], "output": 2}', params = '{1,2,3}'
+ WHERE model = 'bad_layout' AND kind = 'user_features';
 UPDATE it_model SET loss = 1 WHERE model = 'bad_layout';   -- a new row: the cached copy reloads
 SELECT throws_ok($$SELECT * FROM recommend(10, 3, 'bad_layout')$$, 'XX001', NULL,
                  'a stored features model with the wrong number of parameters');
-UPDATE it_encoder SET params = '{0.5,0,1,0,0.1, 0,0.5,0,1,0.1, 0,0}', metrics = '{"use_features": "yes"}'
- WHERE model = 'bad_layout' AND side = 'user';
+UPDATE it_prior SET params = '{0.5,0,1,0,0.1, 0,0.5,0,1,0.1, 0,0}', fold_in_weight = 1e300
+ WHERE model = 'bad_layout' AND kind = 'user_features';
 UPDATE it_model SET loss = 2 WHERE model = 'bad_layout';
-SELECT throws_ok($$SELECT * FROM recommend(10, 3, 'bad_layout')$$, 'XX001', NULL,
-                 'stored metrics with a use_features that is not a boolean');
+SELECT throws_ok($$SELECT * FROM recommend(10, 3, 'bad_layout')$$, 'XX001',
+                 'stored user_features prior of model "bad_layout" version 1 is invalid',
+                 'a stored fold-in weight beyond what a float solve takes');
+SELECT throws_ok($$UPDATE it_prior SET popularity_blend = -1 WHERE model = 'bad_layout' AND kind = 'user_features'$$,
+                 '23514', NULL, 'the table refuses a negative popularity blend');
 
 -- refresh: the item features source ---------------------------------------------
 INSERT INTO tr_itf VALUES (7, 'x'), (7, 'y');

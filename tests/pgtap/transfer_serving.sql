@@ -42,7 +42,13 @@ BEGIN
     INSERT INTO it_user_factors (model, version, user_id, factors, seen) VALUES
       (m, 1, 1, '{1,0}', '{1,2}'), (m, 1, 2, '{0,1}', '{3,4}'), (m, 1, 3, '{0.5,0.5}', '{5}');
     IF features THEN
-        INSERT INTO it_encoder (model, version, side, spec, dims, params, layout, metrics) VALUES
+        INSERT INTO it_prior (model, version, kind, spec, dims, params, layout, metrics,
+                              in_use, popularity_blend, prior_variance, fold_in_weight)
+        SELECT v.m, v.ver, v.side || '_features', v.spec::jsonb, v.dims, v.params::real[], v.layout::jsonb, v.metrics::jsonb,
+               coalesce((v.metrics::jsonb ->> 'use_features')::boolean, true),
+               coalesce((v.metrics::jsonb ->> 'popularity_blend')::real, 0),
+               (v.metrics::jsonb ->> 'prior_variance')::float8, (v.metrics::jsonb ->> 'fold_in_prior_weight')::float8
+          FROM (VALUES
          (m, 1, 'user',
           '{"format": 1, "id_column": "user_id", "dims": 5, "rows": 5, "max_categories": 32,
             "min_category_count": 2, "columns": [
@@ -56,7 +62,7 @@ BEGIN
             "min_category_count": 2, "columns": [
              {"name": "category", "kind": "category", "type": "text", "offset": 0, "width": 3,
               "missing": null, "nulls": 0, "values": ["x", "y"], "counts": [3, 3], "other": 2}]}',
-          3, '{1,0,0, 0,1,0, 0,0}', '{"input": 3, "hidden": [], "output": 2}', '{"use_features": true}');
+          3, '{1,0,0, 0,1,0, 0,0}', '{"input": 3, "hidden": [], "output": 2}', '{"use_features": true}')) v(m, ver, side, spec, dims, params, layout, metrics);
     END IF;
 END $$;
 
@@ -318,7 +324,7 @@ INSERT INTO q_eval SELECT 'popular', users, precision_at_k FROM evaluate('q_nofe
 CREATE TEMP TABLE q_features_list AS SELECT item_id, score FROM recommend((SELECT u FROM q_cold), 10, 'q');
 \o
 
-SELECT is((SELECT metrics->>'use_features' FROM it_encoder WHERE model = 'q' AND side = 'user'), 'true',
+SELECT is((SELECT metrics->>'use_features' FROM it_prior WHERE model = 'q' AND kind = 'user_features'), 'true',
           'trained: validation keeps the user features path');
 SELECT is((SELECT min(source) || max(source) FROM recommend((SELECT min(user_id) FROM q_events), 10, 'q')),
           'modelmodel', 'trained: a trained user is served by model');

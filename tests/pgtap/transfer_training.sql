@@ -1,5 +1,6 @@
 -- Training the features -> interest models with a model version: the
--- it_encoder rows (spec, dims, parameters, layout, metrics), the check
+-- it_prior rows (spec, dims, parameters, layout, typed serving values,
+-- metrics), the check
 -- against popularity on held-out trained users and its fallback with pure
 -- noise for features, new items from item_features, the options, and
 -- that a failed, cancelled or rolled-back train leaves nothing behind.
@@ -12,6 +13,10 @@ CREATE EXTENSION IF NOT EXISTS interest_transfer;
 SELECT * FROM it_demo.generate(users => 2000, items => 400, per_user => 20, groups => 8, seed => 0.42);
 SELECT * FROM it_demo.split(test_fraction => 0.2, cold_user_fraction => 0.1, cold_item_fraction => 0.05);
 SET client_min_messages = warning;
+-- the features priors, one row per side
+CREATE TEMP VIEW feature_priors AS
+SELECT model, version, replace(kind, '_features', '') AS side, spec, dims, params, layout, metrics, in_use
+  FROM it_prior WHERE kind IN ('user_features', 'item_features');
 
 -- informative features on both sides
 SELECT * FROM train('trn', 'it_demo.train_events', 'it_demo.users', 'it_demo.items',
@@ -58,7 +63,7 @@ BEGIN
         SET LOCAL client_min_messages = warning;
         PERFORM * FROM train('trn_rb', 'it_demo.train_events', 'it_demo.users', 'it_demo.items',
                              '{"factors": 8, "iterations": 3, "seed": 7}');
-        SELECT count(*) INTO encoders FROM it_encoder WHERE model = 'trn_rb';
+        SELECT count(*) INTO encoders FROM feature_priors WHERE model = 'trn_rb';
         SELECT count(*) INTO new_items FROM it_item_factors WHERE model = 'trn_rb' AND source = 'features';
         RAISE EXCEPTION 'roll back';
     EXCEPTION WHEN raise_exception THEN
@@ -82,42 +87,42 @@ BEGIN
 END $$;
 \o
 
-SELECT plan(57);
+SELECT plan(61);
 
 -- the encoder rows of informative features
-SELECT results_eq($$SELECT side FROM it_encoder WHERE model = 'trn' ORDER BY side$$,
-                  $$VALUES ('item'::text), ('user')$$, 'one it_encoder row per side given');
-SELECT results_eq($$SELECT e.side, e.dims FROM it_encoder e WHERE model = 'trn' ORDER BY side$$,
+SELECT results_eq($$SELECT side FROM feature_priors WHERE model = 'trn' ORDER BY side$$,
+                  $$VALUES ('item'::text), ('user')$$, 'one features prior row per side given');
+SELECT results_eq($$SELECT e.side, e.dims FROM feature_priors e WHERE model = 'trn' ORDER BY side$$,
                   $$SELECT side, dims FROM enc_dims ORDER BY side$$,
                   'dims: the floats of an encoded row, as it_encode_features encodes the source');
-SELECT results_eq($$SELECT side, layout FROM it_encoder WHERE model = 'trn' ORDER BY side$$,
+SELECT results_eq($$SELECT side, layout FROM feature_priors WHERE model = 'trn' ORDER BY side$$,
                   $$SELECT side, jsonb_build_object('input', dims, 'hidden', jsonb_build_array(64), 'output', 16)
                       FROM enc_dims ORDER BY side$$,
                   'layout: features in, one hidden layer of 64 (the default), the 16 factors out');
-SELECT results_eq($$SELECT side, cardinality(params) FROM it_encoder WHERE model = 'trn' ORDER BY side$$,
+SELECT results_eq($$SELECT side, cardinality(params) FROM feature_priors WHERE model = 'trn' ORDER BY side$$,
                   $$SELECT side, dims * 64 + 64 + 64 * 16 + 16 FROM enc_dims ORDER BY side$$,
                   'params: the weights and biases of both layers');
-SELECT is((SELECT count(*) FROM it_encoder, unnest(params) p
+SELECT is((SELECT count(*) FROM feature_priors, unnest(params) p
             WHERE model = 'trn' AND NOT (p > '-Infinity'::real AND p < 'Infinity'::real)),
           0::bigint, 'every parameter is a finite number');
-SELECT is((SELECT spec->>'id_column' FROM it_encoder WHERE model = 'trn' AND side = 'user'), 'user_id',
+SELECT is((SELECT spec->>'id_column' FROM it_prior WHERE model = 'trn' AND kind = 'user_features'), 'user_id',
           'the spec is the encoder''s, with its id column');
-SELECT is((SELECT (metrics->>'use_features')::boolean FROM it_encoder WHERE model = 'trn' AND side = 'user'),
+SELECT is((SELECT (metrics->>'use_features')::boolean FROM it_prior WHERE model = 'trn' AND kind = 'user_features'),
           true, 'informative user features beat popularity: use_features');
-SELECT cmp_ok((SELECT (metrics->>'precision')::float8 FROM it_encoder WHERE model = 'trn' AND side = 'user'), '>=',
-              (SELECT 1.5 * (metrics->>'baseline_precision')::float8 FROM it_encoder WHERE model = 'trn' AND side = 'user'),
+SELECT cmp_ok((SELECT (metrics->>'precision')::float8 FROM it_prior WHERE model = 'trn' AND kind = 'user_features'), '>=',
+              (SELECT 1.5 * (metrics->>'baseline_precision')::float8 FROM it_prior WHERE model = 'trn' AND kind = 'user_features'),
               'their validation precision@10 is at least 1.5x that of popularity');
 SELECT ok((SELECT (metrics->>'popularity_blend')::float8 >= 0
                   AND (metrics->>'prior_variance')::float8 > 0
                   AND (metrics->>'evaluated_rows')::int > 100
                   AND (metrics->>'epochs_run')::int BETWEEN 1 AND 200
                   AND jsonb_array_length(metrics->'history') = (metrics->>'epochs_run')::int
-             FROM it_encoder WHERE model = 'trn' AND side = 'user'),
+             FROM it_prior WHERE model = 'trn' AND kind = 'user_features'),
           'metrics: popularity_blend >= 0, prior_variance, rows evaluated, one history entry per epoch');
-SELECT matches((SELECT metrics->'notices'->>0 FROM it_encoder WHERE model = 'trn' AND side = 'user'),
+SELECT matches((SELECT metrics->'notices'->>0 FROM it_prior WHERE model = 'trn' AND kind = 'user_features'),
                '^user features model: precision@10 0\.[0-9]+ on [0-9]+ validation users, popularity 0\.[0-9]+',
                'the NOTICE about the user model is kept in its metrics');
-SELECT is((SELECT (metrics->>'use_features')::boolean FROM it_encoder WHERE model = 'trn' AND side = 'item'),
+SELECT is((SELECT (metrics->>'use_features')::boolean FROM it_prior WHERE model = 'trn' AND kind = 'item_features'),
           true, 'informative item features beat user activity: use_features');
 SELECT ok((SELECT metrics->'user_prior'->>'use_features' = 'true'
                   AND metrics->'item_prior'->>'use_features' = 'true'
@@ -137,15 +142,15 @@ SELECT ok((SELECT (metrics->>'fold_in_prior_weight')::float8 > 0
                   AND (metrics->>'fold_in_prior_weight')::float8 < 'Infinity'::float8
                   AND (metrics->>'fold_in_users')::int >= 30
                   AND jsonb_array_length(metrics->'fold_in_grid') = 10
-             FROM it_encoder WHERE model = 'trn' AND side = 'user'),
+             FROM it_prior WHERE model = 'trn' AND kind = 'user_features'),
           'features prior: a positive, finite fold_in_prior_weight, chosen on validation users over a grid of 10');
-SELECT is((SELECT count(*) FROM it_encoder e, jsonb_array_elements(e.metrics->'fold_in_grid') g
-            WHERE e.model = 'trn' AND e.side = 'user' AND g->'prior_weight' = e.metrics->'fold_in_prior_weight'),
+SELECT is((SELECT count(*) FROM it_prior e, jsonb_array_elements(e.metrics->'fold_in_grid') g
+            WHERE e.model = 'trn' AND e.kind = 'user_features' AND g->'prior_weight' = e.metrics->'fold_in_prior_weight'),
           1::bigint, 'it is one of the grid''s weights');
 SELECT is((SELECT bool_and((c->>'precision')::float8 >= (g->>'precision')::float8)
-             FROM it_encoder e, jsonb_array_elements(e.metrics->'fold_in_grid') c,
+             FROM it_prior e, jsonb_array_elements(e.metrics->'fold_in_grid') c,
                   jsonb_array_elements(e.metrics->'fold_in_grid') g
-            WHERE e.model = 'trn' AND e.side = 'user' AND c->'prior_weight' = e.metrics->'fold_in_prior_weight'),
+            WHERE e.model = 'trn' AND e.kind = 'user_features' AND c->'prior_weight' = e.metrics->'fold_in_prior_weight'),
           true, 'and its precision is the grid''s best');
 SELECT ok((SELECT (metrics->>'fold_in_prior_weight')::float8 > 0
                   AND (metrics->>'fold_in_prior_weight')::float8 < 'Infinity'::float8
@@ -159,8 +164,23 @@ SELECT ok((SELECT (metrics->>'fold_in_prior_weight')::float8 > 0
           'population prior, without features: it_model.metrics has the best weight of its grid');
 SELECT ok((SELECT (metrics->>'fold_in_prior_weight')::float8 > 0 FROM it_model WHERE model = 'trn'),
           'with features, too');
-SELECT is((SELECT metrics ? 'fold_in_prior_weight' FROM it_encoder WHERE model = 'trn_noise' AND side = 'user'),
+SELECT is((SELECT metrics ? 'fold_in_prior_weight' FROM it_prior WHERE model = 'trn_noise' AND kind = 'user_features'),
           false, 'no weight for a features prior that is not used');
+
+-- what serving reads: typed columns, the same numbers as the metrics report
+SELECT results_eq($$SELECT kind, in_use, fold_in_weight IS NOT NULL FROM it_prior WHERE model = 'trn' ORDER BY kind$$,
+                  $$VALUES ('item_features'::text, true, false), ('population', true, true), ('user_features', true, true)$$,
+                  'it_prior: a features row per side and the population row, each in use, with fold-in weights');
+SELECT is((SELECT fold_in_weight FROM it_prior WHERE model = 'trn' AND kind = 'user_features'),
+          (SELECT (metrics->>'fold_in_prior_weight')::float8 FROM it_prior WHERE model = 'trn' AND kind = 'user_features'),
+          'the features prior''s typed fold-in weight is the one its metrics report');
+SELECT is((SELECT fold_in_weight FROM it_prior WHERE model = 'trn_plain' AND kind = 'population'),
+          (SELECT (metrics->>'fold_in_prior_weight')::float8 FROM it_model WHERE model = 'trn_plain'),
+          'the population prior''s typed fold-in weight is the one it_model.metrics reports');
+SELECT results_eq($$SELECT in_use, fold_in_weight, popularity_blend FROM it_prior WHERE model = 'trn_noise' AND kind = 'user_features'$$,
+                  $$SELECT false, NULL::float8, ((metrics->>'popularity_blend')::real) FROM it_prior
+                     WHERE model = 'trn_noise' AND kind = 'user_features'$$,
+                  'a features prior that lost to popularity: not in use, no weight');
 
 -- new items
 SELECT set_eq($$SELECT item_id FROM it_item_factors WHERE model = 'trn' AND source = 'features'$$,
@@ -180,49 +200,49 @@ SELECT is((SELECT (metrics->'item_prior'->>'new_items')::bigint FROM it_model WH
           'their number is in the metrics');
 SELECT is((SELECT count(*) FROM it_item_factors WHERE model = 'trn_off' AND source = 'features'), 0::bigint,
           'with new_items off, none');
-SELECT matches((SELECT metrics->'notices'->>1 FROM it_encoder WHERE model = 'trn_off' AND side = 'item'),
+SELECT matches((SELECT metrics->'notices'->>1 FROM it_prior WHERE model = 'trn_off' AND kind = 'item_features'),
                '^[0-9]+ items of item_features are not in the interactions and get no vector: option new_items is off$',
                'and a NOTICE says why');
-SELECT results_eq($$SELECT layout, cardinality(params) FROM it_encoder WHERE model = 'trn_off'$$,
+SELECT results_eq($$SELECT layout, cardinality(params) FROM feature_priors WHERE model = 'trn_off'$$,
                   $$SELECT jsonb_build_object('input', dims, 'hidden', '[]'::jsonb, 'output', 16), dims * 16 + 16
                       FROM enc_dims WHERE side = 'item'$$,
                   'prior_hidden 0: a linear model');
-SELECT is((SELECT count(*) FROM it_encoder WHERE model = 'trn_off' AND side = 'user'), 0::bigint,
+SELECT is((SELECT count(*) FROM it_prior WHERE model = 'trn_off' AND kind = 'user_features'), 0::bigint,
           'no row for a side without features');
 
 -- the fallback
 SELECT results_eq($$SELECT (metrics->>'use_features')::boolean, (metrics->>'popularity_blend')::float8
-                      FROM it_encoder WHERE model = 'trn_noise' AND side = 'user'$$,
+                      FROM it_prior WHERE model = 'trn_noise' AND kind = 'user_features'$$,
                   $$VALUES (false, 0::float8)$$,
                   'noise for features: use_features false, no blend');
-SELECT matches((SELECT metrics->'notices'->>0 FROM it_encoder WHERE model = 'trn_noise' AND side = 'user'),
+SELECT matches((SELECT metrics->'notices'->>0 FROM it_prior WHERE model = 'trn_noise' AND kind = 'user_features'),
                '^user features did not beat (popularity|the same model without features) on [0-9]+ validation users \(.*\); new users will get popular items$',
                'and the NOTICE says so');
 SELECT is((SELECT metrics->'user_prior'->>'use_features' FROM it_model WHERE model = 'trn_noise'), 'false',
           'the summary too');
-SELECT cmp_ok((SELECT (metrics->>'loss_z')::float8 FROM it_encoder WHERE model = 'trn_noise' AND side = 'user'), '<',
-              (SELECT (metrics->>'loss_z')::float8 / 4 FROM it_encoder WHERE model = 'trn' AND side = 'user'),
+SELECT cmp_ok((SELECT (metrics->>'loss_z')::float8 FROM it_prior WHERE model = 'trn_noise' AND kind = 'user_features'), '<',
+              (SELECT (metrics->>'loss_z')::float8 / 4 FROM it_prior WHERE model = 'trn' AND kind = 'user_features'),
               'noise improves the validation loss far less than informative features');
 SELECT results_eq($$SELECT params IS NULL, layout IS NULL, (metrics->>'use_features')::boolean
-                      FROM it_encoder WHERE model = 'trn_few'$$,
+                      FROM feature_priors WHERE model = 'trn_few'$$,
                   $$VALUES (true, true, false)$$,
                   'too few trained users with features: no model, use_features false');
-SELECT matches((SELECT metrics->'notices'->>0 FROM it_encoder WHERE model = 'trn_few'),
+SELECT matches((SELECT metrics->'notices'->>0 FROM feature_priors WHERE model = 'trn_few'),
                '^only [0-9]+ trained users have a row in user_features; at least 20 are needed',
                'and a NOTICE says so');
 SELECT results_eq($$SELECT (metrics->>'use_features')::boolean, (metrics->>'evaluated_rows')::int
-                      FROM it_encoder WHERE model = 'trn_weight'$$,
+                      FROM feature_priors WHERE model = 'trn_weight'$$,
                   $$VALUES (false, 0)$$,
                   'no positive weighs prior_min_weight: nothing to check, use_features false');
-SELECT matches((SELECT metrics->'notices'->>0 FROM it_encoder WHERE model = 'trn_weight'),
+SELECT matches((SELECT metrics->'notices'->>0 FROM feature_priors WHERE model = 'trn_weight'),
                '^user features could not be checked: none of the [0-9]+ validation users has a positive',
                'and a NOTICE says so');
-SELECT is((SELECT count(*) FROM it_encoder WHERE model = 'trn_plain'), 0::bigint, 'no features, no encoder rows');
+SELECT is((SELECT count(*) FROM feature_priors WHERE model = 'trn_plain'), 0::bigint, 'no features, no encoder rows');
 
 -- the same data, options and seed: the same models (train(model) retrains
 -- with the stored definition)
 SELECT is((SELECT version FROM train('trn')), 2, 'train(model) retrains');
-SELECT is((SELECT count(*) FROM it_encoder a JOIN it_encoder b USING (model, side)
+SELECT is((SELECT count(*) FROM feature_priors a JOIN feature_priors b USING (model, side)
             WHERE a.model = 'trn' AND a.version = 1 AND b.version = 2
               AND a.params = b.params AND a.spec = b.spec AND a.metrics->'precision' = b.metrics->'precision'),
           2::bigint, 'with identical features models');
@@ -230,7 +250,7 @@ SELECT is((SELECT count(*) FROM it_encoder a JOIN it_encoder b USING (model, sid
 -- nothing left behind
 SELECT results_eq($$SELECT * FROM pg_temp.train_rolled_back()$$, $$VALUES (2::bigint, 21::bigint)$$,
                   'inside the transaction: the encoder rows and new items are there');
-SELECT is((SELECT count(*) FROM it_encoder WHERE model = 'trn_rb')
+SELECT is((SELECT count(*) FROM feature_priors WHERE model = 'trn_rb')
           + (SELECT count(*) FROM it_model WHERE model = 'trn_rb')
           + (SELECT count(*) FROM it_item_factors WHERE model = 'trn_rb'),
           0::bigint, 'rolled back: no encoder row, no model, no new item');
@@ -244,7 +264,7 @@ SELECT throws_ok($$SELECT * FROM train('trn_bad', 'it_demo.train_events', NULL,
                                        'SELECT item_id, category FROM it_demo.items UNION ALL SELECT 1, ''x''')$$,
                  '23505', NULL, 'an item in item_features twice is an error');
 SELECT is((SELECT count(*) FROM it_model WHERE model = 'trn_bad')
-          + (SELECT count(*) FROM it_encoder WHERE model = 'trn_bad'), 0::bigint,
+          + (SELECT count(*) FROM feature_priors WHERE model = 'trn_bad'), 0::bigint,
           'and they leave no model');
 
 -- cancelled while the features model trains: ALS alone takes a fraction
@@ -260,7 +280,7 @@ BEGIN
 END $$;
 CREATE TRIGGER it_t_count AFTER INSERT OR UPDATE ON it_model
   FOR EACH ROW WHEN (NEW.model = 'trn_cut') EXECUTE FUNCTION public.it_t_count_trn_cut_row();
-CREATE TRIGGER it_t_count AFTER INSERT OR UPDATE ON it_encoder
+CREATE TRIGGER it_t_count AFTER INSERT OR UPDATE ON it_prior
   FOR EACH ROW WHEN (NEW.model = 'trn_cut') EXECUTE FUNCTION public.it_t_count_trn_cut_row();
 CREATE TRIGGER it_t_count AFTER INSERT OR UPDATE ON it_user_factors
   FOR EACH ROW WHEN (NEW.model = 'trn_cut') EXECUTE FUNCTION public.it_t_count_trn_cut_row();
@@ -285,7 +305,7 @@ SELECT cmp_ok((SELECT seconds FROM cancelled), '<',
 SELECT is((SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM public.it_t_trn_cut_rows), 0::bigint,
           'and wrote no row, not even one rolled back with the cancelled statement');
 SELECT is((SELECT count(*) FROM it_model WHERE model = 'trn_cut')
-          + (SELECT count(*) FROM it_encoder WHERE model = 'trn_cut'), 0::bigint,
+          + (SELECT count(*) FROM feature_priors WHERE model = 'trn_cut'), 0::bigint,
           'the transaction that goes on sees no row of the model');
 
 -- options

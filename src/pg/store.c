@@ -1,0 +1,729 @@
+/*
+ * store.c
+ *    Every statement on the extension's tables (see store.h).
+ *
+ * Statements name the tables through ItTable (schema-qualified, the
+ * extension's schema) and compare with pg_catalog's operators where a
+ * caller's search_path could otherwise choose an operator.
+ */
+#include "postgres.h"
+
+#include <float.h>
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+
+#include "interest_transfer.h"
+#include "store.h"
+
+/* A batch of factor rows: at most this many rows and float / id values. */
+#define IT_WRITE_ROWS       10000
+#define IT_WRITE_VALUES     (1 << 21)
+
+static void
+Check(int ret, int expected, const char *what)
+{
+    if (ret != expected)
+        elog(ERROR, "%s failed: %s", what, SPI_result_code_string(ret));
+}
+
+static void
+Execute(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls,
+        bool read_only, long count, int expected)
+{
+    Check(SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, count),
+          expected, "SPI_execute_with_args");
+}
+
+static bool
+ColumnIsNull(int col)
+{
+    bool        isnull;
+
+    (void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
+    return isnull;
+}
+
+static Datum
+Column(int col)
+{
+    bool        isnull;
+
+    return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
+}
+
+/* A text column of the first row, copied into mcxt; NULL for NULL. */
+static char *
+TextColumn(int col, MemoryContext mcxt)
+{
+    if (ColumnIsNull(col))
+        return NULL;
+    return MemoryContextStrdup(mcxt, TextDatumGetCString(Column(col)));
+}
+
+static Datum
+TextOrNull(const char *s, char *null)
+{
+    *null = s ? ' ' : 'n';
+    return s ? CStringGetTextDatum(s) : (Datum) 0;
+}
+
+static Datum
+JsonbOrNull(Jsonb *j, char *null)
+{
+    *null = j ? ' ' : 'n';
+    return j ? JsonbPGetDatum(j) : (Datum) 0;
+}
+
+static Datum
+JsonText(const char *text)
+{
+    return DirectFunctionCall1(jsonb_in, CStringGetDatum(text ? text : "{}"));
+}
+
+/* ------------------------------------------------------------------------
+ * Saved plans of the model cache
+ * ------------------------------------------------------------------------ */
+
+static char *PlansSchema = NULL;
+static SPIPlanPtr PlanDeployedNamed = NULL;
+static SPIPlanPtr PlanDeployedAll = NULL;
+static SPIPlanPtr PlanModelRow = NULL;
+static SPIPlanPtr PlanUserRow = NULL;
+
+static SPIPlanPtr
+SavedPlan(const char *sql, int nargs, Oid *argtypes)
+{
+    SPIPlanPtr  plan = SPI_prepare(sql, nargs, argtypes);
+
+    if (plan == NULL)
+        elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+    if (SPI_keepplan(plan) != 0)
+        elog(ERROR, "SPI_keepplan failed");
+    return plan;
+}
+
+static void
+FreePlan(SPIPlanPtr *plan)
+{
+    if (*plan != NULL)
+        SPI_freeplan(*plan);
+    *plan = NULL;
+}
+
+/* Prepares the saved plans for the current schema (inside SPI_connect). */
+static void
+PreparePlans(void)
+{
+    const char *model_table = ItTable("it_model");
+    const char *acl_table = ItTable("it_model_acl");
+    Oid         named_types[1] = {TEXTOID};
+    Oid         row_types[2] = {TEXTOID, INT4OID};
+    Oid         user_types[3] = {TEXTOID, INT4OID, INT8OID};
+
+    if (PlansSchema != NULL && strcmp(PlansSchema, model_table) == 0)
+        return;
+
+    FreePlan(&PlanDeployedNamed);
+    FreePlan(&PlanDeployedAll);
+    FreePlan(&PlanModelRow);
+    FreePlan(&PlanUserRow);
+    if (PlansSchema)
+        pfree(PlansSchema);
+    PlansSchema = NULL;
+
+    PlanDeployedNamed =
+        SavedPlan(psprintf("SELECT m.model, m.version, m.trained_at, m.xmin, m.ctid, a.owner, a.users, a.trainers "
+                           "FROM %s m JOIN %s a ON a.model OPERATOR(pg_catalog.=) m.model "
+                           "WHERE m.model OPERATOR(pg_catalog.=) $1 AND m.deployed",
+                           model_table, acl_table),
+                  1, named_types);
+    PlanDeployedAll =
+        SavedPlan(psprintf("SELECT m.model, m.version, m.trained_at, m.xmin, m.ctid, a.owner, a.users, a.trainers "
+                           "FROM %s m JOIN %s a ON a.model OPERATOR(pg_catalog.=) m.model "
+                           "WHERE m.deployed ORDER BY m.model",
+                           model_table, acl_table),
+                  0, NULL);
+    PlanModelRow =
+        SavedPlan(psprintf("SELECT xmin, ctid, algorithm, interactions_source, user_features_source, "
+                           "item_features_source, options, factors, users, items, user_mean, search_path "
+                           "FROM %s WHERE model OPERATOR(pg_catalog.=) $1 "
+                           "AND version OPERATOR(pg_catalog.=) $2",
+                           model_table),
+                  2, row_types);
+    PlanUserRow =
+        SavedPlan(psprintf("SELECT factors, seen, source FROM %s "
+                           "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
+                           "AND user_id OPERATOR(pg_catalog.=) $3 AND context OPERATOR(pg_catalog.=) ''",
+                           ItTable("it_user_factors")),
+                  3, user_types);
+    PlansSchema = MemoryContextStrdup(TopMemoryContext, model_table);
+}
+
+uint64
+ItStoreDeployedRows(const char *model)
+{
+    PreparePlans();
+    if (model != NULL)
+    {
+        Datum       values[1] = {CStringGetTextDatum(model)};
+
+        Check(SPI_execute_plan(PlanDeployedNamed, values, NULL, true, 2), SPI_OK_SELECT, "SPI_execute_plan");
+    }
+    else
+        Check(SPI_execute_plan(PlanDeployedAll, NULL, NULL, true, 0), SPI_OK_SELECT, "SPI_execute_plan");
+    return SPI_processed;
+}
+
+void
+ItStoreModelRow(const char *model, int version)
+{
+    Datum       values[2] = {CStringGetTextDatum(model), Int32GetDatum(version)};
+
+    PreparePlans();
+    Check(SPI_execute_plan(PlanModelRow, values, NULL, true, 1), SPI_OK_SELECT, "SPI_execute_plan");
+    if (SPI_processed != 1)
+        elog(ERROR, "version %d of model \"%s\" vanished", version, model);
+}
+
+bool
+ItStoreUserRow(const char *model, int version, int64 user_id)
+{
+    Datum       values[3] = {CStringGetTextDatum(model), Int32GetDatum(version), Int64GetDatum(user_id)};
+
+    PreparePlans();
+    Check(SPI_execute_plan(PlanUserRow, values, NULL, true, 1), SPI_OK_SELECT, "SPI_execute_plan");
+    return SPI_processed == 1;
+}
+
+static Portal
+VersionCursor(const char *sql, const char *model, int version)
+{
+    Oid         argtypes[2] = {TEXTOID, INT4OID};
+    Datum       values[2] = {CStringGetTextDatum(model), Int32GetDatum(version)};
+
+    return SPI_cursor_open_with_args(NULL, sql, 2, argtypes, values, NULL, true, CURSOR_OPT_NO_SCROLL);
+}
+
+Portal
+ItStoreItemCursor(const char *model, int version)
+{
+    return VersionCursor(psprintf("SELECT item_id, factors, popularity FROM %s "
+                                  "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
+                                  "ORDER BY item_id",
+                                  ItTable("it_item_factors")),
+                         model, version);
+}
+
+Portal
+ItStoreUserCursor(const char *model, int version, bool with_seen)
+{
+    return VersionCursor(psprintf("SELECT user_id%s FROM %s "
+                                  "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
+                                  "AND context OPERATOR(pg_catalog.=) '' ORDER BY user_id",
+                                  with_seen ? ", seen" : "", ItTable("it_user_factors")),
+                         model, version);
+}
+
+void
+ItStoreTrainedUserSample(const char *model, int version, int limit)
+{
+    Oid         argtypes[2] = {TEXTOID, INT4OID};
+    Datum       values[2] = {CStringGetTextDatum(model), Int32GetDatum(version)};
+
+    Execute(psprintf("SELECT factors FROM %s WHERE model OPERATOR(pg_catalog.=) $1 "
+                     "AND version OPERATOR(pg_catalog.=) $2 "
+                     "AND source OPERATOR(pg_catalog.=) 'model' AND context OPERATOR(pg_catalog.=) '' "
+                     "ORDER BY user_id LIMIT %d",
+                     ItTable("it_user_factors"), limit),
+            2, argtypes, values, NULL, true, 0, SPI_OK_SELECT);
+}
+
+/* ------------------------------------------------------------------------
+ * Model rows
+ * ------------------------------------------------------------------------ */
+
+bool
+ItStoreLatestDefinition(const char *model, MemoryContext mcxt, ItDefinition *def)
+{
+    Oid         argtypes[1] = {TEXTOID};
+    Datum       values[1] = {CStringGetTextDatum(model)};
+    MemoryContext old;
+
+    Check(ItExecuteLatest(psprintf("SELECT m.interactions_source, m.user_features_source, "
+                                   "m.item_features_source, m.options, m.search_path, a.owner "
+                                   "FROM %s m JOIN %s a ON a.model OPERATOR(pg_catalog.=) m.model "
+                                   "WHERE m.model OPERATOR(pg_catalog.=) $1 "
+                                   "ORDER BY m.deployed DESC, m.version DESC LIMIT 1",
+                                   ItTable("it_model"), ItTable("it_model_acl")),
+                          1, argtypes, values, 1),
+          SPI_OK_SELECT, "SPI_execute_snapshot");
+    if (SPI_processed == 0)
+        return false;
+    memset(def, 0, sizeof(*def));
+    def->interactions = TextColumn(1, mcxt);
+    def->user_features = TextColumn(2, mcxt);
+    def->item_features = TextColumn(3, mcxt);
+    old = MemoryContextSwitchTo(mcxt);
+    def->options = DatumGetJsonbPCopy(Column(4));
+    MemoryContextSwitchTo(old);
+    def->search_path = TextColumn(5, mcxt);
+    def->owner = DatumGetObjectId(Column(6));
+    def->stored = true;
+    SPI_freetuptable(SPI_tuptable);
+    return true;
+}
+
+bool
+ItStoreDeployedVersion(const char *model, int *version, Jsonb **options)
+{
+    Oid         argtypes[1] = {TEXTOID};
+    Datum       values[1] = {CStringGetTextDatum(model)};
+
+    Check(ItExecuteLatest(psprintf("SELECT version, options FROM %s "
+                                   "WHERE model OPERATOR(pg_catalog.=) $1 AND deployed",
+                                   ItTable("it_model")),
+                          1, argtypes, values, 1),
+          SPI_OK_SELECT, "SPI_execute_snapshot");
+    if (SPI_processed != 1)
+        return false;
+    *version = DatumGetInt32(Column(1));
+    if (options != NULL)
+        *options = DatumGetJsonbPCopy(Column(2));
+    SPI_freetuptable(SPI_tuptable);
+    return true;
+}
+
+bool
+ItStoreVersionExists(const char *model, int version)
+{
+    Oid         argtypes[2] = {TEXTOID, INT4OID};
+    Datum       values[2] = {CStringGetTextDatum(model), Int32GetDatum(version)};
+
+    Execute(psprintf("SELECT 1 FROM %s WHERE model OPERATOR(pg_catalog.=) $1 "
+                     "AND version OPERATOR(pg_catalog.=) $2",
+                     ItTable("it_model")),
+            2, argtypes, values, NULL, false, 1, SPI_OK_SELECT);
+    return SPI_processed == 1;
+}
+
+int
+ItStoreNextVersion(const char *model)
+{
+    Oid         argtypes[1] = {TEXTOID};
+    Datum       values[1] = {CStringGetTextDatum(model)};
+
+    Execute(psprintf("SELECT COALESCE(pg_catalog.max(version), 0) OPERATOR(pg_catalog.+) 1 "
+                     "FROM %s WHERE model OPERATOR(pg_catalog.=) $1",
+                     ItTable("it_model")),
+            1, argtypes, values, NULL, false, 1, SPI_OK_SELECT);
+    if (SPI_processed != 1)
+        elog(ERROR, "could not find the next version of model \"%s\"", model);
+    return DatumGetInt32(Column(1));
+}
+
+bool
+ItStoreCreateModel(const char *model, Oid owner)
+{
+    Oid         argtypes[2] = {TEXTOID, REGROLEOID};
+    Datum       values[2] = {CStringGetTextDatum(model), ObjectIdGetDatum(owner)};
+
+    Execute(psprintf("INSERT INTO %s (model, owner) VALUES ($1, $2) ON CONFLICT (model) DO NOTHING",
+                     ItTable("it_model_acl")),
+            2, argtypes, values, NULL, false, 0, SPI_OK_INSERT);
+    return SPI_processed > 0;
+}
+
+static void
+Undeploy(const char *model, int keep)
+{
+    Oid         argtypes[2] = {TEXTOID, INT4OID};
+    Datum       values[2] = {CStringGetTextDatum(model), Int32GetDatum(keep)};
+
+    Execute(psprintf("UPDATE %s SET deployed = false WHERE model OPERATOR(pg_catalog.=) $1 AND deployed "
+                     "AND version OPERATOR(pg_catalog.<>) $2",
+                     ItTable("it_model")),
+            2, argtypes, values, NULL, false, 0, SPI_OK_UPDATE);
+}
+
+void
+ItStoreInsertModel(const ItModelRow *row)
+{
+    Oid         argtypes[17] = {TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID,
+        INT4OID, INT8OID, INT8OID, INT8OID, FLOAT8OID, FLOAT8OID, JSONBOID, FLOAT4ARRAYOID,
+    TEXTOID, JSONBOID, JSONBOID};
+    Datum       values[17];
+    char        nulls[17];
+
+    /* the unique index on deployed versions: the old one goes first */
+    if (row->deployed)
+        Undeploy(row->model, row->version);
+
+    memset(nulls, ' ', sizeof(nulls));
+    values[0] = CStringGetTextDatum(row->model);
+    values[1] = Int32GetDatum(row->version);
+    values[2] = CStringGetTextDatum(row->def->interactions);
+    values[3] = TextOrNull(row->def->user_features, &nulls[3]);
+    values[4] = TextOrNull(row->def->item_features, &nulls[4]);
+    values[5] = JsonbPGetDatum(row->options);
+    values[6] = Int32GetDatum(row->factors);
+    values[7] = Int64GetDatum(row->users);
+    values[8] = Int64GetDatum(row->items);
+    values[9] = Int64GetDatum(row->interactions);
+    values[10] = Float8GetDatum(row->seconds);
+    values[11] = Float8GetDatum(row->loss);
+    values[12] = JsonText(row->history);
+    values[13] = ItFloatArrayDatum(row->user_mean, row->factors);
+    values[14] = TextOrNull(row->def->search_path, &nulls[14]);
+    values[15] = JsonText(row->deploy_decision);
+    values[16] = JsonText(row->metrics);
+
+    Execute(psprintf("INSERT INTO %s (model, version, algorithm, "
+                     "interactions_source, user_features_source, item_features_source, "
+                     "options, factors, users, items, interactions, seconds, loss, "
+                     "history, user_mean, search_path, deploy_decision, metrics, deployed, deployed_at) "
+                     "VALUES ($1, $2, 'als', $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+                     "$12, $13, $14, $15, $16, $17, %s)",
+                     ItTable("it_model"),
+                     row->deployed ? "true, pg_catalog.clock_timestamp()" : "false, NULL"),
+            17, argtypes, values, nulls, false, 0, SPI_OK_INSERT);
+}
+
+void
+ItStoreDeploy(const char *model, int version)
+{
+    Oid         argtypes[2] = {TEXTOID, INT4OID};
+    Datum       values[2] = {CStringGetTextDatum(model), Int32GetDatum(version)};
+
+    Undeploy(model, version);
+    Execute(psprintf("UPDATE %s SET deployed = true, deployed_at = pg_catalog.clock_timestamp() "
+                     "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2",
+                     ItTable("it_model")),
+            2, argtypes, values, NULL, false, 0, SPI_OK_UPDATE);
+    if (SPI_processed != 1)
+        elog(ERROR, "version %d of model \"%s\" vanished", version, model);
+}
+
+int64
+ItStoreDropModel(const char *model)
+{
+    /* every table explicitly, so as not to depend on cascades */
+    static const char *const tables[] = {"it_user_factors", "it_item_factors", "it_prior",
+    "it_model", "it_model_acl"};
+    Oid         argtypes[1] = {TEXTOID};
+    Datum       values[1] = {CStringGetTextDatum(model)};
+    int64       versions = 0;
+
+    for (int i = 0; i < lengthof(tables); i++)
+    {
+        Execute(psprintf("DELETE FROM %s WHERE model OPERATOR(pg_catalog.=) $1", ItTable(tables[i])),
+                1, argtypes, values, NULL, false, 0, SPI_OK_DELETE);
+        if (strcmp(tables[i], "it_model") == 0)
+            versions = (int64) SPI_processed;
+    }
+    return versions;
+}
+
+void
+ItStoreTouchModel(const char *model, int version, bool set_time)
+{
+    Oid         argtypes[2] = {TEXTOID, INT4OID};
+    Datum       values[2] = {CStringGetTextDatum(model), Int32GetDatum(version)};
+
+    Execute(psprintf("UPDATE %s SET refreshed_at = %s "
+                     "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2",
+                     ItTable("it_model"), set_time ? "pg_catalog.now()" : "refreshed_at"),
+            2, argtypes, values, NULL, false, 0, SPI_OK_UPDATE);
+}
+
+TimestampTz
+ItStoreRefreshedSince(const char *model, int version)
+{
+    Oid         argtypes[2] = {TEXTOID, INT4OID};
+    Datum       values[2] = {CStringGetTextDatum(model), Int32GetDatum(version)};
+    TimestampTz t;
+
+    Execute(psprintf("SELECT COALESCE(refreshed_at, trained_at) FROM %s "
+                     "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2",
+                     ItTable("it_model")),
+            2, argtypes, values, NULL, true, 1, SPI_OK_SELECT);
+    if (SPI_processed != 1)
+        elog(ERROR, "version %d of model \"%s\" vanished", version, model);
+    t = DatumGetTimestampTz(Column(1));
+    SPI_freetuptable(SPI_tuptable);
+    return t;
+}
+
+/* ------------------------------------------------------------------------
+ * Factor rows
+ * ------------------------------------------------------------------------ */
+
+static SPIPlanPtr
+FactorPlan(const ItFactorRows *rows)
+{
+    Oid         argtypes[8] = {TEXTOID, INT4OID, INT8ARRAYOID, FLOAT4ARRAYOID, INT4OID,
+    INT8ARRAYOID, INT4ARRAYOID, TEXTOID};
+    const char *conflict = "";
+    char       *sql;
+    SPIPlanPtr  plan;
+
+    if (rows->users)
+    {
+        if (rows->mode == IT_FACTORS_UPSERT)
+            conflict = " ON CONFLICT (model, version, user_id, context) DO UPDATE "
+                "SET factors = excluded.factors, seen = excluded.seen, "
+                "source = excluded.source, updated_at = excluded.updated_at";
+        else if (rows->mode == IT_FACTORS_SKIP_EXISTING)
+            conflict = " ON CONFLICT (model, version, user_id, context) DO NOTHING";
+        sql = psprintf("INSERT INTO %s AS f (model, version, user_id, factors, seen, source, updated_at) "
+                       "SELECT $1, $2, $3[i], $4[(i - 1) * $5 + 1 : i * $5], $6[$7[i] + 1 : $7[i + 1]], "
+                       "$8, pg_catalog.now() "
+                       "FROM pg_catalog.generate_series(1, pg_catalog.cardinality($3)) AS i%s",
+                       ItTable("it_user_factors"), conflict);
+    }
+    else
+    {
+        if (rows->mode == IT_FACTORS_UPSERT)
+            conflict = " ON CONFLICT (model, version, item_id) DO UPDATE "
+                "SET factors = excluded.factors, popularity = excluded.popularity, source = excluded.source";
+        else if (rows->mode == IT_FACTORS_SKIP_EXISTING)
+            conflict = " ON CONFLICT (model, version, item_id) DO NOTHING";
+        sql = psprintf("INSERT INTO %s AS f (model, version, item_id, factors, popularity, source) "
+                       "SELECT $1, $2, $3[i], $4[(i - 1) * $5 + 1 : i * $5], $6[i], $8 "
+                       "FROM pg_catalog.generate_series(1, pg_catalog.cardinality($3)) AS i%s",
+                       ItTable("it_item_factors"), conflict);
+    }
+    plan = SPI_prepare(sql, lengthof(argtypes), argtypes);
+    if (plan == NULL)
+        elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+    return plan;
+}
+
+static int64
+SeenCount(const ItFactorRows *rows, int64 r)
+{
+    return rows->seen_ptr[r + 1] - rows->seen_ptr[r];
+}
+
+int64
+ItStoreWriteFactors(const char *model, int version, const ItFactorRows *rows)
+{
+    Datum       values[8];
+    SPIPlanPtr  plan;
+    int64      *buf;
+    int32      *offsets;
+    int64       bufcap;
+    int64       maxrows = Min(IT_WRITE_ROWS, Max(1, IT_WRITE_VALUES / rows->k));
+    int64       written = 0;
+    int64       begin = 0;
+
+    if (rows->n == 0)
+        return 0;
+    plan = FactorPlan(rows);
+    values[0] = CStringGetTextDatum(model);
+    values[1] = Int32GetDatum(version);
+    values[4] = Int32GetDatum(rows->k);
+    values[7] = CStringGetTextDatum(rows->source);
+    values[6] = PointerGetDatum(construct_empty_array(INT4OID));
+    offsets = palloc(sizeof(int32) * (maxrows + 1));
+    bufcap = rows->users ? 1024 : maxrows;
+    buf = palloc(sizeof(int64) * bufcap);
+
+    while (begin < rows->n)
+    {
+        int64       end = begin;
+        int64       nvalues = 0;
+
+        CHECK_FOR_INTERRUPTS();
+        /* the batch: bounded in rows, factor values and seen ids (at least one row) */
+        while (end < rows->n && end - begin < maxrows)
+        {
+            int64       len = rows->users ? SeenCount(rows, end) : 0;
+
+            if (end > begin && nvalues + len > IT_WRITE_VALUES)
+                break;
+            nvalues += len;
+            end++;
+        }
+        if (nvalues > bufcap)
+        {
+            pfree(buf);
+            bufcap = nvalues;
+            if ((Size) bufcap > MaxAllocSize / sizeof(int64))
+                ereport(ERROR,
+                        (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                         errmsg("a user of model \"%s\" has " INT64_FORMAT " items, too many to store",
+                                model, nvalues)));
+            buf = palloc(sizeof(int64) * bufcap);
+        }
+
+        if (rows->users)
+        {
+            int64       j = 0;
+
+            for (int64 r = begin; r < end; r++)
+            {
+                offsets[r - begin] = (int32) j;
+                for (int64 p = rows->seen_ptr[r]; p < rows->seen_ptr[r + 1]; p++)
+                    buf[j++] = rows->seen_index ? rows->seen_ids[rows->seen_index[p]] : rows->seen_ids[p];
+            }
+            offsets[end - begin] = (int32) j;
+            values[5] = ItFlatArray(buf, j, INT8OID, sizeof(int64));
+            values[6] = ItFlatArray(offsets, end - begin + 1, INT4OID, sizeof(int32));
+        }
+        else
+        {
+            for (int64 r = begin; r < end; r++)
+                buf[r - begin] = rows->pop_ptr ? rows->pop_ptr[r + 1] - rows->pop_ptr[r] : 0;
+            values[5] = ItFlatArray(buf, end - begin, INT8OID, sizeof(int64));
+        }
+        values[2] = ItFlatArray(rows->ids + begin, end - begin, INT8OID, sizeof(int64));
+        values[3] = ItFlatArray(rows->factors + begin * rows->k, (end - begin) * rows->k,
+                                FLOAT4OID, sizeof(float));
+
+        Check(SPI_execute_plan(plan, values, NULL, false, 0), SPI_OK_INSERT, "SPI_execute_plan");
+        if (rows->mode != IT_FACTORS_SKIP_EXISTING && SPI_processed != (uint64) (end - begin))
+            elog(ERROR, "expected " INT64_FORMAT " factor rows written, not " UINT64_FORMAT,
+                 end - begin, SPI_processed);
+        written += (int64) SPI_processed;
+
+        pfree(DatumGetPointer(values[2]));
+        pfree(DatumGetPointer(values[3]));
+        pfree(DatumGetPointer(values[5]));
+        if (rows->users)
+            pfree(DatumGetPointer(values[6]));
+        begin = end;
+    }
+    SPI_freeplan(plan);
+    pfree(buf);
+    pfree(offsets);
+    return written;
+}
+
+/* ------------------------------------------------------------------------
+ * Priors
+ * ------------------------------------------------------------------------ */
+
+static const char *const PriorKindNames[] = {"population", "user_features", "item_features"};
+
+const char *
+ItPriorKindName(ItPriorKind kind)
+{
+    if ((int) kind < 0 || (int) kind >= lengthof(PriorKindNames))
+        elog(ERROR, "unknown prior kind %d", (int) kind);
+    return PriorKindNames[kind];
+}
+
+void
+ItStorePrior(const char *model, int version, const ItPriorRow *row)
+{
+    Oid         argtypes[12] = {TEXTOID, INT4OID, TEXTOID, BOOLOID, FLOAT8OID, FLOAT8OID,
+    FLOAT4OID, JSONBOID, INT4OID, FLOAT4ARRAYOID, JSONBOID, JSONBOID};
+    Datum       values[12];
+    char        nulls[12];
+
+    memset(nulls, ' ', sizeof(nulls));
+    if (row->nparams < 0 || row->nparams > (int64) (MaxAllocSize / sizeof(float)) - 64)
+        elog(ERROR, "prior has too many parameters (" INT64_FORMAT ")", row->nparams);
+    values[0] = CStringGetTextDatum(model);
+    values[1] = Int32GetDatum(version);
+    values[2] = CStringGetTextDatum(ItPriorKindName(row->kind));
+    values[3] = BoolGetDatum(row->in_use);
+    values[4] = Float8GetDatum(row->fold_in_weight);
+    nulls[4] = row->fold_in_weight > 0.0 ? ' ' : 'n';
+    values[5] = Float8GetDatum(row->prior_variance);
+    nulls[5] = row->prior_variance > 0.0 ? ' ' : 'n';
+    values[6] = Float4GetDatum(row->popularity_blend);
+    values[7] = JsonbOrNull(row->spec, &nulls[7]);
+    values[8] = Int32GetDatum(row->dims);
+    nulls[8] = row->spec ? ' ' : 'n';
+    if (row->params != NULL)
+        values[9] = ItFlatArray(row->params, row->nparams, FLOAT4OID, sizeof(float));
+    else
+    {
+        values[9] = (Datum) 0;
+        nulls[9] = 'n';
+    }
+    values[10] = JsonbOrNull(row->layout, &nulls[10]);
+    values[11] = row->metrics ? JsonbPGetDatum(row->metrics) : JsonText(NULL);
+
+    Execute(psprintf("INSERT INTO %s (model, version, kind, in_use, fold_in_weight, prior_variance, "
+                     "popularity_blend, spec, dims, params, layout, metrics) "
+                     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                     ItTable("it_prior")),
+            12, argtypes, values, nulls, false, 0, SPI_OK_INSERT);
+}
+
+static void
+PriorCorrupt(const char *model, int version, ItPriorKind kind, const char *detail)
+{
+    ereport(ERROR,
+            (errcode(ERRCODE_DATA_CORRUPTED),
+             errmsg("stored %s prior of model \"%s\" version %d is invalid",
+                    ItPriorKindName(kind), model, version),
+             errdetail("%s", detail),
+             errhint("Train a new version with train('%s').", model)));
+}
+
+bool
+ItLoadPrior(const char *model, int version, ItPriorKind kind, MemoryContext mcxt, ItPriorRow *out)
+{
+    Oid         argtypes[3] = {TEXTOID, INT4OID, TEXTOID};
+    Datum       values[3];
+    MemoryContext old;
+
+    memset(out, 0, sizeof(*out));
+    out->kind = kind;
+    values[0] = CStringGetTextDatum(model);
+    values[1] = Int32GetDatum(version);
+    values[2] = CStringGetTextDatum(ItPriorKindName(kind));
+    Execute(psprintf("SELECT in_use, fold_in_weight, prior_variance, popularity_blend, "
+                     "spec, dims, params, layout, metrics FROM %s "
+                     "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
+                     "AND kind OPERATOR(pg_catalog.=) $3",
+                     ItTable("it_prior")),
+            3, argtypes, values, NULL, true, 1, SPI_OK_SELECT);
+    if (SPI_processed == 0)
+        return false;
+
+    out->in_use = DatumGetBool(Column(1));
+    if (!ColumnIsNull(2))
+        out->fold_in_weight = DatumGetFloat8(Column(2));
+    if (!ColumnIsNull(3))
+        out->prior_variance = DatumGetFloat8(Column(3));
+    out->popularity_blend = DatumGetFloat4(Column(4));
+    /* the table's checks keep these in range; a restored or edited row may not */
+    if (!(out->fold_in_weight >= 0.0 && out->fold_in_weight <= FLT_MAX))
+        PriorCorrupt(model, version, kind, "Its fold_in_weight is not a finite number > 0.");
+    if (!(out->prior_variance >= 0.0 && out->prior_variance <= FLT_MAX))
+        PriorCorrupt(model, version, kind, "Its prior_variance is not a finite number >= 0.");
+    if (!(out->popularity_blend >= 0.0f && out->popularity_blend <= FLT_MAX))
+        PriorCorrupt(model, version, kind, "Its popularity_blend is not a finite number >= 0.");
+
+    old = MemoryContextSwitchTo(mcxt);
+    if (!ColumnIsNull(5))
+        out->spec = DatumGetJsonbPCopy(Column(5));
+    if (!ColumnIsNull(6))
+        out->dims = DatumGetInt32(Column(6));
+    if (!ColumnIsNull(7))
+    {
+        ArrayType  *arr = DatumGetArrayTypeP(Column(7));
+        int         n = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
+
+        out->nparams = n;
+        out->params = palloc(sizeof(float) * Max(n, 1));
+        ItArrayToFloats(PointerGetDatum(arr), out->params, n, "stored feature model");
+    }
+    if (!ColumnIsNull(8))
+        out->layout = DatumGetJsonbPCopy(Column(8));
+    out->metrics = DatumGetJsonbPCopy(Column(9));
+    MemoryContextSwitchTo(old);
+    SPI_freetuptable(SPI_tuptable);
+    return true;
+}
