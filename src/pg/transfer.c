@@ -1251,10 +1251,8 @@ FitSide(ItTransferTrain *t, PriorSide *s, const SideData *sd)
     p.seed = o->seed;
     p.val_fraction = (float) o->validation;
     p.vector_weight = (float) o->vector_weight;
-    p.loss = IT_MLP_LOSS_ALS;
     p.alpha = sd->alpha;
     p.init_output_bias = 1;
-    p.stop = IT_MLP_STOP_LOSS;
     p.pos_min_weight = (float) o->min_weight;
     p.eval_k = IT_PRIOR_EVAL_K;
     epoch_rows = (int64) (IT_PRIOR_EPOCH_EVAL_WORK / ((double) m * k));
