@@ -57,6 +57,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
+#include "foldin_choice.h"
 #include "interest_transfer.h"
 #include "mlp.h"
 #include "rankgrid.h"
@@ -189,20 +190,19 @@ typedef struct PriorOptions
     ItEncoderOptions encoder;
 } PriorOptions;
 
+StaticAssertDecl(IT_FOLD_NGRID <= IT_FOLD_MAX_GRID, "fold-in grid too long");
+StaticAssertDecl(IT_FOLD_NREVEAL <= IT_FOLD_MAX_REVEAL, "too many fold-in simulations");
+
 /*
  * The fold-in weight chosen for one prior (ChooseFoldInWeight).
  * Simulation r reveals FoldInReveal[r] interactions.
  */
 typedef struct FoldInChoice
 {
-    bool        measured;       /* false: too few users to choose */
-    int         best;           /* index into lambdas */
+    ItFoldInChoice c;           /* measured, best, precision, criterion */
     int         groups;         /* left out of the item vectors in this many groups */
-    float       lambdas[lengthof(FoldInGrid)];
+    float       lambdas[IT_FOLD_NGRID];
     int64       users[IT_FOLD_NREVEAL];    /* users of each simulation */
-    bool        counted[IT_FOLD_NREVEAL];  /* in the criterion */
-    double      precision[IT_FOLD_NREVEAL][lengthof(FoldInGrid)];
-    double      criterion[lengthof(FoldInGrid)];
     double      seconds;
 } FoldInChoice;
 
@@ -315,16 +315,6 @@ static Jsonb *
 JsonbFromText(const char *text)
 {
     return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
-}
-
-/* splitmix64: a well-mixed 64-bit hash */
-static uint64
-Mix64(uint64 x)
-{
-    x += UINT64CONST(0x9E3779B97F4A7C15);
-    x = (x ^ (x >> 30)) * UINT64CONST(0xBF58476D1CE4E5B9);
-    x = (x ^ (x >> 27)) * UINT64CONST(0x94D049BB133111EB);
-    return x ^ (x >> 31);
 }
 
 /*
@@ -608,214 +598,67 @@ NewItems(ItTransferTrain *t, PriorSide *s, const ItMlpLayout *layout,
                         nun));
 }
 
-/*
- * The mean difference of precision between two rankings over the rows
- * both rank (hits >= 0), a[r * astride + aj] against b[r * bstride + bj],
- * and how many standard errors of that mean it is (+-infinity when every
- * row differs by the same amount, 0 when none differs).
- */
-static void
-PairedDifference(const int32 *a, int astride, int aj, const int32 *b, int bstride, int bj,
-                 int64 n, double *mean, double *z)
-{
-    double      sum = 0.0;
-    double      sum2 = 0.0;
-    int64       cnt = 0;
-    double      var;
-
-    for (int64 r = 0; r < n; r++)
-    {
-        int32       ha = a[r * astride + aj];
-        int32       hb = b[r * bstride + bj];
-        double      d;
-
-        if (ha < 0 || hb < 0)
-            continue;
-        d = (double) (ha - hb) / IT_PRIOR_EVAL_K;
-        sum += d;
-        sum2 += d * d;
-        cnt++;
-    }
-    if (cnt == 0)
-    {
-        *mean = 0.0;
-        *z = 0.0;
-        return;
-    }
-    *mean = sum / cnt;
-    var = cnt > 1 ? (sum2 - sum * sum / cnt) / (cnt - 1) : 0.0;
-    if (var > 0.0)
-        *z = *mean / sqrt(var / cnt);
-    else
-        *z = *mean > 0 ? INFINITY : (*mean < 0 ? -INFINITY : 0.0);
-}
-
-/* The mean of a[i] - b[i] and how many standard errors of it that is. */
-static void
-MeanDifference(const double *a, const double *b, int64 n, double *mean, double *z)
-{
-    double      sum = 0.0;
-    double      sum2 = 0.0;
-    double      var;
-
-    for (int64 i = 0; i < n; i++)
-    {
-        double      d = a[i] - b[i];
-
-        sum += d;
-        sum2 += d * d;
-    }
-    *mean = n > 0 ? sum / n : 0.0;
-    var = n > 1 ? (sum2 - sum * sum / n) / (n - 1) : 0.0;
-    if (var > 0.0)
-        *z = *mean / sqrt(var / n);
-    else
-        *z = *mean > 0 ? INFINITY : (*mean < 0 ? -INFINITY : 0.0);
-}
-
 /* ------------------------------------------------------------------------
  * The weight of a fold-in prior (see FoldInGrid)
  * ------------------------------------------------------------------------ */
-
-/* An interaction of a simulated user, in the order of its hash. */
-typedef struct RevealEntry
-{
-    double      key;
-    int32       item;
-    float       w;
-} RevealEntry;
-
-static int
-CompareRevealKey(const void *a, const void *b)
-{
-    const RevealEntry *x = a;
-    const RevealEntry *y = b;
-
-    if (x->key != y->key)
-        return x->key < y->key ? -1 : 1;
-    return (x->item > y->item) - (x->item < y->item);
-}
-
-/* A hash as a number in (0, 1]. */
-static double
-UnitHash(uint64 h)
-{
-    return ((double) (h >> 11) + 1.0) / 9007199254740992.0;
-}
 
 /* Rows of the leave-out item step between interrupt checks: about this much work. */
 #define IT_FOLD_CHUNK_FLOPS 4.0e7
 
 /*
- * The item vectors as if the users rows[0..n) had not been trained on:
- * one item half-step of ALS (the training's options and CG steps, warm
- * from the trained Y, the users' vectors fixed) on the interactions
- * without theirs, with Y'Y of the result in YtY.  Against the trained Y,
- * fold-in from a few of a trained user's items finds the others because
- * Y was fitted to them: on MovieLens 100k the simulated precision of weak
- * priors was 0.1 above what new users then got, and the weight chosen 50
- * times too small.  About one iteration of ALS over the items.
+ * The item vectors as if the users rows[0..n) had not been trained on
+ * (it_leave_out_items: one item half-step of ALS with the training's
+ * options and CG steps, warm from the trained Y, the users' vectors
+ * fixed, on the interactions without theirs), with Y'Y of the result in
+ * YtY.  Against the trained Y, fold-in from a few of a trained user's
+ * items finds the others because Y was fitted to them: on MovieLens 100k
+ * the simulated precision of weak priors was 0.1 above what new users
+ * then got, and the weight chosen 50 times too small.  About one
+ * iteration of ALS over the items.
  */
 static float *
 LeaveOutItems(ItTransferTrain *t, const int64 *rows, int64 n, float *YtY)
 {
     const ItTrainedModel *tm = t->tm;
     int         k = tm->k;
-    bool       *out = AllocChecked(tm->nusers, sizeof(bool), "fold-in users");
-    ItCsr       Rt;
-    int64       removed = 0;
-    int64       nnz = 0;
-    float      *Xs;
-    float      *G;
-    float      *XtX;
-    float      *Y;
-    float      *scratch;
+    int64       kept = tm->Rt->nnz - it_leave_out_removed(tm->R, rows, n);
+    ItLeaveOutBuffers buf;
     ItAlsParams p;
-    int64       begin = 0;
-
-    memset(out, 0, sizeof(bool) * tm->nusers);
-    for (int64 i = 0; i < n; i++)
-    {
-        out[rows[i]] = true;
-        removed += tm->R->indptr[rows[i] + 1] - tm->R->indptr[rows[i]];
-    }
-
-    /* the items' interactions without those users */
-    Rt.nrows = tm->nitems;
-    Rt.ncols = tm->nusers;
-    Rt.indptr = AllocChecked(tm->nitems + 1, sizeof(int64), "leave-out interactions");
-    Rt.indices = AllocChecked(Max(tm->Rt->nnz - removed, 1), sizeof(int32), "leave-out interactions");
-    Rt.data = AllocChecked(Max(tm->Rt->nnz - removed, 1), sizeof(float), "leave-out interactions");
-    Rt.indptr[0] = 0;
-    for (int64 i = 0; i < tm->nitems; i++)
-    {
-        for (int64 e = tm->Rt->indptr[i]; e < tm->Rt->indptr[i + 1]; e++)
-        {
-            if (out[tm->Rt->indices[e]])
-                continue;
-            Rt.indices[nnz] = tm->Rt->indices[e];
-            Rt.data[nnz] = tm->Rt->data[e];
-            nnz++;
-        }
-        Rt.indptr[i + 1] = nnz;
-    }
-    Rt.nnz = nnz;
-    CHECK_FOR_INTERRUPTS();
-
-    /* X'X without those users */
-    Xs = AllocChecked(Max(n, 1) * k, sizeof(float), "leave-out vectors");
-    G = AllocChecked((int64) k * k, sizeof(float), "leave-out gram matrix");
-    XtX = AllocChecked((int64) k * k, sizeof(float), "leave-out gram matrix");
-    for (int64 i = 0; i < n; i++)
-        memcpy(Xs + i * k, tm->X + rows[i] * k, sizeof(float) * k);
-    it_gram(tm->X, tm->nusers, k, XtX);
-    if (n > 0)
-    {
-        it_gram(Xs, n, k, G);
-        for (int64 j = 0; j < (int64) k * k; j++)
-            XtX[j] -= G[j];
-    }
-    CHECK_FOR_INTERRUPTS();
+    float      *Y;
+    int         rc;
 
     p.factors = k;
     p.regularization = (float) t->o.regularization;
     p.alpha = tm->alpha;
     p.cg_steps = t->o.cg_steps;
     p.threads = ItThreads(t->o.threads);
-    scratch = AllocChecked((int64) it_als_scratch_floats(k, p.threads), sizeof(float), "leave-out workspace");
+
+    buf.out = AllocChecked(tm->nusers, sizeof(bool), "fold-in users");
+    buf.indptr = AllocChecked(tm->nitems + 1, sizeof(int64), "leave-out interactions");
+    buf.indices = AllocChecked(Max(kept, 1), sizeof(int32), "leave-out interactions");
+    buf.data = AllocChecked(Max(kept, 1), sizeof(float), "leave-out interactions");
+    buf.Xs = AllocChecked(Max(n, 1) * k, sizeof(float), "leave-out vectors");
+    buf.G = AllocChecked((int64) k * k, sizeof(float), "leave-out gram matrix");
+    buf.XtX = AllocChecked((int64) k * k, sizeof(float), "leave-out gram matrix");
+    buf.scratch = AllocChecked((int64) it_als_scratch_floats(k, p.threads), sizeof(float),
+                               "leave-out workspace");
     Y = AllocChecked(tm->nitems * k, sizeof(float), "leave-out item vectors");
-    memcpy(Y, tm->Y, sizeof(float) * tm->nitems * k);
-    while (begin < Rt.nrows)
-    {
-        double      work = 0.0;
-        int64       end = begin;
 
-        /* whole blocks, about IT_FOLD_CHUNK_FLOPS per thread */
-        while (end < Rt.nrows && work < IT_FOLD_CHUNK_FLOPS * p.threads)
-        {
-            int64       stop = Min(Rt.nrows, (end / IT_ALS_BLOCK + 1) * IT_ALS_BLOCK);
+    rc = it_leave_out_items(tm->R, tm->Rt, tm->X, tm->Y, k, &p, rows, n, IT_FOLD_CHUNK_FLOPS,
+                            &buf, Y, YtY, PriorCheckInterrupts, NULL);
+    if (rc == IT_FOLD_ENONFINITE)
+        elog(ERROR, "the leave-out item vectors are not finite");
+    if (rc != IT_FOLD_OK)
+        elog(ERROR, "could not compute the leave-out item vectors (status %d)", rc);
 
-            work += 2.0 * k * k * (p.cg_steps + 1) * (stop - end) +
-                2.0 * k * (2 * p.cg_steps + 2) * (Rt.indptr[stop] - Rt.indptr[end]);
-            end = stop;
-        }
-        CHECK_FOR_INTERRUPTS();
-        it_als_half_step(&Rt, tm->X, XtX, Y, &p, begin, end, scratch);
-        begin = end;
-    }
-    for (int64 j = 0; j < tm->nitems * k; j++)
-        if (!isfinite(Y[j]))
-            elog(ERROR, "the leave-out item vectors are not finite");
-    it_gram(Y, tm->nitems, k, YtY);
-
-    pfree(out);
-    pfree(Rt.indptr);
-    pfree(Rt.indices);
-    pfree(Rt.data);
-    pfree(Xs);
-    pfree(G);
-    pfree(XtX);
-    pfree(scratch);
+    pfree(buf.out);
+    pfree(buf.indptr);
+    pfree(buf.indices);
+    pfree(buf.data);
+    pfree(buf.Xs);
+    pfree(buf.G);
+    pfree(buf.XtX);
+    pfree(buf.scratch);
     return Y;
 }
 
@@ -823,7 +666,7 @@ LeaveOutItems(ItTransferTrain *t, const int64 *rows, int64 n, float *YtY)
  * Chooses the fold-in weight of a prior by simulation on the first users
  * of rows[0..nrows) (rows of R, in this order) that have enough
  * positives, whose prior is priors + i * k (shared: priors for all).
- * Leaves out->measured false when too few users qualify.
+ * Leaves out->c.measured false when too few users qualify.
  */
 static void
 ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
@@ -835,47 +678,36 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
     int         k = tm->k;
     float       min_weight = (float) t->o.min_weight;
     instr_time  start;
-    double      trace = 0.0;
-    double      scale;
     double      cap_d;
     int64       cap;
     int64       group;
     int64       maxlen = 0;
-    int64       nsel = 0;
+    int64       nsel;
     int64      *sel;            /* indexes into rows of the simulated users */
     int64      *selrows;
     float      *Y;
     float      *YtY;
     size_t      wsf;
     float      *ws;
-    RevealEntry *ent;
+    ItRevealEntry *ent;
     int32      *rev;
     float      *revw;
     int32      *pos;
-    int32       hits[lengthof(FoldInGrid)];
-    int64       hitsum[IT_FOLD_NREVEAL][lengthof(FoldInGrid)];
-    uint64      salt = Mix64(t->o.seed ^ UINT64CONST(0x666f6c642d696e));
+    ItFoldInSums sums;
+    uint64      salt = it_mix64(t->o.seed ^ UINT64CONST(0x666f6c642d696e));
 
     memset(out, 0, sizeof(*out));
-    memset(hitsum, 0, sizeof(hitsum));
+    memset(&sums, 0, sizeof(sums));
+    sums.nreveal = IT_FOLD_NREVEAL;
+    sums.ngrid = IT_FOLD_NGRID;
     INSTR_TIME_SET_CURRENT(start);
     if (m < 1 || nrows < 1)
         return;
 
     /* the grid, in units of the mean of diag(Y'Y) of the trained items */
     YtY = AllocChecked((int64) k * k, sizeof(float), "fold-in gram matrix");
-    it_gram(tm->Y, m, k, YtY);
-    for (int j = 0; j < k; j++)
-        trace += YtY[(int64) j * k + j];
-    scale = trace / k;
-    if (!(scale > 0.0) || !isfinite(scale))
+    if (it_fold_in_lambdas(tm->Y, m, k, FoldInGrid, IT_FOLD_NGRID, YtY, out->lambdas) != IT_FOLD_OK)
         return;
-    for (int g = 0; g < IT_FOLD_NGRID; g++)
-    {
-        out->lambdas[g] = (float) strtod(psprintf("%.3g", FoldInGrid[g] * scale), NULL);
-        if (!(out->lambdas[g] > 0.0f) || !isfinite(out->lambdas[g]))
-            return;
-    }
 
     /*
      * The users: the first with enough positives, as many as the work
@@ -889,19 +721,8 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
     cap = Min(cap, group * IT_FOLD_MAX_GROUPS);
     sel = AllocChecked(Min(cap, nrows), sizeof(int64), "fold-in users");
     selrows = AllocChecked(Min(cap, nrows), sizeof(int64), "fold-in users");
-    for (int64 i = 0; i < nrows && nsel < cap; i++)
-    {
-        int64       npos = 0;
-
-        for (int64 e = R->indptr[rows[i]]; e < R->indptr[rows[i] + 1]; e++)
-            npos += R->data[e] >= min_weight;
-        if (npos < FoldInReveal[0] + 1)
-            continue;
-        sel[nsel] = i;
-        selrows[nsel] = rows[i];
-        maxlen = Max(maxlen, R->indptr[rows[i] + 1] - R->indptr[rows[i]]);
-        nsel++;
-    }
+    nsel = it_fold_in_select_users(R, rows, nrows, min_weight, FoldInReveal[0] + 1, cap,
+                                   sel, selrows, &maxlen);
     CHECK_FOR_INTERRUPTS();
     if (nsel < IT_FOLD_MIN_USERS)
     {
@@ -915,7 +736,7 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
                 (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
                  errmsg("too many items to choose the fold-in prior weight: " INT64_FORMAT, m)));
     ws = AllocChecked((int64) wsf, sizeof(float), "fold-in workspace");
-    ent = AllocChecked(Max(maxlen, 1), sizeof(RevealEntry), "fold-in rows");
+    ent = AllocChecked(Max(maxlen, 1), sizeof(ItRevealEntry), "fold-in rows");
     pos = AllocChecked(Max(maxlen, 1), sizeof(int32), "fold-in rows");
     rev = AllocChecked(FoldInReveal[IT_FOLD_NREVEAL - 1], sizeof(int32), "fold-in rows");
     revw = AllocChecked(FoldInReveal[IT_FOLD_NREVEAL - 1], sizeof(float), "fold-in rows");
@@ -929,86 +750,22 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
         for (int64 s = g0; s < g1; s++)
         {
             int64       i = sel[s];
-            int64       row = rows[i];
-            int64       b = R->indptr[row];
-            int64       len = R->indptr[row + 1] - b;
-            int64       npos = 0;
+            int         solve;
 
             CHECK_FOR_INTERRUPTS();
-            for (int64 e = 0; e < len; e++)
-                if (R->data[b + e] >= min_weight)
-                    pos[npos++] = R->indices[b + e];
-
-            for (int64 e = 0; e < len; e++)
-            {
-                ent[e].item = R->indices[b + e];
-                ent[e].w = R->data[b + e];
-                ent[e].key = UnitHash(Mix64(((uint64) row << 32) ^ (uint64) (uint32) ent[e].item ^ salt));
-            }
-            qsort(ent, len, sizeof(RevealEntry), CompareRevealKey);
-
-            for (int r = 0; r < IT_FOLD_NREVEAL; r++)
-            {
-                int         nrev = FoldInReveal[r];
-                int         rc;
-
-                if (npos < nrev + 1)
-                    continue;
-                /* the first nrev, in ascending item order */
-                for (int a = 0; a < nrev; a++)
-                {
-                    int         c = a;
-
-                    while (c > 0 && rev[c - 1] > ent[a].item)
-                    {
-                        rev[c] = rev[c - 1];
-                        revw[c] = revw[c - 1];
-                        c--;
-                    }
-                    rev[c] = ent[a].item;
-                    revw[c] = ent[a].w;
-                }
-                rc = it_fold_in_grid_hits(Y, m, k, YtY, tm->alpha, shared ? priors : priors + i * k,
-                                          rev, revw, nrev, pos, npos, out->lambdas, IT_FOLD_NGRID,
-                                          IT_PRIOR_EVAL_K, ws, hits);
-                if (rc != 0)
-                    elog(ERROR, "could not fold in a trained user to choose the fold-in prior weight (status %d)", rc);
-                if (hits[0] < 0)
-                    continue;
-                for (int g = 0; g < IT_FOLD_NGRID; g++)
-                    hitsum[r][g] += hits[g];
-                out->users[r]++;
-            }
+            if (it_fold_in_simulate_user(R, rows[i], salt, min_weight, FoldInReveal, IT_FOLD_NREVEAL,
+                                         Y, m, k, YtY, tm->alpha, shared ? priors : priors + i * k,
+                                         out->lambdas, IT_FOLD_NGRID, IT_PRIOR_EVAL_K,
+                                         ent, pos, rev, revw, ws, &sums, &solve) != IT_FOLD_OK)
+                elog(ERROR, "could not fold in a trained user to choose the fold-in prior weight (status %d)", solve);
         }
         pfree(Y);
     }
 
     /* the criterion: the mean over the simulations with enough users */
-    {
-        int         ncounted = 0;
-
-        for (int r = 0; r < IT_FOLD_NREVEAL; r++)
-        {
-            out->counted[r] = out->users[r] >= IT_FOLD_MIN_USERS;
-            ncounted += out->counted[r];
-            for (int g = 0; g < IT_FOLD_NGRID; g++)
-                out->precision[r][g] = out->users[r] > 0 ?
-                    (double) hitsum[r][g] / ((double) out->users[r] * IT_PRIOR_EVAL_K) : 0.0;
-        }
-        out->measured = out->counted[0];
-        for (int g = 0; g < IT_FOLD_NGRID; g++)
-        {
-            out->criterion[g] = 0.0;
-            for (int r = 0; r < IT_FOLD_NREVEAL; r++)
-                if (out->counted[r])
-                    out->criterion[g] += out->precision[r][g] / Max(ncounted, 1);
-        }
-        /* the best; on ties the larger weight */
-        out->best = 0;
-        for (int g = 1; g < IT_FOLD_NGRID; g++)
-            if (out->criterion[g] >= out->criterion[out->best])
-                out->best = g;
-    }
+    it_fold_in_choose(&sums, IT_PRIOR_EVAL_K, IT_FOLD_MIN_USERS, &out->c);
+    for (int r = 0; r < IT_FOLD_NREVEAL; r++)
+        out->users[r] = sums.users[r];
     out->seconds = ItElapsedSeconds(start);
     pfree(sel);
     pfree(selrows);
@@ -1025,9 +782,9 @@ static void
 AppendFoldIn(StringInfo buf, const FoldInChoice *f, bool grid)
 {
     AppendKeyNumber(buf, "fold_in_users", (double) f->users[0]);
-    if (!f->measured)
+    if (!f->c.measured)
         return;
-    AppendKeyNumber(buf, "fold_in_prior_weight", f->lambdas[f->best]);
+    AppendKeyNumber(buf, "fold_in_prior_weight", f->lambdas[f->c.best]);
     if (!grid)
         return;
     for (int r = 1; r < IT_FOLD_NREVEAL; r++)
@@ -1039,10 +796,10 @@ AppendFoldIn(StringInfo buf, const FoldInChoice *f, bool grid)
     {
         appendStringInfo(buf, "%s{\"prior_weight\": ", g > 0 ? ", " : "");
         AppendRounded(buf, f->lambdas[g]);
-        AppendKeyNumber(buf, "precision", f->criterion[g]);
+        AppendKeyNumber(buf, "precision", f->c.criterion[g]);
         for (int r = 0; r < IT_FOLD_NREVEAL; r++)
             AppendKeyNumber(buf, psprintf("precision_%d", FoldInReveal[r]),
-                            f->users[r] > 0 ? f->precision[r][g] : NAN);
+                            f->users[r] > 0 ? f->c.precision[r][g] : NAN);
         appendStringInfoChar(buf, '}');
     }
     appendStringInfoChar(buf, ']');
@@ -1054,9 +811,9 @@ FoldInMessage(const FoldInChoice *f, const char *prior, const char *users)
 {
     return psprintf("fold-in prior weight %g of the %s prior chosen on " INT64_FORMAT " %s "
                     "(precision@%d %.3f with %d revealed; weakest %.3f, strongest %.3f)",
-                    (double) f->lambdas[f->best], prior, f->users[0], users, IT_PRIOR_EVAL_K,
-                    f->precision[0][f->best], FoldInReveal[0], f->precision[0][0],
-                    f->precision[0][IT_FOLD_NGRID - 1]);
+                    (double) f->lambdas[f->c.best], prior, f->users[0], users, IT_PRIOR_EVAL_K,
+                    f->c.precision[0][f->c.best], FoldInReveal[0], f->c.precision[0][0],
+                    f->c.precision[0][IT_FOLD_NGRID - 1]);
 }
 
 static void
@@ -1186,7 +943,7 @@ FitSide(ItTransferTrain *t, PriorSide *s, const SideData *sd)
     order = AllocChecked(n, sizeof(HashedRow), "features prior rows");
     for (int64 r = 0; r < n; r++)
     {
-        order[r].h = Mix64((uint64) enc->ids[encrow[r]] ^ Mix64(o->seed ^ (s->side[0] == 'u' ? 0x75 : 0x69)));
+        order[r].h = it_mix64((uint64) enc->ids[encrow[r]] ^ it_mix64(o->seed ^ (s->side[0] == 'u' ? 0x75 : 0x69)));
         order[r].row = (int32) r;
         nnz_sum += sd->R->indptr[rowmap[r] + 1] - sd->R->indptr[rowmap[r]];
     }
@@ -1418,7 +1175,7 @@ FitSide(ItTransferTrain *t, PriorSide *s, const SideData *sd)
     }
     if (have_const)
     {
-        MeanDifference(loss_c, loss_f, nval, &d_loss, &z_loss);
+        it_mean_difference(loss_c, loss_f, nval, &d_loss, &z_loss);
 
         /*
          * Reported only: each row's difference relative to its own scale
@@ -1438,7 +1195,7 @@ FitSide(ItTransferTrain *t, PriorSide *s, const SideData *sd)
             rel_c[i] = zc > 0 ? loss_c[i] / zc : 0.0;
             rel_f[i] = zc > 0 ? loss_f[i] / zc : 0.0;
         }
-        MeanDifference(rel_c, rel_f, nval, &d_rel, &z_rel);
+        it_mean_difference(rel_c, rel_f, nval, &d_rel, &z_rel);
         for (int64 i = 0; i < nval; i++)
         {
             mean_loss_f += loss_f[i] / nval;
@@ -1504,11 +1261,12 @@ FitSide(ItTransferTrain *t, PriorSide *s, const SideData *sd)
             cbest = j;
     }
     p_feat = prec[best];
-    PairedDifference(hits, nblend, best, phits, 1, 0, neval, &d_pop, &z_pop);
+    it_paired_hits_difference(hits, nblend, best, phits, 1, 0, neval, IT_PRIOR_EVAL_K, &d_pop, &z_pop);
     if (have_const)
     {
         p_const = cprec[cbest];
-        PairedDifference(hits, nblend, best, chits, nblend, cbest, neval, &d_const, &z_const);
+        it_paired_hits_difference(hits, nblend, best, chits, nblend, cbest, neval, IT_PRIOR_EVAL_K,
+                                  &d_const, &z_const);
     }
 
     /*
@@ -1562,7 +1320,7 @@ FitSide(ItTransferTrain *t, PriorSide *s, const SideData *sd)
         for (int64 i = 0; i < nval; i++)
             frows[i] = rowmap[val[i]];
         ChooseFoldInWeight(t, frows, nval, Uval, false, &s->fold);
-        if (s->fold.measured)
+        if (s->fold.c.measured)
             SideNotice(s, NULL, FoldInMessage(&s->fold, "features", "validation users"));
         pfree(frows);
         CHECK_FOR_INTERRUPTS();
@@ -1727,7 +1485,7 @@ ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm)
         HashedRow  *order = AllocChecked(tm->nusers, sizeof(HashedRow), "fold-in users");
         int64      *rows;
         int64       n = 0;
-        uint64      salt = Mix64(t->o.seed ^ UINT64CONST(0x706f70));
+        uint64      salt = it_mix64(t->o.seed ^ UINT64CONST(0x706f70));
 
         memset(sum, 0, sizeof(double) * k);
         for (int64 u = 0; u < tm->nusers; u++)
@@ -1741,7 +1499,7 @@ ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm)
         {
             if (tm->R->indptr[u + 1] - tm->R->indptr[u] <= FoldInReveal[0])
                 continue;
-            order[n].h = Mix64((uint64) tm->user_ids[u] ^ salt);
+            order[n].h = it_mix64((uint64) tm->user_ids[u] ^ salt);
             order[n].row = (int32) u;
             n++;
         }
@@ -1752,7 +1510,7 @@ ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm)
         CHECK_FOR_INTERRUPTS();
 
         ChooseFoldInWeight(t, rows, n, mean, true, &t->pop_fold);
-        if (t->pop_fold.measured)
+        if (t->pop_fold.c.measured)
             ereport(NOTICE,
                     (errmsg("%s", FoldInMessage(&t->pop_fold, "population", "trained users"))));
         pfree(sum);
