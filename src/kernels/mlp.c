@@ -2,14 +2,13 @@
  * mlp.c
  *    Features -> interest: forward pass, backpropagation, minibatch AdamW
  *    training against the model's vectors and/or the interactions, and the
- *    ranking check against a baseline.  See mlp.h.
+ *    best constant vector.  See mlp.h.
  *
  * Plain C, no PostgreSQL headers, no allocation: every buffer comes from
  * the caller.  Matrix products are cblas_sgemm / cblas_sgemv (serial
  * OpenBLAS); the sparse parts (one dot product per positive) are loops.
  * Top-k selection is it_topk (topk.c).
  */
-#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -529,13 +528,11 @@ ComputeNorms(MlpCtx *ctx, const int32_t *rows, int64_t nrows)
             for (j = 0; j < k; j++)
                 sv += (double) t[j] * t[j];
         }
-        if (ctx->use_int && p->loss == IT_MLP_LOSS_ALS && !p->user_normalise)
+        if (ctx->use_int && !p->user_normalise)
             si += RowConfidence(data, row, p);
     }
     ctx->zvec = (nrows > 0 && sv > 0.0) ? sv / nrows : 1.0;
-    if (p->loss == IT_MLP_LOSS_SOFTMAX)
-        ctx->zint = data->m > 1 ? log((double) data->m) : 1.0;
-    else if (p->user_normalise)
+    if (p->user_normalise)
         ctx->zint = 1.0;
     else
         ctx->zint = (nrows > 0 && si > 0.0) ? si / nrows : 1.0;
@@ -629,7 +626,7 @@ BlockLoss(MlpCtx *ctx, const int32_t *rows, int nb, double scale, float *dout)
         }
     }
 
-    if (ctx->use_int && p->loss == IT_MLP_LOSS_ALS)
+    if (ctx->use_int)
     {
         double      f = (1.0 - vw) / ctx->zint;
 
@@ -676,60 +673,6 @@ BlockLoss(MlpCtx *ctx, const int32_t *rows, int nb, double scale, float *dout)
             }
             total += fu * l;
         }
-    }
-    else if (ctx->use_int && p->loss == IT_MLP_LOSS_SOFTMAX)
-    {
-        double      f = (1.0 - vw) / ctx->zint;
-        int64_t     m = data->m;
-
-        /* scores = out Y' */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, (int) m, k,
-                    1.0f, w->out, k, data->Y, k, 0.0f, w->scores, (int) m);
-        for (b = 0; b < nb; b++)
-        {
-            float      *s = w->scores + (size_t) b * m;
-            int32_t     row = DataRow(data, rows[b]);
-            int64_t     e,
-                        i;
-            double      mx = -DBL_MAX,
-                        z = 0.0,
-                        lse,
-                        wsum = 0.0,
-                        dot = 0.0;
-
-            for (e = data->indptr[row]; e < data->indptr[row + 1]; e++)
-                if (EntryWeight(data, e) >= p->pos_min_weight)
-                    wsum += EntryWeight(data, e);
-            if (!(wsum > 0.0))
-            {
-                if (dout)
-                    memset(s, 0, sizeof(float) * (size_t) m);
-                continue;
-            }
-            for (i = 0; i < m; i++)
-                if (s[i] > mx)
-                    mx = s[i];
-            for (i = 0; i < m; i++)
-                z += exp((double) s[i] - mx);
-            lse = mx + log(z);
-            for (e = data->indptr[row]; e < data->indptr[row + 1]; e++)
-                if (EntryWeight(data, e) >= p->pos_min_weight)
-                    dot += EntryWeight(data, e) * (double) s[data->indices[e]];
-            total += f * (lse - dot / wsum);
-            if (dout)
-            {
-                /* dL/ds = softmax(s) - q */
-                for (i = 0; i < m; i++)
-                    s[i] = (float) exp((double) s[i] - lse);
-                for (e = data->indptr[row]; e < data->indptr[row + 1]; e++)
-                    if (EntryWeight(data, e) >= p->pos_min_weight)
-                        s[data->indices[e]] -= (float) (EntryWeight(data, e) / wsum);
-            }
-        }
-        if (dout)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, k, (int) m,
-                        (float) (scale * f), w->scores, (int) m, data->Y, k,
-                        1.0f, dout, k);
     }
     return total;
 }
@@ -884,10 +827,6 @@ CheckTrainArgs(const ItMlpLayout *layout, const ItMlpData *data,
         return IT_MLP_EINVAL;
     if (!(p->vector_weight >= 0.0f && p->vector_weight <= 1.0f))
         return IT_MLP_EINVAL;
-    if (p->loss != IT_MLP_LOSS_ALS && p->loss != IT_MLP_LOSS_SOFTMAX)
-        return IT_MLP_EINVAL;
-    if (p->stop != IT_MLP_STOP_LOSS && p->stop != IT_MLP_STOP_PRECISION)
-        return IT_MLP_EINVAL;
     if (!(p->lr > 0.0f) || !(p->beta1 >= 0.0f && p->beta1 < 1.0f) ||
         !(p->beta2 >= 0.0f && p->beta2 < 1.0f) || !(p->eps > 0.0f) ||
         !(p->weight_decay >= 0.0f) || !isfinite(p->lr) ||
@@ -904,16 +843,12 @@ CheckTrainArgs(const ItMlpLayout *layout, const ItMlpData *data,
     use_int = p->vector_weight < 1.0f;
     if (use_vec && data->targets == NULL)
         return IT_MLP_EINVAL;
-    if (use_int || p->stop == IT_MLP_STOP_PRECISION)
+    if (use_int)
     {
         if (data->indptr == NULL || data->indices == NULL || data->Y == NULL ||
-            data->m < 1 || data->m > INT32_MAX)
+            data->YtY == NULL || data->m < 1 || data->m > INT32_MAX)
             return IT_MLP_EINVAL;
     }
-    if (use_int && p->loss == IT_MLP_LOSS_ALS && data->YtY == NULL)
-        return IT_MLP_EINVAL;
-    if (p->stop == IT_MLP_STOP_PRECISION && p->eval_k < 1)
-        return IT_MLP_EINVAL;
     if (data->val_rows != NULL && (data->nval < 0 || data->nval >= data->n))
         return IT_MLP_EINVAL;
     return IT_MLP_OK;
@@ -993,11 +928,9 @@ it_mlp_default_params(ItMlpTrainParams *p)
     p->seed = 42;
     p->val_fraction = 0.2f;
     p->vector_weight = 0.0f;
-    p->loss = IT_MLP_LOSS_ALS;
     p->alpha = 1.0f;
     p->user_normalise = 0;
     p->init_output_bias = 1;
-    p->stop = IT_MLP_STOP_LOSS;
     p->eval_k = 10;
     p->eval_max_rows = 2000;
     p->pos_min_weight = 0.0f;
@@ -1055,7 +988,7 @@ extern void sposv_(const char *uplo, const int *n, const int *nrhs, float *a,
  * 1 / sum c_u when user_normalise), W = mean w_u, acc_i = mean over rows of
  * w_u (c_ui - 1), r_i = mean of w_u c_ui.  sys must hold k * k + k floats
  * and acc 2 * m; the answer is left in sys[k*k .. k*k + k).  Returns 0 on
- * success, -1 for the softmax loss without a vector part or when the
+ * success, -1 when the
  * system cannot be solved.
  */
 static int
@@ -1065,7 +998,7 @@ BestConstant(MlpCtx *ctx, const int32_t *rows, int64_t nrows, float *sys,
     const ItMlpData *data = ctx->data;
     const ItMlpTrainParams *p = ctx->p;
     int         k = ctx->layout->output;
-    int         use_als = ctx->use_int && p->loss == IT_MLP_LOSS_ALS;
+    int         use_als = ctx->use_int;
     double      a1 = ctx->use_vec ? p->vector_weight / ctx->zvec : 0.0;
     double      a2 = use_als ? (1.0 - p->vector_weight) / ctx->zint : 0.0;
     size_t      kk = (size_t) k * k,
@@ -1228,8 +1161,6 @@ it_mlp_population_vector(const ItMlpData *data, const ItMlpTrainParams *p,
         if (CheckTrainArgs(&layout, &d2, p) != IT_MLP_OK)
             return IT_MLP_EINVAL;
     }
-    if (p->loss == IT_MLP_LOSS_SOFTMAX && !(p->vector_weight > 0.0f))
-        return IT_MLP_EINVAL;
     InitCtx(&ctx, &layout, data, p, NULL);
     ComputeNorms(&ctx, NULL, data->n);
     if (BestConstant(&ctx, NULL, data->n, workspace,
@@ -1237,23 +1168,6 @@ it_mlp_population_vector(const ItMlpData *data, const ItMlpTrainParams *p,
         return IT_MLP_ENONFINITE;
     memcpy(x, workspace + (size_t) k * k, sizeof(float) * k);
     return IT_MLP_OK;
-}
-
-/* Is (loss, prec) better than the best so far? */
-static int
-Improves(const ItMlpTrainParams *p, double loss, double prec,
-         double best_loss, double best_prec, int have_best)
-{
-    if (!have_best)
-        return 1;
-    if (p->stop == IT_MLP_STOP_PRECISION && !isnan(prec))
-    {
-        if (prec > best_prec)
-            return 1;
-        if (prec < best_prec)
-            return 0;
-    }
-    return loss < best_loss;
 }
 
 int
@@ -1408,7 +1322,7 @@ it_mlp_train(float *params, const ItMlpLayout *layout,
         }
         if (nval > 0)
         {
-            if (Improves(p, vloss, vprec, best_loss, best_prec, best_epoch >= 0))
+            if (best_epoch < 0 || vloss < best_loss)
             {
                 best_epoch = epoch;
                 best_loss = vloss;
@@ -1443,112 +1357,4 @@ it_mlp_train(float *params, const ItMlpLayout *layout,
         result->base_val_precision = base_prec;
     }
     return status;
-}
-
-/* ------------------------------------------------------------------------
- * Ranking check
- * ------------------------------------------------------------------------ */
-
-size_t
-it_mlp_rank_workspace_floats(int64_t m, int k)
-{
-    int         ok = 1;
-    size_t      total;
-
-    if (m < 0 || k < 0)
-        return 0;
-    total = SizeAdd((size_t) m, SizeMul(2, (size_t) k, &ok), &ok);
-    return ok ? total : 0;
-}
-
-/* Precision and recall of the top k of scores (excluded items set to NaN). */
-static void
-RankOne(float *scores, int64_t m, const int32_t *pos, int64_t npos,
-        const int32_t *ex, int64_t nex, int k, int32_t *top_idx,
-        float *top_val, double *prec, double *rec)
-{
-    int64_t     e,
-                dummy;
-    int         ntop,
-                hits;
-
-    for (e = 0; e < nex; e++)
-        if (ex[e] >= 0 && ex[e] < m)
-            scores[ex[e]] = NAN;
-    ntop = it_topk(scores, m, NULL, 0, k, top_idx, top_val);
-    hits = CountHits(top_idx, ntop, pos, NULL, npos, 0.0f, &dummy);
-    *prec = (double) hits / k;
-    *rec = (double) hits / (double) (npos < k ? npos : k);
-}
-
-int
-it_mlp_rank_eval(const float *U, int64_t n, int kdim,
-                 const float *Y, int64_t m,
-                 const int64_t *pos_ptr, const int32_t *pos_idx,
-                 const int64_t *ex_ptr, const int32_t *ex_idx,
-                 const float *baseline, int k,
-                 float *workspace, ItMlpRankEval *out)
-{
-    float      *scores,
-               *top_val;
-    int32_t    *top_idx;
-    double      sp = 0.0,
-                sr = 0.0,
-                bp = 0.0,
-                br = 0.0;
-    int64_t     users = 0,
-                u;
-
-    if (out == NULL || workspace == NULL || n < 0 || m < 1 || m > INT32_MAX ||
-        k < 1 || pos_ptr == NULL || pos_idx == NULL ||
-        (U != NULL && (Y == NULL || kdim < 1)))
-        return IT_MLP_EINVAL;
-    scores = workspace;
-    top_val = workspace + m;
-    top_idx = (int32_t *) (workspace + m + k);
-    memset(out, 0, sizeof(*out));
-    for (u = 0; u < n; u++)
-    {
-        const int32_t *pos = pos_idx + pos_ptr[u];
-        int64_t     npos = pos_ptr[u + 1] - pos_ptr[u];
-        const int32_t *ex = ex_ptr ? ex_idx + ex_ptr[u] : NULL;
-        int64_t     nex = ex_ptr ? ex_ptr[u + 1] - ex_ptr[u] : 0;
-        double      prec,
-                    rec;
-
-        if (npos <= 0)
-            continue;
-        users++;
-        if (U != NULL)
-        {
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int) m, kdim, 1.0f, Y,
-                        kdim, U + (size_t) u * kdim, 1, 0.0f, scores, 1);
-            RankOne(scores, m, pos, npos, ex, nex, k, top_idx, top_val,
-                    &prec, &rec);
-            sp += prec;
-            sr += rec;
-        }
-        if (baseline != NULL)
-        {
-            memcpy(scores, baseline, sizeof(float) * (size_t) m);
-            RankOne(scores, m, pos, npos, ex, nex, k, top_idx, top_val,
-                    &prec, &rec);
-            bp += prec;
-            br += rec;
-        }
-    }
-    out->users = users;
-    if (users > 0)
-    {
-        out->precision = U ? sp / users : NAN;
-        out->recall = U ? sr / users : NAN;
-        out->base_precision = baseline ? bp / users : NAN;
-        out->base_recall = baseline ? br / users : NAN;
-    }
-    else
-    {
-        out->precision = out->recall = NAN;
-        out->base_precision = out->base_recall = NAN;
-    }
-    return IT_MLP_OK;
 }

@@ -85,25 +85,20 @@ void        it_mlp_forward(const float *params, const ItMlpLayout *layout,
  *   vector_weight * Lvec / Zvec + (1 - vector_weight) * Lint / Zint
  *
  * where for x = f(X[r]):
- *   Lvec = |x - t|^2 (imitate the model's vector t of the row), and Lint is
- *   IT_MLP_LOSS_ALS:     the implicit-ALS loss of x over every item,
- *                        sum_i c_i (p_i - x.y_i)^2, c_i = 1 + alpha w_i,
- *                        p_i = [i is a positive], computed as
- *                        x'YtY x + sum_pos [c_i (1 - s_i)^2 - s_i^2];
- *                        the objective of fold-in, so x has the scale of
- *                        the model's user vectors and serves as its prior;
- *   IT_MLP_LOSS_SOFTMAX: the cross-entropy -sum_pos q_i log softmax(Y x)_i,
- *                        q_i = w_i / sum w over the row's positives (full
- *                        softmax over the m items, B*m work per minibatch;
- *                        x is on its own scale, not the model's).
+ *   Lvec = |x - t|^2 (imitate the model's vector t of the row), and Lint
+ *   the implicit-ALS loss of x over every item,
+ *       sum_i c_i (p_i - x.y_i)^2, c_i = 1 + alpha w_i, p_i = [i is a positive],
+ *   computed as x'YtY x + sum_pos [c_i (1 - s_i)^2 - s_i^2]: the objective
+ *   of fold-in, so x has the scale of the model's user vectors and serves
+ *   as its prior.
  * Zvec and Zint are the losses of the zero predictor (mean |t|^2 over the
- * training rows; mean sum c_i; log m), so each part starts near 1 and the
+ * training rows; mean sum c_i), so each part starts near 1 and the
  * blend weight does not depend on the data's scale.  With user_normalise
  * the ALS loss of each row is divided by its own sum c_i instead.
  *
  * With init_output_bias the output bias is first shifted so that the mean
  * output over the training rows is the best constant vector for the
- * objective (closed form; not for the softmax loss alone): the population
+ * objective (closed form): the population
  * prior, which the features then correct.  Weight decay pulls towards it.
  *
  * Minibatch Adam (AdamW: decoupled weight decay on the weights, not the
@@ -111,9 +106,9 @@ void        it_mlp_forward(const float *params, const ItMlpLayout *layout,
  * Validation rows (val_rows, or when that is NULL a val_fraction of the
  * rows drawn from seed) are not trained on; after every epoch their loss
  * and the precision@eval_k of the first eval_max_rows of them (ranking all
- * m items by x.y_i against the row's positives) are computed, and training stops after patience epochs
- * without improvement of the stop criterion.  params then hold the best
- * epoch's parameters.
+ * m items by x.y_i against the row's positives, reported only) are
+ * computed, and training stops after patience epochs without a lower
+ * validation loss.  params then hold the best epoch's parameters.
  *
  * What ranks new users best, measured on MovieLens 100k (whole users held
  * out, five folds, demographics only, ALS item factors of the other users,
@@ -124,18 +119,11 @@ void        it_mlp_forward(const float *params, const ItMlpLayout *layout,
  * within gender and age band (0.388) or a demographic nearest-neighbour
  * vote (0.394), and above popularity (0.376; 0.339 counting every rating).
  * Imitating the vectors (0.366), the ALS loss with every rating a positive
- * (0.374) and the softmax loss (0.361) rank worse; blends of the vector
+ * (0.374) and a softmax cross-entropy over the items (0.361) rank worse; blends of the vector
  * and ALS losses sit in between (0.382 at 0.5); per-row normalisation
  * hurts (0.362); a linear model, wider or deeper layers and stopping on
  * validation precision change nothing beyond noise (0.389 to 0.391).
  * ------------------------------------------------------------------------ */
-
-#define IT_MLP_LOSS_ALS         0
-#define IT_MLP_LOSS_SOFTMAX     1
-
-#define IT_MLP_STOP_LOSS        0   /* validation loss, lower is better */
-#define IT_MLP_STOP_PRECISION   1   /* validation precision@eval_k, higher is better
-                                     * (ties broken by the loss) */
 
 typedef struct ItMlpData
 {
@@ -146,13 +134,13 @@ typedef struct ItMlpData
     /* vector loss (needed when vector_weight > 0) */
     const float *targets;       /* rows * k */
 
-    /* interaction loss and validation precision (needed when
-     * vector_weight < 1 or stop == IT_MLP_STOP_PRECISION) */
+    /* interaction loss (needed when vector_weight < 1) and validation
+     * precision */
     const int64_t *indptr;      /* CSR of the interaction matrix */
     const int32_t *indices;     /* item indexes in [0, m) */
     const float *weights;       /* raw weights w > 0, or NULL for all 1 */
     const float *Y;             /* m * k item factors */
-    const float *YtY;           /* k * k, Y'Y (IT_MLP_LOSS_ALS only) */
+    const float *YtY;           /* k * k, Y'Y */
     int64_t     m;              /* items */
 
     /* validation rows (indexes in [0, n), distinct), or NULL */
@@ -178,12 +166,10 @@ typedef struct ItMlpTrainParams
     float       val_fraction;   /* used when data->val_rows is NULL; [0, 0.9] */
 
     float       vector_weight;  /* [0, 1]: 1 = vectors only, 0 = interactions only */
-    int         loss;           /* IT_MLP_LOSS_ALS or IT_MLP_LOSS_SOFTMAX */
     float       alpha;          /* confidence scale of the ALS loss */
     int         user_normalise; /* ALS loss divided by each row's sum c_i */
     int         init_output_bias;   /* start from the best constant output */
 
-    int         stop;           /* IT_MLP_STOP_LOSS or IT_MLP_STOP_PRECISION */
     int         eval_k;         /* precision@eval_k on the validation rows */
     int         eval_max_rows;  /* ... on at most this many of them (0 = all):
                                  * ranking all m items costs nval * m * k */
@@ -222,7 +208,7 @@ void        it_mlp_default_params(ItMlpTrainParams *p);
  * popularity of every interaction (MovieLens 100k, ratings >= 4 as
  * positives: 0.380 against 0.346 precision@10 for new users).  workspace:
  * it_mlp_population_workspace_floats(k, data->m) floats.  Returns IT_MLP_OK,
- * IT_MLP_EINVAL (also for the softmax loss alone) or IT_MLP_ENONFINITE when
+ * IT_MLP_EINVAL or IT_MLP_ENONFINITE when
  * the system cannot be solved.
  */
 size_t      it_mlp_population_workspace_floats(int k, int64_t m);
@@ -273,44 +259,15 @@ int         it_mlp_train(float *params, const ItMlpLayout *layout,
 /*
  * The objective above for the rows rows[0..nrows) of data (all n rows when
  * rows is NULL), and when grad is not NULL its gradient with respect to
- * params (grad has it_mlp_param_count floats).  Used by the trainer and
- * by the gradient check; workspace as for it_mlp_train.  Returns the mean
+ * params (grad has it_mlp_param_count floats): what the trainer computes
+ * on each minibatch and on the validation rows, open to a check of the
+ * gradient against finite differences; workspace as for it_mlp_train.
+ * Returns the mean
  * objective over the rows, NaN on invalid arguments.
  */
 double      it_mlp_objective(const float *params, const ItMlpLayout *layout,
                              const ItMlpData *data, const ItMlpTrainParams *p,
                              const int32_t *rows, int64_t nrows,
                              float *grad, void *workspace);
-
-/* ------------------------------------------------------------------------
- * Ranking check: is the features path better than popularity?
- * ------------------------------------------------------------------------ */
-
-typedef struct ItMlpRankEval
-{
-    int64_t     users;          /* users with at least one positive */
-    double      precision;      /* mean precision@k of the vectors' ranking */
-    double      recall;         /* mean recall@k (hits / min(k, positives)) */
-    double      base_precision; /* the same for the baseline ranking */
-    double      base_recall;
-} ItMlpRankEval;
-
-/*
- * For n users with vectors U[n*kdim] (may be NULL: baseline only), ranks
- * all m items (factors Y[m*kdim]) by U[u].y_i and by baseline[i] (may be
- * NULL: vectors only), ties by the lower item index, leaves out each
- * user's excluded items (ex_ptr/ex_idx CSR over the n users, any order, or
- * NULL), and compares the top k with the user's positives pos_ptr/pos_idx
- * (CSR, item indexes, no duplicates); users without positives are skipped.
- * workspace must hold it_mlp_rank_workspace_floats(m, k) floats.  Returns
- * IT_MLP_OK or IT_MLP_EINVAL (out's means are NaN when no user counted).
- */
-size_t      it_mlp_rank_workspace_floats(int64_t m, int k);
-int         it_mlp_rank_eval(const float *U, int64_t n, int kdim,
-                             const float *Y, int64_t m,
-                             const int64_t *pos_ptr, const int32_t *pos_idx,
-                             const int64_t *ex_ptr, const int32_t *ex_idx,
-                             const float *baseline, int k,
-                             float *workspace, ItMlpRankEval *out);
 
 #endif                          /* IT_MLP_H */

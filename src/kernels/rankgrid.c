@@ -4,6 +4,7 @@
  *    of rankings mixed with a popularity term over a grid of mixing
  *    weights, and the implicit-ALS loss row by row.  See rankgrid.h.
  */
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -351,4 +352,69 @@ it_fold_in_grid_hits(const float *Y, int64_t m, int kdim, const float *YtY,
     }
     MarkPositives(flags, m, pos, npos, 0);
     return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Paired comparisons
+ * ------------------------------------------------------------------------ */
+
+/* The mean of n differences from their sums, and its standard errors. */
+static void
+MeanAndZ(double sum, double sum2, int64_t n, double *mean, double *z)
+{
+    double      var;
+
+    *mean = n > 0 ? sum / n : 0.0;
+    var = n > 1 ? (sum2 - sum * sum / n) / (n - 1) : 0.0;
+    if (var > 0.0)
+        *z = *mean / sqrt(var / n);
+    else
+        *z = *mean > 0 ? INFINITY : (*mean < 0 ? -INFINITY : 0.0);
+}
+
+void
+it_paired_hits_difference(const int32_t *a, int astride, int aj,
+                          const int32_t *b, int bstride, int bj,
+                          int64_t n, int k, double *mean, double *z)
+{
+    double      sum = 0.0;
+    double      sum2 = 0.0;
+    int64_t     cnt = 0;
+
+    for (int64_t r = 0; r < n; r++)
+    {
+        int32_t     ha = a[r * astride + aj];
+        int32_t     hb = b[r * bstride + bj];
+        double      d;
+
+        if (ha < 0 || hb < 0)
+            continue;
+        d = (double) (ha - hb) / k;
+        sum += d;
+        sum2 += d * d;
+        cnt++;
+    }
+    if (cnt == 0)
+    {
+        *mean = 0.0;
+        *z = 0.0;
+        return;
+    }
+    MeanAndZ(sum, sum2, cnt, mean, z);
+}
+
+void
+it_mean_difference(const double *a, const double *b, int64_t n, double *mean, double *z)
+{
+    double      sum = 0.0;
+    double      sum2 = 0.0;
+
+    for (int64_t i = 0; i < n; i++)
+    {
+        double      d = a[i] - b[i];
+
+        sum += d;
+        sum2 += d * d;
+    }
+    MeanAndZ(sum, sum2, n, mean, z);
 }

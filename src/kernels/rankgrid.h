@@ -4,7 +4,8 @@
  *    mixing weights: how a features -> interest model is checked against
  *    popularity on held-out trained users, and how much popularity its
  *    ranking takes in; and the precision of fold-in over a grid of prior
- *    weights, to choose that weight.  Plain C, no PostgreSQL headers; the
+ *    weights, to choose that weight; and the paired statistics that
+ *    compare two rankings or two losses row by row.  Plain C, no PostgreSQL headers; the
  *    conventions of kernels.h hold (caller-allocated buffers, no
  *    allocation, no printing, no threads).
  */
@@ -100,5 +101,25 @@ int         it_fold_in_grid_hits(const float *Y, int64_t m, int kdim, const floa
                                  const int32_t *pos, int64_t npos,
                                  const float *lambdas, int ngrid, int k,
                                  float *workspace, int32_t *hits);
+
+/*
+ * Two rankings compared row by row, from the row_hits of
+ * it_rank_grid_precision: the mean over the rows both rank (hits >= 0) of
+ * (a[r * astride + aj] - b[r * bstride + bj]) / k, the difference of
+ * their precision@k, in *mean, and in *z how many standard errors of that
+ * mean it is (sample variance; +-infinity when every row differs by the
+ * same non-zero amount, 0 when no row differs or none is ranked by both).
+ */
+void        it_paired_hits_difference(const int32_t *a, int astride, int aj,
+                                      const int32_t *b, int bstride, int bj,
+                                      int64_t n, int k, double *mean, double *z);
+
+/*
+ * The mean of a[i] - b[i] over i in [0, n) and how many standard errors
+ * of it that is, as it_paired_hits_difference (0 and 0 when n is 0): for
+ * the losses of it_als_row_losses of two models on the same rows.
+ */
+void        it_mean_difference(const double *a, const double *b, int64_t n,
+                               double *mean, double *z);
 
 #endif                          /* IT_RANKGRID_H */

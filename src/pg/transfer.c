@@ -31,7 +31,7 @@
  *
  * Then the weight lambda0 of fold-in around each prior serving uses is
  * chosen by simulation on trained users (see FoldInGrid): around the
- * features prior on the validation users (it_encoder metrics
+ * features prior on the validation users (it_prior metrics
  * fold_in_prior_weight of the user side), around the population mean on
  * any trained users, with or without features (it_model metrics
  * fold_in_prior_weight).
@@ -57,6 +57,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
+#include "foldin_choice.h"
 #include "interest_transfer.h"
 #include "mlp.h"
 #include "rankgrid.h"
@@ -190,31 +191,79 @@ typedef struct PriorOptions
     ItEncoderOptions encoder;
 } PriorOptions;
 
+StaticAssertDecl(IT_FOLD_NGRID <= IT_FOLD_MAX_GRID, "fold-in grid too long");
+StaticAssertDecl(IT_FOLD_NREVEAL <= IT_FOLD_MAX_REVEAL, "too many fold-in simulations");
+
 /*
  * The fold-in weight chosen for one prior (ChooseFoldInWeight).
  * Simulation r reveals FoldInReveal[r] interactions.
  */
 typedef struct FoldInChoice
 {
-    bool        measured;       /* false: too few users to choose */
-    int         best;           /* index into lambdas */
+    ItFoldInChoice c;           /* measured, best, precision, criterion */
     int         groups;         /* left out of the item vectors in this many groups */
-    float       lambdas[lengthof(FoldInGrid)];
+    float       lambdas[IT_FOLD_NGRID];
     int64       users[IT_FOLD_NREVEAL];    /* users of each simulation */
-    bool        counted[IT_FOLD_NREVEAL];  /* in the criterion */
-    double      precision[IT_FOLD_NREVEAL][lengthof(FoldInGrid)];
-    double      criterion[lengthof(FoldInGrid)];
     double      seconds;
 } FoldInChoice;
 
-/* One side ("user" or "item"). */
-typedef struct PriorSide
+/* The two sides a features model is trained for. */
+typedef enum PriorSideKind
 {
-    const char *side;           /* "user", "item" */
-    const char *what;           /* "user_features", ... */
+    PRIOR_SIDE_USER,
+    PRIOR_SIDE_ITEM
+} PriorSideKind;
+
+/* What tells the sides apart: names, message parts, the baseline. */
+typedef struct PriorSideInfo
+{
+    PriorSideKind kind;
+    const char *side;           /* "user", "item" (it_prior.kind without "_features") */
+    const char *what;           /* "user_features", ... (the argument of train) */
     const char *id_column;      /* "user_id", ... */
     const char *rows_name;      /* "users", "items" (trained rows of the side) */
     const char *new_rows;       /* what a side's rows are when new */
+    const char *fallback;       /* what new rows get without the features */
+    const char *lost;           /* what happens when the features lose */
+    const char *base_name;      /* the baseline ranking the check compares with */
+    bool        blend;          /* choose a popularity blend */
+    uint64      order_salt;     /* of the hash that orders the rows */
+} PriorSideInfo;
+
+static const PriorSideInfo UserSide = {
+    .kind = PRIOR_SIDE_USER,
+    .side = "user",
+    .what = "user_features",
+    .id_column = "user_id",
+    .rows_name = "users",
+    .new_rows = "new users",
+    .fallback = "popular items",
+    .lost = "new users will get popular items",
+    .base_name = "popularity",
+    .blend = true,
+    .order_salt = 0x75,
+};
+
+static const PriorSideInfo ItemSide = {
+    .kind = PRIOR_SIDE_ITEM,
+    .side = "item",
+    .what = "item_features",
+    .id_column = "item_id",
+    .rows_name = "items",
+    .new_rows = "new items",
+    .fallback = "no vector",
+    .lost = "items only in item_features get no vector",
+    .base_name = "user activity",
+    .blend = false,             /* new items are ranked among the others by x.y */
+    .order_salt = 0x69,
+};
+
+/* One side. */
+typedef struct PriorSide
+{
+    const PriorSideInfo *info;
+    const char *side;           /* info->side and info->what, for the writer */
+    const char *what;
     ItEncoded  *enc;            /* NULL when the side has no features */
 
     /* after ItTransferFit */
@@ -257,8 +306,6 @@ typedef struct SideData
     const float *Y;             /* m * k: the other side's vectors */
     int64       m;
     const float *base;          /* m: the baseline ranking's scores */
-    const char *base_name;      /* "popularity", "user activity" */
-    bool        blend;          /* choose a popularity blend */
     float       alpha;
     int         k;
 } SideData;
@@ -319,16 +366,6 @@ JsonbFromText(const char *text)
     return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
 }
 
-/* splitmix64: a well-mixed 64-bit hash */
-static uint64
-Mix64(uint64 x)
-{
-    x += UINT64CONST(0x9E3779B97F4A7C15);
-    x = (x ^ (x >> 30)) * UINT64CONST(0xBF58476D1CE4E5B9);
-    x = (x ^ (x >> 27)) * UINT64CONST(0x94D049BB133111EB);
-    return x ^ (x >> 31);
-}
-
 /*
  * Called by the MLP trainer once per minibatch: a cancel or terminate ends
  * the call right there (the trainer holds no resources, only buffers of
@@ -378,15 +415,12 @@ ReadPriorOptions(Jsonb *options, PriorOptions *o)
 }
 
 static void
-InitSide(PriorSide *s, const char *side, const char *what, const char *id_column,
-         const char *rows_name, const char *new_rows)
+InitSide(PriorSide *s, const PriorSideInfo *info)
 {
     memset(s, 0, sizeof(*s));
-    s->side = side;
-    s->what = what;
-    s->id_column = id_column;
-    s->rows_name = rows_name;
-    s->new_rows = new_rows;
+    s->info = info;
+    s->side = info->side;
+    s->what = info->what;
     initStringInfo(&s->metrics);
     initStringInfo(&s->summary);
     initStringInfo(&s->notices);
@@ -402,7 +436,7 @@ SideLayout(const PriorSide *s, const PriorOptions *o, int k, ItMlpLayout *layout
     layout->output = k;
 }
 
-/* The model of a side must fit in one real[] of its it_encoder row. */
+/* The model of a side must fit in one real[] of its it_prior row. */
 static void
 CheckModelSize(const PriorSide *s, const PriorOptions *o, int k)
 {
@@ -466,18 +500,18 @@ ItTransferRead(const char *model, const char *user_features,
     t->cxt = cxt;
     t->o = o;
     t->k = o.factors;
-    InitSide(&t->user, "user", "user_features", "user_id", "users", "new users");
-    InitSide(&t->item, "item", "item_features", "item_id", "items", "new items");
+    InitSide(&t->user, &UserSide);
+    InitSide(&t->item, &ItemSide);
 
     if (user_features != NULL)
     {
-        t->user.enc = ReadFeatures(user_features, t->user.what, t->user.id_column, model, &o.encoder);
+        t->user.enc = ReadFeatures(user_features, UserSide.what, UserSide.id_column, model, &o.encoder);
         CheckModelSize(&t->user, &o, t->k);
         CHECK_FOR_INTERRUPTS();
     }
     if (item_features != NULL)
     {
-        t->item.enc = ReadFeatures(item_features, t->item.what, t->item.id_column, model, &o.encoder);
+        t->item.enc = ReadFeatures(item_features, ItemSide.what, ItemSide.id_column, model, &o.encoder);
         CheckModelSize(&t->item, &o, t->k);
         CHECK_FOR_INTERRUPTS();
     }
@@ -560,13 +594,13 @@ SkippedMetrics(PriorSide *s, const char *reason, int64 with_features, int64 trai
     AppendKeyNumber(&s->metrics, "rows_trained", (double) trained);
     AppendKeyNumber(&s->metrics, "rows_used", (double) used);
     AppendKeyNumber(&s->metrics, "rows_not_trained", (double) not_trained);
-    if (strcmp(s->side, "item") == 0)
+    if (s->info->kind == PRIOR_SIDE_ITEM)
         appendStringInfoString(&s->metrics, ", \"new_items\": 0");
     appendStringInfo(&s->metrics, ", \"notices\": [%s]}", s->notices.data);
 
     appendStringInfoString(&s->summary, "{\"use_features\": false, \"popularity_blend\": 0, \"skipped\": ");
     escape_json(&s->summary, reason);
-    if (strcmp(s->side, "item") == 0)
+    if (s->info->kind == PRIOR_SIDE_ITEM)
         appendStringInfoString(&s->summary, ", \"new_items\": 0");
     appendStringInfoChar(&s->summary, '}');
 }
@@ -610,214 +644,67 @@ NewItems(ItTransferTrain *t, PriorSide *s, const ItMlpLayout *layout,
                         nun));
 }
 
-/*
- * The mean difference of precision between two rankings over the rows
- * both rank (hits >= 0), a[r * astride + aj] against b[r * bstride + bj],
- * and how many standard errors of that mean it is (+-infinity when every
- * row differs by the same amount, 0 when none differs).
- */
-static void
-PairedDifference(const int32 *a, int astride, int aj, const int32 *b, int bstride, int bj,
-                 int64 n, double *mean, double *z)
-{
-    double      sum = 0.0;
-    double      sum2 = 0.0;
-    int64       cnt = 0;
-    double      var;
-
-    for (int64 r = 0; r < n; r++)
-    {
-        int32       ha = a[r * astride + aj];
-        int32       hb = b[r * bstride + bj];
-        double      d;
-
-        if (ha < 0 || hb < 0)
-            continue;
-        d = (double) (ha - hb) / IT_PRIOR_EVAL_K;
-        sum += d;
-        sum2 += d * d;
-        cnt++;
-    }
-    if (cnt == 0)
-    {
-        *mean = 0.0;
-        *z = 0.0;
-        return;
-    }
-    *mean = sum / cnt;
-    var = cnt > 1 ? (sum2 - sum * sum / cnt) / (cnt - 1) : 0.0;
-    if (var > 0.0)
-        *z = *mean / sqrt(var / cnt);
-    else
-        *z = *mean > 0 ? INFINITY : (*mean < 0 ? -INFINITY : 0.0);
-}
-
-/* The mean of a[i] - b[i] and how many standard errors of it that is. */
-static void
-MeanDifference(const double *a, const double *b, int64 n, double *mean, double *z)
-{
-    double      sum = 0.0;
-    double      sum2 = 0.0;
-    double      var;
-
-    for (int64 i = 0; i < n; i++)
-    {
-        double      d = a[i] - b[i];
-
-        sum += d;
-        sum2 += d * d;
-    }
-    *mean = n > 0 ? sum / n : 0.0;
-    var = n > 1 ? (sum2 - sum * sum / n) / (n - 1) : 0.0;
-    if (var > 0.0)
-        *z = *mean / sqrt(var / n);
-    else
-        *z = *mean > 0 ? INFINITY : (*mean < 0 ? -INFINITY : 0.0);
-}
-
 /* ------------------------------------------------------------------------
  * The weight of a fold-in prior (see FoldInGrid)
  * ------------------------------------------------------------------------ */
-
-/* An interaction of a simulated user, in the order of its hash. */
-typedef struct RevealEntry
-{
-    double      key;
-    int32       item;
-    float       w;
-} RevealEntry;
-
-static int
-CompareRevealKey(const void *a, const void *b)
-{
-    const RevealEntry *x = a;
-    const RevealEntry *y = b;
-
-    if (x->key != y->key)
-        return x->key < y->key ? -1 : 1;
-    return (x->item > y->item) - (x->item < y->item);
-}
-
-/* A hash as a number in (0, 1]. */
-static double
-UnitHash(uint64 h)
-{
-    return ((double) (h >> 11) + 1.0) / 9007199254740992.0;
-}
 
 /* Rows of the leave-out item step between interrupt checks: about this much work. */
 #define IT_FOLD_CHUNK_FLOPS 4.0e7
 
 /*
- * The item vectors as if the users rows[0..n) had not been trained on:
- * one item half-step of ALS (the training's options and CG steps, warm
- * from the trained Y, the users' vectors fixed) on the interactions
- * without theirs, with Y'Y of the result in YtY.  Against the trained Y,
- * fold-in from a few of a trained user's items finds the others because
- * Y was fitted to them: on MovieLens 100k the simulated precision of weak
- * priors was 0.1 above what new users then got, and the weight chosen 50
- * times too small.  About one iteration of ALS over the items.
+ * The item vectors as if the users rows[0..n) had not been trained on
+ * (it_leave_out_items: one item half-step of ALS with the training's
+ * options and CG steps, warm from the trained Y, the users' vectors
+ * fixed, on the interactions without theirs), with Y'Y of the result in
+ * YtY.  Against the trained Y, fold-in from a few of a trained user's
+ * items finds the others because Y was fitted to them: on MovieLens 100k
+ * the simulated precision of weak priors was 0.1 above what new users
+ * then got, and the weight chosen 50 times too small.  About one
+ * iteration of ALS over the items.
  */
 static float *
 LeaveOutItems(ItTransferTrain *t, const int64 *rows, int64 n, float *YtY)
 {
     const ItTrainedModel *tm = t->tm;
     int         k = tm->k;
-    bool       *out = AllocChecked(tm->nusers, sizeof(bool), "fold-in users");
-    ItCsr       Rt;
-    int64       removed = 0;
-    int64       nnz = 0;
-    float      *Xs;
-    float      *G;
-    float      *XtX;
-    float      *Y;
-    float      *scratch;
+    int64       kept = tm->Rt->nnz - it_leave_out_removed(tm->R, rows, n);
+    ItLeaveOutBuffers buf;
     ItAlsParams p;
-    int64       begin = 0;
-
-    memset(out, 0, sizeof(bool) * tm->nusers);
-    for (int64 i = 0; i < n; i++)
-    {
-        out[rows[i]] = true;
-        removed += tm->R->indptr[rows[i] + 1] - tm->R->indptr[rows[i]];
-    }
-
-    /* the items' interactions without those users */
-    Rt.nrows = tm->nitems;
-    Rt.ncols = tm->nusers;
-    Rt.indptr = AllocChecked(tm->nitems + 1, sizeof(int64), "leave-out interactions");
-    Rt.indices = AllocChecked(Max(tm->Rt->nnz - removed, 1), sizeof(int32), "leave-out interactions");
-    Rt.data = AllocChecked(Max(tm->Rt->nnz - removed, 1), sizeof(float), "leave-out interactions");
-    Rt.indptr[0] = 0;
-    for (int64 i = 0; i < tm->nitems; i++)
-    {
-        for (int64 e = tm->Rt->indptr[i]; e < tm->Rt->indptr[i + 1]; e++)
-        {
-            if (out[tm->Rt->indices[e]])
-                continue;
-            Rt.indices[nnz] = tm->Rt->indices[e];
-            Rt.data[nnz] = tm->Rt->data[e];
-            nnz++;
-        }
-        Rt.indptr[i + 1] = nnz;
-    }
-    Rt.nnz = nnz;
-    CHECK_FOR_INTERRUPTS();
-
-    /* X'X without those users */
-    Xs = AllocChecked(Max(n, 1) * k, sizeof(float), "leave-out vectors");
-    G = AllocChecked((int64) k * k, sizeof(float), "leave-out gram matrix");
-    XtX = AllocChecked((int64) k * k, sizeof(float), "leave-out gram matrix");
-    for (int64 i = 0; i < n; i++)
-        memcpy(Xs + i * k, tm->X + rows[i] * k, sizeof(float) * k);
-    it_gram(tm->X, tm->nusers, k, XtX);
-    if (n > 0)
-    {
-        it_gram(Xs, n, k, G);
-        for (int64 j = 0; j < (int64) k * k; j++)
-            XtX[j] -= G[j];
-    }
-    CHECK_FOR_INTERRUPTS();
+    float      *Y;
+    int         rc;
 
     p.factors = k;
     p.regularization = (float) t->o.regularization;
     p.alpha = tm->alpha;
     p.cg_steps = t->o.cg_steps;
     p.threads = ItThreads(t->o.threads);
-    scratch = AllocChecked((int64) it_als_scratch_floats(k, p.threads), sizeof(float), "leave-out workspace");
+
+    buf.out = AllocChecked(tm->nusers, sizeof(bool), "fold-in users");
+    buf.indptr = AllocChecked(tm->nitems + 1, sizeof(int64), "leave-out interactions");
+    buf.indices = AllocChecked(Max(kept, 1), sizeof(int32), "leave-out interactions");
+    buf.data = AllocChecked(Max(kept, 1), sizeof(float), "leave-out interactions");
+    buf.Xs = AllocChecked(Max(n, 1) * k, sizeof(float), "leave-out vectors");
+    buf.G = AllocChecked((int64) k * k, sizeof(float), "leave-out gram matrix");
+    buf.XtX = AllocChecked((int64) k * k, sizeof(float), "leave-out gram matrix");
+    buf.scratch = AllocChecked((int64) it_als_scratch_floats(k, p.threads), sizeof(float),
+                               "leave-out workspace");
     Y = AllocChecked(tm->nitems * k, sizeof(float), "leave-out item vectors");
-    memcpy(Y, tm->Y, sizeof(float) * tm->nitems * k);
-    while (begin < Rt.nrows)
-    {
-        double      work = 0.0;
-        int64       end = begin;
 
-        /* whole blocks, about IT_FOLD_CHUNK_FLOPS per thread */
-        while (end < Rt.nrows && work < IT_FOLD_CHUNK_FLOPS * p.threads)
-        {
-            int64       stop = Min(Rt.nrows, (end / IT_ALS_BLOCK + 1) * IT_ALS_BLOCK);
+    rc = it_leave_out_items(tm->R, tm->Rt, tm->X, tm->Y, k, &p, rows, n, IT_FOLD_CHUNK_FLOPS,
+                            &buf, Y, YtY, PriorCheckInterrupts, NULL);
+    if (rc == IT_FOLD_ENONFINITE)
+        elog(ERROR, "the leave-out item vectors are not finite");
+    if (rc != IT_FOLD_OK)
+        elog(ERROR, "could not compute the leave-out item vectors (status %d)", rc);
 
-            work += 2.0 * k * k * (p.cg_steps + 1) * (stop - end) +
-                2.0 * k * (2 * p.cg_steps + 2) * (Rt.indptr[stop] - Rt.indptr[end]);
-            end = stop;
-        }
-        CHECK_FOR_INTERRUPTS();
-        it_als_half_step(&Rt, tm->X, XtX, Y, &p, begin, end, scratch);
-        begin = end;
-    }
-    for (int64 j = 0; j < tm->nitems * k; j++)
-        if (!isfinite(Y[j]))
-            elog(ERROR, "the leave-out item vectors are not finite");
-    it_gram(Y, tm->nitems, k, YtY);
-
-    pfree(out);
-    pfree(Rt.indptr);
-    pfree(Rt.indices);
-    pfree(Rt.data);
-    pfree(Xs);
-    pfree(G);
-    pfree(XtX);
-    pfree(scratch);
+    pfree(buf.out);
+    pfree(buf.indptr);
+    pfree(buf.indices);
+    pfree(buf.data);
+    pfree(buf.Xs);
+    pfree(buf.G);
+    pfree(buf.XtX);
+    pfree(buf.scratch);
     return Y;
 }
 
@@ -825,7 +712,7 @@ LeaveOutItems(ItTransferTrain *t, const int64 *rows, int64 n, float *YtY)
  * Chooses the fold-in weight of a prior by simulation on the first users
  * of rows[0..nrows) (rows of R, in this order) that have enough
  * positives, whose prior is priors + i * k (shared: priors for all).
- * Leaves out->measured false when too few users qualify.
+ * Leaves out->c.measured false when too few users qualify.
  */
 static void
 ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
@@ -837,47 +724,36 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
     int         k = tm->k;
     float       min_weight = (float) t->o.min_weight;
     instr_time  start;
-    double      trace = 0.0;
-    double      scale;
     double      cap_d;
     int64       cap;
     int64       group;
     int64       maxlen = 0;
-    int64       nsel = 0;
+    int64       nsel;
     int64      *sel;            /* indexes into rows of the simulated users */
     int64      *selrows;
     float      *Y;
     float      *YtY;
     size_t      wsf;
     float      *ws;
-    RevealEntry *ent;
+    ItRevealEntry *ent;
     int32      *rev;
     float      *revw;
     int32      *pos;
-    int32       hits[lengthof(FoldInGrid)];
-    int64       hitsum[IT_FOLD_NREVEAL][lengthof(FoldInGrid)];
-    uint64      salt = Mix64(t->o.seed ^ UINT64CONST(0x666f6c642d696e));
+    ItFoldInSums sums;
+    uint64      salt = it_mix64(t->o.seed ^ UINT64CONST(0x666f6c642d696e));
 
     memset(out, 0, sizeof(*out));
-    memset(hitsum, 0, sizeof(hitsum));
+    memset(&sums, 0, sizeof(sums));
+    sums.nreveal = IT_FOLD_NREVEAL;
+    sums.ngrid = IT_FOLD_NGRID;
     INSTR_TIME_SET_CURRENT(start);
     if (m < 1 || nrows < 1)
         return;
 
     /* the grid, in units of the mean of diag(Y'Y) of the trained items */
     YtY = AllocChecked((int64) k * k, sizeof(float), "fold-in gram matrix");
-    it_gram(tm->Y, m, k, YtY);
-    for (int j = 0; j < k; j++)
-        trace += YtY[(int64) j * k + j];
-    scale = trace / k;
-    if (!(scale > 0.0) || !isfinite(scale))
+    if (it_fold_in_lambdas(tm->Y, m, k, FoldInGrid, IT_FOLD_NGRID, YtY, out->lambdas) != IT_FOLD_OK)
         return;
-    for (int g = 0; g < IT_FOLD_NGRID; g++)
-    {
-        out->lambdas[g] = (float) strtod(psprintf("%.3g", FoldInGrid[g] * scale), NULL);
-        if (!(out->lambdas[g] > 0.0f) || !isfinite(out->lambdas[g]))
-            return;
-    }
 
     /*
      * The users: the first with enough positives, as many as the work
@@ -891,19 +767,8 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
     cap = Min(cap, group * IT_FOLD_MAX_GROUPS);
     sel = AllocChecked(Min(cap, nrows), sizeof(int64), "fold-in users");
     selrows = AllocChecked(Min(cap, nrows), sizeof(int64), "fold-in users");
-    for (int64 i = 0; i < nrows && nsel < cap; i++)
-    {
-        int64       npos = 0;
-
-        for (int64 e = R->indptr[rows[i]]; e < R->indptr[rows[i] + 1]; e++)
-            npos += R->data[e] >= min_weight;
-        if (npos < FoldInReveal[0] + 1)
-            continue;
-        sel[nsel] = i;
-        selrows[nsel] = rows[i];
-        maxlen = Max(maxlen, R->indptr[rows[i] + 1] - R->indptr[rows[i]]);
-        nsel++;
-    }
+    nsel = it_fold_in_select_users(R, rows, nrows, min_weight, FoldInReveal[0] + 1, cap,
+                                   sel, selrows, &maxlen);
     CHECK_FOR_INTERRUPTS();
     if (nsel < IT_FOLD_MIN_USERS)
     {
@@ -917,7 +782,7 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
                 (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
                  errmsg("too many items to choose the fold-in prior weight: " INT64_FORMAT, m)));
     ws = AllocChecked((int64) wsf, sizeof(float), "fold-in workspace");
-    ent = AllocChecked(Max(maxlen, 1), sizeof(RevealEntry), "fold-in rows");
+    ent = AllocChecked(Max(maxlen, 1), sizeof(ItRevealEntry), "fold-in rows");
     pos = AllocChecked(Max(maxlen, 1), sizeof(int32), "fold-in rows");
     rev = AllocChecked(FoldInReveal[IT_FOLD_NREVEAL - 1], sizeof(int32), "fold-in rows");
     revw = AllocChecked(FoldInReveal[IT_FOLD_NREVEAL - 1], sizeof(float), "fold-in rows");
@@ -931,86 +796,22 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
         for (int64 s = g0; s < g1; s++)
         {
             int64       i = sel[s];
-            int64       row = rows[i];
-            int64       b = R->indptr[row];
-            int64       len = R->indptr[row + 1] - b;
-            int64       npos = 0;
+            int         solve;
 
             CHECK_FOR_INTERRUPTS();
-            for (int64 e = 0; e < len; e++)
-                if (R->data[b + e] >= min_weight)
-                    pos[npos++] = R->indices[b + e];
-
-            for (int64 e = 0; e < len; e++)
-            {
-                ent[e].item = R->indices[b + e];
-                ent[e].w = R->data[b + e];
-                ent[e].key = UnitHash(Mix64(((uint64) row << 32) ^ (uint64) (uint32) ent[e].item ^ salt));
-            }
-            qsort(ent, len, sizeof(RevealEntry), CompareRevealKey);
-
-            for (int r = 0; r < IT_FOLD_NREVEAL; r++)
-            {
-                int         nrev = FoldInReveal[r];
-                int         rc;
-
-                if (npos < nrev + 1)
-                    continue;
-                /* the first nrev, in ascending item order */
-                for (int a = 0; a < nrev; a++)
-                {
-                    int         c = a;
-
-                    while (c > 0 && rev[c - 1] > ent[a].item)
-                    {
-                        rev[c] = rev[c - 1];
-                        revw[c] = revw[c - 1];
-                        c--;
-                    }
-                    rev[c] = ent[a].item;
-                    revw[c] = ent[a].w;
-                }
-                rc = it_fold_in_grid_hits(Y, m, k, YtY, tm->alpha, shared ? priors : priors + i * k,
-                                          rev, revw, nrev, pos, npos, out->lambdas, IT_FOLD_NGRID,
-                                          IT_PRIOR_EVAL_K, ws, hits);
-                if (rc != 0)
-                    elog(ERROR, "could not fold in a trained user to choose the fold-in prior weight (status %d)", rc);
-                if (hits[0] < 0)
-                    continue;
-                for (int g = 0; g < IT_FOLD_NGRID; g++)
-                    hitsum[r][g] += hits[g];
-                out->users[r]++;
-            }
+            if (it_fold_in_simulate_user(R, rows[i], salt, min_weight, FoldInReveal, IT_FOLD_NREVEAL,
+                                         Y, m, k, YtY, tm->alpha, shared ? priors : priors + i * k,
+                                         out->lambdas, IT_FOLD_NGRID, IT_PRIOR_EVAL_K,
+                                         ent, pos, rev, revw, ws, &sums, &solve) != IT_FOLD_OK)
+                elog(ERROR, "could not fold in a trained user to choose the fold-in prior weight (status %d)", solve);
         }
         pfree(Y);
     }
 
     /* the criterion: the mean over the simulations with enough users */
-    {
-        int         ncounted = 0;
-
-        for (int r = 0; r < IT_FOLD_NREVEAL; r++)
-        {
-            out->counted[r] = out->users[r] >= IT_FOLD_MIN_USERS;
-            ncounted += out->counted[r];
-            for (int g = 0; g < IT_FOLD_NGRID; g++)
-                out->precision[r][g] = out->users[r] > 0 ?
-                    (double) hitsum[r][g] / ((double) out->users[r] * IT_PRIOR_EVAL_K) : 0.0;
-        }
-        out->measured = out->counted[0];
-        for (int g = 0; g < IT_FOLD_NGRID; g++)
-        {
-            out->criterion[g] = 0.0;
-            for (int r = 0; r < IT_FOLD_NREVEAL; r++)
-                if (out->counted[r])
-                    out->criterion[g] += out->precision[r][g] / Max(ncounted, 1);
-        }
-        /* the best; on ties the larger weight */
-        out->best = 0;
-        for (int g = 1; g < IT_FOLD_NGRID; g++)
-            if (out->criterion[g] >= out->criterion[out->best])
-                out->best = g;
-    }
+    it_fold_in_choose(&sums, IT_PRIOR_EVAL_K, IT_FOLD_MIN_USERS, &out->c);
+    for (int r = 0; r < IT_FOLD_NREVEAL; r++)
+        out->users[r] = sums.users[r];
     out->seconds = ItElapsedSeconds(start);
     pfree(sel);
     pfree(selrows);
@@ -1027,9 +828,9 @@ static void
 AppendFoldIn(StringInfo buf, const FoldInChoice *f, bool grid)
 {
     AppendKeyNumber(buf, "fold_in_users", (double) f->users[0]);
-    if (!f->measured)
+    if (!f->c.measured)
         return;
-    AppendKeyNumber(buf, "fold_in_prior_weight", f->lambdas[f->best]);
+    AppendKeyNumber(buf, "fold_in_prior_weight", f->lambdas[f->c.best]);
     if (!grid)
         return;
     for (int r = 1; r < IT_FOLD_NREVEAL; r++)
@@ -1041,10 +842,10 @@ AppendFoldIn(StringInfo buf, const FoldInChoice *f, bool grid)
     {
         appendStringInfo(buf, "%s{\"prior_weight\": ", g > 0 ? ", " : "");
         AppendRounded(buf, f->lambdas[g]);
-        AppendKeyNumber(buf, "precision", f->criterion[g]);
+        AppendKeyNumber(buf, "precision", f->c.criterion[g]);
         for (int r = 0; r < IT_FOLD_NREVEAL; r++)
             AppendKeyNumber(buf, psprintf("precision_%d", FoldInReveal[r]),
-                            f->users[r] > 0 ? f->precision[r][g] : NAN);
+                            f->users[r] > 0 ? f->c.precision[r][g] : NAN);
         appendStringInfoChar(buf, '}');
     }
     appendStringInfoChar(buf, ']');
@@ -1056,355 +857,404 @@ FoldInMessage(const FoldInChoice *f, const char *prior, const char *users)
 {
     return psprintf("fold-in prior weight %g of the %s prior chosen on " INT64_FORMAT " %s "
                     "(precision@%d %.3f with %d revealed; weakest %.3f, strongest %.3f)",
-                    (double) f->lambdas[f->best], prior, f->users[0], users, IT_PRIOR_EVAL_K,
-                    f->precision[0][f->best], FoldInReveal[0], f->precision[0][0],
-                    f->precision[0][IT_FOLD_NGRID - 1]);
+                    (double) f->lambdas[f->c.best], prior, f->users[0], users, IT_PRIOR_EVAL_K,
+                    f->c.precision[0][f->c.best], FoldInReveal[0], f->c.precision[0][0],
+                    f->c.precision[0][IT_FOLD_NGRID - 1]);
 }
 
-static void
-FitSide(ItTransferTrain *t, PriorSide *s, const SideData *sd)
+/*
+ * The state of fitting one side, filled step by step by FitSide: the rows,
+ * the features model, its check on the validation rows and the choices
+ * made from it.
+ */
+typedef struct SideFit
 {
-    const PriorOptions *o = &t->o;
-    ItEncoded  *enc = s->enc;
-    int         dims = enc->dims;
-    int         k = sd->k;
-    int64       m = sd->m;
-    int64       n = 0;
-    int64       nun = 0;
-    int32      *rowmap;         /* training row -> row of sd->R / sd->F */
-    int64      *encrow;         /* training row -> row of enc->X */
+    /* MatchSideRows: the trained rows that have features */
+    int64       n;
+    int32      *rowmap;         /* n: row of sd->R / sd->F */
+    int64      *encrow;         /* n: row of enc->X */
     int64      *unmatched;      /* rows of enc->X that were not trained */
-    float      *Xm;
-    HashedRow  *order;
-    int32      *val;
-    int32      *trainmap;
-    int32      *umap;
-    int64       nused;
-    int64       nnz_sum = 0;
-    double      row_cost;
-    int         epochs;
+    int64       nun;
+
+    /* SplitSideRows: validation rows first, then the training rows */
     int64       nval;
     int64       ntrain;
-    float      *YtY;
+    int64       nused;
+    int         epochs;         /* allowed by the work budget */
+    float      *Xm;             /* nused * dims */
+    int32      *umap;           /* nused: row of sd->R / sd->F */
+    int32      *val;            /* nval: rows of Xm */
+    float      *YtY;            /* k * k of sd->Y */
+
+    /* TrainSideModel */
     ItMlpLayout layout;
     ItMlpTrainParams p;
     ItMlpData   data;
     ItMlpEpoch *history;
     ItMlpTrainResult res;
-    size_t      wsbytes;
-    void       *ws;
-    float      *params;
-    size_t      nparams;
-    int         status = IT_MLP_OK;
-    int64       epoch_rows;
-    instr_time  start;
     double      seconds;
-    int64       neval;
-    int64      *valrows;
-    float      *Uval;
-    double      var_sum = 0.0;
-    int64      *pos_ptr;
+
+    /* PredictValidation: the features prior of the validation rows */
+    float      *Uval;           /* nval * k */
+    double      prior_variance;
+    int64      *pos_ptr;        /* their positives, CSR */
     int32      *pos_idx;
-    int64       npos_total;
-    float      *cvec;
+    float      *pos_w;
+    int64       neval;          /* the first neval are ranked */
+
+    /* CompareWithoutFeatures: the best constant vector */
     bool        have_const;
-    float      *pop;
-    double      maxbase = 0.0;
-    double      scale = 0.0;
-    float       blends[IT_NBLEND];
+    float      *cvec;
+    double      mean_loss_f;
+    double      mean_loss_c;
+    double      z_loss;
+    double      z_rel;
+
+    /* RankValidation and ChooseBlend */
     int         nblend;
+    float       blends[IT_NBLEND];
     double      prec[IT_NBLEND];
     double      cprec[IT_NBLEND];
     double      pprec;
+    int64       users;
     int32      *hits;
     int32      *chits;
     int32      *phits;
-    int         cbest = 0;
-    double      d_pop;
-    double      z_pop;
-    double      d_const = NAN;
-    double      z_const = NAN;
-    bool        beats_pop;
-    bool        informative;
-    float      *pos_w;
-    double     *loss_f;
-    double     *loss_c;
-    double      d_loss = 0.0;
-    double      z_loss = NAN;
-    double      d_rel = 0.0;
-    double      z_rel = NAN;
-    double     *rel_f;
-    double     *rel_c;
-    double      mean_loss_f = 0.0;
-    double      mean_loss_c = 0.0;
-    int64       users = 0;
-    int64       cusers = 0;
-    int64       pusers = 0;
-    float      *rws;
-    int         best = 0;
+    int         best;
+    int         cbest;
     double      p_feat;
-    double      p_const = NAN;
-    double      prior_variance;
+    double      p_const;
+    double      z_pop;
+    double      z_const;
+} SideFit;
 
-    INSTR_TIME_SET_CURRENT(start);
+/*
+ * The trained rows of the side that have a row of features (both id lists
+ * are ascending).  False when too few do: the side is then skipped.
+ */
+static bool
+MatchSideRows(PriorSide *s, const SideData *sd, SideFit *f)
+{
+    ItEncoded  *enc = s->enc;
+    int64       i = 0;
 
-    /* trained rows that have features (both id lists are ascending) */
-    rowmap = AllocChecked(enc->n, sizeof(int32), "features prior rows");
-    encrow = AllocChecked(enc->n, sizeof(int64), "features prior rows");
-    unmatched = AllocChecked(enc->n, sizeof(int64), "features prior rows");
+    f->rowmap = AllocChecked(enc->n, sizeof(int32), "features prior rows");
+    f->encrow = AllocChecked(enc->n, sizeof(int64), "features prior rows");
+    f->unmatched = AllocChecked(enc->n, sizeof(int64), "features prior rows");
+    for (int64 r = 0; r < enc->n; r++)
     {
-        int64       i = 0;
-
-        for (int64 r = 0; r < enc->n; r++)
+        while (i < sd->nrows && sd->ids[i] < enc->ids[r])
+            i++;
+        if (i < sd->nrows && sd->ids[i] == enc->ids[r])
         {
-            while (i < sd->nrows && sd->ids[i] < enc->ids[r])
-                i++;
-            if (i < sd->nrows && sd->ids[i] == enc->ids[r])
-            {
-                rowmap[n] = (int32) i;
-                encrow[n] = r;
-                n++;
-            }
-            else
-                unmatched[nun++] = r;
+            f->rowmap[f->n] = (int32) i;
+            f->encrow[f->n] = r;
+            f->n++;
         }
+        else
+            f->unmatched[f->nun++] = r;
     }
+    if (f->n >= IT_PRIOR_MIN_ROWS)
+        return true;
 
-    if (n < IT_PRIOR_MIN_ROWS)
     {
         char       *reason = psprintf("only " INT64_FORMAT " trained %s have a row in %s; at least %d are needed",
-                                      n, s->rows_name, s->what, IT_PRIOR_MIN_ROWS);
+                                      f->n, s->info->rows_name, s->info->what, IT_PRIOR_MIN_ROWS);
 
         SideNotice(s, NULL,
                    psprintf("%s: the %s features model is not trained, and %s get %s",
-                            reason, s->side, s->new_rows,
-                            strcmp(s->side, "user") == 0 ? "popular items" : "no vector"));
-        SkippedMetrics(s, reason, enc->n, sd->nrows, n, nun);
+                            reason, s->info->side, s->info->new_rows, s->info->fallback));
+        SkippedMetrics(s, reason, enc->n, sd->nrows, f->n, f->nun);
         s->use_features = false;
-        return;
     }
+    return false;
+}
 
-    /* a random order of the rows: by a hash of id and seed */
+/*
+ * A random order of the matched rows (a hash of id and seed); the first
+ * are the validation rows, the next the training rows, as many as the
+ * work budget allows (see IT_PRIOR_WORK_FLOOR), copied contiguously.
+ */
+static void
+SplitSideRows(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *f)
+{
+    const PriorOptions *o = &t->o;
+    ItEncoded  *enc = s->enc;
+    int         dims = enc->dims;
+    int         k = sd->k;
+    int64       n = f->n;
+    HashedRow  *order;
+    int64       nnz_sum = 0;
+    double      row_cost;
+
     order = AllocChecked(n, sizeof(HashedRow), "features prior rows");
     for (int64 r = 0; r < n; r++)
     {
-        order[r].h = Mix64((uint64) enc->ids[encrow[r]] ^ Mix64(o->seed ^ (s->side[0] == 'u' ? 0x75 : 0x69)));
+        order[r].h = it_mix64((uint64) enc->ids[f->encrow[r]] ^ it_mix64(o->seed ^ s->info->order_salt));
         order[r].row = (int32) r;
-        nnz_sum += sd->R->indptr[rowmap[r] + 1] - sd->R->indptr[rowmap[r]];
+        nnz_sum += sd->R->indptr[f->rowmap[r] + 1] - sd->R->indptr[f->rowmap[r]];
     }
     qsort(order, n, sizeof(HashedRow), CompareHashedRows);
 
-    /* the first are the validation rows, the next the training rows */
-    nval = (int64) floor(o->validation * (double) n);
-    nval = Max(1, Min(Min(nval, n - 1), IT_PRIOR_MAX_VAL_ROWS));
-    ntrain = n - nval;
+    f->nval = (int64) floor(o->validation * (double) n);
+    f->nval = Max(1, Min(Min(f->nval, n - 1), IT_PRIOR_MAX_VAL_ROWS));
+    f->ntrain = n - f->nval;
 
     /*
-     * The work budget (see IT_PRIOR_WORK_FLOOR): the epochs it allows,
-     * and when that is fewer than IT_PRIOR_MIN_EPOCHS, a sample of the
-     * training rows for which IT_PRIOR_MIN_EPOCHS fit.
+     * The epochs the budget allows, and when that is fewer than
+     * IT_PRIOR_MIN_EPOCHS, a sample of the training rows for which
+     * IT_PRIOR_MIN_EPOCHS fit.
      */
     row_cost = (double) nnz_sum / n * k * IT_PRIOR_NNZ_COST +
         (o->hidden > 0 ? (double) dims * o->hidden + (double) o->hidden * k : (double) dims * k) +
         (double) k * k;
-    epochs = (int) Min((double) o->epochs,
-                       floor(t->budget / (row_cost * ((double) ntrain + nval / 3.0))));
-    if (epochs < IT_PRIOR_MIN_EPOCHS)
+    f->epochs = (int) Min((double) o->epochs,
+                          floor(t->budget / (row_cost * ((double) f->ntrain + f->nval / 3.0))));
+    if (f->epochs < IT_PRIOR_MIN_EPOCHS)
     {
-        double      fit = t->budget / (row_cost * IT_PRIOR_MIN_EPOCHS) - nval / 3.0;
+        double      fit = t->budget / (row_cost * IT_PRIOR_MIN_EPOCHS) - f->nval / 3.0;
 
-        epochs = Min(o->epochs, IT_PRIOR_MIN_EPOCHS);
-        ntrain = (int64) Min((double) ntrain, Max(fit, (double) IT_PRIOR_MIN_ROWS));
+        f->epochs = Min(o->epochs, IT_PRIOR_MIN_EPOCHS);
+        f->ntrain = (int64) Min((double) f->ntrain, Max(fit, (double) IT_PRIOR_MIN_ROWS));
     }
 
     /* their features and rows of R, contiguous, validation rows first */
-    nused = nval + ntrain;
-    Xm = AllocChecked(nused * dims, sizeof(float), "features prior inputs");
-    umap = AllocChecked(nused, sizeof(int32), "features prior rows");
-    for (int64 i = 0; i < nused; i++)
+    f->nused = f->nval + f->ntrain;
+    f->Xm = AllocChecked(f->nused * dims, sizeof(float), "features prior inputs");
+    f->umap = AllocChecked(f->nused, sizeof(int32), "features prior rows");
+    for (int64 i = 0; i < f->nused; i++)
     {
         int32       r = order[i].row;
 
-        memcpy(Xm + i * dims, enc->X + encrow[r] * dims, sizeof(float) * dims);
-        umap[i] = rowmap[r];
+        memcpy(f->Xm + i * dims, enc->X + f->encrow[r] * dims, sizeof(float) * dims);
+        f->umap[i] = f->rowmap[r];
     }
-    rowmap = umap;
-    val = AllocChecked(nval, sizeof(int32), "features prior rows");
-    for (int64 i = 0; i < nval; i++)
-        val[i] = (int32) i;
-    trainmap = umap + nval;
+    f->val = AllocChecked(f->nval, sizeof(int32), "features prior rows");
+    for (int64 i = 0; i < f->nval; i++)
+        f->val[i] = (int32) i;
     CHECK_FOR_INTERRUPTS();
 
-    YtY = AllocChecked((int64) k * k, sizeof(float), "features prior gram matrix");
-    it_gram(sd->Y, m, k, YtY);
+    f->YtY = AllocChecked((int64) k * k, sizeof(float), "features prior gram matrix");
+    it_gram(sd->Y, sd->m, k, f->YtY);
     CHECK_FOR_INTERRUPTS();
+}
 
-    SideLayout(s, o, k, &layout);
-    if (it_mlp_check_layout(&layout) != IT_MLP_OK)
+/* The layout of the side's model as stored in its it_prior row. */
+static Jsonb *
+LayoutJson(const ItMlpLayout *layout)
+{
+    StringInfoData lj;
+
+    initStringInfo(&lj);
+    appendStringInfo(&lj, "{\"input\": %d, \"hidden\": [", layout->input);
+    for (int l = 0; l < layout->nhidden; l++)
+        appendStringInfo(&lj, "%s%d", l > 0 ? ", " : "", layout->hidden[l]);
+    appendStringInfo(&lj, "], \"output\": %d}", layout->output);
+    return JsonbFromText(lj.data);
+}
+
+/*
+ * Trains the features -> interest model of the side on the training
+ * rows, stopping on the validation rows.  False when its loss became
+ * infinite or NaN: the side is then skipped.
+ */
+static bool
+TrainSideModel(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *f,
+               instr_time start)
+{
+    const PriorOptions *o = &t->o;
+    ItMlpTrainParams *p = &f->p;
+    size_t      nparams;
+    size_t      wsbytes;
+    void       *ws;
+    float      *params;
+    int64       epoch_rows;
+    int         status;
+
+    SideLayout(s, o, sd->k, &f->layout);
+    if (it_mlp_check_layout(&f->layout) != IT_MLP_OK)
         elog(ERROR, "invalid features model layout");
-    nparams = it_mlp_param_count(&layout);
+    nparams = it_mlp_param_count(&f->layout);
 
-    it_mlp_default_params(&p);
-    p.lr = (float) o->learning_rate;
-    p.weight_decay = (float) o->weight_decay;
-    p.epochs = epochs;
-    p.batch = o->batch;
-    p.patience = o->patience;
-    p.seed = o->seed;
-    p.val_fraction = (float) o->validation;
-    p.vector_weight = (float) o->vector_weight;
-    p.loss = IT_MLP_LOSS_ALS;
-    p.alpha = sd->alpha;
-    p.init_output_bias = 1;
-    p.stop = IT_MLP_STOP_LOSS;
-    p.pos_min_weight = (float) o->min_weight;
-    p.eval_k = IT_PRIOR_EVAL_K;
-    epoch_rows = (int64) (IT_PRIOR_EPOCH_EVAL_WORK / ((double) m * k));
+    it_mlp_default_params(p);
+    p->lr = (float) o->learning_rate;
+    p->weight_decay = (float) o->weight_decay;
+    p->epochs = f->epochs;
+    p->batch = o->batch;
+    p->patience = o->patience;
+    p->seed = o->seed;
+    p->val_fraction = (float) o->validation;
+    p->vector_weight = (float) o->vector_weight;
+    p->alpha = sd->alpha;
+    p->init_output_bias = 1;
+    p->pos_min_weight = (float) o->min_weight;
+    p->eval_k = IT_PRIOR_EVAL_K;
+    epoch_rows = (int64) (IT_PRIOR_EPOCH_EVAL_WORK / ((double) sd->m * sd->k));
     if (epoch_rows < 50)
-        p.eval_k = 0;           /* no per-epoch precision */
+        p->eval_k = 0;          /* no per-epoch precision */
     else
-        p.eval_max_rows = (int) Min(epoch_rows, 2000);
-    p.should_stop = PriorCheckInterrupts;
-    p.should_stop_arg = NULL;
+        p->eval_max_rows = (int) Min(epoch_rows, 2000);
+    p->should_stop = PriorCheckInterrupts;
+    p->should_stop_arg = NULL;
 
-    memset(&data, 0, sizeof(data));
-    data.n = nused;
-    data.X = Xm;
-    data.row_map = rowmap;
-    data.targets = sd->F;      /* through row_map, like the rows of R */
-    data.indptr = sd->R->indptr;
-    data.indices = sd->R->indices;
-    data.weights = sd->R->data;
-    data.Y = sd->Y;
-    data.YtY = YtY;
-    data.m = m;
-    data.val_rows = val;
-    data.nval = nval;
-    data.baseline = sd->base;
+    memset(&f->data, 0, sizeof(f->data));
+    f->data.n = f->nused;
+    f->data.X = f->Xm;
+    f->data.row_map = f->umap;
+    f->data.targets = sd->F;    /* through row_map, like the rows of R */
+    f->data.indptr = sd->R->indptr;
+    f->data.indices = sd->R->indices;
+    f->data.weights = sd->R->data;
+    f->data.Y = sd->Y;
+    f->data.YtY = f->YtY;
+    f->data.m = sd->m;
+    f->data.val_rows = f->val;
+    f->data.nval = f->nval;
+    f->data.baseline = sd->base;
 
-    wsbytes = it_mlp_train_workspace_size(&layout, &p, nused, m);
+    wsbytes = it_mlp_train_workspace_size(&f->layout, p, f->nused, sd->m);
     if (wsbytes == 0 || wsbytes > MaxAllocHugeSize)
         ereport(ERROR,
                 (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-                 errmsg("the features model of %s needs too much memory to train", s->what),
+                 errmsg("the features model of %s needs too much memory to train", s->info->what),
                  errhint("Use a smaller prior_batch or prior_hidden, or fewer feature columns.")));
     ws = MemoryContextAllocHuge(CurrentMemoryContext, wsbytes);
     params = AllocChecked((int64) nparams, sizeof(float), "features model");
-    history = AllocChecked(epochs, sizeof(ItMlpEpoch), "features model history");
-    memset(&res, 0, sizeof(res));
+    f->history = AllocChecked(f->epochs, sizeof(ItMlpEpoch), "features model history");
+    memset(&f->res, 0, sizeof(f->res));
 
     CHECK_FOR_INTERRUPTS();
-    it_mlp_init(params, &layout, o->seed);
-    status = it_mlp_train(params, &layout, &data, &p, ws, history, &res);
+    it_mlp_init(params, &f->layout, o->seed);
+    status = it_mlp_train(params, &f->layout, &f->data, p, ws, f->history, &f->res);
     if (status == IT_MLP_EINVAL)
-        elog(ERROR, "could not train the features model of %s: invalid arguments", s->what);
+        elog(ERROR, "could not train the features model of %s: invalid arguments", s->info->what);
     pfree(ws);
-    seconds = ItElapsedSeconds(start);
-
-    {
-        StringInfoData lj;
-
-        initStringInfo(&lj);
-        appendStringInfo(&lj, "{\"input\": %d, \"hidden\": [", layout.input);
-        for (int l = 0; l < layout.nhidden; l++)
-            appendStringInfo(&lj, "%s%d", l > 0 ? ", " : "", layout.hidden[l]);
-        appendStringInfo(&lj, "], \"output\": %d}", layout.output);
-        s->layout_json = JsonbFromText(lj.data);
-    }
+    f->seconds = ItElapsedSeconds(start);
+    s->layout_json = LayoutJson(&f->layout);
 
     if (status == IT_MLP_ENONFINITE)
     {
-        char       *reason = psprintf("the loss of the %s features model became infinite or NaN", s->side);
+        char       *reason = psprintf("the loss of the %s features model became infinite or NaN", s->info->side);
 
         SideNotice(s, "Use a smaller prior_learning_rate, or scale the weights down.",
-                   psprintf("%s; %s get %s", reason, s->new_rows,
-                            strcmp(s->side, "user") == 0 ? "popular items" : "no vector"));
-        SkippedMetrics(s, reason, enc->n, sd->nrows, n, nun);
+                   psprintf("%s; %s get %s", reason, s->info->new_rows, s->info->fallback));
+        SkippedMetrics(s, reason, s->enc->n, sd->nrows, f->n, f->nun);
         s->use_features = false;
-        return;
+        return false;
     }
     for (size_t j = 0; j < nparams; j++)
         if (!isfinite(params[j]))
-            elog(ERROR, "the features model of %s has a parameter that is not finite", s->what);
+            elog(ERROR, "the features model of %s has a parameter that is not finite", s->info->what);
     s->params = params;
     s->nparams = (int64) nparams;
     CHECK_FOR_INTERRUPTS();
+    return true;
+}
 
-    /*
-     * The check: the features prior, the best constant vector and the
-     * baseline on the validation rows (at most a bounded amount of work),
-     * against the positives of each row.
-     */
-    neval = (int64) (IT_PRIOR_EVAL_WORK / ((double) m * (k + IT_NBLEND)));
-    neval = Min(nval, Max(neval, IT_PRIOR_EVAL_MIN_ROWS));
+/*
+ * The features prior of the validation rows, how far the trained vectors
+ * are from it, and the rows' positives (the first neval are ranked, at
+ * most a bounded amount of work).
+ */
+static void
+PredictValidation(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *f)
+{
+    float       min_weight = (float) t->o.min_weight;
+    int         k = sd->k;
+    int64       nval = f->nval;
+    int64      *valrows;
+    double      var_sum = 0.0;
+    int64       npos_total = 0;
+
+    f->neval = (int64) (IT_PRIOR_EVAL_WORK / ((double) sd->m * (k + IT_NBLEND)));
+    f->neval = Min(nval, Max(f->neval, IT_PRIOR_EVAL_MIN_ROWS));
     valrows = AllocChecked(nval, sizeof(int64), "features prior rows");
     for (int64 i = 0; i < nval; i++)
-        valrows[i] = val[i];   /* rows of Xm */
-    Uval = AllocChecked(nval * k, sizeof(float), "features prior vectors");
-    ForwardRows(params, &layout, Xm, valrows, nval, Uval);
+        valrows[i] = f->val[i]; /* rows of Xm */
+    f->Uval = AllocChecked(nval * k, sizeof(float), "features prior vectors");
+    ForwardRows(s->params, &f->layout, f->Xm, valrows, nval, f->Uval);
 
     /* mean squared deviation of the trained vectors from the prior */
     for (int64 i = 0; i < nval; i++)
     {
-        const float *f = sd->F + (int64) rowmap[val[i]] * k;
-        const float *u = Uval + i * k;
+        const float *tv = sd->F + (int64) f->umap[f->val[i]] * k;
+        const float *u = f->Uval + i * k;
 
         for (int j = 0; j < k; j++)
         {
-            double      dlt = (double) f[j] - (double) u[j];
+            double      dlt = (double) tv[j] - (double) u[j];
 
             var_sum += dlt * dlt;
         }
     }
-    prior_variance = var_sum / ((double) nval * k);
+    f->prior_variance = var_sum / ((double) nval * k);
 
-    /* the positives of the validation rows (the first neval are ranked) */
-    pos_ptr = AllocChecked(nval + 1, sizeof(int64), "validation positives");
-    npos_total = 0;
+    /* the positives of the validation rows */
+    f->pos_ptr = AllocChecked(nval + 1, sizeof(int64), "validation positives");
     for (int64 i = 0; i < nval; i++)
     {
-        int32       row = rowmap[val[i]];
+        int32       row = f->umap[f->val[i]];
 
         for (int64 e = sd->R->indptr[row]; e < sd->R->indptr[row + 1]; e++)
-            if (sd->R->data[e] >= (float) o->min_weight)
+            if (sd->R->data[e] >= min_weight)
                 npos_total++;
     }
-    pos_idx = AllocChecked(Max(npos_total, 1), sizeof(int32), "validation positives");
-    pos_w = AllocChecked(Max(npos_total, 1), sizeof(float), "validation positives");
+    f->pos_idx = AllocChecked(Max(npos_total, 1), sizeof(int32), "validation positives");
+    f->pos_w = AllocChecked(Max(npos_total, 1), sizeof(float), "validation positives");
     npos_total = 0;
-    pos_ptr[0] = 0;
+    f->pos_ptr[0] = 0;
     for (int64 i = 0; i < nval; i++)
     {
-        int32       row = rowmap[val[i]];
+        int32       row = f->umap[f->val[i]];
 
         for (int64 e = sd->R->indptr[row]; e < sd->R->indptr[row + 1]; e++)
         {
-            if (sd->R->data[e] >= (float) o->min_weight)
+            if (sd->R->data[e] >= min_weight)
             {
-                pos_idx[npos_total] = sd->R->indices[e];
-                pos_w[npos_total] = sd->R->data[e];
+                f->pos_idx[npos_total] = sd->R->indices[e];
+                f->pos_w[npos_total] = sd->R->data[e];
                 npos_total++;
             }
         }
-        pos_ptr[i + 1] = npos_total;
+        f->pos_ptr[i + 1] = npos_total;
     }
+}
 
-    /* the best constant vector on the training rows */
-    cvec = AllocChecked(k, sizeof(float), "features prior");
+/*
+ * The same model without features, the best constant vector on the
+ * training rows, and the loss of each validation row with and without
+ * features: how many standard errors the features improve it by (the
+ * test, IT_PRIOR_MIN_Z).
+ */
+static void
+CompareWithoutFeatures(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *f)
+{
+    float       min_weight = (float) t->o.min_weight;
+    int         k = sd->k;
+    int64       nval = f->nval;
+    double      d_loss = 0.0;
+    double      d_rel = 0.0;
+    double     *loss_f;
+    double     *loss_c;
+    double     *rel_f;
+    double     *rel_c;
+
+    f->cvec = AllocChecked(k, sizeof(float), "features prior");
     {
-        ItMlpData   d2 = data;
-        size_t      cwsf = it_mlp_population_workspace_floats(k, m);
+        ItMlpData   d2 = f->data;
+        size_t      cwsf = it_mlp_population_workspace_floats(k, sd->m);
         float      *cws = AllocChecked((int64) Max(cwsf, 1), sizeof(float), "features prior workspace");
 
-        d2.n = ntrain;
-        d2.row_map = trainmap;
+        d2.n = f->ntrain;
+        d2.row_map = f->umap + nval;
         d2.val_rows = NULL;
         d2.nval = 0;
-        have_const = cwsf > 0 && it_mlp_population_vector(&d2, &p, k, cvec, cws) == IT_MLP_OK;
+        f->have_const = cwsf > 0 && it_mlp_population_vector(&d2, &f->p, k, f->cvec, cws) == IT_MLP_OK;
         pfree(cws);
     }
 
-    /* the loss of each validation row, with and without features */
+    f->z_loss = NAN;
+    f->z_rel = NAN;
     loss_f = AllocChecked(nval, sizeof(double), "validation losses");
     loss_c = AllocChecked(nval, sizeof(double), "validation losses");
     rel_f = AllocChecked(nval, sizeof(double), "validation losses");
@@ -1412,17 +1262,17 @@ FitSide(ItTransferTrain *t, PriorSide *s, const SideData *sd)
     {
         float      *lws = AllocChecked(k, sizeof(float), "features prior workspace");
 
-        if (it_als_row_losses(Uval, 0, nval, k, sd->Y, YtY, pos_ptr, pos_idx, pos_w,
-                              sd->alpha, (float) o->min_weight, lws, loss_f) != 0 ||
-            (have_const &&
-             it_als_row_losses(cvec, 1, nval, k, sd->Y, YtY, pos_ptr, pos_idx, pos_w,
-                               sd->alpha, (float) o->min_weight, lws, loss_c) != 0))
-            elog(ERROR, "could not compute the validation losses of %s", s->what);
+        if (it_als_row_losses(f->Uval, 0, nval, k, sd->Y, f->YtY, f->pos_ptr, f->pos_idx, f->pos_w,
+                              sd->alpha, min_weight, lws, loss_f) != 0 ||
+            (f->have_const &&
+             it_als_row_losses(f->cvec, 1, nval, k, sd->Y, f->YtY, f->pos_ptr, f->pos_idx, f->pos_w,
+                               sd->alpha, min_weight, lws, loss_c) != 0))
+            elog(ERROR, "could not compute the validation losses of %s", s->info->what);
         pfree(lws);
     }
-    if (have_const)
+    if (f->have_const)
     {
-        MeanDifference(loss_c, loss_f, nval, &d_loss, &z_loss);
+        it_mean_difference(loss_c, loss_f, nval, &d_loss, &f->z_loss);
 
         /*
          * Reported only: each row's difference relative to its own scale
@@ -1437,19 +1287,38 @@ FitSide(ItTransferTrain *t, PriorSide *s, const SideData *sd)
         {
             double      zc = 0.0;
 
-            for (int64 e = pos_ptr[i]; e < pos_ptr[i + 1]; e++)
-                zc += 1.0 + sd->alpha * pos_w[e];
+            for (int64 e = f->pos_ptr[i]; e < f->pos_ptr[i + 1]; e++)
+                zc += 1.0 + sd->alpha * f->pos_w[e];
             rel_c[i] = zc > 0 ? loss_c[i] / zc : 0.0;
             rel_f[i] = zc > 0 ? loss_f[i] / zc : 0.0;
         }
-        MeanDifference(rel_c, rel_f, nval, &d_rel, &z_rel);
+        it_mean_difference(rel_c, rel_f, nval, &d_rel, &f->z_rel);
         for (int64 i = 0; i < nval; i++)
         {
-            mean_loss_f += loss_f[i] / nval;
-            mean_loss_c += loss_c[i] / nval;
+            f->mean_loss_f += loss_f[i] / nval;
+            f->mean_loss_c += loss_c[i] / nval;
         }
     }
     CHECK_FOR_INTERRUPTS();
+}
+
+/*
+ * Precision@k on the first neval validation rows of the features prior
+ * and of the constant vector, each over the blends of popularity tried
+ * (users only: in units of the constant vector's top score), and of the
+ * baseline alone.
+ */
+static void
+RankValidation(PriorSide *s, const SideData *sd, SideFit *f)
+{
+    int64       m = sd->m;
+    int         k = sd->k;
+    double      maxbase = 0.0;
+    double      scale = 0.0;
+    float      *pop;
+    float      *rws;
+    int64       cusers = 0;
+    int64       pusers = 0;
 
     /* popularity term: baseline / its maximum */
     pop = AllocChecked(m, sizeof(float), "features prior");
@@ -1459,191 +1328,306 @@ FitSide(ItTransferTrain *t, PriorSide *s, const SideData *sd)
         pop[i] = maxbase > 0 ? (float) (sd->base[i] / maxbase) : 0.0f;
 
     /* blends in units of the typical top score: that of the constant vector */
-    if (have_const)
+    if (f->have_const)
     {
         for (int64 i = 0; i < m; i++)
         {
             double      sc = 0.0;
 
             for (int j = 0; j < k; j++)
-                sc += (double) cvec[j] * sd->Y[i * k + j];
+                sc += (double) f->cvec[j] * sd->Y[i * k + j];
             scale = i == 0 ? sc : Max(scale, sc);
         }
     }
     if (!(scale > 0.0) || !isfinite(scale))
         scale = 1.0;
-    nblend = sd->blend ? IT_NBLEND : 1;
-    for (int j = 0; j < nblend; j++)
-        blends[j] = (float) strtod(psprintf("%.3g", BlendGrid[j] * scale), NULL);
+    f->nblend = s->info->blend ? IT_NBLEND : 1;
+    for (int j = 0; j < f->nblend; j++)
+        f->blends[j] = (float) strtod(psprintf("%.3g", BlendGrid[j] * scale), NULL);
 
     rws = AllocChecked((int64) it_rank_grid_workspace_floats(m, IT_PRIOR_EVAL_K), sizeof(float),
                        "features prior workspace");
     CHECK_FOR_INTERRUPTS();
-    hits = AllocChecked(neval * nblend, sizeof(int32), "validation hits");
-    chits = AllocChecked(neval * nblend, sizeof(int32), "validation hits");
-    phits = AllocChecked(neval, sizeof(int32), "validation hits");
-    if (it_rank_grid_precision(Uval, 0, neval, k, sd->Y, m, pop, blends, nblend,
-                               pos_ptr, pos_idx, IT_PRIOR_EVAL_K, rws, prec, &users, hits) != 0)
-        elog(ERROR, "could not rank the validation rows of %s", s->what);
+    f->hits = AllocChecked(f->neval * f->nblend, sizeof(int32), "validation hits");
+    f->chits = AllocChecked(f->neval * f->nblend, sizeof(int32), "validation hits");
+    f->phits = AllocChecked(f->neval, sizeof(int32), "validation hits");
+    if (it_rank_grid_precision(f->Uval, 0, f->neval, k, sd->Y, m, pop, f->blends, f->nblend,
+                               f->pos_ptr, f->pos_idx, IT_PRIOR_EVAL_K, rws, f->prec, &f->users,
+                               f->hits) != 0)
+        elog(ERROR, "could not rank the validation rows of %s", s->info->what);
     CHECK_FOR_INTERRUPTS();
-    if (have_const &&
-        it_rank_grid_precision(cvec, 1, neval, k, sd->Y, m, pop, blends, nblend,
-                               pos_ptr, pos_idx, IT_PRIOR_EVAL_K, rws, cprec, &cusers, chits) != 0)
-        elog(ERROR, "could not rank the validation rows of %s", s->what);
+    if (f->have_const &&
+        it_rank_grid_precision(f->cvec, 1, f->neval, k, sd->Y, m, pop, f->blends, f->nblend,
+                               f->pos_ptr, f->pos_idx, IT_PRIOR_EVAL_K, rws, f->cprec, &cusers,
+                               f->chits) != 0)
+        elog(ERROR, "could not rank the validation rows of %s", s->info->what);
     {
         float       one = 1.0f;
 
-        if (it_rank_grid_precision(NULL, 0, neval, 0, NULL, m, pop, &one, 1,
-                                   pos_ptr, pos_idx, IT_PRIOR_EVAL_K, rws, &pprec, &pusers, phits) != 0)
-            elog(ERROR, "could not rank the validation rows of %s", s->what);
+        if (it_rank_grid_precision(NULL, 0, f->neval, 0, NULL, m, pop, &one, 1,
+                                   f->pos_ptr, f->pos_idx, IT_PRIOR_EVAL_K, rws, &f->pprec, &pusers,
+                                   f->phits) != 0)
+            elog(ERROR, "could not rank the validation rows of %s", s->info->what);
     }
     CHECK_FOR_INTERRUPTS();
+    pfree(rws);
+}
 
-    /* the blend: the best of the grid, the smallest on ties */
-    for (int j = 1; j < nblend; j++)
-    {
-        if (prec[j] > prec[best])
-            best = j;
-        if (have_const && cprec[j] > cprec[cbest])
-            cbest = j;
-    }
-    p_feat = prec[best];
-    PairedDifference(hits, nblend, best, phits, 1, 0, neval, &d_pop, &z_pop);
-    if (have_const)
-    {
-        p_const = cprec[cbest];
-        PairedDifference(hits, nblend, best, chits, nblend, cbest, neval, &d_const, &z_const);
-    }
+/*
+ * The popularity blend: the best of the grid, the smallest on ties (for
+ * the constant vector too); and how many standard errors of the paired
+ * difference the blended features prior is above the baseline and the
+ * constant vector.
+ */
+static void
+ChooseBlend(SideFit *f)
+{
+    double      d_pop;
+    double      d_const = NAN;
 
-    /*
-     * The features are used when the served ranking beats the baseline's
-     * precision (strictly), and their loss on the validation rows is
-     * significantly below that of the model without features: precision
-     * alone, chosen among blends on a few hundred rows, lets noise through.
-     */
-    beats_pop = users > 0 && p_feat > pprec;
-    informative = !have_const || z_loss >= IT_PRIOR_MIN_Z;
+    f->best = 0;
+    f->cbest = 0;
+    for (int j = 1; j < f->nblend; j++)
+    {
+        if (f->prec[j] > f->prec[f->best])
+            f->best = j;
+        if (f->have_const && f->cprec[j] > f->cprec[f->cbest])
+            f->cbest = j;
+    }
+    f->p_feat = f->prec[f->best];
+    it_paired_hits_difference(f->hits, f->nblend, f->best, f->phits, 1, 0, f->neval, IT_PRIOR_EVAL_K,
+                              &d_pop, &f->z_pop);
+    f->p_const = NAN;
+    f->z_const = NAN;
+    if (f->have_const)
+    {
+        f->p_const = f->cprec[f->cbest];
+        it_paired_hits_difference(f->hits, f->nblend, f->best, f->chits, f->nblend, f->cbest, f->neval,
+                                  IT_PRIOR_EVAL_K, &d_const, &f->z_const);
+    }
+}
+
+/*
+ * Whether serving uses the features: when the served ranking beats the
+ * baseline's precision (strictly), and their loss on the validation rows
+ * is significantly below that of the model without features: precision
+ * alone, chosen among blends on a few hundred rows, lets noise through.
+ * The NOTICE says which.
+ */
+static void
+DecideSide(PriorSide *s, SideFit *f)
+{
+    const PriorSideInfo *in = s->info;
+    bool        beats_pop = f->users > 0 && f->p_feat > f->pprec;
+    bool        informative = !f->have_const || f->z_loss >= IT_PRIOR_MIN_Z;
+
     s->use_features = beats_pop && informative;
-    s->popularity_blend = s->use_features ? blends[best] : 0.0;
+    s->popularity_blend = s->use_features ? f->blends[f->best] : 0.0;
 
-    if (users == 0)
+    if (f->users == 0)
         SideNotice(s, "Lower prior_min_weight, or train on more data.",
                    psprintf("%s features could not be checked: none of the " INT64_FORMAT " validation %s has a positive; %s get %s",
-                            s->side, nval, s->rows_name, s->new_rows,
-                            strcmp(s->side, "user") == 0 ? "popular items" : "no vector"));
+                            in->side, f->nval, in->rows_name, in->new_rows, in->fallback));
     else if (!beats_pop)
         SideNotice(s, NULL,
                    psprintf("%s features did not beat %s on " INT64_FORMAT " validation %s (precision@%d %.3f vs %.3f); %s",
-                            s->side, sd->base_name, users, s->rows_name, IT_PRIOR_EVAL_K, p_feat, pprec,
-                            strcmp(s->side, "user") == 0 ? "new users will get popular items" :
-                            "items only in item_features get no vector"));
+                            in->side, in->base_name, f->users, in->rows_name, IT_PRIOR_EVAL_K,
+                            f->p_feat, f->pprec, in->lost));
     else if (!informative)
         SideNotice(s, NULL,
                    psprintf("%s features did not beat the same model without features on " INT64_FORMAT " validation %s "
                             "(loss %.4g vs %.4g per row: %.1f standard errors of improvement, %.1f needed; "
                             "precision@%d %.3f vs %.3f for %s); %s",
-                            s->side, nval, s->rows_name, mean_loss_f, mean_loss_c, z_loss, IT_PRIOR_MIN_Z,
-                            IT_PRIOR_EVAL_K, p_feat, pprec, sd->base_name,
-                            strcmp(s->side, "user") == 0 ? "new users will get popular items" :
-                            "items only in item_features get no vector"));
+                            in->side, f->nval, in->rows_name, f->mean_loss_f, f->mean_loss_c, f->z_loss,
+                            IT_PRIOR_MIN_Z, IT_PRIOR_EVAL_K, f->p_feat, f->pprec, in->base_name, in->lost));
     else
         SideNotice(s, NULL,
                    psprintf("%s features model: precision@%d %.3f on " INT64_FORMAT " validation %s, %s %.3f, without features %.3f%s (%d epochs, %.1f s%s)",
-                            s->side, IT_PRIOR_EVAL_K, p_feat, users, s->rows_name, sd->base_name, pprec,
-                            p_const, sd->blend ? psprintf(", popularity_blend %.3g", s->popularity_blend) : "",
-                            res.epochs_run, seconds,
-                            ntrain < n - nval ? psprintf("; trained on a sample of " INT64_FORMAT " of " INT64_FORMAT " %s",
-                                                         ntrain, n - nval, s->rows_name) : ""));
+                            in->side, IT_PRIOR_EVAL_K, f->p_feat, f->users, in->rows_name, in->base_name,
+                            f->pprec, f->p_const,
+                            in->blend ? psprintf(", popularity_blend %.3g", s->popularity_blend) : "",
+                            f->res.epochs_run, f->seconds,
+                            f->ntrain < f->n - f->nval ?
+                            psprintf("; trained on a sample of " INT64_FORMAT " of " INT64_FORMAT " %s",
+                                     f->ntrain, f->n - f->nval, in->rows_name) : ""));
+}
 
-    if (strcmp(s->side, "item") == 0)
-        NewItems(t, s, &layout, unmatched, nun);
+/* The fold-in weight of the features prior, on the validation users. */
+static void
+ChooseSideFoldIn(ItTransferTrain *t, PriorSide *s, SideFit *f)
+{
+    int64      *frows = AllocChecked(f->nval, sizeof(int64), "validation rows");
 
-    /* the fold-in weight of the features prior, on the validation users */
-    if (strcmp(s->side, "user") == 0 && s->use_features)
+    for (int64 i = 0; i < f->nval; i++)
+        frows[i] = f->umap[f->val[i]];
+    ChooseFoldInWeight(t, frows, f->nval, f->Uval, false, &s->fold);
+    if (s->fold.c.measured)
+        SideNotice(s, NULL, FoldInMessage(&s->fold, "features", "validation users"));
+    pfree(frows);
+    CHECK_FOR_INTERRUPTS();
+}
+
+/* The metrics of the side's it_prior row, and their summary for it_model.metrics. */
+static void
+SideMetrics(ItTransferTrain *t, PriorSide *s, const SideData *sd, const SideFit *f)
+{
+    bool        item = s->info->kind == PRIOR_SIDE_ITEM;
+    bool        fold = s->info->kind == PRIOR_SIDE_USER && s->use_features;
+    StringInfo  b = &s->metrics;
+
+    appendStringInfo(b, "{\"use_features\": %s, \"popularity_blend\": ", BoolText(s->use_features));
+    AppendRounded(b, s->popularity_blend);
+    AppendKeyNumber(b, "prior_variance", f->prior_variance);
+    s->prior_variance = f->prior_variance;
+    appendStringInfo(b, ", \"k\": %d, \"baseline\": ", IT_PRIOR_EVAL_K);
+    escape_json(b, s->info->base_name);
+    AppendKeyNumber(b, "precision", f->p_feat);
+    AppendKeyNumber(b, "precision_unblended", f->prec[0]);
+    AppendKeyNumber(b, "baseline_precision", f->pprec);
+    AppendKeyNumber(b, "no_features_precision", f->p_const);
+    AppendKeyNumber(b, "validation_loss", f->mean_loss_f);
+    AppendKeyNumber(b, "no_features_validation_loss", f->have_const ? f->mean_loss_c : NAN);
+    AppendKeyNumber(b, "loss_z", f->z_loss);
+    AppendKeyNumber(b, "loss_z_relative", f->z_rel);
+    AppendKeyNumber(b, "precision_z_vs_baseline", f->z_pop);
+    AppendKeyNumber(b, "precision_z_vs_no_features", f->z_const);
+    AppendKeyNumber(b, "rows_with_features", (double) s->enc->n);
+    AppendKeyNumber(b, "rows_trained", (double) sd->nrows);
+    AppendKeyNumber(b, "rows_used", (double) f->n);
+    AppendKeyNumber(b, "rows_not_trained", (double) f->nun);
+    AppendKeyNumber(b, "validation_rows", (double) f->nval);
+    AppendKeyNumber(b, "evaluated_rows", (double) f->users);
+    AppendKeyNumber(b, "min_weight", t->o.min_weight);
+    AppendKeyNumber(b, "epochs_run", f->res.epochs_run);
+    AppendKeyNumber(b, "epochs_allowed", f->epochs);
+    AppendKeyNumber(b, "training_rows", (double) f->ntrain);
+    AppendKeyNumber(b, "best_epoch", f->res.best_epoch + 1);
+    AppendKeyNumber(b, "best_val_loss", f->res.best_val_loss);
+    AppendKeyNumber(b, "seconds", f->seconds);
+    if (item)
+        AppendKeyNumber(b, "new_items", (double) s->nnew);
+    if (fold)
+        AppendFoldIn(b, &s->fold, true);
+    appendStringInfoString(b, ", \"blend_grid\": [");
+    for (int j = 0; j < f->nblend; j++)
     {
-        int64      *frows = AllocChecked(nval, sizeof(int64), "validation rows");
-
-        for (int64 i = 0; i < nval; i++)
-            frows[i] = rowmap[val[i]];
-        ChooseFoldInWeight(t, frows, nval, Uval, false, &s->fold);
-        if (s->fold.measured)
-            SideNotice(s, NULL, FoldInMessage(&s->fold, "features", "validation users"));
-        pfree(frows);
-        CHECK_FOR_INTERRUPTS();
+        appendStringInfo(b, "%s{\"blend\": ", j > 0 ? ", " : "");
+        AppendRounded(b, f->blends[j]);
+        AppendKeyNumber(b, "precision", f->prec[j]);
+        AppendKeyNumber(b, "no_features_precision", f->have_const ? f->cprec[j] : NAN);
+        appendStringInfoChar(b, '}');
     }
-
-    /* metrics of the it_encoder row */
-    appendStringInfo(&s->metrics, "{\"use_features\": %s, \"popularity_blend\": ", BoolText(s->use_features));
-    AppendRounded(&s->metrics, s->popularity_blend);
-    AppendKeyNumber(&s->metrics, "prior_variance", prior_variance);
-    s->prior_variance = prior_variance;
-    appendStringInfo(&s->metrics, ", \"k\": %d, \"baseline\": ", IT_PRIOR_EVAL_K);
-    escape_json(&s->metrics, sd->base_name);
-    AppendKeyNumber(&s->metrics, "precision", p_feat);
-    AppendKeyNumber(&s->metrics, "precision_unblended", prec[0]);
-    AppendKeyNumber(&s->metrics, "baseline_precision", pprec);
-    AppendKeyNumber(&s->metrics, "no_features_precision", p_const);
-    AppendKeyNumber(&s->metrics, "validation_loss", mean_loss_f);
-    AppendKeyNumber(&s->metrics, "no_features_validation_loss", have_const ? mean_loss_c : NAN);
-    AppendKeyNumber(&s->metrics, "loss_z", z_loss);
-    AppendKeyNumber(&s->metrics, "loss_z_relative", z_rel);
-    AppendKeyNumber(&s->metrics, "precision_z_vs_baseline", z_pop);
-    AppendKeyNumber(&s->metrics, "precision_z_vs_no_features", z_const);
-    AppendKeyNumber(&s->metrics, "rows_with_features", (double) enc->n);
-    AppendKeyNumber(&s->metrics, "rows_trained", (double) sd->nrows);
-    AppendKeyNumber(&s->metrics, "rows_used", (double) n);
-    AppendKeyNumber(&s->metrics, "rows_not_trained", (double) nun);
-    AppendKeyNumber(&s->metrics, "validation_rows", (double) nval);
-    AppendKeyNumber(&s->metrics, "evaluated_rows", (double) users);
-    AppendKeyNumber(&s->metrics, "min_weight", o->min_weight);
-    AppendKeyNumber(&s->metrics, "epochs_run", res.epochs_run);
-    AppendKeyNumber(&s->metrics, "epochs_allowed", epochs);
-    AppendKeyNumber(&s->metrics, "training_rows", (double) ntrain);
-    AppendKeyNumber(&s->metrics, "best_epoch", res.best_epoch + 1);
-    AppendKeyNumber(&s->metrics, "best_val_loss", res.best_val_loss);
-    AppendKeyNumber(&s->metrics, "seconds", seconds);
-    if (strcmp(s->side, "item") == 0)
-        AppendKeyNumber(&s->metrics, "new_items", (double) s->nnew);
-    if (strcmp(s->side, "user") == 0 && s->use_features)
-        AppendFoldIn(&s->metrics, &s->fold, true);
-    appendStringInfoString(&s->metrics, ", \"blend_grid\": [");
-    for (int j = 0; j < nblend; j++)
+    appendStringInfoString(b, "], \"history\": [");
+    for (int e = 0; e < f->res.epochs_run; e++)
     {
-        appendStringInfo(&s->metrics, "%s{\"blend\": ", j > 0 ? ", " : "");
-        AppendRounded(&s->metrics, blends[j]);
-        AppendKeyNumber(&s->metrics, "precision", prec[j]);
-        AppendKeyNumber(&s->metrics, "no_features_precision", have_const ? cprec[j] : NAN);
-        appendStringInfoChar(&s->metrics, '}');
+        appendStringInfo(b, "%s{\"epoch\": %d", e > 0 ? ", " : "", e + 1);
+        AppendKeyNumber(b, "train_loss", f->history[e].train_loss);
+        AppendKeyNumber(b, "val_loss", f->history[e].val_loss);
+        AppendKeyNumber(b, "val_precision", f->history[e].val_precision);
+        appendStringInfoChar(b, '}');
     }
-    appendStringInfoString(&s->metrics, "], \"history\": [");
-    for (int e = 0; e < res.epochs_run; e++)
+    appendStringInfo(b, "], \"notices\": [%s]}", s->notices.data);
+
+    b = &s->summary;
+    appendStringInfo(b, "{\"use_features\": %s, \"popularity_blend\": ", BoolText(s->use_features));
+    AppendRounded(b, s->popularity_blend);
+    AppendKeyNumber(b, "precision", f->p_feat);
+    AppendKeyNumber(b, "baseline_precision", f->pprec);
+    AppendKeyNumber(b, "no_features_precision", f->p_const);
+    AppendKeyNumber(b, "evaluated_rows", (double) f->users);
+    AppendKeyNumber(b, "seconds", f->seconds);
+    if (item)
+        AppendKeyNumber(b, "new_items", (double) s->nnew);
+    if (fold)
+        AppendFoldIn(b, &s->fold, false);
+    appendStringInfoChar(b, '}');
+}
+
+/*
+ * Fits one side: its rows, its features model, the check against the
+ * baseline and the model without features, the popularity blend, the new
+ * items (item side) or the fold-in weight of the features prior (user
+ * side), and the metrics.
+ */
+static void
+FitSide(ItTransferTrain *t, PriorSide *s, const SideData *sd)
+{
+    SideFit     f;
+    instr_time  start;
+
+    memset(&f, 0, sizeof(f));
+    INSTR_TIME_SET_CURRENT(start);
+    if (!MatchSideRows(s, sd, &f))
+        return;
+    SplitSideRows(t, s, sd, &f);
+    if (!TrainSideModel(t, s, sd, &f, start))
+        return;
+    PredictValidation(t, s, sd, &f);
+    CompareWithoutFeatures(t, s, sd, &f);
+    RankValidation(s, sd, &f);
+    ChooseBlend(&f);
+    DecideSide(s, &f);
+
+    if (s->info->kind == PRIOR_SIDE_ITEM)
+        NewItems(t, s, &f.layout, f.unmatched, f.nun);
+    if (s->info->kind == PRIOR_SIDE_USER && s->use_features)
+        ChooseSideFoldIn(t, s, &f);
+
+    SideMetrics(t, s, sd, &f);
+    pfree(f.Xm);
+    pfree(f.Uval);
+    pfree(f.YtY);
+}
+
+/*
+ * The fold-in weight of the population prior, which serves new users
+ * without a features prior: the mean of the trained users' vectors,
+ * summed as train() sums the it_model.user_mean it stores.  Simulated
+ * on trained users in the order of a seeded hash of their ids.
+ */
+static void
+PopulationFoldIn(ItTransferTrain *t)
+{
+    const ItTrainedModel *tm = t->tm;
+    int         k = tm->k;
+    double     *sum = AllocChecked(k, sizeof(double), "population prior");
+    float      *mean = AllocChecked(k, sizeof(float), "population prior");
+    HashedRow  *order = AllocChecked(tm->nusers, sizeof(HashedRow), "fold-in users");
+    int64      *rows;
+    int64       n = 0;
+    uint64      salt = it_mix64(t->o.seed ^ UINT64CONST(0x706f70));
+
+    memset(sum, 0, sizeof(double) * k);
+    for (int64 u = 0; u < tm->nusers; u++)
+        for (int j = 0; j < k; j++)
+            sum[j] += tm->X[u * k + j];
+    for (int j = 0; j < k; j++)
+        mean[j] = (float) (sum[j] / tm->nusers);
+
+    /* users with more interactions than the fewest revealed */
+    for (int64 u = 0; u < tm->nusers; u++)
     {
-        appendStringInfo(&s->metrics, "%s{\"epoch\": %d", e > 0 ? ", " : "", e + 1);
-        AppendKeyNumber(&s->metrics, "train_loss", history[e].train_loss);
-        AppendKeyNumber(&s->metrics, "val_loss", history[e].val_loss);
-        AppendKeyNumber(&s->metrics, "val_precision", history[e].val_precision);
-        appendStringInfoChar(&s->metrics, '}');
+        if (tm->R->indptr[u + 1] - tm->R->indptr[u] <= FoldInReveal[0])
+            continue;
+        order[n].h = it_mix64((uint64) tm->user_ids[u] ^ salt);
+        order[n].row = (int32) u;
+        n++;
     }
-    appendStringInfo(&s->metrics, "], \"notices\": [%s]}", s->notices.data);
+    qsort(order, n, sizeof(HashedRow), CompareHashedRows);
+    rows = AllocChecked(Max(n, 1), sizeof(int64), "fold-in users");
+    for (int64 i = 0; i < n; i++)
+        rows[i] = order[i].row;
+    CHECK_FOR_INTERRUPTS();
 
-    /* and the summary for it_model.metrics */
-    appendStringInfo(&s->summary, "{\"use_features\": %s, \"popularity_blend\": ", BoolText(s->use_features));
-    AppendRounded(&s->summary, s->popularity_blend);
-    AppendKeyNumber(&s->summary, "precision", p_feat);
-    AppendKeyNumber(&s->summary, "baseline_precision", pprec);
-    AppendKeyNumber(&s->summary, "no_features_precision", p_const);
-    AppendKeyNumber(&s->summary, "evaluated_rows", (double) users);
-    AppendKeyNumber(&s->summary, "seconds", seconds);
-    if (strcmp(s->side, "item") == 0)
-        AppendKeyNumber(&s->summary, "new_items", (double) s->nnew);
-    if (strcmp(s->side, "user") == 0 && s->use_features)
-        AppendFoldIn(&s->summary, &s->fold, false);
-    appendStringInfoChar(&s->summary, '}');
-
-    pfree(Xm);
-    pfree(Uval);
-    pfree(rws);
-    pfree(YtY);
+    ChooseFoldInWeight(t, rows, n, mean, true, &t->pop_fold);
+    if (t->pop_fold.c.measured)
+        ereport(NOTICE,
+                (errmsg("%s", FoldInMessage(&t->pop_fold, "population", "trained users"))));
+    pfree(sum);
+    pfree(mean);
+    pfree(order);
+    pfree(rows);
+    CHECK_FOR_INTERRUPTS();
 }
 
 void
@@ -1685,8 +1669,6 @@ ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm)
         sd.Y = tm->Y;
         sd.m = tm->nitems;
         sd.base = pop;
-        sd.base_name = "popularity";
-        sd.blend = true;
         sd.alpha = tm->alpha;
         sd.k = tm->k;
         FitSide(t, &t->user, &sd);
@@ -1709,8 +1691,6 @@ ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm)
         sd.Y = tm->X;
         sd.m = tm->nusers;
         sd.base = act;
-        sd.base_name = "user activity";
-        sd.blend = false;       /* new items are ranked among the others by x.y */
         sd.alpha = tm->alpha;
         sd.k = tm->k;
         FitSide(t, &t->item, &sd);
@@ -1718,54 +1698,8 @@ ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm)
         CHECK_FOR_INTERRUPTS();
     }
 
-    /*
-     * The fold-in weight of the population prior, which serves new users
-     * without a features prior: the mean of the trained users' vectors,
-     * summed as train() sums the it_model.user_mean it stores.  Simulated
-     * on trained users in the order of a seeded hash of their ids.
-     */
     if (tm->nusers > 0 && tm->nitems > 0)
-    {
-        int         k = tm->k;
-        double     *sum = AllocChecked(k, sizeof(double), "population prior");
-        float      *mean = AllocChecked(k, sizeof(float), "population prior");
-        HashedRow  *order = AllocChecked(tm->nusers, sizeof(HashedRow), "fold-in users");
-        int64      *rows;
-        int64       n = 0;
-        uint64      salt = Mix64(t->o.seed ^ UINT64CONST(0x706f70));
-
-        memset(sum, 0, sizeof(double) * k);
-        for (int64 u = 0; u < tm->nusers; u++)
-            for (int j = 0; j < k; j++)
-                sum[j] += tm->X[u * k + j];
-        for (int j = 0; j < k; j++)
-            mean[j] = (float) (sum[j] / tm->nusers);
-
-        /* users with more interactions than the fewest revealed */
-        for (int64 u = 0; u < tm->nusers; u++)
-        {
-            if (tm->R->indptr[u + 1] - tm->R->indptr[u] <= FoldInReveal[0])
-                continue;
-            order[n].h = Mix64((uint64) tm->user_ids[u] ^ salt);
-            order[n].row = (int32) u;
-            n++;
-        }
-        qsort(order, n, sizeof(HashedRow), CompareHashedRows);
-        rows = AllocChecked(Max(n, 1), sizeof(int64), "fold-in users");
-        for (int64 i = 0; i < n; i++)
-            rows[i] = order[i].row;
-        CHECK_FOR_INTERRUPTS();
-
-        ChooseFoldInWeight(t, rows, n, mean, true, &t->pop_fold);
-        if (t->pop_fold.measured)
-            ereport(NOTICE,
-                    (errmsg("%s", FoldInMessage(&t->pop_fold, "population", "trained users"))));
-        pfree(sum);
-        pfree(mean);
-        pfree(order);
-        pfree(rows);
-        CHECK_FOR_INTERRUPTS();
-    }
+        PopulationFoldIn(t);
     t->tm = NULL;
     MemoryContextSwitchTo(old);
 }
@@ -1787,7 +1721,7 @@ Rounded(double v)
 static double
 ChosenWeight(const FoldInChoice *f)
 {
-    return f->measured ? Rounded(f->lambdas[f->best]) : 0.0;
+    return f->c.measured ? Rounded(f->lambdas[f->c.best]) : 0.0;
 }
 
 void
@@ -1811,9 +1745,10 @@ ItTransferWrite(ItTransferTrain *t, const char *model, int version)
         if (s->metrics.len == 0)
             elog(ERROR, "features model of %s was not fitted", s->what);
         memset(&row, 0, sizeof(row));
-        row.kind = i == 0 ? IT_PRIOR_USER_FEATURES : IT_PRIOR_ITEM_FEATURES;
+        row.kind = s->info->kind == PRIOR_SIDE_USER ? IT_PRIOR_USER_FEATURES : IT_PRIOR_ITEM_FEATURES;
         row.in_use = s->use_features;
-        row.fold_in_weight = i == 0 ? ChosenWeight(&s->fold) : 0.0;
+        /* only users are folded in */
+        row.fold_in_weight = s->info->kind == PRIOR_SIDE_USER ? ChosenWeight(&s->fold) : 0.0;
         row.prior_variance = Rounded(s->prior_variance);
         row.popularity_blend = (float) Rounded(s->popularity_blend);
         row.spec = s->enc->spec;

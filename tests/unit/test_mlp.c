@@ -7,6 +7,7 @@
 
 #include "unit.h"
 #include "mlp.h"
+#include "rankgrid.h"
 
 /* ------------------------------------------------------------------------
  * Helpers
@@ -311,28 +312,58 @@ PlantedData(const Planted *s, int ntrain, ItMlpData *data)
     data->m = s->m;
 }
 
+/* Precision@10 of a ranking and of popularity's, over the users with a positive. */
+typedef struct RankCheck
+{
+    int64_t     users;
+    double      precision;      /* of U . y_i */
+    double      base_precision; /* of popularity */
+} RankCheck;
+
+/*
+ * Ranks every item for n users with vectors U (n * kdim) and by
+ * popularity, against the positives ptr/idx (CSR), with the product's
+ * ranking kernel (rankgrid.h).
+ */
+static void
+RankPrecision(const float *U, int64_t n, int kdim, const float *Y, int64_t m,
+              const float *popularity, const int64_t *ptr, const int32_t *idx,
+              RankCheck *ev)
+{
+    float      *rw = Alloc(sizeof(float) * it_rank_grid_workspace_floats(m, 10));
+    float       zero = 0.0f,
+                one = 1.0f;
+    int64_t     busers = 0;
+
+    CHECK(it_rank_grid_precision(U, 0, n, kdim, Y, m, NULL, &zero, 1, ptr, idx, 10,
+                                 rw, &ev->precision, &ev->users, NULL) == 0,
+          "ranking the vectors failed");
+    CHECK(it_rank_grid_precision(NULL, 0, n, 0, NULL, m, popularity, &one, 1, ptr, idx, 10,
+                                 rw, &ev->base_precision, &busers, NULL) == 0,
+          "ranking by popularity failed");
+    CHECK(busers == ev->users, "users %lld vs %lld", (long long) busers,
+          (long long) ev->users);
+    free(rw);
+}
+
 /* Precision@10 of f (and of popularity) for users [from, to) of s. */
 static void
 HeldOutPrecision(const Planted *s, const float *params, const ItMlpLayout *lay,
-                 int from, int to, ItMlpRankEval *ev)
+                 int from, int to, RankCheck *ev)
 {
     int         n = to - from;
     float      *U = Alloc(sizeof(float) * n * s->k);
     float      *fw = Alloc(sizeof(float) * (it_mlp_workspace_floats(lay, n) + 1));
-    float      *rw = Alloc(sizeof(float) * it_mlp_rank_workspace_floats(s->m, 10));
     int64_t    *ptr = Alloc(sizeof(int64_t) * (n + 1));
     int         u;
 
     for (u = 0; u <= n; u++)
         ptr[u] = s->indptr[from + u] - s->indptr[from];
     it_mlp_forward(params, lay, s->X + (size_t) from * s->d, n, U, fw);
-    CHECK(it_mlp_rank_eval(U, n, s->k, s->Y, s->m, ptr,
-                           s->indices + s->indptr[from], NULL, NULL,
-                           s->popularity, 10, rw, ev) == IT_MLP_OK,
-          "rank eval failed");
+    RankPrecision(U, n, s->k, s->Y, s->m, s->popularity, ptr,
+                  s->indices + s->indptr[from], ev);
     free(U);
     free(fw);
-    free(rw);
     free(ptr);
 }
 
@@ -462,11 +493,11 @@ TEST(test_forward_matches_reference)
 
 /*
  * Central finite differences (h = 1e-3) of the objective against the
- * analytic gradient, over every parameter of a network with two hidden
- * layers, for each loss and a blend.
+ * analytic gradient, over every parameter of a network with up to two
+ * hidden layers, for the vector loss, the interaction loss and a blend.
  */
 static void
-GradientCheck(int loss, float vector_weight, int user_normalise, int nhidden)
+GradientCheck(float vector_weight, int user_normalise, int nhidden)
 {
     ItMlpLayout lay = {5, nhidden, {6, 4, 0}, 3};
     int         n = 7,
@@ -489,7 +520,7 @@ GradientCheck(int loss, float vector_weight, int user_normalise, int nhidden)
                 f0;
     size_t      i;
 
-    test_rng = 99 + loss;
+    test_rng = 99;
     it_mlp_init(params, &lay, 5);
     for (i = 0; i < P; i++)
         params[i] += (float) (0.2 * RandNormal());
@@ -513,7 +544,6 @@ GradientCheck(int loss, float vector_weight, int user_normalise, int nhidden)
     data.m = m;
     it_mlp_default_params(&p);
     p.batch = 3;                /* several blocks */
-    p.loss = loss;
     p.vector_weight = vector_weight;
     p.user_normalise = user_normalise;
     p.alpha = 2.0f;
@@ -537,12 +567,12 @@ GradientCheck(int loss, float vector_weight, int user_normalise, int nhidden)
         num += (fd - grad[i]) * (fd - grad[i]);
         den += fd * fd;
     }
-    printf("# gradient check: loss %d, vector weight %.1f, normalise %d, %d hidden: relative error %.2e\n",
-           loss, vector_weight, user_normalise, nhidden, sqrt(num / den));
+    printf("# gradient check: vector weight %.1f, normalise %d, %d hidden: relative error %.2e\n",
+           vector_weight, user_normalise, nhidden, sqrt(num / den));
     CHECK(den > 1e-8, "gradient is not trivially zero");
     CHECK(sqrt(num / den) < 1e-2,
-          "loss %d, vector weight %g, normalise %d, hidden %d: relative error %g",
-          loss, vector_weight, user_normalise, nhidden, sqrt(num / den));
+          "vector weight %g, normalise %d, hidden %d: relative error %g",
+          vector_weight, user_normalise, nhidden, sqrt(num / den));
     free(params);
     free(grad);
     free(X);
@@ -553,27 +583,21 @@ GradientCheck(int loss, float vector_weight, int user_normalise, int nhidden)
 
 TEST(test_gradient_vectors)
 {
-    GradientCheck(IT_MLP_LOSS_ALS, 1.0f, 0, 2);
-    GradientCheck(IT_MLP_LOSS_ALS, 1.0f, 0, 0);
+    GradientCheck(1.0f, 0, 2);
+    GradientCheck(1.0f, 0, 0);
 }
 
 TEST(test_gradient_interactions_als)
 {
-    GradientCheck(IT_MLP_LOSS_ALS, 0.0f, 0, 2);
-    GradientCheck(IT_MLP_LOSS_ALS, 0.0f, 1, 2);
-    GradientCheck(IT_MLP_LOSS_ALS, 0.0f, 0, 0);
-}
-
-TEST(test_gradient_interactions_softmax)
-{
-    GradientCheck(IT_MLP_LOSS_SOFTMAX, 0.0f, 0, 2);
-    GradientCheck(IT_MLP_LOSS_SOFTMAX, 0.0f, 0, 0);
+    GradientCheck(0.0f, 0, 2);
+    GradientCheck(0.0f, 1, 2);
+    GradientCheck(0.0f, 0, 0);
 }
 
 TEST(test_gradient_blend)
 {
-    GradientCheck(IT_MLP_LOSS_ALS, 0.3f, 0, 2);
-    GradientCheck(IT_MLP_LOSS_SOFTMAX, 0.6f, 0, 1);
+    GradientCheck(0.3f, 0, 2);
+    GradientCheck(0.6f, 0, 1);
 }
 
 /* The ALS loss equals sum over all items of c_i (p_i - x.y_i)^2 (brute force). */
@@ -634,7 +658,7 @@ TEST(test_als_loss_value)
     free(ws);
 }
 
-/* Training lowers the objective on a learnable problem, for every loss. */
+/* Training lowers the objective on a learnable problem: vectors, interactions, a blend. */
 TEST(test_training_reduces_loss)
 {
     Planted     s;
@@ -661,8 +685,7 @@ TEST(test_training_reduces_loss)
         p.patience = 0;
         p.lr = 3e-3f;
         p.weight_decay = 1e-2f;
-        p.vector_weight = variant == 0 ? 1.0f : 0.0f;
-        p.loss = variant == 2 ? IT_MLP_LOSS_SOFTMAX : IT_MLP_LOSS_ALS;
+        p.vector_weight = variant == 0 ? 1.0f : (variant == 1 ? 0.0f : 0.5f);
         ws = Alloc(it_mlp_train_workspace_size(&lay, &p, data.n, s.m));
         it_mlp_init(params, &lay, 9);
         before = it_mlp_objective(params, &lay, &data, &p, NULL, 0, NULL, ws);
@@ -673,12 +696,9 @@ TEST(test_training_reduces_loss)
         CHECK(res.ntrain + res.nval == 400 && res.nval == 80,
               "variant %d: split %lld + %lld", variant,
               (long long) res.ntrain, (long long) res.nval);
-        /* the softmax loss cannot go below the entropy of the positives
-         * (about 0.57 of the uniform predictor's here): it falls less */
-        CHECK(after < (variant == 2 ? 0.9 : 0.8) * before,
+        CHECK(after < 0.8 * before,
               "variant %d: objective %g -> %g", variant, before, after);
-        CHECK(hist[res.epochs_run - 1].train_loss <
-              (variant == 2 ? 0.9 : 0.8) * hist[0].train_loss,
+        CHECK(hist[res.epochs_run - 1].train_loss < 0.8 * hist[0].train_loss,
               "variant %d: training loss %g -> %g", variant, hist[0].train_loss,
               hist[res.epochs_run - 1].train_loss);
         CHECK(isfinite(hist[0].val_loss) && isfinite(hist[0].val_precision),
@@ -690,8 +710,8 @@ TEST(test_training_reduces_loss)
 }
 
 /*
- * The planted problem: f trained against the interactions (ALS and softmax
- * losses) ranks the positives of users it never saw far better than
+ * The planted problem: f trained against the interactions (the ALS loss)
+ * ranks the positives of users it never saw far better than
  * popularity, because their group is in their features.
  */
 TEST(test_interactions_beat_popularity)
@@ -703,20 +723,17 @@ TEST(test_interactions_beat_popularity)
     ItMlpData   data;
     ItMlpTrainParams p;
     ItMlpTrainResult res;
-    ItMlpRankEval ev;
+    RankCheck   ev;
     int         ntrain = 600,
                 n = 800;
-    int         loss;
 
     MakePlanted(&s, n, ntrain, 77);
     PlantedData(&s, ntrain, &data);
-    for (loss = 0; loss < 2; loss++)
     {
         void       *ws;
         int         rc;
 
         it_mlp_default_params(&p);
-        p.loss = loss;
         p.vector_weight = 0.0f;
         ws = Alloc(it_mlp_train_workspace_size(&lay, &p, data.n, s.m));
         it_mlp_init(params, &lay, 1);
@@ -724,11 +741,10 @@ TEST(test_interactions_beat_popularity)
         CHECK(rc == IT_MLP_OK, "status %d", rc);
         HeldOutPrecision(&s, params, &lay, ntrain, n, &ev);
         CHECK(ev.users == n - ntrain, "users %lld", (long long) ev.users);
-        printf("# loss %d: held-out precision@10 %.3f, popularity %.3f (best epoch %d of %d)\n",
-               loss, ev.precision, ev.base_precision, res.best_epoch, res.epochs_run);
+        printf("# held-out precision@10 %.3f, popularity %.3f (best epoch %d of %d)\n",
+               ev.precision, ev.base_precision, res.best_epoch, res.epochs_run);
         CHECK(ev.precision >= 1.8 * ev.base_precision && ev.precision >= 0.5,
-              "loss %d: precision %g vs popularity %g", loss, ev.precision,
-              ev.base_precision);
+              "precision %g vs popularity %g", ev.precision, ev.base_precision);
         CHECK(res.best_val_precision >= 1.8 * ev.base_precision,
               "validation precision %g", res.best_val_precision);
         free(ws);
@@ -747,7 +763,7 @@ TEST(test_linear_model)
     ItMlpData   data;
     ItMlpTrainParams p;
     ItMlpTrainResult res;
-    ItMlpRankEval ev;
+    RankCheck   ev;
     void       *ws;
     int         rc;
 
@@ -816,8 +832,9 @@ TEST(test_deterministic)
 }
 
 /*
- * Early stopping returns the best epoch's parameters: their validation
- * precision, measured again from outside, is the best in the history.
+ * Early stopping returns the best epoch's parameters: the epoch of the
+ * lowest validation loss, whose validation precision in the history is
+ * that of the returned parameters, measured again from outside.
  */
 TEST(test_early_stopping_keeps_best)
 {
@@ -833,16 +850,15 @@ TEST(test_early_stopping_keeps_best)
     int64_t    *ptr;
     float      *U,
                *fw,
-               *rw,
                *Xv;
-    ItMlpRankEval ev;
+    RankCheck   ev;
     void       *ws;
     int         i,
                 e,
                 rc;
-    double      best = -1.0;
+    double      best = INFINITY;
 
-    /* few training rows: overfits, so validation precision peaks early */
+    /* few training rows: overfits, so the validation loss bottoms out early */
     MakePlanted(&s, 120, 120, 8);
     PlantedData(&s, 120, &data);
     for (i = 0; i < 40; i++)
@@ -856,7 +872,6 @@ TEST(test_early_stopping_keeps_best)
     p.lr = 1e-2f;
     p.batch = 16;
     p.weight_decay = 0.0f;
-    p.stop = IT_MLP_STOP_PRECISION;
     ws = Alloc(it_mlp_train_workspace_size(&lay, &p, data.n, s.m));
     it_mlp_init(params, &lay, 6);
     rc = it_mlp_train(params, &lay, &data, &p, ws, hist, &res);
@@ -868,17 +883,19 @@ TEST(test_early_stopping_keeps_best)
           "ran patience epochs past the best (%d, best %d)", res.epochs_run,
           res.best_epoch);
     for (e = 0; e < res.epochs_run; e++)
-        if (hist[e].val_precision > best)
-            best = hist[e].val_precision;
-    CHECK(hist[res.best_epoch].val_precision == best, "best epoch has the best precision");
-    CHECK(res.best_val_precision == best, "result reports it");
+        if (hist[e].val_loss < best)
+            best = hist[e].val_loss;
+    CHECK(hist[res.best_epoch].val_loss == best, "best epoch has the lowest validation loss");
+    CHECK(res.best_val_loss == best, "result reports it");
+    CHECK(res.best_val_precision == hist[res.best_epoch].val_precision,
+          "and the precision of that epoch");
+    best = hist[res.best_epoch].val_precision;
 
     /* measure the returned parameters on the validation rows ourselves */
     ptr = Alloc(sizeof(int64_t) * 41);
     U = Alloc(sizeof(float) * 40 * 8);
     Xv = Alloc(sizeof(float) * 40 * 10);
     fw = Alloc(sizeof(float) * it_mlp_workspace_floats(&lay, 40));
-    rw = Alloc(sizeof(float) * it_mlp_rank_workspace_floats(s.m, 10));
     {
         int32_t    *idx = Alloc(sizeof(int32_t) * 40 * 12);
         int64_t     nnz = 0,
@@ -893,8 +910,7 @@ TEST(test_early_stopping_keeps_best)
         }
         ptr[40] = nnz;
         it_mlp_forward(params, &lay, Xv, 40, U, fw);
-        CHECK(it_mlp_rank_eval(U, 40, 8, s.Y, s.m, ptr, idx, NULL, NULL,
-                               s.popularity, 10, rw, &ev) == IT_MLP_OK, "rank eval");
+        RankPrecision(U, 40, 8, s.Y, s.m, s.popularity, ptr, idx, &ev);
         CHECK(fabs(ev.precision - best) < 1e-9, "returned parameters: %g, best %g",
               ev.precision, best);
         CHECK(fabs(ev.base_precision - res.base_val_precision) < 1e-9,
@@ -908,8 +924,7 @@ TEST(test_early_stopping_keeps_best)
         CHECK(it_mlp_train(params, &lay, &data, &p, ws, hist, &res) == IT_MLP_OK,
               "train on 10 rows");
         it_mlp_forward(params, &lay, Xv, 10, U, fw);
-        CHECK(it_mlp_rank_eval(U, 10, 8, s.Y, s.m, ptr, idx, NULL, NULL,
-                               s.popularity, 10, rw, &ev) == IT_MLP_OK, "rank eval");
+        RankPrecision(U, 10, 8, s.Y, s.m, s.popularity, ptr, idx, &ev);
         CHECK(ev.users == 10, "users %lld", (long long) ev.users);
         CHECK(fabs(ev.precision - hist[res.best_epoch].val_precision) < 1e-9,
               "10 rows: %g, reported %g", ev.precision,
@@ -925,7 +940,6 @@ TEST(test_early_stopping_keeps_best)
     free(U);
     free(Xv);
     free(fw);
-    free(rw);
     free(ws);
 }
 
@@ -1022,8 +1036,7 @@ TEST(test_positive_threshold)
                 kept;
     ItMlpTrainParams p;
     void       *ws;
-    int         loss,
-                u;
+    int         u;
     int64_t     e,
                 nnz = 0;
 
@@ -1050,7 +1063,6 @@ TEST(test_positive_threshold)
     kept.indices = idx;
     kept.weights = wt;
     it_mlp_init(params, &lay, 3);
-    for (loss = 0; loss < 2; loss++)
     {
         double      a,
                     b,
@@ -1062,7 +1074,6 @@ TEST(test_positive_threshold)
         float      *gall_g = Alloc(sizeof(float) * P);
 
         it_mlp_default_params(&p);
-        p.loss = loss;
         ws = Alloc(it_mlp_train_workspace_size(&lay, &p, data.n, s.m));
         c = it_mlp_objective(params, &lay, &data, &p, NULL, 0, g2, ws);
         for (i = 0; i < P; i++)
@@ -1077,10 +1088,10 @@ TEST(test_positive_threshold)
                 maxd = fabs((double) g1[i] - g2[i]);
             gdiff += ((double) g1[i] - gall_g[i]) * ((double) g1[i] - gall_g[i]);
         }
-        CHECK(fabs(a - b) < 1e-6 * fabs(b), "loss %d: %g vs %g", loss, a, b);
-        CHECK(maxd < 1e-6, "loss %d: gradients differ by %g", loss, maxd);
-        CHECK(sqrt(gdiff) > 0.02 * sqrt(gall), "loss %d: the threshold matters (%g vs %g)",
-              loss, sqrt(gdiff), sqrt(gall));
+        CHECK(fabs(a - b) < 1e-6 * fabs(b), "%g vs %g", a, b);
+        CHECK(maxd < 1e-6, "gradients differ by %g", maxd);
+        CHECK(sqrt(gdiff) > 0.02 * sqrt(gall), "the threshold matters (%g vs %g)",
+              sqrt(gdiff), sqrt(gall));
         (void) c;
         free(gall_g);
         free(ws);
@@ -1180,13 +1191,11 @@ TEST(test_bad_arguments)
     p2 = p; p2.epochs = 0;              EXPECT_EINVAL(data, p2, "0 epochs");
     p2 = p; p2.batch = 0;               EXPECT_EINVAL(data, p2, "batch 0");
     p2 = p; p2.vector_weight = 1.5f;    EXPECT_EINVAL(data, p2, "blend > 1");
-    p2 = p; p2.loss = 7;                EXPECT_EINVAL(data, p2, "unknown loss");
     p2 = p; p2.val_fraction = 0.95f;    EXPECT_EINVAL(data, p2, "validation fraction");
     p2 = p; p2.weight_decay = -1.0f;    EXPECT_EINVAL(data, p2, "negative decay");
     p2 = p; p2.lr = 0.5f; p2.weight_decay = 2.0f;
     EXPECT_EINVAL(data, p2, "decay of the whole weight per step");
-    p2 = p; p2.stop = IT_MLP_STOP_PRECISION; p2.eval_k = 0;
-    EXPECT_EINVAL(data, p2, "precision at 0");
+    p2 = p; p2.eval_k = -1;             EXPECT_EINVAL(data, p2, "precision at -1");
     d2 = data; d2.YtY = NULL;           EXPECT_EINVAL(d2, p, "ALS loss without YtY");
     d2 = data; d2.targets = NULL; p2 = p; p2.vector_weight = 0.5f;
     EXPECT_EINVAL(d2, p2, "vector loss without targets");
@@ -1208,10 +1217,6 @@ TEST(test_bad_arguments)
         float      *pw = Alloc(sizeof(float) *
                                it_mlp_population_workspace_floats(8, s.m));
 
-        p2 = p;
-        p2.loss = IT_MLP_LOSS_SOFTMAX;
-        CHECK(it_mlp_population_vector(&data, &p2, 8, x, pw) == IT_MLP_EINVAL,
-              "no closed form for the softmax loss");
         d2 = data;
         d2.YtY = NULL;
         CHECK(it_mlp_population_vector(&d2, &p, 8, x, pw) == IT_MLP_EINVAL,
@@ -1240,115 +1245,6 @@ TEST(test_bad_arguments)
     free(ws);
 }
 
-/* The ranking check agrees with a brute-force sort, with exclusions and ties. */
-TEST(test_rank_eval)
-{
-    int         m = 50,
-                kd = 3,
-                n = 20,
-                u,
-                i,
-                j;
-    float      *Y = Alloc(sizeof(float) * m * kd);
-    float      *U = Alloc(sizeof(float) * n * kd);
-    float      *base = Alloc(sizeof(float) * m);
-    float      *rw = Alloc(sizeof(float) * it_mlp_rank_workspace_floats(m, 5));
-    int64_t     pptr[21],
-                eptr[21];
-    int32_t     pidx[200],
-                eidx[200];
-    int64_t     np = 0,
-                ne = 0;
-    double      want_p = 0.0,
-                want_bp = 0.0,
-                want_r = 0.0;
-    int         users = 0;
-    ItMlpRankEval ev;
-
-    test_rng = 5;
-    for (i = 0; i < m * kd; i++)
-        Y[i] = (float) ((int) (Rand01() * 5) - 2);     /* integer scores: ties */
-    for (i = 0; i < n * kd; i++)
-        U[i] = (float) ((int) (Rand01() * 3) - 1);
-    for (i = 0; i < m; i++)
-        base[i] = (float) ((i * 7) % 11);
-    for (u = 0; u < n; u++)
-    {
-        pptr[u] = np;
-        eptr[u] = ne;
-        for (i = 0; i < m; i++)
-        {
-            double      r = Rand01();
-
-            if (u != 3 && r < 0.15)
-                pidx[np++] = i;
-            else if (r > 0.9)
-                eidx[ne++] = i;
-        }
-    }
-    pptr[n] = np;
-    eptr[n] = ne;
-
-    for (u = 0; u < n; u++)
-    {
-        int         npos = (int) (pptr[u + 1] - pptr[u]);
-        int         pass;
-
-        if (npos == 0)
-            continue;
-        users++;
-        for (pass = 0; pass < 2; pass++)
-        {
-            float       sc[50];
-            int         used[50] = {0};
-            int         t,
-                        hits = 0;
-
-            for (i = 0; i < m; i++)
-            {
-                double      s = 0.0;
-
-                for (j = 0; j < kd; j++)
-                    s += U[u * kd + j] * Y[i * kd + j];
-                sc[i] = pass == 0 ? (float) s : base[i];
-            }
-            for (i = (int) eptr[u]; i < eptr[u + 1]; i++)
-                used[eidx[i]] = 1;
-            for (t = 0; t < 5; t++)
-            {
-                int         bi = -1;
-
-                for (i = 0; i < m; i++)
-                    if (!used[i] && (bi < 0 || sc[i] > sc[bi]))
-                        bi = i;
-                used[bi] = 1;
-                for (i = (int) pptr[u]; i < pptr[u + 1]; i++)
-                    if (pidx[i] == bi)
-                        hits++;
-            }
-            if (pass == 0)
-            {
-                want_p += hits / 5.0;
-                want_r += (double) hits / (npos < 5 ? npos : 5);
-            }
-            else
-                want_bp += hits / 5.0;
-        }
-    }
-    CHECK(it_mlp_rank_eval(U, n, kd, Y, m, pptr, pidx, eptr, eidx, base, 5, rw,
-                           &ev) == IT_MLP_OK, "rank eval");
-    CHECK(ev.users == users && users == n - 1, "users %lld", (long long) ev.users);
-    CHECK_NEAR(ev.precision, want_p / users, 1e-12);
-    CHECK_NEAR(ev.recall, want_r / users, 1e-12);
-    CHECK_NEAR(ev.base_precision, want_bp / users, 1e-12);
-    CHECK(it_mlp_rank_eval(U, n, kd, Y, m, pptr, pidx, NULL, NULL, base, 0, rw,
-                           &ev) == IT_MLP_EINVAL, "k = 0");
-    free(Y);
-    free(U);
-    free(base);
-    free(rw);
-}
-
 int
 main(void)
 {
@@ -1357,7 +1253,6 @@ main(void)
     RUN(test_forward_matches_reference);
     RUN(test_gradient_vectors);
     RUN(test_gradient_interactions_als);
-    RUN(test_gradient_interactions_softmax);
     RUN(test_gradient_blend);
     RUN(test_als_loss_value);
     RUN(test_training_reduces_loss);
@@ -1369,6 +1264,5 @@ main(void)
     RUN(test_positive_threshold);
     RUN(test_should_stop);
     RUN(test_bad_arguments);
-    RUN(test_rank_eval);
     return unit_summary();
 }

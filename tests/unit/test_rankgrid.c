@@ -572,6 +572,79 @@ TEST(fold_in_grid_invalid_arguments)
           "workspace of invalid sizes is 0");
 }
 
+/*
+ * The paired difference of precision, by hand: rows hit (a, b) = (3, 1),
+ * (2, 2), (5, 1), (-1, 4) (not ranked by a: skipped), (4, 0) at k 10:
+ * differences 0.2, 0, 0.4, 0.4, mean 0.25, sample variance
+ * (0.0025 + 0.0625 + 0.0225 + 0.0225) / 3 = 0.11 / 3, standard error
+ * sqrt(0.11 / 12), z = 0.25 / 0.0957427 = 2.61116.
+ */
+TEST(paired_hits_difference_by_hand)
+{
+    int32_t     a[5] = {3, 2, 5, -1, 4};
+    int32_t     b[5 * 2] = {9, 1, 9, 2, 9, 1, 9, 4, 9, 0};   /* column 1 of 2 */
+    double      mean,
+                z;
+
+    it_paired_hits_difference(a, 1, 0, b, 2, 1, 5, 10, &mean, &z);
+    CHECK_NEAR(mean, 0.25, 1e-12);
+    CHECK_NEAR(z, 0.25 / sqrt(0.11 / 12.0), 1e-9);
+    /* the other way round: the same size, the other sign */
+    {
+        int32_t     bb[5] = {1, 2, 1, 4, 0};
+        double      m2,
+                    z2;
+
+        it_paired_hits_difference(bb, 1, 0, a, 1, 0, 5, 10, &m2, &z2);
+        CHECK(m2 == -mean && z2 == -z, "%g %g vs %g %g", m2, z2, mean, z);
+    }
+}
+
+TEST(paired_hits_difference_edges)
+{
+    int32_t     a[3] = {4, 4, 4};
+    int32_t     b[3] = {2, 2, 2};
+    int32_t     none[3] = {-1, -1, -1};
+    double      mean,
+                z;
+
+    /* every row better by the same amount: no spread, infinitely sure */
+    it_paired_hits_difference(a, 1, 0, b, 1, 0, 3, 10, &mean, &z);
+    CHECK_NEAR(mean, 0.2, 1e-12);
+    CHECK(isinf(z) && z > 0, "z %g", z);
+    it_paired_hits_difference(b, 1, 0, a, 1, 0, 3, 10, &mean, &z);
+    CHECK(isinf(z) && z < 0, "z %g", z);
+    /* no difference at all */
+    it_paired_hits_difference(a, 1, 0, a, 1, 0, 3, 10, &mean, &z);
+    CHECK(mean == 0.0 && z == 0.0, "%g %g", mean, z);
+    /* no row ranked by both */
+    it_paired_hits_difference(a, 1, 0, none, 1, 0, 3, 10, &mean, &z);
+    CHECK(mean == 0.0 && z == 0.0, "%g %g", mean, z);
+    /* one row: a mean, no spread */
+    it_paired_hits_difference(a, 1, 0, b, 1, 0, 1, 5, &mean, &z);
+    CHECK_NEAR(mean, 0.4, 1e-12);
+    CHECK(isinf(z) && z > 0, "z %g", z);
+}
+
+/* Losses 10, 12, 9, 15 against 8, 9, 9, 10: differences 2, 3, 0, 5. */
+TEST(mean_difference_by_hand)
+{
+    double      a[4] = {10, 12, 9, 15};
+    double      b[4] = {8, 9, 9, 10};
+    double      mean,
+                z;
+    double      var = ((2 - 2.5) * (2 - 2.5) + (3 - 2.5) * (3 - 2.5) + 2.5 * 2.5 +
+                       (5 - 2.5) * (5 - 2.5)) / 3.0;
+
+    it_mean_difference(a, b, 4, &mean, &z);
+    CHECK_NEAR(mean, 2.5, 1e-12);
+    CHECK_NEAR(z, 2.5 / sqrt(var / 4.0), 1e-9);
+    it_mean_difference(a, b, 0, &mean, &z);
+    CHECK(mean == 0.0 && z == 0.0, "no rows: %g %g", mean, z);
+    it_mean_difference(a, a, 4, &mean, &z);
+    CHECK(mean == 0.0 && z == 0.0, "equal: %g %g", mean, z);
+}
+
 int
 main(void)
 {
@@ -586,5 +659,8 @@ main(void)
     RUN(fold_in_grid_strong_prior_ranks_like_the_prior);
     RUN(fold_in_grid_no_positive_left);
     RUN(fold_in_grid_invalid_arguments);
+    RUN(paired_hits_difference_by_hand);
+    RUN(paired_hits_difference_edges);
+    RUN(mean_difference_by_hand);
     return unit_summary();
 }

@@ -1,0 +1,175 @@
+/*
+ * foldin_choice.h
+ *    Choosing the weight lambda0 of a fold-in prior by simulation on
+ *    trained users (transfer.c drives it; see FoldInGrid there):
+ *
+ *      it_fold_in_lambdas      the grid of weights, in units of mean diag(Y'Y)
+ *      it_fold_in_select_users the simulated users: the first with enough
+ *                              positives
+ *      it_leave_out_items      the item vectors as if a group of them had
+ *                              not been trained on (one item half-step of ALS)
+ *      it_fold_in_simulate_user  one user: reveal a few interactions, fold
+ *                              in around the prior over the grid, count hits
+ *      it_fold_in_choose       precision per simulation, the criterion and
+ *                              the weight chosen
+ *
+ *    and the hashes the simulation draws with.  Plain C, no PostgreSQL
+ *    headers; the conventions of kernels.h hold: buffers come from the
+ *    caller, no allocation, no printing; the long steps call a should_stop
+ *    callback, on the calling thread, between blocks of work.
+ */
+#ifndef IT_FOLDIN_CHOICE_H
+#define IT_FOLDIN_CHOICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels.h"
+
+/* Bounds of the grid and of the reveal counts of one choice. */
+#define IT_FOLD_MAX_GRID    16
+#define IT_FOLD_MAX_REVEAL  4
+
+/* Status codes. */
+#define IT_FOLD_OK          0
+#define IT_FOLD_EINVAL      1   /* bad sizes or pointers */
+#define IT_FOLD_ENONFINITE  2   /* a result is not finite */
+#define IT_FOLD_ESTOPPED    3   /* should_stop asked to stop */
+#define IT_FOLD_ESOLVE      4   /* a fold-in could not be solved */
+
+/* splitmix64: a well-mixed 64-bit hash. */
+uint64_t    it_mix64(uint64_t x);
+
+/* A hash as a number in (0, 1]. */
+double      it_unit_hash(uint64_t h);
+
+/*
+ * The grid: lambdas[g] = grid[g] * mean diag(Y'Y), rounded to 3
+ * significant digits, for the m trained item vectors Y (m * k); Y'Y is
+ * left in YtY (k * k).  Returns IT_FOLD_OK, or IT_FOLD_ENONFINITE when the
+ * scale or a weight is not positive and finite (nothing can be chosen
+ * then), IT_FOLD_EINVAL on bad arguments.
+ */
+int         it_fold_in_lambdas(const float *Y, int64_t m, int k,
+                               const double *grid, int ngrid,
+                               float *YtY, float *lambdas);
+
+/*
+ * The first users rows[i] (rows of R, in the order given) with at least
+ * min_positives entries of weight >= min_weight, at most cap of them:
+ * sel[j] receives the index i, selrows[j] the row rows[i]; *maxlen the
+ * longest row chosen.  sel and selrows hold min(cap, nrows).  Returns
+ * how many were chosen.
+ */
+int64_t     it_fold_in_select_users(const ItCsr *R, const int64_t *rows, int64_t nrows,
+                                    float min_weight, int64_t min_positives, int64_t cap,
+                                    int64_t *sel, int64_t *selrows, int64_t *maxlen);
+
+/*
+ * The buffers of it_leave_out_items for n left-out users of a model of
+ * nusers users, nitems items and k factors (caller-allocated):
+ */
+typedef struct ItLeaveOutBuffers
+{
+    unsigned char *out;         /* nusers */
+    int64_t    *indptr;         /* nitems + 1 */
+    int32_t    *indices;        /* max(Rt->nnz - it_leave_out_removed(), 1) */
+    float      *data;           /* the same */
+    float      *Xs;             /* max(n, 1) * k */
+    float      *G;              /* k * k */
+    float      *XtX;            /* k * k */
+    float      *scratch;        /* it_als_scratch_floats(k, p->threads) */
+} ItLeaveOutBuffers;
+
+/* The interactions of users rows[0..n) (rows of R). */
+int64_t     it_leave_out_removed(const ItCsr *R, const int64_t *rows, int64_t n);
+
+/*
+ * The item vectors as if the users rows[0..n) (distinct rows of R) had
+ * not been trained on: one item half-step of ALS (it_als_half_step with
+ * p, warm from the trained Y, the users' vectors X fixed) on the items'
+ * interactions Rt without theirs, X'X without their vectors.  Yout
+ * (nitems * k) receives the vectors, YtY (k * k) their Y'Y; buf->indptr,
+ * indices and data hold the interactions kept (the items' CSR).  The
+ * half-step runs in row ranges of whole IT_ALS_BLOCK blocks of about
+ * chunk_flops multiply-adds per thread, should_stop (may be NULL) called
+ * before each.  Returns IT_FOLD_OK, IT_FOLD_ESTOPPED, IT_FOLD_ENONFINITE
+ * when a vector is not finite, or IT_FOLD_EINVAL.
+ */
+int         it_leave_out_items(const ItCsr *R, const ItCsr *Rt, const float *X,
+                               const float *Y, int k, const ItAlsParams *p,
+                               const int64_t *rows, int64_t n, double chunk_flops,
+                               ItLeaveOutBuffers *buf, float *Yout, float *YtY,
+                               int (*should_stop) (void *arg), void *should_stop_arg);
+
+/* An interaction of a simulated user, in the order of its hash. */
+typedef struct ItRevealEntry
+{
+    double      key;
+    int32_t     item;
+    float       w;
+} ItRevealEntry;
+
+/*
+ * The interactions of row `row` of R in the order the simulation reveals
+ * them: ascending it_unit_hash(it_mix64((row << 32) ^ item ^ salt)), ties
+ * by the item.  ent holds the row's length.  The same salt gives the same
+ * order.
+ */
+void        it_fold_in_reveal_order(const ItCsr *R, int64_t row, uint64_t salt,
+                                    ItRevealEntry *ent);
+
+/* One simulation's sums: hitsum[r * ngrid + g], users[r]. */
+typedef struct ItFoldInSums
+{
+    int         nreveal;
+    int         ngrid;
+    int64_t     hitsum[IT_FOLD_MAX_REVEAL * IT_FOLD_MAX_GRID];
+    int64_t     users[IT_FOLD_MAX_REVEAL];
+} ItFoldInSums;
+
+/*
+ * Simulates one trained user, row `row` of R: its positives are the
+ * entries of weight >= min_weight; for each r in [0, nreveal) with more
+ * than reveal[r] positives, the first reveal[r] interactions in the order
+ * of it_fold_in_reveal_order (positive or not) are revealed and folded in
+ * around prior (kdim floats, NULL for zero) against the item vectors Y
+ * (m * k, Y'Y in YtY) over the grid lambdas[0..ngrid), each ranking every
+ * item but the revealed ones (it_fold_in_grid_hits); the hits at eval_k
+ * on the other positives are added to sums->hitsum[r], and sums->users[r]
+ * counts the user when some positive was left.  Buffers: ent and pos of
+ * the row's length, rev and revw of reveal[nreveal - 1], ws of
+ * it_fold_in_grid_workspace_floats(m, k, ngrid, eval_k) floats.  reveal
+ * ascending.  Returns IT_FOLD_OK, IT_FOLD_ESOLVE (with the status of the
+ * fold-in in *solve_status) or IT_FOLD_EINVAL.
+ */
+int         it_fold_in_simulate_user(const ItCsr *R, int64_t row, uint64_t salt,
+                                     float min_weight, const int *reveal, int nreveal,
+                                     const float *Y, int64_t m, int k, const float *YtY,
+                                     float alpha, const float *prior,
+                                     const float *lambdas, int ngrid, int eval_k,
+                                     ItRevealEntry *ent, int32_t *pos,
+                                     int32_t *rev, float *revw, float *ws,
+                                     ItFoldInSums *sums, int *solve_status);
+
+/* The outcome of the simulations of one prior. */
+typedef struct ItFoldInChoice
+{
+    int         measured;       /* 0: too few users to choose */
+    int         best;           /* index into the grid */
+    int         counted[IT_FOLD_MAX_REVEAL];   /* simulations in the criterion */
+    double      precision[IT_FOLD_MAX_REVEAL][IT_FOLD_MAX_GRID];
+    double      criterion[IT_FOLD_MAX_GRID];
+} ItFoldInChoice;
+
+/*
+ * From the sums of the simulations: precision[r][g] = hitsum / (users[r]
+ * * eval_k) (0 without users); a simulation counts when it has at least
+ * min_users users; the criterion is the mean precision of the counted
+ * ones; the weight chosen, best, maximises it, the larger weight on ties;
+ * measured when the simulation of the fewest revealed (r = 0) counts.
+ */
+void        it_fold_in_choose(const ItFoldInSums *sums, int eval_k, int64_t min_users,
+                              ItFoldInChoice *out);
+
+#endif                          /* IT_FOLDIN_CHOICE_H */
