@@ -61,6 +61,7 @@
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
+#include "features_encoder.h"
 #include "interest_transfer.h"
 
 #define IT_ENCODER_FORMAT   1

@@ -58,6 +58,7 @@
 #include "utils/memutils.h"
 
 #include "interest_transfer.h"
+#include "features_encoder.h"
 #include "mlp.h"
 #include "rankgrid.h"
 #include "transfer.h"
