@@ -1,15 +1,47 @@
 /*
  * features_encoder.h
- *    Feature encoding (features.c): what the rest of the extension calls to
- *    fit, store and apply the encoder of a user or item features source.
+ *    Feature encoding: what the rest of the extension calls to fit, store
+ *    and apply the encoder of a user or item features source.
  *
- * Turns the rows of a user or item features source (an id column plus any
- * feature columns) into dense float vectors: numbers and dates
- * standardised, text / boolean / enum values one-hot over the frequent
- * values plus an "other" slot, real[] / float8[] columns copied as they
- * are, and a missing-indicator slot for every column that had NULLs when
- * fitted.  Columns are laid out by name, so the order of a query's
- * columns does not matter.  See features.c for the spec's JSON format.
+ * An encoder is fitted on the rows of a source (ItEncoderBegin /
+ * ItEncoderAddRows / ItEncoderFinish), which returns the encoded rows and a
+ * jsonb "spec" holding everything needed to encode a row later without the
+ * fitting data.  The spec is stored with the model version (it_encoder);
+ * ItEncoderFromSpec parses it back into an ItEncoder that encodes a tuple
+ * of any query returning the same columns (matched by name) or a jsonb
+ * object keyed by column name.
+ *
+ * Encoding by column type (every column except the id):
+ *   numeric   smallint, integer, bigint, real, double precision, numeric:
+ *             (x - mean) / std, both taken over the non-NULL fitting rows
+ *             (std 0 is stored as 1).
+ *   date      date, timestamp, timestamptz: days since 1970-01-01, then as
+ *             numeric.
+ *   category  text, varchar, char, boolean, enums: one slot per frequent
+ *             value (seen at least min_category_count times, at most
+ *             max_categories of them, most frequent first), then an "other"
+ *             slot for rare and unseen values.
+ *   vector    real[], double precision[]: one-dimensional, every non-NULL
+ *             value of the same length (that of the first one); taken as
+ *             they are, without scaling.
+ * A column that had NULLs when the encoder was fitted gets one more slot,
+ * the missing indicator: 1 for a NULL (the value slots stay 0).  A NULL met
+ * later in a column without that slot encodes as all zeros: the mean of a
+ * numeric or date column, no slot for a category, a zero vector.
+ *
+ * Columns are laid out in the order of their names (byte order), so the
+ * spec and the vectors do not depend on the order of the source's columns,
+ * and the statistics are taken in the order of the ids, so they do not
+ * depend on the order of its rows either.
+ *
+ * The spec's JSON format is described in features_spec.c.  The code:
+ *   features_types.c   column types and reading their values
+ *   features_fit.c     fitting (the builder) and the encoder options
+ *   features_spec.c    encoder <-> spec, and the slot layout
+ *   features_apply.c   encoding a tuple or a jsonb object
+ *   features_store.c   the it_encoder rows of a model version
+ *   features_sql.c     it_encode_features, it_encode_features_json
+ *   features_int.h     what those files share
  *
  * Fitting, with any reader that yields batches of tuples:
  *
