@@ -21,6 +21,7 @@
 #include "utils/numeric.h"
 
 #include "interest_transfer.h"
+#include "features_encoder.h"
 
 /* The largest integer a double holds exactly: integer options stay in it. */
 #define IT_SAFE_INT 9007199254740991.0

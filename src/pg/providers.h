@@ -10,6 +10,7 @@
 #define IT_PROVIDERS_H
 
 #include "interest_transfer.h"
+#include "features_encoder.h"
 #include "mlp.h"
 
 /* The features -> interest model of one side ("user" or "item"). */

@@ -59,6 +59,7 @@
 
 #include "foldin_choice.h"
 #include "interest_transfer.h"
+#include "features_encoder.h"
 #include "mlp.h"
 #include "rankgrid.h"
 #include "store.h"
