@@ -370,6 +370,7 @@ ItLoadModel(const ItDeployedStamp *st)
     m->user_features_source = ItNullableText(tup, desc, 5);
     m->item_features_source = ItNullableText(tup, desc, 6);
     m->options = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 7, &isnull));
+    ItReadOptions(m->options, &m->opts);
     m->search_path = ItNullableText(tup, desc, 12);
     MemoryContextSwitchTo(oldcxt);
     m->k = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));

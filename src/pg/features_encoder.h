@@ -44,7 +44,7 @@
  *
  * Fitting, with any reader that yields batches of tuples:
  *
- *   ItEncoderOptionsFrom(stored_options, &opts);      (or NULL below)
+ *   ItEncoderOptionsFrom(&model_options, &opts);      (or NULL below)
  *   b = ItEncoderBegin(src.tupdesc, "user_id", "user_features", &opts);
  *   while ((n = ItSourceFetch(&src, 10000)) > 0)
  *       ItEncoderAddRows(b, src.batch, n);
@@ -100,7 +100,8 @@ typedef struct ItEncoded
 extern void ItEncoderDefaultOptions(ItEncoderOptions *o);
 /* From train options (keys "max_categories", "min_category_count"; absent
  * keys take the defaults); ERRORs on out-of-range values. */
-extern void ItEncoderOptionsFrom(Jsonb *options, ItEncoderOptions *o);
+struct ItOptions;
+extern void ItEncoderOptionsFrom(const struct ItOptions *options, ItEncoderOptions *o);
 
 /* what names the source in messages ("user_features"); opts NULL = defaults */
 extern ItEncoderBuilder *ItEncoderBegin(TupleDesc desc, const char *id_column,

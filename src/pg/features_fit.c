@@ -26,6 +26,7 @@
 #include "utils/memutils.h"
 
 #include "features_int.h"
+#include "options.h"
 #include "interest_transfer.h"
 
 typedef struct CatEntry
@@ -87,25 +88,11 @@ ItEncoderDefaultOptions(ItEncoderOptions *o)
 }
 
 void
-ItEncoderOptionsFrom(Jsonb *options, ItEncoderOptions *o)
+ItEncoderOptionsFrom(const ItOptions *options, ItEncoderOptions *o)
 {
-    int64       v;
-
-    ItEncoderDefaultOptions(o);
-    v = ItOptionInt(options, "max_categories", o->max_categories);
-    if (v < 0 || v > IT_ENCODER_MAX_CATEGORIES)
-        ereport(ERROR,
-                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                 errmsg("option \"max_categories\" must be an integer from 0 to %d", IT_ENCODER_MAX_CATEGORIES),
-                 errhint("Max_categories is the most values of a text or boolean feature that get their own slot.")));
-    o->max_categories = (int) v;
-    v = ItOptionInt(options, "min_category_count", o->min_category_count);
-    if (v < 1 || v > PG_INT32_MAX)
-        ereport(ERROR,
-                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                 errmsg("option \"min_category_count\" must be a positive integer"),
-                 errhint("Min_category_count is how many rows a value of a text or boolean feature needs to get its own slot.")));
-    o->min_category_count = (int) v;
+    /* in range: ItReadOptions checked them against the options table */
+    o->max_categories = (int) options->max_categories;
+    o->min_category_count = (int) options->min_category_count;
 }
 
 /* n * size bytes, checked against overflow and the largest allocation. */

@@ -16,12 +16,15 @@
 #include "utils/tuplestore.h"
 
 #include "features_int.h"
+#include "options.h"
 #include "interest_transfer.h"
 
 /* The encoder options of a helper call: only the encoder's own keys. */
 static void
 HelperOptions(Jsonb *options, ItEncoderOptions *o)
 {
+    ItOptions   all;
+
     if (options != NULL)
     {
         JsonbIterator *it;
@@ -52,7 +55,9 @@ HelperOptions(Jsonb *options, ItEncoderOptions *o)
                          errhint("Write them as numbers, for example '{\"max_categories\": 16}'.")));
         }
     }
-    ItEncoderOptionsFrom(options, o);
+    /* the ranges and their messages are those of train()'s options */
+    ItReadOptions(ItResolveOptions(options), &all);
+    ItEncoderOptionsFrom(&all, o);
 }
 
 static char *

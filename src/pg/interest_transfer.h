@@ -20,6 +20,7 @@
 
 #include "kernels.h"
 #include "access.h"
+#include "options.h"
 
 /* Limits checked before allocating. */
 #define IT_MAX_FACTORS      1024
@@ -95,42 +96,6 @@ extern Datum ItFloatArrayDatum(const float *v, int n);
 extern Datum ItFlatArray(const void *data, int64 n, Oid elemtype, int elemsize);
 /* Copies a real[] datum into v[n]; ERRORs when its length is not n or it has NULLs, NaN or infinity. */
 extern void ItArrayToFloats(Datum arr, float *v, int n, const char *what);
-
-/*
- * Options of train() (options.c).  ItOptions there is the table of every
- * option (name, kind, range, default); add a row to add an option.
- * ItResolveOptions checks a user's jsonb object against it (ERROR naming
- * the option and what it accepts, or listing the valid names) and returns
- * the object to store: every option, defaults filled in.  given may be NULL.
- * The accessors read a stored object back; they return defval when the key
- * is absent (a version stored before the option existed) or null.
- */
-typedef enum ItOptionKind
-{
-    IT_OPTION_INT,              /* JSON number, integral, in [min, max] */
-    IT_OPTION_FLOAT,            /* JSON number in [min, max] (max may be HUGE_VAL) */
-    IT_OPTION_BOOL,             /* JSON true / false */
-    IT_OPTION_TEXT              /* JSON string, one of choices when set */
-} ItOptionKind;
-
-typedef struct ItOptionDef
-{
-    const char *name;
-    ItOptionKind kind;
-    double      min;
-    double      max;
-    double      defval;         /* INT, FLOAT; BOOL: 0 or 1 */
-    const char *deftext;        /* TEXT default (NULL: JSON null) */
-    const char *choices;        /* TEXT: "a, b, c", or NULL for any string */
-    const char *description;    /* noun phrase, for hints */
-} ItOptionDef;
-
-extern const ItOptionDef *ItOptionTable(int *n);
-extern Jsonb *ItResolveOptions(Jsonb *given);
-extern int64 ItOptionInt(Jsonb *options, const char *key, int64 defval);
-extern double ItOptionFloat(Jsonb *options, const char *key, double defval);
-extern bool ItOptionBool(Jsonb *options, const char *key, bool defval);
-extern char *ItOptionText(Jsonb *options, const char *key, const char *defval);
 
 /*
  * Reading a user's source (spi_read.c): a table or view name (optionally
@@ -263,6 +228,7 @@ typedef struct ItModel
     char       *search_path;    /* the stored sources are read with (NULL: before 0.2) */
     Oid         owner;          /* the model's owner: stored sources run as this role */
     Jsonb      *options;        /* every option, defaults filled in */
+    ItOptions   opts;           /* the same, typed */
     int64       n_users;
 
     /* item side, rows aligned with item_ids */

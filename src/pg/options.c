@@ -1,12 +1,13 @@
 /*
  * options.c
  *    The options of train(): one table of every option with its type, range
- *    and default, the check of a user's jsonb object against it, and
- *    accessors that read an option back from a model's stored options.
+ *    and default, the check of a user's jsonb object against it, and the
+ *    typed struct a model's stored options are read into.
  *
  * A model version stores its options resolved: every option of the table,
- * with the defaults filled in.  To add an option, add a row to ItOptions;
- * the check, the error messages and the stored defaults follow from it.
+ * with the defaults filled in.  To add an option, add a row to OptionTable
+ * and a field to ItOptions (options.h); the check, the error messages, the
+ * stored defaults and the typed struct follow from it.
  */
 #include "postgres.h"
 
@@ -21,76 +22,80 @@
 #include "utils/numeric.h"
 
 #include "interest_transfer.h"
+#include "options.h"
 #include "features_encoder.h"
 
 /* The largest integer a double holds exactly: integer options stay in it. */
 #define IT_SAFE_INT 9007199254740991.0
 
-static const ItOptionDef ItOptions[] = {
+/* where an option goes in ItOptions */
+#define AT(field) offsetof(ItOptions, field)
+
+static const ItOptionDef OptionTable[] = {
     /* name, kind, min, max, default number, default text, choices, description */
     {"factors", IT_OPTION_INT, 1, IT_MAX_FACTORS, 64, NULL, NULL,
-    "number of latent factors per user and item"},
+    "number of latent factors per user and item", AT(factors)},
     {"iterations", IT_OPTION_INT, 1, IT_MAX_ITERATIONS, 15, NULL, NULL,
-    "alternating least squares iterations"},
+    "alternating least squares iterations", AT(iterations)},
     {"regularization", IT_OPTION_FLOAT, 0, 1e30, 0.05, NULL, NULL,
-    "weight of the L2 penalty on the factors"},
+    "weight of the L2 penalty on the factors", AT(regularization)},
     {"alpha", IT_OPTION_FLOAT, 0, 1e30, 1.0, NULL, NULL,
-    "confidence scale: c = 1 + alpha * weight"},
+    "confidence scale: c = 1 + alpha * weight", AT(alpha)},
     {"cg_steps", IT_OPTION_INT, 1, IT_MAX_CG_STEPS, 3, NULL, NULL,
-    "conjugate gradient steps per row and half-step"},
+    "conjugate gradient steps per row and half-step", AT(cg_steps)},
     {"seed", IT_OPTION_INT, 0, IT_SAFE_INT, 42, NULL, NULL,
-    "seed of the random initial factors"},
+    "seed of the random initial factors", AT(seed)},
     {"threads", IT_OPTION_INT, 0, IT_MAX_THREADS, 0, NULL, NULL,
-    "worker threads (0 = the setting interest_transfer.threads)"},
+    "worker threads (0 = the setting interest_transfer.threads)", AT(threads)},
     {"deploy", IT_OPTION_TEXT, 0, 0, 0, "always", "always, never, if_better",
     "rule for deploying the new version: always, never, or if_better (when its held-out precision@10 "
-    "on a validation slice is not lower than that of the deployed version's options fitted on the same slice)"},
+    "on a validation slice is not lower than that of the deployed version's options fitted on the same slice)", AT(deploy)},
     /* serving users the model was not trained on (providers.c, refresh.c) */
     {"prior_weight", IT_OPTION_FLOAT, 0, 1e30, 0, NULL, NULL,
     "weight lambda0 that pulls the fold-in of a user the model was not trained on towards its prior "
     "(0 = automatic: the weight training chose for the prior by folding in held-out trained users "
-    "from a few of their interactions)"},
+    "from a few of their interactions)", AT(prior_weight)},
     {"fold_in", IT_OPTION_BOOL, 0, 1, 1, NULL, NULL,
-    "switch that folds in users the model was not trained on from their rows in the interactions source when they are scored"},
+    "switch that folds in users the model was not trained on from their rows in the interactions source when they are scored", AT(fold_in)},
     /* features -> interest models trained with the model (transfer.c) */
     {"prior_hidden", IT_OPTION_INT, 0, 4096, 64, NULL, NULL,
-    "number of hidden units of the features -> interest model (0 = a linear model)"},
+    "number of hidden units of the features -> interest model (0 = a linear model)", AT(prior_hidden)},
     {"prior_epochs", IT_OPTION_INT, 1, 10000, 200, NULL, NULL,
-    "most passes over the trained users (items) when fitting the features -> interest model"},
+    "most passes over the trained users (items) when fitting the features -> interest model", AT(prior_epochs)},
     {"prior_learning_rate", IT_OPTION_FLOAT, 1e-9, 1, 1e-3, NULL, NULL,
-    "step size (Adam) of the features -> interest model"},
+    "step size (Adam) of the features -> interest model", AT(prior_learning_rate)},
     {"prior_weight_decay", IT_OPTION_FLOAT, 0, 1e6, 3.0, NULL, NULL,
-    "decoupled weight decay of the features -> interest model (its learning rate times this must stay below 1)"},
+    "decoupled weight decay of the features -> interest model (its learning rate times this must stay below 1)", AT(prior_weight_decay)},
     {"prior_batch", IT_OPTION_INT, 1, 65536, 64, NULL, NULL,
-    "rows per minibatch of the features -> interest model"},
+    "rows per minibatch of the features -> interest model", AT(prior_batch)},
     {"prior_patience", IT_OPTION_INT, 0, 1000, 20, NULL, NULL,
-    "epochs without a better validation loss before the features -> interest model stops (0 = never early)"},
+    "epochs without a better validation loss before the features -> interest model stops (0 = never early)", AT(prior_patience)},
     {"prior_validation", IT_OPTION_FLOAT, 0.05, 0.5, 0.2, NULL, NULL,
-    "fraction of the trained users (items) with features held out to stop and check the features -> interest model"},
+    "fraction of the trained users (items) with features held out to stop and check the features -> interest model", AT(prior_validation)},
     {"prior_min_weight", IT_OPTION_FLOAT, 0, 1e30, 0, NULL, NULL,
     "smallest summed weight of an interaction that counts as a positive for the features -> interest model "
-    "(0 = every interaction; for ratings, e.g. 4)"},
+    "(0 = every interaction; for ratings, e.g. 4)", AT(prior_min_weight)},
     {"prior_budget", IT_OPTION_FLOAT, 0.01, 1000, 1, NULL, NULL,
     "scale of the work budget of the features -> interest models on large data "
-    "(1 = about 15% of the ALS work, at least a second or so; it caps their epochs)"},
+    "(1 = about 15% of the ALS work, at least a second or so; it caps their epochs)", AT(prior_budget)},
     {"prior_vector_weight", IT_OPTION_FLOAT, 0, 1, 0, NULL, NULL,
     "share of the features -> interest model's objective spent imitating the trained vectors "
-    "(0 = only ranking the interactions through the other side's vectors, 1 = only imitating)"},
+    "(0 = only ranking the interactions through the other side's vectors, 1 = only imitating)", AT(prior_vector_weight)},
     {"new_items", IT_OPTION_BOOL, 0, 1, 1, NULL, NULL,
-    "switch that gives items present only in item_features a vector from their features"},
+    "switch that gives items present only in item_features a vector from their features", AT(new_items)},
     {"max_categories", IT_OPTION_INT, 0, IT_ENCODER_MAX_CATEGORIES, IT_ENCODER_DEFAULT_MAX_CATEGORIES, NULL, NULL,
-    "most values of a text or boolean feature that get their own slot"},
+    "most values of a text or boolean feature that get their own slot", AT(max_categories)},
     {"min_category_count", IT_OPTION_INT, 1, PG_INT32_MAX, IT_ENCODER_DEFAULT_MIN_CATEGORY_COUNT, NULL, NULL,
-    "rows a value of a text or boolean feature needs to get its own slot"},
+    "rows a value of a text or boolean feature needs to get its own slot", AT(min_category_count)},
 };
 
-#define IT_NOPTIONS lengthof(ItOptions)
+#define IT_NOPTIONS lengthof(OptionTable)
 
 const ItOptionDef *
 ItOptionTable(int *n)
 {
     *n = (int) IT_NOPTIONS;
-    return ItOptions;
+    return OptionTable;
 }
 
 static const ItOptionDef *
@@ -98,9 +103,9 @@ FindOption(const char *name, int len)
 {
     for (int i = 0; i < (int) IT_NOPTIONS; i++)
     {
-        if ((int) strlen(ItOptions[i].name) == len &&
-            memcmp(ItOptions[i].name, name, len) == 0)
-            return &ItOptions[i];
+        if ((int) strlen(OptionTable[i].name) == len &&
+            memcmp(OptionTable[i].name, name, len) == 0)
+            return &OptionTable[i];
     }
     return NULL;
 }
@@ -113,7 +118,7 @@ OptionNames(void)
 
     initStringInfo(&buf);
     for (int i = 0; i < (int) IT_NOPTIONS; i++)
-        appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "", ItOptions[i].name);
+        appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "", OptionTable[i].name);
     return buf.data;
 }
 
@@ -282,7 +287,7 @@ DefaultValue(const ItOptionDef *def, JsonbValue *v)
 Jsonb *
 ItResolveOptions(Jsonb *given)
 {
-    JsonbValue *found[lengthof(ItOptions)];
+    JsonbValue *found[lengthof(OptionTable)];
     JsonbParseState *state = NULL;
     JsonbValue  key;
     JsonbValue *res;
@@ -324,8 +329,8 @@ ItResolveOptions(Jsonb *given)
             if (v.type == jbvNull)
                 continue;
             CheckValue(def, &v);
-            found[def - ItOptions] = palloc(sizeof(JsonbValue));
-            *found[def - ItOptions] = v;
+            found[def - OptionTable] = palloc(sizeof(JsonbValue));
+            *found[def - OptionTable] = v;
         }
     }
 
@@ -335,13 +340,13 @@ ItResolveOptions(Jsonb *given)
         JsonbValue  val;
 
         key.type = jbvString;
-        key.val.string.val = (char *) ItOptions[i].name;
-        key.val.string.len = strlen(ItOptions[i].name);
+        key.val.string.val = (char *) OptionTable[i].name;
+        key.val.string.len = strlen(OptionTable[i].name);
         pushJsonbValue(&state, WJB_KEY, &key);
         if (found[i])
             val = *found[i];
         else
-            DefaultValue(&ItOptions[i], &val);
+            DefaultValue(&OptionTable[i], &val);
         pushJsonbValue(&state, WJB_VALUE, &val);
     }
     res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
@@ -363,66 +368,61 @@ GetOption(Jsonb *options, const char *key, JsonbValue *buf)
 }
 
 static void
-CorruptOption(const char *key, const char *expected)
+CorruptOption(const ItOptionDef *def, const char *expected)
 {
     ereport(ERROR,
             (errcode(ERRCODE_DATA_CORRUPTED),
-             errmsg("stored option \"%s\" is not %s", key, expected),
+             errmsg("stored option \"%s\" is not %s", def->name, expected),
              errhint("Train a new version with train(model, interactions, options => ...).")));
 }
 
-int64
-ItOptionInt(Jsonb *options, const char *key, int64 defval)
+static double
+StoredNumber(const ItOptionDef *def, JsonbValue *v)
 {
-    JsonbValue  buf;
-    JsonbValue *v = GetOption(options, key, &buf);
     double      d;
 
-    if (v == NULL)
-        return defval;
     if (v->type != jbvNumeric)
-        CorruptOption(key, "an integer");
+        CorruptOption(def, def->kind == IT_OPTION_INT ? "an integer" : "a number");
     d = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
-    if (isnan(d) || d != floor(d) || fabs(d) > IT_SAFE_INT)
-        CorruptOption(key, "an integer");
-    return (int64) d;
+    if (def->kind == IT_OPTION_INT && (isnan(d) || d != floor(d) || fabs(d) > IT_SAFE_INT))
+        CorruptOption(def, "an integer");
+    if (!(d >= def->min && d <= def->max))
+        CorruptOption(def, psprintf("within %g and %g", def->min, def->max));
+    return d;
 }
 
-double
-ItOptionFloat(Jsonb *options, const char *key, double defval)
+void
+ItReadOptions(Jsonb *stored, ItOptions *out)
 {
-    JsonbValue  buf;
-    JsonbValue *v = GetOption(options, key, &buf);
+    memset(out, 0, sizeof(*out));
+    for (int i = 0; i < (int) IT_NOPTIONS; i++)
+    {
+        const ItOptionDef *def = &OptionTable[i];
+        char       *field = (char *) out + def->offset;
+        JsonbValue  buf;
+        JsonbValue *v = GetOption(stored, def->name, &buf);
 
-    if (v == NULL)
-        return defval;
-    if (v->type != jbvNumeric)
-        CorruptOption(key, "a number");
-    return DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
-}
-
-bool
-ItOptionBool(Jsonb *options, const char *key, bool defval)
-{
-    JsonbValue  buf;
-    JsonbValue *v = GetOption(options, key, &buf);
-
-    if (v == NULL)
-        return defval;
-    if (v->type != jbvBool)
-        CorruptOption(key, "true or false");
-    return v->val.boolean;
-}
-
-char *
-ItOptionText(Jsonb *options, const char *key, const char *defval)
-{
-    JsonbValue  buf;
-    JsonbValue *v = GetOption(options, key, &buf);
-
-    if (v == NULL)
-        return defval ? pstrdup(defval) : NULL;
-    if (v->type != jbvString)
-        CorruptOption(key, "a string");
-    return pnstrdup(v->val.string.val, v->val.string.len);
+        switch (def->kind)
+        {
+            case IT_OPTION_INT:
+                *(int64 *) field = v ? (int64) StoredNumber(def, v) : (int64) def->defval;
+                break;
+            case IT_OPTION_FLOAT:
+                *(double *) field = v ? StoredNumber(def, v) : def->defval;
+                break;
+            case IT_OPTION_BOOL:
+                if (v != NULL && v->type != jbvBool)
+                    CorruptOption(def, "true or false");
+                *(bool *) field = v ? v->val.boolean : def->defval != 0;
+                break;
+            case IT_OPTION_TEXT:
+                if (v != NULL && (v->type != jbvString ||
+                                  (def->choices && !ChoiceAllowed(def->choices, v->val.string.val,
+                                                                  v->val.string.len))))
+                    CorruptOption(def, psprintf("one of %s", def->choices ? def->choices : "the strings"));
+                *(const char **) field = v ? pnstrdup(v->val.string.val, v->val.string.len) :
+                    def->deftext ? pstrdup(def->deftext) : NULL;
+                break;
+        }
+    }
 }

@@ -363,8 +363,8 @@ ItGetTransfer(ItModel *m)
     t = MemoryContextAllocZero(cxt, sizeof(ItTransfer));
     t->cxt = cxt;
 
-    pw = ItOptionFloat(m->options, "prior_weight", 0.0);
-    alpha = ItOptionFloat(m->options, "alpha", 1.0);
+    pw = m->opts.prior_weight;
+    alpha = m->opts.alpha;
     if (!(pw >= 0.0 && pw <= FLT_MAX) || !(alpha >= 0.0 && alpha <= FLT_MAX))
         ereport(ERROR,
                 (errcode(ERRCODE_DATA_CORRUPTED),
@@ -372,8 +372,8 @@ ItGetTransfer(ItModel *m)
                         pw, alpha, m->name),
                  errhint("Train a new version with train('%s').", m->name)));
     t->alpha = (float) alpha;
-    t->fold_in = ItOptionBool(m->options, "fold_in", true);
-    t->new_items = ItOptionBool(m->options, "new_items", true);
+    t->fold_in = m->opts.fold_in;
+    t->new_items = m->opts.new_items;
 
     if (m->user_features_source != NULL)
         LoadSide(m, "user", &t->user, cxt);

@@ -32,6 +32,7 @@
 #include "utils/tuplestore.h"
 
 #include "interest_transfer.h"
+#include "options.h"
 #include "store.h"
 #include "transfer.h"
 
@@ -449,11 +450,11 @@ AppendDouble(StringInfo buf, double v)
  * quiet: no NOTICE per iteration (a validation fit).
  */
 static double
-Fit(ItTrainData *d, Jsonb *options, float *X, float *Y, StringInfo history, bool quiet)
+Fit(ItTrainData *d, const ItOptions *o, float *X, float *Y, StringInfo history, bool quiet)
 {
-    int         k = (int) ItOptionInt(options, "factors", 64);
-    int         iterations = (int) ItOptionInt(options, "iterations", 15);
-    uint64      seed = (uint64) ItOptionInt(options, "seed", 42);
+    int         k = (int) o->factors;
+    int         iterations = (int) o->iterations;
+    uint64      seed = (uint64) o->seed;
     ItAlsParams p;
     float      *XtX;
     float      *YtY;
@@ -463,10 +464,10 @@ Fit(ItTrainData *d, Jsonb *options, float *X, float *Y, StringInfo history, bool
     instr_time  start;
 
     p.factors = k;
-    p.regularization = (float) ItOptionFloat(options, "regularization", 0.05);
-    p.alpha = (float) ItOptionFloat(options, "alpha", 1.0);
-    p.cg_steps = (int) ItOptionInt(options, "cg_steps", 3);
-    p.threads = ItThreads((int) ItOptionInt(options, "threads", 0));
+    p.regularization = (float) o->regularization;
+    p.alpha = (float) o->alpha;
+    p.cg_steps = (int) o->cg_steps;
+    p.threads = ItThreads((int) o->threads);
 
     XtX = AllocArray((int64) k * k, sizeof(float));
     YtY = AllocArray((int64) k * k, sizeof(float));
@@ -547,11 +548,11 @@ typedef struct ItDeployDecision
 
 /* Precision@10 on the held-out part of split after fitting options on its training part. */
 static double
-ValidationPrecision(ItTrainData *split, Jsonb *options, const int32 *held_users,
+ValidationPrecision(ItTrainData *split, const ItOptions *o, const int32 *held_users,
                     const int64 *held_indptr, const int32 *held_items, int64 nheld,
                     int64 *counted)
 {
-    int         k = (int) ItOptionInt(options, "factors", 64);
+    int         k = (int) o->factors;
     float      *X = AllocArray(split->nusers * k, sizeof(float));
     float      *Y = AllocArray(split->nitems * k, sizeof(float));
     float      *scores = AllocArray(split->nitems, sizeof(float));
@@ -561,7 +562,7 @@ ValidationPrecision(ItTrainData *split, Jsonb *options, const int32 *held_users,
     double      p;
 
     initStringInfo(&history);
-    (void) Fit(split, options, X, Y, &history, true);
+    (void) Fit(split, o, X, Y, &history, true);
     CHECK_FOR_INTERRUPTS();
     p = it_holdout_precision(X, Y, split->nitems, k, &split->R, held_users, held_indptr,
                              held_items, nheld, IT_VALIDATION_K, scores, top_idx, top_score,
@@ -582,8 +583,8 @@ ValidationPrecision(ItTrainData *split, Jsonb *options, const int32 *held_users,
  * version.
  */
 static void
-CompareWithDeployed(const char *model, ItTrainData *d, Jsonb *options, int dep_version,
-                    Jsonb *dep_options, ItDeployDecision *out)
+CompareWithDeployed(const char *model, ItTrainData *d, const ItOptions *o, int dep_version,
+                    const ItOptions *dep, ItDeployDecision *out)
 {
     ItTrainData split = *d;
     int64       max_users = Min((int64) IT_VALIDATION_USERS, d->nusers);
@@ -599,7 +600,7 @@ CompareWithDeployed(const char *model, ItTrainData *d, Jsonb *options, int dep_v
     split.R.indptr = AllocArray(d->nusers + 1, sizeof(int64));
     split.R.indices = AllocArray(Max(d->R.nnz, 1), sizeof(int32));
     split.R.data = AllocArray(Max(d->R.nnz, 1), sizeof(float));
-    nheld = it_holdout_split(&d->R, (uint64) ItOptionInt(options, "seed", 42), max_users,
+    nheld = it_holdout_split(&d->R, (uint64) o->seed, max_users,
                              IT_VALIDATION_MIN_ROWS, IT_VALIDATION_FRACTION, &split.R,
                              held_users, held_indptr, held_items);
     split.Rt.indptr = AllocArray(d->nitems + 1, sizeof(int64));
@@ -607,8 +608,8 @@ CompareWithDeployed(const char *model, ItTrainData *d, Jsonb *options, int dep_v
     split.Rt.data = AllocArray(Max(split.R.nnz, 1), sizeof(float));
     it_csr_transpose(&split.R, &split.Rt);
 
-    p_new = ValidationPrecision(&split, options, held_users, held_indptr, held_items, nheld, &counted_new);
-    p_old = ValidationPrecision(&split, dep_options, held_users, held_indptr, held_items, nheld, &counted_old);
+    p_new = ValidationPrecision(&split, o, held_users, held_indptr, held_items, nheld, &counted_new);
+    p_old = ValidationPrecision(&split, dep, held_users, held_indptr, held_items, nheld, &counted_old);
 
     appendStringInfo(&out->json, ", \"compared_with\": %d, \"validation_users\": " INT64_FORMAT
                      ", \"precision_at_10\": %.6f, \"deployed_precision_at_10\": %.6f",
@@ -655,24 +656,27 @@ CompareWithDeployed(const char *model, ItTrainData *d, Jsonb *options, int dep_v
 
 /* The deployed version's number and options, as the tables' owner; false when none. */
 static bool
-DeployedOptions(const char *model, int *version, Jsonb **options)
+DeployedOptions(const char *model, int *version, ItOptions *options)
 {
     ItRunAs     r;
+    Jsonb      *stored;
     bool        found;
 
     ItRunAsTablesOwner(&r);
     /* after the model's lock: what the writers before committed */
-    found = ItStoreDeployedVersion(model, version, options);
+    found = ItStoreDeployedVersion(model, version, &stored);
     ItRunAsEnd(&r);
+    if (found)
+        ItReadOptions(stored, options);
     return found;
 }
 
 static void
-DecideDeploy(const char *model, ItTrainData *d, Jsonb *options, ItDeployDecision *out)
+DecideDeploy(const char *model, ItTrainData *d, const ItOptions *o, ItDeployDecision *out)
 {
-    char       *rule = ItOptionText(options, "deploy", "always");
+    const char *rule = o->deploy;
     int         dep_version;
-    Jsonb      *dep_options;
+    ItOptions   dep_options;
 
     /* the rule is one of the option's three words: no JSON escaping needed */
     initStringInfo(&out->json);
@@ -680,7 +684,7 @@ DecideDeploy(const char *model, ItTrainData *d, Jsonb *options, ItDeployDecision
     if (strcmp(rule, "never") == 0)
         out->deploy = false;
     else if (strcmp(rule, "if_better") == 0 && DeployedOptions(model, &dep_version, &dep_options))
-        CompareWithDeployed(model, d, options, dep_version, dep_options, out);
+        CompareWithDeployed(model, d, o, dep_version, &dep_options, out);
     else
     {
         out->deploy = true;
@@ -791,6 +795,7 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     ItWriteState st;
     ItRunAs     as_owner;
     Jsonb      *options;
+    ItOptions   opts;
     ItTrainData d;
     float      *X;
     float      *Y;
@@ -807,7 +812,8 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     CheckModelName(model);
     ItRefuseReadOnly("train", model);
     options = ItResolveOptions(def->options);
-    k = (int) ItOptionInt(options, "factors", 64);
+    ItReadOptions(options, &opts);
+    k = (int) opts.factors;
 
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
@@ -829,7 +835,7 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     CheckFeatureSource(def->user_features, "user_features", "user_id", model);
     CheckFeatureSource(def->item_features, "item_features", "item_id", model);
     /* features read and encoded before anything is written (transfer.c) */
-    transfer = ItTransferRead(model, def->user_features, def->item_features, options);
+    transfer = ItTransferRead(model, def->user_features, def->item_features, &opts);
 
     memset(&d, 0, sizeof(d));
     ReadInteractions(&d, def->interactions, model);
@@ -840,12 +846,12 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     X = AllocArray(d.nusers * k, sizeof(float));
     Y = AllocArray(d.nitems * k, sizeof(float));
     initStringInfo(&history);
-    loss = Fit(&d, options, X, Y, &history, false);
+    loss = Fit(&d, &opts, X, Y, &history, false);
 
     /* features -> interest models on the trained factors (transfer.c) */
     memset(&trained, 0, sizeof(trained));
     trained.k = k;
-    trained.alpha = (float) ItOptionFloat(options, "alpha", 1.0);
+    trained.alpha = (float) opts.alpha;
     trained.nusers = d.nusers;
     trained.nitems = d.nitems;
     trained.user_ids = d.user_ids;
@@ -855,7 +861,7 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     trained.X = X;
     trained.Y = Y;
     ItTransferFit(transfer, &trained);
-    DecideDeploy(model, &d, options, &decision);
+    DecideDeploy(model, &d, &opts, &decision);
     t_fit = ItElapsedSeconds(start);
 
     res->version = WriteModel(model, def, options, &d, X, Y, k, loss, history.data, start,

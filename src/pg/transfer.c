@@ -62,6 +62,7 @@
 #include "features_encoder.h"
 #include "mlp.h"
 #include "rankgrid.h"
+#include "options.h"
 #include "store.h"
 #include "transfer.h"
 
@@ -384,27 +385,28 @@ PriorCheckInterrupts(void *arg)
  * Options
  * ------------------------------------------------------------------------ */
 
+/* The options of the priors, in the units and types their code uses. */
 static void
-ReadPriorOptions(Jsonb *options, PriorOptions *o)
+ReadPriorOptions(const ItOptions *opt, PriorOptions *o)
 {
-    o->hidden = (int) ItOptionInt(options, "prior_hidden", 64);
-    o->epochs = (int) ItOptionInt(options, "prior_epochs", 200);
-    o->learning_rate = ItOptionFloat(options, "prior_learning_rate", 1e-3);
-    o->weight_decay = ItOptionFloat(options, "prior_weight_decay", 3.0);
-    o->batch = (int) ItOptionInt(options, "prior_batch", 64);
-    o->patience = (int) ItOptionInt(options, "prior_patience", 20);
-    o->validation = ItOptionFloat(options, "prior_validation", 0.2);
-    o->min_weight = ItOptionFloat(options, "prior_min_weight", 0.0);
-    o->new_items = ItOptionBool(options, "new_items", true);
-    o->seed = (uint64) ItOptionInt(options, "seed", 42);
-    o->factors = (int) ItOptionInt(options, "factors", 64);
-    o->budget = ItOptionFloat(options, "prior_budget", 1.0);
-    o->vector_weight = ItOptionFloat(options, "prior_vector_weight", 0.0);
-    o->iterations = (int) ItOptionInt(options, "iterations", 15);
-    o->cg_steps = (int) ItOptionInt(options, "cg_steps", 3);
-    o->regularization = ItOptionFloat(options, "regularization", 0.05);
-    o->threads = (int) ItOptionInt(options, "threads", 0);
-    ItEncoderOptionsFrom(options, &o->encoder);
+    o->hidden = (int) opt->prior_hidden;
+    o->epochs = (int) opt->prior_epochs;
+    o->learning_rate = opt->prior_learning_rate;
+    o->weight_decay = opt->prior_weight_decay;
+    o->batch = (int) opt->prior_batch;
+    o->patience = (int) opt->prior_patience;
+    o->validation = opt->prior_validation;
+    o->min_weight = opt->prior_min_weight;
+    o->new_items = opt->new_items;
+    o->seed = (uint64) opt->seed;
+    o->factors = (int) opt->factors;
+    o->budget = opt->prior_budget;
+    o->vector_weight = opt->prior_vector_weight;
+    o->iterations = (int) opt->iterations;
+    o->cg_steps = (int) opt->cg_steps;
+    o->regularization = opt->regularization;
+    o->threads = (int) opt->threads;
+    ItEncoderOptionsFrom(opt, &o->encoder);
 
     /* the ranges are checked by ItResolveOptions; this one spans two options */
     if (!(o->learning_rate * o->weight_decay < 1.0))
@@ -481,7 +483,7 @@ ReadFeatures(const char *source, const char *what, const char *id_column,
 
 ItTransferTrain *
 ItTransferRead(const char *model, const char *user_features,
-               const char *item_features, Jsonb *options)
+               const char *item_features, const ItOptions *options)
 {
     PriorOptions o;
     MemoryContext cxt;

@@ -34,6 +34,7 @@
 #define IT_TRANSFER_H
 
 #include "interest_transfer.h"
+#include "options.h"
 
 typedef struct ItTransferTrain ItTransferTrain;    /* opaque */
 
@@ -53,7 +54,7 @@ typedef struct ItTrainedModel
 } ItTrainedModel;
 
 extern ItTransferTrain *ItTransferRead(const char *model, const char *user_features,
-                                       const char *item_features, Jsonb *options);
+                                       const char *item_features, const ItOptions *options);
 extern void ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm);
 extern void ItTransferWrite(ItTransferTrain *t, const char *model, int version);
 extern const char *ItTransferSummary(ItTransferTrain *t);

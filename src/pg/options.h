@@ -1,0 +1,83 @@
+/*
+ * options.h
+ *    The options of train() (options.c).  OptionTable there lists every
+ *    option once: name, kind, range, default and where it goes in
+ *    ItOptions; add a row (and a field) to add an option.
+ *
+ *    ItResolveOptions checks a user's jsonb object against the table
+ *    (ERROR naming the option and what it accepts, or listing the valid
+ *    names) and returns the object to store with a version: every option,
+ *    defaults filled in.  ItReadOptions turns a stored object into the
+ *    typed struct every caller reads; a key a version stored before the
+ *    option existed gets the table's default.  No default is written
+ *    anywhere else.
+ */
+#ifndef IT_OPTIONS_H
+#define IT_OPTIONS_H
+
+#include "postgres.h"
+
+#include "utils/jsonb.h"
+
+typedef struct ItOptions
+{
+    /* the factorisation (train.c) */
+    int64       factors;
+    int64       iterations;
+    double      regularization;
+    double      alpha;
+    int64       cg_steps;
+    int64       seed;
+    int64       threads;        /* 0: the setting interest_transfer.threads */
+    const char *deploy;         /* always, never, if_better */
+    /* serving users the model was not trained on (the interest providers, refresh.c) */
+    double      prior_weight;   /* 0: the weight training measured */
+    bool        fold_in;
+    /* the features -> interest models (transfer.c) */
+    int64       prior_hidden;
+    int64       prior_epochs;
+    double      prior_learning_rate;
+    double      prior_weight_decay;
+    int64       prior_batch;
+    int64       prior_patience;
+    double      prior_validation;
+    double      prior_min_weight;
+    double      prior_budget;
+    double      prior_vector_weight;
+    bool        new_items;
+    int64       max_categories;
+    int64       min_category_count;
+} ItOptions;
+
+typedef enum ItOptionKind
+{
+    IT_OPTION_INT,              /* JSON number, integral, in [min, max]; an int64 field */
+    IT_OPTION_FLOAT,            /* JSON number in [min, max]; a double field */
+    IT_OPTION_BOOL,             /* JSON true / false; a bool field */
+    IT_OPTION_TEXT              /* JSON string, one of choices when set; a const char * field */
+} ItOptionKind;
+
+typedef struct ItOptionDef
+{
+    const char *name;
+    ItOptionKind kind;
+    double      min;
+    double      max;
+    double      defval;         /* INT, FLOAT; BOOL: 0 or 1 */
+    const char *deftext;        /* TEXT default (NULL: JSON null) */
+    const char *choices;        /* TEXT: "a, b, c", or NULL for any string */
+    const char *description;    /* noun phrase, for hints */
+    size_t      offset;         /* of its field in ItOptions */
+} ItOptionDef;
+
+extern const ItOptionDef *ItOptionTable(int *n);
+extern Jsonb *ItResolveOptions(Jsonb *given);
+
+/*
+ * The typed options of a stored object (NULL: every default).  ERROR
+ * (data_corrupted) when a stored value has the wrong type or is out of its
+ * range.  Text values are allocated in the current memory context.
+ */
+extern void ItReadOptions(Jsonb *stored, ItOptions *out);
+
+#endif                          /* IT_OPTIONS_H */
