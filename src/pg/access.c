@@ -22,11 +22,7 @@
 #include "utils/lsyscache.h"
 
 #include "interest_transfer.h"
-
-PG_FUNCTION_INFO_V1(interest_transfer_has_model_privilege);
-PG_FUNCTION_INFO_V1(interest_transfer_grant_model);
-PG_FUNCTION_INFO_V1(interest_transfer_revoke_model);
-PG_FUNCTION_INFO_V1(interest_transfer_reassign_models);
+#include "store.h"
 
 ItPrivilege
 ItPrivilegeFromName(const char *name)
@@ -147,24 +143,12 @@ ItAclRequire(const char *model, const ItModelAcl *acl, ItPrivilege p, Oid role)
 bool
 ItReadModelAcl(const char *model, bool fresh, ItModelAcl *acl)
 {
-    Oid         argtypes[1] = {TEXTOID};
-    Datum       values[1] = {CStringGetTextDatum(model)};
     ItRunAs     r;
-    int         ret;
     bool        isnull;
     bool        found;
-    char       *sql;
 
     ItRunAsTablesOwner(&r);
-    sql = psprintf("SELECT owner, users, trainers FROM %s WHERE model OPERATOR(pg_catalog.=) $1",
-                   ItTable("it_model_acl"));
-    if (fresh)
-        ret = ItExecuteLatest(sql, 1, argtypes, values, 1);
-    else
-        ret = SPI_execute_with_args(sql, 1, argtypes, values, NULL, true, 1);
-    if (ret != SPI_OK_SELECT)
-        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
-    found = SPI_processed == 1;
+    found = ItStoreAclRow(model, fresh);
     if (found)
     {
         HeapTuple   tup = SPI_tuptable->vals[0];
@@ -308,23 +292,6 @@ ItLockModel(const char *model)
     LockDatabaseObject(relid, (Oid) h, 0, ExclusiveLock);
 }
 
-static bool
-RoleHasModels(Oid role)
-{
-    Oid         argtypes[1] = {REGROLEOID};
-    Datum       values[1] = {ObjectIdGetDatum(role)};
-    int         ret;
-
-    ret = SPI_execute_with_args(psprintf("SELECT 1 FROM %s WHERE owner OPERATOR(pg_catalog.=) $1 "
-                                         "OR $1 OPERATOR(pg_catalog.=) ANY (users) "
-                                         "OR $1 OPERATOR(pg_catalog.=) ANY (trainers) LIMIT 1",
-                                         ItTable("it_model_acl")),
-                                1, argtypes, values, NULL, false, 1);
-    if (ret != SPI_OK_SELECT)
-        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
-    return SPI_processed > 0;
-}
-
 void
 ItSyncRolePins(const Oid *roles, int n)
 {
@@ -332,22 +299,13 @@ ItSyncRolePins(const Oid *roles, int n)
     {
         Oid         role = roles[i];
         char       *rolename;
-        int         ret;
 
         if (!OidIsValid(role))
             continue;           /* PUBLIC */
         rolename = GetUserNameFromId(role, true);
         if (rolename == NULL)
             continue;           /* dropped already */
-        /* GRANT and REVOKE do nothing when there is nothing to do */
-        ret = SPI_execute(psprintf("%s SELECT ON %s %s %s",
-                                   RoleHasModels(role) ? "GRANT" : "REVOKE",
-                                   ItTable("it_role_pin"),
-                                   RoleHasModels(role) ? "TO" : "FROM",
-                                   quote_identifier(rolename)),
-                          false, 0);
-        if (ret != SPI_OK_UTILITY)
-            elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(ret));
+        ItStorePinRole(rolename, ItStoreRoleHasModels(role));
     }
 }
 
@@ -376,6 +334,7 @@ GranteeOid(const char *name)
  * has_model_privilege(model text, privilege text DEFAULT 'use',
  *                     role name DEFAULT CURRENT_USER) RETURNS boolean
  */
+PG_FUNCTION_INFO_V1(interest_transfer_has_model_privilege);
 Datum
 interest_transfer_has_model_privilege(PG_FUNCTION_ARGS)
 {
@@ -415,46 +374,28 @@ ChangeGrant(FunctionCallInfo fcinfo, bool grant)
     char       *rolename = TextArg(fcinfo, 1, "role",
                                    "Name a role, or 'public' for every role.");
     ItPrivilege p = ItPrivilegeFromName(TextArg(fcinfo, 2, "privilege", "Use 'use' or 'train'."));
-    const char *column;
     Oid         role;
-    Oid         argtypes[2] = {TEXTOID, REGROLEOID};
-    Datum       values[2];
     ItWriteState st;
-    int         ret;
 
     if (p == IT_PRIV_OWN)
         ereport(ERROR,
                 (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                  errmsg("ownership of a model cannot be granted"),
                  errhint("Give every model of a role to another with reassign_models(old_role, new_role).")));
-    column = p == IT_PRIV_USE ? "users" : "trainers";
     role = GranteeOid(rolename);
 
     ItSetSchema(fcinfo);
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
     (void) ItBeginWrite(model, true, IT_PRIV_OWN, fn, &st);
-    values[0] = CStringGetTextDatum(model);
-    values[1] = ObjectIdGetDatum(role);
-    if (grant)
-        ret = SPI_execute_with_args(psprintf("UPDATE %s SET %s = %s OPERATOR(pg_catalog.||) $2 "
-                                             "WHERE model OPERATOR(pg_catalog.=) $1 "
-                                             "AND NOT $2 OPERATOR(pg_catalog.=) ANY (%s)",
-                                             ItTable("it_model_acl"), column, column, column),
-                                    2, argtypes, values, NULL, false, 0);
-    else
-        ret = SPI_execute_with_args(psprintf("UPDATE %s SET %s = pg_catalog.array_remove(%s, $2) "
-                                             "WHERE model OPERATOR(pg_catalog.=) $1",
-                                             ItTable("it_model_acl"), column, column),
-                                    2, argtypes, values, NULL, false, 0);
-    if (ret != SPI_OK_UPDATE)
-        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
+    ItStoreChangeGrant(model, p == IT_PRIV_TRAIN, role, grant);
     ItSyncRolePins(&role, 1);
     ItEndWrite(&st);
     SPI_finish();
 }
 
 /* grant_model(model text, role text, privilege text DEFAULT 'use') RETURNS void */
+PG_FUNCTION_INFO_V1(interest_transfer_grant_model);
 Datum
 interest_transfer_grant_model(PG_FUNCTION_ARGS)
 {
@@ -463,6 +404,7 @@ interest_transfer_grant_model(PG_FUNCTION_ARGS)
 }
 
 /* revoke_model(model text, role text, privilege text DEFAULT 'use') RETURNS void */
+PG_FUNCTION_INFO_V1(interest_transfer_revoke_model);
 Datum
 interest_transfer_revoke_model(PG_FUNCTION_ARGS)
 {
@@ -479,17 +421,15 @@ interest_transfer_revoke_model(PG_FUNCTION_ARGS)
  * have the privileges of both roles; old_role may be the OID of a role that
  * no longer exists (then only a superuser has its privileges).
  */
+PG_FUNCTION_INFO_V1(interest_transfer_reassign_models);
 Datum
 interest_transfer_reassign_models(PG_FUNCTION_ARGS)
 {
     Oid         old_role;
     Oid         new_role;
     Oid         caller;
-    Oid         argtypes[2] = {REGROLEOID, REGROLEOID};
-    Datum       values[2];
     Oid         roles[2];
     ItRunAs     r;
-    int         ret;
     int64       changed;
     List       *models = NIL;
     ListCell   *lc;
@@ -517,8 +457,6 @@ interest_transfer_reassign_models(PG_FUNCTION_ARGS)
     ItRefuseReadOnly("reassign", "*");
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
-    values[0] = ObjectIdGetDatum(old_role);
-    values[1] = ObjectIdGetDatum(new_role);
 
     /*
      * The models concerned, each locked as a writer would.  Ownership moves
@@ -527,15 +465,7 @@ interest_transfer_reassign_models(PG_FUNCTION_ARGS)
      * a group cannot pass the group's grants on, nor take them.
      */
     ItRunAsTablesOwner(&r);
-    ret = SPI_execute_with_args(psprintf("SELECT model FROM %s WHERE owner OPERATOR(pg_catalog.=) $1 "
-                                         "OR $1 OPERATOR(pg_catalog.=) ANY (users) "
-                                         "OR $1 OPERATOR(pg_catalog.=) ANY (trainers) ORDER BY model",
-                                         ItTable("it_model_acl")),
-                                1, argtypes, values, NULL, false, 0);
-    if (ret != SPI_OK_SELECT)
-        elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
-    for (uint64 i = 0; i < SPI_processed; i++)
-        models = lappend(models, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+    models = ItStoreModelsOfRole(old_role);
     changed = 0;
     foreach(lc, models)
     {
@@ -543,8 +473,6 @@ interest_transfer_reassign_models(PG_FUNCTION_ARGS)
         ItModelAcl  acl;
         Oid         owner_after;
         bool        move_grants;
-        Oid         upd_types[3] = {TEXTOID, REGROLEOID, REGROLEOID};
-        Datum       upd_values[3];
 
         ItLockModel(model);
         if (!ItReadModelAcl(model, true, &acl))
@@ -553,22 +481,7 @@ interest_transfer_reassign_models(PG_FUNCTION_ARGS)
         move_grants = has_privs_of_role(caller, owner_after);
         if (acl.owner != old_role && !move_grants)
             continue;
-        upd_values[0] = CStringGetTextDatum(model);
-        upd_values[1] = ObjectIdGetDatum(old_role);
-        upd_values[2] = ObjectIdGetDatum(new_role);
-        ret = SPI_execute_with_args(psprintf("UPDATE %s SET "
-                                             "owner = CASE WHEN owner OPERATOR(pg_catalog.=) $2 THEN $3 ELSE owner END%s "
-                                             "WHERE model OPERATOR(pg_catalog.=) $1",
-                                             ItTable("it_model_acl"),
-                                             move_grants ?
-                                             ", users = coalesce((SELECT pg_catalog.array_agg(DISTINCT (CASE WHEN u OPERATOR(pg_catalog.=) $2 THEN $3 ELSE u END)::pg_catalog.oid)::pg_catalog.regrole[] "
-                                             "                    FROM pg_catalog.unnest(users) u), '{}'), "
-                                             "trainers = coalesce((SELECT pg_catalog.array_agg(DISTINCT (CASE WHEN t OPERATOR(pg_catalog.=) $2 THEN $3 ELSE t END)::pg_catalog.oid)::pg_catalog.regrole[] "
-                                             "                     FROM pg_catalog.unnest(trainers) t), '{}')" : ""),
-                                    3, upd_types, upd_values, NULL, false, 0);
-        if (ret != SPI_OK_UPDATE)
-            elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
-        changed += (int64) SPI_processed;
+        changed += ItStoreReassign(model, old_role, new_role, move_grants);
     }
     roles[0] = old_role;
     roles[1] = new_role;

@@ -461,6 +461,103 @@ ItStoreRefreshedSince(const char *model, int version)
 }
 
 /* ------------------------------------------------------------------------
+ * Owners and grants
+ * ------------------------------------------------------------------------ */
+
+bool
+ItStoreAclRow(const char *model, bool fresh)
+{
+    Oid         argtypes[1] = {TEXTOID};
+    Datum       values[1] = {CStringGetTextDatum(model)};
+    char       *sql = psprintf("SELECT owner, users, trainers FROM %s WHERE model OPERATOR(pg_catalog.=) $1",
+                               ItTable("it_model_acl"));
+
+    if (fresh)
+        Check(ItExecuteLatest(sql, 1, argtypes, values, 1), SPI_OK_SELECT, "SPI_execute_snapshot");
+    else
+        Execute(sql, 1, argtypes, values, NULL, true, 1, SPI_OK_SELECT);
+    return SPI_processed == 1;
+}
+
+/* Rows of it_model_acl that name a role ($1), for a WHERE clause. */
+#define NAMES_ROLE "owner OPERATOR(pg_catalog.=) $1 OR $1 OPERATOR(pg_catalog.=) ANY (users) " \
+    "OR $1 OPERATOR(pg_catalog.=) ANY (trainers)"
+
+bool
+ItStoreRoleHasModels(Oid role)
+{
+    Oid         argtypes[1] = {REGROLEOID};
+    Datum       values[1] = {ObjectIdGetDatum(role)};
+
+    Execute(psprintf("SELECT 1 FROM %s WHERE " NAMES_ROLE " LIMIT 1", ItTable("it_model_acl")),
+            1, argtypes, values, NULL, false, 1, SPI_OK_SELECT);
+    return SPI_processed > 0;
+}
+
+void
+ItStorePinRole(const char *rolename, bool pin)
+{
+    /* GRANT and REVOKE do nothing when there is nothing to do */
+    Check(SPI_execute(psprintf("%s SELECT ON %s %s %s", pin ? "GRANT" : "REVOKE",
+                               ItTable("it_role_pin"), pin ? "TO" : "FROM", quote_identifier(rolename)),
+                      false, 0),
+          SPI_OK_UTILITY, "SPI_execute");
+}
+
+void
+ItStoreChangeGrant(const char *model, bool trainers, Oid role, bool grant)
+{
+    const char *column = trainers ? "trainers" : "users";
+    Oid         argtypes[2] = {TEXTOID, REGROLEOID};
+    Datum       values[2] = {CStringGetTextDatum(model), ObjectIdGetDatum(role)};
+
+    if (grant)
+        Execute(psprintf("UPDATE %s SET %s = %s OPERATOR(pg_catalog.||) $2 "
+                         "WHERE model OPERATOR(pg_catalog.=) $1 AND NOT $2 OPERATOR(pg_catalog.=) ANY (%s)",
+                         ItTable("it_model_acl"), column, column, column),
+                2, argtypes, values, NULL, false, 0, SPI_OK_UPDATE);
+    else
+        Execute(psprintf("UPDATE %s SET %s = pg_catalog.array_remove(%s, $2) "
+                         "WHERE model OPERATOR(pg_catalog.=) $1",
+                         ItTable("it_model_acl"), column, column),
+                2, argtypes, values, NULL, false, 0, SPI_OK_UPDATE);
+}
+
+List *
+ItStoreModelsOfRole(Oid role)
+{
+    Oid         argtypes[1] = {REGROLEOID};
+    Datum       values[1] = {ObjectIdGetDatum(role)};
+    List       *models = NIL;
+
+    Execute(psprintf("SELECT model FROM %s WHERE " NAMES_ROLE " ORDER BY model", ItTable("it_model_acl")),
+            1, argtypes, values, NULL, false, 0, SPI_OK_SELECT);
+    for (uint64 i = 0; i < SPI_processed; i++)
+        models = lappend(models, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+    return models;
+}
+
+int64
+ItStoreReassign(const char *model, Oid old_role, Oid new_role, bool move_grants)
+{
+    Oid         argtypes[3] = {TEXTOID, REGROLEOID, REGROLEOID};
+    Datum       values[3] = {CStringGetTextDatum(model), ObjectIdGetDatum(old_role),
+    ObjectIdGetDatum(new_role)};
+
+    Execute(psprintf("UPDATE %s SET "
+                     "owner = CASE WHEN owner OPERATOR(pg_catalog.=) $2 THEN $3 ELSE owner END%s "
+                     "WHERE model OPERATOR(pg_catalog.=) $1",
+                     ItTable("it_model_acl"),
+                     move_grants ?
+                     ", users = coalesce((SELECT pg_catalog.array_agg(DISTINCT (CASE WHEN u OPERATOR(pg_catalog.=) $2 THEN $3 ELSE u END)::pg_catalog.oid)::pg_catalog.regrole[] "
+                     "                    FROM pg_catalog.unnest(users) u), '{}'), "
+                     "trainers = coalesce((SELECT pg_catalog.array_agg(DISTINCT (CASE WHEN t OPERATOR(pg_catalog.=) $2 THEN $3 ELSE t END)::pg_catalog.oid)::pg_catalog.regrole[] "
+                     "                     FROM pg_catalog.unnest(trainers) t), '{}')" : ""),
+            3, argtypes, values, NULL, false, 0, SPI_OK_UPDATE);
+    return (int64) SPI_processed;
+}
+
+/* ------------------------------------------------------------------------
  * Factor rows
  * ------------------------------------------------------------------------ */
 

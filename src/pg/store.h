@@ -1,7 +1,7 @@
 /*
  * store.h
  *    Every statement on the extension's own tables (it_model, it_prior,
- *    it_user_factors, it_item_factors), in one module (store.c), so the
+ *    it_user_factors, it_item_factors, it_model_acl, it_role_pin), in one module (store.c), so the
  *    storage model can be read, changed and upgraded in one place:
  *
  *      the deployed-row lookup and the reads a model load needs (saved
@@ -26,6 +26,7 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
@@ -135,6 +136,31 @@ extern void ItStoreTouchModel(const char *model, int version, bool set_time);
 
 /* When the version was last refreshed, else trained. */
 extern TimestampTz ItStoreRefreshedSince(const char *model, int version);
+
+/* ------------------------------------------------------------------------
+ * Owners and grants (it_model_acl, it_role_pin; the rules are access.c's)
+ * ------------------------------------------------------------------------ */
+
+/* A model's owner, users, trainers, in SPI_tuptable; fresh: as committed now.  false: none. */
+extern bool ItStoreAclRow(const char *model, bool fresh);
+
+/* Whether role owns, may use or may train any model. */
+extern bool ItStoreRoleHasModels(Oid role);
+
+/* GRANT (pin) or REVOKE SELECT on it_role_pin for a role (see the install script). */
+extern void ItStorePinRole(const char *rolename, bool pin);
+
+/* Adds role to (grant) or removes it from the users or trainers of model. */
+extern void ItStoreChangeGrant(const char *model, bool trainers, Oid role, bool grant);
+
+/* The models role owns, uses or trains, by name (a List of char *). */
+extern List *ItStoreModelsOfRole(Oid role);
+
+/*
+ * Hands model from old_role to new_role: its ownership when old_role owns
+ * it, and with move_grants its grants too.  Returns the rows changed.
+ */
+extern int64 ItStoreReassign(const char *model, Oid old_role, Oid new_role, bool move_grants);
 
 /* ------------------------------------------------------------------------
  * Factor rows

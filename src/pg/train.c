@@ -36,11 +36,6 @@
 #include "store.h"
 #include "transfer.h"
 
-PG_FUNCTION_INFO_V1(interest_transfer_train);
-PG_FUNCTION_INFO_V1(interest_transfer_retrain);
-PG_FUNCTION_INFO_V1(interest_transfer_deploy);
-PG_FUNCTION_INFO_V1(interest_transfer_drop_model);
-
 /* Longest model name accepted. */
 #define IT_MAX_MODEL_NAME   128
 
@@ -903,6 +898,7 @@ ReturnResult(FunctionCallInfo fcinfo, const char *model, const ItTrainResult *re
 /*
  * train(model, interactions, user_features, item_features, options)
  */
+PG_FUNCTION_INFO_V1(interest_transfer_train);
 Datum
 interest_transfer_train(PG_FUNCTION_ARGS)
 {
@@ -940,6 +936,7 @@ interest_transfer_train(PG_FUNCTION_ARGS)
  * train(model): the sources and options of the deployed version (the
  * latest when none is deployed), read with the rights of the model's owner.
  */
+PG_FUNCTION_INFO_V1(interest_transfer_retrain);
 Datum
 interest_transfer_retrain(PG_FUNCTION_ARGS)
 {
@@ -987,6 +984,7 @@ interest_transfer_retrain(PG_FUNCTION_ARGS)
 /*
  * deploy(model, version)
  */
+PG_FUNCTION_INFO_V1(interest_transfer_deploy);
 Datum
 interest_transfer_deploy(PG_FUNCTION_ARGS)
 {
@@ -1022,6 +1020,7 @@ interest_transfer_deploy(PG_FUNCTION_ARGS)
  * drop_model(model): deletes every version and the model's grants; returns
  * how many versions.
  */
+PG_FUNCTION_INFO_V1(interest_transfer_drop_model);
 Datum
 interest_transfer_drop_model(PG_FUNCTION_ARGS)
 {
