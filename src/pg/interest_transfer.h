@@ -390,6 +390,19 @@ extern int  ItTopItems(ItModel *m, const ItInterest *in, bool exclude_seen,
 extern float ItItemScore(const ItModel *m, const ItInterest *in, int64 idx);
 
 /*
+ * How far a score from it_score_all or it_score_many (plus the popularity
+ * term) can be from ItItemScore's, for item i and an interest with a
+ * vector x: tol(i) = tol_scale |y_i| + tol_const.  A float dot product of
+ * k terms, summed in any order, with or without FMA, is within
+ * k u sum |x_j y_ij| <= k u |x| |y_i| of the exact value (u = FLT_EPSILON
+ * / 2); ItItemScore's rounding to float and the float additions of the
+ * popularity term add a few u of the score's magnitude.  (k + 4)
+ * FLT_EPSILON (|x| |y_i| + blend) is about twice that.
+ */
+extern void ItScoreTolerance(const ItModel *m, const ItInterest *in,
+                             double *tol_scale, double *tol_const);
+
+/*
  * Appends recommend()'s rows (item_id, score, rank, source) for the k best
  * items of an interest to a materialized SRF's tuplestore
  * (InitMaterializedSRF with MAT_SRF_USE_EXPECTED_DESC).

@@ -101,125 +101,46 @@ ItInSorted(const int32 *set, int n, int32 idx)
     return false;
 }
 
-static int
-ItCompareIndex(const void *a, const void *b)
-{
-    int32       x = *(const int32 *) a;
-    int32       y = *(const int32 *) b;
-
-    return (x > y) - (x < y);
-}
-
-/* The exact score of item index idx, for ItExactTopK. */
-typedef float (*ItExactScore) (const void *arg, int64 idx);
-
 /*
  * The k best of n items by exact(i), best first, ties by the lower index
- * (the lower item_id), skipping the indexes in exclude[0..nexclude)
- * (sorted); scores[i] is an approximation of exact(i) from one BLAS
- * product, within tol(i) = tol_scale * norms[i] + tol_const (norms NULL:
- * tol_const).  The BLAS kernel changes the last bits of scores[], so
- * ranking by them would let the CPU decide between items whose exact
- * scores tie or nearly tie; exact() is computed only for the items that
- * could be among the k best.
- *
- * Why that is enough: let S be the k best by scores[] and w the k-th of
- * them; every j in S has exact(j) >= w - tol(j) >= w - tolS, tolS the
- * largest tol(j) over S.  An item with scores[i] + tol(i) < w - tolS has
- * exact(i) < exact(j) for all j in S, so k items beat it: it is not among
- * the k best.  The others are the candidates (S and, normally, a few
- * more), ranked by exact().  Returns how many were written.
+ * (the lower item_id), skipping exclude[0..nexclude) (sorted), from
+ * scores[] within tol(i) = tol_scale * norms[i] + tol_const of exact(i)
+ * (it_topk_exact; the buffers grow when the near ties need it).  Returns
+ * how many were written.
  */
 static int
 ItExactTopK(const float *scores, int64 n, const int32 *exclude, int nexclude, int k,
             const float *norms, double tol_scale, double tol_const,
-            ItExactScore exact, const void *arg, int32 *out_idx, float *out_score)
+            ItExactScoreFn exact, const void *arg, int32 *out_idx, float *out_score)
 {
-    int         got = it_topk(scores, n, exclude, nexclude, k, out_idx, out_score);
-    int         ncand = 0;
-    int         cap;
-    int32      *cand;
-    float      *cand_score;
-    int32      *pos;
+    int64       cap = (int64) k + 64;
+    int64       need;
+    int         got;
 
-    if (got == 0)
-        return 0;
-
-    if (got < k)
+    for (;;)
     {
-        /* fewer than k items at all: every one is in the list */
-        ncand = got;
-        cand = palloc(sizeof(int32) * got);
-        for (int i = 0; i < got; i++)
-            cand[i] = out_idx[i];
-        qsort(cand, ncand, sizeof(int32), ItCompareIndex);
+        int32      *cand = palloc_extended(sizeof(int32) * cap, MCXT_ALLOC_HUGE);
+        float      *cand_score = palloc_extended(sizeof(float) * cap, MCXT_ALLOC_HUGE);
+
+        got = it_topk_exact(scores, n, exclude, nexclude, k, norms, tol_scale, tol_const,
+                            exact, arg, cand, cand_score, cap, &need, out_idx, out_score);
+        pfree(cand);
+        pfree(cand_score);
+        if (got >= 0)
+            return got;
+        cap = need;
     }
-    else
-    {
-        double      tol_s = 0.0;
-        double      threshold;
-
-        if (norms == NULL)
-            tol_scale = 0.0;
-        for (int i = 0; i < got; i++)
-            tol_s = Max(tol_s, tol_scale * (norms ? (double) norms[out_idx[i]] : 0.0));
-        /* scores[i] + tol_scale norms[i] >= threshold: a candidate */
-        threshold = (double) out_score[got - 1] - tol_s - 2.0 * tol_const;
-        if (isnan(threshold) || isnan(tol_scale))
-            threshold = -INFINITY;  /* infinite scores or tolerances: all */
-
-        cap = got + 64;
-        cand = palloc(sizeof(int32) * cap);
-        for (int64 i = 0; i < n; i++)
-        {
-            double      v = (double) scores[i];
-
-            if (norms)
-                v += tol_scale * (double) norms[i];
-            if (!(v >= threshold))
-                continue;
-            if (nexclude > 0 && ItInSorted(exclude, nexclude, (int32) i))
-                continue;
-            if (ncand == cap)
-            {
-                cap = (int) Min((int64) cap * 2, n);
-                cand = repalloc_huge(cand, sizeof(int32) * cap);
-            }
-            cand[ncand++] = (int32) i;
-        }
-    }
-
-    /* rank the candidates (ascending indexes) by exact(): ties by position */
-    cand_score = palloc_extended(sizeof(float) * ncand, MCXT_ALLOC_HUGE);
-    pos = palloc_extended(sizeof(int32) * Min(ncand, k), MCXT_ALLOC_HUGE);
-    for (int i = 0; i < ncand; i++)
-        cand_score[i] = exact(arg, cand[i]);
-    got = it_topk(cand_score, ncand, NULL, 0, k, pos, out_score);
-    for (int i = 0; i < got; i++)
-        out_idx[i] = cand[pos[i]];
-    pfree(pos);
-    pfree(cand_score);
-    pfree(cand);
-    return got;
 }
 
-/*
- * How far a score from it_score_all (plus the popularity term) can be from
- * ItItemScore's, for item i and an interest with a vector x: a float dot
- * product of k terms, summed in any order, with or without FMA, is within
- * k u sum |x_j y_ij| <= k u |x| |y_i| of the exact value (u = FLT_EPSILON
- * / 2); ItDot's rounding to float and the float additions of the
- * popularity term add a few u of the score's magnitude.  tol(i) = (k + 4)
- * FLT_EPSILON (|x| |y_i| + blend) is about twice that.
- */
-static double
-ItScoreTolScale(const ItModel *m, const ItInterest *in)
+void
+ItScoreTolerance(const ItModel *m, const ItInterest *in, double *tol_scale, double *tol_const)
 {
     double      xx = 0.0;
 
     for (int j = 0; j < m->k; j++)
         xx += (double) in->x[j] * (double) in->x[j];
-    return (m->k + 4) * (double) FLT_EPSILON * sqrt(xx);
+    *tol_scale = (m->k + 4) * (double) FLT_EPSILON * sqrt(xx);
+    *tol_const = (m->k + 4) * (double) FLT_EPSILON * Max(in->pop_blend, 0.0f);
 }
 
 typedef struct ItScoreArg
@@ -229,7 +150,7 @@ typedef struct ItScoreArg
 } ItScoreArg;
 
 static float
-ItExactItemScore(const void *arg, int64 idx)
+ItExactItemScore(const void *arg, int64_t idx)
 {
     const ItScoreArg *a = arg;
 
@@ -251,6 +172,8 @@ ItTopItems(ItModel *m, const ItInterest *in, bool exclude_seen,
     if (in->x != NULL)
     {
         ItScoreArg  arg = {m, in};
+        double      tol_scale;
+        double      tol_const;
 
         /* nothing below can reload the model: m->scores stays ours */
         it_score_all(m->Y, m->n_items, m->k, in->x, m->scores);
@@ -259,9 +182,9 @@ ItTopItems(ItModel *m, const ItInterest *in, bool exclude_seen,
                 m->scores[i] += in->pop_blend * m->pop_score[i];
 
         /* ranked by the scores score() gives, ties by the lower item_id */
+        ItScoreTolerance(m, in, &tol_scale, &tol_const);
         return ItExactTopK(m->scores, m->n_items, exclude, nexclude, kk,
-                           m->item_norms, ItScoreTolScale(m, in),
-                           (m->k + 4) * (double) FLT_EPSILON * Max(in->pop_blend, 0.0f),
+                           m->item_norms, tol_scale, tol_const,
                            ItExactItemScore, &arg, out_idx, out_score);
     }
 
@@ -443,7 +366,7 @@ typedef struct ItCosineArg
 
 /* The cosine similar_items reports between item indexes self and idx. */
 static float
-ItExactCosine(const void *arg, int64 idx)
+ItExactCosine(const void *arg, int64_t idx)
 {
     const ItCosineArg *a = arg;
     const ItModel *m = a->m;
