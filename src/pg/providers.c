@@ -45,6 +45,7 @@
 #include "utils/memutils.h"
 #include "utils/tuplestore.h"
 
+#include "interactions.h"
 #include "providers.h"
 
 PG_FUNCTION_INFO_V1(interest_transfer_recommend_for);
@@ -570,10 +571,9 @@ RefuseParallelUnsafe(SPIPlanPtr plan, ItServeContext *sc)
     }
 }
 
-/* Runs an id plan read-only (the rows land in SPI_tuptable). */
-static void
-RunIdPlan(ItServeContext *sc, ItIdPlan *p, const char *source, const char *idcol,
-          int64 id, long count)
+void
+ItRunIdPlan(ItServeContext *sc, ItIdPlan *p, const char *source, const char *idcol,
+            int64 id, long count)
 {
     Datum       values[1] = {Int64GetDatum(id)};
     SPIPlanPtr  plan;
@@ -590,181 +590,6 @@ RunIdPlan(ItServeContext *sc, ItIdPlan *p, const char *source, const char *idcol
                 (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                  errmsg("%s does not return rows", sc->what)));
     sc->running = false;
-}
-
-void
-ItFindInteractionColumns(ItSource *src, ItInteractionColumns *c)
-{
-    c->user = ItSourceColumn(src, "user_id", IT_COLUMN_ID, true);
-    c->item = ItSourceColumn(src, "item_id", IT_COLUMN_ID, true);
-    c->weight = ItSourceColumn(src, "weight", IT_COLUMN_WEIGHT, false);
-    c->ts = ItSourceColumn(src, "ts", IT_COLUMN_TIME, false);
-    c->user_type = ItSourceColumnType(src, c->user);
-    c->item_type = ItSourceColumnType(src, c->item);
-    c->weight_type = c->weight >= 0 ? ItSourceColumnType(src, c->weight) : InvalidOid;
-    c->ts_type = c->ts >= 0 ? ItSourceColumnType(src, c->ts) : InvalidOid;
-}
-
-static void
-BadServeWeight(const char *problem, int64 user_id, int64 item_id, const char *model,
-               const char *hint)
-{
-    ereport(ERROR,
-            (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-             errmsg("weight of user " INT64_FORMAT " for item " INT64_FORMAT " in interactions is %s",
-                    user_id, item_id, problem),
-             errhint("%s", hint)));
-}
-
-double
-ItRowWeight(const ItInteractionColumns *c, Datum d, bool isnull,
-            int64 user_id, int64 item_id, const char *model)
-{
-    double      w;
-
-    if (c->weight < 0)
-        return 1.0;
-    if (isnull)
-        ereport(ERROR,
-                (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-                 errmsg("weight of user " INT64_FORMAT " for item " INT64_FORMAT " in interactions is NULL",
-                        user_id, item_id),
-                 errhint("Give every row a weight, for example coalesce(weight, 1) AS weight, or filter the rows.")));
-    w = ItDatumGetWeight(d, c->weight_type);
-    if (isnan(w))
-        BadServeWeight("NaN", user_id, item_id, model,
-                       "Use weight 0 for rows that should not count, or filter the rows.");
-    if (isinf(w) || w > FLT_MAX)
-        BadServeWeight(w > 0 ? "infinite or too large" : "infinite", user_id, item_id, model,
-                       "Use finite weights, scaled so that they fit in a real, or filter the rows.");
-    if (w < 0)
-        BadServeWeight("negative", user_id, item_id, model,
-                       "Weights count positive evidence: use weight 0 for rows that should not count, or filter the rows.");
-    return w;
-}
-
-typedef struct IdWeight
-{
-    int64       id;
-    double      w;
-} IdWeight;
-
-static int
-CompareIdWeight(const void *a, const void *b)
-{
-    int64       x = ((const IdWeight *) a)->id;
-    int64       y = ((const IdWeight *) b)->id;
-
-    return (x > y) - (x < y);
-}
-
-void
-ItCollectUserRows(ItModel *m, int64 *ids, double *weights, int n,
-                  MemoryContext mcxt, ItUserRows *out)
-{
-    IdWeight   *pairs;
-    int         np = 0;
-    int         nd = 0;
-
-    memset(out, 0, sizeof(*out));
-    if (n <= 0)
-        return;
-    pairs = palloc(sizeof(IdWeight) * n);
-    for (int i = 0; i < n; i++)
-    {
-        if (!(weights[i] > 0))
-            continue;           /* weight 0: not a positive */
-        pairs[np].id = ids[i];
-        pairs[np].w = weights[i];
-        np++;
-    }
-    if (np == 0)
-    {
-        pfree(pairs);
-        return;
-    }
-    qsort(pairs, np, sizeof(IdWeight), CompareIdWeight);
-    /* sum duplicates, in id order */
-    for (int i = 0; i < np; i++)
-    {
-        if (nd > 0 && pairs[nd - 1].id == pairs[i].id)
-            pairs[nd - 1].w += pairs[i].w;
-        else
-            pairs[nd++] = pairs[i];
-    }
-
-    out->all_ids = MemoryContextAlloc(mcxt, sizeof(int64) * nd);
-    out->items = MemoryContextAlloc(mcxt, sizeof(int32) * nd);
-    out->weights = MemoryContextAlloc(mcxt, sizeof(float) * nd);
-    for (int i = 0; i < nd; i++)
-    {
-        int64       idx = ItItemIndex(m, pairs[i].id);
-
-        out->all_ids[out->nall++] = pairs[i].id;
-        if (idx < 0)
-            continue;           /* an item the model does not know */
-        out->items[out->n] = (int32) idx;   /* ids ascending: indexes too */
-        /* a positive weight stays positive in float */
-        out->weights[out->n] = Max((float) Min(pairs[i].w, (double) FLT_MAX), FLT_MIN);
-        out->n++;
-    }
-    pfree(pairs);
-}
-
-void
-ItReadUserRows(ItModel *m, ItTransfer *t, int64 user_id, MemoryContext mcxt, ItUserRows *out)
-{
-    ItServeContext sc;
-    ItSource    src;
-    ItInteractionColumns cols;
-    SPITupleTable *tt;
-    uint64      nrows;
-    int64      *ids;
-    double     *weights;
-
-    ItServeContextPush(&sc, m, "interactions", true, user_id);
-    RunIdPlan(&sc, &t->interactions, m->interactions_source, "user_id", user_id, 0);
-    tt = SPI_tuptable;
-    nrows = SPI_processed;
-
-    /* columns by name, as training finds them (only the fields used) */
-    memset(&src, 0, sizeof(src));
-    src.tupdesc = tt->tupdesc;
-    src.what = "interactions";
-    src.model = m->name;
-    ItFindInteractionColumns(&src, &cols);
-
-    if (nrows > (uint64) (MaxAllocSize / sizeof(int64)) || nrows > (uint64) PG_INT32_MAX)
-        ereport(ERROR,
-                (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-                 errmsg("user " INT64_FORMAT " has too many rows in interactions", user_id)));
-    ids = palloc(sizeof(int64) * Max(nrows, 1));
-    weights = palloc(sizeof(double) * Max(nrows, 1));
-    for (uint64 r = 0; r < nrows; r++)
-    {
-        HeapTuple   tup = tt->vals[r];
-        bool        isnull;
-        Datum       d;
-
-        d = SPI_getbinval(tup, tt->tupdesc, cols.item + 1, &isnull);
-        if (isnull)
-            ereport(ERROR,
-                    (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-                     errmsg("item_id is NULL in a row of user " INT64_FORMAT " in interactions", user_id),
-                     errhint("Filter out the rows without an item, for example WHERE item_id IS NOT NULL.")));
-        ids[r] = ItDatumGetId(&src, cols.item, cols.item_type, d, (int64) r + 1);
-        if (cols.weight >= 0)
-            d = SPI_getbinval(tup, tt->tupdesc, cols.weight + 1, &isnull);
-        else
-            isnull = false;
-        weights[r] = ItRowWeight(&cols, d, isnull, user_id, ids[r], m->name);
-    }
-    ItServeContextPop(&sc);
-
-    ItCollectUserRows(m, ids, weights, (int) nrows, mcxt, out);
-    pfree(ids);
-    pfree(weights);
-    SPI_freetuptable(tt);
 }
 
 void
@@ -794,7 +619,7 @@ ItUserFeaturesPrior(ItModel *m, ItTransfer *t, int64 user_id, float *prior)
     if (!t->user.use_features || m->user_features_source == NULL)
         return false;
     ItServeContextPush(&sc, m, "user_features", true, user_id);
-    RunIdPlan(&sc, &t->user_features, m->user_features_source,
+    ItRunIdPlan(&sc, &t->user_features, m->user_features_source,
               ItEncoderIdColumn(t->user.encoder), user_id, 2);
     if (SPI_processed == 0)
     {

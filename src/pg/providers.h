@@ -57,32 +57,6 @@ typedef struct ItTransfer
  */
 extern ItTransfer *ItGetTransfer(ItModel *m);
 
-/* One user's rows of the interactions source, parsed as training does. */
-typedef struct ItUserRows
-{
-    int         n;              /* distinct items known to the model */
-    int32      *items;          /* their indexes, ascending */
-    float      *weights;        /* summed weights (> 0) */
-    int         nall;           /* distinct items of positive weight, known or not */
-    int64      *all_ids;        /* their ids, ascending */
-} ItUserRows;
-
-/*
- * Reads a user's rows through the model's saved plan (inside SPI_connect,
- * with the caller's privileges) into *out, allocated in mcxt.  An error
- * from the source itself carries a hint naming the model's stored source.
- */
-extern void ItReadUserRows(ItModel *m, ItTransfer *t, int64 user_id,
-                           MemoryContext mcxt, ItUserRows *out);
-
-/*
- * Parses the rows of one user given as (item id, weight) pairs: drops
- * zero weights, sums duplicates, maps ids to model indexes.  ids and
- * weights are reordered.  Result in mcxt.
- */
-extern void ItCollectUserRows(ItModel *m, int64 *ids, double *weights, int n,
-                              MemoryContext mcxt, ItUserRows *out);
-
 /*
  * The features prior of a user: true, with prior[m->k] set, when the user
  * side's features path is in use and the user has a row in the
@@ -101,28 +75,6 @@ extern void ItSideForward(const ItSidePrior *s, const float *encoded, int64 n, f
  */
 extern void ItFoldIn(ItModel *m, ItTransfer *t, const int32 *items, const float *weights,
                      int n, const float *prior, float lambda0, float *x);
-
-/* Column positions of an interactions source (0-based; weight, ts -1 when absent). */
-typedef struct ItInteractionColumns
-{
-    int         user;
-    int         item;
-    int         weight;
-    int         ts;
-    Oid         user_type;
-    Oid         item_type;
-    Oid         weight_type;
-    Oid         ts_type;
-} ItInteractionColumns;
-
-extern void ItFindInteractionColumns(ItSource *src, ItInteractionColumns *c);
-
-/*
- * The weight of one row as training reads it: ERROR on NULL, NaN,
- * infinite or negative (row names the row in messages, may be NULL).
- */
-extern double ItRowWeight(const ItInteractionColumns *c, Datum d, bool isnull,
-                          int64 user_id, int64 item_id, const char *model);
 
 /* Error context for reading a model's stored source during serving. */
 typedef struct ItServeContext
@@ -144,5 +96,15 @@ typedef struct ItServeContext
 extern void ItServeContextPush(ItServeContext *sc, ItModel *m, const char *what,
                                bool has_id, int64 id);
 extern void ItServeContextPop(ItServeContext *sc);
+
+/*
+ * Runs "SELECT * FROM (<source>) s WHERE s.<idcol> = id" read-only through
+ * the saved plan p (prepared on first use; count 0: every row), between
+ * ItServeContextPush and Pop; the rows land in SPI_tuptable.  Refuses a
+ * source that reads temporary relations, and in a parallel query one that
+ * is not parallel safe.
+ */
+extern void ItRunIdPlan(ItServeContext *sc, ItIdPlan *p, const char *source, const char *idcol,
+                        int64 id, long count);
 
 #endif                          /* IT_PROVIDERS_H */
