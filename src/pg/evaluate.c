@@ -30,7 +30,7 @@
 #include "utils/memutils.h"
 #include "utils/tuplestore.h"
 
-#include "interest_transfer.h"
+#include "interest.h"
 
 PG_FUNCTION_INFO_V1(interest_transfer_evaluate);
 

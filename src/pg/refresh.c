@@ -18,7 +18,7 @@
  * prior: their stored vector when the version has
  * one (so a refresh moves a known user towards the new evidence), else
  * the features prior or the population mean, exactly as recommend() folds
- * in a user it was not trained on.  Their row is written (upserted) with
+ * in a user it was not trained on (interest.c decides both).  Their row is written (upserted) with
  * source 'fold_in', seen = every item of positive weight, and updated_at.
  *
  * New items: when the version has an item features model kept by its
@@ -47,6 +47,8 @@
 #include "utils/timestamp.h"
 
 #include "interactions.h"
+#include "interest.h"
+#include "provider.h"
 #include "providers.h"
 
 PG_FUNCTION_INFO_V1(interest_transfer_refresh);
@@ -114,35 +116,19 @@ AddUser(RefreshOut *o, int k, int64 user_id, const float *x, const int64 *seen, 
 }
 
 /*
- * Folds in one user from their rows and adds them to o: prior = their
- * stored vector, else the features prior, else the population mean.
- * Returns false (adding nothing) for a user without a stored row and
- * without usable rows.
+ * Folds in one user from their rows and adds them to o: around their
+ * stored vector, else the best prior (ItRefreshInterest).  Returns false
+ * (adding nothing) for a user without a stored row and without usable
+ * rows.
  */
 static bool
-RefreshUser(ItModel *m, ItTransfer *t, int64 user_id, const ItUserRows *rows, RefreshOut *o,
-            float *x, float *prior)
+RefreshUser(ItModel *m, int64 user_id, const ItUserRows *rows, RefreshOut *o)
 {
-    int32      *old_seen = NULL;
-    int         old_nseen = 0;
-    bool        stored;
+    ItInterest  in;
 
-    float       lambda0 = t->lambda_pop;
-
-    stored = ItGetUserVector(m, user_id, prior, &old_seen, &old_nseen, NULL);
-    if (old_seen)
-        pfree(old_seen);
-    if (!stored)
-    {
-        if (rows->n == 0)
-            return false;
-        if (ItUserFeaturesPrior(m, t, user_id, prior))
-            lambda0 = t->user.lambda0;
-        else
-            memcpy(prior, m->user_mean, sizeof(float) * m->k);
-    }
-    ItFoldIn(m, t, rows->items, rows->weights, rows->n, prior, lambda0, x);
-    AddUser(o, m->k, user_id, x, rows->all_ids, rows->nall);
+    if (!ItRefreshInterest(m, user_id, rows, &in))
+        return false;
+    AddUser(o, m->k, user_id, in.x, rows->all_ids, rows->nall);
     return true;
 }
 
@@ -176,8 +162,6 @@ RefreshUsers(ItModel *m, ItTransfer *t, int64 *ids, int64 n, RefreshOut *o)
     MemoryContext usercxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer refresh user",
                                                   ALLOCSET_DEFAULT_SIZES);
     MemoryContext old;
-    float      *x = palloc(sizeof(float) * m->k);
-    float      *prior = palloc(sizeof(float) * m->k);
 
     n = SortUnique(ids, n);
     for (int64 i = 0; i < n; i++)
@@ -187,7 +171,7 @@ RefreshUsers(ItModel *m, ItTransfer *t, int64 *ids, int64 n, RefreshOut *o)
         CHECK_FOR_INTERRUPTS();
         old = MemoryContextSwitchTo(usercxt);
         ItReadUserRows(m, t, ids[i], usercxt, &rows);
-        (void) RefreshUser(m, t, ids[i], &rows, o, x, prior);
+        (void) RefreshUser(m, ids[i], &rows, o);
         MemoryContextSwitchTo(old);
         MemoryContextReset(usercxt);
     }
@@ -406,8 +390,6 @@ RefreshByComparison(ItModel *m, ItTransfer *t, RefreshOut *o)
     Datum       values[2];
     int64       u = 0;
     MemoryContext usercxt;
-    float      *x;
-    float      *prior;
     ItRunAs     r;
 
     memset(&st, 0, sizeof(st));
@@ -501,8 +483,6 @@ RefreshByComparison(ItModel *m, ItTransfer *t, RefreshOut *o)
     SPI_cursor_close(portal);
     ItRunAsEnd(&r);
 
-    x = palloc(sizeof(float) * m->k);
-    prior = palloc(sizeof(float) * m->k);
     for (int64 i = 0; i < nusers; i++)
     {
         int64       nr = begin[i + 1] - begin[i];
@@ -527,7 +507,7 @@ RefreshByComparison(ItModel *m, ItTransfer *t, RefreshOut *o)
             ws[j] = rows[begin[i] + j].w;
         }
         ItCollectUserRows(m, ids, ws, (int) nr, usercxt, &ur);
-        (void) RefreshUser(m, t, users[i], &ur, o, x, prior);
+        (void) RefreshUser(m, users[i], &ur, o);
         MemoryContextSwitchTo(old);
         MemoryContextReset(usercxt);
     }

@@ -1,11 +1,12 @@
 /*
  * score.c
- *    recommend(), score() and similar_items(): scoring with the deployed
- *    version of a model, from the backend's model cache (cache.c).
+ *    recommend(), recommend_for(), score() and similar_items(): scoring
+ *    with the deployed version of a model, from the backend's model cache
+ *    (cache.c).
  *
- * Which interest serves a user is decided in one place, ItUserInterest, so
- * every scoring function (and evaluate) answers the same way for the same
- * user.
+ * Which interest serves a user is decided in one place (interest.c), so
+ * every scoring function (and evaluate, refresh) answers the same way for
+ * the same user; this file only ranks and reports.
  */
 #include "postgres.h"
 
@@ -16,69 +17,11 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/tuplestore.h"
 
-#include "interest_transfer.h"
+#include "interest.h"
 
-PG_FUNCTION_INFO_V1(interest_transfer_recommend);
-PG_FUNCTION_INFO_V1(interest_transfer_score);
-PG_FUNCTION_INFO_V1(interest_transfer_similar_items);
-
-/*
- * The order (README, "Where a user's interest comes from"): a stored row
- * of the deployed version ('model', or 'fold_in' after refresh()); a
- * fold-in of the user's rows in the interactions source ('fold_in'); the
- * features prior ('features'); popularity ('popular').
- */
-void
-ItUserInterest(ItModel *m, int64 user_id, ItInterest *out)
-{
-    float      *x = palloc(sizeof(float) * m->k);
-
-    out->pop_blend = 0.0f;
-    if (ItGetUserVector(m, user_id, x, &out->seen, &out->nseen, &out->source))
-    {
-        out->x = x;
-        return;
-    }
-    pfree(x);
-
-    /* Not trained on: their own rows, their features (providers.c). */
-    if (ItColdInterest(m, user_id, out))
-        return;
-
-    /* Nothing known about this user: rank by popularity. */
-    out->source = IT_SOURCE_POPULAR;
-    out->x = NULL;
-    out->seen = NULL;
-    out->nseen = 0;
-}
-
-/*
- * x.y as reported to users, the same bits whichever function reports it.
- * (BLAS sums in an order that depends on the number of rows, so a score
- * taken from one sgemv over every item and one computed alone could differ
- * in the last bit.)
- */
-static inline float
-ItDot(const float *x, const float *y, int k)
-{
-    double      s = 0.0;
-
-    for (int j = 0; j < k; j++)
-        s += (double) x[j] * (double) y[j];
-    return (float) s;
-}
-
-float
-ItItemScore(const ItModel *m, const ItInterest *in, int64 idx)
-{
-    if (in->x == NULL)
-        return m->pop_score[idx];
-    if (in->pop_blend > 0.0f)
-        return ItDot(in->x, m->Y + (size_t) idx * m->k, m->k) + in->pop_blend * m->pop_score[idx];
-    return ItDot(in->x, m->Y + (size_t) idx * m->k, m->k);
-}
 
 /* Is idx in the sorted list set[0..n)? */
 static inline bool
@@ -132,17 +75,6 @@ ItExactTopK(const float *scores, int64 n, const int32 *exclude, int nexclude, in
     }
 }
 
-void
-ItScoreTolerance(const ItModel *m, const ItInterest *in, double *tol_scale, double *tol_const)
-{
-    double      xx = 0.0;
-
-    for (int j = 0; j < m->k; j++)
-        xx += (double) in->x[j] * (double) in->x[j];
-    *tol_scale = (m->k + 4) * (double) FLT_EPSILON * sqrt(xx);
-    *tol_const = (m->k + 4) * (double) FLT_EPSILON * Max(in->pop_blend, 0.0f);
-}
-
 typedef struct ItScoreArg
 {
     const ItModel *m;
@@ -157,7 +89,14 @@ ItExactItemScore(const void *arg, int64_t idx)
     return ItItemScore(a->m, a->in, idx);
 }
 
-int
+/*
+ * The k best items for an interest, best first: out_idx/out_score must
+ * hold min(k, m->n_items) entries.  With exclude_seen, in->seen is
+ * skipped.  A vector ranks by x.y (ties by lower item_id); popularity by
+ * popularity desc, then item_id, scored popularity / max popularity.
+ * Returns how many were written.
+ */
+static int
 ItTopItems(ItModel *m, const ItInterest *in, bool exclude_seen,
            int k, int32 *out_idx, float *out_score)
 {
@@ -202,7 +141,8 @@ ItTopItems(ItModel *m, const ItInterest *in, bool exclude_seen,
     return written;
 }
 
-int
+/* Argument argno as a list length: ERRORs when NULL, < 1 or > IT_MAX_K. */
+static int
 ItArgK(FunctionCallInfo fcinfo, int argno)
 {
     int32       k;
@@ -230,7 +170,12 @@ ItModelArg(FunctionCallInfo fcinfo, int argno)
     return PG_ARGISNULL(argno) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(argno));
 }
 
-void
+/*
+ * Appends recommend()'s rows (item_id, score, rank, source) for the k best
+ * items of an interest to a materialized SRF's tuplestore
+ * (InitMaterializedSRF with MAT_SRF_USE_EXPECTED_DESC).
+ */
+static void
 ItReturnTopItems(ReturnSetInfo *rsinfo, ItModel *m, const ItInterest *in,
                  bool exclude_seen, int k)
 {
@@ -263,6 +208,7 @@ ItReturnTopItems(ReturnSetInfo *rsinfo, ItModel *m, const ItInterest *in,
  * A NULL user_id gives no rows (so a LATERAL join over a nullable column
  * simply drops those rows).
  */
+PG_FUNCTION_INFO_V1(interest_transfer_recommend);
 Datum
 interest_transfer_recommend(PG_FUNCTION_ARGS)
 {
@@ -292,6 +238,57 @@ interest_transfer_recommend(PG_FUNCTION_ARGS)
     PG_RETURN_NULL();
 }
 
+/*
+ * recommend_for(features jsonb, items bigint[] DEFAULT '{}', k int DEFAULT 10,
+ *               model text DEFAULT NULL)
+ *   RETURNS TABLE (item_id bigint, score real, rank int, source text)
+ *
+ * For a visitor in no table: the prior from the features (a jsonb object
+ * keyed by the user_features column names; '{}' or NULL for none), folded
+ * in with the items they touched (each counts as one interaction of
+ * weight 1; items the model does not know are ignored).  source is
+ * 'fold_in' with known items, else 'features', else 'popular'.  The given
+ * items are never recommended.
+ */
+PG_FUNCTION_INFO_V1(interest_transfer_recommend_for);
+Datum
+interest_transfer_recommend_for(PG_FUNCTION_ARGS)
+{
+    ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+    Jsonb      *features = NULL;
+    int64      *ids = NULL;
+    int         nids = 0;
+    int         k;
+    char       *model;
+    ItModel    *m;
+    ItInterest  in;
+
+    ItSetSchema(fcinfo);
+    k = ItArgK(fcinfo, 2);
+    model = ItModelArg(fcinfo, 3);
+
+    if (!PG_ARGISNULL(0))
+    {
+        features = PG_GETARG_JSONB_P(0);
+        if (!JB_ROOT_IS_OBJECT(features))
+            ereport(ERROR,
+                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                     errmsg("features must be a jsonb object"),
+                     errhint("Pass the features keyed by column name, for example '{\"age\": 31, \"country\": \"DE\"}', or '{}' for none.")));
+        if (JB_ROOT_COUNT(features) == 0)
+            features = NULL;
+    }
+    if (!PG_ARGISNULL(1))
+        ids = ItIdArray(PG_GETARG_ARRAYTYPE_P(1), "items", &nids);
+
+    InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+    m = ItGetModelForCall(fcinfo, model);
+    ItVisitorInterest(m, features, ids, nids, &in);
+    /* the given items are left out of the list, whatever the path */
+    ItReturnTopItems(rsinfo, m, &in, true, k);
+    PG_RETURN_NULL();
+}
+
 /* The last user's interest, kept per call site of score(). */
 typedef struct ItScoreCache
 {
@@ -309,6 +306,7 @@ typedef struct ItScoreCache
  * user served by popularity, the item's popularity / max popularity, the
  * same score recommend() gives.
  */
+PG_FUNCTION_INFO_V1(interest_transfer_score);
 Datum
 interest_transfer_score(PG_FUNCTION_ARGS)
 {
@@ -384,6 +382,7 @@ ItExactCosine(const void *arg, int64_t idx)
  * item with all-zero factors is similar to nothing (cosine 0).  A NULL
  * item_id gives no rows; an item the model does not know is an ERROR.
  */
+PG_FUNCTION_INFO_V1(interest_transfer_similar_items);
 Datum
 interest_transfer_similar_items(PG_FUNCTION_ARGS)
 {
