@@ -80,7 +80,7 @@ typedef struct ItTestPair
 } ItTestPair;
 
 static int
-ItComparePairs(const void *a, const void *b)
+ComparePairs(const void *a, const void *b)
 {
     const ItTestPair *x = a;
     const ItTestPair *y = b;
@@ -95,7 +95,7 @@ ItComparePairs(const void *a, const void *b)
  * item, duplicates removed; returns how many.
  */
 static int64
-ItReadTestSet(const char *test, const char *model, ItTestPair **pairs_out)
+ReadTestSet(const char *test, const char *model, ItTestPair **pairs_out)
 {
     ItSource    src;
     int         ucol;
@@ -155,10 +155,10 @@ ItReadTestSet(const char *test, const char *model, ItTestPair **pairs_out)
                  errmsg("test set is empty"),
                  errhint("Give held-out positives as rows of (user_id, item_id).")));
 
-    qsort(pairs, n, sizeof(ItTestPair), ItComparePairs);
+    qsort(pairs, n, sizeof(ItTestPair), ComparePairs);
     w = 0;
     for (int64 i = 0; i < n; i++)
-        if (w == 0 || ItComparePairs(&pairs[i], &pairs[w - 1]) != 0)
+        if (w == 0 || ComparePairs(&pairs[i], &pairs[w - 1]) != 0)
             pairs[w++] = pairs[i];
     *pairs_out = pairs;
     return w;
@@ -166,7 +166,7 @@ ItReadTestSet(const char *test, const char *model, ItTestPair **pairs_out)
 
 /* Adds one user's metrics to a segment. */
 static void
-ItAccumulate(ItSegment *seg, const ItUserMetrics *um, const int32 *top, int ntop, int64 n_items)
+Accumulate(ItSegment *seg, const ItUserMetrics *um, const int32 *top, int ntop, int64 n_items)
 {
     seg->users++;
     seg->precision += um->precision;
@@ -193,7 +193,7 @@ ItAccumulate(ItSegment *seg, const ItUserMetrics *um, const int32 *top, int ntop
 }
 
 static double
-ItIdealDcg(int64 npos, int k)
+IdealDcg(int64 npos, int k)
 {
     double      idcg = 0.0;
     int64       ideal = Min(npos, (int64) k);
@@ -208,8 +208,8 @@ ItIdealDcg(int64 npos, int k)
  * items the model does not know counted as positives never ranked.
  */
 static void
-ItUserMetricsOf(ItModel *m, const ItEvalUser *u, const float *scores, int k,
-                int32 *top_idx, float *top_score, ItSegment *segs)
+UserMetricsOf(ItModel *m, const ItEvalUser *u, const float *scores, int k,
+              int32 *top_idx, float *top_score, ItSegment *segs)
 {
     ItUserMetrics um;
     int64       counted;
@@ -238,8 +238,8 @@ ItUserMetricsOf(ItModel *m, const ItEvalUser *u, const float *scores, int k,
     else if (u->nunknown > 0)
     {
         double      share = (double) counted / (double) ntotal;
-        double      idcg_known = ItIdealDcg(counted, k);
-        double      idcg_all = ItIdealDcg(ntotal, k);
+        double      idcg_known = IdealDcg(counted, k);
+        double      idcg_all = IdealDcg(ntotal, k);
 
         um.recall *= share;
         um.ndcg = idcg_all > 0.0 ? um.ndcg * idcg_known / idcg_all : 0.0;
@@ -248,9 +248,9 @@ ItUserMetricsOf(ItModel *m, const ItEvalUser *u, const float *scores, int k,
             um.auc *= share;
     }
 
-    ItAccumulate(&segs[SEG_ALL], &um, top_idx, (int) ntop, m->n_items);
-    ItAccumulate(&segs[u->in.source == IT_SOURCE_MODEL ? SEG_WARM : SEG_COLD],
-                 &um, top_idx, (int) ntop, m->n_items);
+    Accumulate(&segs[SEG_ALL], &um, top_idx, (int) ntop, m->n_items);
+    Accumulate(&segs[u->in.source == IT_SOURCE_MODEL ? SEG_WARM : SEG_COLD],
+               &um, top_idx, (int) ntop, m->n_items);
 }
 
 /*
@@ -263,8 +263,8 @@ ItUserMetricsOf(ItModel *m, const ItEvalUser *u, const float *scores, int k,
  * rescored one among the k best.  cand holds m->n_items entries.
  */
 static void
-ItExactNearBoundary(const ItModel *m, const ItInterest *in, float *scores, int ntop,
-                    int32 *top_idx, float *top_score, int32 *cand)
+ExactNearBoundary(const ItModel *m, const ItInterest *in, float *scores, int ntop,
+                  int32 *top_idx, float *top_score, int32 *cand)
 {
     int         got = it_topk(scores, m->n_items, in->seen, in->nseen, ntop, top_idx, top_score);
     double      tol_scale;
@@ -285,9 +285,9 @@ ItExactNearBoundary(const ItModel *m, const ItInterest *in, float *scores, int n
  * vector, the popularity ranking for the others.
  */
 static void
-ItFlushBlock(ItModel *m, ItEvalUser *block, int nblock, int nvec, int k,
-             float *X, float *S, const float *popular, int32 *top_idx,
-             float *top_score, int32 *cand, ItSegment *segs)
+FlushBlock(ItModel *m, ItEvalUser *block, int nblock, int nvec, int k,
+           float *X, float *S, const float *popular, int32 *top_idx,
+           float *top_score, int32 *cand, ItSegment *segs)
 {
     if (nvec > 0)
     {
@@ -318,11 +318,11 @@ ItFlushBlock(ItModel *m, ItEvalUser *block, int nblock, int nvec, int k,
         {
             float      *row = S + (size_t) block[i].row * m->n_items;
 
-            ItExactNearBoundary(m, &block[i].in, row, (int) Min((int64) k, m->n_items),
-                                top_idx, top_score, cand);
+            ExactNearBoundary(m, &block[i].in, row, (int) Min((int64) k, m->n_items),
+                              top_idx, top_score, cand);
             scores = row;
         }
-        ItUserMetricsOf(m, &block[i], scores, k, top_idx, top_score, segs);
+        UserMetricsOf(m, &block[i], scores, k, top_idx, top_score, segs);
     }
 }
 
@@ -387,7 +387,7 @@ interest_transfer_evaluate(PG_FUNCTION_ARGS)
 
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
-    npairs = ItReadTestSet(test, m->name, &pairs);
+    npairs = ReadTestSet(test, m->name, &pairs);
 
     memset(segs, 0, sizeof(segs));
     for (int s = 0; s < NSEGMENTS; s++)
@@ -442,7 +442,7 @@ interest_transfer_evaluate(PG_FUNCTION_ARGS)
         if (nblock == blocksize || p == npairs)
         {
             CHECK_FOR_INTERRUPTS();
-            ItFlushBlock(m, block, nblock, nvec, k, X, S, popular, top_idx, top_score, cand, segs);
+            FlushBlock(m, block, nblock, nvec, k, X, S, popular, top_idx, top_score, cand, segs);
             nblock = 0;
             nvec = 0;
             MemoryContextReset(blockcxt);

@@ -25,7 +25,7 @@
 
 /* Is idx in the sorted list set[0..n)? */
 static inline bool
-ItInSorted(const int32 *set, int n, int32 idx)
+InSorted(const int32 *set, int n, int32 idx)
 {
     int         lo = 0,
                 hi = n - 1;
@@ -52,9 +52,9 @@ ItInSorted(const int32 *set, int n, int32 idx)
  * how many were written.
  */
 static int
-ItExactTopK(const float *scores, int64 n, const int32 *exclude, int nexclude, int k,
-            const float *norms, double tol_scale, double tol_const,
-            ItExactScoreFn exact, const void *arg, int32 *out_idx, float *out_score)
+ExactTopK(const float *scores, int64 n, const int32 *exclude, int nexclude, int k,
+          const float *norms, double tol_scale, double tol_const,
+          ItExactScoreFn exact, const void *arg, int32 *out_idx, float *out_score)
 {
     int64       cap = (int64) k + 64;
     int64       need;
@@ -82,7 +82,7 @@ typedef struct ItScoreArg
 } ItScoreArg;
 
 static float
-ItExactItemScore(const void *arg, int64_t idx)
+ExactItemScore(const void *arg, int64_t idx)
 {
     const ItScoreArg *a = arg;
 
@@ -97,8 +97,8 @@ ItExactItemScore(const void *arg, int64_t idx)
  * Returns how many were written.
  */
 static int
-ItTopItems(ItModel *m, const ItInterest *in, bool exclude_seen,
-           int k, int32 *out_idx, float *out_score)
+TopItems(ItModel *m, const ItInterest *in, bool exclude_seen,
+         int k, int32 *out_idx, float *out_score)
 {
     const int32 *exclude = exclude_seen ? in->seen : NULL;
     int         nexclude = exclude_seen ? in->nseen : 0;
@@ -122,9 +122,9 @@ ItTopItems(ItModel *m, const ItInterest *in, bool exclude_seen,
 
         /* ranked by the scores score() gives, ties by the lower item_id */
         ItScoreTolerance(m, in, &tol_scale, &tol_const);
-        return ItExactTopK(m->scores, m->n_items, exclude, nexclude, kk,
-                           m->item_norms, tol_scale, tol_const,
-                           ItExactItemScore, &arg, out_idx, out_score);
+        return ExactTopK(m->scores, m->n_items, exclude, nexclude, kk,
+                         m->item_norms, tol_scale, tol_const,
+                         ExactItemScore, &arg, out_idx, out_score);
     }
 
     /* Popularity: walk the precomputed order, skipping excluded items. */
@@ -132,7 +132,7 @@ ItTopItems(ItModel *m, const ItInterest *in, bool exclude_seen,
     {
         int32       idx = m->pop_order[i];
 
-        if (nexclude > 0 && ItInSorted(exclude, nexclude, idx))
+        if (nexclude > 0 && InSorted(exclude, nexclude, idx))
             continue;
         out_idx[written] = idx;
         out_score[written] = m->pop_score[idx];
@@ -143,7 +143,7 @@ ItTopItems(ItModel *m, const ItInterest *in, bool exclude_seen,
 
 /* Argument argno as a list length: ERRORs when NULL, < 1 or > IT_MAX_K. */
 static int
-ItArgK(FunctionCallInfo fcinfo, int argno)
+ArgK(FunctionCallInfo fcinfo, int argno)
 {
     int32       k;
 
@@ -165,7 +165,7 @@ ItArgK(FunctionCallInfo fcinfo, int argno)
 }
 
 static char *
-ItModelArg(FunctionCallInfo fcinfo, int argno)
+ModelArg(FunctionCallInfo fcinfo, int argno)
 {
     return PG_ARGISNULL(argno) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(argno));
 }
@@ -176,15 +176,15 @@ ItModelArg(FunctionCallInfo fcinfo, int argno)
  * (InitMaterializedSRF with MAT_SRF_USE_EXPECTED_DESC).
  */
 static void
-ItReturnTopItems(ReturnSetInfo *rsinfo, ItModel *m, const ItInterest *in,
-                 bool exclude_seen, int k)
+ReturnTopItems(ReturnSetInfo *rsinfo, ItModel *m, const ItInterest *in,
+               bool exclude_seen, int k)
 {
     int         n = (int) Min((int64) k, m->n_items);
     int32      *top_idx = palloc(sizeof(int32) * Max(n, 1));
     float      *top_score = palloc(sizeof(float) * Max(n, 1));
     Datum       source = CStringGetTextDatum(ItInterestSourceName(in->source));
 
-    n = ItTopItems(m, in, exclude_seen, k, top_idx, top_score);
+    n = TopItems(m, in, exclude_seen, k, top_idx, top_score);
     for (int i = 0; i < n; i++)
     {
         Datum       values[4];
@@ -221,8 +221,8 @@ interest_transfer_recommend(PG_FUNCTION_ARGS)
     ItInterest  in;
 
     ItSetSchema(fcinfo);
-    k = ItArgK(fcinfo, 1);
-    model = ItModelArg(fcinfo, 2);
+    k = ArgK(fcinfo, 1);
+    model = ModelArg(fcinfo, 2);
     if (PG_ARGISNULL(3))
         ItNullArgument("exclude_seen", "Pass true to leave out the items the user already interacted with, false to keep them.");
     exclude_seen = PG_GETARG_BOOL(3);
@@ -234,7 +234,7 @@ interest_transfer_recommend(PG_FUNCTION_ARGS)
 
     m = ItGetModelForCall(fcinfo, model);
     ItUserInterest(m, user_id, &in);
-    ItReturnTopItems(rsinfo, m, &in, exclude_seen, k);
+    ReturnTopItems(rsinfo, m, &in, exclude_seen, k);
     PG_RETURN_NULL();
 }
 
@@ -264,8 +264,8 @@ interest_transfer_recommend_for(PG_FUNCTION_ARGS)
     ItInterest  in;
 
     ItSetSchema(fcinfo);
-    k = ItArgK(fcinfo, 2);
-    model = ItModelArg(fcinfo, 3);
+    k = ArgK(fcinfo, 2);
+    model = ModelArg(fcinfo, 3);
 
     if (!PG_ARGISNULL(0))
     {
@@ -285,7 +285,7 @@ interest_transfer_recommend_for(PG_FUNCTION_ARGS)
     m = ItGetModelForCall(fcinfo, model);
     ItVisitorInterest(m, features, ids, nids, &in);
     /* the given items are left out of the list, whatever the path */
-    ItReturnTopItems(rsinfo, m, &in, true, k);
+    ReturnTopItems(rsinfo, m, &in, true, k);
     PG_RETURN_NULL();
 }
 
@@ -322,7 +322,7 @@ interest_transfer_score(PG_FUNCTION_ARGS)
         PG_RETURN_NULL();
     user_id = PG_GETARG_INT64(0);
     item_id = PG_GETARG_INT64(1);
-    model = ItModelArg(fcinfo, 2);
+    model = ModelArg(fcinfo, 2);
 
     ItSetSchema(fcinfo);
     m = ItGetModelForCall(fcinfo, model);
@@ -364,7 +364,7 @@ typedef struct ItCosineArg
 
 /* The cosine similar_items reports between item indexes self and idx. */
 static float
-ItExactCosine(const void *arg, int64_t idx)
+ExactCosine(const void *arg, int64_t idx)
 {
     const ItCosineArg *a = arg;
     const ItModel *m = a->m;
@@ -400,8 +400,8 @@ interest_transfer_similar_items(PG_FUNCTION_ARGS)
     int         n;
 
     ItSetSchema(fcinfo);
-    k = ItArgK(fcinfo, 1);
-    model = ItModelArg(fcinfo, 2);
+    k = ArgK(fcinfo, 1);
+    model = ModelArg(fcinfo, 2);
 
     InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
     if (PG_ARGISNULL(0))
@@ -440,8 +440,8 @@ interest_transfer_similar_items(PG_FUNCTION_ARGS)
          * dot is within k u |y_a| |y_b| of the exact one, so its cosine
          * within about (k + 2) u; (k + 4) FLT_EPSILON is twice that.
          */
-        n = ItExactTopK(scores, m->n_items, &self, 1, n, NULL, 0.0, (m->k + 4) * (double) FLT_EPSILON,
-                        ItExactCosine, &arg, top_idx, top_score);
+        n = ExactTopK(scores, m->n_items, &self, 1, n, NULL, 0.0, (m->k + 4) * (double) FLT_EPSILON,
+                      ExactCosine, &arg, top_idx, top_score);
     }
     for (int i = 0; i < n; i++)
     {
