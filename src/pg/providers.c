@@ -32,7 +32,7 @@
 /*
  * Saved plans belong to the model version they were prepared for.  When a
  * model is freed (possibly while a transaction aborts) its plans are only
- * queued here, and freed at the next ItGetTransfer.
+ * queued here, and freed when the next serving state is created.
  */
 typedef struct ItOrphanPlan
 {
