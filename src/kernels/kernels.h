@@ -172,6 +172,57 @@ int         it_topk(const float *scores, int64_t n,
                     const int32_t *exclude, int64_t nexclude,
                     int k, int32_t *out_idx, float *out_score);
 
+/*
+ * Exact ranking of near ties.  scores[0..n) approximates an exact score
+ * exact(arg, i) (a BLAS product sums in an order, with or without FMA,
+ * that depends on the kernel and the number of rows, so its last bits
+ * depend on the CPU) within tol(i) = tol_scale * norms[i] + tol_const
+ * (norms NULL: tol_const).  Ranking by scores[] would let those bits
+ * decide between items whose exact scores tie or nearly tie; these
+ * functions rank by exact() but compute it only for the items that could
+ * be among the k best.
+ *
+ * Why that is enough: let S be the k best by scores[] and w the k-th of
+ * them; every j in S has exact(j) >= w - tol(j) >= w - tolS, tolS the
+ * largest tol(j) over S.  An item with scores[i] + tol(i) < w - tolS has
+ * exact(i) < exact(j) for all j in S, so k items beat it: it is not among
+ * the k best.  The others are the candidates (S and, normally, a few
+ * more).
+ */
+typedef float (*ItExactScoreFn) (const void *arg, int64_t idx);
+
+/*
+ * The candidates for the k best of scores[0..n) (skipping exclude, sorted,
+ * as it_topk does), given it_topk's answer top_idx/top_score[0..got) for
+ * the same arguments: with got < k every one of those items, else every
+ * non-excluded item with scores[i] + tol(i) >= w - tolS (NaN: not; a NaN
+ * bound or tol_scale: every item whose scores[i] + tol(i) is not NaN).
+ * Returns their number, total; when total <= cap they are written,
+ * ascending, to cand (else cand's contents are unspecified: call again
+ * with a larger buffer).
+ */
+int64_t     it_topk_candidates(const float *scores, int64_t n,
+                               const int32_t *exclude, int64_t nexclude, int k,
+                               const int32_t *top_idx, const float *top_score, int got,
+                               const float *norms, double tol_scale, double tol_const,
+                               int32_t *cand, int64_t cap);
+
+/*
+ * The k best of scores[0..n) by exact(), best first, ties by the lower
+ * index, skipping exclude (sorted) and NaN scores: out_idx/out_score hold
+ * k entries, cand and cand_score cap entries of scratch (cap >= k; k + 64
+ * is usually enough).  Returns how many were written, or -1, writing
+ * nothing useful, when the candidates need more than cap entries: *need
+ * then gets that number (call again with buffers that large).  exact() is
+ * called only when the candidates fit, once per candidate.
+ */
+int         it_topk_exact(const float *scores, int64_t n,
+                          const int32_t *exclude, int64_t nexclude, int k,
+                          const float *norms, double tol_scale, double tol_const,
+                          ItExactScoreFn exact, const void *arg,
+                          int32_t *cand, float *cand_score, int64_t cap, int64_t *need,
+                          int32_t *out_idx, float *out_score);
+
 /* scores[0..n) = Y[n*k] x  (cblas_sgemv). */
 void        it_score_all(const float *Y, int64_t n, int k, const float *x,
                          float *scores);

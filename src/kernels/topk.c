@@ -1,11 +1,14 @@
 /*
  * topk.c
- *    Scoring every item and selecting the best k.
+ *    Scoring every item, selecting the best k, and ranking the near ties
+ *    at the k-th place by an exact score.
  *
  * Plain C, no PostgreSQL headers: see kernels.h for the contracts.
  */
 #include <limits.h>
+#include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include <cblas.h>
 
@@ -128,6 +131,111 @@ it_topk(const float *scores, int64_t n,
         SiftDown(out_idx, out_score, end, 0);
     }
     return size;
+}
+
+static int
+CompareIndex(const void *a, const void *b)
+{
+    int32_t     x = *(const int32_t *) a;
+    int32_t     y = *(const int32_t *) b;
+
+    return (x > y) - (x < y);
+}
+
+int64_t
+it_topk_candidates(const float *scores, int64_t n,
+                   const int32_t *exclude, int64_t nexclude, int k,
+                   const int32_t *top_idx, const float *top_score, int got,
+                   const float *norms, double tol_scale, double tol_const,
+                   int32_t *cand, int64_t cap)
+{
+    int64_t     total = 0;
+    int64_t     e = 0;
+    double      tol_s = 0.0;
+    double      threshold;
+
+    if (got <= 0)
+        return 0;
+    if (n > INT32_MAX)
+        n = INT32_MAX;          /* indexes are int32 */
+
+    if (got < k)
+    {
+        /* fewer than k items at all: every one is in the list */
+        for (int i = 0; i < got && i < cap; i++)
+            cand[i] = top_idx[i];
+        if (got <= cap)
+            qsort(cand, got, sizeof(int32_t), CompareIndex);
+        return got;
+    }
+
+    if (norms == NULL)
+        tol_scale = 0.0;
+    for (int i = 0; i < got; i++)
+    {
+        double      t = tol_scale * (norms ? (double) norms[top_idx[i]] : 0.0);
+
+        tol_s = tol_s > t ? tol_s : t;
+    }
+    /* scores[i] + tol_scale norms[i] >= threshold: a candidate */
+    threshold = (double) top_score[got - 1] - tol_s - 2.0 * tol_const;
+    if (isnan(threshold) || isnan(tol_scale))
+        threshold = -INFINITY;  /* infinite scores or tolerances: all */
+
+    for (int64_t i = 0; i < n; i++)
+    {
+        double      v = (double) scores[i];
+
+        if (norms)
+            v += tol_scale * (double) norms[i];
+        if (!(v >= threshold))
+            continue;
+        while (e < nexclude && exclude[e] < i)
+            e++;
+        if (e < nexclude && exclude[e] == i)
+            continue;
+        if (total < cap)
+            cand[total] = (int32_t) i;
+        total++;
+    }
+    return total;
+}
+
+int
+it_topk_exact(const float *scores, int64_t n,
+              const int32_t *exclude, int64_t nexclude, int k,
+              const float *norms, double tol_scale, double tol_const,
+              ItExactScoreFn exact, const void *arg,
+              int32_t *cand, float *cand_score, int64_t cap, int64_t *need,
+              int32_t *out_idx, float *out_score)
+{
+    int         got;
+    int64_t     ncand;
+
+    *need = 0;
+    if (k <= 0 || n <= 0)
+        return 0;
+    if (cap < k)
+    {
+        *need = k;
+        return -1;
+    }
+    got = it_topk(scores, n, exclude, nexclude, k, out_idx, out_score);
+    ncand = it_topk_candidates(scores, n, exclude, nexclude, k, out_idx, out_score, got,
+                               norms, tol_scale, tol_const, cand, cap);
+    if (ncand > cap)
+    {
+        *need = ncand;
+        return -1;
+    }
+
+    /* rank the candidates (ascending indexes) by exact(): ties by position */
+    for (int64_t i = 0; i < ncand; i++)
+        cand_score[i] = exact(arg, cand[i]);
+    got = it_topk(cand_score, ncand, NULL, 0, k, out_idx, out_score);
+    for (int i = 0; i < got; i++)
+        out_idx[i] = cand[out_idx[i]];
+    return got;
 }
 
 void

@@ -30,7 +30,7 @@
 #include "utils/memutils.h"
 #include "utils/tuplestore.h"
 
-#include "interest_transfer.h"
+#include "interest.h"
 
 PG_FUNCTION_INFO_V1(interest_transfer_evaluate);
 
@@ -80,7 +80,7 @@ typedef struct ItTestPair
 } ItTestPair;
 
 static int
-ItComparePairs(const void *a, const void *b)
+ComparePairs(const void *a, const void *b)
 {
     const ItTestPair *x = a;
     const ItTestPair *y = b;
@@ -95,7 +95,7 @@ ItComparePairs(const void *a, const void *b)
  * item, duplicates removed; returns how many.
  */
 static int64
-ItReadTestSet(const char *test, const char *model, ItTestPair **pairs_out)
+ReadTestSet(const char *test, const char *model, ItTestPair **pairs_out)
 {
     ItSource    src;
     int         ucol;
@@ -155,10 +155,10 @@ ItReadTestSet(const char *test, const char *model, ItTestPair **pairs_out)
                  errmsg("test set is empty"),
                  errhint("Give held-out positives as rows of (user_id, item_id).")));
 
-    qsort(pairs, n, sizeof(ItTestPair), ItComparePairs);
+    qsort(pairs, n, sizeof(ItTestPair), ComparePairs);
     w = 0;
     for (int64 i = 0; i < n; i++)
-        if (w == 0 || ItComparePairs(&pairs[i], &pairs[w - 1]) != 0)
+        if (w == 0 || ComparePairs(&pairs[i], &pairs[w - 1]) != 0)
             pairs[w++] = pairs[i];
     *pairs_out = pairs;
     return w;
@@ -166,7 +166,7 @@ ItReadTestSet(const char *test, const char *model, ItTestPair **pairs_out)
 
 /* Adds one user's metrics to a segment. */
 static void
-ItAccumulate(ItSegment *seg, const ItUserMetrics *um, const int32 *top, int ntop, int64 n_items)
+Accumulate(ItSegment *seg, const ItUserMetrics *um, const int32 *top, int ntop, int64 n_items)
 {
     seg->users++;
     seg->precision += um->precision;
@@ -193,7 +193,7 @@ ItAccumulate(ItSegment *seg, const ItUserMetrics *um, const int32 *top, int ntop
 }
 
 static double
-ItIdealDcg(int64 npos, int k)
+IdealDcg(int64 npos, int k)
 {
     double      idcg = 0.0;
     int64       ideal = Min(npos, (int64) k);
@@ -208,8 +208,8 @@ ItIdealDcg(int64 npos, int k)
  * items the model does not know counted as positives never ranked.
  */
 static void
-ItUserMetricsOf(ItModel *m, const ItEvalUser *u, const float *scores, int k,
-                int32 *top_idx, float *top_score, ItSegment *segs)
+UserMetricsOf(ItModel *m, const ItEvalUser *u, const float *scores, int k,
+              int32 *top_idx, float *top_score, ItSegment *segs)
 {
     ItUserMetrics um;
     int64       counted;
@@ -238,8 +238,8 @@ ItUserMetricsOf(ItModel *m, const ItEvalUser *u, const float *scores, int k,
     else if (u->nunknown > 0)
     {
         double      share = (double) counted / (double) ntotal;
-        double      idcg_known = ItIdealDcg(counted, k);
-        double      idcg_all = ItIdealDcg(ntotal, k);
+        double      idcg_known = IdealDcg(counted, k);
+        double      idcg_all = IdealDcg(ntotal, k);
 
         um.recall *= share;
         um.ndcg = idcg_all > 0.0 ? um.ndcg * idcg_known / idcg_all : 0.0;
@@ -248,9 +248,9 @@ ItUserMetricsOf(ItModel *m, const ItEvalUser *u, const float *scores, int k,
             um.auc *= share;
     }
 
-    ItAccumulate(&segs[SEG_ALL], &um, top_idx, (int) ntop, m->n_items);
-    ItAccumulate(&segs[u->in.source == IT_SOURCE_MODEL ? SEG_WARM : SEG_COLD],
-                 &um, top_idx, (int) ntop, m->n_items);
+    Accumulate(&segs[SEG_ALL], &um, top_idx, (int) ntop, m->n_items);
+    Accumulate(&segs[u->in.source == IT_SOURCE_MODEL ? SEG_WARM : SEG_COLD],
+               &um, top_idx, (int) ntop, m->n_items);
 }
 
 /*
@@ -258,50 +258,26 @@ ItUserMetricsOf(ItModel *m, const ItEvalUser *u, const float *scores, int k,
  * recommend() ranks by (ItItemScore) in place of the sgemm's, which differs
  * from it in the last bits by amounts that depend on the BLAS kernel: the
  * lists measured are then recommend()'s, ties by the lower item_id, on any
- * CPU.  The bound and the reasoning are ItExactTopK's (score.c): item i's
- * sgemm score is within tol(i) = (k + 4) FLT_EPSILON (|x| |y_i| + blend)
- * of ItItemScore's, so with w the k-th best sgemm score and tolS the
- * largest tol among the k best, an item with score + tol(i) < w - tolS
- * cannot be among the k best; the others are rescored, and the items left
- * with sgemm scores stay below every rescored one among the k best.
+ * CPU.  The candidates are it_topk_candidates' for the bound of
+ * ItScoreTolerance; the items left with sgemm scores stay below every
+ * rescored one among the k best.  cand holds m->n_items entries.
  */
 static void
-ItExactNearBoundary(const ItModel *m, const ItInterest *in, float *scores, int ntop,
-                    int32 *top_idx, float *top_score)
+ExactNearBoundary(const ItModel *m, const ItInterest *in, float *scores, int ntop,
+                  int32 *top_idx, float *top_score, int32 *cand)
 {
     int         got = it_topk(scores, m->n_items, in->seen, in->nseen, ntop, top_idx, top_score);
-    double      threshold = -INFINITY;
-    double      xx = 0.0;
     double      tol_scale;
     double      tol_const;
-    int         e = 0;
+    int64       ncand;
 
     if (got == 0)
         return;
-    for (int j = 0; j < m->k; j++)
-        xx += (double) in->x[j] * (double) in->x[j];
-    tol_scale = (m->k + 4) * (double) FLT_EPSILON * sqrt(xx);
-    tol_const = (m->k + 4) * (double) FLT_EPSILON * Max(in->pop_blend, 0.0f);
-    if (got == ntop)
-    {
-        double      tol_s = 0.0;
-
-        for (int i = 0; i < got; i++)
-            tol_s = Max(tol_s, tol_scale * (double) m->item_norms[top_idx[i]]);
-        threshold = (double) top_score[got - 1] - tol_s - 2.0 * tol_const;
-    }
-    if (isnan(threshold) || isnan(tol_scale))
-        threshold = -INFINITY;  /* infinite scores or tolerances: all */
-    for (int64 i = 0; i < m->n_items; i++)
-    {
-        if (!((double) scores[i] + tol_scale * (double) m->item_norms[i] >= threshold))
-            continue;
-        while (e < in->nseen && in->seen[e] < i)
-            e++;
-        if (e < in->nseen && in->seen[e] == i)
-            continue;
-        scores[i] = ItItemScore(m, in, i);
-    }
+    ItScoreTolerance(m, in, &tol_scale, &tol_const);
+    ncand = it_topk_candidates(scores, m->n_items, in->seen, in->nseen, ntop, top_idx, top_score,
+                               got, m->item_norms, tol_scale, tol_const, cand, m->n_items);
+    for (int64 i = 0; i < ncand; i++)
+        scores[cand[i]] = ItItemScore(m, in, cand[i]);
 }
 
 /*
@@ -309,9 +285,9 @@ ItExactNearBoundary(const ItModel *m, const ItInterest *in, float *scores, int n
  * vector, the popularity ranking for the others.
  */
 static void
-ItFlushBlock(ItModel *m, ItEvalUser *block, int nblock, int nvec, int k,
-             float *X, float *S, const float *popular, int32 *top_idx,
-             float *top_score, ItSegment *segs)
+FlushBlock(ItModel *m, ItEvalUser *block, int nblock, int nvec, int k,
+           float *X, float *S, const float *popular, int32 *top_idx,
+           float *top_score, int32 *cand, ItSegment *segs)
 {
     if (nvec > 0)
     {
@@ -342,11 +318,11 @@ ItFlushBlock(ItModel *m, ItEvalUser *block, int nblock, int nvec, int k,
         {
             float      *row = S + (size_t) block[i].row * m->n_items;
 
-            ItExactNearBoundary(m, &block[i].in, row, (int) Min((int64) k, m->n_items),
-                                top_idx, top_score);
+            ExactNearBoundary(m, &block[i].in, row, (int) Min((int64) k, m->n_items),
+                              top_idx, top_score, cand);
             scores = row;
         }
-        ItUserMetricsOf(m, &block[i], scores, k, top_idx, top_score, segs);
+        UserMetricsOf(m, &block[i], scores, k, top_idx, top_score, segs);
     }
 }
 
@@ -384,6 +360,7 @@ interest_transfer_evaluate(PG_FUNCTION_ARGS)
     float      *popular;
     int32      *top_idx;
     float      *top_score;
+    int32      *cand;
     int64       p;
 
     ItSetSchema(fcinfo);
@@ -410,7 +387,7 @@ interest_transfer_evaluate(PG_FUNCTION_ARGS)
 
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
-    npairs = ItReadTestSet(test, m->name, &pairs);
+    npairs = ReadTestSet(test, m->name, &pairs);
 
     memset(segs, 0, sizeof(segs));
     for (int s = 0; s < NSEGMENTS; s++)
@@ -429,6 +406,7 @@ interest_transfer_evaluate(PG_FUNCTION_ARGS)
     S = palloc_extended(sizeof(float) * (Size) blocksize * Max(m->n_items, 1), MCXT_ALLOC_HUGE);
     top_idx = palloc(sizeof(int32) * k);
     top_score = palloc(sizeof(float) * k);
+    cand = palloc_extended(sizeof(int32) * Max(m->n_items, 1), MCXT_ALLOC_HUGE);
     blockcxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer evaluate block",
                                      ALLOCSET_DEFAULT_SIZES);
 
@@ -464,7 +442,7 @@ interest_transfer_evaluate(PG_FUNCTION_ARGS)
         if (nblock == blocksize || p == npairs)
         {
             CHECK_FOR_INTERRUPTS();
-            ItFlushBlock(m, block, nblock, nvec, k, X, S, popular, top_idx, top_score, segs);
+            FlushBlock(m, block, nblock, nvec, k, X, S, popular, top_idx, top_score, cand, segs);
             nblock = 0;
             nvec = 0;
             MemoryContextReset(blockcxt);

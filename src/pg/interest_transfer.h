@@ -318,73 +318,10 @@ extern bool ItGetUserVector(ItModel *m, int64 user_id, float *x_out,
                             int32 **seen_out, int *nseen,
                             ItInterestSource *source_out);
 
-/* ------------------------------------------------------------------------
- * Scoring (score.c)
- * ------------------------------------------------------------------------ */
-
-/* The interest of one user, as every scoring function sees it. */
-typedef struct ItInterest
-{
-    ItInterestSource source;
-    float      *x;              /* m->k floats; NULL for IT_SOURCE_POPULAR */
-    int32      *seen;           /* item indexes, sorted ascending */
-    int         nseen;
-    float       pop_blend;      /* >= 0: a vector ranks by x.y_i + pop_blend *
-                                 * m->pop_score[i] (the features path; 0 otherwise) */
-} ItInterest;
-
 /*
- * Decides which interest serves a user and fills *out (allocated in the
- * current memory context).  The order: a stored row of the deployed
- * version (IT_SOURCE_MODEL or the source it was stored with, 'fold_in'
- * after refresh); otherwise ItColdInterest: a fold-in of the user's rows
- * in the interactions source, or the features prior; otherwise
- * popularity.  Every caller (recommend, score, evaluate) goes through
- * here, so a new provider added here serves them all.
+ * The interest of a user and the score it gives an item: interest.h;
+ * serving users and items the model was not trained on: providers.h,
+ * provider.h; reading interactions: interactions.h.
  */
-extern void ItUserInterest(ItModel *m, int64 user_id, ItInterest *out);
-
-/*
- * The k best items for an interest, best first: out_idx/out_score must
- * hold min(k, m->n_items) entries.  With exclude_seen, in->seen is
- * skipped.  A vector ranks by x.y (ties by lower item_id); popularity by
- * popularity desc, then item_id, scored popularity / max popularity.
- * Returns how many were written.
- */
-extern int  ItTopItems(ItModel *m, const ItInterest *in, bool exclude_seen,
-                       int k, int32 *out_idx, float *out_score);
-
-/* The score ItTopItems gives item index idx for an interest. */
-extern float ItItemScore(const ItModel *m, const ItInterest *in, int64 idx);
-
-/*
- * Appends recommend()'s rows (item_id, score, rank, source) for the k best
- * items of an interest to a materialized SRF's tuplestore
- * (InitMaterializedSRF with MAT_SRF_USE_EXPECTED_DESC).
- */
-extern void ItReturnTopItems(struct ReturnSetInfo *rsinfo, ItModel *m, const ItInterest *in,
-                             bool exclude_seen, int k);
-
-/* Argument argno as a list length: ERRORs when NULL, < 1 or > IT_MAX_K. */
-extern int  ItArgK(FunctionCallInfo fcinfo, int argno);
-
-/* ------------------------------------------------------------------------
- * Serving users and items the model was not trained on (providers.c,
- * refresh.c)
- *
- * ItColdInterest serves a user without a stored row of the deployed
- * version: with the option fold_in, their rows in the model's interactions
- * source (SELECT * FROM (<source>) s WHERE s.user_id = $1, a saved plan per
- * model version, run with the caller's privileges) are folded in with
- * it_fold_in, lambda0 from the option prior_weight, around the features prior
- * (their row in the user_features source through the stored encoder and
- * MLP, when the user side's validation kept it) or else the population
- * mean: IT_SOURCE_FOLD_IN.  Without usable interactions, the features
- * prior alone: IT_SOURCE_FEATURES (ranked with the side's
- * popularity_blend).  Returns false, touching nothing, when neither
- * applies (the caller falls back to popularity).  Fills *out in the
- * current memory context; needs no SPI connection.
- * ------------------------------------------------------------------------ */
-extern bool ItColdInterest(ItModel *m, int64 user_id, ItInterest *out);
 
 #endif                          /* INTEREST_TRANSFER_H */

@@ -1,10 +1,11 @@
 /*
  * providers.h
  *    What serving users and items the model was not trained on needs from
- *    a model version besides its factors: the stored feature encoders and
- *    features -> interest models, the options that tune fold-in, and the
- *    saved plans that read one user's rows of the model's sources.
- *    Shared by providers.c (scoring, recommend_for) and refresh.c.
+ *    a model version besides its factors: its serving state (the stored
+ *    features -> interest models, the options and fold-in weights), the
+ *    saved plans that read one id's rows of the model's sources, and
+ *    fold-in.  Shared by interest.c, the providers (provider_*.c),
+ *    interactions.c and refresh.c.
  */
 #ifndef IT_PROVIDERS_H
 #define IT_PROVIDERS_H
@@ -19,7 +20,6 @@ typedef struct ItSidePrior
     bool        stored;         /* the version has an it_encoder row for it */
     bool        use_features;   /* ... and its validation kept the features path */
     float       pop_blend;      /* popularity_blend of the features path, >= 0 */
-    float       lambda0;        /* fold-in weight of this prior (user side) */
     double      prior_variance; /* metrics prior_variance (0: not stored) */
     double      fold_in_weight; /* metrics fold_in_prior_weight (0: not stored) */
     ItEncoder  *encoder;
@@ -28,6 +28,9 @@ typedef struct ItSidePrior
     float      *params;         /* it_mlp_param_count(&layout) floats */
     float      *workspace;      /* it_mlp_workspace_floats(&layout, 1) floats, or NULL */
 } ItSidePrior;
+
+/* Providers of prior interest a model can have (interest.c's list). */
+#define IT_MAX_PROVIDERS 8
 
 /* A saved plan reading the rows of one id of a source. */
 typedef struct ItIdPlan
@@ -41,8 +44,8 @@ typedef struct ItTransfer
     MemoryContext cxt;          /* child of the model's context */
     ItSidePrior user;
     ItSidePrior item;
-    float       lambda_pop;     /* fold-in weight of the population prior and of
-                                 * a stored vector (refresh) */
+    float       fold_in_weight[IT_MAX_PROVIDERS];   /* lambda0 of each provider's
+                                                     * prior, in interest.c's order */
     float       alpha;          /* confidence scale, as in training */
     bool        fold_in;        /* read unknown users' rows at query time */
     bool        new_items;      /* give items only in item_features a vector */
@@ -52,48 +55,12 @@ typedef struct ItTransfer
 } ItTransfer;
 
 /*
- * The transfer state of a model version, loaded on first use into the
- * model's memory (ItTransfer lives as long as the ItModel).  Must be called
- * inside SPI_connect.
+ * A new, empty serving state of m (ItGetTransfer in interest.c fills it):
+ * zeroed, with the fold-in scratch, in a context of its own under the
+ * current one (the caller moves it under the model's once filled), whose
+ * saved plans are freed when it is.
  */
-extern ItTransfer *ItGetTransfer(ItModel *m);
-
-/* One user's rows of the interactions source, parsed as training does. */
-typedef struct ItUserRows
-{
-    int         n;              /* distinct items known to the model */
-    int32      *items;          /* their indexes, ascending */
-    float      *weights;        /* summed weights (> 0) */
-    int         nall;           /* distinct items of positive weight, known or not */
-    int64      *all_ids;        /* their ids, ascending */
-} ItUserRows;
-
-/*
- * Reads a user's rows through the model's saved plan (inside SPI_connect,
- * with the caller's privileges) into *out, allocated in mcxt.  An error
- * from the source itself carries a hint naming the model's stored source.
- */
-extern void ItReadUserRows(ItModel *m, ItTransfer *t, int64 user_id,
-                           MemoryContext mcxt, ItUserRows *out);
-
-/*
- * Parses the rows of one user given as (item id, weight) pairs: drops
- * zero weights, sums duplicates, maps ids to model indexes.  ids and
- * weights are reordered.  Result in mcxt.
- */
-extern void ItCollectUserRows(ItModel *m, int64 *ids, double *weights, int n,
-                              MemoryContext mcxt, ItUserRows *out);
-
-/*
- * The features prior of a user: true, with prior[m->k] set, when the user
- * side's features path is in use and the user has a row in the
- * user_features source (inside SPI_connect).  More than one row is an
- * ERROR.
- */
-extern bool ItUserFeaturesPrior(ItModel *m, ItTransfer *t, int64 user_id, float *prior);
-
-/* out[k] = f(encoded) for one encoded row of a side with use_features. */
-extern void ItSideForward(const ItSidePrior *s, const float *encoded, int64 n, float *out);
+extern ItTransfer *ItNewTransfer(ItModel *m);
 
 /*
  * x[m->k] = fold-in of the given items with the prior, weighted lambda0
@@ -102,28 +69,6 @@ extern void ItSideForward(const ItSidePrior *s, const float *encoded, int64 n, f
  */
 extern void ItFoldIn(ItModel *m, ItTransfer *t, const int32 *items, const float *weights,
                      int n, const float *prior, float lambda0, float *x);
-
-/* Column positions of an interactions source (0-based; weight, ts -1 when absent). */
-typedef struct ItInteractionColumns
-{
-    int         user;
-    int         item;
-    int         weight;
-    int         ts;
-    Oid         user_type;
-    Oid         item_type;
-    Oid         weight_type;
-    Oid         ts_type;
-} ItInteractionColumns;
-
-extern void ItFindInteractionColumns(ItSource *src, ItInteractionColumns *c);
-
-/*
- * The weight of one row as training reads it: ERROR on NULL, NaN,
- * infinite or negative (row names the row in messages, may be NULL).
- */
-extern double ItRowWeight(const ItInteractionColumns *c, Datum d, bool isnull,
-                          int64 user_id, int64 item_id, const char *model);
 
 /* Error context for reading a model's stored source during serving. */
 typedef struct ItServeContext
@@ -145,5 +90,15 @@ typedef struct ItServeContext
 extern void ItServeContextPush(ItServeContext *sc, ItModel *m, const char *what,
                                bool has_id, int64 id);
 extern void ItServeContextPop(ItServeContext *sc);
+
+/*
+ * Runs "SELECT * FROM (<source>) s WHERE s.<idcol> = id" read-only through
+ * the saved plan p (prepared on first use; count 0: every row), between
+ * ItServeContextPush and Pop; the rows land in SPI_tuptable.  Refuses a
+ * source that reads temporary relations, and in a parallel query one that
+ * is not parallel safe.
+ */
+extern void ItRunIdPlan(ItServeContext *sc, ItIdPlan *p, const char *source, const char *idcol,
+                        int64 id, long count);
 
 #endif                          /* IT_PROVIDERS_H */

@@ -18,7 +18,7 @@
  * prior: their stored vector when the version has
  * one (so a refresh moves a known user towards the new evidence), else
  * the features prior or the population mean, exactly as recommend() folds
- * in a user it was not trained on.  Their row is written (upserted) with
+ * in a user it was not trained on (interest.c decides both).  Their row is written (upserted) with
  * source 'fold_in', seen = every item of positive weight, and updated_at.
  *
  * New items: when the version has an item features model kept by its
@@ -46,6 +46,9 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "interactions.h"
+#include "interest.h"
+#include "provider.h"
 #include "providers.h"
 #include "store.h"
 
@@ -110,35 +113,19 @@ AddUser(RefreshOut *o, int k, int64 user_id, const float *x, const int64 *seen, 
 }
 
 /*
- * Folds in one user from their rows and adds them to o: prior = their
- * stored vector, else the features prior, else the population mean.
- * Returns false (adding nothing) for a user without a stored row and
- * without usable rows.
+ * Folds in one user from their rows and adds them to o: around their
+ * stored vector, else the best prior (ItRefreshInterest).  Returns false
+ * (adding nothing) for a user without a stored row and without usable
+ * rows.
  */
 static bool
-RefreshUser(ItModel *m, ItTransfer *t, int64 user_id, const ItUserRows *rows, RefreshOut *o,
-            float *x, float *prior)
+RefreshUser(ItModel *m, int64 user_id, const ItUserRows *rows, RefreshOut *o)
 {
-    int32      *old_seen = NULL;
-    int         old_nseen = 0;
-    bool        stored;
+    ItInterest  in;
 
-    float       lambda0 = t->lambda_pop;
-
-    stored = ItGetUserVector(m, user_id, prior, &old_seen, &old_nseen, NULL);
-    if (old_seen)
-        pfree(old_seen);
-    if (!stored)
-    {
-        if (rows->n == 0)
-            return false;
-        if (ItUserFeaturesPrior(m, t, user_id, prior))
-            lambda0 = t->user.lambda0;
-        else
-            memcpy(prior, m->user_mean, sizeof(float) * m->k);
-    }
-    ItFoldIn(m, t, rows->items, rows->weights, rows->n, prior, lambda0, x);
-    AddUser(o, m->k, user_id, x, rows->all_ids, rows->nall);
+    if (!ItRefreshInterest(m, user_id, rows, &in))
+        return false;
+    AddUser(o, m->k, user_id, in.x, rows->all_ids, rows->nall);
     return true;
 }
 
@@ -172,8 +159,6 @@ RefreshUsers(ItModel *m, ItTransfer *t, int64 *ids, int64 n, RefreshOut *o)
     MemoryContext usercxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer refresh user",
                                                   ALLOCSET_DEFAULT_SIZES);
     MemoryContext old;
-    float      *x = palloc(sizeof(float) * m->k);
-    float      *prior = palloc(sizeof(float) * m->k);
 
     n = SortUnique(ids, n);
     for (int64 i = 0; i < n; i++)
@@ -183,7 +168,7 @@ RefreshUsers(ItModel *m, ItTransfer *t, int64 *ids, int64 n, RefreshOut *o)
         CHECK_FOR_INTERRUPTS();
         old = MemoryContextSwitchTo(usercxt);
         ItReadUserRows(m, t, ids[i], usercxt, &rows);
-        (void) RefreshUser(m, t, ids[i], &rows, o, x, prior);
+        (void) RefreshUser(m, ids[i], &rows, o);
         MemoryContextSwitchTo(old);
         MemoryContextReset(usercxt);
     }
@@ -197,8 +182,6 @@ RefreshUsers(ItModel *m, ItTransfer *t, int64 *ids, int64 n, RefreshOut *o)
 /* Streaming state: every row of the source, or only the user ids. */
 typedef struct RefreshScan
 {
-    ItModel    *m;
-    ItInteractionColumns cols;
     bool        ids_only;
     bool        by_time;        /* also note rows with ts later than since */
     TimestampTz since;
@@ -211,48 +194,12 @@ typedef struct RefreshScan
     bool       *recent;         /* by_time: the row's ts is later than since */
 } RefreshScan;
 
+/* Keeps one row of the interactions source (ItInteractionFn). */
 static void
-ScanStartup(ItSource *src, void *arg)
+ScanRow(const ItInteractionColumns *cols, const ItInteraction *row, void *arg)
 {
-    RefreshScan  *st = (RefreshScan *) arg;
+    RefreshScan *st = (RefreshScan *) arg;
 
-    ItFindInteractionColumns(src, &st->cols);
-}
-
-static void
-ScanRow(ItSource *src, TupleTableSlot *slot, void *arg)
-{
-    RefreshScan  *st = (RefreshScan *) arg;
-    bool        isnull;
-    Datum       d;
-    int64       user_id;
-    int64       item_id = 0;
-    double      w = 1.0;
-
-    if ((src->rows & 0xFFFF) == 0)
-        CHECK_FOR_INTERRUPTS();
-    d = slot_getattr(slot, st->cols.user + 1, &isnull);
-    if (isnull)
-        ereport(ERROR,
-                (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-                 errmsg("user_id is NULL in row " INT64_FORMAT " of interactions", src->rows),
-                 errhint("Filter out the rows without a user, for example WHERE user_id IS NOT NULL.")));
-    user_id = ItDatumGetId(src, st->cols.user, st->cols.user_type, d, src->rows);
-    if (!st->ids_only)
-    {
-        d = slot_getattr(slot, st->cols.item + 1, &isnull);
-        if (isnull)
-            ereport(ERROR,
-                    (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-                     errmsg("item_id is NULL in row " INT64_FORMAT " of interactions", src->rows),
-                     errhint("Filter out the rows without an item, for example WHERE item_id IS NOT NULL.")));
-        item_id = ItDatumGetId(src, st->cols.item, st->cols.item_type, d, src->rows);
-        if (st->cols.weight >= 0)
-            d = slot_getattr(slot, st->cols.weight + 1, &isnull);
-        w = ItRowWeight(&st->cols, d, isnull, user_id, item_id, st->m->name);
-        if (w == 0)
-            return;             /* not a positive */
-    }
     if (st->n == st->cap)
     {
         MemoryContext old = MemoryContextSwitchTo(st->cxt);
@@ -268,33 +215,27 @@ ScanRow(ItSource *src, TupleTableSlot *slot, void *arg)
         }
         MemoryContextSwitchTo(old);
     }
-    st->uid[st->n] = user_id;
+    st->uid[st->n] = row->user_id;
     if (st->by_time)
-    {
-        d = slot_getattr(slot, st->cols.ts + 1, &isnull);
-        st->recent[st->n] = !isnull && ItTimeDatumAfter(d, st->cols.ts_type, st->since);
-    }
+        st->recent[st->n] = !row->ts_null && ItTimeDatumAfter(row->ts, cols->ts_type, st->since);
     if (!st->ids_only)
     {
-        st->iid[st->n] = item_id;
-        st->w[st->n] = w;
+        st->iid[st->n] = row->item_id;
+        st->w[st->n] = row->weight;
     }
     st->n++;
 }
 
-/* The columns of the interactions source (run with WHERE false). */
+/* Streams the model's stored interactions source into st, as its owner. */
 static void
-InteractionColumns(ItModel *m, ItInteractionColumns *cols)
+ScanSource(ItModel *m, RefreshScan *st)
 {
-    ItSource    src;
+    ItInteractionRead how = {IT_ROWS_SCAN, st->ids_only, st->by_time};
     ItServeContext sc;
 
     ItServeContextPush(&sc, m, "interactions", false, 0);
     sc.running = true;
-    ItSourceOpen(&src, m->interactions_source, "interactions", m->name, "false", 0, NULL, NULL);
-    sc.running = false;
-    ItFindInteractionColumns(&src, cols);
-    ItSourceClose(&src);
+    (void) ItStreamInteractions(m->interactions_source, m->name, &how, ScanRow, st);
     ItServeContextPop(&sc);
 }
 
@@ -342,9 +283,7 @@ StoredUsers(ItModel *m, int64 *n)
 static void
 RefreshByTime(ItModel *m, ItTransfer *t, TimestampTz since, RefreshOut *o)
 {
-    RefreshScan   st;
-    ItSource    src;
-    ItServeContext sc;
+    RefreshScan st;
     int64      *all;
     int64       nall;
     int64      *stored;
@@ -354,16 +293,11 @@ RefreshByTime(ItModel *m, ItTransfer *t, TimestampTz since, RefreshOut *o)
     int64       j = 0;
 
     memset(&st, 0, sizeof(st));
-    st.m = m;
     st.ids_only = true;
     st.by_time = true;
     st.since = since;
     st.cxt = CurrentMemoryContext;
-    ItServeContextPush(&sc, m, "interactions", false, 0);
-    sc.running = true;
-    ItSourceStream(&src, m->interactions_source, "interactions", m->name, NULL,
-                   0, NULL, NULL, ScanStartup, ScanRow, &st);
-    ItServeContextPop(&sc);
+    ScanSource(m, &st);
 
     /* every user of the source; those with recent rows go first in want */
     all = GrowArray(CurrentMemoryContext, NULL, Max(st.n, 1), sizeof(int64));
@@ -435,9 +369,7 @@ StoredSeen(ItModel *m, int64 user_id, Datum d, int *n)
 static void
 RefreshByComparison(ItModel *m, ItTransfer *t, RefreshOut *o)
 {
-    RefreshScan   st;
-    ItSource    src;
-    ItServeContext sc;
+    RefreshScan st;
     RowRef     *rows;
     int64       nusers = 0;
     int64      *users;          /* distinct user ids, ascending */
@@ -446,19 +378,12 @@ RefreshByComparison(ItModel *m, ItTransfer *t, RefreshOut *o)
     Portal      portal;
     int64       u = 0;
     MemoryContext usercxt;
-    float      *x;
-    float      *prior;
     ItRunAs     r;
 
     memset(&st, 0, sizeof(st));
-    st.m = m;
     st.ids_only = false;
     st.cxt = CurrentMemoryContext;
-    ItServeContextPush(&sc, m, "interactions", false, 0);
-    sc.running = true;
-    ItSourceStream(&src, m->interactions_source, "interactions", m->name, NULL,
-                   0, NULL, NULL, ScanStartup, ScanRow, &st);
-    ItServeContextPop(&sc);
+    ScanSource(m, &st);
 
     rows = GrowArray(CurrentMemoryContext, NULL, Max(st.n, 1), sizeof(RowRef));
     for (int64 i = 0; i < st.n; i++)
@@ -539,8 +464,6 @@ RefreshByComparison(ItModel *m, ItTransfer *t, RefreshOut *o)
     SPI_cursor_close(portal);
     ItRunAsEnd(&r);
 
-    x = palloc(sizeof(float) * m->k);
-    prior = palloc(sizeof(float) * m->k);
     for (int64 i = 0; i < nusers; i++)
     {
         int64       nr = begin[i + 1] - begin[i];
@@ -565,7 +488,7 @@ RefreshByComparison(ItModel *m, ItTransfer *t, RefreshOut *o)
             ws[j] = rows[begin[i] + j].w;
         }
         ItCollectUserRows(m, ids, ws, (int) nr, usercxt, &ur);
-        (void) RefreshUser(m, t, users[i], &ur, o, x, prior);
+        (void) RefreshUser(m, users[i], &ur, o);
         MemoryContextSwitchTo(old);
         MemoryContextReset(usercxt);
     }
@@ -786,7 +709,7 @@ interest_transfer_refresh(PG_FUNCTION_ARGS)
     {
         ItInteractionColumns cols;
 
-        InteractionColumns(m, &cols);
+        ItStoredInteractionColumns(m, &cols);
         if (cols.ts >= 0)
             RefreshByTime(m, t, RefreshedSince(m), &o);
         else

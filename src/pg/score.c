@@ -1,11 +1,12 @@
 /*
  * score.c
- *    recommend(), score() and similar_items(): scoring with the deployed
- *    version of a model, from the backend's model cache (cache.c).
+ *    recommend(), recommend_for(), score() and similar_items(): scoring
+ *    with the deployed version of a model, from the backend's model cache
+ *    (cache.c).
  *
- * Which interest serves a user is decided in one place, ItUserInterest, so
- * every scoring function (and evaluate) answers the same way for the same
- * user.
+ * Which interest serves a user is decided in one place (interest.c), so
+ * every scoring function (and evaluate, refresh) answers the same way for
+ * the same user; this file only ranks and reports.
  */
 #include "postgres.h"
 
@@ -16,73 +17,15 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/tuplestore.h"
 
-#include "interest_transfer.h"
+#include "interest.h"
 
-PG_FUNCTION_INFO_V1(interest_transfer_recommend);
-PG_FUNCTION_INFO_V1(interest_transfer_score);
-PG_FUNCTION_INFO_V1(interest_transfer_similar_items);
-
-/*
- * The order (README, "Where a user's interest comes from"): a stored row
- * of the deployed version ('model', or 'fold_in' after refresh()); a
- * fold-in of the user's rows in the interactions source ('fold_in'); the
- * features prior ('features'); popularity ('popular').
- */
-void
-ItUserInterest(ItModel *m, int64 user_id, ItInterest *out)
-{
-    float      *x = palloc(sizeof(float) * m->k);
-
-    out->pop_blend = 0.0f;
-    if (ItGetUserVector(m, user_id, x, &out->seen, &out->nseen, &out->source))
-    {
-        out->x = x;
-        return;
-    }
-    pfree(x);
-
-    /* Not trained on: their own rows, their features (providers.c). */
-    if (ItColdInterest(m, user_id, out))
-        return;
-
-    /* Nothing known about this user: rank by popularity. */
-    out->source = IT_SOURCE_POPULAR;
-    out->x = NULL;
-    out->seen = NULL;
-    out->nseen = 0;
-}
-
-/*
- * x.y as reported to users, the same bits whichever function reports it.
- * (BLAS sums in an order that depends on the number of rows, so a score
- * taken from one sgemv over every item and one computed alone could differ
- * in the last bit.)
- */
-static inline float
-ItDot(const float *x, const float *y, int k)
-{
-    double      s = 0.0;
-
-    for (int j = 0; j < k; j++)
-        s += (double) x[j] * (double) y[j];
-    return (float) s;
-}
-
-float
-ItItemScore(const ItModel *m, const ItInterest *in, int64 idx)
-{
-    if (in->x == NULL)
-        return m->pop_score[idx];
-    if (in->pop_blend > 0.0f)
-        return ItDot(in->x, m->Y + (size_t) idx * m->k, m->k) + in->pop_blend * m->pop_score[idx];
-    return ItDot(in->x, m->Y + (size_t) idx * m->k, m->k);
-}
 
 /* Is idx in the sorted list set[0..n)? */
 static inline bool
-ItInSorted(const int32 *set, int n, int32 idx)
+InSorted(const int32 *set, int n, int32 idx)
 {
     int         lo = 0,
                 hi = n - 1;
@@ -101,125 +44,35 @@ ItInSorted(const int32 *set, int n, int32 idx)
     return false;
 }
 
-static int
-ItCompareIndex(const void *a, const void *b)
-{
-    int32       x = *(const int32 *) a;
-    int32       y = *(const int32 *) b;
-
-    return (x > y) - (x < y);
-}
-
-/* The exact score of item index idx, for ItExactTopK. */
-typedef float (*ItExactScore) (const void *arg, int64 idx);
-
 /*
  * The k best of n items by exact(i), best first, ties by the lower index
- * (the lower item_id), skipping the indexes in exclude[0..nexclude)
- * (sorted); scores[i] is an approximation of exact(i) from one BLAS
- * product, within tol(i) = tol_scale * norms[i] + tol_const (norms NULL:
- * tol_const).  The BLAS kernel changes the last bits of scores[], so
- * ranking by them would let the CPU decide between items whose exact
- * scores tie or nearly tie; exact() is computed only for the items that
- * could be among the k best.
- *
- * Why that is enough: let S be the k best by scores[] and w the k-th of
- * them; every j in S has exact(j) >= w - tol(j) >= w - tolS, tolS the
- * largest tol(j) over S.  An item with scores[i] + tol(i) < w - tolS has
- * exact(i) < exact(j) for all j in S, so k items beat it: it is not among
- * the k best.  The others are the candidates (S and, normally, a few
- * more), ranked by exact().  Returns how many were written.
+ * (the lower item_id), skipping exclude[0..nexclude) (sorted), from
+ * scores[] within tol(i) = tol_scale * norms[i] + tol_const of exact(i)
+ * (it_topk_exact; the buffers grow when the near ties need it).  Returns
+ * how many were written.
  */
 static int
-ItExactTopK(const float *scores, int64 n, const int32 *exclude, int nexclude, int k,
-            const float *norms, double tol_scale, double tol_const,
-            ItExactScore exact, const void *arg, int32 *out_idx, float *out_score)
+ExactTopK(const float *scores, int64 n, const int32 *exclude, int nexclude, int k,
+          const float *norms, double tol_scale, double tol_const,
+          ItExactScoreFn exact, const void *arg, int32 *out_idx, float *out_score)
 {
-    int         got = it_topk(scores, n, exclude, nexclude, k, out_idx, out_score);
-    int         ncand = 0;
-    int         cap;
-    int32      *cand;
-    float      *cand_score;
-    int32      *pos;
+    int64       cap = (int64) k + 64;
+    int64       need;
+    int         got;
 
-    if (got == 0)
-        return 0;
-
-    if (got < k)
+    for (;;)
     {
-        /* fewer than k items at all: every one is in the list */
-        ncand = got;
-        cand = palloc(sizeof(int32) * got);
-        for (int i = 0; i < got; i++)
-            cand[i] = out_idx[i];
-        qsort(cand, ncand, sizeof(int32), ItCompareIndex);
+        int32      *cand = palloc_extended(sizeof(int32) * cap, MCXT_ALLOC_HUGE);
+        float      *cand_score = palloc_extended(sizeof(float) * cap, MCXT_ALLOC_HUGE);
+
+        got = it_topk_exact(scores, n, exclude, nexclude, k, norms, tol_scale, tol_const,
+                            exact, arg, cand, cand_score, cap, &need, out_idx, out_score);
+        pfree(cand);
+        pfree(cand_score);
+        if (got >= 0)
+            return got;
+        cap = need;
     }
-    else
-    {
-        double      tol_s = 0.0;
-        double      threshold;
-
-        if (norms == NULL)
-            tol_scale = 0.0;
-        for (int i = 0; i < got; i++)
-            tol_s = Max(tol_s, tol_scale * (norms ? (double) norms[out_idx[i]] : 0.0));
-        /* scores[i] + tol_scale norms[i] >= threshold: a candidate */
-        threshold = (double) out_score[got - 1] - tol_s - 2.0 * tol_const;
-        if (isnan(threshold) || isnan(tol_scale))
-            threshold = -INFINITY;  /* infinite scores or tolerances: all */
-
-        cap = got + 64;
-        cand = palloc(sizeof(int32) * cap);
-        for (int64 i = 0; i < n; i++)
-        {
-            double      v = (double) scores[i];
-
-            if (norms)
-                v += tol_scale * (double) norms[i];
-            if (!(v >= threshold))
-                continue;
-            if (nexclude > 0 && ItInSorted(exclude, nexclude, (int32) i))
-                continue;
-            if (ncand == cap)
-            {
-                cap = (int) Min((int64) cap * 2, n);
-                cand = repalloc_huge(cand, sizeof(int32) * cap);
-            }
-            cand[ncand++] = (int32) i;
-        }
-    }
-
-    /* rank the candidates (ascending indexes) by exact(): ties by position */
-    cand_score = palloc_extended(sizeof(float) * ncand, MCXT_ALLOC_HUGE);
-    pos = palloc_extended(sizeof(int32) * Min(ncand, k), MCXT_ALLOC_HUGE);
-    for (int i = 0; i < ncand; i++)
-        cand_score[i] = exact(arg, cand[i]);
-    got = it_topk(cand_score, ncand, NULL, 0, k, pos, out_score);
-    for (int i = 0; i < got; i++)
-        out_idx[i] = cand[pos[i]];
-    pfree(pos);
-    pfree(cand_score);
-    pfree(cand);
-    return got;
-}
-
-/*
- * How far a score from it_score_all (plus the popularity term) can be from
- * ItItemScore's, for item i and an interest with a vector x: a float dot
- * product of k terms, summed in any order, with or without FMA, is within
- * k u sum |x_j y_ij| <= k u |x| |y_i| of the exact value (u = FLT_EPSILON
- * / 2); ItDot's rounding to float and the float additions of the
- * popularity term add a few u of the score's magnitude.  tol(i) = (k + 4)
- * FLT_EPSILON (|x| |y_i| + blend) is about twice that.
- */
-static double
-ItScoreTolScale(const ItModel *m, const ItInterest *in)
-{
-    double      xx = 0.0;
-
-    for (int j = 0; j < m->k; j++)
-        xx += (double) in->x[j] * (double) in->x[j];
-    return (m->k + 4) * (double) FLT_EPSILON * sqrt(xx);
 }
 
 typedef struct ItScoreArg
@@ -229,16 +82,23 @@ typedef struct ItScoreArg
 } ItScoreArg;
 
 static float
-ItExactItemScore(const void *arg, int64 idx)
+ExactItemScore(const void *arg, int64_t idx)
 {
     const ItScoreArg *a = arg;
 
     return ItItemScore(a->m, a->in, idx);
 }
 
-int
-ItTopItems(ItModel *m, const ItInterest *in, bool exclude_seen,
-           int k, int32 *out_idx, float *out_score)
+/*
+ * The k best items for an interest, best first: out_idx/out_score must
+ * hold min(k, m->n_items) entries.  With exclude_seen, in->seen is
+ * skipped.  A vector ranks by x.y (ties by lower item_id); popularity by
+ * popularity desc, then item_id, scored popularity / max popularity.
+ * Returns how many were written.
+ */
+static int
+TopItems(ItModel *m, const ItInterest *in, bool exclude_seen,
+         int k, int32 *out_idx, float *out_score)
 {
     const int32 *exclude = exclude_seen ? in->seen : NULL;
     int         nexclude = exclude_seen ? in->nseen : 0;
@@ -251,6 +111,8 @@ ItTopItems(ItModel *m, const ItInterest *in, bool exclude_seen,
     if (in->x != NULL)
     {
         ItScoreArg  arg = {m, in};
+        double      tol_scale;
+        double      tol_const;
 
         /* nothing below can reload the model: m->scores stays ours */
         it_score_all(m->Y, m->n_items, m->k, in->x, m->scores);
@@ -259,10 +121,10 @@ ItTopItems(ItModel *m, const ItInterest *in, bool exclude_seen,
                 m->scores[i] += in->pop_blend * m->pop_score[i];
 
         /* ranked by the scores score() gives, ties by the lower item_id */
-        return ItExactTopK(m->scores, m->n_items, exclude, nexclude, kk,
-                           m->item_norms, ItScoreTolScale(m, in),
-                           (m->k + 4) * (double) FLT_EPSILON * Max(in->pop_blend, 0.0f),
-                           ItExactItemScore, &arg, out_idx, out_score);
+        ItScoreTolerance(m, in, &tol_scale, &tol_const);
+        return ExactTopK(m->scores, m->n_items, exclude, nexclude, kk,
+                         m->item_norms, tol_scale, tol_const,
+                         ExactItemScore, &arg, out_idx, out_score);
     }
 
     /* Popularity: walk the precomputed order, skipping excluded items. */
@@ -270,7 +132,7 @@ ItTopItems(ItModel *m, const ItInterest *in, bool exclude_seen,
     {
         int32       idx = m->pop_order[i];
 
-        if (nexclude > 0 && ItInSorted(exclude, nexclude, idx))
+        if (nexclude > 0 && InSorted(exclude, nexclude, idx))
             continue;
         out_idx[written] = idx;
         out_score[written] = m->pop_score[idx];
@@ -279,8 +141,9 @@ ItTopItems(ItModel *m, const ItInterest *in, bool exclude_seen,
     return written;
 }
 
-int
-ItArgK(FunctionCallInfo fcinfo, int argno)
+/* Argument argno as a list length: ERRORs when NULL, < 1 or > IT_MAX_K. */
+static int
+ArgK(FunctionCallInfo fcinfo, int argno)
 {
     int32       k;
 
@@ -302,21 +165,26 @@ ItArgK(FunctionCallInfo fcinfo, int argno)
 }
 
 static char *
-ItModelArg(FunctionCallInfo fcinfo, int argno)
+ModelArg(FunctionCallInfo fcinfo, int argno)
 {
     return PG_ARGISNULL(argno) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(argno));
 }
 
-void
-ItReturnTopItems(ReturnSetInfo *rsinfo, ItModel *m, const ItInterest *in,
-                 bool exclude_seen, int k)
+/*
+ * Appends recommend()'s rows (item_id, score, rank, source) for the k best
+ * items of an interest to a materialized SRF's tuplestore
+ * (InitMaterializedSRF with MAT_SRF_USE_EXPECTED_DESC).
+ */
+static void
+ReturnTopItems(ReturnSetInfo *rsinfo, ItModel *m, const ItInterest *in,
+               bool exclude_seen, int k)
 {
     int         n = (int) Min((int64) k, m->n_items);
     int32      *top_idx = palloc(sizeof(int32) * Max(n, 1));
     float      *top_score = palloc(sizeof(float) * Max(n, 1));
     Datum       source = CStringGetTextDatum(ItInterestSourceName(in->source));
 
-    n = ItTopItems(m, in, exclude_seen, k, top_idx, top_score);
+    n = TopItems(m, in, exclude_seen, k, top_idx, top_score);
     for (int i = 0; i < n; i++)
     {
         Datum       values[4];
@@ -340,6 +208,7 @@ ItReturnTopItems(ReturnSetInfo *rsinfo, ItModel *m, const ItInterest *in,
  * A NULL user_id gives no rows (so a LATERAL join over a nullable column
  * simply drops those rows).
  */
+PG_FUNCTION_INFO_V1(interest_transfer_recommend);
 Datum
 interest_transfer_recommend(PG_FUNCTION_ARGS)
 {
@@ -352,8 +221,8 @@ interest_transfer_recommend(PG_FUNCTION_ARGS)
     ItInterest  in;
 
     ItSetSchema(fcinfo);
-    k = ItArgK(fcinfo, 1);
-    model = ItModelArg(fcinfo, 2);
+    k = ArgK(fcinfo, 1);
+    model = ModelArg(fcinfo, 2);
     if (PG_ARGISNULL(3))
         ItNullArgument("exclude_seen", "Pass true to leave out the items the user already interacted with, false to keep them.");
     exclude_seen = PG_GETARG_BOOL(3);
@@ -365,7 +234,58 @@ interest_transfer_recommend(PG_FUNCTION_ARGS)
 
     m = ItGetModelForCall(fcinfo, model);
     ItUserInterest(m, user_id, &in);
-    ItReturnTopItems(rsinfo, m, &in, exclude_seen, k);
+    ReturnTopItems(rsinfo, m, &in, exclude_seen, k);
+    PG_RETURN_NULL();
+}
+
+/*
+ * recommend_for(features jsonb, items bigint[] DEFAULT '{}', k int DEFAULT 10,
+ *               model text DEFAULT NULL)
+ *   RETURNS TABLE (item_id bigint, score real, rank int, source text)
+ *
+ * For a visitor in no table: the prior from the features (a jsonb object
+ * keyed by the user_features column names; '{}' or NULL for none), folded
+ * in with the items they touched (each counts as one interaction of
+ * weight 1; items the model does not know are ignored).  source is
+ * 'fold_in' with known items, else 'features', else 'popular'.  The given
+ * items are never recommended.
+ */
+PG_FUNCTION_INFO_V1(interest_transfer_recommend_for);
+Datum
+interest_transfer_recommend_for(PG_FUNCTION_ARGS)
+{
+    ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+    Jsonb      *features = NULL;
+    int64      *ids = NULL;
+    int         nids = 0;
+    int         k;
+    char       *model;
+    ItModel    *m;
+    ItInterest  in;
+
+    ItSetSchema(fcinfo);
+    k = ArgK(fcinfo, 2);
+    model = ModelArg(fcinfo, 3);
+
+    if (!PG_ARGISNULL(0))
+    {
+        features = PG_GETARG_JSONB_P(0);
+        if (!JB_ROOT_IS_OBJECT(features))
+            ereport(ERROR,
+                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                     errmsg("features must be a jsonb object"),
+                     errhint("Pass the features keyed by column name, for example '{\"age\": 31, \"country\": \"DE\"}', or '{}' for none.")));
+        if (JB_ROOT_COUNT(features) == 0)
+            features = NULL;
+    }
+    if (!PG_ARGISNULL(1))
+        ids = ItIdArray(PG_GETARG_ARRAYTYPE_P(1), "items", &nids);
+
+    InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+    m = ItGetModelForCall(fcinfo, model);
+    ItVisitorInterest(m, features, ids, nids, &in);
+    /* the given items are left out of the list, whatever the path */
+    ReturnTopItems(rsinfo, m, &in, true, k);
     PG_RETURN_NULL();
 }
 
@@ -386,6 +306,7 @@ typedef struct ItScoreCache
  * user served by popularity, the item's popularity / max popularity, the
  * same score recommend() gives.
  */
+PG_FUNCTION_INFO_V1(interest_transfer_score);
 Datum
 interest_transfer_score(PG_FUNCTION_ARGS)
 {
@@ -401,7 +322,7 @@ interest_transfer_score(PG_FUNCTION_ARGS)
         PG_RETURN_NULL();
     user_id = PG_GETARG_INT64(0);
     item_id = PG_GETARG_INT64(1);
-    model = ItModelArg(fcinfo, 2);
+    model = ModelArg(fcinfo, 2);
 
     ItSetSchema(fcinfo);
     m = ItGetModelForCall(fcinfo, model);
@@ -443,7 +364,7 @@ typedef struct ItCosineArg
 
 /* The cosine similar_items reports between item indexes self and idx. */
 static float
-ItExactCosine(const void *arg, int64 idx)
+ExactCosine(const void *arg, int64_t idx)
 {
     const ItCosineArg *a = arg;
     const ItModel *m = a->m;
@@ -461,6 +382,7 @@ ItExactCosine(const void *arg, int64 idx)
  * item with all-zero factors is similar to nothing (cosine 0).  A NULL
  * item_id gives no rows; an item the model does not know is an ERROR.
  */
+PG_FUNCTION_INFO_V1(interest_transfer_similar_items);
 Datum
 interest_transfer_similar_items(PG_FUNCTION_ARGS)
 {
@@ -478,8 +400,8 @@ interest_transfer_similar_items(PG_FUNCTION_ARGS)
     int         n;
 
     ItSetSchema(fcinfo);
-    k = ItArgK(fcinfo, 1);
-    model = ItModelArg(fcinfo, 2);
+    k = ArgK(fcinfo, 1);
+    model = ModelArg(fcinfo, 2);
 
     InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
     if (PG_ARGISNULL(0))
@@ -518,8 +440,8 @@ interest_transfer_similar_items(PG_FUNCTION_ARGS)
          * dot is within k u |y_a| |y_b| of the exact one, so its cosine
          * within about (k + 2) u; (k + 4) FLT_EPSILON is twice that.
          */
-        n = ItExactTopK(scores, m->n_items, &self, 1, n, NULL, 0.0, (m->k + 4) * (double) FLT_EPSILON,
-                        ItExactCosine, &arg, top_idx, top_score);
+        n = ExactTopK(scores, m->n_items, &self, 1, n, NULL, 0.0, (m->k + 4) * (double) FLT_EPSILON,
+                      ExactCosine, &arg, top_idx, top_score);
     }
     for (int i = 0; i < n; i++)
     {

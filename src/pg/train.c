@@ -4,9 +4,10 @@
  *    interactions, fitting implicit ALS and writing a new model version.
  *
  * Training reads the interactions with the caller's privileges, read-only,
- * streaming the rows from the executor (ItSourceStream: no tuple is copied,
- * several times faster than fetching batches from a cursor), maps the ids
- * to dense indexes, builds the user x item matrix and runs the ALS kernels
+ * streaming the rows from the executor (interactions.c, through
+ * ItSourceStream: no tuple is copied, several times faster than fetching
+ * batches from a cursor), maps the ids to dense indexes, builds the user x
+ * item matrix and runs the ALS kernels
  * in chunks of rows between CHECK_FOR_INTERRUPTS() calls.  Only when the fit is done does it write,
  * in the caller's transaction: a failed or rolled-back train leaves no
  * trace, and readers keep the deployed version until commit.
@@ -31,6 +32,7 @@
 #include "utils/memutils.h"
 #include "utils/tuplestore.h"
 
+#include "interactions.h"
 #include "interest_transfer.h"
 #include "options.h"
 #include "store.h"
@@ -118,276 +120,24 @@ CheckFeatureSource(const char *source, const char *what, const char *idcol, cons
     ItSourceClose(&src);
 }
 
-static void
-BadWeight(const char *problem, int64 row, const char *hint)
-{
-    ereport(ERROR,
-            (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-             errmsg("weight in row " INT64_FORMAT " of interactions is %s", row, problem),
-             errhint("%s", hint)));
-}
-
-/* State of reading the interactions (ItSourceStream callbacks). */
-typedef struct ItReadState
-{
-    MemoryContext cxt;          /* where the arrays live */
-    int         cu;             /* column indexes (0-based), cw -1 if none */
-    int         ci;
-    int         cw;
-    Oid         tu;             /* their base types */
-    Oid         ti;
-    Oid         tw;
-    int64       cap;
-    int64       n;              /* rows kept (non-zero weight) */
-    int64      *uid;
-    int64      *iid;
-    float      *w;
-} ItReadState;
-
-static void
-InteractionsStartup(ItSource *src, void *arg)
-{
-    ItReadState *st = (ItReadState *) arg;
-
-    st->cu = ItSourceColumn(src, "user_id", IT_COLUMN_ID, true);
-    st->ci = ItSourceColumn(src, "item_id", IT_COLUMN_ID, true);
-    st->cw = ItSourceColumn(src, "weight", IT_COLUMN_WEIGHT, false);
-    /* ts is not used by ALS; its type is checked so later uses can rely on it */
-    (void) ItSourceColumn(src, "ts", IT_COLUMN_TIME, false);
-    st->tu = ItSourceColumnType(src, st->cu);
-    st->ti = ItSourceColumnType(src, st->ci);
-    if (st->cw >= 0)
-        st->tw = ItSourceColumnType(src, st->cw);
-}
-
-/* Room for one more row. */
-static void
-GrowInteractions(ItReadState *st)
-{
-    int64       newcap = Max(st->cap * 2, 65536);
-
-    /* it_csr_from_coo takes fewer than 2^32 triples */
-    if (newcap >= (INT64CONST(1) << 32))
-        newcap = (INT64CONST(1) << 32) - 1;
-    if (st->n >= newcap)
-        ereport(ERROR,
-                (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-                 errmsg("interactions has more than " INT64_FORMAT " rows of non-zero weight", newcap),
-                 errhint("Train on a sample, or sum the weights per user and item first.")));
-    /* newcap < 2^32: these sizes cannot overflow */
-    if (st->uid == NULL)
-    {
-        st->uid = MemoryContextAllocHuge(st->cxt, newcap * sizeof(int64));
-        st->iid = MemoryContextAllocHuge(st->cxt, newcap * sizeof(int64));
-        st->w = MemoryContextAllocHuge(st->cxt, newcap * sizeof(float));
-    }
-    else
-    {
-        st->uid = repalloc_huge(st->uid, newcap * sizeof(int64));
-        st->iid = repalloc_huge(st->iid, newcap * sizeof(int64));
-        st->w = repalloc_huge(st->w, newcap * sizeof(float));
-    }
-    st->cap = newcap;
-    CHECK_FOR_INTERRUPTS();
-}
-
-static void
-InteractionsRow(ItSource *src, TupleTableSlot *slot, void *arg)
-{
-    ItReadState *st = (ItReadState *) arg;
-    int64       row = src->rows;
-    bool        isnull;
-    Datum       du;
-    Datum       di;
-    double      wd = 1.0;
-
-    if ((row & 0xFFFF) == 0)
-        CHECK_FOR_INTERRUPTS();
-    du = slot_getattr(slot, st->cu + 1, &isnull);
-    if (isnull)
-        ereport(ERROR,
-                (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-                 errmsg("user_id is NULL in row " INT64_FORMAT " of interactions", row),
-                 errhint("Filter out the rows without a user, for example WHERE user_id IS NOT NULL.")));
-    di = slot_getattr(slot, st->ci + 1, &isnull);
-    if (isnull)
-        ereport(ERROR,
-                (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-                 errmsg("item_id is NULL in row " INT64_FORMAT " of interactions", row),
-                 errhint("Filter out the rows without an item, for example WHERE item_id IS NOT NULL.")));
-    if (st->cw >= 0)
-    {
-        Datum       dw = slot_getattr(slot, st->cw + 1, &isnull);
-
-        if (isnull)
-            ereport(ERROR,
-                    (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-                     errmsg("weight is NULL in row " INT64_FORMAT " of interactions", row),
-                     errhint("Give every row a weight, for example coalesce(weight, 1) AS weight, or filter the rows.")));
-        wd = ItDatumGetWeight(dw, st->tw);
-        if (isnan(wd))
-            BadWeight("NaN", row, "Use weight 0 for rows that should not count, or filter the rows.");
-        if (isinf(wd) || wd > FLT_MAX)
-            BadWeight(wd > 0 ? "infinite or too large" : "infinite", row,
-                      "Use finite weights, scaled so that they fit in a real, or filter the rows.");
-        if (wd < 0)
-            BadWeight("negative", row,
-                      "Weights count positive evidence: use weight 0 for rows that should not count, or filter the rows.");
-        if (wd == 0)
-            return;             /* not a positive */
-    }
-    if (st->n >= st->cap)
-        GrowInteractions(st);
-    st->uid[st->n] = ItDatumGetId(src, st->cu, st->tu, du, row);
-    st->iid[st->n] = ItDatumGetId(src, st->ci, st->ti, di, row);
-    /* a positive weight stays positive in float */
-    st->w[st->n] = Max((float) wd, FLT_MIN);
-    st->n++;
-}
-
 /*
- * Dense indexes of ids[0..n): returns the number m of distinct ids, sets
- * *sorted_out to them in ascending order and idx[j] to the position of
- * ids[j] among them, so the mapping does not depend on the order of the
- * rows.  Ids within a compact range go through a lookup table (linear
- * time); others are sorted (it_sort_unique_ids) and found by binary search
- * (it_find_id).  Both give the same answer.
- */
-static int64
-MapIds(const int64 *ids, int64 n, int64 **sorted_out, int32 *idx, const char *what)
-{
-    int64       lo = ids[0];
-    int64       hi = ids[0];
-    uint64      span;
-    int64      *sorted;
-    int64       m;
-
-    for (int64 j = 1; j < n; j++)
-    {
-        if (ids[j] < lo)
-            lo = ids[j];
-        if (ids[j] > hi)
-            hi = ids[j];
-    }
-    span = (uint64) hi - (uint64) lo;   /* the range holds span + 1 ids */
-
-    if (span < (uint64) Max(4 * n, 1 << 20) && span < (uint64) IT_MAX_ROWS)
-    {
-        int64       range = (int64) span + 1;
-        int32      *table = AllocArray(range, sizeof(int32));
-
-        memset(table, 0, range * sizeof(int32));
-        for (int64 j = 0; j < n; j++)
-            table[ids[j] - lo] = 1;
-        m = 0;
-        for (int64 r = 0; r < range; r++)
-            if (table[r])
-                m++;
-        sorted = AllocArray(m, sizeof(int64));
-        m = 0;
-        for (int64 r = 0; r < range; r++)
-        {
-            if (table[r])
-            {
-                sorted[m] = lo + r;
-                table[r] = (int32) m++;
-            }
-        }
-        for (int64 j = 0; j < n; j++)
-            idx[j] = table[ids[j] - lo];
-        pfree(table);
-    }
-    else
-    {
-        sorted = AllocArray(n, sizeof(int64));
-        memcpy(sorted, ids, n * sizeof(int64));
-        m = it_sort_unique_ids(sorted, n);
-        CHECK_FOR_INTERRUPTS();
-        if (m > IT_MAX_ROWS)
-            ereport(ERROR,
-                    (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-                     errmsg("interactions has " INT64_FORMAT " distinct %s; a model holds at most " INT64_FORMAT,
-                            m, what, (int64) IT_MAX_ROWS),
-                     errhint("Train on a sample.")));
-        for (int64 j = 0; j < n; j++)
-        {
-            idx[j] = (int32) it_find_id(sorted, m, ids[j]);
-            if ((j & 0xFFFFF) == 0xFFFFF)
-                CHECK_FOR_INTERRUPTS();
-        }
-    }
-    *sorted_out = sorted;
-    CHECK_FOR_INTERRUPTS();
-    return m;
-}
-
-/*
- * Reads the interactions into d: ids mapped to dense indexes, duplicates
- * summed, rows of weight 0 left out.
+ * Reads the interactions into d (interactions.c): ids mapped to dense
+ * indexes, duplicates summed, rows of weight 0 left out.
  */
 static void
 ReadInteractions(ItTrainData *d, const char *source, const char *model)
 {
-    ItSource    src;
-    ItReadState st;
-    int64       n;
-    int32      *rows;
-    int32      *cols;
-    int64      *work;
-    instr_time  start;
+    ItInteractionMatrix mx;
 
-    INSTR_TIME_SET_CURRENT(start);
-    memset(&st, 0, sizeof(st));
-    st.cxt = CurrentMemoryContext;
-    ItSourceStream(&src, source, "interactions", model, NULL, 0, NULL, NULL,
-                   InteractionsStartup, InteractionsRow, &st);
-    d->rows_read = src.rows;
-    d->read_seconds = ItElapsedSeconds(start);
-    n = st.n;
-
-    if (n == 0)
-        ereport(ERROR,
-                (errcode(ERRCODE_DATA_EXCEPTION),
-                 d->rows_read == 0 ?
-                 errmsg("interactions of model \"%s\" has no rows", model) :
-                 errmsg("every weight in interactions of model \"%s\" is 0", model),
-                 errhint("Train from a table or query that returns user_id, item_id pairs with a positive weight.")));
-
-    rows = AllocArray(n, sizeof(int32));
-    cols = AllocArray(n, sizeof(int32));
-    d->nusers = MapIds(st.uid, n, &d->user_ids, rows, "users");
-    pfree(st.uid);
-    d->nitems = MapIds(st.iid, n, &d->item_ids, cols, "items");
-    pfree(st.iid);
-
-    d->R.nrows = d->nusers;
-    d->R.ncols = d->nitems;
-    d->R.indptr = AllocArray(d->nusers + 1, sizeof(int64));
-    d->R.indices = AllocArray(n, sizeof(int32));
-    d->R.data = AllocArray(n, sizeof(float));
-    work = AllocArray(n, sizeof(int64));
-    if (it_csr_from_coo(&d->R, n, rows, cols, st.w, work) <= 0)
-        elog(ERROR, "could not build the interaction matrix from " INT64_FORMAT " rows", n);
-    pfree(work);
-    pfree(rows);
-    pfree(cols);
-    pfree(st.w);
-    CHECK_FOR_INTERRUPTS();
-
-    /* summed duplicates can overflow a real */
-    for (int64 j = 0; j < d->R.nnz; j++)
-    {
-        if (!isfinite(d->R.data[j]))
-            ereport(ERROR,
-                    (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-                     errmsg("the summed weight of a user and item in interactions is too large"),
-                     errhint("Scale the weights down.")));
-    }
-
-    d->Rt.indptr = AllocArray(d->nitems + 1, sizeof(int64));
-    d->Rt.indices = AllocArray(d->R.nnz, sizeof(int32));
-    d->Rt.data = AllocArray(d->R.nnz, sizeof(float));
-    it_csr_transpose(&d->R, &d->Rt);
+    ItReadInteractionMatrix(source, model, &mx);
+    d->nusers = mx.nusers;
+    d->nitems = mx.nitems;
+    d->user_ids = mx.user_ids;
+    d->item_ids = mx.item_ids;
+    d->R = mx.R;
+    d->Rt = mx.Rt;
+    d->rows_read = mx.rows_read;
+    d->read_seconds = mx.read_seconds;
 }
 
 /*

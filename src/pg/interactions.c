@@ -1,0 +1,571 @@
+/*
+ * interactions.c
+ *    The one reader of an interactions source: its columns, the checks of
+ *    every row, duplicates and id mapping (see interactions.h).
+ *
+ * Training, refresh and serving read the same columns with the same
+ * checks; they differ only in how a bad row is named (ItRowNaming): a
+ * training source is the caller's own query, whose rows they can count,
+ * while a stored source read while serving is named by the user and the
+ * item at fault.
+ */
+#include "postgres.h"
+
+#include <float.h>
+#include <math.h>
+
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "miscadmin.h"
+#include "portability/instr_time.h"
+#include "utils/memutils.h"
+
+#include "interactions.h"
+
+void
+ItFindInteractionColumns(ItSource *src, ItInteractionColumns *c)
+{
+    c->user = ItSourceColumn(src, "user_id", IT_COLUMN_ID, true);
+    c->item = ItSourceColumn(src, "item_id", IT_COLUMN_ID, true);
+    c->weight = ItSourceColumn(src, "weight", IT_COLUMN_WEIGHT, false);
+    /* ALS does not use ts; its type is checked so that refresh can rely on it */
+    c->ts = ItSourceColumn(src, "ts", IT_COLUMN_TIME, false);
+    c->user_type = ItSourceColumnType(src, c->user);
+    c->item_type = ItSourceColumnType(src, c->item);
+    c->weight_type = c->weight >= 0 ? ItSourceColumnType(src, c->weight) : InvalidOid;
+    c->ts_type = c->ts >= 0 ? ItSourceColumnType(src, c->ts) : InvalidOid;
+}
+
+/* ------------------------------------------------------------------------
+ * One row
+ * ------------------------------------------------------------------------ */
+
+/* A row's values, however it was fetched. */
+typedef struct ItRawRow
+{
+    Datum       user;
+    Datum       item;
+    Datum       weight;
+    bool        user_null;
+    bool        item_null;
+    bool        weight_null;
+} ItRawRow;
+
+static void
+BadWeight(ItRowNaming naming, const char *problem, int64 row, int64 user_id, int64 item_id,
+          const char *hint)
+{
+    if (naming == IT_ROWS_TRAIN)
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                 errmsg("weight in row " INT64_FORMAT " of interactions is %s", row, problem),
+                 errhint("%s", hint)));
+    ereport(ERROR,
+            (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+             errmsg("weight of user " INT64_FORMAT " for item " INT64_FORMAT " in interactions is %s",
+                    user_id, item_id, problem),
+             errhint("%s", hint)));
+}
+
+/* The weight of a row: ERROR on NULL, NaN, infinite or negative. */
+static double
+RowWeight(const ItInteractionColumns *c, ItRowNaming naming, Datum d, bool isnull,
+          int64 row, int64 user_id, int64 item_id)
+{
+    double      w;
+
+    if (c->weight < 0)
+        return 1.0;
+    if (isnull)
+    {
+        if (naming == IT_ROWS_TRAIN)
+            ereport(ERROR,
+                    (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                     errmsg("weight is NULL in row " INT64_FORMAT " of interactions", row),
+                     errhint("Give every row a weight, for example coalesce(weight, 1) AS weight, or filter the rows.")));
+        ereport(ERROR,
+                (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                 errmsg("weight of user " INT64_FORMAT " for item " INT64_FORMAT " in interactions is NULL",
+                        user_id, item_id),
+                 errhint("Give every row a weight, for example coalesce(weight, 1) AS weight, or filter the rows.")));
+    }
+    w = ItDatumGetWeight(d, c->weight_type);
+    if (isnan(w))
+        BadWeight(naming, "NaN", row, user_id, item_id,
+                  "Use weight 0 for rows that should not count, or filter the rows.");
+    if (isinf(w) || w > FLT_MAX)
+        BadWeight(naming, w > 0 ? "infinite or too large" : "infinite", row, user_id, item_id,
+                  "Use finite weights, scaled so that they fit in a real, or filter the rows.");
+    if (w < 0)
+        BadWeight(naming, "negative", row, user_id, item_id,
+                  "Weights count positive evidence: use weight 0 for rows that should not count, or filter the rows.");
+    return w;
+}
+
+/*
+ * Checks and parses one row into *out; false for a row of weight 0 (not a
+ * positive).  With IT_ROWS_USER, out->user_id is set by the caller and the
+ * user column is not read.
+ */
+static bool
+ParseRow(ItSource *src, const ItInteractionColumns *c, const ItInteractionRead *how,
+         const ItRawRow *raw, ItInteraction *out)
+{
+    int64       row = out->row;
+
+    if (how->naming != IT_ROWS_USER)
+    {
+        if (raw->user_null)
+            ereport(ERROR,
+                    (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                     errmsg("user_id is NULL in row " INT64_FORMAT " of interactions", row),
+                     errhint("Filter out the rows without a user, for example WHERE user_id IS NOT NULL.")));
+        if (how->naming == IT_ROWS_SCAN)
+            out->user_id = ItDatumGetId(src, c->user, c->user_type, raw->user, row);
+    }
+    if (how->ids_only)
+        return true;
+
+    if (raw->item_null)
+    {
+        if (how->naming == IT_ROWS_USER)
+            ereport(ERROR,
+                    (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                     errmsg("item_id is NULL in a row of user " INT64_FORMAT " in interactions", out->user_id),
+                     errhint("Filter out the rows without an item, for example WHERE item_id IS NOT NULL.")));
+        ereport(ERROR,
+                (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                 errmsg("item_id is NULL in row " INT64_FORMAT " of interactions", row),
+                 errhint("Filter out the rows without an item, for example WHERE item_id IS NOT NULL.")));
+    }
+    /* messages about the weight name the user and the item, except in training */
+    if (how->naming != IT_ROWS_TRAIN)
+        out->item_id = ItDatumGetId(src, c->item, c->item_type, raw->item, row);
+    out->weight = RowWeight(c, how->naming, raw->weight, raw->weight_null, row,
+                            out->user_id, out->item_id);
+    if (out->weight == 0)
+        return false;
+    if (how->naming == IT_ROWS_TRAIN)
+    {
+        out->user_id = ItDatumGetId(src, c->user, c->user_type, raw->user, row);
+        out->item_id = ItDatumGetId(src, c->item, c->item_type, raw->item, row);
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------------
+ * Streaming a whole source
+ * ------------------------------------------------------------------------ */
+
+typedef struct ItStreamState
+{
+    const ItInteractionRead *how;
+    ItInteractionColumns cols;
+    ItInteractionFn fn;
+    void       *arg;
+} ItStreamState;
+
+static void
+StreamStartup(ItSource *src, void *arg)
+{
+    ItStreamState *st = (ItStreamState *) arg;
+
+    ItFindInteractionColumns(src, &st->cols);
+}
+
+static void
+StreamRow(ItSource *src, TupleTableSlot *slot, void *arg)
+{
+    ItStreamState *st = (ItStreamState *) arg;
+    const ItInteractionColumns *c = &st->cols;
+    ItRawRow    raw;
+    ItInteraction r;
+
+    if ((src->rows & 0xFFFF) == 0)
+        CHECK_FOR_INTERRUPTS();
+    memset(&raw, 0, sizeof(raw));
+    memset(&r, 0, sizeof(r));
+    r.row = src->rows;
+    r.ts_null = true;
+    raw.user = slot_getattr(slot, c->user + 1, &raw.user_null);
+    if (!st->how->ids_only)
+    {
+        raw.item = slot_getattr(slot, c->item + 1, &raw.item_null);
+        if (c->weight >= 0)
+            raw.weight = slot_getattr(slot, c->weight + 1, &raw.weight_null);
+    }
+    if (!ParseRow(src, c, st->how, &raw, &r))
+        return;
+    if (st->how->with_ts && c->ts >= 0)
+        r.ts = slot_getattr(slot, c->ts + 1, &r.ts_null);
+    st->fn(c, &r, st->arg);
+}
+
+int64
+ItStreamInteractions(const char *source, const char *model,
+                     const ItInteractionRead *how, ItInteractionFn fn, void *arg)
+{
+    ItSource    src;
+    ItStreamState st;
+
+    memset(&st, 0, sizeof(st));
+    st.how = how;
+    st.fn = fn;
+    st.arg = arg;
+    ItSourceStream(&src, source, "interactions", model, NULL, 0, NULL, NULL,
+                   StreamStartup, StreamRow, &st);
+    return src.rows;
+}
+
+void
+ItStoredInteractionColumns(ItModel *m, ItInteractionColumns *cols)
+{
+    ItSource    src;
+    ItServeContext sc;
+
+    ItServeContextPush(&sc, m, "interactions", false, 0);
+    sc.running = true;
+    ItSourceOpen(&src, m->interactions_source, "interactions", m->name, "false", 0, NULL, NULL);
+    sc.running = false;
+    ItFindInteractionColumns(&src, cols);
+    ItSourceClose(&src);
+    ItServeContextPop(&sc);
+}
+
+/* ------------------------------------------------------------------------
+ * The training matrix
+ * ------------------------------------------------------------------------ */
+
+/* palloc of n elements of size bytes, checked, in memory that may exceed 1 GB. */
+static void *
+AllocArray(int64 n, Size size)
+{
+    if (n < 0 || (uint64) n > MaxAllocHugeSize / size)
+        ereport(ERROR,
+                (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                 errmsg("training data is too large: " INT64_FORMAT " elements of %zu bytes", n, size),
+                 errhint("Train on a sample of the interactions, or with fewer factors.")));
+    return MemoryContextAllocHuge(CurrentMemoryContext, Max(mul_size((Size) n, size), 1));
+}
+
+/* The rows kept for the matrix (ItInteractionFn of training). */
+typedef struct ItTrainRows
+{
+    MemoryContext cxt;          /* where the arrays live */
+    int64       cap;
+    int64       n;              /* rows kept (non-zero weight) */
+    int64      *uid;
+    int64      *iid;
+    float      *w;
+} ItTrainRows;
+
+/* Room for one more row. */
+static void
+GrowTrainRows(ItTrainRows *st)
+{
+    int64       newcap = Max(st->cap * 2, 65536);
+
+    /* it_csr_from_coo takes fewer than 2^32 triples */
+    if (newcap >= (INT64CONST(1) << 32))
+        newcap = (INT64CONST(1) << 32) - 1;
+    if (st->n >= newcap)
+        ereport(ERROR,
+                (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                 errmsg("interactions has more than " INT64_FORMAT " rows of non-zero weight", newcap),
+                 errhint("Train on a sample, or sum the weights per user and item first.")));
+    /* newcap < 2^32: these sizes cannot overflow */
+    if (st->uid == NULL)
+    {
+        st->uid = MemoryContextAllocHuge(st->cxt, newcap * sizeof(int64));
+        st->iid = MemoryContextAllocHuge(st->cxt, newcap * sizeof(int64));
+        st->w = MemoryContextAllocHuge(st->cxt, newcap * sizeof(float));
+    }
+    else
+    {
+        st->uid = repalloc_huge(st->uid, newcap * sizeof(int64));
+        st->iid = repalloc_huge(st->iid, newcap * sizeof(int64));
+        st->w = repalloc_huge(st->w, newcap * sizeof(float));
+    }
+    st->cap = newcap;
+    CHECK_FOR_INTERRUPTS();
+}
+
+static void
+KeepTrainRow(const ItInteractionColumns *cols, const ItInteraction *r, void *arg)
+{
+    ItTrainRows *st = (ItTrainRows *) arg;
+
+    if (st->n >= st->cap)
+        GrowTrainRows(st);
+    st->uid[st->n] = r->user_id;
+    st->iid[st->n] = r->item_id;
+    /* a positive weight stays positive in float */
+    st->w[st->n] = Max((float) r->weight, FLT_MIN);
+    st->n++;
+}
+
+/*
+ * Ids within a compact range go through a lookup table (linear time);
+ * others are sorted (it_sort_unique_ids) and found by binary search
+ * (it_find_id).  Both give the same answer.
+ */
+int64
+ItMapIds(const int64 *ids, int64 n, int64 **sorted_out, int32 *idx, const char *what)
+{
+    int64       lo = ids[0];
+    int64       hi = ids[0];
+    uint64      span;
+    int64      *sorted;
+    int64       m;
+
+    for (int64 j = 1; j < n; j++)
+    {
+        if (ids[j] < lo)
+            lo = ids[j];
+        if (ids[j] > hi)
+            hi = ids[j];
+    }
+    span = (uint64) hi - (uint64) lo;   /* the range holds span + 1 ids */
+
+    if (span < (uint64) Max(4 * n, 1 << 20) && span < (uint64) IT_MAX_ROWS)
+    {
+        int64       range = (int64) span + 1;
+        int32      *table = AllocArray(range, sizeof(int32));
+
+        memset(table, 0, range * sizeof(int32));
+        for (int64 j = 0; j < n; j++)
+            table[ids[j] - lo] = 1;
+        m = 0;
+        for (int64 r = 0; r < range; r++)
+            if (table[r])
+                m++;
+        sorted = AllocArray(m, sizeof(int64));
+        m = 0;
+        for (int64 r = 0; r < range; r++)
+        {
+            if (table[r])
+            {
+                sorted[m] = lo + r;
+                table[r] = (int32) m++;
+            }
+        }
+        for (int64 j = 0; j < n; j++)
+            idx[j] = table[ids[j] - lo];
+        pfree(table);
+    }
+    else
+    {
+        sorted = AllocArray(n, sizeof(int64));
+        memcpy(sorted, ids, n * sizeof(int64));
+        m = it_sort_unique_ids(sorted, n);
+        CHECK_FOR_INTERRUPTS();
+        if (m > IT_MAX_ROWS)
+            ereport(ERROR,
+                    (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                     errmsg("interactions has " INT64_FORMAT " distinct %s; a model holds at most " INT64_FORMAT,
+                            m, what, (int64) IT_MAX_ROWS),
+                     errhint("Train on a sample.")));
+        for (int64 j = 0; j < n; j++)
+        {
+            idx[j] = (int32) it_find_id(sorted, m, ids[j]);
+            if ((j & 0xFFFFF) == 0xFFFFF)
+                CHECK_FOR_INTERRUPTS();
+        }
+    }
+    *sorted_out = sorted;
+    CHECK_FOR_INTERRUPTS();
+    return m;
+}
+
+void
+ItReadInteractionMatrix(const char *source, const char *model, ItInteractionMatrix *d)
+{
+    ItInteractionRead how = {IT_ROWS_TRAIN, false, false};
+    ItTrainRows st;
+    int64       n;
+    int32      *rows;
+    int32      *cols;
+    int64      *work;
+    instr_time  start;
+
+    memset(d, 0, sizeof(*d));
+    INSTR_TIME_SET_CURRENT(start);
+    memset(&st, 0, sizeof(st));
+    st.cxt = CurrentMemoryContext;
+    d->rows_read = ItStreamInteractions(source, model, &how, KeepTrainRow, &st);
+    d->read_seconds = ItElapsedSeconds(start);
+    n = st.n;
+
+    if (n == 0)
+        ereport(ERROR,
+                (errcode(ERRCODE_DATA_EXCEPTION),
+                 d->rows_read == 0 ?
+                 errmsg("interactions of model \"%s\" has no rows", model) :
+                 errmsg("every weight in interactions of model \"%s\" is 0", model),
+                 errhint("Train from a table or query that returns user_id, item_id pairs with a positive weight.")));
+
+    rows = AllocArray(n, sizeof(int32));
+    cols = AllocArray(n, sizeof(int32));
+    d->nusers = ItMapIds(st.uid, n, &d->user_ids, rows, "users");
+    pfree(st.uid);
+    d->nitems = ItMapIds(st.iid, n, &d->item_ids, cols, "items");
+    pfree(st.iid);
+
+    d->R.nrows = d->nusers;
+    d->R.ncols = d->nitems;
+    d->R.indptr = AllocArray(d->nusers + 1, sizeof(int64));
+    d->R.indices = AllocArray(n, sizeof(int32));
+    d->R.data = AllocArray(n, sizeof(float));
+    work = AllocArray(n, sizeof(int64));
+    if (it_csr_from_coo(&d->R, n, rows, cols, st.w, work) <= 0)
+        elog(ERROR, "could not build the interaction matrix from " INT64_FORMAT " rows", n);
+    pfree(work);
+    pfree(rows);
+    pfree(cols);
+    pfree(st.w);
+    CHECK_FOR_INTERRUPTS();
+
+    /* summed duplicates can overflow a real */
+    for (int64 j = 0; j < d->R.nnz; j++)
+    {
+        if (!isfinite(d->R.data[j]))
+            ereport(ERROR,
+                    (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+                     errmsg("the summed weight of a user and item in interactions is too large"),
+                     errhint("Scale the weights down.")));
+    }
+
+    d->Rt.indptr = AllocArray(d->nitems + 1, sizeof(int64));
+    d->Rt.indices = AllocArray(d->R.nnz, sizeof(int32));
+    d->Rt.data = AllocArray(d->R.nnz, sizeof(float));
+    it_csr_transpose(&d->R, &d->Rt);
+}
+
+/* ------------------------------------------------------------------------
+ * One user's rows
+ * ------------------------------------------------------------------------ */
+
+typedef struct IdWeight
+{
+    int64       id;
+    double      w;
+} IdWeight;
+
+static int
+CompareIdWeight(const void *a, const void *b)
+{
+    int64       x = ((const IdWeight *) a)->id;
+    int64       y = ((const IdWeight *) b)->id;
+
+    return (x > y) - (x < y);
+}
+
+void
+ItCollectUserRows(ItModel *m, const int64 *ids, const double *weights, int n,
+                  MemoryContext mcxt, ItUserRows *out)
+{
+    IdWeight   *pairs;
+    int         np = 0;
+    int         nd = 0;
+
+    memset(out, 0, sizeof(*out));
+    if (n <= 0)
+        return;
+    pairs = palloc(sizeof(IdWeight) * n);
+    for (int i = 0; i < n; i++)
+    {
+        if (!(weights[i] > 0))
+            continue;           /* weight 0: not a positive */
+        pairs[np].id = ids[i];
+        pairs[np].w = weights[i];
+        np++;
+    }
+    if (np == 0)
+    {
+        pfree(pairs);
+        return;
+    }
+    qsort(pairs, np, sizeof(IdWeight), CompareIdWeight);
+    /* sum duplicates, in id order */
+    for (int i = 0; i < np; i++)
+    {
+        if (nd > 0 && pairs[nd - 1].id == pairs[i].id)
+            pairs[nd - 1].w += pairs[i].w;
+        else
+            pairs[nd++] = pairs[i];
+    }
+
+    out->all_ids = MemoryContextAlloc(mcxt, sizeof(int64) * nd);
+    out->items = MemoryContextAlloc(mcxt, sizeof(int32) * nd);
+    out->weights = MemoryContextAlloc(mcxt, sizeof(float) * nd);
+    for (int i = 0; i < nd; i++)
+    {
+        int64       idx = ItItemIndex(m, pairs[i].id);
+
+        out->all_ids[out->nall++] = pairs[i].id;
+        if (idx < 0)
+            continue;           /* an item the model does not know */
+        out->items[out->n] = (int32) idx;   /* ids ascending: indexes too */
+        /* a positive weight stays positive in float */
+        out->weights[out->n] = Max((float) Min(pairs[i].w, (double) FLT_MAX), FLT_MIN);
+        out->n++;
+    }
+    pfree(pairs);
+}
+
+void
+ItReadUserRows(ItModel *m, ItTransfer *t, int64 user_id, MemoryContext mcxt, ItUserRows *out)
+{
+    ItInteractionRead how = {IT_ROWS_USER, false, false};
+    ItServeContext sc;
+    ItSource    src;
+    ItInteractionColumns cols;
+    SPITupleTable *tt;
+    uint64      nrows;
+    int64      *ids;
+    double     *weights;
+
+    ItServeContextPush(&sc, m, "interactions", true, user_id);
+    ItRunIdPlan(&sc, &t->interactions, m->interactions_source, "user_id", user_id, 0);
+    tt = SPI_tuptable;
+    nrows = SPI_processed;
+
+    /* columns by name, as training finds them (only the fields used) */
+    memset(&src, 0, sizeof(src));
+    src.tupdesc = tt->tupdesc;
+    src.what = "interactions";
+    src.model = m->name;
+    ItFindInteractionColumns(&src, &cols);
+
+    if (nrows > (uint64) (MaxAllocSize / sizeof(int64)) || nrows > (uint64) PG_INT32_MAX)
+        ereport(ERROR,
+                (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                 errmsg("user " INT64_FORMAT " has too many rows in interactions", user_id)));
+    ids = palloc(sizeof(int64) * Max(nrows, 1));
+    weights = palloc(sizeof(double) * Max(nrows, 1));
+    for (uint64 r = 0; r < nrows; r++)
+    {
+        HeapTuple   tup = tt->vals[r];
+        ItRawRow    raw;
+        ItInteraction row;
+
+        memset(&raw, 0, sizeof(raw));
+        memset(&row, 0, sizeof(row));
+        row.row = (int64) r + 1;
+        row.user_id = user_id;
+        raw.item = SPI_getbinval(tup, tt->tupdesc, cols.item + 1, &raw.item_null);
+        if (cols.weight >= 0)
+            raw.weight = SPI_getbinval(tup, tt->tupdesc, cols.weight + 1, &raw.weight_null);
+        /* rows of weight 0 are dropped with the others by ItCollectUserRows */
+        if (!ParseRow(&src, &cols, &how, &raw, &row))
+            row.weight = 0.0;
+        ids[r] = row.item_id;
+        weights[r] = row.weight;
+    }
+    ItServeContextPop(&sc);
+
+    ItCollectUserRows(m, ids, weights, (int) nrows, mcxt, out);
+    pfree(ids);
+    pfree(weights);
+    SPI_freetuptable(tt);
+}
