@@ -21,7 +21,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 
-#include "interest_transfer.h"
+#include "common.h"
 #include "store.h"
 
 ItPrivilege

@@ -34,7 +34,8 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "interest_transfer.h"
+#include "common.h"
+#include "cache.h"
 #include "store.h"
 
 /* Rows fetched per round trip when loading item factors. */
@@ -61,7 +62,6 @@ typedef struct ItDeployedStamp
 static MemoryContext ItCacheContext = NULL;
 static ItCacheEntry *ItCacheEntries = NULL;
 static uint64 ItNextGeneration = 1;
-
 
 const char *
 ItInterestSourceName(ItInterestSource source)

@@ -31,7 +31,7 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
-#include "interest_transfer.h"
+#include "common.h"
 
 PG_MODULE_MAGIC;
 

@@ -21,7 +21,6 @@
 #include <float.h>
 #include <math.h>
 
-
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -31,8 +30,6 @@
 #include "utils/tuplestore.h"
 
 #include "interest.h"
-
-PG_FUNCTION_INFO_V1(interest_transfer_evaluate);
 
 /* Rows fetched from the test set per round trip. */
 #define IT_EVAL_FETCH 10000
@@ -338,6 +335,7 @@ FlushBlock(ItModel *m, ItEvalUser *block, int nblock, int nvec, int k,
  * have at least one negative); coverage is the share of the catalogue that
  * appears in at least one of the segment's top-k lists.
  */
+PG_FUNCTION_INFO_V1(interest_transfer_evaluate);
 Datum
 interest_transfer_evaluate(PG_FUNCTION_ARGS)
 {

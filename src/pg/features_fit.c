@@ -27,7 +27,8 @@
 
 #include "features_int.h"
 #include "options.h"
-#include "interest_transfer.h"
+#include "common.h"
+#include "spi_read.h"
 
 typedef struct CatEntry
 {

@@ -17,7 +17,8 @@
 
 #include "features_int.h"
 #include "options.h"
-#include "interest_transfer.h"
+#include "common.h"
+#include "spi_read.h"
 
 /* The encoder options of a helper call: only the encoder's own keys. */
 static void

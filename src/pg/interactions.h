@@ -11,7 +11,9 @@
 #ifndef IT_INTERACTIONS_H
 #define IT_INTERACTIONS_H
 
-#include "interest_transfer.h"
+#include "common.h"
+#include "spi_read.h"
+#include "cache.h"
 #include "providers.h"
 
 /* Column positions of an interactions source (0-based; weight, ts -1 when absent). */

@@ -7,7 +7,8 @@
 #ifndef IT_INTEREST_H
 #define IT_INTEREST_H
 
-#include "interest_transfer.h"
+#include "common.h"
+#include "cache.h"
 #include "interactions.h"
 #include "providers.h"
 

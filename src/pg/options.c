@@ -21,7 +21,7 @@
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
-#include "interest_transfer.h"
+#include "common.h"
 #include "options.h"
 #include "features_encoder.h"
 

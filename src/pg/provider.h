@@ -11,7 +11,8 @@
 #ifndef IT_PROVIDER_H
 #define IT_PROVIDER_H
 
-#include "interest_transfer.h"
+#include "common.h"
+#include "cache.h"
 #include "providers.h"
 #include "utils/builtins.h"
 

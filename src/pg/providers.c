@@ -28,6 +28,7 @@
 #include "utils/memutils.h"
 
 #include "providers.h"
+#include "spi_read.h"
 #include "store.h"
 
 /*

@@ -10,7 +10,8 @@
 #ifndef IT_PROVIDERS_H
 #define IT_PROVIDERS_H
 
-#include "interest_transfer.h"
+#include "common.h"
+#include "cache.h"
 #include "features_encoder.h"
 #include "mlp.h"
 

@@ -52,8 +52,6 @@
 #include "providers.h"
 #include "store.h"
 
-PG_FUNCTION_INFO_V1(interest_transfer_refresh);
-
 /* Rows fetched per round trip. */
 #define IT_REFRESH_FETCH        1000
 
@@ -662,6 +660,7 @@ StillDeployed(ItModel *m)
 /*
  * refresh(model text, users bigint[] DEFAULT NULL) RETURNS bigint
  */
+PG_FUNCTION_INFO_V1(interest_transfer_refresh);
 Datum
 interest_transfer_refresh(PG_FUNCTION_ARGS)
 {

@@ -22,7 +22,6 @@
 
 #include "interest.h"
 
-
 /* Is idx in the sorted list set[0..n)? */
 static inline bool
 InSorted(const int32 *set, int n, int32 idx)

@@ -37,7 +37,8 @@
 #include "utils/numeric.h"
 #include "utils/varlena.h"
 
-#include "interest_transfer.h"
+#include "common.h"
+#include "spi_read.h"
 
 /* Skips white space and SQL comments (nested block comments too). */
 static const char *

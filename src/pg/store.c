@@ -19,7 +19,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
-#include "interest_transfer.h"
+#include "common.h"
 #include "store.h"
 
 /* A batch of factor rows: at most this many rows and float / id values. */

@@ -33,7 +33,8 @@
 #include "utils/tuplestore.h"
 
 #include "interactions.h"
-#include "interest_transfer.h"
+#include "common.h"
+#include "spi_read.h"
 #include "options.h"
 #include "store.h"
 #include "transfer.h"

@@ -58,7 +58,8 @@
 #include "utils/memutils.h"
 
 #include "foldin_choice.h"
-#include "interest_transfer.h"
+#include "common.h"
+#include "spi_read.h"
 #include "features_encoder.h"
 #include "mlp.h"
 #include "rankgrid.h"

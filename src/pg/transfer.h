@@ -33,7 +33,7 @@
 #ifndef IT_TRANSFER_H
 #define IT_TRANSFER_H
 
-#include "interest_transfer.h"
+#include "common.h"
 #include "options.h"
 
 typedef struct ItTransferTrain ItTransferTrain;    /* opaque */

@@ -1,0 +1,159 @@
+/*
+ * cache.h
+ *    The deployed version of each model in backend memory (cache.c).
+ */
+#ifndef IT_CACHE_H
+#define IT_CACHE_H
+
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "storage/itemptr.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "common.h"
+#include "options.h"
+
+/* ------------------------------------------------------------------------
+ * Model cache (cache.c)
+ *
+ * The deployed version of each model, loaded once into backend memory and
+ * reloaded only when the deployed row changes.  A version is identified by
+ * (version, trained_at) and by the physical identity of its it_model row
+ * (xmin, ctid), so a model dropped and trained again with the same version
+ * number inside one transaction is still seen as new.
+ * ------------------------------------------------------------------------ */
+
+/* Where a user's interest vector comes from (recommend's "source" column). */
+typedef enum ItInterestSource
+{
+    IT_SOURCE_MODEL,            /* trained with the model */
+    IT_SOURCE_FOLD_IN,          /* folded in from own interactions, with a prior */
+    IT_SOURCE_FEATURES,         /* prior from features alone */
+    IT_SOURCE_POPULAR           /* nothing known: rank by popularity, no vector */
+} ItInterestSource;
+
+extern const char *ItInterestSourceName(ItInterestSource source);
+/* Parses a stored source name; ERRORs on an unknown one. */
+extern ItInterestSource ItInterestSourceFromName(const char *name);
+
+typedef struct ItModel
+{
+    MemoryContext cxt;          /* owns the struct and everything below */
+    uint64      generation;     /* unique per load in this backend */
+    int         pins;           /* callers holding it (see ItGetModel) */
+    bool        detached;       /* replaced in the cache; freed when unpinned */
+
+    /* the deployed it_model row this was loaded from */
+    char       *name;
+    int         version;
+    TimestampTz trained_at;
+    TransactionId row_xmin;
+    ItemPointerData row_tid;
+
+    /* definition, as stored with the version */
+    char       *algorithm;
+    char       *interactions_source;
+    char       *user_features_source;   /* NULL when none */
+    char       *item_features_source;   /* NULL when none */
+    char       *search_path;    /* the stored sources are read with (NULL: before 0.2) */
+    Oid         owner;          /* the model's owner: stored sources run as this role */
+    Jsonb      *options;        /* every option, defaults filled in */
+    ItOptions   opts;           /* the same, typed */
+    int64       n_users;
+
+    /* item side, rows aligned with item_ids */
+    int         k;              /* factors */
+    int64       n_items;
+    int64      *item_ids;       /* sorted ascending, unique */
+    float      *Y;              /* n_items * k, row-major */
+    int64      *popularity;     /* users who interacted with each item */
+    int64       max_popularity;
+    float      *pop_score;      /* popularity / max_popularity (0 when 0) */
+    int32      *pop_order;      /* item indexes: popularity desc, item_id asc */
+    float      *item_norms;     /* |Y_i| (cosine similarity) */
+    float      *YtY;            /* k * k, Y^T Y (fold-in) */
+    float      *user_mean;      /* k, mean warm-user vector (population prior) */
+    float      *scores;         /* n_items scratch for one ranking; only
+                                 * between calls that cannot re-enter */
+
+    /*
+     * State of the interest providers that need more than the factor
+     * tables (feature encoders, mapping weights): loaded on first use into
+     * cxt by the code that owns it; NULL until then.
+     */
+    void       *transfer;
+} ItModel;
+
+/*
+ * The deployed version of a model, loaded or reloaded as needed.  NULL:
+ * the model interest_transfer.default_model names, else the only deployed
+ * model the current user may use.  The current user must hold the use
+ * privilege on it.  ERRORs with a hint when the model does not exist, has
+ * no deployed version, is not usable, or the choice is ambiguous.  Needs no SPI
+ * connection.  The model stays valid at least until CurrentMemoryContext is
+ * reset or deleted (it is pinned to it), even if another call replaces it
+ * in the cache meanwhile.
+ */
+extern ItModel *ItGetModel(const char *model);
+
+/*
+ * The same, for a SQL function called many times in one query: the check
+ * of the deployed version is done once per snapshot and call site, using
+ * fcinfo->flinfo->fn_extra (an ItCallCache).  A caller needing its own
+ * per-call-site state keeps it in ItCallCache.extra (allocate it in
+ * fcinfo->flinfo->fn_mcxt) and uses the epoch to know when to drop it.
+ * Snapshots with more in-progress xids than IT_SNAPSHOT_MAX_XIDS are
+ * checked on every call.
+ */
+#define IT_SNAPSHOT_MAX_XIDS 64
+
+typedef struct ItCallCache
+{
+    uint64      epoch;          /* bumped whenever the model was re-checked */
+    void       *extra;          /* for the caller */
+    /* private to cache.c */
+    bool        valid;
+    char       *requested;      /* model argument of the last check */
+    char       *name;           /* the model it resolved to */
+    uint64      generation;
+    Oid         userid;         /* whose use privilege was checked */
+    /* what the active snapshot saw at the last check (see cache.c) */
+    LocalTransactionId lxid;
+    SubTransactionId subxid;
+    TransactionId snap_xmin;
+    TransactionId snap_xmax;
+    CommandId   snap_curcid;
+    uint32      snap_xcnt;
+    int32       snap_subxcnt;
+    bool        snap_suboverflowed;
+    bool        snap_recovery;
+    TransactionId snap_xids[IT_SNAPSHOT_MAX_XIDS];
+} ItCallCache;
+
+extern ItModel *ItGetModelForCall(FunctionCallInfo fcinfo, const char *model);
+extern ItCallCache *ItGetCallCache(FunctionCallInfo fcinfo);
+
+/* Index of an item in m (binary search), or -1 when the model lacks it. */
+extern int64 ItItemIndex(const ItModel *m, int64 item_id);
+
+/*
+ * Reads a user's stored row of m's version: x_out[m->k] gets the vector,
+ * *seen_out the indexes of the items the user interacted with (sorted
+ * ascending, items missing from the model left out; palloc'd in the
+ * current context, NULL when none), *source_out (may be NULL) the stored
+ * source.  Returns false, touching nothing, when the user has no row.
+ * Needs no SPI connection.
+ */
+extern bool ItGetUserVector(ItModel *m, int64 user_id, float *x_out,
+                            int32 **seen_out, int *nseen,
+                            ItInterestSource *source_out);
+
+/*
+ * The interest of a user and the score it gives an item: interest.h;
+ * serving users and items the model was not trained on: providers.h,
+ * provider.h; reading interactions: interactions.h.
+ */
+
+#endif                          /* IT_CACHE_H */
