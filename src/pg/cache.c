@@ -41,15 +41,15 @@
 /* Rows fetched per round trip when loading item factors. */
 #define IT_LOAD_BATCH 1000
 
-typedef struct ItCacheEntry
+typedef struct CacheEntry
 {
-    struct ItCacheEntry *next;
-    char       *name;           /* in ItCacheContext */
+    struct CacheEntry *next;
+    char       *name;           /* in CacheContext */
     ItModel    *model;
-} ItCacheEntry;
+} CacheEntry;
 
-/* The deployed row of a model, as ItDeployedRow finds it. */
-typedef struct ItDeployedStamp
+/* The deployed row of a model, as DeployedRow finds it. */
+typedef struct DeployedStamp
 {
     char       *name;
     int         version;
@@ -57,11 +57,11 @@ typedef struct ItDeployedStamp
     TransactionId xmin;
     ItemPointerData tid;
     ItModelAcl  acl;
-} ItDeployedStamp;
+} DeployedStamp;
 
-static MemoryContext ItCacheContext = NULL;
-static ItCacheEntry *ItCacheEntries = NULL;
-static uint64 ItNextGeneration = 1;
+static MemoryContext CacheContext = NULL;
+static CacheEntry *CacheEntries = NULL;
+static uint64 NextGeneration = 1;
 
 const char *
 ItInterestSourceName(ItInterestSource source)
@@ -99,12 +99,12 @@ ItInterestSourceFromName(const char *name)
     return IT_SOURCE_MODEL;     /* keep compiler quiet */
 }
 
-static ItCacheEntry *
-ItFindEntry(const char *name)
+static CacheEntry *
+FindEntry(const char *name)
 {
-    ItCacheEntry *e;
+    CacheEntry *e;
 
-    for (e = ItCacheEntries; e != NULL; e = e->next)
+    for (e = CacheEntries; e != NULL; e = e->next)
         if (strcmp(e->name, name) == 0)
             return e;
     return NULL;
@@ -112,7 +112,7 @@ ItFindEntry(const char *name)
 
 /* Drops an entry's model: freed now, or when its last pin goes. */
 static void
-ItReleaseModel(ItModel *m)
+ReleaseModel(ItModel *m)
 {
     if (m->pins > 0)
         m->detached = true;
@@ -121,18 +121,18 @@ ItReleaseModel(ItModel *m)
 }
 
 static void
-ItEvict(const char *name)
+Evict(const char *name)
 {
-    ItCacheEntry **prev;
+    CacheEntry **prev;
 
-    for (prev = &ItCacheEntries; *prev != NULL; prev = &(*prev)->next)
+    for (prev = &CacheEntries; *prev != NULL; prev = &(*prev)->next)
     {
-        ItCacheEntry *e = *prev;
+        CacheEntry *e = *prev;
 
         if (strcmp(e->name, name) == 0)
         {
             *prev = e->next;
-            ItReleaseModel(e->model);
+            ReleaseModel(e->model);
             pfree(e->name);
             pfree(e);
             return;
@@ -141,7 +141,7 @@ ItEvict(const char *name)
 }
 
 static void
-ItUnpin(void *arg)
+Unpin(void *arg)
 {
     ItModel    *m = (ItModel *) arg;
 
@@ -153,12 +153,12 @@ ItUnpin(void *arg)
 
 /* Keeps m alive until CurrentMemoryContext is reset or deleted. */
 static void
-ItPin(ItModel *m)
+Pin(ItModel *m)
 {
     MemoryContextCallback *cb = MemoryContextAlloc(CurrentMemoryContext,
                                                    sizeof(MemoryContextCallback));
 
-    cb->func = ItUnpin;
+    cb->func = Unpin;
     cb->arg = m;
     m->pins++;
     MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
@@ -166,7 +166,7 @@ ItPin(ItModel *m)
 
 /* Reads row r of the last deployed-row query into st. */
 static void
-ItStampFromRow(SPITupleTable *tt, uint64 r, ItDeployedStamp *st)
+StampFromRow(SPITupleTable *tt, uint64 r, DeployedStamp *st)
 {
     HeapTuple   tup = tt->vals[r];
     TupleDesc   desc = tt->tupdesc;
@@ -183,7 +183,7 @@ ItStampFromRow(SPITupleTable *tt, uint64 r, ItDeployedStamp *st)
 
 /* The error for a named model without a deployed row the caller may use. */
 static void
-ItNoDeployedRow(const char *model, bool from_guc, Oid caller)
+NoDeployedRow(const char *model, bool from_guc, Oid caller)
 {
     ItModelAcl  acl;
     const char *named = from_guc ? " (interest_transfer.default_model)" : "";
@@ -207,7 +207,7 @@ ItNoDeployedRow(const char *model, bool from_guc, Oid caller)
  * else NULL (the only deployed model the caller may use).
  */
 static const char *
-ItWantedModel(const char *model, bool *from_guc)
+WantedModel(const char *model, bool *from_guc)
 {
     *from_guc = false;
     if (model != NULL)
@@ -228,21 +228,21 @@ ItWantedModel(const char *model, bool *from_guc)
  * may not use it (evicting a cached entry of a named model first).
  */
 static void
-ItDeployedRow(const char *model, Oid caller, ItDeployedStamp *st)
+DeployedRow(const char *model, Oid caller, DeployedStamp *st)
 {
     bool        from_guc;
-    const char *want = ItWantedModel(model, &from_guc);
+    const char *want = WantedModel(model, &from_guc);
 
     if (want != NULL)
     {
         if (ItStoreDeployedRows(want) == 0)
         {
-            ItEvict(want);
-            ItNoDeployedRow(want, from_guc, caller);
+            Evict(want);
+            NoDeployedRow(want, from_guc, caller);
         }
         if (SPI_processed > 1)
             elog(ERROR, "model \"%s\" has more than one deployed version", want);
-        ItStampFromRow(SPI_tuptable, 0, st);
+        StampFromRow(SPI_tuptable, 0, st);
         ItAclRequire(st->name, &st->acl, IT_PRIV_USE, caller);
         return;
     }
@@ -256,9 +256,9 @@ ItDeployedRow(const char *model, Oid caller, ItDeployedStamp *st)
         initStringInfo(&names);
         for (uint64 r = 0; r < nrows; r++)
         {
-            ItDeployedStamp cand;
+            DeployedStamp cand;
 
-            ItStampFromRow(tt, r, &cand);
+            StampFromRow(tt, r, &cand);
             if (!ItAclAllows(&cand.acl, IT_PRIV_USE, caller))
                 continue;
             if (usable++ == 0)
@@ -283,7 +283,7 @@ ItDeployedRow(const char *model, Oid caller, ItDeployedStamp *st)
 }
 
 static bool
-ItStampMatches(const ItModel *m, const ItDeployedStamp *st)
+StampMatches(const ItModel *m, const DeployedStamp *st)
 {
     return m->version == st->version &&
         m->trained_at == st->trained_at &&
@@ -292,7 +292,7 @@ ItStampMatches(const ItModel *m, const ItDeployedStamp *st)
 }
 
 static char *
-ItNullableText(HeapTuple tup, TupleDesc desc, int col)
+NullableText(HeapTuple tup, TupleDesc desc, int col)
 {
     bool        isnull;
     Datum       d = SPI_getbinval(tup, desc, col, &isnull);
@@ -301,21 +301,21 @@ ItNullableText(HeapTuple tup, TupleDesc desc, int col)
 }
 
 /* qsort comparator state for the popularity order */
-static const int64 *ItSortPopularity;
+static const int64 *SortPopularity;
 
 static int
-ItComparePopularity(const void *a, const void *b)
+ComparePopularity(const void *a, const void *b)
 {
     int32       ia = *(const int32 *) a;
     int32       ib = *(const int32 *) b;
 
-    if (ItSortPopularity[ia] != ItSortPopularity[ib])
-        return ItSortPopularity[ia] > ItSortPopularity[ib] ? -1 : 1;
+    if (SortPopularity[ia] != SortPopularity[ib])
+        return SortPopularity[ia] > SortPopularity[ib] ? -1 : 1;
     return (ia > ib) - (ia < ib);   /* item_ids are sorted: lower id first */
 }
 
 static void *
-ItModelAlloc(ItModel *m, Size elem, int64 n)
+ModelAlloc(ItModel *m, Size elem, int64 n)
 {
     Size        bytes;
 
@@ -333,7 +333,7 @@ ItModelAlloc(ItModel *m, Size elem, int64 n)
  * re-parents it into the cache.
  */
 static ItModel *
-ItLoadModel(const ItDeployedStamp *st)
+LoadModel(const DeployedStamp *st)
 {
     MemoryContext cxt;
     MemoryContext batchcxt;
@@ -365,13 +365,13 @@ ItLoadModel(const ItDeployedStamp *st)
     desc = SPI_tuptable->tupdesc;
 
     oldcxt = MemoryContextSwitchTo(cxt);
-    m->algorithm = ItNullableText(tup, desc, 3);
-    m->interactions_source = ItNullableText(tup, desc, 4);
-    m->user_features_source = ItNullableText(tup, desc, 5);
-    m->item_features_source = ItNullableText(tup, desc, 6);
+    m->algorithm = NullableText(tup, desc, 3);
+    m->interactions_source = NullableText(tup, desc, 4);
+    m->user_features_source = NullableText(tup, desc, 5);
+    m->item_features_source = NullableText(tup, desc, 6);
     m->options = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 7, &isnull));
     ItReadOptions(m->options, &m->opts);
-    m->search_path = ItNullableText(tup, desc, 12);
+    m->search_path = NullableText(tup, desc, 12);
     MemoryContextSwitchTo(oldcxt);
     m->k = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
     m->n_users = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
@@ -382,16 +382,16 @@ ItLoadModel(const ItDeployedStamp *st)
                  errmsg("version %d of model \"%s\" has %d factors and %lld items",
                         st->version, st->name, m->k, (long long) declared_items),
                  errhint("Retrain the model with train(model).")));
-    m->user_mean = ItModelAlloc(m, sizeof(float), m->k);
+    m->user_mean = ModelAlloc(m, sizeof(float), m->k);
     d = SPI_getbinval(tup, desc, 11, &isnull);
     ItArrayToFloats(d, m->user_mean, m->k, "user_mean of the model");
     SPI_freetuptable(SPI_tuptable);
 
     /* The items, in id order (the primary key's order). */
     capacity = Max(declared_items, 16);
-    m->item_ids = ItModelAlloc(m, sizeof(int64), capacity);
-    m->popularity = ItModelAlloc(m, sizeof(int64), capacity);
-    m->Y = ItModelAlloc(m, sizeof(float) * m->k, capacity);
+    m->item_ids = ModelAlloc(m, sizeof(int64), capacity);
+    m->popularity = ModelAlloc(m, sizeof(int64), capacity);
+    m->Y = ModelAlloc(m, sizeof(float) * m->k, capacity);
 
     portal = ItStoreItemCursor(st->name, st->version);
     batchcxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer load batch",
@@ -443,11 +443,11 @@ ItLoadModel(const ItDeployedStamp *st)
     m->n_items = n;
 
     /* Derived arrays. */
-    m->pop_score = ItModelAlloc(m, sizeof(float), n);
-    m->pop_order = ItModelAlloc(m, sizeof(int32), n);
-    m->item_norms = ItModelAlloc(m, sizeof(float), n);
-    m->YtY = ItModelAlloc(m, sizeof(float) * m->k, m->k);
-    m->scores = ItModelAlloc(m, sizeof(float), n);
+    m->pop_score = ModelAlloc(m, sizeof(float), n);
+    m->pop_order = ModelAlloc(m, sizeof(int32), n);
+    m->item_norms = ModelAlloc(m, sizeof(float), n);
+    m->YtY = ModelAlloc(m, sizeof(float) * m->k, m->k);
+    m->scores = ModelAlloc(m, sizeof(float), n);
     m->max_popularity = 0;
     for (int64 i = 0; i < n; i++)
     {
@@ -463,52 +463,52 @@ ItLoadModel(const ItDeployedStamp *st)
     for (int64 i = 0; i < n; i++)
         m->pop_score[i] = m->max_popularity > 0 ?
             (float) ((double) m->popularity[i] / (double) m->max_popularity) : 0.0f;
-    ItSortPopularity = m->popularity;
-    qsort(m->pop_order, n, sizeof(int32), ItComparePopularity);
-    ItSortPopularity = NULL;
+    SortPopularity = m->popularity;
+    qsort(m->pop_order, n, sizeof(int32), ComparePopularity);
+    SortPopularity = NULL;
     if (n > 0)
         it_gram(m->Y, n, m->k, m->YtY);
     else
         memset(m->YtY, 0, sizeof(float) * m->k * m->k);
 
-    m->generation = ItNextGeneration++;
+    m->generation = NextGeneration++;
     return m;
 }
 
 ItModel *
 ItGetModel(const char *model)
 {
-    ItDeployedStamp st;
-    ItCacheEntry *e;
+    DeployedStamp st;
+    CacheEntry *e;
     ItModel    *m;
     MemoryContext callercxt PG_USED_FOR_ASSERTS_ONLY = CurrentMemoryContext;
     Oid         caller = GetUserId();
     ItRunAs     r;
 
-    if (ItCacheContext == NULL)
-        ItCacheContext = AllocSetContextCreate(CacheMemoryContext, "interest_transfer model cache",
+    if (CacheContext == NULL)
+        CacheContext = AllocSetContextCreate(CacheMemoryContext, "interest_transfer model cache",
                                                ALLOCSET_SMALL_SIZES);
 
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
     ItRunAsTablesOwnerForPlans(&r);
-    ItDeployedRow(model, caller, &st);
+    DeployedRow(model, caller, &st);
 
-    e = ItFindEntry(st.name);
-    if (e == NULL || !ItStampMatches(e->model, &st))
+    e = FindEntry(st.name);
+    if (e == NULL || !StampMatches(e->model, &st))
     {
-        ItModel    *loaded = ItLoadModel(&st);
+        ItModel    *loaded = LoadModel(&st);
 
-        MemoryContextSetParent(loaded->cxt, ItCacheContext);
+        MemoryContextSetParent(loaded->cxt, CacheContext);
         if (e == NULL)
         {
-            e = MemoryContextAllocZero(ItCacheContext, sizeof(ItCacheEntry));
-            e->name = MemoryContextStrdup(ItCacheContext, st.name);
-            e->next = ItCacheEntries;
-            ItCacheEntries = e;
+            e = MemoryContextAllocZero(CacheContext, sizeof(CacheEntry));
+            e->name = MemoryContextStrdup(CacheContext, st.name);
+            e->next = CacheEntries;
+            CacheEntries = e;
         }
         else
-            ItReleaseModel(e->model);
+            ReleaseModel(e->model);
         e->model = loaded;
     }
     m = e->model;
@@ -518,7 +518,7 @@ ItGetModel(const char *model)
     SPI_finish();
 
     Assert(CurrentMemoryContext == callercxt);
-    ItPin(m);
+    Pin(m);
     return m;
 }
 
@@ -539,7 +539,7 @@ ItGetCallCache(FunctionCallInfo fcinfo)
  * cheaper, but copies of a snapshot, such as the active one, clear it.)
  */
 static bool
-ItSnapshotKey(ItCallCache *key)
+SnapshotKey(ItCallCache *key)
 {
     Snapshot    snap;
     int         nxids;
@@ -569,7 +569,7 @@ ItSnapshotKey(ItCallCache *key)
 }
 
 static bool
-ItSnapshotKeyEqual(const ItCallCache *a, const ItCallCache *b)
+SnapshotKeyEqual(const ItCallCache *a, const ItCallCache *b)
 {
     return a->lxid == b->lxid &&
         a->subxid == b->subxid &&
@@ -594,19 +594,19 @@ ItGetModelForCall(FunctionCallInfo fcinfo, const char *model)
 
     bool        from_guc;
     /* the default model is a setting that may change between calls */
-    const char *want = ItWantedModel(model, &from_guc);
+    const char *want = WantedModel(model, &from_guc);
 
     memset(&key, 0, offsetof(ItCallCache, snap_xids));
-    havekey = ItSnapshotKey(&key);
-    if (cc->valid && havekey && ItSnapshotKeyEqual(cc, &key) && cc->userid == GetUserId() &&
+    havekey = SnapshotKey(&key);
+    if (cc->valid && havekey && SnapshotKeyEqual(cc, &key) && cc->userid == GetUserId() &&
         ((want == NULL && cc->requested == NULL) ||
          (want != NULL && cc->requested != NULL && strcmp(want, cc->requested) == 0)))
     {
-        ItCacheEntry *e = ItFindEntry(cc->name);
+        CacheEntry *e = FindEntry(cc->name);
 
         if (e != NULL && e->model->generation == cc->generation)
         {
-            ItPin(e->model);
+            Pin(e->model);
             return e->model;
         }
     }
