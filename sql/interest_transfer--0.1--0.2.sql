@@ -65,15 +65,15 @@ UPDATE it_prior SET
                   THEN (metrics ->> 'use_features')::boolean ELSE params IS NOT NULL END,
     fold_in_weight = CASE WHEN pg_catalog.jsonb_typeof(metrics -> 'fold_in_prior_weight') = 'number'
                            AND (metrics ->> 'fold_in_prior_weight')::float8 > 0
-                           AND (metrics ->> 'fold_in_prior_weight')::float8 < 'Infinity'
+                           AND (metrics ->> 'fold_in_prior_weight')::float8 <= 3.4028234663852886e38
                           THEN (metrics ->> 'fold_in_prior_weight')::float8 END,
     prior_variance = CASE WHEN pg_catalog.jsonb_typeof(metrics -> 'prior_variance') = 'number'
                            AND (metrics ->> 'prior_variance')::float8 >= 0
-                           AND (metrics ->> 'prior_variance')::float8 < 'Infinity'
+                           AND (metrics ->> 'prior_variance')::float8 <= 3.4028234663852886e38
                           THEN (metrics ->> 'prior_variance')::float8 END,
     popularity_blend = CASE WHEN pg_catalog.jsonb_typeof(metrics -> 'popularity_blend') = 'number'
                              AND (metrics ->> 'popularity_blend')::float8 >= 0
-                             AND (metrics ->> 'popularity_blend')::float8 < 3e38
+                             AND (metrics ->> 'popularity_blend')::float8 <= 3.4028234663852886e38
                             THEN (metrics ->> 'popularity_blend')::real ELSE 0 END;
 ALTER TABLE it_prior ALTER COLUMN in_use SET NOT NULL;
 
@@ -82,13 +82,13 @@ SELECT m.model, m.version, 'population', true, (m.metrics ->> 'fold_in_prior_wei
   FROM it_model m
  WHERE pg_catalog.jsonb_typeof(m.metrics -> 'fold_in_prior_weight') = 'number'
    AND (m.metrics ->> 'fold_in_prior_weight')::float8 > 0
-   AND (m.metrics ->> 'fold_in_prior_weight')::float8 < 'Infinity';
+   AND (m.metrics ->> 'fold_in_prior_weight')::float8 <= 3.4028234663852886e38;
 
 ALTER TABLE it_prior
     ADD CONSTRAINT it_prior_kind_check CHECK (kind IN ('population', 'user_features', 'item_features')),
     ADD CONSTRAINT it_prior_encoder_check CHECK ((kind = 'population') = (spec IS NULL AND dims IS NULL)),
-    ADD CONSTRAINT it_prior_fold_in_weight_check CHECK (fold_in_weight > 0 AND fold_in_weight < 'Infinity'),
-    ADD CONSTRAINT it_prior_prior_variance_check CHECK (prior_variance >= 0 AND prior_variance < 'Infinity'),
+    ADD CONSTRAINT it_prior_fold_in_weight_check CHECK (fold_in_weight > 0 AND fold_in_weight <= 3.4028234663852886e38),
+    ADD CONSTRAINT it_prior_prior_variance_check CHECK (prior_variance >= 0 AND prior_variance <= 3.4028234663852886e38),
     ADD CONSTRAINT it_prior_popularity_blend_check CHECK (popularity_blend >= 0 AND popularity_blend < 'Infinity');
 
 ALTER TABLE it_user_factors ADD COLUMN context text NOT NULL DEFAULT '';

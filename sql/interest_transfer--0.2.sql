@@ -225,8 +225,8 @@ CREATE TABLE it_prior (
     CONSTRAINT it_prior_model_version_fkey FOREIGN KEY (model, version) REFERENCES it_model ON DELETE CASCADE,
     CONSTRAINT it_prior_kind_check CHECK (kind IN ('population', 'user_features', 'item_features')),
     CONSTRAINT it_prior_encoder_check CHECK ((kind = 'population') = (spec IS NULL AND dims IS NULL)),
-    CONSTRAINT it_prior_fold_in_weight_check CHECK (fold_in_weight > 0 AND fold_in_weight < 'Infinity'),
-    CONSTRAINT it_prior_prior_variance_check CHECK (prior_variance >= 0 AND prior_variance < 'Infinity'),
+    CONSTRAINT it_prior_fold_in_weight_check CHECK (fold_in_weight > 0 AND fold_in_weight <= 3.4028234663852886e38),
+    CONSTRAINT it_prior_prior_variance_check CHECK (prior_variance >= 0 AND prior_variance <= 3.4028234663852886e38),
     CONSTRAINT it_prior_popularity_blend_check CHECK (popularity_blend >= 0 AND popularity_blend < 'Infinity')
 );
 

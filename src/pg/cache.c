@@ -370,7 +370,7 @@ LoadModel(const DeployedStamp *st)
     m->user_features_source = NullableText(tup, desc, 5);
     m->item_features_source = NullableText(tup, desc, 6);
     m->options = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 7, &isnull));
-    ItReadOptions(m->options, &m->opts);
+    ItReadOptions(m->options, m->name, &m->opts);
     m->search_path = NullableText(tup, desc, 12);
     MemoryContextSwitchTo(oldcxt);
     m->k = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));

@@ -330,3 +330,15 @@ ItIdArray(ArrayType *arr, const char *what, int *n)
     }
     return ids;
 }
+
+/* palloc of n elements of size bytes for training, checked, in memory that may exceed 1 GB. */
+void *
+ItAllocArray(int64 n, Size size)
+{
+    if (n < 0 || (uint64) n > MaxAllocHugeSize / size)
+        ereport(ERROR,
+                (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                 errmsg("training data is too large: " INT64_FORMAT " elements of %zu bytes", n, size),
+                 errhint("Train on a sample of the interactions, or with fewer factors.")));
+    return MemoryContextAllocHuge(CurrentMemoryContext, Max(mul_size((Size) n, size), 1));
+}

@@ -77,6 +77,9 @@ extern void ItEndWrite(ItWriteState *st);
 /* Seconds since start (INSTR_TIME_SET_CURRENT). */
 extern double ItElapsedSeconds(instr_time start);
 
+/* n elements of size bytes in the current context, may exceed 1 GB; ERROR (program_limit_exceeded) when too many. */
+extern void *ItAllocArray(int64 n, Size size);
+
 /*
  * The elements of a bigint[] argument named what ("items", "users"), in the
  * current context; ERRORs on a NULL element or more than one dimension.

@@ -6,7 +6,7 @@
  * An encoder is fitted on the rows of a source (ItEncoderBegin /
  * ItEncoderAddRows / ItEncoderFinish), which returns the encoded rows and a
  * jsonb "spec" holding everything needed to encode a row later without the
- * fitting data.  The spec is stored with the model version (it_encoder);
+ * fitting data.  The spec is stored with the model version (it_prior);
  * ItEncoderFromSpec parses it back into an ItEncoder that encodes a tuple
  * of any query returning the same columns (matched by name) or a jsonb
  * object keyed by column name.

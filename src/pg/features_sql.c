@@ -57,7 +57,7 @@ HelperOptions(Jsonb *options, ItEncoderOptions *o)
         }
     }
     /* the ranges and their messages are those of train()'s options */
-    ItReadOptions(ItResolveOptions(options), &all);
+    ItReadOptions(ItResolveOptions(options), NULL, &all);
     ItEncoderOptionsFrom(&all, o);
 }
 

@@ -236,18 +236,6 @@ ItStoredInteractionColumns(ItModel *m, ItInteractionColumns *cols)
  * The training matrix
  * ------------------------------------------------------------------------ */
 
-/* palloc of n elements of size bytes, checked, in memory that may exceed 1 GB. */
-static void *
-AllocArray(int64 n, Size size)
-{
-    if (n < 0 || (uint64) n > MaxAllocHugeSize / size)
-        ereport(ERROR,
-                (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-                 errmsg("training data is too large: " INT64_FORMAT " elements of %zu bytes", n, size),
-                 errhint("Train on a sample of the interactions, or with fewer factors.")));
-    return MemoryContextAllocHuge(CurrentMemoryContext, Max(mul_size((Size) n, size), 1));
-}
-
 /* The rows kept for the matrix (ItInteractionFn of training). */
 typedef struct ItTrainRows
 {
@@ -330,7 +318,7 @@ ItMapIds(const int64 *ids, int64 n, int64 **sorted_out, int32 *idx, const char *
     if (span < (uint64) Max(4 * n, 1 << 20) && span < (uint64) IT_MAX_ROWS)
     {
         int64       range = (int64) span + 1;
-        int32      *table = AllocArray(range, sizeof(int32));
+        int32      *table = ItAllocArray(range, sizeof(int32));
 
         memset(table, 0, range * sizeof(int32));
         for (int64 j = 0; j < n; j++)
@@ -339,7 +327,7 @@ ItMapIds(const int64 *ids, int64 n, int64 **sorted_out, int32 *idx, const char *
         for (int64 r = 0; r < range; r++)
             if (table[r])
                 m++;
-        sorted = AllocArray(m, sizeof(int64));
+        sorted = ItAllocArray(m, sizeof(int64));
         m = 0;
         for (int64 r = 0; r < range; r++)
         {
@@ -355,7 +343,7 @@ ItMapIds(const int64 *ids, int64 n, int64 **sorted_out, int32 *idx, const char *
     }
     else
     {
-        sorted = AllocArray(n, sizeof(int64));
+        sorted = ItAllocArray(n, sizeof(int64));
         memcpy(sorted, ids, n * sizeof(int64));
         m = it_sort_unique_ids(sorted, n);
         CHECK_FOR_INTERRUPTS();
@@ -404,8 +392,8 @@ ItReadInteractionMatrix(const char *source, const char *model, ItInteractionMatr
                  errmsg("every weight in interactions of model \"%s\" is 0", model),
                  errhint("Train from a table or query that returns user_id, item_id pairs with a positive weight.")));
 
-    rows = AllocArray(n, sizeof(int32));
-    cols = AllocArray(n, sizeof(int32));
+    rows = ItAllocArray(n, sizeof(int32));
+    cols = ItAllocArray(n, sizeof(int32));
     d->nusers = ItMapIds(st.uid, n, &d->user_ids, rows, "users");
     pfree(st.uid);
     d->nitems = ItMapIds(st.iid, n, &d->item_ids, cols, "items");
@@ -413,10 +401,10 @@ ItReadInteractionMatrix(const char *source, const char *model, ItInteractionMatr
 
     d->R.nrows = d->nusers;
     d->R.ncols = d->nitems;
-    d->R.indptr = AllocArray(d->nusers + 1, sizeof(int64));
-    d->R.indices = AllocArray(n, sizeof(int32));
-    d->R.data = AllocArray(n, sizeof(float));
-    work = AllocArray(n, sizeof(int64));
+    d->R.indptr = ItAllocArray(d->nusers + 1, sizeof(int64));
+    d->R.indices = ItAllocArray(n, sizeof(int32));
+    d->R.data = ItAllocArray(n, sizeof(float));
+    work = ItAllocArray(n, sizeof(int64));
     if (it_csr_from_coo(&d->R, n, rows, cols, st.w, work) <= 0)
         elog(ERROR, "could not build the interaction matrix from " INT64_FORMAT " rows", n);
     pfree(work);
@@ -435,9 +423,9 @@ ItReadInteractionMatrix(const char *source, const char *model, ItInteractionMatr
                      errhint("Scale the weights down.")));
     }
 
-    d->Rt.indptr = AllocArray(d->nitems + 1, sizeof(int64));
-    d->Rt.indices = AllocArray(d->R.nnz, sizeof(int32));
-    d->Rt.data = AllocArray(d->R.nnz, sizeof(float));
+    d->Rt.indptr = ItAllocArray(d->nitems + 1, sizeof(int64));
+    d->Rt.indices = ItAllocArray(d->R.nnz, sizeof(int32));
+    d->Rt.data = ItAllocArray(d->R.nnz, sizeof(float));
     it_csr_transpose(&d->R, &d->Rt);
 }
 

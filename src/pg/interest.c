@@ -100,12 +100,7 @@ ItGetTransfer(ItModel *m)
 
     pw = m->opts.prior_weight;
     alpha = m->opts.alpha;
-    if (!(pw >= 0.0 && pw <= FLT_MAX) || !(alpha >= 0.0 && alpha <= FLT_MAX))
-        ereport(ERROR,
-                (errcode(ERRCODE_DATA_CORRUPTED),
-                 errmsg("stored options prior_weight %g and alpha %g of model \"%s\" are out of range",
-                        pw, alpha, m->name),
-                 errhint("Train a new version with train('%s').", m->name)));
+    /* in range: ItReadOptions checked the stored options against the options table */
     t->alpha = (float) alpha;
     t->fold_in = m->opts.fold_in;
     t->new_items = m->opts.new_items;

@@ -25,6 +25,28 @@
 #include "options.h"
 #include "features_encoder.h"
 
+typedef enum ItOptionKind
+{
+    IT_OPTION_INT,              /* JSON number, integral, in [min, max]; an int64 field */
+    IT_OPTION_FLOAT,            /* JSON number in [min, max]; a double field */
+    IT_OPTION_BOOL,             /* JSON true / false; a bool field */
+    IT_OPTION_TEXT              /* JSON string, one of choices when set; a const char * field */
+} ItOptionKind;
+
+typedef struct ItOptionDef
+{
+    const char *name;
+    ItOptionKind kind;
+    double      min;
+    double      max;
+    double      defval;         /* INT, FLOAT; BOOL: 0 or 1 */
+    const char *deftext;        /* TEXT default (NULL: JSON null) */
+    const char *choices;        /* TEXT: "a, b, c", or NULL for any string */
+    const char *description;    /* noun phrase, for hints */
+    size_t      offset;         /* of its field in ItOptions */
+} ItOptionDef;
+
+extern const ItOptionDef *ItOptionTable(int *n);
 /* The largest integer a double holds exactly: integer options stay in it. */
 #define IT_SAFE_INT 9007199254740991.0
 
@@ -90,13 +112,6 @@ static const ItOptionDef OptionTable[] = {
 };
 
 #define IT_NOPTIONS lengthof(OptionTable)
-
-const ItOptionDef *
-ItOptionTable(int *n)
-{
-    *n = (int) IT_NOPTIONS;
-    return OptionTable;
-}
 
 static const ItOptionDef *
 FindOption(const char *name, int len)
@@ -368,31 +383,33 @@ GetOption(Jsonb *options, const char *key, JsonbValue *buf)
 }
 
 static void
-CorruptOption(const ItOptionDef *def, const char *expected)
+CorruptOption(const ItOptionDef *def, const char *model, const char *expected)
 {
+    if (model == NULL)
+        elog(ERROR, "option \"%s\" is not %s", def->name, expected);
     ereport(ERROR,
             (errcode(ERRCODE_DATA_CORRUPTED),
-             errmsg("stored option \"%s\" is not %s", def->name, expected),
-             errhint("Train a new version with train(model, interactions, options => ...).")));
+             errmsg("stored option \"%s\" of model \"%s\" is not %s", def->name, model, expected),
+             errhint("Train a new version with train('%s', interactions, options => ...).", model)));
 }
 
 static double
-StoredNumber(const ItOptionDef *def, JsonbValue *v)
+StoredNumber(const ItOptionDef *def, const char *model, JsonbValue *v)
 {
     double      d;
 
     if (v->type != jbvNumeric)
-        CorruptOption(def, def->kind == IT_OPTION_INT ? "an integer" : "a number");
+        CorruptOption(def, model, def->kind == IT_OPTION_INT ? "an integer" : "a number");
     d = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
     if (def->kind == IT_OPTION_INT && (isnan(d) || d != floor(d) || fabs(d) > IT_SAFE_INT))
-        CorruptOption(def, "an integer");
+        CorruptOption(def, model, "an integer");
     if (!(d >= def->min && d <= def->max))
-        CorruptOption(def, psprintf("within %g and %g", def->min, def->max));
+        CorruptOption(def, model, psprintf("within %g and %g", def->min, def->max));
     return d;
 }
 
 void
-ItReadOptions(Jsonb *stored, ItOptions *out)
+ItReadOptions(Jsonb *stored, const char *model, ItOptions *out)
 {
     memset(out, 0, sizeof(*out));
     for (int i = 0; i < (int) IT_NOPTIONS; i++)
@@ -405,21 +422,21 @@ ItReadOptions(Jsonb *stored, ItOptions *out)
         switch (def->kind)
         {
             case IT_OPTION_INT:
-                *(int64 *) field = v ? (int64) StoredNumber(def, v) : (int64) def->defval;
+                *(int64 *) field = v ? (int64) StoredNumber(def, model, v) : (int64) def->defval;
                 break;
             case IT_OPTION_FLOAT:
-                *(double *) field = v ? StoredNumber(def, v) : def->defval;
+                *(double *) field = v ? StoredNumber(def, model, v) : def->defval;
                 break;
             case IT_OPTION_BOOL:
                 if (v != NULL && v->type != jbvBool)
-                    CorruptOption(def, "true or false");
+                    CorruptOption(def, model, "true or false");
                 *(bool *) field = v ? v->val.boolean : def->defval != 0;
                 break;
             case IT_OPTION_TEXT:
                 if (v != NULL && (v->type != jbvString ||
                                   (def->choices && !ChoiceAllowed(def->choices, v->val.string.val,
                                                                   v->val.string.len))))
-                    CorruptOption(def, psprintf("one of %s", def->choices ? def->choices : "the strings"));
+                    CorruptOption(def, model, psprintf("one of %s", def->choices ? def->choices : "the strings"));
                 *(const char **) field = v ? pnstrdup(v->val.string.val, v->val.string.len) :
                     def->deftext ? pstrdup(def->deftext) : NULL;
                 break;

@@ -49,35 +49,13 @@ typedef struct ItOptions
     int64       min_category_count;
 } ItOptions;
 
-typedef enum ItOptionKind
-{
-    IT_OPTION_INT,              /* JSON number, integral, in [min, max]; an int64 field */
-    IT_OPTION_FLOAT,            /* JSON number in [min, max]; a double field */
-    IT_OPTION_BOOL,             /* JSON true / false; a bool field */
-    IT_OPTION_TEXT              /* JSON string, one of choices when set; a const char * field */
-} ItOptionKind;
-
-typedef struct ItOptionDef
-{
-    const char *name;
-    ItOptionKind kind;
-    double      min;
-    double      max;
-    double      defval;         /* INT, FLOAT; BOOL: 0 or 1 */
-    const char *deftext;        /* TEXT default (NULL: JSON null) */
-    const char *choices;        /* TEXT: "a, b, c", or NULL for any string */
-    const char *description;    /* noun phrase, for hints */
-    size_t      offset;         /* of its field in ItOptions */
-} ItOptionDef;
-
-extern const ItOptionDef *ItOptionTable(int *n);
 extern Jsonb *ItResolveOptions(Jsonb *given);
 
 /*
- * The typed options of a stored object (NULL: every default).  ERROR
- * (data_corrupted) when a stored value has the wrong type or is out of its
- * range.  Text values are allocated in the current memory context.
+ * The typed options of a stored object (NULL: every default) of model
+ * (NULL: the options of a call, already resolved).  ERROR (data_corrupted)
+ * when a stored value has the wrong type or is out of its range.  Text values are allocated in the current memory context.
  */
-extern void ItReadOptions(Jsonb *stored, ItOptions *out);
+extern void ItReadOptions(Jsonb *stored, const char *model, ItOptions *out);
 
 #endif                          /* IT_OPTIONS_H */

@@ -3,7 +3,7 @@
  *    Features -> interest: the prior of a user from their row of the
  *    model's user_features source (or a visitor's features given as
  *    jsonb), through the encoder and the MLP stored with the version
- *    (it_encoder), when the user side's validation kept that path.
+ *    (it_prior), when the user side's validation kept that path.
  *
  * A version may carry one such model per side ("user", "item"); both are
  * loaded here with the version's serving state, the item side for

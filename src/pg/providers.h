@@ -18,7 +18,7 @@
 /* The features -> interest model of one side ("user" or "item"). */
 typedef struct ItSidePrior
 {
-    bool        stored;         /* the version has an it_encoder row for it */
+    bool        stored;         /* the version has an it_prior row for it */
     bool        use_features;   /* ... and its validation kept the features path */
     float       pop_blend;      /* popularity_blend of the features path, >= 0 */
     double      prior_variance; /* metrics prior_variance (0: not stored) */

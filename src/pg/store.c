@@ -578,9 +578,9 @@ FactorPlan(const ItFactorRows *rows)
                 "source = excluded.source, updated_at = excluded.updated_at";
         else if (rows->mode == IT_FACTORS_SKIP_EXISTING)
             conflict = " ON CONFLICT (model, version, user_id, context) DO NOTHING";
-        sql = psprintf("INSERT INTO %s AS f (model, version, user_id, factors, seen, source, updated_at) "
+        sql = psprintf("INSERT INTO %s (model, version, user_id, factors, seen, source, updated_at, context) "
                        "SELECT $1, $2, $3[i], $4[(i - 1) * $5 + 1 : i * $5], $6[$7[i] + 1 : $7[i + 1]], "
-                       "$8, pg_catalog.now() "
+                       "$8, pg_catalog.now(), '' "
                        "FROM pg_catalog.generate_series(1, pg_catalog.cardinality($3)) AS i%s",
                        ItTable("it_user_factors"), conflict);
     }
@@ -591,7 +591,7 @@ FactorPlan(const ItFactorRows *rows)
                 "SET factors = excluded.factors, popularity = excluded.popularity, source = excluded.source";
         else if (rows->mode == IT_FACTORS_SKIP_EXISTING)
             conflict = " ON CONFLICT (model, version, item_id) DO NOTHING";
-        sql = psprintf("INSERT INTO %s AS f (model, version, item_id, factors, popularity, source) "
+        sql = psprintf("INSERT INTO %s (model, version, item_id, factors, popularity, source) "
                        "SELECT $1, $2, $3[i], $4[(i - 1) * $5 + 1 : i * $5], $6[i], $8 "
                        "FROM pg_catalog.generate_series(1, pg_catalog.cardinality($3)) AS i%s",
                        ItTable("it_item_factors"), conflict);

@@ -6,8 +6,9 @@
  *
  *      the deployed-row lookup and the reads a model load needs (saved
  *      plans, prepared once per schema);
- *      a version's it_model row, written once, last, with the seconds of
- *      the whole call;
+ *      a version's it_model row, written once, after its factor rows, with
+ *      the seconds of the whole call (only its few it_prior rows, which
+ *      reference it, come after);
  *      one batched writer of factor rows, for training, new items and
  *      refresh;
  *      the priors of a version (it_prior), with what serving reads in
@@ -153,7 +154,7 @@ extern void ItStorePinRole(const char *rolename, bool pin);
 /* Adds role to (grant) or removes it from the users or trainers of model. */
 extern void ItStoreChangeGrant(const char *model, bool trainers, Oid role, bool grant);
 
-/* The models role owns, uses or trains, by name (a List of char *). */
+/* The models role owns, uses or trains, by name (a List of char *, valid until SPI_finish). */
 extern List *ItStoreModelsOfRole(Oid role);
 
 /*
@@ -220,7 +221,7 @@ typedef struct ItPriorRow
     ItPriorKind kind;
     bool        in_use;         /* serving uses it */
     double      fold_in_weight; /* > 0; 0: not measured (NULL) */
-    double      prior_variance; /* >= 0; < 0: not measured (NULL) */
+    double      prior_variance; /* > 0; 0: not measured (NULL) */
     float       popularity_blend;   /* >= 0 */
     Jsonb      *spec;           /* feature encoder; NULL for the population */
     int         dims;           /* with spec */

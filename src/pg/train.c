@@ -92,18 +92,6 @@ CheckModelName(const char *model)
                  errhint("Use a shorter name.")));
 }
 
-/* palloc of n elements of size bytes, checked, in memory that may exceed 1 GB. */
-static void *
-AllocArray(int64 n, Size size)
-{
-    if (n < 0 || (uint64) n > MaxAllocHugeSize / size)
-        ereport(ERROR,
-                (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-                 errmsg("training data is too large: " INT64_FORMAT " elements of %zu bytes", n, size),
-                 errhint("Train on a sample of the interactions, or with fewer factors.")));
-    return MemoryContextAllocHuge(CurrentMemoryContext, Max(mul_size((Size) n, size), 1));
-}
-
 /*
  * user_features / item_features are stored with the model and used by the
  * feature transfer; check now that the caller can read them and that they
@@ -215,9 +203,9 @@ Fit(ItTrainData *d, const ItOptions *o, float *X, float *Y, StringInfo history, 
     p.cg_steps = (int) o->cg_steps;
     p.threads = ItThreads((int) o->threads);
 
-    XtX = AllocArray((int64) k * k, sizeof(float));
-    YtY = AllocArray((int64) k * k, sizeof(float));
-    scratch = AllocArray((int64) it_als_scratch_floats(k, p.threads), sizeof(float));
+    XtX = ItAllocArray((int64) k * k, sizeof(float));
+    YtY = ItAllocArray((int64) k * k, sizeof(float));
+    scratch = ItAllocArray((int64) it_als_scratch_floats(k, p.threads), sizeof(float));
 
     /* two different streams of the same seed */
     it_random_init(X, d->nusers, k, seed, scale);
@@ -299,9 +287,9 @@ ValidationPrecision(ItTrainData *split, const ItOptions *o, const int32 *held_us
                     int64 *counted)
 {
     int         k = (int) o->factors;
-    float      *X = AllocArray(split->nusers * k, sizeof(float));
-    float      *Y = AllocArray(split->nitems * k, sizeof(float));
-    float      *scores = AllocArray(split->nitems, sizeof(float));
+    float      *X = ItAllocArray(split->nusers * k, sizeof(float));
+    float      *Y = ItAllocArray(split->nitems * k, sizeof(float));
+    float      *scores = ItAllocArray(split->nitems, sizeof(float));
     int32      *top_idx = palloc(sizeof(int32) * IT_VALIDATION_K);
     float      *top_score = palloc(sizeof(float) * IT_VALIDATION_K);
     StringInfoData history;
@@ -334,24 +322,24 @@ CompareWithDeployed(const char *model, ItTrainData *d, const ItOptions *o, int d
 {
     ItTrainData split = *d;
     int64       max_users = Min((int64) IT_VALIDATION_USERS, d->nusers);
-    int32      *held_users = AllocArray(Max(max_users, 1), sizeof(int32));
-    int64      *held_indptr = AllocArray(max_users + 1, sizeof(int64));
-    int32      *held_items = AllocArray(Max(d->R.nnz, 1), sizeof(int32));
+    int32      *held_users = ItAllocArray(Max(max_users, 1), sizeof(int32));
+    int64      *held_indptr = ItAllocArray(max_users + 1, sizeof(int64));
+    int32      *held_items = ItAllocArray(Max(d->R.nnz, 1), sizeof(int32));
     int64       nheld;
     int64       counted_new;
     int64       counted_old;
     double      p_new;
     double      p_old;
 
-    split.R.indptr = AllocArray(d->nusers + 1, sizeof(int64));
-    split.R.indices = AllocArray(Max(d->R.nnz, 1), sizeof(int32));
-    split.R.data = AllocArray(Max(d->R.nnz, 1), sizeof(float));
+    split.R.indptr = ItAllocArray(d->nusers + 1, sizeof(int64));
+    split.R.indices = ItAllocArray(Max(d->R.nnz, 1), sizeof(int32));
+    split.R.data = ItAllocArray(Max(d->R.nnz, 1), sizeof(float));
     nheld = it_holdout_split(&d->R, (uint64) o->seed, max_users,
                              IT_VALIDATION_MIN_ROWS, IT_VALIDATION_FRACTION, &split.R,
                              held_users, held_indptr, held_items);
-    split.Rt.indptr = AllocArray(d->nitems + 1, sizeof(int64));
-    split.Rt.indices = AllocArray(Max(split.R.nnz, 1), sizeof(int32));
-    split.Rt.data = AllocArray(Max(split.R.nnz, 1), sizeof(float));
+    split.Rt.indptr = ItAllocArray(d->nitems + 1, sizeof(int64));
+    split.Rt.indices = ItAllocArray(Max(split.R.nnz, 1), sizeof(int32));
+    split.Rt.data = ItAllocArray(Max(split.R.nnz, 1), sizeof(float));
     it_csr_transpose(&split.R, &split.Rt);
 
     p_new = ValidationPrecision(&split, o, held_users, held_indptr, held_items, nheld, &counted_new);
@@ -413,7 +401,7 @@ DeployedOptions(const char *model, int *version, ItOptions *options)
     found = ItStoreDeployedVersion(model, version, &stored);
     ItRunAsEnd(&r);
     if (found)
-        ItReadOptions(stored, options);
+        ItReadOptions(stored, model, options);
     return found;
 }
 
@@ -503,6 +491,8 @@ WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainDa
     rows.factors = Y;
     rows.pop_ptr = d->Rt.indptr;
     (void) ItStoreWriteFactors(model, version, &rows);
+    /* the new items' factor rows (transfer.c) */
+    ItTransferWriteItems(transfer, model, version);
 
     memset(&row, 0, sizeof(row));
     row.model = model;
@@ -522,7 +512,7 @@ WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainDa
     /* the whole call, writing included */
     *seconds = row.seconds = ItElapsedSeconds(start);
     ItStoreInsertModel(&row);
-    /* the priors (referencing the row) and the new items' factor rows (transfer.c) */
+    /* the few rows of the priors, which reference it (transfer.c) */
     ItTransferWrite(transfer, model, version);
     ItEndWrite(&st);
     return version;
@@ -558,7 +548,7 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     CheckModelName(model);
     ItRefuseReadOnly("train", model);
     options = ItResolveOptions(def->options);
-    ItReadOptions(options, &opts);
+    ItReadOptions(options, NULL, &opts);
     k = (int) opts.factors;
 
     if (SPI_connect() != SPI_OK_CONNECT)
@@ -589,8 +579,8 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
         ItRunAsEnd(&as_owner);
     t_read = ItElapsedSeconds(start);
 
-    X = AllocArray(d.nusers * k, sizeof(float));
-    Y = AllocArray(d.nitems * k, sizeof(float));
+    X = ItAllocArray(d.nusers * k, sizeof(float));
+    Y = ItAllocArray(d.nitems * k, sizeof(float));
     initStringInfo(&history);
     loss = Fit(&d, &opts, X, Y, &history, false);
 

@@ -1729,6 +1729,24 @@ ChosenWeight(const FoldInChoice *f)
 }
 
 void
+ItTransferWriteItems(ItTransferTrain *t, const char *model, int version)
+{
+    ItFactorRows rows;
+
+    if (t == NULL || t->item.nnew == 0)
+        return;
+    memset(&rows, 0, sizeof(rows));
+    rows.users = false;
+    rows.mode = IT_FACTORS_INSERT;
+    rows.source = "features";
+    rows.k = t->k;
+    rows.n = t->item.nnew;
+    rows.ids = t->item.new_ids;
+    rows.factors = t->item.new_factors;
+    (void) ItStoreWriteFactors(model, version, &rows);
+}
+
+void
 ItTransferWrite(ItTransferTrain *t, const char *model, int version)
 {
     MemoryContext old;
@@ -1780,20 +1798,6 @@ ItTransferWrite(ItTransferTrain *t, const char *model, int version)
     }
     ItStorePrior(model, version, &row);
 
-    if (t->item.nnew > 0)
-    {
-        ItFactorRows rows;
-
-        memset(&rows, 0, sizeof(rows));
-        rows.users = false;
-        rows.mode = IT_FACTORS_INSERT;
-        rows.source = "features";
-        rows.k = t->k;
-        rows.n = t->item.nnew;
-        rows.ids = t->item.new_ids;
-        rows.factors = t->item.new_factors;
-        (void) ItStoreWriteFactors(model, version, &rows);
-    }
     MemoryContextSwitchTo(old);
 }
 

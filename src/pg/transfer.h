@@ -16,10 +16,11 @@
  *                          prior and of the population prior by
  *                          simulation on trained users
  *      ... between ItBeginWrite and ItEndWrite ...
+ *      ItTransferWriteItems(t, model, version);
+ *                          the new items' factor rows, before the it_model row
  *      ItTransferWrite(t, model, version);
- *                          one it_prior row per side given and one for the
- *                          population prior (store.c), the new items'
- *                          factor rows
+ *                          after it: one it_prior row per side given and one
+ *                          for the population prior (store.c)
  *      ItTransferSummary(t);
  *                          the summary for it_model.metrics (with the
  *                          population prior's fold_in_prior_weight), JSON
@@ -56,6 +57,7 @@ typedef struct ItTrainedModel
 extern ItTransferTrain *ItTransferRead(const char *model, const char *user_features,
                                        const char *item_features, const ItOptions *options);
 extern void ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm);
+extern void ItTransferWriteItems(ItTransferTrain *t, const char *model, int version);
 extern void ItTransferWrite(ItTransferTrain *t, const char *model, int version);
 extern const char *ItTransferSummary(ItTransferTrain *t);
 extern void ItTransferEnd(ItTransferTrain *t);

@@ -6,7 +6,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS interest_transfer;
 SET LOCAL client_min_messages = warning;
 
-SELECT plan(47);
+SELECT plan(48);
 
 -- SQLSTATE of a failing statement, with its hint and context
 CREATE FUNCTION pg_temp.failure(q text) RETURNS text LANGUAGE plpgsql AS $$
@@ -212,14 +212,18 @@ UPDATE it_prior SET layout = '{"input": 5, "hidden": [], "output": 2}', params =
 UPDATE it_model SET loss = 1 WHERE model = 'bad_layout';   -- a new row: the cached copy reloads
 SELECT throws_ok($$SELECT * FROM recommend(10, 3, 'bad_layout')$$, 'XX001', NULL,
                  'a stored features model with the wrong number of parameters');
+SELECT throws_ok($$UPDATE it_prior SET fold_in_weight = 1e300 WHERE model = 'bad_layout' AND kind = 'user_features'$$,
+                 '23514', NULL, 'the table refuses a fold-in weight beyond what a float solve takes');
+SELECT throws_ok($$UPDATE it_prior SET popularity_blend = -1 WHERE model = 'bad_layout' AND kind = 'user_features'$$,
+                 '23514', NULL, 'the table refuses a negative popularity blend');
+-- past the table's checks (a restored dump of an edited table), loading still refuses it
+ALTER TABLE it_prior DROP CONSTRAINT it_prior_fold_in_weight_check;
 UPDATE it_prior SET params = '{0.5,0,1,0,0.1, 0,0.5,0,1,0.1, 0,0}', fold_in_weight = 1e300
  WHERE model = 'bad_layout' AND kind = 'user_features';
 UPDATE it_model SET loss = 2 WHERE model = 'bad_layout';
 SELECT throws_ok($$SELECT * FROM recommend(10, 3, 'bad_layout')$$, 'XX001',
                  'stored user_features prior of model "bad_layout" version 1 is invalid',
                  'a stored fold-in weight beyond what a float solve takes');
-SELECT throws_ok($$UPDATE it_prior SET popularity_blend = -1 WHERE model = 'bad_layout' AND kind = 'user_features'$$,
-                 '23514', NULL, 'the table refuses a negative popularity blend');
 
 -- refresh: the item features source ---------------------------------------------
 INSERT INTO tr_itf VALUES (7, 'x'), (7, 'y');
