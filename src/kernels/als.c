@@ -7,7 +7,8 @@
  * A half-step solves, for every row u of R, the ridge system
  *
  *     A_u x = b_u,   A_u = YtY + reg I + sum_i w_ui y_i y_i^T,
- *                    b_u = sum_i (1 + w_ui) y_i,   w_ui = alpha r_ui
+ *                    b_u = sum_i p_ui (1 + w_ui) y_i,   w_ui = alpha r_ui,
+ *                    p_ui = [r_ui >= positive_threshold]
  *
  * approximately, by cg_steps steps of conjugate gradient started from the
  * current X[u] (Takacs et al. 2011).  The product A_u p has a dense part,
@@ -200,7 +201,7 @@ PrefetchRow(const float *row, int k)
  * One pass over a row's entries (items idx[0..m), raw weights r; the
  * items idx[m..mpf) that follow, in the next rows, are prefetched too):
  *
- *   residual pass (init):  out += sum_j (1 + w_j - w_j (y_j . p)) y_j
+ *   residual pass (init):  out += sum_j (p_j (1 + w_j) - w_j (y_j . p)) y_j
  *   CG pass:               out += sum_j w_j (y_j . p) y_j
  *
  * with w_j = alpha r_j and p the current x (residual) or search direction.
@@ -211,7 +212,7 @@ PrefetchRow(const float *row, int k)
 #define IT_DEFINE_SPARSE_PASS(NV) \
 IT_INLINE void \
 SparsePass##NV(const int32_t *restrict idx, const float *restrict r, \
-               int64_t m, int64_t mpf, const float *restrict Y, float alpha, \
+               int64_t m, int64_t mpf, const float *restrict Y, float alpha, float thr, \
                const int init, const float *restrict p, float *restrict out) \
 { \
     const int   k = (NV) * 16; \
@@ -245,7 +246,7 @@ SparsePass##NV(const int32_t *restrict idx, const float *restrict r, \
         for (c = 1; c < (NV); c++) \
             sv += yv[c] * pv[c]; \
         HSUMV(sv, d); \
-        coef = init ? 1.0f + w - w * d : w * d; \
+        coef = init ? (r[j] >= thr ? 1.0f + w : 0.0f) - w * d : w * d; \
         IT_UNROLL \
         for (c = 0; c < (NV); c++) \
             acc[c] += coef * yv[c]; \
@@ -265,7 +266,7 @@ IT_DEFINE_SPARSE_PASS(8)
 /* the same for any k */
 IT_INLINE void
 SparsePassAny(const int32_t *restrict idx, const float *restrict r,
-              int64_t m, int64_t mpf, const float *restrict Y, int k, float alpha, int init,
+              int64_t m, int64_t mpf, const float *restrict Y, int k, float alpha, float thr, int init,
               const float *restrict p, float *restrict out)
 {
     int64_t     j;
@@ -279,37 +280,37 @@ SparsePassAny(const int32_t *restrict idx, const float *restrict r,
         if (IT_PREFETCH_AHEAD > 0 && j + IT_PREFETCH_AHEAD < mpf)
             PrefetchRow(Y + (size_t) idx[j + IT_PREFETCH_AHEAD] * k, k);
         d = Dot(y, p, k);
-        Axpy(out, init ? 1.0f + w - w * d : w * d, y, k);
+        Axpy(out, init ? (r[j] >= thr ? 1.0f + w : 0.0f) - w * d : w * d, y, k);
     }
 }
 
 IT_INLINE void
 SparsePass(const int32_t *restrict idx, const float *restrict r,
-           int64_t m, int64_t mpf, const float *restrict Y, int k, float alpha, int init,
+           int64_t m, int64_t mpf, const float *restrict Y, int k, float alpha, float thr, int init,
            const float *restrict p, float *restrict out)
 {
     switch (k)
     {
         case 16:
-            SparsePass1(idx, r, m, mpf, Y, alpha, init, p, out);
+            SparsePass1(idx, r, m, mpf, Y, alpha, thr, init, p, out);
             break;
         case 32:
-            SparsePass2(idx, r, m, mpf, Y, alpha, init, p, out);
+            SparsePass2(idx, r, m, mpf, Y, alpha, thr, init, p, out);
             break;
         case 48:
-            SparsePass3(idx, r, m, mpf, Y, alpha, init, p, out);
+            SparsePass3(idx, r, m, mpf, Y, alpha, thr, init, p, out);
             break;
         case 64:
-            SparsePass4(idx, r, m, mpf, Y, alpha, init, p, out);
+            SparsePass4(idx, r, m, mpf, Y, alpha, thr, init, p, out);
             break;
         case 96:
-            SparsePass6(idx, r, m, mpf, Y, alpha, init, p, out);
+            SparsePass6(idx, r, m, mpf, Y, alpha, thr, init, p, out);
             break;
         case 128:
-            SparsePass8(idx, r, m, mpf, Y, alpha, init, p, out);
+            SparsePass8(idx, r, m, mpf, Y, alpha, thr, init, p, out);
             break;
         default:
-            SparsePassAny(idx, r, m, mpf, Y, k, alpha, init, p, out);
+            SparsePassAny(idx, r, m, mpf, Y, k, alpha, thr, init, p, out);
             break;
     }
 }
@@ -370,6 +371,7 @@ typedef struct AlsShared
     int         k;
     int         cg_steps;
     float       alpha;
+    float       thr;            /* positives: r >= thr */
     int64_t     row_begin;
     int64_t     row_end;
     pthread_mutex_t claim;      /* guards next */
@@ -500,14 +502,14 @@ SparseRow(AlsShared *s, int serve, const int32_t *idx, const float *r,
     memset(out, 0, sizeof(float) * s->k);
     if (!serve)
     {
-        SparsePass(idx, r, m, mpf, s->Y, s->k, s->alpha, init, p, out);
+        SparsePass(idx, r, m, mpf, s->Y, s->k, s->alpha, s->thr, init, p, out);
         return;
     }
     for (j = 0; j < m; j += IT_SERVE_ENTRIES)
     {
         int64_t     n = m - j < IT_SERVE_ENTRIES ? m - j : IT_SERVE_ENTRIES;
 
-        SparsePass(idx + j, r + j, n, mpf - j, s->Y, s->k, s->alpha, init, p, out);
+        SparsePass(idx + j, r + j, n, mpf - j, s->Y, s->k, s->alpha, s->thr, init, p, out);
         Serve(s);
     }
 }
@@ -740,6 +742,7 @@ it_als_half_step(const ItCsr *R, const float *Y, const float *YtY,
     s.k = k;
     s.cg_steps = p->cg_steps;
     s.alpha = p->alpha;
+    s.thr = p->positive_threshold;
     s.row_begin = row_begin;
     s.row_end = row_end;
     s.next = row_begin;
@@ -828,7 +831,7 @@ it_gram(const float *A, int64_t n, int k, float *gram)
  */
 IT_CLONES static void
 LossRows(const ItCsr *R, const float *X, const float *Y,
-         int k, float alpha, int want_quad, int64_t u0, int64_t u1,
+         int k, float alpha, float thr, int want_quad, int64_t u0, int64_t u1,
          double *sums)
 {
     double      obs = 0.0;
@@ -849,11 +852,12 @@ LossRows(const ItCsr *R, const float *X, const float *Y,
         {
             double      sv;
             double      c = 1.0 + (double) alpha * r[j];
+            double      pv = r[j] >= thr ? 1.0 : 0.0;
 
             if (j + IT_PREFETCH_AHEAD < m)
                 PrefetchRow(Y + (size_t) idx[j + IT_PREFETCH_AHEAD] * k, k);
             sv = Dot(x, Y + (size_t) idx[j] * k, k);
-            row += c * (1.0 - sv) * (1.0 - sv) - sv * sv;
+            row += c * (pv - sv) * (pv - sv) - sv * sv;
         }
         obs += row;
         if (want_quad)
@@ -907,6 +911,7 @@ typedef struct LossShared
     const float *Y;
     int         k;
     float       alpha;
+    float       thr;
     int         want_quad;
     int64_t     next;           /* atomic: next part */
     double      sums[IT_LOSS_PARTS][3];
@@ -922,7 +927,7 @@ LossWorker(void *arg)
     {
         int64_t     n = s->R->nrows;
 
-        LossRows(s->R, s->X, s->Y, s->k, s->alpha, s->want_quad,
+        LossRows(s->R, s->X, s->Y, s->k, s->alpha, s->thr, s->want_quad,
                  n * part / IT_LOSS_PARTS, n * (part + 1) / IT_LOSS_PARTS,
                  s->sums[part]);
     }
@@ -932,7 +937,7 @@ LossWorker(void *arg)
 double
 it_als_loss_gram_mt(const ItCsr *R, const float *X, const float *Y,
                     const float *XtX, const float *YtY, int k, float reg,
-                    float alpha, int threads)
+                    float alpha, float positive_threshold, int threads)
 {
     LossShared  s;
     void       *argp[IT_ALS_MAX_THREADS];
@@ -950,6 +955,7 @@ it_als_loss_gram_mt(const ItCsr *R, const float *X, const float *Y,
     s.Y = Y;
     s.k = k;
     s.alpha = alpha;
+    s.thr = positive_threshold;
     s.want_quad = XtX == NULL;
     s.next = 0;
     if (threads > IT_ALS_MAX_THREADS)
@@ -988,14 +994,14 @@ it_als_loss_gram_mt(const ItCsr *R, const float *X, const float *Y,
 double
 it_als_loss_gram(const ItCsr *R, const float *X, const float *Y,
                  const float *XtX, const float *YtY, int k, float reg,
-                 float alpha)
+                 float alpha, float positive_threshold)
 {
-    return it_als_loss_gram_mt(R, X, Y, XtX, YtY, k, reg, alpha, 1);
+    return it_als_loss_gram_mt(R, X, Y, XtX, YtY, k, reg, alpha, positive_threshold, 1);
 }
 
 double
 it_als_loss(const ItCsr *R, const float *X, const float *Y,
-            const float *YtY, int k, float reg, float alpha)
+            const float *YtY, int k, float reg, float alpha, float positive_threshold)
 {
-    return it_als_loss_gram_mt(R, X, Y, NULL, YtY, k, reg, alpha, 1);
+    return it_als_loss_gram_mt(R, X, Y, NULL, YtY, k, reg, alpha, positive_threshold, 1);
 }

@@ -19,8 +19,8 @@ extern void sposv_(const char *uplo, const int *n, const int *nrhs, float *a,
 int
 it_fold_in(const float *Y, int k, const float *YtY,
            const int32_t *items, const float *weights, int n,
-           float alpha, float lambda0, const float *prior,
-           float *x, float *scratch)
+           float alpha, float positive_threshold, float lambda0,
+           const float *prior, float *x, float *scratch)
 {
     float      *A = scratch;
     float      *b = scratch + (size_t) k * k;
@@ -62,7 +62,9 @@ it_fold_in(const float *Y, int k, const float *YtY,
 
         if (cm1 != 0.0f)
             cblas_ssyr(CblasRowMajor, CblasUpper, k, cm1, y, 1, A, k);
-        cblas_saxpy(k, 1.0f + cm1, y, 1, b, 1);
+        /* p_i = [w_i >= positive_threshold]: below it, a confident negative */
+        if (weights[i] >= positive_threshold)
+            cblas_saxpy(k, 1.0f + cm1, y, 1, b, 1);
     }
 
     sposv_("L", &k, &one, A, &k, b, &k, &info);

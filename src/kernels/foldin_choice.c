@@ -267,7 +267,7 @@ it_fold_in_simulate_user(const ItCsr *R, int64_t row, uint64_t salt, float min_w
             rev[c] = ent[a].item;
             revw[c] = ent[a].w;
         }
-        rc = it_fold_in_grid_hits(Y, m, k, YtY, alpha, prior, rev, revw, nrev, pos, npos,
+        rc = it_fold_in_grid_hits(Y, m, k, YtY, alpha, min_weight, prior, rev, revw, nrev, pos, npos,
                                   lambdas, ngrid, eval_k, ws, hits);
         if (rc != 0)
         {

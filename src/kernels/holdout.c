@@ -22,8 +22,8 @@ Mix(uint64_t x)
 
 int64_t
 it_holdout_split(const ItCsr *R, uint64_t seed, int64_t max_users, int64_t min_rows,
-                 double fraction, ItCsr *train, int32_t *held_users,
-                 int64_t *held_indptr, int32_t *held_items)
+                 double fraction, float positive_threshold, ItCsr *train,
+                 int32_t *held_users, int64_t *held_indptr, int32_t *held_items)
 {
     int64_t     eligible = 0;
     int64_t     nheld = 0;
@@ -96,6 +96,8 @@ it_holdout_split(const ItCsr *R, uint64_t seed, int64_t max_users, int64_t min_r
                     out = 1;    /* at least one held out */
                 if (j == jmax && j != jmin)
                     out = 0;    /* at least one kept */
+                if (R->data[j] < positive_threshold)
+                    out = 0;    /* not a positive: a target it cannot be */
                 if (out)
                     held_items[h++] = R->indices[j];
                 else

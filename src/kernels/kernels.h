@@ -63,7 +63,10 @@ void        it_csr_transpose(const ItCsr *a, ItCsr *t);
  * Implicit ALS with conjugate gradient (als.c)
  *
  * Minimises  sum_ui c_ui (p_ui - x_u.y_i)^2 + reg (sum |x_u|^2 + sum |y_i|^2)
- * with p_ui = [r_ui > 0], c_ui = 1 + alpha * r_ui  (Hu, Koren, Volinsky 2008),
+ * with p_ui = [r_ui >= positive_threshold] (every stored entry when the
+ * threshold is 0: weights are > 0), c_ui = 1 + alpha * r_ui (Hu, Koren,
+ * Volinsky 2008): on ratings, an entry below the threshold is a confident
+ * negative, its confidence still growing with r,
  * each row solved approximately by cg_steps of conjugate gradient,
  * warm-started from its previous value (Takacs et al. 2011).
  * ------------------------------------------------------------------------ */
@@ -85,6 +88,7 @@ typedef struct ItAlsParams
     float       alpha;          /* confidence scale */
     int         cg_steps;       /* CG steps per row per half-step */
     int         threads;        /* >= 1; worker threads, joined before return */
+    float       positive_threshold; /* p_ui = [r_ui >= it]; 0: every entry */
 } ItAlsParams;
 
 /* Fills X[n*k] with small reproducible random values (uniform in
@@ -120,30 +124,32 @@ size_t      it_als_scratch_floats(int k, int threads);
  * accumulated in double.  YtY must be Y^T Y.  Single-threaded.
  */
 double      it_als_loss(const ItCsr *R, const float *X, const float *Y,
-                        const float *YtY, int k, float reg, float alpha);
+                        const float *YtY, int k, float reg, float alpha,
+                        float positive_threshold);
 
 /* The same with XtX = X^T X (it_gram) given, which makes the dense part
  * O(k^2) instead of O(n k^2): O(nnz k) in all.  XtX may be NULL (then it
  * is it_als_loss). */
 double      it_als_loss_gram(const ItCsr *R, const float *X, const float *Y,
                              const float *XtX, const float *YtY, int k,
-                             float reg, float alpha);
+                             float reg, float alpha, float positive_threshold);
 
 /* it_als_loss_gram on threads threads (created and joined inside).  The
  * result is identical for any number of threads: the rows are summed in
  * fixed parts, combined in order. */
 double      it_als_loss_gram_mt(const ItCsr *R, const float *X, const float *Y,
                                 const float *XtX, const float *YtY, int k,
-                                float reg, float alpha, int threads);
+                                float reg, float alpha, float positive_threshold,
+                                int threads);
 
 /* ------------------------------------------------------------------------
  * Fold-in with a prior (foldin.c)
  *
  *   x = argmin sum_i c_i (p_i - x.y_i)^2 + lambda0 |x - prior|^2
  *     = (YtY + sum_i (c_i - 1) y_i y_i^T + lambda0 I)^-1
- *       (sum_i c_i y_i + lambda0 prior)
+ *       (sum_i c_i p_i y_i + lambda0 prior)
  * over the user's n items (indexes into Y, weights w_i > 0,
- * c_i = 1 + alpha w_i).  Solved exactly (Cholesky, LAPACK sposv).
+ * c_i = 1 + alpha w_i, p_i = [w_i >= positive_threshold]).  Solved exactly (Cholesky, LAPACK sposv).
  * With n == 0 the answer is the prior itself (when lambda0 > 0).
  * prior may be NULL (a zero prior).  Items may repeat (each counts).
  * O(n k^2 + k^3).  scratch must hold k*k + k floats.  Returns 0 on success,
@@ -152,8 +158,8 @@ double      it_als_loss_gram_mt(const ItCsr *R, const float *X, const float *Y,
  * ------------------------------------------------------------------------ */
 int         it_fold_in(const float *Y, int k, const float *YtY,
                        const int32_t *items, const float *weights, int n,
-                       float alpha, float lambda0, const float *prior,
-                       float *x, float *scratch);
+                       float alpha, float positive_threshold, float lambda0,
+                       const float *prior, float *x, float *scratch);
 
 /* ------------------------------------------------------------------------
  * Top-k selection (topk.c)
@@ -279,7 +285,8 @@ int64_t     it_rank_metrics(const float *scores, int64_t n,
  * Splits R into train and held-out parts.  About max_users of the users
  * with at least min_rows (and at least 2) interactions, chosen by seed,
  * each hold out every interaction with probability fraction (chosen by
- * seed), but at least one and never all.  train->indptr must hold
+ * seed), but at least one and never all; only positives (weight >=
+ * positive_threshold) are held out, the others stay in train.  train->indptr must hold
  * R->nrows + 1 entries, train->indices and train->data R->nnz; held_users
  * max_users entries, held_indptr max_users + 1, held_items R->nnz.
  * Held items of a user are ascending, as in R.  Returns the number of
@@ -287,7 +294,8 @@ int64_t     it_rank_metrics(const float *scores, int64_t n,
  * seed gives the same split.
  */
 int64_t     it_holdout_split(const ItCsr *R, uint64_t seed, int64_t max_users,
-                             int64_t min_rows, double fraction, ItCsr *train,
+                             int64_t min_rows, double fraction,
+                             float positive_threshold, ItCsr *train,
                              int32_t *held_users, int64_t *held_indptr,
                              int32_t *held_items);
 

@@ -285,7 +285,7 @@ it_fold_in_grid_workspace_floats(int64_t m, int kdim, int ngrid, int k)
 
 int
 it_fold_in_grid_hits(const float *Y, int64_t m, int kdim, const float *YtY,
-                     float alpha, const float *prior,
+                     float alpha, float positive_threshold, const float *prior,
                      const int32_t *revealed, const float *weights, int nrev,
                      const int32_t *pos, int64_t npos,
                      const float *lambdas, int ngrid, int k,
@@ -336,7 +336,7 @@ it_fold_in_grid_hits(const float *Y, int64_t m, int kdim, const float *YtY,
     }
 
     for (j = 0; j < ngrid; j++)
-        if (it_fold_in(Y, kdim, YtY, revealed, weights, nrev, alpha, lambdas[j], prior,
+        if (it_fold_in(Y, kdim, YtY, revealed, weights, nrev, alpha, positive_threshold, lambdas[j], prior,
                        V + (size_t) j * kdim, scratch) != 0)
         {
             MarkPositives(flags, m, pos, npos, 0);

@@ -96,7 +96,7 @@ int         it_als_row_losses(const float *U, int shared, int64_t n, int k,
 size_t      it_fold_in_grid_workspace_floats(int64_t m, int kdim, int ngrid, int k);
 
 int         it_fold_in_grid_hits(const float *Y, int64_t m, int kdim, const float *YtY,
-                                 float alpha, const float *prior,
+                                 float alpha, float positive_threshold, const float *prior,
                                  const int32_t *revealed, const float *weights, int nrev,
                                  const int32_t *pos, int64_t npos,
                                  const float *lambdas, int ngrid, int k,

@@ -92,14 +92,17 @@ ComparePairs(const void *a, const void *b)
  * item, duplicates removed; returns how many.
  */
 static int64
-ReadTestSet(const char *test, const char *model, ItTestPair **pairs_out)
+ReadTestSet(const char *test, const char *model, double threshold, ItTestPair **pairs_out)
 {
     ItSource    src;
     int         ucol;
     int         icol;
+    int         wcol;
     Oid         utype;
     Oid         itype;
+    Oid         wtype = InvalidOid;
     int64       n = 0;
+    int64       below = 0;
     int64       cap = 1024;
     int64       w;
     uint64      got;
@@ -110,6 +113,10 @@ ReadTestSet(const char *test, const char *model, ItTestPair **pairs_out)
     icol = ItSourceColumn(&src, "item_id", IT_COLUMN_ID, true);
     utype = ItSourceColumnType(&src, ucol);
     itype = ItSourceColumnType(&src, icol);
+    /* with a weight column, rows below the model's positive_threshold are not positives */
+    wcol = ItSourceColumn(&src, "weight", IT_COLUMN_WEIGHT, false);
+    if (wcol >= 0)
+        wtype = ItSourceColumnType(&src, wcol);
 
     while ((got = ItSourceFetch(&src, IT_EVAL_FETCH)) > 0)
     {
@@ -139,6 +146,17 @@ ReadTestSet(const char *test, const char *model, ItTestPair **pairs_out)
                         (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
                          errmsg("%s is null in row " INT64_FORMAT " of test", unull ? "user_id" : "item_id", row),
                          errhint("Leave such rows out, for example with WHERE user_id IS NOT NULL AND item_id IS NOT NULL.")));
+            if (wcol >= 0 && threshold > 0.0)
+            {
+                bool        wnull;
+                Datum       wd = SPI_getbinval(tup, desc, wcol + 1, &wnull);
+
+                if (wnull || !(ItDatumGetWeight(wd, wtype) >= threshold))
+                {
+                    below++;
+                    continue;
+                }
+            }
             pairs[n].user_id = ItDatumGetId(&src, ucol, utype, u, row);
             pairs[n].item_id = ItDatumGetId(&src, icol, itype, it, row);
             n++;
@@ -146,11 +164,16 @@ ReadTestSet(const char *test, const char *model, ItTestPair **pairs_out)
     }
     ItSourceClose(&src);
 
+    if (below > 0)
+        ereport(NOTICE,
+                (errmsg(INT64_FORMAT " of " INT64_FORMAT " test rows weigh less than the model's positive_threshold %g "
+                        "or have no weight, and are not counted as positives", below, below + n, threshold)));
     if (n == 0)
         ereport(ERROR,
                 (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                  errmsg("test set is empty"),
-                 errhint("Give held-out positives as rows of (user_id, item_id).")));
+                 errhint(below > 0 ? "Every row weighs less than the model's positive_threshold; give rows that are positives." :
+                         "Give held-out positives as rows of (user_id, item_id).")));
 
     qsort(pairs, n, sizeof(ItTestPair), ComparePairs);
     w = 0;
@@ -385,7 +408,7 @@ interest_transfer_evaluate(PG_FUNCTION_ARGS)
 
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
-    npairs = ReadTestSet(test, m->name, &pairs);
+    npairs = ReadTestSet(test, m->name, m->opts.positive_threshold, &pairs);
 
     memset(segs, 0, sizeof(segs));
     for (int s = 0; s < NSEGMENTS; s++)

@@ -61,6 +61,10 @@ static const ItOptionDef OptionTable[] = {
     "alternating least squares iterations", AT(iterations)},
     {"regularization", IT_OPTION_FLOAT, 0, 1e30, 0.05, NULL, NULL,
     "weight of the L2 penalty on the factors", AT(regularization)},
+    {"positive_threshold", IT_OPTION_FLOAT, 0, 1e30, 0, NULL, NULL,
+    "smallest summed weight of a user-item pair that counts as a positive, everywhere a model learns or is "
+    "checked (training, the priors, every validation, fold-in); a pair below it is a confident negative "
+    "(0 = every interaction; for ratings of 1 to 5, e.g. 4)", AT(positive_threshold)},
     {"alpha", IT_OPTION_FLOAT, 0, 1e30, 1.0, NULL, NULL,
     "confidence scale: c = 1 + alpha * weight", AT(alpha)},
     {"cg_steps", IT_OPTION_INT, 1, IT_MAX_CG_STEPS, 3, NULL, NULL,
@@ -94,9 +98,6 @@ static const ItOptionDef OptionTable[] = {
     "epochs without a better validation loss before the features -> interest model stops (0 = never early)", AT(prior_patience)},
     {"prior_validation", IT_OPTION_FLOAT, 0.05, 0.5, 0.2, NULL, NULL,
     "fraction of the trained users (items) with features held out to stop and check the features -> interest model", AT(prior_validation)},
-    {"prior_min_weight", IT_OPTION_FLOAT, 0, 1e30, 0, NULL, NULL,
-    "smallest summed weight of an interaction that counts as a positive for the features -> interest model "
-    "(0 = every interaction; for ratings, e.g. 4)", AT(prior_min_weight)},
     {"prior_budget", IT_OPTION_FLOAT, 0.01, 1000, 1, NULL, NULL,
     "scale of the work budget of the features -> interest models on large data "
     "(1 = about 15% of the ALS work, at least a second or so; it caps their epochs)", AT(prior_budget)},
@@ -333,6 +334,9 @@ ItResolveOptions(Jsonb *given)
             name = v.val.string.val;
             len = v.val.string.len;
             def = FindOption(name, len);
+            /* the old name of positive_threshold, which was the priors' alone */
+            if (def == NULL && len == 16 && memcmp(name, "prior_min_weight", 16) == 0)
+                def = FindOption("positive_threshold", 18);
             if (def == NULL)
                 ereport(ERROR,
                         (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -344,6 +348,11 @@ ItResolveOptions(Jsonb *given)
             if (v.type == jbvNull)
                 continue;
             CheckValue(def, &v);
+            if (found[def - OptionTable] != NULL)
+                ereport(ERROR,
+                        (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                         errmsg("option \"%s\" is given twice", def->name),
+                         errhint("prior_min_weight is the old name of positive_threshold; give one of them.")));
             found[def - OptionTable] = palloc(sizeof(JsonbValue));
             *found[def - OptionTable] = v;
         }

@@ -26,6 +26,7 @@ typedef struct ItOptions
     int64       iterations;
     double      regularization;
     double      alpha;
+    double      positive_threshold; /* p_ui = [r_ui >= it] (0: every interaction) */
     int64       cg_steps;
     int64       seed;
     int64       threads;        /* 0: the setting interest_transfer.threads */
@@ -41,7 +42,6 @@ typedef struct ItOptions
     int64       prior_batch;
     int64       prior_patience;
     double      prior_validation;
-    double      prior_min_weight;
     double      prior_budget;
     double      prior_vector_weight;
     bool        new_items;

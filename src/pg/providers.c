@@ -257,8 +257,8 @@ ItFoldIn(ItModel *m, ItTransfer *t, const int32 *items, const float *weights,
 {
     int         rc;
 
-    rc = it_fold_in(m->Y, m->k, m->YtY, items, weights, n, t->alpha, lambda0,
-                    prior, x, t->scratch);
+    rc = it_fold_in(m->Y, m->k, m->YtY, items, weights, n, t->alpha,
+                    (float) m->opts.positive_threshold, lambda0, prior, x, t->scratch);
     if (rc != 0)
         ereport(ERROR,
                 (errcode(ERRCODE_DATA_CORRUPTED),

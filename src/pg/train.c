@@ -129,6 +129,50 @@ ReadInteractions(ItTrainData *d, const char *source, const char *model)
     d->read_seconds = mx.read_seconds;
 }
 
+/* Distinct whole weights that make a rating scale (1 to 10, a few values). */
+#define IT_RATING_MAX_LEVELS 10
+
+/*
+ * Weights that look like ratings (few distinct whole values, from 1 to at
+ * most 10) count as positives alike without positive_threshold: a rating
+ * of 1 would teach the model the user likes the item.  A NOTICE says so,
+ * with the threshold that would keep the top levels.
+ */
+static void
+NoticeRatings(const ItCsr *R, const ItOptions *o, const char *model)
+{
+    bool        seen[IT_RATING_MAX_LEVELS + 1] = {false};
+    int         levels = 0;
+    int         lo = IT_RATING_MAX_LEVELS + 1;
+    int         hi = 0;
+
+    if (o->positive_threshold > 0.0 || R->nnz == 0)
+        return;
+    for (int64 e = 0; e < R->nnz; e++)
+    {
+        float       w = R->data[e];
+        int         v;
+
+        if (!(w >= 1.0f && w <= IT_RATING_MAX_LEVELS) || w != floorf(w))
+            return;
+        v = (int) w;
+        if (!seen[v])
+        {
+            seen[v] = true;
+            levels++;
+            lo = Min(lo, v);
+            hi = Max(hi, v);
+        }
+    }
+    if (levels < 3)
+        return;
+    ereport(NOTICE,
+            (errmsg("the weights of model \"%s\" look like ratings (%d whole values from %d to %d), "
+                    "and every rating counts as a positive", model, levels, lo, hi),
+             errhint("To treat low ratings as negatives, train with options => '{\"positive_threshold\": %d}' "
+                     "(the ratings that count as positives, here %d and above).", lo + (hi - lo + 1) * 2 / 3, lo + (hi - lo + 1) * 2 / 3)));
+}
+
 /*
  * End of the chunk of rows starting at begin: about IT_CHUNK_FLOPS of work
  * per thread, cut at a multiple of IT_ALS_BLOCK.
@@ -202,6 +246,7 @@ Fit(ItTrainData *d, const ItOptions *o, float *X, float *Y, StringInfo history, 
     p.alpha = (float) o->alpha;
     p.cg_steps = (int) o->cg_steps;
     p.threads = ItThreads((int) o->threads);
+    p.positive_threshold = (float) o->positive_threshold;
 
     XtX = ItAllocArray((int64) k * k, sizeof(float));
     YtY = ItAllocArray((int64) k * k, sizeof(float));
@@ -226,7 +271,8 @@ Fit(ItTrainData *d, const ItOptions *o, float *X, float *Y, StringInfo history, 
         it_gram(Y, d->nitems, k, YtY);
         CHECK_FOR_INTERRUPTS();
         /* the same sum for any thread count (fixed partition of the rows) */
-        loss = it_als_loss_gram_mt(&d->R, X, Y, XtX, YtY, k, p.regularization, p.alpha, p.threads);
+        loss = it_als_loss_gram_mt(&d->R, X, Y, XtX, YtY, k, p.regularization, p.alpha,
+                                   p.positive_threshold, p.threads);
         if (!isfinite(loss))
             ereport(ERROR,
                     (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
@@ -335,7 +381,8 @@ CompareWithDeployed(const char *model, ItTrainData *d, const ItOptions *o, int d
     split.R.indices = ItAllocArray(Max(d->R.nnz, 1), sizeof(int32));
     split.R.data = ItAllocArray(Max(d->R.nnz, 1), sizeof(float));
     nheld = it_holdout_split(&d->R, (uint64) o->seed, max_users,
-                             IT_VALIDATION_MIN_ROWS, IT_VALIDATION_FRACTION, &split.R,
+                             IT_VALIDATION_MIN_ROWS, IT_VALIDATION_FRACTION,
+                             (float) o->positive_threshold, &split.R,
                              held_users, held_indptr, held_items);
     split.Rt.indptr = ItAllocArray(d->nitems + 1, sizeof(int64));
     split.Rt.indices = ItAllocArray(Max(split.R.nnz, 1), sizeof(int32));
@@ -577,6 +624,7 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     ReadInteractions(&d, def->interactions, model);
     if (def->stored)
         ItRunAsEnd(&as_owner);
+    NoticeRatings(&d.R, &opts, model);
     t_read = ItElapsedSeconds(start);
 
     X = ItAllocArray(d.nusers * k, sizeof(float));

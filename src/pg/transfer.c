@@ -131,7 +131,7 @@
  * FoldInReveal[r] of their interactions, is folded in from those alone
  * around the prior serving would use, against item vectors trained
  * without them (LeaveOutItems), and ranks every item but the revealed
- * ones; precision@10 counts their other positives (prior_min_weight, as
+ * ones; precision@10 counts their other positives (positive_threshold, as
  * for the priors).  The revealed interactions are drawn by a seeded hash;
  * the fewer revealed are among the more.  lambda0 runs over FoldInGrid times
  * mean diag(Y'Y), which makes the grid follow the scale of the item
@@ -144,7 +144,7 @@
  * but not fewer than IT_FOLD_FLOOR_USERS; they are left out of the item
  * vectors in groups of at most IT_FOLD_LEAVE_OUT of the trained users
  * (at most IT_FOLD_MAX_GROUPS groups, one item half-step of ALS each).
- * On MovieLens 100k (prior_min_weight 4), with 3 and 10 ratings of each
+ * On MovieLens 100k (positive_threshold 4), with 3 and 10 ratings of each
  * held-out user revealed at random, the weight chosen (0.874) gave those
  * users precision@10 0.416 and 0.433, against 0.385 and 0.358 with weight
  * 50, which is best when their first ratings in time are revealed
@@ -397,7 +397,7 @@ ReadPriorOptions(const ItOptions *opt, PriorOptions *o)
     o->batch = (int) opt->prior_batch;
     o->patience = (int) opt->prior_patience;
     o->validation = opt->prior_validation;
-    o->min_weight = opt->prior_min_weight;
+    o->min_weight = opt->positive_threshold;
     o->new_items = opt->new_items;
     o->seed = (uint64) opt->seed;
     o->factors = (int) opt->factors;
@@ -682,6 +682,7 @@ LeaveOutItems(ItTransferTrain *t, const int64 *rows, int64 n, float *YtY)
     p.alpha = tm->alpha;
     p.cg_steps = t->o.cg_steps;
     p.threads = ItThreads(t->o.threads);
+    p.positive_threshold = (float) t->o.min_weight;
 
     buf.out = AllocChecked(tm->nusers, sizeof(bool), "fold-in users");
     buf.indptr = AllocChecked(tm->nitems + 1, sizeof(int64), "leave-out interactions");
@@ -1429,7 +1430,7 @@ DecideSide(PriorSide *s, SideFit *f)
     s->popularity_blend = s->use_features ? f->blends[f->best] : 0.0;
 
     if (f->users == 0)
-        SideNotice(s, "Lower prior_min_weight, or train on more data.",
+        SideNotice(s, "Lower positive_threshold, or train on more data.",
                    psprintf("%s features could not be checked: none of the " INT64_FORMAT " validation %s has a positive; %s get %s",
                             in->side, f->nval, in->rows_name, in->new_rows, in->fallback));
     else if (!beats_pop)

@@ -262,7 +262,7 @@ FoldInLatency(const float *Y, int64_t nitems, int k, const ItCsr *R)
             m = 256;
         t = Now();
         failed += it_fold_in(Y, k, YtY, R->indices + R->indptr[u], w, (int) m,
-                             1.0f, 0.1f, prior, x, scratch) != 0;
+                             1.0f, 0.0f, 0.1f, prior, x, scratch) != 0;
         lat[call] = Now() - t;
     }
     qsort(lat, 1000, sizeof(double), CmpDouble);
@@ -482,7 +482,7 @@ main(int argc, char **argv)
         it_gram(Y, nitems, k, YtY);
         tloss = Now();
         loss = it_als_loss_gram_mt(&R, X, Y, XtX, YtY, k, prm.regularization, prm.alpha,
-                                   threads);
+                                   prm.positive_threshold, threads);
         tloss = Now() - tloss;
         printf("threads %d: %.3f s/iteration (best %.3f; CPU %.3f s/iteration), "
                "%.1f GFLOP/s = %.2f x sgemm; loss %.6g (computed in %.3f s)\n",

@@ -142,7 +142,7 @@ main(int argc, char **argv)
             }
 
         t0 = now_us();
-        rc = it_fold_in(Y, k, YtY, items, weights, nint, 1.0f, 0.7f, prior, x, scratch);
+        rc = it_fold_in(Y, k, YtY, items, weights, nint, 1.0f, 0.0f, 0.7f, prior, x, scratch);
         t_fold[c] = now_us() - t0;
         if (rc != 0)
         {
@@ -152,7 +152,7 @@ main(int argc, char **argv)
         checksum += x[0];
 
         t0 = now_us();
-        rc = it_fold_in(Y, k, YtY, items, weights, 10, 1.0f, 0.7f, prior, x, scratch);
+        rc = it_fold_in(Y, k, YtY, items, weights, 10, 1.0f, 0.0f, 0.7f, prior, x, scratch);
         t_fold10[c] = now_us() - t0;
         checksum += x[1];
 

@@ -47,7 +47,7 @@ SELECT is((SELECT options FROM models WHERE model = 'v'),
           '{"factors": 4, "iterations": 8, "regularization": 0.05, "alpha": 1, "cg_steps": 3, "seed": 42, "threads": 0,
             "deploy": "always", "prior_weight": 0, "fold_in": true,
             "prior_hidden": 64, "prior_epochs": 200, "prior_learning_rate": 0.001, "prior_weight_decay": 3,
-            "prior_batch": 64, "prior_patience": 20, "prior_validation": 0.2, "prior_min_weight": 0,
+            "prior_batch": 64, "prior_patience": 20, "prior_validation": 0.2, "positive_threshold": 0,
             "prior_budget": 1, "prior_vector_weight": 0, "new_items": true, "max_categories": 32,
             "min_category_count": 2}'::jsonb,
           'options are stored with every default filled in');

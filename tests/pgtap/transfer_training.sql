@@ -131,7 +131,7 @@ SELECT ok((SELECT metrics->'user_prior'->>'use_features' = 'true'
           'a summary of both in it_model.metrics');
 SELECT ok((SELECT options @> '{"prior_hidden": 64, "prior_epochs": 200, "prior_learning_rate": 0.001,
                                "prior_weight_decay": 3, "prior_batch": 64, "prior_patience": 20,
-                               "prior_validation": 0.2, "prior_min_weight": 0, "prior_budget": 1,
+                               "prior_validation": 0.2, "positive_threshold": 0, "prior_budget": 1,
                                "prior_vector_weight": 0, "new_items": true, "max_categories": 32,
                                "min_category_count": 2}'
              FROM it_model WHERE model = 'trn'),
@@ -233,7 +233,7 @@ SELECT matches((SELECT metrics->'notices'->>0 FROM feature_priors WHERE model = 
 SELECT results_eq($$SELECT (metrics->>'use_features')::boolean, (metrics->>'evaluated_rows')::int
                       FROM feature_priors WHERE model = 'trn_weight'$$,
                   $$VALUES (false, 0)$$,
-                  'no positive weighs prior_min_weight: nothing to check, use_features false');
+                  'no positive reaches positive_threshold (given by its old name prior_min_weight): nothing to check, use_features false');
 SELECT matches((SELECT metrics->'notices'->>0 FROM feature_priors WHERE model = 'trn_weight'),
                '^user features could not be checked: none of the [0-9]+ validation users has a positive',
                'and a NOTICE says so');
@@ -336,7 +336,7 @@ SELECT ok((SELECT bool_and(h IS NOT NULL)
                     pg_temp.hint_of($$SELECT * FROM train('trn_opt', 'it_demo.train_events', options => '{"prior_hidden": 2.5}')$$)]) h),
           'every other out-of-range option is an error with a hint');
 SELECT matches(pg_temp.hint_of($$SELECT * FROM train('trn_opt', 'it_demo.train_events', options => '{"prior_hiden": 8}')$$),
-               '\mprior_hidden\M.*\mprior_min_weight\M.*\mnew_items\M.*\mmax_categories\M',
+               '\mpositive_threshold\M.*\mprior_hidden\M.*\mnew_items\M.*\mmax_categories\M',
                'an unknown option lists the options of the features models among the valid ones');
 
 SELECT * FROM finish();

@@ -117,12 +117,13 @@ Train(const Pair *p, float *X, float *Y, const ItAlsParams *prm, int iters,
         if (loss)
             loss[2 * it] = it_als_loss_gram_mt(&p->R, X, Y, XtX, YtY, k,
                                                prm->regularization, prm->alpha,
-                                               prm->threads);
+                                               prm->positive_threshold, prm->threads);
         it_als_half_step(&p->Rt, X, XtX, Y, prm, 0, p->Rt.nrows, scratch);
         it_gram(Y, p->R.ncols, k, YtY);
         if (loss)
             loss[2 * it + 1] = it_als_loss(&p->R, X, Y, YtY, k,
-                                           prm->regularization, prm->alpha);
+                                           prm->regularization, prm->alpha,
+                                           prm->positive_threshold);
     }
     free(XtX);
     free(YtY);
@@ -435,10 +436,10 @@ TEST(loss_matches_brute_force)
         ref += reg * (double) X[i] * X[i];
     for (i = 0; i < ni * k; i++)
         ref += reg * (double) Y[i] * Y[i];
-    got = it_als_loss(&p.R, X, Y, YtY, k, reg, alpha);
-    got2 = it_als_loss_gram(&p.R, X, Y, XtX, YtY, k, reg, alpha);
-    got3 = it_als_loss_gram_mt(&p.R, X, Y, XtX, YtY, k, reg, alpha, 3);
-    got4 = it_als_loss_gram_mt(&p.R, X, Y, NULL, YtY, k, reg, alpha, 2);
+    got = it_als_loss(&p.R, X, Y, YtY, k, reg, alpha, 0.0f);
+    got2 = it_als_loss_gram(&p.R, X, Y, XtX, YtY, k, reg, alpha, 0.0f);
+    got3 = it_als_loss_gram_mt(&p.R, X, Y, XtX, YtY, k, reg, alpha, 0.0f, 3);
+    got4 = it_als_loss_gram_mt(&p.R, X, Y, NULL, YtY, k, reg, alpha, 0.0f, 2);
     CHECK(fabs(got - ref) <= 1e-5 * ref, "loss %.9g vs %.9g", got, ref);
     CHECK(fabs(got2 - ref) <= 1e-5 * ref, "loss with XtX %.9g vs %.9g", got2, ref);
     CHECK(got3 == got2, "3 threads: %.17g vs %.17g", got3, got2);
@@ -772,6 +773,68 @@ TEST(recovers_planted_blocks)
     FreePair(&p);
 }
 
+/*
+ * The positive threshold: users rate items 0-9 low (weight 1) and items
+ * 10-19 high (weight 3).  Without a threshold every rating is a positive;
+ * with threshold 2 the low ones are confident negatives and score far
+ * below the high ones, and below what they scored as positives.  The loss
+ * still falls (the half-steps minimise the thresholded objective).
+ */
+TEST(positive_threshold_makes_low_ratings_negatives)
+{
+    enum
+    {
+        nu = 60, ni = 30, k = 8, iters = 8
+    };
+    int32_t     rows[nu * 20];
+    int32_t     cols[nu * 20];
+    float       vals[nu * 20];
+    int64_t     n = 0;
+    Pair        p;
+    float       X[nu * k];
+    float       Y[ni * k];
+    double      loss[2 * iters];
+    double      low[2] = {0, 0};
+    double      high[2] = {0, 0};
+
+    for (int u = 0; u < nu; u++)
+        for (int i = 0; i < 20; i++)
+        {
+            /* every user rates 14 of the 20: a different subset each */
+            if ((u + 3 * i) % 10 < 3)
+                continue;
+            rows[n] = u;
+            cols[n] = i;
+            vals[n] = i < 10 ? 1.0f : 3.0f;
+            n++;
+        }
+    BuildPair(&p, nu, ni, n, rows, cols, vals);
+    for (int t = 0; t < 2; t++)
+    {
+        ItAlsParams prm = {k, 0.1f, 2.0f, 3, 1, t == 0 ? 0.0f : 2.0f};
+
+        Train(&p, X, Y, &prm, iters, 11, loss);
+        for (int it = 1; it < 2 * iters; it++)
+            CHECK(loss[it] <= loss[it - 1] * (1 + 1e-4), "threshold %d: loss rose at %d", t, it);
+        for (int u = 0; u < nu; u++)
+            for (int i = 0; i < 20; i++)
+            {
+                double      sc = 0;
+
+                for (int c = 0; c < k; c++)
+                    sc += (double) X[u * k + c] * Y[i * k + c];
+                if (i < 10)
+                    low[t] += sc / (nu * 10);
+                else
+                    high[t] += sc / (nu * 10);
+            }
+    }
+    CHECK(low[0] > 0.5 && high[0] > 0.5, "without a threshold both are liked: %g, %g", low[0], high[0]);
+    CHECK(low[1] < 0.2 && high[1] > 0.5, "with threshold 2: low %g, high %g", low[1], high[1]);
+    CHECK(low[1] < low[0] - 0.3, "low ratings fall: %g -> %g", low[0], low[1]);
+    FreePair(&p);
+}
+
 int
 main(void)
 {
@@ -786,5 +849,6 @@ main(void)
     RUN(random_init_range_and_reproducible);
     RUN(gram_matches_loop);
     RUN(recovers_planted_blocks);
+    RUN(positive_threshold_makes_low_ratings_negatives);
     return unit_summary();
 }

@@ -80,7 +80,7 @@ TEST(fold_in_without_items_is_the_prior)
     for (i = 0; i < nitems * k; i++)
         Y[i] = (float) (Uniform() - 0.5);
     it_gram(Y, nitems, k, YtY);
-    CHECK(it_fold_in(Y, k, YtY, NULL, NULL, 0, 10.0f, 0.5f, prior, x, scratch) == 0, "status");
+    CHECK(it_fold_in(Y, k, YtY, NULL, NULL, 0, 10.0f, 0.0f, 0.5f, prior, x, scratch) == 0, "status");
     CHECK(memcmp(x, prior, sizeof(prior)) == 0, "x is not the prior");
     free(Y);
     free(YtY);
@@ -123,7 +123,7 @@ TEST(fold_in_equals_direct_formula)
             w[i] = (float) (0.5 + 3 * Uniform());
         }
         it_gram(Y, nitems, k, YtY);
-        CHECK(it_fold_in(Y, k, YtY, items, w, n, alpha, lambda0, prior, x, scratch) == 0,
+        CHECK(it_fold_in(Y, k, YtY, items, w, n, alpha, 0.0f, lambda0, prior, x, scratch) == 0,
               "status, k %d", k);
 
         /* direct: (sum over all items y y^T + sum (c-1) y y^T + l0 I) x = sum c y + l0 prior */
@@ -182,9 +182,9 @@ TEST(fold_in_prior_weight_pulls)
     float       x[4];
 
     it_gram(Y, 3, k, YtY);
-    CHECK(it_fold_in(Y, k, YtY, items, w, 1, 1.0f, 1e6f, prior, x, scratch) == 0, "status");
+    CHECK(it_fold_in(Y, k, YtY, items, w, 1, 1.0f, 0.0f, 1e6f, prior, x, scratch) == 0, "status");
     CHECK(fabs(x[3] - 1) < 1e-3 && fabs(x[0]) < 1e-3, "x %g %g", x[0], x[3]);
-    CHECK(it_fold_in(Y, k, YtY, items, w, 1, 1.0f, 1e-6f, prior, x, scratch) == 0, "status");
+    CHECK(it_fold_in(Y, k, YtY, items, w, 1, 1.0f, 0.0f, 1e-6f, prior, x, scratch) == 0, "status");
     /* (1 + alpha) x0 = 1 + alpha -> x0 = 1; items 1, 2 unseen -> 0; no
      * item spans the last direction, so it keeps the prior */
     CHECK(fabs(x[0] - 1) < 1e-3 && fabs(x[1]) < 1e-3 && fabs(x[3] - 1) < 1e-3,
@@ -202,8 +202,51 @@ TEST(fold_in_not_positive_definite)
     float       w[1] = {1};
 
     /* YtY = 0 and lambda0 = 0: singular */
-    CHECK(it_fold_in(Y, k, YtY, items, w, 1, 1.0f, 0.0f, NULL, x, scratch) != 0, "singular accepted");
+    CHECK(it_fold_in(Y, k, YtY, items, w, 1, 1.0f, 0.0f, 0.0f, NULL, x, scratch) != 0, "singular accepted");
     CHECK(x[0] == 4 && x[1] == 5 && x[2] == 6, "x changed");
+}
+
+/*
+ * An item weighted below the positive threshold is a confident negative:
+ * folded in, its score ends far below the score it gets as a positive,
+ * and lower still when its weight (its confidence) is larger.
+ */
+TEST(fold_in_negative_below_threshold)
+{
+    enum
+    {
+        k = 8, nitems = 50
+    };
+    float       Y[nitems * k];
+    float       YtY[k * k];
+    float       scratch[k * k + k];
+    float       prior[k];
+    float       xpos[k];
+    float       xneg[k];
+    float       xneg2[k];
+    int32_t     item = 7;
+    float       w = 2.0f;
+    float       w2 = 2.9f;
+    double      sp = 0;
+    double      sn = 0;
+    double      sn2 = 0;
+
+    for (int i = 0; i < nitems * k; i++)
+        Y[i] = (float) (Uniform() - 0.5);
+    for (int i = 0; i < k; i++)
+        prior[i] = Y[item * k + i];     /* a prior that already likes the item */
+    it_gram(Y, nitems, k, YtY);
+    CHECK(it_fold_in(Y, k, YtY, &item, &w, 1, 4.0f, 0.0f, 1.0f, prior, xpos, scratch) == 0, "status");
+    CHECK(it_fold_in(Y, k, YtY, &item, &w, 1, 4.0f, 3.0f, 1.0f, prior, xneg, scratch) == 0, "status");
+    CHECK(it_fold_in(Y, k, YtY, &item, &w2, 1, 4.0f, 3.0f, 1.0f, prior, xneg2, scratch) == 0, "status");
+    for (int i = 0; i < k; i++)
+    {
+        sp += (double) xpos[i] * Y[item * k + i];
+        sn += (double) xneg[i] * Y[item * k + i];
+        sn2 += (double) xneg2[i] * Y[item * k + i];
+    }
+    CHECK(sn < 0.5 * sp, "scores: negative %g, positive %g", sn, sp);
+    CHECK(sn2 < sn, "a more confident negative scores lower: %g, %g", sn2, sn);
 }
 
 int
@@ -213,5 +256,6 @@ main(void)
     RUN(fold_in_equals_direct_formula);
     RUN(fold_in_prior_weight_pulls);
     RUN(fold_in_not_positive_definite);
+    RUN(fold_in_negative_below_threshold);
     return unit_summary();
 }

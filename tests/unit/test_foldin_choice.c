@@ -133,6 +133,7 @@ AlsParams(ItAlsParams *p, int k)
     p->alpha = 2.0f;
     p->cg_steps = 3;
     p->threads = 1;
+    p->positive_threshold = 0.0f;
 }
 
 static int  stop_calls = 0;
@@ -476,7 +477,7 @@ TEST(simulate_user_reveals_the_first_in_hash_order)
                 }
         for (int64_t e = md.R.indptr[row]; e < md.R.indptr[row + 1]; e++)
             allpos[npos++] = md.R.indices[e];
-        CHECK(it_fold_in_grid_hits(md.Y, md.nitems, k, YtY, 2.0f, prior, r3, w3, 3, allpos, npos,
+        CHECK(it_fold_in_grid_hits(md.Y, md.nitems, k, YtY, 2.0f, 0.0f, prior, r3, w3, 3, allpos, npos,
                                    lambdas, 3, 10, ws, hits) == 0, "reference fold-in");
         for (int g = 0; g < 3; g++)
             CHECK(sums.hitsum[g] == hits[g], "grid %d: %lld vs %d", g,

@@ -64,7 +64,8 @@ typedef struct Split
 } Split;
 
 static void
-DoSplit(const ItCsr *R, uint64_t seed, int64_t max_users, int64_t min_rows, double fraction, Split *s)
+DoSplit(const ItCsr *R, uint64_t seed, int64_t max_users, int64_t min_rows, double fraction,
+        float threshold, Split *s)
 {
     s->train.indptr = malloc(sizeof(int64_t) * (R->nrows + 1));
     s->train.indices = malloc(sizeof(int32_t) * R->nnz);
@@ -72,7 +73,8 @@ DoSplit(const ItCsr *R, uint64_t seed, int64_t max_users, int64_t min_rows, doub
     s->users = malloc(sizeof(int32_t) * max_users);
     s->indptr = malloc(sizeof(int64_t) * (max_users + 1));
     s->items = malloc(sizeof(int32_t) * R->nnz);
-    s->n = it_holdout_split(R, seed, max_users, min_rows, fraction, &s->train, s->users, s->indptr, s->items);
+    s->n = it_holdout_split(R, seed, max_users, min_rows, fraction, threshold, &s->train,
+                            s->users, s->indptr, s->items);
 }
 
 static void
@@ -94,7 +96,7 @@ TEST(split_partitions_every_row)
     int64_t     held_total = 0;
 
     MakeCsr(&R, 2000, 300);
-    DoSplit(&R, 7, 200, 5, 0.2, &s);
+    DoSplit(&R, 7, 200, 5, 0.2, 0.0f, &s);
     CHECK(s.n > 120 && s.n <= 200, "held users %lld, asked for about 200", (long long) s.n);
     CHECK(s.train.nrows == R.nrows && s.train.ncols == R.ncols, "shape kept");
     for (int64_t u = 0; u < R.nrows; u++)
@@ -142,6 +144,42 @@ TEST(split_partitions_every_row)
     FreeSplit(&s);
 }
 
+/* weights 1, 2, ... along each row: with a threshold of 4 only weights >= 4 are held out */
+TEST(split_holds_out_positives_only)
+{
+    ItCsr       R;
+    Split       all;
+    Split       s;
+    int64_t     held = 0;
+
+    MakeCsr(&R, 2000, 300);
+    DoSplit(&R, 7, 200, 5, 0.5, 0.0f, &all);
+    DoSplit(&R, 7, 200, 5, 0.5, 4.0f, &s);
+    CHECK(s.n == all.n, "the same users are chosen (%lld, %lld)", (long long) s.n, (long long) all.n);
+    for (int64_t h = 0; h < s.n; h++)
+    {
+        int64_t     u = s.users[h];
+
+        for (int64_t j = s.indptr[h]; j < s.indptr[h + 1]; j++)
+        {
+            /* the weight of the held item, from R's row */
+            float       w = -1.0f;
+
+            for (int64_t e = R.indptr[u]; e < R.indptr[u + 1]; e++)
+                if (R.indices[e] == s.items[j])
+                    w = R.data[e];
+            CHECK(w >= 4.0f, "user %lld held out item %d of weight %g", (long long) u, s.items[j], w);
+            held++;
+        }
+        CHECK((s.train.indptr[u + 1] - s.train.indptr[u]) + (s.indptr[h + 1] - s.indptr[h]) ==
+              R.indptr[u + 1] - R.indptr[u], "user %lld: every row on one side", (long long) u);
+    }
+    CHECK(held > 0 && held < all.indptr[all.n], "held %lld positives, %lld without a threshold",
+          (long long) held, (long long) all.indptr[all.n]);
+    FreeSplit(&all);
+    FreeSplit(&s);
+}
+
 TEST(split_depends_only_on_the_seed)
 {
     ItCsr       R;
@@ -151,9 +189,9 @@ TEST(split_depends_only_on_the_seed)
     int         same;
 
     MakeCsr(&R, 1000, 100);
-    DoSplit(&R, 11, 100, 3, 0.3, &a);
-    DoSplit(&R, 11, 100, 3, 0.3, &b);
-    DoSplit(&R, 12, 100, 3, 0.3, &c);
+    DoSplit(&R, 11, 100, 3, 0.3, 0.0f, &a);
+    DoSplit(&R, 11, 100, 3, 0.3, 0.0f, &b);
+    DoSplit(&R, 12, 100, 3, 0.3, 0.0f, &c);
     CHECK(a.n == b.n && memcmp(a.users, b.users, sizeof(int32_t) * a.n) == 0 &&
           memcmp(a.indptr, b.indptr, sizeof(int64_t) * (a.n + 1)) == 0 &&
           memcmp(a.items, b.items, sizeof(int32_t) * a.indptr[a.n]) == 0, "same seed, same split");
@@ -197,6 +235,7 @@ int
 main(void)
 {
     RUN(split_partitions_every_row);
+    RUN(split_holds_out_positives_only);
     RUN(split_depends_only_on_the_seed);
     RUN(precision_counts_held_hits_only);
     return unit_summary();

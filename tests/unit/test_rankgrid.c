@@ -412,7 +412,7 @@ RefFoldHits(const float *Y, int m, int kdim, const float *YtY, float alpha, cons
     int         nc = 0;
     int         hits = 0;
 
-    if (it_fold_in(Y, kdim, YtY, rev, w, nrev, alpha, lambda, prior, x, scratch) != 0)
+    if (it_fold_in(Y, kdim, YtY, rev, w, nrev, alpha, 0.0f, lambda, prior, x, scratch) != 0)
         hits = -100;
     for (int i = 0; i < m; i++)
     {
@@ -481,7 +481,7 @@ TEST(fold_in_grid_matches_fold_in_and_a_full_sort)
             w[r] = 1.0f + (float) (Rand() % 4);
         for (int e = 0; e < npos; e++)
             pos[e] = e < 2 ? rev[e] : (int32_t) (Rand() % M);
-        CHECK(it_fold_in_grid_hits(Y, M, KD, YtY, 2.0f, trial % 2 ? prior : NULL, rev, w, NREV,
+        CHECK(it_fold_in_grid_hits(Y, M, KD, YtY, 2.0f, 0.0f, trial % 2 ? prior : NULL, rev, w, NREV,
                                    pos, npos, lambdas, NG, K, ws, hits) == 0, "returns 0");
         for (int j = 0; j < NG; j++)
         {
@@ -524,7 +524,7 @@ TEST(fold_in_grid_strong_prior_ranks_like_the_prior)
         Y[i * KD + 1] = (i == 1 || i == 2) ? 0.0f : 1.0f - 0.001f * i;
     }
     it_gram(Y, M, KD, YtY);
-    CHECK(it_fold_in_grid_hits(Y, M, KD, YtY, 1.0f, prior, rev, w, 1, pos, 3, lambdas, 2, K, ws, hits) == 0,
+    CHECK(it_fold_in_grid_hits(Y, M, KD, YtY, 1.0f, 0.0f, prior, rev, w, 1, pos, 3, lambdas, 2, K, ws, hits) == 0,
           "returns 0");
     CHECK(hits[1] == 2, "strong prior: items 1 and 2 in the top %d (hits %d)", K, hits[1]);
     CHECK(hits[0] == 0, "weak prior: the revealed item's direction wins (hits %d)", hits[0]);
@@ -541,7 +541,7 @@ TEST(fold_in_grid_no_positive_left)
     int32_t     hits[1] = {7};
     float       ws[2 + 2 + 4 + 2 + 2 + 2];
 
-    CHECK(it_fold_in_grid_hits(Y, 2, 2, YtY, 1.0f, NULL, rev, w, 1, pos, 2, &lambda, 1, 1, ws, hits) == 0,
+    CHECK(it_fold_in_grid_hits(Y, 2, 2, YtY, 1.0f, 0.0f, NULL, rev, w, 1, pos, 2, &lambda, 1, 1, ws, hits) == 0,
           "returns 0");
     CHECK(hits[0] == -1, "hits %d", hits[0]);
 }
@@ -558,15 +558,15 @@ TEST(fold_in_grid_invalid_arguments)
     int32_t     hits[2];
     float       ws[64];
 
-    CHECK(it_fold_in_grid_hits(Y, 2, 2, YtY, 1.0f, NULL, unsorted, w, 2, pos, 1, lambdas, 1, 1, ws, hits) == -1,
+    CHECK(it_fold_in_grid_hits(Y, 2, 2, YtY, 1.0f, 0.0f, NULL, unsorted, w, 2, pos, 1, lambdas, 1, 1, ws, hits) == -1,
           "revealed items not ascending");
-    CHECK(it_fold_in_grid_hits(Y, 2, 2, YtY, 1.0f, NULL, outside, w, 1, pos, 1, lambdas, 1, 1, ws, hits) == -1,
+    CHECK(it_fold_in_grid_hits(Y, 2, 2, YtY, 1.0f, 0.0f, NULL, outside, w, 1, pos, 1, lambdas, 1, 1, ws, hits) == -1,
           "a revealed item out of range");
-    CHECK(it_fold_in_grid_hits(Y, 2, 2, YtY, 1.0f, NULL, outside, w, 0, pos, 1, lambdas, 2, 1, ws, hits) == -1,
+    CHECK(it_fold_in_grid_hits(Y, 2, 2, YtY, 1.0f, 0.0f, NULL, outside, w, 0, pos, 1, lambdas, 2, 1, ws, hits) == -1,
           "a prior weight of 0");
-    CHECK(it_fold_in_grid_hits(Y, 2, 2, YtY, 1.0f, NULL, outside, w, 0, pos, 1, lambdas, 0, 1, ws, hits) == -1,
+    CHECK(it_fold_in_grid_hits(Y, 2, 2, YtY, 1.0f, 0.0f, NULL, outside, w, 0, pos, 1, lambdas, 0, 1, ws, hits) == -1,
           "an empty grid");
-    CHECK(it_fold_in_grid_hits(Y, 2, 2, YtY, 1.0f, NULL, outside, w, 0, pos, 1, lambdas, 1, 0, ws, hits) == -1,
+    CHECK(it_fold_in_grid_hits(Y, 2, 2, YtY, 1.0f, 0.0f, NULL, outside, w, 0, pos, 1, lambdas, 1, 0, ws, hits) == -1,
           "k 0");
     CHECK(it_fold_in_grid_workspace_floats(0, 2, 1, 1) == 0 && it_fold_in_grid_workspace_floats(2, 2, 0, 1) == 0,
           "workspace of invalid sizes is 0");
