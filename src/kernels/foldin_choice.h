@@ -105,6 +105,7 @@ int         it_leave_out_items(const ItCsr *R, const ItCsr *Rt, const float *X,
 /* An interaction of a simulated user, in the order of its hash. */
 typedef struct ItRevealEntry
 {
+    double      time;           /* 0 without times */
     double      key;
     int32_t     item;
     float       w;
@@ -112,12 +113,14 @@ typedef struct ItRevealEntry
 
 /*
  * The interactions of row `row` of R in the order the simulation reveals
- * them: ascending it_unit_hash(it_mix64((row << 32) ^ item ^ salt)), ties
- * by the item.  ent holds the row's length.  The same salt gives the same
- * order.
+ * them.  With times (one per entry of R, as R's data): in time order, the
+ * earliest first, as a new user reveals them; ties, and every entry when
+ * times is NULL, by ascending it_unit_hash(it_mix64((row << 32) ^ item ^
+ * salt)), then the item.  ent holds the row's length.  The same salt gives
+ * the same order.
  */
-void        it_fold_in_reveal_order(const ItCsr *R, int64_t row, uint64_t salt,
-                                    ItRevealEntry *ent);
+void        it_fold_in_reveal_order(const ItCsr *R, const double *times, int64_t row,
+                                    uint64_t salt, ItRevealEntry *ent);
 
 /* One simulation's sums: hitsum[r * ngrid + g], users[r]. */
 typedef struct ItFoldInSums
@@ -132,7 +135,8 @@ typedef struct ItFoldInSums
  * Simulates one trained user, row `row` of R: its positives are the
  * entries of weight >= min_weight; for each r in [0, nreveal) with more
  * than reveal[r] positives, the first reveal[r] interactions in the order
- * of it_fold_in_reveal_order (positive or not) are revealed and folded in
+ * of it_fold_in_reveal_order (positive or not; earliest first with times)
+ * are revealed and folded in
  * around prior (kdim floats, NULL for zero) against the item vectors Y
  * (m * k, Y'Y in YtY) over the grid lambdas[0..ngrid), each ranking every
  * item but the revealed ones (it_fold_in_grid_hits); the hits at eval_k
@@ -143,7 +147,7 @@ typedef struct ItFoldInSums
  * ascending.  Returns IT_FOLD_OK, IT_FOLD_ESOLVE (with the status of the
  * fold-in in *solve_status) or IT_FOLD_EINVAL.
  */
-int         it_fold_in_simulate_user(const ItCsr *R, int64_t row, uint64_t salt,
+int         it_fold_in_simulate_user(const ItCsr *R, const double *times, int64_t row, uint64_t salt,
                                      float min_weight, const int *reveal, int nreveal,
                                      const float *Y, int64_t m, int k, const float *YtY,
                                      float alpha, const float *prior,
@@ -156,7 +160,9 @@ int         it_fold_in_simulate_user(const ItCsr *R, int64_t row, uint64_t salt,
 typedef struct ItFoldInChoice
 {
     int         measured;       /* 0: too few users to choose */
-    int         best;           /* index into the grid */
+    int         best;           /* index into the grid: the best criterion */
+    int         chosen;         /* the weight chosen: the largest within tolerance of the best */
+    double      tolerance;      /* one standard error of the best criterion */
     int         counted[IT_FOLD_MAX_REVEAL];   /* simulations in the criterion */
     double      precision[IT_FOLD_MAX_REVEAL][IT_FOLD_MAX_GRID];
     double      criterion[IT_FOLD_MAX_GRID];
@@ -166,7 +172,10 @@ typedef struct ItFoldInChoice
  * From the sums of the simulations: precision[r][g] = hitsum / (users[r]
  * * eval_k) (0 without users); a simulation counts when it has at least
  * min_users users; the criterion is the mean precision of the counted
- * ones; the weight chosen, best, maximises it, the larger weight on ties;
+ * ones; best maximises it (the larger weight on ties); the weight chosen
+ * is the largest whose criterion is within tolerance, one standard error
+ * of the best's (binomial over the users' eval_k slots), of the best's:
+ * the one-standard-error rule, a stronger prior being the safer choice.
  * measured when the simulation of the fewest revealed (r = 0) counts.
  */
 void        it_fold_in_choose(const ItFoldInSums *sums, int eval_k, int64_t min_users,

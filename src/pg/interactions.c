@@ -28,7 +28,7 @@ ItFindInteractionColumns(ItSource *src, ItInteractionColumns *c)
     c->user = ItSourceColumn(src, "user_id", IT_COLUMN_ID, true);
     c->item = ItSourceColumn(src, "item_id", IT_COLUMN_ID, true);
     c->weight = ItSourceColumn(src, "weight", IT_COLUMN_WEIGHT, false);
-    /* ALS does not use ts; its type is checked so that refresh can rely on it */
+    /* training orders its validations by ts; refresh finds changed users by it */
     c->ts = ItSourceColumn(src, "ts", IT_COLUMN_TIME, false);
     c->user_type = ItSourceColumnType(src, c->user);
     c->item_type = ItSourceColumnType(src, c->item);
@@ -245,6 +245,8 @@ typedef struct ItTrainRows
     int64      *uid;
     int64      *iid;
     float      *w;
+    double     *ts;             /* with a ts column: seconds, +inf for NULL; else NULL */
+    bool        has_ts;
 } ItTrainRows;
 
 /* Room for one more row. */
@@ -267,9 +269,13 @@ GrowTrainRows(ItTrainRows *st)
         st->uid = MemoryContextAllocHuge(st->cxt, newcap * sizeof(int64));
         st->iid = MemoryContextAllocHuge(st->cxt, newcap * sizeof(int64));
         st->w = MemoryContextAllocHuge(st->cxt, newcap * sizeof(float));
+        if (st->has_ts)
+            st->ts = MemoryContextAllocHuge(st->cxt, newcap * sizeof(double));
     }
     else
     {
+        if (st->ts)
+            st->ts = repalloc_huge(st->ts, newcap * sizeof(double));
         st->uid = repalloc_huge(st->uid, newcap * sizeof(int64));
         st->iid = repalloc_huge(st->iid, newcap * sizeof(int64));
         st->w = repalloc_huge(st->w, newcap * sizeof(float));
@@ -283,8 +289,13 @@ KeepTrainRow(const ItInteractionColumns *cols, const ItInteraction *r, void *arg
 {
     ItTrainRows *st = (ItTrainRows *) arg;
 
+    if (st->n == 0 && st->cap == 0)
+        st->has_ts = cols->ts >= 0;
     if (st->n >= st->cap)
         GrowTrainRows(st);
+    if (st->ts)
+        st->ts[st->n] = r->ts_null ? HUGE_VAL :
+            (double) ItTimeDatumValue(r->ts, cols->ts_type) / USECS_PER_SEC;
     st->uid[st->n] = r->user_id;
     st->iid[st->n] = r->item_id;
     /* a positive weight stays positive in float */
@@ -365,10 +376,44 @@ ItMapIds(const int64 *ids, int64 n, int64 **sorted_out, int32 *idx, const char *
     return m;
 }
 
+/*
+ * The time of each entry of R: the earliest of the rows summed into it
+ * (rows, cols and ts: the n rows read, as mapped).
+ */
+static double *
+PairTimes(const ItCsr *R, const int32 *rows, const int32 *cols, const double *ts, int64 n)
+{
+    double     *times = ItAllocArray(Max(R->nnz, 1), sizeof(double));
+
+    for (int64 e = 0; e < R->nnz; e++)
+        times[e] = HUGE_VAL;
+    for (int64 j = 0; j < n; j++)
+    {
+        int64       lo = R->indptr[rows[j]];
+        int64       hi = R->indptr[rows[j] + 1] - 1;
+
+        if ((j & 0xFFFF) == 0)
+            CHECK_FOR_INTERRUPTS();
+        /* the row's items are ascending: binary search */
+        while (lo < hi)
+        {
+            int64       mid = lo + (hi - lo) / 2;
+
+            if (R->indices[mid] < cols[j])
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo <= hi && R->indices[lo] == cols[j] && ts[j] < times[lo])
+            times[lo] = ts[j];
+    }
+    return times;
+}
+
 void
 ItReadInteractionMatrix(const char *source, const char *model, ItInteractionMatrix *d)
 {
-    ItInteractionRead how = {IT_ROWS_TRAIN, false, false};
+    ItInteractionRead how = {IT_ROWS_TRAIN, false, true};
     ItTrainRows st;
     int64       n;
     int32      *rows;
@@ -408,6 +453,8 @@ ItReadInteractionMatrix(const char *source, const char *model, ItInteractionMatr
     if (it_csr_from_coo(&d->R, n, rows, cols, st.w, work) <= 0)
         elog(ERROR, "could not build the interaction matrix from " INT64_FORMAT " rows", n);
     pfree(work);
+    if (st.ts)
+        d->times = PairTimes(&d->R, rows, cols, st.ts, n);
     pfree(rows);
     pfree(cols);
     pfree(st.w);

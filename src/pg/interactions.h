@@ -97,6 +97,8 @@ typedef struct ItInteractionMatrix
     int64      *item_ids;       /* dense index -> item id, ascending */
     ItCsr       R;              /* users x items, summed weights */
     ItCsr       Rt;             /* items x users */
+    double     *times;          /* with a ts column: each entry of R's earliest time
+                                 * (seconds, +inf when NULL); else NULL */
     int64       rows_read;      /* rows the source returned */
     double      read_seconds;   /* time spent running the source */
 } ItInteractionMatrix;

@@ -577,6 +577,12 @@ ItDatumGetWeight(Datum d, Oid type)
 bool
 ItTimeDatumAfter(Datum d, Oid type, TimestampTz t)
 {
+    return ItTimeDatumValue(d, type) > t;
+}
+
+TimestampTz
+ItTimeDatumValue(Datum d, Oid type)
+{
     TimestampTz v;
 
     switch (type)
@@ -592,9 +598,9 @@ ItTimeDatumAfter(Datum d, Oid type, TimestampTz t)
             break;
         default:
             elog(ERROR, "unexpected time type %u", type);
-            return false;       /* keep compiler quiet */
+            return 0;           /* keep compiler quiet */
     }
-    return v > t;
+    return v;
 }
 
 void

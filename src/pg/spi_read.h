@@ -94,6 +94,8 @@ extern double ItDatumGetWeight(Datum d, Oid type);
 extern void ItRefuseTempRelations(SPIPlanPtr plan, const char *what, const char *model);
 /* Whether a non-NULL IT_COLUMN_TIME value is later than t (timestamp and date in the session's time zone). */
 extern bool ItTimeDatumAfter(Datum d, Oid type, TimestampTz t);
+/* A non-NULL IT_COLUMN_TIME value as a timestamptz (timestamp and date in the session's time zone). */
+extern TimestampTz ItTimeDatumValue(Datum d, Oid type);
 /* An id column's value as int64; false for a numeric that is not a whole bigint. */
 extern bool ItIdDatumToInt64(Datum d, Oid type, int64 *out);
 

@@ -62,6 +62,7 @@ typedef struct ItTrainData
     int64      *item_ids;       /* dense index -> item id, ascending */
     ItCsr       R;              /* users x items, summed weights */
     ItCsr       Rt;             /* items x users */
+    double     *times;          /* R's entries' earliest ts (seconds), or NULL */
     int64       rows_read;      /* rows the source returned */
     double      read_seconds;   /* time spent running the source */
 } ItTrainData;
@@ -125,6 +126,7 @@ ReadInteractions(ItTrainData *d, const char *source, const char *model)
     d->item_ids = mx.item_ids;
     d->R = mx.R;
     d->Rt = mx.Rt;
+    d->times = mx.times;
     d->rows_read = mx.rows_read;
     d->read_seconds = mx.read_seconds;
 }
@@ -642,6 +644,7 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     trained.item_ids = d.item_ids;
     trained.R = &d.R;
     trained.Rt = &d.Rt;
+    trained.times = d.times;
     trained.X = X;
     trained.Y = Y;
     ItTransferFit(transfer, &trained);

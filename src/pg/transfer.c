@@ -804,7 +804,7 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
             int         solve;
 
             CHECK_FOR_INTERRUPTS();
-            if (it_fold_in_simulate_user(R, rows[i], salt, min_weight, FoldInReveal, IT_FOLD_NREVEAL,
+            if (it_fold_in_simulate_user(R, tm->times, rows[i], salt, min_weight, FoldInReveal, IT_FOLD_NREVEAL,
                                          Y, m, k, YtY, tm->alpha, shared ? priors : priors + i * k,
                                          out->lambdas, IT_FOLD_NGRID, IT_PRIOR_EVAL_K,
                                          ent, pos, rev, revw, ws, &sums, &solve) != IT_FOLD_OK)
@@ -835,9 +835,11 @@ AppendFoldIn(StringInfo buf, const FoldInChoice *f, bool grid)
     AppendKeyNumber(buf, "fold_in_users", (double) f->users[0]);
     if (!f->c.measured)
         return;
-    AppendKeyNumber(buf, "fold_in_prior_weight", f->lambdas[f->c.best]);
+    AppendKeyNumber(buf, "fold_in_prior_weight", f->lambdas[f->c.chosen]);
     if (!grid)
         return;
+    AppendKeyNumber(buf, "fold_in_best_weight", f->lambdas[f->c.best]);
+    AppendKeyNumber(buf, "fold_in_tolerance", f->c.tolerance);
     for (int r = 1; r < IT_FOLD_NREVEAL; r++)
         AppendKeyNumber(buf, psprintf("fold_in_users_%d", FoldInReveal[r]), (double) f->users[r]);
     AppendKeyNumber(buf, "fold_in_groups", f->groups);
@@ -862,8 +864,8 @@ FoldInMessage(const FoldInChoice *f, const char *prior, const char *users)
 {
     return psprintf("fold-in prior weight %g of the %s prior chosen on " INT64_FORMAT " %s "
                     "(precision@%d %.3f with %d revealed; weakest %.3f, strongest %.3f)",
-                    (double) f->lambdas[f->c.best], prior, f->users[0], users, IT_PRIOR_EVAL_K,
-                    f->c.precision[0][f->c.best], FoldInReveal[0], f->c.precision[0][0],
+                    (double) f->lambdas[f->c.chosen], prior, f->users[0], users, IT_PRIOR_EVAL_K,
+                    f->c.precision[0][f->c.chosen], FoldInReveal[0], f->c.precision[0][0],
                     f->c.precision[0][IT_FOLD_NGRID - 1]);
 }
 
@@ -1726,7 +1728,7 @@ Rounded(double v)
 static double
 ChosenWeight(const FoldInChoice *f)
 {
-    return f->c.measured ? Rounded(f->lambdas[f->c.best]) : 0.0;
+    return f->c.measured ? Rounded(f->lambdas[f->c.chosen]) : 0.0;
 }
 
 void

@@ -7,7 +7,8 @@
 #
 # Protocol: users with user_id % 5 = 0 are held out entirely (cold). The
 # model trains on every rating of the other users (weight = rating) with
-# user features age, gender and occupation. Positives of a cold user are
+# user features age, gender and occupation, and the options given (default
+# none). Positives of a cold user are
 # their ratings >= 4. "Revealed N" puts the cold user's N earliest ratings
 # into the interactions source after training (no retraining); those items
 # are then left out of every ranking and of the positives, for the model and
@@ -15,7 +16,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 data=${1:-$here/../shared/data/ml-100k}
-options=${2:-'{"prior_min_weight": 4}'}
+options=${2:-'{}'}
 [ -f "$data/u.data" ] || { echo "ml-100k not found at $data; nothing to measure"; exit 0; }
 export PATH=${IT_PGBIN:-/usr/lib/postgresql/15/bin}:$PATH
 
@@ -34,12 +35,13 @@ COPY users FROM PROGRAM :'cmd' WITH (FORMAT text, DELIMITER '|');
 CREATE INDEX ON ratings (user_id);
 
 -- the interactions source the model reads: warm ratings now, revealed cold ratings later
-CREATE TABLE events AS SELECT user_id, item_id, rating AS weight FROM ratings WHERE user_id % 5 <> 0;
+CREATE TABLE events AS
+  SELECT user_id, item_id, rating AS weight, to_timestamp(ts) AS ts FROM ratings WHERE user_id % 5 <> 0;
 CREATE INDEX ON events (user_id);
 CREATE VIEW user_features AS SELECT user_id, age, gender, occupation FROM users;
 -- each cold user's ratings in time order
 CREATE TABLE cold AS
-  SELECT user_id, item_id, rating,
+  SELECT user_id, item_id, rating, to_timestamp(ts) AS ts,
          row_number() OVER (PARTITION BY user_id ORDER BY ts, item_id) AS nth
     FROM ratings WHERE user_id % 5 = 0;
 CREATE TABLE revealed (user_id bigint, item_id bigint);
@@ -77,6 +79,23 @@ LANGUAGE sql AS $$
 $$;
 
 CREATE TABLE results (revealed int, ranking text, users bigint, precision_at_10 numeric, recall_at_10 numeric);
+-- the model's features-only ranking of the same users on the same targets:
+-- recommend() while the revealed rows are not yet in events, the revealed
+-- items left out of the list
+CREATE FUNCTION features_only(n int) RETURNS void LANGUAGE sql AS $$
+  WITH tu AS (SELECT DISTINCT user_id FROM test_pos),
+       top AS (SELECT tu.user_id, r.item_id
+                 FROM tu CROSS JOIN LATERAL (
+                   SELECT item_id FROM recommend(tu.user_id, 10 + n, 'ml100k') x
+                    WHERE NOT EXISTS (SELECT 1 FROM revealed v WHERE v.user_id = tu.user_id AND v.item_id = x.item_id)
+                    ORDER BY rank LIMIT 10) r),
+       per AS (SELECT tu.user_id,
+                      (SELECT count(*) FROM top JOIN test_pos tp USING (user_id, item_id) WHERE top.user_id = tu.user_id) AS hits,
+                      (SELECT count(*) FROM test_pos tp WHERE tp.user_id = tu.user_id) AS npos
+                 FROM tu)
+  INSERT INTO results SELECT n, 'model (features only, same targets)', count(*), round(avg(hits / 10.0), 4),
+                             round(avg(hits::numeric / npos), 4) FROM per
+$$;
 CREATE FUNCTION measure(n int) RETURNS void LANGUAGE sql AS $$
   INSERT INTO results SELECT n, * FROM baseline('popularity', false);
   INSERT INTO results SELECT n, * FROM baseline('popularity in gender x age band', true);
@@ -93,12 +112,14 @@ SELECT jsonb_pretty(metrics) AS prior FROM it_model WHERE model = 'ml100k';
 
 SELECT measure(0);
 INSERT INTO revealed SELECT user_id, item_id FROM cold WHERE nth <= 3;
-INSERT INTO events SELECT c.user_id, c.item_id, c.rating FROM cold c JOIN revealed USING (user_id, item_id);
+SELECT features_only(3);
+INSERT INTO events SELECT c.user_id, c.item_id, c.rating, c.ts FROM cold c JOIN revealed USING (user_id, item_id);
 SELECT measure(3);
 TRUNCATE revealed;
 DELETE FROM events WHERE user_id % 5 = 0;
 INSERT INTO revealed SELECT user_id, item_id FROM cold WHERE nth <= 10;
-INSERT INTO events SELECT c.user_id, c.item_id, c.rating FROM cold c JOIN revealed USING (user_id, item_id);
+SELECT features_only(10);
+INSERT INTO events SELECT c.user_id, c.item_id, c.rating, c.ts FROM cold c JOIN revealed USING (user_id, item_id);
 SELECT measure(10);
 
 \pset footer off

@@ -87,7 +87,7 @@ BEGIN
 END $$;
 \o
 
-SELECT plan(61);
+SELECT plan(62);
 
 -- the encoder rows of informative features
 SELECT results_eq($$SELECT side FROM feature_priors WHERE model = 'trn' ORDER BY side$$,
@@ -147,11 +147,20 @@ SELECT ok((SELECT (metrics->>'fold_in_prior_weight')::float8 > 0
 SELECT is((SELECT count(*) FROM it_prior e, jsonb_array_elements(e.metrics->'fold_in_grid') g
             WHERE e.model = 'trn' AND e.kind = 'user_features' AND g->'prior_weight' = e.metrics->'fold_in_prior_weight'),
           1::bigint, 'it is one of the grid''s weights');
-SELECT is((SELECT bool_and((c->>'precision')::float8 >= (g->>'precision')::float8)
+-- the one-standard-error rule: the largest weight within fold_in_tolerance of the best
+SELECT is((SELECT bool_and((c->>'precision')::float8 >= (b->>'precision')::float8 - (e.metrics->>'fold_in_tolerance')::float8
+                           AND (c->>'prior_weight')::float8 >= (b->>'prior_weight')::float8)
              FROM it_prior e, jsonb_array_elements(e.metrics->'fold_in_grid') c,
-                  jsonb_array_elements(e.metrics->'fold_in_grid') g
-            WHERE e.model = 'trn' AND e.kind = 'user_features' AND c->'prior_weight' = e.metrics->'fold_in_prior_weight'),
-          true, 'and its precision is the grid''s best');
+                  jsonb_array_elements(e.metrics->'fold_in_grid') b
+            WHERE e.model = 'trn' AND e.kind = 'user_features' AND c->'prior_weight' = e.metrics->'fold_in_prior_weight'
+              AND b->'prior_weight' = e.metrics->'fold_in_best_weight'),
+          true, 'and its precision is within one standard error of the grid''s best, at no weaker a weight');
+SELECT is((SELECT count(*) FROM it_prior e, jsonb_array_elements(e.metrics->'fold_in_grid') g,
+                  jsonb_array_elements(e.metrics->'fold_in_grid') b
+            WHERE e.model = 'trn' AND e.kind = 'user_features' AND b->'prior_weight' = e.metrics->'fold_in_best_weight'
+              AND (g->>'prior_weight')::float8 > (e.metrics->>'fold_in_prior_weight')::float8
+              AND (g->>'precision')::float8 >= (b->>'precision')::float8 - (e.metrics->>'fold_in_tolerance')::float8),
+          0::bigint, 'no larger weight is within it');
 SELECT ok((SELECT (metrics->>'fold_in_prior_weight')::float8 > 0
                   AND (metrics->>'fold_in_prior_weight')::float8 < 'Infinity'::float8
                   AND EXISTS (SELECT 1 FROM jsonb_array_elements(metrics->'fold_in_grid') g
@@ -159,9 +168,10 @@ SELECT ok((SELECT (metrics->>'fold_in_prior_weight')::float8 > 0
                   AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(metrics->'fold_in_grid') c,
                                                 jsonb_array_elements(metrics->'fold_in_grid') g
                                    WHERE c->'prior_weight' = metrics->'fold_in_prior_weight'
-                                     AND (g->>'precision')::float8 > (c->>'precision')::float8)
+                                     AND (g->>'precision')::float8 > (c->>'precision')::float8
+                                                                     + (metrics->>'fold_in_tolerance')::float8)
              FROM it_model WHERE model = 'trn_plain'),
-          'population prior, without features: it_model.metrics has the best weight of its grid');
+          'population prior, without features: it_model.metrics has a weight within one standard error of its grid''s best');
 SELECT ok((SELECT (metrics->>'fold_in_prior_weight')::float8 > 0 FROM it_model WHERE model = 'trn'),
           'with features, too');
 SELECT is((SELECT metrics ? 'fold_in_prior_weight' FROM it_prior WHERE model = 'trn_noise' AND kind = 'user_features'),

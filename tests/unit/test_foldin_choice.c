@@ -4,6 +4,7 @@
  *    prior (foldin_choice.c): hashes, reveal order, the users simulated,
  *    the leave-out item vectors, one user's simulation and the choice.
  */
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -174,8 +175,8 @@ TEST(reveal_order_is_a_seeded_permutation)
     CHECK(len >= 8, "row of %lld", (long long) len);
     a = malloc(sizeof(ItRevealEntry) * len);
     b = malloc(sizeof(ItRevealEntry) * len);
-    it_fold_in_reveal_order(&md.R, row, 77, a);
-    it_fold_in_reveal_order(&md.R, row, 77, b);
+    it_fold_in_reveal_order(&md.R, NULL, row, 77, a);
+    it_fold_in_reveal_order(&md.R, NULL, row, 77, b);
     CHECK(memcmp(a, b, sizeof(ItRevealEntry) * len) == 0, "same salt, same order");
     for (int64_t e = 0; e < len; e++)
     {
@@ -194,12 +195,59 @@ TEST(reveal_order_is_a_seeded_permutation)
             }
         CHECK(found == 1, "item %d found %d times", a[e].item, found);
     }
-    it_fold_in_reveal_order(&md.R, row, 78, b);
+    it_fold_in_reveal_order(&md.R, NULL, row, 78, b);
     for (int64_t e = 0; e < len; e++)
         same &= a[e].item == b[e].item;
     CHECK(!same, "another salt, another order");
     free(a);
     free(b);
+    FreeModel(&md);
+}
+
+/* With times, the order is the interactions' time order; equal times fall back to the salt's order. */
+TEST(reveal_order_follows_times)
+{
+    Model       md;
+    int64_t     row = 3;
+    int64_t     b0;
+    int64_t     len;
+    double     *times;
+    ItRevealEntry *a;
+    ItRevealEntry *h;
+
+    MakeModel(&md, 10, 60, 4, 59);
+    b0 = md.R.indptr[row];
+    len = md.R.indptr[row + 1] - b0;
+    times = malloc(sizeof(double) * md.R.nnz);
+    for (int64_t e = 0; e < md.R.nnz; e++)
+        times[e] = 0.0;
+    /* the row's entries get times in descending item order, the last two equal */
+    for (int64_t e = 0; e < len; e++)
+        times[b0 + e] = e >= len - 2 ? 1.0 : (double) (len - e);
+    a = malloc(sizeof(ItRevealEntry) * len);
+    h = malloc(sizeof(ItRevealEntry) * len);
+    it_fold_in_reveal_order(&md.R, times, row, 77, a);
+    it_fold_in_reveal_order(&md.R, NULL, row, 77, h);
+    for (int64_t e = 2; e < len; e++)
+        CHECK(a[e].item == md.R.indices[b0 + len - 1 - e], "position %lld: item %d, earliest first",
+              (long long) e, a[e].item);
+    /* the two at time 1 come first, in the order the salt gives them */
+    {
+        int32_t     x = md.R.indices[b0 + len - 2];
+        int32_t     y = md.R.indices[b0 + len - 1];
+        int         x_first = 0;
+
+        for (int64_t e = 0; e < len; e++)
+            if (h[e].item == x || h[e].item == y)
+            {
+                x_first = h[e].item == x;
+                break;
+            }
+        CHECK(a[0].item == (x_first ? x : y) && a[1].item == (x_first ? y : x), "ties by the salt");
+    }
+    free(a);
+    free(h);
+    free(times);
     FreeModel(&md);
 }
 
@@ -441,7 +489,7 @@ TEST(simulate_user_reveals_the_first_in_hash_order)
     memset(&sums, 0, sizeof(sums));
     sums.nreveal = 2;
     sums.ngrid = 3;
-    CHECK(it_fold_in_simulate_user(&md.R, row, 99, 0.0f, reveal, 2, md.Y, md.nitems, k, YtY,
+    CHECK(it_fold_in_simulate_user(&md.R, NULL, row, 99, 0.0f, reveal, 2, md.Y, md.nitems, k, YtY,
                                    2.0f, prior, lambdas, 3, 10, ent, pos, rev, revw, ws,
                                    &sums, &solve) == IT_FOLD_OK, "simulate");
     CHECK(sums.users[0] == 1 && sums.users[1] == 0, "users %lld %lld",
@@ -456,7 +504,7 @@ TEST(simulate_user_reveals_the_first_in_hash_order)
         int32_t     hits[3];
         int64_t     npos = 0;
 
-        it_fold_in_reveal_order(&md.R, row, 99, order);
+        it_fold_in_reveal_order(&md.R, NULL, row, 99, order);
         for (int a = 0; a < 3; a++)
         {
             r3[a] = order[a].item;
@@ -489,7 +537,7 @@ TEST(simulate_user_reveals_the_first_in_hash_order)
     memset(&sums, 0, sizeof(sums));
     sums.nreveal = 2;
     sums.ngrid = 3;
-    CHECK(it_fold_in_simulate_user(&md.R, row, 99, 100.0f, reveal, 2, md.Y, md.nitems, k, YtY,
+    CHECK(it_fold_in_simulate_user(&md.R, NULL, row, 99, 100.0f, reveal, 2, md.Y, md.nitems, k, YtY,
                                    2.0f, prior, lambdas, 3, 10, ent, pos, rev, revw, ws,
                                    &sums, &solve) == IT_FOLD_OK, "simulate, no positive");
     CHECK(sums.users[0] == 0 && sums.users[1] == 0 && sums.hitsum[0] == 0, "nothing counted");
@@ -564,16 +612,55 @@ TEST(choose_takes_the_best_mean_precision_and_the_larger_weight_on_ties)
           "empty: best %d", c.best);
 }
 
+/*
+ * The one-standard-error rule: the weight chosen is the largest whose
+ * criterion is within one standard error of the best.  One simulation of
+ * 100 users at k 10: the best precision 0.4 has a binomial error of
+ * sqrt(0.4 * 0.6 / 1000) = 0.0155.
+ */
+TEST(choose_takes_the_largest_weight_within_one_standard_error)
+{
+    ItFoldInSums sums;
+    ItFoldInChoice c;
+    /* precisions 0.30, 0.40, 0.39, 0.37, 0.20 */
+    int64_t     hits[5] = {300, 400, 390, 370, 200};
+
+    memset(&sums, 0, sizeof(sums));
+    sums.nreveal = 1;
+    sums.ngrid = 5;
+    sums.users[0] = 100;
+    for (int g = 0; g < 5; g++)
+        sums.hitsum[g] = hits[g];
+    it_fold_in_choose(&sums, 10, 30, &c);
+    CHECK(c.best == 1, "best %d", c.best);
+    CHECK_NEAR(c.tolerance, sqrt(0.4 * 0.6 / 1000.0), 1e-12);
+    CHECK(c.chosen == 2, "0.39 is within 0.0155 of 0.40, 0.37 is not: chosen %d", c.chosen);
+
+    /* ten times the users: a tenth of the variance, only the best is within */
+    sums.users[0] = 1000;
+    for (int g = 0; g < 5; g++)
+        sums.hitsum[g] = hits[g] * 10;
+    it_fold_in_choose(&sums, 10, 30, &c);
+    CHECK(c.best == 1 && c.chosen == 1, "best %d chosen %d", c.best, c.chosen);
+
+    /* a weaker weight within the error is never chosen over the best */
+    sums.hitsum[0] = 3995;
+    it_fold_in_choose(&sums, 10, 30, &c);
+    CHECK(c.chosen >= c.best, "chosen %d, best %d", c.chosen, c.best);
+}
+
 int
 main(void)
 {
     RUN(hashes);
     RUN(reveal_order_is_a_seeded_permutation);
+    RUN(reveal_order_follows_times);
     RUN(select_users_takes_the_first_with_enough_positives);
     RUN(leave_out_removes_the_users_and_matches_a_half_step);
     RUN(leave_out_is_deterministic_and_chunked_alike);
     RUN(lambdas_follow_the_scale_of_the_items);
     RUN(simulate_user_reveals_the_first_in_hash_order);
     RUN(choose_takes_the_best_mean_precision_and_the_larger_weight_on_ties);
+    RUN(choose_takes_the_largest_weight_within_one_standard_error);
     return unit_summary();
 }
