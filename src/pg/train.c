@@ -138,9 +138,10 @@ ReadInteractions(ItTrainData *d, const char *source, const char *model)
  * Weights that look like ratings (few distinct whole values, from 1 to at
  * most 10) count as positives alike without positive_threshold: a rating
  * of 1 would teach the model the user likes the item.  A NOTICE says so,
- * with the threshold that would keep the top levels.
+ * with the threshold that would keep the top levels, and returns the
+ * it_model.metrics key that records it (NULL when none applies).
  */
-static void
+static char *
 NoticeRatings(const ItCsr *R, const ItOptions *o, const char *model)
 {
     bool        seen[IT_RATING_MAX_LEVELS + 1] = {false};
@@ -148,15 +149,17 @@ NoticeRatings(const ItCsr *R, const ItOptions *o, const char *model)
     int         lo = IT_RATING_MAX_LEVELS + 1;
     int         hi = 0;
 
+    int         suggested;
+
     if (o->positive_threshold > 0.0 || R->nnz == 0)
-        return;
+        return NULL;
     for (int64 e = 0; e < R->nnz; e++)
     {
         float       w = R->data[e];
         int         v;
 
         if (!(w >= 1.0f && w <= IT_RATING_MAX_LEVELS) || w != floorf(w))
-            return;
+            return NULL;
         v = (int) w;
         if (!seen[v])
         {
@@ -167,12 +170,16 @@ NoticeRatings(const ItCsr *R, const ItOptions *o, const char *model)
         }
     }
     if (levels < 3)
-        return;
+        return NULL;
+    suggested = lo + (hi - lo + 1) * 2 / 3;
     ereport(NOTICE,
             (errmsg("the weights of model \"%s\" look like ratings (%d whole values from %d to %d), "
                     "and every rating counts as a positive", model, levels, lo, hi),
              errhint("To treat low ratings as negatives, train with options => '{\"positive_threshold\": %d}' "
-                     "(the ratings that count as positives, here %d and above).", lo + (hi - lo + 1) * 2 / 3, lo + (hi - lo + 1) * 2 / 3)));
+                     "(the ratings that count as positives, here %d and above).", suggested, suggested)));
+    /* kept in it_model.metrics too */
+    return psprintf("\"ratings\": {\"levels\": %d, \"min\": %d, \"max\": %d, \"suggested_positive_threshold\": %d}",
+                    levels, lo, hi, suggested);
 }
 
 /*
@@ -491,9 +498,10 @@ static int
 WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainData *d,
            const float *X, const float *Y, int k, double loss,
            const char *history, instr_time start, double *seconds,
-           ItTransferTrain *transfer, const ItDeployDecision *decision)
+           ItTransferTrain *transfer, const ItDeployDecision *decision, const char *ratings)
 {
     ItWriteState st;
+    const char *summary;
     ItFactorRows rows;
     ItModelRow row;
     Oid         owner;
@@ -554,7 +562,14 @@ WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainDa
     row.interactions = d->R.nnz;
     row.loss = loss;
     row.history = history;
-    row.metrics = ItTransferSummary(transfer);
+    /* the priors' summary (transfer.c) and what the weights looked like */
+    summary = ItTransferSummary(transfer);
+    if (ratings == NULL)
+        row.metrics = summary;
+    else if (summary == NULL || strcmp(summary, "{}") == 0)
+        row.metrics = psprintf("{%s}", ratings);
+    else
+        row.metrics = psprintf("{%s, %s", ratings, summary + 1);
     row.user_mean = mean;
     row.deploy_decision = decision->json.data;
     row.deployed = decision->deploy;
@@ -581,6 +596,7 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     ItRunAs     as_owner;
     Jsonb      *options;
     ItOptions   opts;
+    char       *ratings;
     ItTrainData d;
     float      *X;
     float      *Y;
@@ -626,7 +642,7 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     ReadInteractions(&d, def->interactions, model);
     if (def->stored)
         ItRunAsEnd(&as_owner);
-    NoticeRatings(&d.R, &opts, model);
+    ratings = NoticeRatings(&d.R, &opts, model);
     t_read = ItElapsedSeconds(start);
 
     X = ItAllocArray(d.nusers * k, sizeof(float));
@@ -652,7 +668,7 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     t_fit = ItElapsedSeconds(start);
 
     res->version = WriteModel(model, def, options, &d, X, Y, k, loss, history.data, start,
-                              &res->seconds, transfer, &decision);
+                              &res->seconds, transfer, &decision, ratings);
     ItTransferEnd(transfer);
     res->users = d.nusers;
     res->items = d.nitems;
