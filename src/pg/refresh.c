@@ -66,7 +66,7 @@ typedef struct RefreshOut
     int64      *seen;           /* concatenated seen ids */
     int64       nseen;
     int64       seencap;
-    int64      *seen_end;       /* nusers: end offset of each user's seen ids */
+    int64      *seen_ptr;       /* nusers + 1: user u's seen ids are seen[seen_ptr[u] .. seen_ptr[u + 1]) */
 
     int64       nitems;
     int64      *item_ids;
@@ -94,7 +94,8 @@ AddUser(RefreshOut *o, int k, int64 user_id, const float *x, const int64 *seen, 
         o->cap = Max(o->cap * 2, 256);
         o->user_ids = GrowArray(o->cxt, o->user_ids, o->cap, sizeof(int64));
         o->X = GrowArray(o->cxt, o->X, o->cap * k, sizeof(float));
-        o->seen_end = GrowArray(o->cxt, o->seen_end, o->cap, sizeof(int64));
+        o->seen_ptr = GrowArray(o->cxt, o->seen_ptr, o->cap + 1, sizeof(int64));
+        o->seen_ptr[0] = 0;
     }
     if (o->nseen + nseen > o->seencap)
     {
@@ -106,7 +107,7 @@ AddUser(RefreshOut *o, int k, int64 user_id, const float *x, const int64 *seen, 
     if (nseen > 0)
         memcpy(o->seen + o->nseen, seen, sizeof(int64) * nseen);
     o->nseen += nseen;
-    o->seen_end[o->nusers] = o->nseen;
+    o->seen_ptr[o->nusers + 1] = o->nseen;
     o->nusers++;
 }
 
@@ -583,11 +584,7 @@ static void
 WriteUsers(ItModel *m, const RefreshOut *o)
 {
     ItFactorRows rows;
-    int64      *ptr = palloc(sizeof(int64) * (o->nusers + 1));
 
-    ptr[0] = 0;
-    for (int64 u = 0; u < o->nusers; u++)
-        ptr[u + 1] = o->seen_end[u];
     memset(&rows, 0, sizeof(rows));
     rows.users = true;
     rows.mode = IT_FACTORS_UPSERT;
@@ -596,10 +593,9 @@ WriteUsers(ItModel *m, const RefreshOut *o)
     rows.n = o->nusers;
     rows.ids = o->user_ids;
     rows.factors = o->X;
-    rows.seen_ptr = ptr;
+    rows.seen_ptr = o->seen_ptr;
     rows.seen_ids = o->seen;
     (void) ItStoreWriteFactors(m->name, m->version, &rows);
-    pfree(ptr);
 }
 
 static int64

@@ -41,6 +41,16 @@ Execute(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls
           expected, "SPI_execute_with_args");
 }
 
+/* A statement whose parameters are $1, a model's name, and $2, one of its versions. */
+static void
+ExecuteVersion(const char *sql, const char *model, int version, bool read_only, long count, int expected)
+{
+    Oid         argtypes[2] = {TEXTOID, INT4OID};
+    Datum       values[2] = {CStringGetTextDatum(model), Int32GetDatum(version)};
+
+    Execute(sql, 2, argtypes, values, NULL, read_only, count, expected);
+}
+
 static bool
 ColumnIsNull(int col)
 {
@@ -234,15 +244,12 @@ ItStoreUserCursor(const char *model, int version, bool with_seen)
 void
 ItStoreTrainedUserSample(const char *model, int version, int limit)
 {
-    Oid         argtypes[2] = {TEXTOID, INT4OID};
-    Datum       values[2] = {CStringGetTextDatum(model), Int32GetDatum(version)};
-
-    Execute(psprintf("SELECT factors FROM %s WHERE model OPERATOR(pg_catalog.=) $1 "
-                     "AND version OPERATOR(pg_catalog.=) $2 "
-                     "AND source OPERATOR(pg_catalog.=) 'model' AND context OPERATOR(pg_catalog.=) '' "
-                     "ORDER BY user_id LIMIT %d",
-                     ItTable("it_user_factors"), limit),
-            2, argtypes, values, NULL, true, 0, SPI_OK_SELECT);
+    ExecuteVersion(psprintf("SELECT factors FROM %s WHERE model OPERATOR(pg_catalog.=) $1 "
+                            "AND version OPERATOR(pg_catalog.=) $2 "
+                            "AND source OPERATOR(pg_catalog.=) 'model' AND context OPERATOR(pg_catalog.=) '' "
+                            "ORDER BY user_id LIMIT %d",
+                            ItTable("it_user_factors"), limit),
+                   model, version, true, 0, SPI_OK_SELECT);
 }
 
 /* ------------------------------------------------------------------------
@@ -303,13 +310,10 @@ ItStoreDeployedVersion(const char *model, int *version, Jsonb **options)
 bool
 ItStoreVersionExists(const char *model, int version)
 {
-    Oid         argtypes[2] = {TEXTOID, INT4OID};
-    Datum       values[2] = {CStringGetTextDatum(model), Int32GetDatum(version)};
-
-    Execute(psprintf("SELECT 1 FROM %s WHERE model OPERATOR(pg_catalog.=) $1 "
-                     "AND version OPERATOR(pg_catalog.=) $2",
-                     ItTable("it_model")),
-            2, argtypes, values, NULL, false, 1, SPI_OK_SELECT);
+    ExecuteVersion(psprintf("SELECT 1 FROM %s WHERE model OPERATOR(pg_catalog.=) $1 "
+                            "AND version OPERATOR(pg_catalog.=) $2",
+                            ItTable("it_model")),
+                   model, version, false, 1, SPI_OK_SELECT);
     return SPI_processed == 1;
 }
 
@@ -343,13 +347,10 @@ ItStoreCreateModel(const char *model, Oid owner)
 static void
 Undeploy(const char *model, int keep)
 {
-    Oid         argtypes[2] = {TEXTOID, INT4OID};
-    Datum       values[2] = {CStringGetTextDatum(model), Int32GetDatum(keep)};
-
-    Execute(psprintf("UPDATE %s SET deployed = false WHERE model OPERATOR(pg_catalog.=) $1 AND deployed "
-                     "AND version OPERATOR(pg_catalog.<>) $2",
-                     ItTable("it_model")),
-            2, argtypes, values, NULL, false, 0, SPI_OK_UPDATE);
+    ExecuteVersion(psprintf("UPDATE %s SET deployed = false WHERE model OPERATOR(pg_catalog.=) $1 AND deployed "
+                            "AND version OPERATOR(pg_catalog.<>) $2",
+                            ItTable("it_model")),
+                   model, keep, false, 0, SPI_OK_UPDATE);
 }
 
 void
@@ -398,14 +399,11 @@ ItStoreInsertModel(const ItModelRow *row)
 void
 ItStoreDeploy(const char *model, int version)
 {
-    Oid         argtypes[2] = {TEXTOID, INT4OID};
-    Datum       values[2] = {CStringGetTextDatum(model), Int32GetDatum(version)};
-
     Undeploy(model, version);
-    Execute(psprintf("UPDATE %s SET deployed = true, deployed_at = pg_catalog.clock_timestamp() "
-                     "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2",
-                     ItTable("it_model")),
-            2, argtypes, values, NULL, false, 0, SPI_OK_UPDATE);
+    ExecuteVersion(psprintf("UPDATE %s SET deployed = true, deployed_at = pg_catalog.clock_timestamp() "
+                            "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2",
+                            ItTable("it_model")),
+                   model, version, false, 0, SPI_OK_UPDATE);
     if (SPI_processed != 1)
         elog(ERROR, "version %d of model \"%s\" vanished", version, model);
 }
@@ -433,26 +431,21 @@ ItStoreDropModel(const char *model)
 void
 ItStoreTouchModel(const char *model, int version, bool set_time)
 {
-    Oid         argtypes[2] = {TEXTOID, INT4OID};
-    Datum       values[2] = {CStringGetTextDatum(model), Int32GetDatum(version)};
-
-    Execute(psprintf("UPDATE %s SET refreshed_at = %s "
-                     "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2",
-                     ItTable("it_model"), set_time ? "pg_catalog.now()" : "refreshed_at"),
-            2, argtypes, values, NULL, false, 0, SPI_OK_UPDATE);
+    ExecuteVersion(psprintf("UPDATE %s SET refreshed_at = %s "
+                            "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2",
+                            ItTable("it_model"), set_time ? "pg_catalog.now()" : "refreshed_at"),
+                   model, version, false, 0, SPI_OK_UPDATE);
 }
 
 TimestampTz
 ItStoreRefreshedSince(const char *model, int version)
 {
-    Oid         argtypes[2] = {TEXTOID, INT4OID};
-    Datum       values[2] = {CStringGetTextDatum(model), Int32GetDatum(version)};
     TimestampTz t;
 
-    Execute(psprintf("SELECT COALESCE(refreshed_at, trained_at) FROM %s "
-                     "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2",
-                     ItTable("it_model")),
-            2, argtypes, values, NULL, true, 1, SPI_OK_SELECT);
+    ExecuteVersion(psprintf("SELECT COALESCE(refreshed_at, trained_at) FROM %s "
+                            "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2",
+                            ItTable("it_model")),
+                   model, version, true, 1, SPI_OK_SELECT);
     if (SPI_processed != 1)
         elog(ERROR, "version %d of model \"%s\" vanished", version, model);
     t = DatumGetTimestampTz(Column(1));

@@ -53,19 +53,8 @@
 /* Random initial factors are uniform in [-scale, scale], scale = this / sqrt(k). */
 #define IT_INIT_SCALE       0.1
 
-/* The interactions, as a matrix. */
-typedef struct ItTrainData
-{
-    int64       nusers;
-    int64       nitems;
-    int64      *user_ids;       /* dense index -> user id, ascending */
-    int64      *item_ids;       /* dense index -> item id, ascending */
-    ItCsr       R;              /* users x items, summed weights */
-    ItCsr       Rt;             /* items x users */
-    double     *times;          /* R's entries' earliest ts (seconds), or NULL */
-    int64       rows_read;      /* rows the source returned */
-    double      read_seconds;   /* time spent running the source */
-} ItTrainData;
+/* The interactions, as a matrix (interactions.c). */
+typedef ItInteractionMatrix ItTrainData;
 
 /* What one call of train() reports. */
 typedef struct ItTrainResult
@@ -108,27 +97,6 @@ CheckFeatureSource(const char *source, const char *what, const char *idcol, cons
     ItSourceOpen(&src, source, what, model, NULL, 0, NULL, NULL);
     (void) ItSourceColumn(&src, idcol, IT_COLUMN_ID, true);
     ItSourceClose(&src);
-}
-
-/*
- * Reads the interactions into d (interactions.c): ids mapped to dense
- * indexes, duplicates summed, rows of weight 0 left out.
- */
-static void
-ReadInteractions(ItTrainData *d, const char *source, const char *model)
-{
-    ItInteractionMatrix mx;
-
-    ItReadInteractionMatrix(source, model, &mx);
-    d->nusers = mx.nusers;
-    d->nitems = mx.nitems;
-    d->user_ids = mx.user_ids;
-    d->item_ids = mx.item_ids;
-    d->R = mx.R;
-    d->Rt = mx.Rt;
-    d->times = mx.times;
-    d->rows_read = mx.rows_read;
-    d->read_seconds = mx.read_seconds;
 }
 
 /* Distinct whole weights that make a rating scale (1 to 10, a few values). */
@@ -638,8 +606,8 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     /* features read and encoded before anything is written (transfer.c) */
     transfer = ItTransferRead(model, def->user_features, def->item_features, &opts);
 
-    memset(&d, 0, sizeof(d));
-    ReadInteractions(&d, def->interactions, model);
+    /* ids mapped to dense indexes, duplicates summed, rows of weight 0 left out */
+    ItReadInteractionMatrix(def->interactions, model, &d);
     if (def->stored)
         ItRunAsEnd(&as_owner);
     ratings = NoticeRatings(&d.R, &opts, model);

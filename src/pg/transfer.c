@@ -344,6 +344,16 @@ AppendNumber(StringInfo buf, double v)
     appendStringInfoString(buf, tmp);
 }
 
+/*
+ * A number as the metrics show it (6 significant digits): what serving
+ * reads in it_prior's typed columns is what the metrics report.
+ */
+static double
+Rounded(double v)
+{
+    return isfinite(v) ? strtod(psprintf("%.6g", v), NULL) : 0.0;
+}
+
 /* A number rounded to 6 significant digits (metrics meant for reading). */
 static void
 AppendRounded(StringInfo buf, double v)
@@ -353,7 +363,7 @@ AppendRounded(StringInfo buf, double v)
         appendStringInfoString(buf, "null");
         return;
     }
-    AppendNumber(buf, strtod(psprintf("%.6g", v), NULL));
+    AppendNumber(buf, Rounded(v));
 }
 
 static void
@@ -1637,6 +1647,36 @@ PopulationFoldIn(ItTransferTrain *t)
     CHECK_FOR_INTERRUPTS();
 }
 
+/*
+ * Fits one side: its rows (ids, interactions R, trained vectors F) against
+ * the other side's (interactions Other, vectors Y); the baseline ranking is
+ * the other side's rows by how many of this side's rows they have
+ * (popularity for users, activity for items).
+ */
+static void
+FitSideOn(ItTransferTrain *t, PriorSide *s, const int64 *ids, const ItCsr *R, const float *F,
+          const ItCsr *Other, const float *Y)
+{
+    SideData    sd;
+    float      *base = AllocChecked(Other->nrows, sizeof(float), "baseline ranking");
+
+    for (int64 i = 0; i < Other->nrows; i++)
+        base[i] = (float) (Other->indptr[i + 1] - Other->indptr[i]);
+    memset(&sd, 0, sizeof(sd));
+    sd.ids = ids;
+    sd.nrows = R->nrows;
+    sd.R = R;
+    sd.F = F;
+    sd.Y = Y;
+    sd.m = Other->nrows;
+    sd.base = base;
+    sd.alpha = t->tm->alpha;
+    sd.k = t->tm->k;
+    FitSide(t, s, &sd);
+    pfree(base);
+    CHECK_FOR_INTERRUPTS();
+}
+
 void
 ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm)
 {
@@ -1660,50 +1700,11 @@ ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm)
         t->budget = t->o.budget * Max(IT_PRIOR_WORK_FLOOR, IT_PRIOR_WORK_SHARE * als);
     }
 
+    /* users against item popularity, items against user activity */
     if (t->user.enc != NULL)
-    {
-        SideData    sd;
-        float      *pop = AllocChecked(tm->nitems, sizeof(float), "item popularity");
-
-        /* popularity: distinct users of each item, as stored with the items */
-        for (int64 i = 0; i < tm->nitems; i++)
-            pop[i] = (float) (tm->Rt->indptr[i + 1] - tm->Rt->indptr[i]);
-        memset(&sd, 0, sizeof(sd));
-        sd.ids = tm->user_ids;
-        sd.nrows = tm->nusers;
-        sd.R = tm->R;
-        sd.F = tm->X;
-        sd.Y = tm->Y;
-        sd.m = tm->nitems;
-        sd.base = pop;
-        sd.alpha = tm->alpha;
-        sd.k = tm->k;
-        FitSide(t, &t->user, &sd);
-        pfree(pop);
-        CHECK_FOR_INTERRUPTS();
-    }
+        FitSideOn(t, &t->user, tm->user_ids, tm->R, tm->X, tm->Rt, tm->Y);
     if (t->item.enc != NULL)
-    {
-        SideData    sd;
-        float      *act = AllocChecked(tm->nusers, sizeof(float), "user activity");
-
-        /* activity: distinct items of each user */
-        for (int64 u = 0; u < tm->nusers; u++)
-            act[u] = (float) (tm->R->indptr[u + 1] - tm->R->indptr[u]);
-        memset(&sd, 0, sizeof(sd));
-        sd.ids = tm->item_ids;
-        sd.nrows = tm->nitems;
-        sd.R = tm->Rt;
-        sd.F = tm->Y;
-        sd.Y = tm->X;
-        sd.m = tm->nusers;
-        sd.base = act;
-        sd.alpha = tm->alpha;
-        sd.k = tm->k;
-        FitSide(t, &t->item, &sd);
-        pfree(act);
-        CHECK_FOR_INTERRUPTS();
-    }
+        FitSideOn(t, &t->item, tm->item_ids, tm->Rt, tm->Y, tm->R, tm->X);
 
     if (tm->nusers > 0 && tm->nitems > 0)
         PopulationFoldIn(t);
@@ -1715,15 +1716,6 @@ ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm)
  * Writing
  * ------------------------------------------------------------------------ */
 
-/*
- * A number as the metrics show it (6 significant digits): what serving
- * reads in it_prior's typed columns is what the metrics report.
- */
-static double
-Rounded(double v)
-{
-    return isfinite(v) ? strtod(psprintf("%.6g", v), NULL) : 0.0;
-}
 
 static double
 ChosenWeight(const FoldInChoice *f)
