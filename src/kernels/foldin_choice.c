@@ -230,7 +230,7 @@ it_fold_in_simulate_user(const ItCsr *R, const double *times, int64_t row, uint6
                          float min_weight,
                          const int *reveal, int nreveal,
                          const float *Y, int64_t m, int k, const float *YtY,
-                         float alpha, const float *prior,
+                         float alpha, const float *prior, const ItPopBlend *blend,
                          const float *lambdas, int ngrid, int eval_k,
                          ItRevealEntry *ent, int32_t *pos, int32_t *rev, float *revw,
                          float *ws, ItFoldInSums *sums, int *solve_status)
@@ -240,9 +240,12 @@ it_fold_in_simulate_user(const ItCsr *R, const double *times, int64_t row, uint6
     int64_t     npos = 0;
     int32_t     hits[IT_FOLD_MAX_GRID];
 
+    int         entries = ngrid * (blend ? blend->nblend : 1);
+
     *solve_status = 0;
     if (R == NULL || row < 0 || row >= R->nrows || reveal == NULL || nreveal < 1 ||
-        nreveal > sums->nreveal || ngrid < 1 || ngrid > sums->ngrid)
+        nreveal > sums->nreveal || ngrid < 1 || entries < 1 || entries > sums->ngrid ||
+        sums->ngrid > IT_FOLD_MAX_GRID)
         return IT_FOLD_EINVAL;
     b = R->indptr[row];
     len = R->indptr[row + 1] - b;
@@ -272,8 +275,8 @@ it_fold_in_simulate_user(const ItCsr *R, const double *times, int64_t row, uint6
             rev[c] = ent[a].item;
             revw[c] = ent[a].w;
         }
-        rc = it_fold_in_grid_hits(Y, m, k, YtY, alpha, min_weight, prior, rev, revw, nrev, pos, npos,
-                                  lambdas, ngrid, eval_k, ws, hits);
+        rc = it_fold_in_grid_hits_blend(Y, m, k, YtY, alpha, min_weight, prior, blend, rev, revw, nrev,
+                                        pos, npos, lambdas, ngrid, eval_k, ws, hits);
         if (rc != 0)
         {
             *solve_status = rc;
@@ -281,7 +284,7 @@ it_fold_in_simulate_user(const ItCsr *R, const double *times, int64_t row, uint6
         }
         if (hits[0] < 0)
             continue;
-        for (int g = 0; g < ngrid; g++)
+        for (int g = 0; g < entries; g++)
             sums->hitsum[r * sums->ngrid + g] += hits[g];
         sums->users[r]++;
     }

@@ -25,9 +25,10 @@
 #include <stdint.h>
 
 #include "kernels.h"
+#include "rankgrid.h"
 
 /* Bounds of the grid and of the reveal counts of one choice. */
-#define IT_FOLD_MAX_GRID    16
+#define IT_FOLD_MAX_GRID    96
 #define IT_FOLD_MAX_REVEAL  4
 
 /* Status codes. */
@@ -139,7 +140,9 @@ typedef struct ItFoldInSums
  * are revealed and folded in
  * around prior (kdim floats, NULL for zero) against the item vectors Y
  * (m * k, Y'Y in YtY) over the grid lambdas[0..ngrid), each ranking every
- * item but the revealed ones (it_fold_in_grid_hits); the hits at eval_k
+ * item but the revealed ones (it_fold_in_grid_hits_blend: with blend,
+ * grid entry g * blend->nblend + b is weight g ranked with popularity
+ * blend b, and sums->ngrid counts the entries); the hits at eval_k
  * on the other positives are added to sums->hitsum[r], and sums->users[r]
  * counts the user when some positive was left.  Buffers: ent and pos of
  * the row's length, rev and revw of reveal[nreveal - 1], ws of
@@ -150,7 +153,7 @@ typedef struct ItFoldInSums
 int         it_fold_in_simulate_user(const ItCsr *R, const double *times, int64_t row, uint64_t salt,
                                      float min_weight, const int *reveal, int nreveal,
                                      const float *Y, int64_t m, int k, const float *YtY,
-                                     float alpha, const float *prior,
+                                     float alpha, const float *prior, const ItPopBlend *blend,
                                      const float *lambdas, int ngrid, int eval_k,
                                      ItRevealEntry *ent, int32_t *pos,
                                      int32_t *rev, float *revw, float *ws,

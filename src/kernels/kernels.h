@@ -59,6 +59,11 @@ int64_t     it_csr_from_coo(ItCsr *out, int64_t n, const int32_t *rows,
  * entries, t->indices and t->data a->nnz entries; sets t's sizes. */
 void        it_csr_transpose(const ItCsr *a, ItCsr *t);
 
+/* out[r] = the entries of row r that are positives: data >= threshold
+ * (every entry when threshold <= 0).  Popularity counts these, so the
+ * fallback ranks by the same notion of a positive as the model. */
+void        it_csr_row_positives(const ItCsr *a, float threshold, int64_t *out);
+
 /* ------------------------------------------------------------------------
  * Implicit ALS with conjugate gradient (als.c)
  *

@@ -278,6 +278,7 @@ it_fold_in_grid_workspace_floats(int64_t m, int kdim, int ngrid, int k)
         !AddSize(total, solve, &total) ||
         !AddSize(total, (size_t) kdim, &total) ||
         !AddSize(total, (size_t) m, &total) ||
+        !AddSize(total, (size_t) m, &total) ||
         !AddSize(total, 2 * (size_t) k, &total))
         return 0;
     return total;
@@ -291,13 +292,29 @@ it_fold_in_grid_hits(const float *Y, int64_t m, int kdim, const float *YtY,
                      const float *lambdas, int ngrid, int k,
                      float *workspace, int32_t *hits)
 {
+    return it_fold_in_grid_hits_blend(Y, m, kdim, YtY, alpha, positive_threshold, prior, NULL,
+                                      revealed, weights, nrev, pos, npos, lambdas, ngrid, k,
+                                      workspace, hits);
+}
+
+int
+it_fold_in_grid_hits_blend(const float *Y, int64_t m, int kdim, const float *YtY,
+                           float alpha, float positive_threshold, const float *prior,
+                           const ItPopBlend *blend,
+                           const int32_t *revealed, const float *weights, int nrev,
+                           const int32_t *pos, int64_t npos,
+                           const float *lambdas, int ngrid, int k,
+                           float *workspace, int32_t *hits)
+{
     float      *V,
                *S,
                *scratch,
-               *top_val;
+               *top_val,
+               *mixed;
     int32_t    *top_idx;
     unsigned char *flags;
     int64_t     left;
+    int         nb = blend ? blend->nblend : 1;
     int         j;
 
     if (Y == NULL || YtY == NULL || m < 1 || m > INT32_MAX || kdim < 1 ||
@@ -305,6 +322,14 @@ it_fold_in_grid_hits(const float *Y, int64_t m, int kdim, const float *YtY,
         npos < 0 || (npos > 0 && pos == NULL) || lambdas == NULL || ngrid < 1 ||
         k < 1 || workspace == NULL || hits == NULL)
         return -1;
+    if (blend != NULL)
+    {
+        if (blend->pop == NULL || blend->blends == NULL || blend->nblend < 1)
+            return -1;
+        for (int b = 0; b < blend->nblend; b++)
+            if (!(blend->blends[b] >= 0.0f && isfinite(blend->blends[b])))
+                return -1;
+    }
     for (j = 0; j < ngrid; j++)
         if (!(lambdas[j] > 0.0f))
             return -1;
@@ -318,6 +343,7 @@ it_fold_in_grid_hits(const float *Y, int64_t m, int kdim, const float *YtY,
     flags = (unsigned char *) (scratch + (size_t) kdim * kdim + kdim);
     top_val = scratch + (size_t) kdim * kdim + kdim + m;
     top_idx = (int32_t *) (top_val + k);
+    mixed = top_val + 2 * (size_t) k;
 
     /* the positives that are left once the revealed items are taken out */
     memset(flags, 0, (size_t) m);
@@ -330,7 +356,7 @@ it_fold_in_grid_hits(const float *Y, int64_t m, int kdim, const float *YtY,
     if (left <= 0)
     {
         MarkPositives(flags, m, pos, npos, 0);
-        for (j = 0; j < ngrid; j++)
+        for (j = 0; j < ngrid * nb; j++)
             hits[j] = -1;
         return 0;
     }
@@ -345,11 +371,19 @@ it_fold_in_grid_hits(const float *Y, int64_t m, int kdim, const float *YtY,
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ngrid, (int) m, kdim,
                 1.0f, V, kdim, Y, kdim, 0.0f, S, (int) m);
     for (j = 0; j < ngrid; j++)
-    {
-        int         ntop = it_topk(S + (size_t) j * m, m, revealed, nrev, k, top_idx, top_val);
+        for (int b = 0; b < nb; b++)
+        {
+            const float *row = S + (size_t) j * m;
+            int         ntop;
 
-        hits[j] = CountHits(top_idx, ntop, flags);
-    }
+            if (blend != NULL && blend->blends[b] > 0.0f)
+            {
+                Blend(row, blend->pop, blend->blends[b], m, mixed);
+                row = mixed;
+            }
+            ntop = it_topk(row, m, revealed, nrev, k, top_idx, top_val);
+            hits[j * nb + b] = CountHits(top_idx, ntop, flags);
+        }
     MarkPositives(flags, m, pos, npos, 0);
     return 0;
 }

@@ -95,6 +95,33 @@ int         it_als_row_losses(const float *U, int shared, int64_t n, int k,
  */
 size_t      it_fold_in_grid_workspace_floats(int64_t m, int kdim, int ngrid, int k);
 
+/*
+ * A popularity term mixed into a ranking: item i scores
+ * x . Y_i + blends[b] * pop[i], for each b in [0, nblend).  pop: m
+ * floats (the popularity / its maximum, as serving scores it).
+ */
+typedef struct ItPopBlend
+{
+    const float *pop;
+    const float *blends;
+    int         nblend;
+} ItPopBlend;
+
+/*
+ * it_fold_in_grid_hits with a popularity term: each fold-in x_j ranks the
+ * items by x_j . Y_i + blends[b] * pop[i], and hits[j * nblend + b]
+ * counts its hits (blend NULL: the plain ranking, one hit per weight, as
+ * it_fold_in_grid_hits).  The same workspace.  Every blends[b] >= 0 and
+ * finite, nblend >= 1, or -1.
+ */
+int         it_fold_in_grid_hits_blend(const float *Y, int64_t m, int kdim, const float *YtY,
+                                       float alpha, float positive_threshold, const float *prior,
+                                       const ItPopBlend *blend,
+                                       const int32_t *revealed, const float *weights, int nrev,
+                                       const int32_t *pos, int64_t npos,
+                                       const float *lambdas, int ngrid, int k,
+                                       float *workspace, int32_t *hits);
+
 int         it_fold_in_grid_hits(const float *Y, int64_t m, int kdim, const float *YtY,
                                  float alpha, float positive_threshold, const float *prior,
                                  const int32_t *revealed, const float *weights, int nrev,

@@ -308,3 +308,19 @@ it_csr_transpose(const ItCsr *a, ItCsr *t)
         tp[c] = tp[c - 1];
     tp[0] = 0;
 }
+
+void
+it_csr_row_positives(const ItCsr *a, float threshold, int64_t *out)
+{
+    for (int64_t r = 0; r < a->nrows; r++)
+    {
+        int64_t     n = 0;
+
+        if (threshold <= 0.0f)
+            n = a->indptr[r + 1] - a->indptr[r];
+        else
+            for (int64_t p = a->indptr[r]; p < a->indptr[r + 1]; p++)
+                n += a->data[p] >= threshold;
+        out[r] = n;
+    }
+}

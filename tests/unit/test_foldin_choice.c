@@ -490,7 +490,7 @@ TEST(simulate_user_reveals_the_first_in_hash_order)
     sums.nreveal = 2;
     sums.ngrid = 3;
     CHECK(it_fold_in_simulate_user(&md.R, NULL, row, 99, 0.0f, reveal, 2, md.Y, md.nitems, k, YtY,
-                                   2.0f, prior, lambdas, 3, 10, ent, pos, rev, revw, ws,
+                                   2.0f, prior, NULL, lambdas, 3, 10, ent, pos, rev, revw, ws,
                                    &sums, &solve) == IT_FOLD_OK, "simulate");
     CHECK(sums.users[0] == 1 && sums.users[1] == 0, "users %lld %lld",
           (long long) sums.users[0], (long long) sums.users[1]);
@@ -538,7 +538,7 @@ TEST(simulate_user_reveals_the_first_in_hash_order)
     sums.nreveal = 2;
     sums.ngrid = 3;
     CHECK(it_fold_in_simulate_user(&md.R, NULL, row, 99, 100.0f, reveal, 2, md.Y, md.nitems, k, YtY,
-                                   2.0f, prior, lambdas, 3, 10, ent, pos, rev, revw, ws,
+                                   2.0f, prior, NULL, lambdas, 3, 10, ent, pos, rev, revw, ws,
                                    &sums, &solve) == IT_FOLD_OK, "simulate, no positive");
     CHECK(sums.users[0] == 0 && sums.users[1] == 0 && sums.hitsum[0] == 0, "nothing counted");
     free(YtY);

@@ -457,7 +457,7 @@ TEST(fold_in_grid_matches_fold_in_and_a_full_sort)
     size_t      wsf = it_fold_in_grid_workspace_floats(M, KD, NG, K);
     int         differ = 0;
 
-    CHECK(wsf == (size_t) NG * KD + (size_t) NG * M + KD * KD + KD + M + 2 * K, "workspace %zu", wsf);
+    CHECK(wsf == (size_t) NG * KD + (size_t) NG * M + KD * KD + KD + 2 * M + 2 * K, "workspace %zu", wsf);
     ws = malloc(sizeof(float) * wsf);
     for (int i = 0; i < M * KD; i++)
         Y[i] = Uniform();
@@ -514,7 +514,7 @@ TEST(fold_in_grid_strong_prior_ranks_like_the_prior)
     float       w[1] = {5.0f};
     int32_t     pos[3] = {0, 1, 2};
     int32_t     hits[2];
-    float       ws[2 * KD + 2 * M + KD * KD + KD + M + 2 * K];
+    float       ws[2 * KD + 2 * M + KD * KD + KD + 2 * M + 2 * K];
 
     /* items 1 and 2 point along the prior; item 0 (revealed) and the
      * others along the second axis */
@@ -530,6 +530,58 @@ TEST(fold_in_grid_strong_prior_ranks_like_the_prior)
     CHECK(hits[0] == 0, "weak prior: the revealed item's direction wins (hits %d)", hits[0]);
 }
 
+TEST(fold_in_grid_popularity_blend)
+{
+    /*
+     * Entry j * nblend + b ranks by x_j.y + blends[b] * pop: blend 0 is
+     * the plain ranking, a huge blend the popularity order (revealed
+     * items left out), blend NULL the plain grid.
+     */
+    enum
+    {
+        M = 200, KD = 6, NG = 3, NB = 3, K = 10, NREV = 2
+    };
+    float      *Y = malloc(sizeof(float) * M * KD);
+    float       YtY[KD * KD];
+    float       pop[M];
+    float       lambdas[NG] = {0.1f, 1.0f, 10.0f};
+    float       blends[NB] = {0.0f, 0.5f, 1e6f};
+    float       bad[1] = {-1.0f};
+    ItPopBlend  blend = {pop, blends, NB};
+    ItPopBlend  negative = {pop, bad, 1};
+    int32_t     rev[NREV] = {3, 17};
+    float       w[NREV] = {2.0f, 4.0f};
+    int32_t     pos[30];
+    int32_t     hits[NG * NB];
+    int32_t     plain[NG];
+    int         pop_hits = 3;   /* the top 10 by popularity, 3 left out: 0..10 but 3 */
+    float      *ws = malloc(sizeof(float) * it_fold_in_grid_workspace_floats(M, KD, NG, K));
+
+    for (int i = 0; i < M * KD; i++)
+        Y[i] = Uniform();
+    it_gram(Y, M, KD, YtY);
+    /* popularity falls with the index */
+    for (int i = 0; i < M; i++)
+        pop[i] = 1.0f - (float) i / M;
+    /* the positives: 0, 1, 2 (popular) and 20 unpopular ones */
+    for (int e = 0; e < 30; e++)
+        pos[e] = e < 3 ? e : 100 + 3 * e;
+    CHECK(it_fold_in_grid_hits_blend(Y, M, KD, YtY, 1.0f, 0.0f, NULL, &blend, rev, w, NREV, pos, 30,
+                                     lambdas, NG, K, ws, hits) == 0, "returns 0");
+    CHECK(it_fold_in_grid_hits(Y, M, KD, YtY, 1.0f, 0.0f, NULL, rev, w, NREV, pos, 30,
+                               lambdas, NG, K, ws, plain) == 0, "plain returns 0");
+    for (int j = 0; j < NG; j++)
+    {
+        CHECK(hits[j * NB] == plain[j], "weight %d, blend 0: %d hits, plain %d", j, hits[j * NB], plain[j]);
+        CHECK(hits[j * NB + 2] == pop_hits, "weight %d, huge blend: %d hits, popularity %d",
+              j, hits[j * NB + 2], pop_hits);
+    }
+    CHECK(it_fold_in_grid_hits_blend(Y, M, KD, YtY, 1.0f, 0.0f, NULL, &negative, rev, w, NREV, pos, 30,
+                                     lambdas, NG, K, ws, hits) == -1, "a negative blend is refused");
+    free(Y);
+    free(ws);
+}
+
 TEST(fold_in_grid_no_positive_left)
 {
     float       Y[4] = {1, 0, 0, 1};
@@ -539,7 +591,7 @@ TEST(fold_in_grid_no_positive_left)
     float       w[1] = {1.0f};
     int32_t     pos[2] = {1, 9};   /* revealed, and out of range */
     int32_t     hits[1] = {7};
-    float       ws[2 + 2 + 4 + 2 + 2 + 2];
+    float       ws[2 + 2 + 4 + 2 + 2 + 2 + 2];
 
     CHECK(it_fold_in_grid_hits(Y, 2, 2, YtY, 1.0f, 0.0f, NULL, rev, w, 1, pos, 2, &lambda, 1, 1, ws, hits) == 0,
           "returns 0");
@@ -657,6 +709,7 @@ main(void)
     RUN(row_losses_match_the_sum_over_every_item);
     RUN(fold_in_grid_matches_fold_in_and_a_full_sort);
     RUN(fold_in_grid_strong_prior_ranks_like_the_prior);
+    RUN(fold_in_grid_popularity_blend);
     RUN(fold_in_grid_no_positive_left);
     RUN(fold_in_grid_invalid_arguments);
     RUN(paired_hits_difference_by_hand);

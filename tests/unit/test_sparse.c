@@ -222,6 +222,23 @@ TEST(csr_from_coo_empty)
     CHECK(indptr[0] == 0 && indptr[3] == 0, "indptr zeroed");
 }
 
+TEST(row_positives_count_entries_at_the_threshold)
+{
+    /* rows: {5, 1, 4}, {}, {3.9, 4} */
+    int64_t     indptr[4] = {0, 3, 3, 5};
+    int32_t     indices[5] = {0, 1, 2, 0, 2};
+    float       data[5] = {5.0f, 1.0f, 4.0f, 3.9f, 4.0f};
+    ItCsr       a = {3, 3, 5, indptr, indices, data};
+    int64_t     out[3];
+
+    it_csr_row_positives(&a, 0.0f, out);
+    CHECK(out[0] == 3 && out[1] == 0 && out[2] == 2, "every entry: %lld %lld %lld",
+          (long long) out[0], (long long) out[1], (long long) out[2]);
+    it_csr_row_positives(&a, 4.0f, out);
+    CHECK(out[0] == 2 && out[1] == 0 && out[2] == 1, "at least 4: %lld %lld %lld",
+          (long long) out[0], (long long) out[1], (long long) out[2]);
+}
+
 TEST(transpose_twice_is_identity)
 {
     int         nrows = 101;
@@ -314,6 +331,7 @@ main(void)
     RUN(csr_from_coo_sums_sorts_drops);
     RUN(csr_from_coo_random_against_dense);
     RUN(csr_from_coo_empty);
+    RUN(row_positives_count_entries_at_the_threshold);
     RUN(transpose_twice_is_identity);
     return unit_summary();
 }
