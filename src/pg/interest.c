@@ -62,20 +62,27 @@ PriorPrecision(double alpha, double variance)
 /*
  * The fold-in weight of provider p: the option prior_weight when set,
  * else what training measured for it, else the precision of its variance,
- * else fallback.  The measurements are asked for only when needed (they
- * may run a query).
+ * else fallback.  *blend: the popularity blend training chose with the
+ * measured weight, 0 with any other.  The measurements are asked for only
+ * when needed (they may run a query).
  */
 static float
-FoldInWeight(const ItProvider *p, ItModel *m, ItTransfer *t, double pw, double a, float fallback)
+FoldInWeight(const ItProvider *p, ItModel *m, ItTransfer *t, double pw, double a, float fallback,
+             float *blend)
 {
     double      measured;
     double      variance;
 
+    *blend = 0.0f;
     if (pw > 0.0)
         return (float) pw;
     measured = p->measured_weight ? p->measured_weight(m, t) : 0.0;
     if (measured > 0.0)
+    {
+        /* the blend was chosen with this weight; with any other it is 0 */
+        *blend = p->measured_blend ? (float) p->measured_blend(m, t) : 0.0f;
         return (float) measured;
+    }
     variance = p->variance ? p->variance(m, t) : 0.0;
     if (variance > 0.0)
         return PriorPrecision(a, variance);
@@ -133,10 +140,11 @@ ItGetTransfer(ItModel *m)
      * factors 16 to 64, and above all of them at regularization 1.
      */
     a = Max(alpha, 0.2);
-    reference = FoldInWeight(ItProviders[IT_NPROVIDERS - 1], m, t, pw, a, PriorPrecision(a, 0.0));
+    reference = FoldInWeight(ItProviders[IT_NPROVIDERS - 1], m, t, pw, a, PriorPrecision(a, 0.0),
+                             &t->fold_in_blend[IT_NPROVIDERS - 1]);
     t->fold_in_weight[IT_NPROVIDERS - 1] = reference;
     for (int i = 0; i < IT_NPROVIDERS - 1; i++)
-        t->fold_in_weight[i] = FoldInWeight(ItProviders[i], m, t, pw, a, reference);
+        t->fold_in_weight[i] = FoldInWeight(ItProviders[i], m, t, pw, a, reference, &t->fold_in_blend[i]);
 
     ItRunAsEnd(&r);
     MemoryContextSetParent(t->cxt, m->cxt);
@@ -162,6 +170,36 @@ AnythingToRead(const ItModel *m, const ItTransfer *t)
             return true;
     }
     return false;
+}
+
+/*
+ * The popularity blend of a stored 'fold_in' row (written by refresh):
+ * that of the prior refresh folded it in around, the features prior's
+ * when the version uses it, else the population's.  (A user without a
+ * features row of a version that uses them was folded in around the
+ * population; its row is ranked with the features prior's blend.)  Loads
+ * the serving state when needed, inside an SPI connection of its own.
+ */
+static float
+StoredFoldInBlend(ItModel *m)
+{
+    ItTransfer *t = (ItTransfer *) m->transfer;
+    int         prior = IT_NPROVIDERS - 1;
+
+    if (t == NULL)
+    {
+        if (SPI_connect() != SPI_OK_CONNECT)
+            elog(ERROR, "SPI_connect failed");
+        t = ItGetTransfer(m);
+        SPI_finish();
+    }
+    for (int i = 0; i < IT_NPROVIDERS; i++)
+        if (!ItProviders[i]->fitted && ItProviders[i]->usable != NULL && ItProviders[i]->usable(m, t))
+        {
+            prior = i;
+            break;
+        }
+    return t->fold_in_blend[prior];
 }
 
 static void
@@ -213,7 +251,7 @@ DecideInterest(ItInterestRequest *req, const ItUserRows *given, bool refresh, It
             out->x = prior;
             out->seen = pr.seen;
             out->nseen = pr.nseen;
-            out->pop_blend = pr.pop_blend;
+            out->pop_blend = pr.source == IT_SOURCE_FOLD_IN ? StoredFoldInBlend(m) : pr.pop_blend;
             return true;
         }
         if (chosen < 0)
@@ -266,6 +304,8 @@ DecideInterest(ItInterestRequest *req, const ItUserRows *given, bool refresh, It
         out->source = IT_SOURCE_FOLD_IN;
         out->x = MemoryContextAlloc(callercxt, sizeof(float) * m->k);
         ItFoldIn(m, t, rows.items, rows.weights, rows.n, prior, t->fold_in_weight[chosen], out->x);
+        /* ranked as training chose it: x.y_i + blend * popularity_i / max */
+        out->pop_blend = t->fold_in_blend[chosen];
         if (rows.n > 0)
         {
             out->seen = MemoryContextAlloc(callercxt, sizeof(int32) * rows.n);

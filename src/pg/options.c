@@ -40,7 +40,9 @@ typedef struct ItOptionDef
     double      min;
     double      max;
     double      defval;         /* INT, FLOAT; BOOL: 0 or 1 */
-    const char *deftext;        /* TEXT default (NULL: JSON null) */
+    const char *deftext;        /* TEXT default (NULL: JSON null); FLOAT: the word
+                                 * that is its default and leaves the number to
+                                 * training (IT_OPTION_AUTO) */
     const char *choices;        /* TEXT: "a, b, c", or NULL for any string */
     const char *description;    /* noun phrase, for hints */
     size_t      offset;         /* of its field in ItOptions */
@@ -59,8 +61,10 @@ static const ItOptionDef OptionTable[] = {
     "number of latent factors per user and item", AT(factors)},
     {"iterations", IT_OPTION_INT, 1, IT_MAX_ITERATIONS, 15, NULL, NULL,
     "alternating least squares iterations", AT(iterations)},
-    {"regularization", IT_OPTION_FLOAT, 0, 1e30, 0.05, NULL, NULL,
-    "weight of the L2 penalty on the factors", AT(regularization)},
+    /* 0.05: the default of versions stored before "auto", for one without the key */
+    {"regularization", IT_OPTION_FLOAT, 0, 1e30, 0.05, "auto", NULL,
+    "weight of the L2 penalty on the factors (\"auto\": scaled to the data when training, see train.c)",
+    AT(regularization)},
     {"positive_threshold", IT_OPTION_FLOAT, 0, 1e30, 0, NULL, NULL,
     "smallest summed weight of a user-item pair that counts as a positive, everywhere a model learns or is "
     "checked (training, the priors, every validation, fold-in); a pair below it is a confident negative "
@@ -147,6 +151,8 @@ OptionAccepts(const ItOptionDef *def)
         case IT_OPTION_INT:
             return psprintf("an integer from %.0f to %.0f", def->min, def->max);
         case IT_OPTION_FLOAT:
+            if (def->deftext)
+                return psprintf("a number from %g to %g or \"%s\"", def->min, def->max, def->deftext);
             if (isinf(def->max))
                 return psprintf("a number >= %g", def->min);
             return psprintf("a number from %g to %g", def->min, def->max);
@@ -170,7 +176,7 @@ OptionDefaultText(const ItOptionDef *def)
         case IT_OPTION_INT:
             return psprintf("%.0f", def->defval);
         case IT_OPTION_FLOAT:
-            return psprintf("%g", def->defval);
+            return def->deftext ? psprintf("\"%s\"", def->deftext) : psprintf("%g", def->defval);
         case IT_OPTION_BOOL:
             return pstrdup(def->defval != 0 ? "true" : "false");
         case IT_OPTION_TEXT:
@@ -240,6 +246,15 @@ ChoiceAllowed(const char *choices, const char *val, int len)
  * fit).  The given value is what gets stored, so numbers keep the user's
  * spelling.
  */
+/* Is v the word a FLOAT option takes for "training chooses" ("auto")? */
+static bool
+IsAutoWord(const ItOptionDef *def, JsonbValue *v)
+{
+    return def->kind == IT_OPTION_FLOAT && def->deftext != NULL && v->type == jbvString &&
+        v->val.string.len == (int) strlen(def->deftext) &&
+        memcmp(v->val.string.val, def->deftext, v->val.string.len) == 0;
+}
+
 static void
 CheckValue(const ItOptionDef *def, JsonbValue *v)
 {
@@ -249,6 +264,8 @@ CheckValue(const ItOptionDef *def, JsonbValue *v)
     {
         case IT_OPTION_INT:
         case IT_OPTION_FLOAT:
+            if (IsAutoWord(def, v))
+                break;
             if (v->type != jbvNumeric)
                 BadOptionValue(def, JsonbScalarText(v));
             d = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
@@ -279,6 +296,13 @@ DefaultValue(const ItOptionDef *def, JsonbValue *v)
             v->val.numeric = int64_to_numeric((int64) def->defval);
             break;
         case IT_OPTION_FLOAT:
+            if (def->deftext)
+            {
+                v->type = jbvString;
+                v->val.string.val = pstrdup(def->deftext);
+                v->val.string.len = strlen(def->deftext);
+                break;
+            }
             v->type = jbvNumeric;
             v->val.numeric = DatumGetNumeric(DirectFunctionCall1(float8_numeric,
                                                                  Float8GetDatum(def->defval)));
@@ -434,7 +458,13 @@ ItReadOptions(Jsonb *stored, const char *model, ItOptions *out)
                 *(int64 *) field = v ? (int64) StoredNumber(def, model, v) : (int64) def->defval;
                 break;
             case IT_OPTION_FLOAT:
-                *(double *) field = v ? StoredNumber(def, model, v) : def->defval;
+                /* "auto" is resolved by training; a version stores the number used */
+                if (v != NULL && model == NULL && IsAutoWord(def, v))
+                    *(double *) field = IT_OPTION_AUTO;
+                else if (v != NULL)
+                    *(double *) field = StoredNumber(def, model, v);
+                else
+                    *(double *) field = def->deftext && model == NULL ? IT_OPTION_AUTO : def->defval;
                 break;
             case IT_OPTION_BOOL:
                 if (v != NULL && v->type != jbvBool)

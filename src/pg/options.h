@@ -49,6 +49,12 @@ typedef struct ItOptions
     int64       min_category_count;
 } ItOptions;
 
+/*
+ * A FLOAT option left to training ("auto", regularization's default):
+ * train() replaces it by the number it uses, and the version stores that.
+ */
+#define IT_OPTION_AUTO (-1.0)
+
 extern Jsonb *ItResolveOptions(Jsonb *given);
 
 /*

@@ -75,6 +75,12 @@ typedef struct ItProvider
     /* Optional (0 when absent): the fold-in weight training measured for it. */
     double      (*measured_weight) (ItModel *m, ItTransfer *t);
 
+    /*
+     * Optional (0 when absent): the popularity blend of the fold-in
+     * ranking training chose with that weight; used only with it.
+     */
+    double      (*measured_blend) (ItModel *m, ItTransfer *t);
+
     /* Optional (0 when absent): the variance of trained users around it. */
     double      (*variance) (ItModel *m, ItTransfer *t);
 

@@ -114,6 +114,7 @@ LoadSide(ItModel *m, const char *side, ItSidePrior *s, MemoryContext cxt)
     s->pop_blend = enc.popularity_blend;
     s->prior_variance = enc.prior_variance;
     s->fold_in_weight = enc.fold_in_weight;
+    s->fold_in_blend = enc.fold_in_blend;
     if (!s->use_features)
         return;
 
@@ -156,6 +157,12 @@ static double
 FeaturesMeasuredWeight(ItModel *m, ItTransfer *t)
 {
     return t->user.fold_in_weight;
+}
+
+static double
+FeaturesMeasuredBlend(ItModel *m, ItTransfer *t)
+{
+    return t->user.fold_in_blend;
 }
 
 static double
@@ -267,6 +274,7 @@ const ItProvider ItProviderFeatures = {
     .load = FeaturesLoad,
     .usable = FeaturesUsable,
     .measured_weight = FeaturesMeasuredWeight,
+    .measured_blend = FeaturesMeasuredBlend,
     .variance = FeaturesVariance,
     .prior = FeaturesPrior,
 };

@@ -56,12 +56,12 @@ UserVariance(ItModel *m)
 }
 
 /*
- * The fold-in weight of the population prior that training measured (its
- * it_prior row), or 0 when the version stores none (trained before it was
- * measured, or too few users to measure).
+ * The fold-in weight and popularity blend of the population prior that
+ * training measured (its it_prior row), or 0 when the version stores none
+ * (trained before it was measured, or too few users to measure).
  */
 static double
-PopulationFoldInWeight(ItModel *m)
+PopulationMeasuredWeight(ItModel *m, ItTransfer *t)
 {
     ItPriorRow  pop;
 
@@ -71,9 +71,13 @@ PopulationFoldInWeight(ItModel *m)
 }
 
 static double
-PopulationMeasuredWeight(ItModel *m, ItTransfer *t)
+PopulationMeasuredBlend(ItModel *m, ItTransfer *t)
 {
-    return PopulationFoldInWeight(m);
+    ItPriorRow  pop;
+
+    if (!ItLoadPrior(m->name, m->version, IT_PRIOR_POPULATION, CurrentMemoryContext, &pop))
+        return 0.0;
+    return pop.fold_in_blend;
 }
 
 static double
@@ -94,6 +98,7 @@ const ItProvider ItProviderPopulation = {
     .source = IT_SOURCE_POPULAR,
     .fitted = false,
     .measured_weight = PopulationMeasuredWeight,
+    .measured_blend = PopulationMeasuredBlend,
     .variance = PopulationVariance,
     .prior = PopulationPrior,
 };

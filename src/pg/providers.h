@@ -23,6 +23,7 @@ typedef struct ItSidePrior
     float       pop_blend;      /* popularity_blend of the features path, >= 0 */
     double      prior_variance; /* metrics prior_variance (0: not stored) */
     double      fold_in_weight; /* metrics fold_in_prior_weight (0: not stored) */
+    float       fold_in_blend;  /* metrics fold_in_popularity_blend (0: not stored) */
     ItEncoder  *encoder;
     int         dims;           /* encoded floats per row */
     ItMlpLayout layout;
@@ -47,6 +48,8 @@ typedef struct ItTransfer
     ItSidePrior item;
     float       fold_in_weight[IT_MAX_PROVIDERS];   /* lambda0 of each provider's
                                                      * prior, in interest.c's order */
+    float       fold_in_blend[IT_MAX_PROVIDERS];    /* the popularity blend of the
+                                                     * fold-in ranking around it */
     float       alpha;          /* confidence scale, as in training */
     bool        fold_in;        /* read unknown users' rows at query time */
     bool        new_items;      /* give items only in item_features a vector */

@@ -670,7 +670,7 @@ ItStoreWriteFactors(const char *model, int version, const ItFactorRows *rows)
         else
         {
             for (int64 r = begin; r < end; r++)
-                buf[r - begin] = rows->pop_ptr ? rows->pop_ptr[r + 1] - rows->pop_ptr[r] : 0;
+                buf[r - begin] = rows->popularity ? rows->popularity[r] : 0;
             values[5] = ItFlatArray(buf, end - begin, INT8OID, sizeof(int64));
         }
         values[2] = ItFlatArray(rows->ids + begin, end - begin, INT8OID, sizeof(int64));
@@ -814,6 +814,22 @@ ItLoadPrior(const char *model, int version, ItPriorKind kind, MemoryContext mcxt
         out->layout = DatumGetJsonbPCopy(Column(8));
     out->metrics = DatumGetJsonbPCopy(Column(9));
     MemoryContextSwitchTo(old);
+    /* the popularity blend of the fold-in ranking around it (transfer.c) */
+    {
+        JsonbValue  buf;
+        JsonbValue *v = getKeyJsonValueFromContainer(&out->metrics->root, "fold_in_popularity_blend",
+                                                     strlen("fold_in_popularity_blend"), &buf);
+
+        if (v != NULL)
+        {
+            double      b = v->type == jbvNumeric ?
+                DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric))) : NAN;
+
+            if (!(b >= 0.0 && b <= FLT_MAX))
+                PriorCorrupt(model, version, kind, "Its metrics fold_in_popularity_blend is not a finite number >= 0.");
+            out->fold_in_blend = (float) b;
+        }
+    }
     SPI_freetuptable(SPI_tuptable);
     return true;
 }

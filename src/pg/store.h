@@ -178,8 +178,8 @@ typedef enum ItFactorWrite
  * n rows of one side.  Users: row r saw the items
  * seen_ids[seen_index[j]] (or seen_ids[j] when seen_index is NULL) for j
  * in [seen_ptr[r], seen_ptr[r + 1]).  Items: popularity of row r is
- * pop_ptr[r + 1] - pop_ptr[r] (users of a CSR column), or 0 when pop_ptr
- * is NULL.
+ * popularity[r] (its users with a positive), or 0 when popularity is
+ * NULL.
  */
 typedef struct ItFactorRows
 {
@@ -193,7 +193,7 @@ typedef struct ItFactorRows
     const int64 *seen_ptr;
     const int32 *seen_index;
     const int64 *seen_ids;
-    const int64 *pop_ptr;
+    const int64 *popularity;
 } ItFactorRows;
 
 /*
@@ -223,6 +223,7 @@ typedef struct ItPriorRow
     double      fold_in_weight; /* > 0; 0: not measured (NULL) */
     double      prior_variance; /* > 0; 0: not measured (NULL) */
     float       popularity_blend;   /* >= 0 */
+    float       fold_in_blend;  /* metrics fold_in_popularity_blend, >= 0; 0 when absent */
     Jsonb      *spec;           /* feature encoder; NULL for the population */
     int         dims;           /* with spec */
     float      *params;         /* NULL when none */

@@ -151,6 +151,47 @@ NoticeRatings(const ItCsr *R, const ItOptions *o, const char *model)
 }
 
 /*
+ * regularization "auto" (the default): lambda = cbar * sqrt(nnz / users),
+ * where cbar = 1 + alpha * (mean weight of a user-item pair) is the mean
+ * confidence of an interaction.  Both factors scale the data term of a
+ * user's normal equations, so a penalty fixed in absolute terms (the 0.05
+ * of earlier versions) all but vanishes on rating data and on heavy users.
+ * Measured on four data sets by sweeping lambda (warm precision@10 on
+ * held-out positives, 64 factors, the rule's value in brackets): MovieLens
+ * 100k ratings best 40 (44), the same with ratings >= 4 as unit clicks
+ * best 20 (14), Amazon electronics and cell phones, sparse unit clicks,
+ * best 7 to 15 (12) and 10 to 14 (8); the old default lost 25%, 28%, 7%
+ * and 5% against the best.  Sets o->regularization, replaces "auto" in
+ * *options by the number used, and returns the it_model.metrics key that
+ * records it.  A number the user gave is kept as it is (NULL returned).
+ */
+static char *
+AutoRegularization(const ItCsr *R, int64 nusers, ItOptions *o, Jsonb **options)
+{
+    double      sum = 0.0;
+    double      cbar;
+    double      per_user;
+    double      lambda;
+    char       *number;
+
+    if (o->regularization != IT_OPTION_AUTO)
+        return NULL;
+    for (int64 e = 0; e < R->nnz; e++)
+        sum += R->data[e];
+    cbar = R->nnz > 0 ? 1.0 + o->alpha * sum / (double) R->nnz : 1.0;
+    per_user = nusers > 0 ? (double) R->nnz / (double) nusers : 1.0;
+    lambda = cbar * sqrt(per_user);
+    /* three significant digits: the number a user would write */
+    number = psprintf("%.3g", Min(Max(lambda, 1e-3), 1e30));
+    o->regularization = strtod(number, NULL);
+    *options = DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(*options),
+                                                  DirectFunctionCall1(jsonb_in,
+                                                                      CStringGetDatum(psprintf("{\"regularization\": %s}", number)))));
+    return psprintf("\"regularization\": {\"rule\": \"auto\", \"value\": %s, \"mean_confidence\": %.6g, "
+                    "\"interactions_per_user\": %.6g}", number, cbar, per_user);
+}
+
+/*
  * End of the chunk of rows starting at begin: about IT_CHUNK_FLOPS of work
  * per thread, cut at a multiple of IT_ALS_BLOCK.
  */
@@ -464,9 +505,9 @@ DecideDeploy(const char *model, ItTrainData *d, const ItOptions *o, ItDeployDeci
  */
 static int
 WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainData *d,
-           const float *X, const float *Y, int k, double loss,
+           const float *X, const float *Y, const ItOptions *opts, double loss,
            const char *history, instr_time start, double *seconds,
-           ItTransferTrain *transfer, const ItDeployDecision *decision, const char *ratings)
+           ItTransferTrain *transfer, const ItDeployDecision *decision, const char *keys)
 {
     ItWriteState st;
     const char *summary;
@@ -476,6 +517,8 @@ WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainDa
     int         version;
     double     *sum;
     float      *mean;
+    int64      *popularity;
+    int         k = (int) opts->factors;
 
     /* population prior: the mean user vector */
     sum = palloc0(sizeof(double) * k);
@@ -514,7 +557,10 @@ WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainDa
     rows.n = d->nitems;
     rows.ids = d->item_ids;
     rows.factors = Y;
-    rows.pop_ptr = d->Rt.indptr;
+    /* popularity: the users each item is a positive of */
+    popularity = ItAllocArray(d->nitems, sizeof(int64));
+    it_csr_row_positives(&d->Rt, (float) opts->positive_threshold, popularity);
+    rows.popularity = popularity;
     (void) ItStoreWriteFactors(model, version, &rows);
     /* the new items' factor rows (transfer.c) */
     ItTransferWriteItems(transfer, model, version);
@@ -530,14 +576,14 @@ WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainDa
     row.interactions = d->R.nnz;
     row.loss = loss;
     row.history = history;
-    /* the priors' summary (transfer.c) and what the weights looked like */
+    /* the priors' summary (transfer.c), what the weights looked like, lambda "auto" */
     summary = ItTransferSummary(transfer);
-    if (ratings == NULL)
+    if (keys == NULL)
         row.metrics = summary;
     else if (summary == NULL || strcmp(summary, "{}") == 0)
-        row.metrics = psprintf("{%s}", ratings);
+        row.metrics = psprintf("{%s}", keys);
     else
-        row.metrics = psprintf("{%s, %s", ratings, summary + 1);
+        row.metrics = psprintf("{%s, %s", keys, summary + 1);
     row.user_mean = mean;
     row.deploy_decision = decision->json.data;
     row.deployed = decision->deploy;
@@ -564,7 +610,8 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     ItRunAs     as_owner;
     Jsonb      *options;
     ItOptions   opts;
-    char       *ratings;
+    char       *keys;           /* it_model.metrics keys of train.c's own */
+    char       *auto_lambda;
     ItTrainData d;
     float      *X;
     float      *Y;
@@ -610,7 +657,10 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     ItReadInteractionMatrix(def->interactions, model, &d);
     if (def->stored)
         ItRunAsEnd(&as_owner);
-    ratings = NoticeRatings(&d.R, &opts, model);
+    keys = NoticeRatings(&d.R, &opts, model);
+    auto_lambda = AutoRegularization(&d.R, d.nusers, &opts, &options);
+    if (auto_lambda != NULL)
+        keys = keys ? psprintf("%s, %s", keys, auto_lambda) : auto_lambda;
     t_read = ItElapsedSeconds(start);
 
     X = ItAllocArray(d.nusers * k, sizeof(float));
@@ -622,6 +672,7 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     memset(&trained, 0, sizeof(trained));
     trained.k = k;
     trained.alpha = (float) opts.alpha;
+    trained.regularization = opts.regularization;
     trained.nusers = d.nusers;
     trained.nitems = d.nitems;
     trained.user_ids = d.user_ids;
@@ -635,8 +686,8 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     DecideDeploy(model, &d, &opts, &decision);
     t_fit = ItElapsedSeconds(start);
 
-    res->version = WriteModel(model, def, options, &d, X, Y, k, loss, history.data, start,
-                              &res->seconds, transfer, &decision, ratings);
+    res->version = WriteModel(model, def, options, &d, X, Y, &opts, loss, history.data, start,
+                              &res->seconds, transfer, &decision, keys);
     ItTransferEnd(transfer);
     res->users = d.nusers;
     res->items = d.nitems;

@@ -156,8 +156,24 @@
 static const int FoldInReveal[] = {3, 10};
 static const double FoldInGrid[] = {0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100, 300};
 
+/*
+ * Popularity blends of the fold-in ranking, x.y_i + blend * popularity_i
+ * / max popularity, tried with every weight, in units of the prior's
+ * typical top score (the mean over the simulated users of their prior's
+ * largest x.y_i).  A user with no rows is served popularity (or the
+ * features prior, blended); without a blend, the fold-in of a strong
+ * prior tends to the prior's own ranking, which for the population mean
+ * is not popularity: on MovieLens 100k (positive_threshold 4) it served
+ * new users 0.344 after their first 3 ratings where popularity served
+ * 0.353.  With the largest blend the ranking is popularity, the revealed
+ * rows breaking its ties, so the choice can always stay there.
+ */
+static const double FoldInBlendGrid[] = {0.0, 0.1, 0.3, 1.0, 3.0, 10.0};
+
 #define IT_FOLD_NREVEAL     ((int) lengthof(FoldInReveal))
 #define IT_FOLD_NGRID       ((int) lengthof(FoldInGrid))
+#define IT_FOLD_NBLEND      ((int) lengthof(FoldInBlendGrid))
+#define IT_FOLD_NENTRIES    (IT_FOLD_NGRID * IT_FOLD_NBLEND)
 #define IT_FOLD_MAX_USERS   1000
 #define IT_FOLD_FLOOR_USERS 200
 #define IT_FOLD_MIN_USERS   30
@@ -194,18 +210,24 @@ typedef struct PriorOptions
     ItEncoderOptions encoder;
 } PriorOptions;
 
-StaticAssertDecl(IT_FOLD_NGRID <= IT_FOLD_MAX_GRID, "fold-in grid too long");
+StaticAssertDecl(IT_FOLD_NENTRIES <= IT_FOLD_MAX_GRID, "fold-in grid too long");
 StaticAssertDecl(IT_FOLD_NREVEAL <= IT_FOLD_MAX_REVEAL, "too many fold-in simulations");
 
 /*
- * The fold-in weight chosen for one prior (ChooseFoldInWeight).
- * Simulation r reveals FoldInReveal[r] interactions.
+ * The fold-in weight and popularity blend chosen for one prior
+ * (ChooseFoldInWeight).  Simulation r reveals FoldInReveal[r]
+ * interactions; grid entry e is weight lambdas[e % IT_FOLD_NGRID] with
+ * blend blends[e / IT_FOLD_NGRID], so the one-standard-error rule's
+ * "largest entry" is the largest blend, then the strongest weight: the
+ * ranking nearest to popularity, which is what a new user without a
+ * features prior is served before any row.
  */
 typedef struct FoldInChoice
 {
-    ItFoldInChoice c;           /* measured, best, precision, criterion */
+    ItFoldInChoice c;           /* measured, best, precision, criterion (per entry) */
     int         groups;         /* left out of the item vectors in this many groups */
     float       lambdas[IT_FOLD_NGRID];
+    float       blends[IT_FOLD_NBLEND];
     int64       users[IT_FOLD_NREVEAL];    /* users of each simulation */
     double      seconds;
 } FoldInChoice;
@@ -297,6 +319,7 @@ struct ItTransferTrain
     PriorSide   item;
     FoldInChoice pop_fold;      /* fold-in weight of the population prior */
     const ItTrainedModel *tm;   /* during ItTransferFit */
+    float      *pop;            /* during ItTransferFit: items' popularity / its maximum */
 };
 
 /* What fitting one side needs from the trained model. */
@@ -724,6 +747,36 @@ LeaveOutItems(ItTransferTrain *t, const int64 *rows, int64 n, float *YtY)
 }
 
 /*
+ * The blends of the fold-in grid: FoldInBlendGrid times the mean, over
+ * the simulated users sel[0..n) (indexes into the priors), of their
+ * prior's largest score against the trained items (1 when that is not
+ * positive), to 3 significant digits.  scores: m floats.
+ */
+static void
+FoldInBlends(const float *Y, int64 m, int k, const float *priors, bool shared,
+             const int64 *sel, int64 n, float *scores, float *blends)
+{
+    double      sum = 0.0;
+    double      scale;
+    int64       nprior = shared ? 1 : n;
+
+    for (int64 s = 0; s < nprior; s++)
+    {
+        float       top = -FLT_MAX;
+
+        it_score_all(Y, m, k, shared ? priors : priors + sel[s] * k, scores);
+        for (int64 i = 0; i < m; i++)
+            top = Max(top, scores[i]);
+        sum += top;
+    }
+    scale = nprior > 0 ? sum / nprior : 0.0;
+    if (!(scale > 0.0 && isfinite(scale)))
+        scale = 1.0;
+    for (int b = 0; b < IT_FOLD_NBLEND; b++)
+        blends[b] = (float) strtod(psprintf("%.3g", FoldInBlendGrid[b] * scale), NULL);
+}
+
+/*
  * Chooses the fold-in weight of a prior by simulation on the first users
  * of rows[0..nrows) (rows of R, in this order) that have enough
  * positives, whose prior is priors + i * k (shared: priors for all).
@@ -755,12 +808,13 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
     float      *revw;
     int32      *pos;
     ItFoldInSums sums;
+    ItPopBlend  blend;
     uint64      salt = it_mix64(t->o.seed ^ UINT64CONST(0x666f6c642d696e));
 
     memset(out, 0, sizeof(*out));
     memset(&sums, 0, sizeof(sums));
     sums.nreveal = IT_FOLD_NREVEAL;
-    sums.ngrid = IT_FOLD_NGRID;
+    sums.ngrid = IT_FOLD_NENTRIES;
     INSTR_TIME_SET_CURRENT(start);
     if (m < 1 || nrows < 1)
         return;
@@ -775,8 +829,8 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
      * allows, and as IT_FOLD_MAX_GROUPS groups of at most
      * IT_FOLD_LEAVE_OUT of the trained users can hold.
      */
-    cap_d = IT_FOLD_WORK / ((double) IT_FOLD_NREVEAL * IT_FOLD_NGRID * (double) m *
-                            ((double) k + IT_FOLD_TOPK_COST));
+    cap_d = IT_FOLD_WORK / ((double) IT_FOLD_NREVEAL * (double) m *
+                            ((double) IT_FOLD_NGRID * k + (double) IT_FOLD_NENTRIES * IT_FOLD_TOPK_COST));
     cap = (int64) Max(Min(cap_d, (double) IT_FOLD_MAX_USERS), (double) IT_FOLD_FLOOR_USERS);
     group = Max((int64) floor(IT_FOLD_LEAVE_OUT * (double) tm->nusers), 1);
     cap = Min(cap, group * IT_FOLD_MAX_GROUPS);
@@ -797,6 +851,10 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
                 (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
                  errmsg("too many items to choose the fold-in prior weight: " INT64_FORMAT, m)));
     ws = AllocChecked((int64) wsf, sizeof(float), "fold-in workspace");
+    FoldInBlends(tm->Y, m, k, priors, shared, sel, nsel, ws, out->blends);
+    blend.pop = t->pop;
+    blend.blends = out->blends;
+    blend.nblend = IT_FOLD_NBLEND;
     ent = AllocChecked(Max(maxlen, 1), sizeof(ItRevealEntry), "fold-in rows");
     pos = AllocChecked(Max(maxlen, 1), sizeof(int32), "fold-in rows");
     rev = AllocChecked(FoldInReveal[IT_FOLD_NREVEAL - 1], sizeof(int32), "fold-in rows");
@@ -815,7 +873,7 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
 
             CHECK_FOR_INTERRUPTS();
             if (it_fold_in_simulate_user(R, tm->times, rows[i], salt, min_weight, FoldInReveal, IT_FOLD_NREVEAL,
-                                         Y, m, k, YtY, tm->alpha, shared ? priors : priors + i * k,
+                                         Y, m, k, YtY, tm->alpha, shared ? priors : priors + i * k, &blend,
                                          out->lambdas, IT_FOLD_NGRID, IT_PRIOR_EVAL_K,
                                          ent, pos, rev, revw, ws, &sums, &solve) != IT_FOLD_OK)
                 elog(ERROR, "could not fold in a trained user to choose the fold-in prior weight (status %d)", solve);
@@ -823,8 +881,22 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
         pfree(Y);
     }
 
-    /* the criterion: the mean over the simulations with enough users */
-    it_fold_in_choose(&sums, IT_PRIOR_EVAL_K, IT_FOLD_MIN_USERS, &out->c);
+    /*
+     * The criterion: the mean over the simulations with enough users.  The
+     * kernel sums weight by weight, each over the blends; the choice sees
+     * the entries blend by blend, each over the weights, so that its
+     * "largest entry" is the most popularity, then the strongest weight.
+     */
+    {
+        ItFoldInSums bysum = sums;
+
+        for (int r = 0; r < IT_FOLD_NREVEAL; r++)
+            for (int g = 0; g < IT_FOLD_NGRID; g++)
+                for (int b = 0; b < IT_FOLD_NBLEND; b++)
+                    bysum.hitsum[r * IT_FOLD_NENTRIES + b * IT_FOLD_NGRID + g] =
+                        sums.hitsum[r * IT_FOLD_NENTRIES + g * IT_FOLD_NBLEND + b];
+        it_fold_in_choose(&bysum, IT_PRIOR_EVAL_K, IT_FOLD_MIN_USERS, &out->c);
+    }
     for (int r = 0; r < IT_FOLD_NREVEAL; r++)
         out->users[r] = sums.users[r];
     out->seconds = ItElapsedSeconds(start);
@@ -838,6 +910,19 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
     pfree(revw);
 }
 
+/* The weight and the blend of grid entry e of a fold-in choice. */
+static double
+EntryWeight(const FoldInChoice *f, int e)
+{
+    return f->lambdas[e % IT_FOLD_NGRID];
+}
+
+static double
+EntryBlend(const FoldInChoice *f, int e)
+{
+    return f->blends[e / IT_FOLD_NGRID];
+}
+
 /* The keys of a fold-in choice, each preceded by ", " (fewer when not measured). */
 static void
 AppendFoldIn(StringInfo buf, const FoldInChoice *f, bool grid)
@@ -845,20 +930,23 @@ AppendFoldIn(StringInfo buf, const FoldInChoice *f, bool grid)
     AppendKeyNumber(buf, "fold_in_users", (double) f->users[0]);
     if (!f->c.measured)
         return;
-    AppendKeyNumber(buf, "fold_in_prior_weight", f->lambdas[f->c.chosen]);
+    AppendKeyNumber(buf, "fold_in_prior_weight", EntryWeight(f, f->c.chosen));
+    AppendKeyNumber(buf, "fold_in_popularity_blend", EntryBlend(f, f->c.chosen));
     if (!grid)
         return;
-    AppendKeyNumber(buf, "fold_in_best_weight", f->lambdas[f->c.best]);
+    AppendKeyNumber(buf, "fold_in_best_weight", EntryWeight(f, f->c.best));
+    AppendKeyNumber(buf, "fold_in_best_popularity_blend", EntryBlend(f, f->c.best));
     AppendKeyNumber(buf, "fold_in_tolerance", f->c.tolerance);
     for (int r = 1; r < IT_FOLD_NREVEAL; r++)
         AppendKeyNumber(buf, psprintf("fold_in_users_%d", FoldInReveal[r]), (double) f->users[r]);
     AppendKeyNumber(buf, "fold_in_groups", f->groups);
     AppendKeyNumber(buf, "fold_in_seconds", f->seconds);
     appendStringInfoString(buf, ", \"fold_in_grid\": [");
-    for (int g = 0; g < IT_FOLD_NGRID; g++)
+    for (int g = 0; g < IT_FOLD_NENTRIES; g++)
     {
         appendStringInfo(buf, "%s{\"prior_weight\": ", g > 0 ? ", " : "");
-        AppendRounded(buf, f->lambdas[g]);
+        AppendRounded(buf, EntryWeight(f, g));
+        AppendKeyNumber(buf, "popularity_blend", EntryBlend(f, g));
         AppendKeyNumber(buf, "precision", f->c.criterion[g]);
         for (int r = 0; r < IT_FOLD_NREVEAL; r++)
             AppendKeyNumber(buf, psprintf("precision_%d", FoldInReveal[r]),
@@ -872,11 +960,13 @@ AppendFoldIn(StringInfo buf, const FoldInChoice *f, bool grid)
 static char *
 FoldInMessage(const FoldInChoice *f, const char *prior, const char *users)
 {
-    return psprintf("fold-in prior weight %g of the %s prior chosen on " INT64_FORMAT " %s "
-                    "(precision@%d %.3f with %d revealed; weakest %.3f, strongest %.3f)",
-                    (double) f->lambdas[f->c.chosen], prior, f->users[0], users, IT_PRIOR_EVAL_K,
-                    f->c.precision[0][f->c.chosen], FoldInReveal[0], f->c.precision[0][0],
-                    f->c.precision[0][IT_FOLD_NGRID - 1]);
+    return psprintf("fold-in prior weight %g and popularity blend %g of the %s prior chosen on " INT64_FORMAT " %s "
+                    "(precision@%d %.3f with %d revealed; weakest weight unblended %.3f, "
+                    "strongest unblended %.3f, popularity alone %.3f)",
+                    EntryWeight(f, f->c.chosen), EntryBlend(f, f->c.chosen), prior, f->users[0], users,
+                    IT_PRIOR_EVAL_K, f->c.precision[0][f->c.chosen], FoldInReveal[0], f->c.precision[0][0],
+                    f->c.precision[0][IT_FOLD_NGRID - 1],
+                    f->c.precision[0][IT_FOLD_NENTRIES - 1]);
 }
 
 /*
@@ -1650,8 +1740,8 @@ PopulationFoldIn(ItTransferTrain *t)
 /*
  * Fits one side: its rows (ids, interactions R, trained vectors F) against
  * the other side's (interactions Other, vectors Y); the baseline ranking is
- * the other side's rows by how many of this side's rows they have
- * (popularity for users, activity for items).
+ * the other side's rows by how many of this side's rows they are a
+ * positive of (popularity for users, activity for items).
  */
 static void
 FitSideOn(ItTransferTrain *t, PriorSide *s, const int64 *ids, const ItCsr *R, const float *F,
@@ -1659,9 +1749,12 @@ FitSideOn(ItTransferTrain *t, PriorSide *s, const int64 *ids, const ItCsr *R, co
 {
     SideData    sd;
     float      *base = AllocChecked(Other->nrows, sizeof(float), "baseline ranking");
+    int64      *count = AllocChecked(Other->nrows, sizeof(int64), "baseline ranking");
 
+    it_csr_row_positives(Other, (float) t->o.min_weight, count);
     for (int64 i = 0; i < Other->nrows; i++)
-        base[i] = (float) (Other->indptr[i + 1] - Other->indptr[i]);
+        base[i] = (float) count[i];
+    pfree(count);
     memset(&sd, 0, sizeof(sd));
     sd.ids = ids;
     sd.nrows = R->nrows;
@@ -1688,6 +1781,8 @@ ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm)
         elog(ERROR, "trained model has %d factors, options say %d", tm->k, t->k);
     old = MemoryContextSwitchTo(t->cxt);
     t->tm = tm;
+    /* the options said "auto" or a number; training has resolved it */
+    t->o.regularization = tm->regularization;
 
     /* the budget of each side: a share of the ALS work, with a floor */
     {
@@ -1700,6 +1795,20 @@ ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm)
         t->budget = t->o.budget * Max(IT_PRIOR_WORK_FLOOR, IT_PRIOR_WORK_SHARE * als);
     }
 
+    /* the popularity term of the fold-in rankings, as serving scores it */
+    {
+        int64      *count = AllocChecked(Max(tm->nitems, 1), sizeof(int64), "item popularity");
+        int64       top = 0;
+
+        it_csr_row_positives(tm->Rt, (float) t->o.min_weight, count);
+        for (int64 i = 0; i < tm->nitems; i++)
+            top = Max(top, count[i]);
+        t->pop = AllocChecked(Max(tm->nitems, 1), sizeof(float), "item popularity");
+        for (int64 i = 0; i < tm->nitems; i++)
+            t->pop[i] = top > 0 ? (float) ((double) count[i] / (double) top) : 0.0f;
+        pfree(count);
+    }
+
     /* users against item popularity, items against user activity */
     if (t->user.enc != NULL)
         FitSideOn(t, &t->user, tm->user_ids, tm->R, tm->X, tm->Rt, tm->Y);
@@ -1709,6 +1818,8 @@ ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm)
     if (tm->nusers > 0 && tm->nitems > 0)
         PopulationFoldIn(t);
     t->tm = NULL;
+    pfree(t->pop);
+    t->pop = NULL;
     MemoryContextSwitchTo(old);
 }
 
@@ -1720,7 +1831,13 @@ ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm)
 static double
 ChosenWeight(const FoldInChoice *f)
 {
-    return f->c.measured ? Rounded(f->lambdas[f->c.chosen]) : 0.0;
+    return f->c.measured ? Rounded(EntryWeight(f, f->c.chosen)) : 0.0;
+}
+
+static double
+ChosenBlend(const FoldInChoice *f)
+{
+    return f->c.measured ? Rounded(EntryBlend(f, f->c.chosen)) : 0.0;
 }
 
 void
@@ -1783,6 +1900,8 @@ ItTransferWrite(ItTransferTrain *t, const char *model, int version)
     row.kind = IT_PRIOR_POPULATION;
     row.in_use = true;
     row.fold_in_weight = ChosenWeight(&t->pop_fold);
+    /* the population has no ranking of its own but that of its fold-in */
+    row.popularity_blend = (float) ChosenBlend(&t->pop_fold);
     {
         StringInfoData fold;
 

@@ -44,6 +44,7 @@ typedef struct ItTrainedModel
 {
     int         k;              /* factors */
     float       alpha;          /* confidence scale of training */
+    double      regularization; /* lambda of training: the number used, never "auto" */
     int64       nusers;
     int64       nitems;
     const int64 *user_ids;      /* ascending */

@@ -47,11 +47,12 @@ SELECT * FROM train('dr_rand', 'dr_src_nots', user_features => 'dr_users', optio
 SELECT * FROM train('dr_weak', 'dr_src', user_features => 'dr_users',
                     options => '{"factors": 8, "iterations": 10, "prior_weight": 0.01}') \g /dev/null
 
--- what the simulations saw
+-- what the simulations saw (the fold-in rankings without popularity)
 CREATE TEMP TABLE dr_grid AS
 SELECT e.model, (g->>'prior_weight')::float8 AS w, (g->>'precision')::float8 AS p
   FROM it_prior e, jsonb_array_elements(e.metrics->'fold_in_grid') g
- WHERE e.model IN ('dr_ts', 'dr_rand') AND e.kind = 'user_features';
+ WHERE e.model IN ('dr_ts', 'dr_rand') AND e.kind = 'user_features'
+   AND (g->>'popularity_blend')::float8 = 0;
 SELECT cmp_ok((SELECT p FROM dr_grid WHERE model = 'dr_ts' ORDER BY w LIMIT 1), '<',
               (SELECT 0.6 * max(p) FROM dr_grid WHERE model = 'dr_ts'),
               'with ts, revealing the earliest interactions shows a weak prior following them astray');

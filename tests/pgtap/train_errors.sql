@@ -5,7 +5,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS interest_transfer;
 SET LOCAL client_min_messages = warning;
 
-SELECT plan(65);
+SELECT plan(66);
 
 CREATE TABLE it_t_good AS
 SELECT * FROM (VALUES (1::bigint, 10::bigint, 1.0::float8), (1, 11, 2.0), (2, 10, 1.0),
@@ -162,7 +162,10 @@ SELECT throws_ok($$SELECT * FROM train('bad', 'it_t_good', options => '{"factors
 SELECT throws_ok($$SELECT * FROM train('bad', 'it_t_good', options => '{"iterations": 0}')$$,
                  '22023', NULL, 'iterations 0');
 SELECT throws_ok($$SELECT * FROM train('bad', 'it_t_good', options => '{"regularization": -0.1}')$$,
-                 '22023', 'option "regularization" must be a number from 0 to 1e+30, not -0.1', 'negative regularization');
+                 '22023', 'option "regularization" must be a number from 0 to 1e+30 or "auto", not -0.1', 'negative regularization');
+SELECT throws_ok($$SELECT * FROM train('bad', 'it_t_good', options => '{"regularization": "large"}')$$,
+                 '22023', 'option "regularization" must be a number from 0 to 1e+30 or "auto", not "large"',
+                 'a word other than auto for regularization');
 SELECT throws_ok($$SELECT * FROM train('bad', 'it_t_good', options => '{"alpha": true}')$$,
                  '22023', 'option "alpha" must be a number from 0 to 1e+30, not true', 'boolean alpha');
 SELECT throws_ok($$SELECT * FROM train('bad', 'it_t_good', options => '{"cg_steps": 65}')$$,

@@ -6,7 +6,7 @@ CREATE EXTENSION IF NOT EXISTS interest_transfer;
 SET LOCAL client_min_messages = warning;
 
 \ir lib/as_role.psql
-SELECT plan(68);
+SELECT plan(70);
 
 -- 30 users in 3 groups of 10; group g uses items 100 g + 1 .. 100 g + 6,
 -- each user 4 of them (weights 1..3)
@@ -43,8 +43,16 @@ SELECT results_eq($$SELECT m.algorithm, m.factors, m.interactions_source, m.user
                       FROM it_model m JOIN it_model_acl a USING (model) WHERE model = 'v'$$,
                   $$VALUES ('als'::text, 4, 'it_t_ev'::text, true, true, 30::bigint, 18::bigint, 120::bigint, true)$$,
                   'the model row holds the definition, sizes, owner, and is deployed');
-SELECT is((SELECT options FROM models WHERE model = 'v'),
-          '{"factors": 4, "iterations": 8, "regularization": 0.05, "alpha": 1, "cg_steps": 3, "seed": 42, "threads": 0,
+-- regularization "auto": cbar * sqrt(interactions per user), cbar = 1 + alpha * mean weight of a pair
+SELECT is((SELECT (options->>'regularization')::numeric FROM models WHERE model = 'v'),
+          (SELECT round(l::numeric, 2 - floor(log(l))::int)   -- three significant digits
+             FROM (SELECT (1 + avg(w)) * sqrt(count(*)::float8 / count(DISTINCT user_id)) AS l
+                     FROM (SELECT user_id, item_id, sum(weight) AS w FROM it_t_ev GROUP BY 1, 2) p) r),
+          'the default regularization is worked out from the data, and the version stores the number');
+SELECT is((SELECT metrics->'regularization'->>'rule' FROM it_model WHERE model = 'v'), 'auto',
+          'and its metrics say so');
+SELECT is((SELECT options FROM models WHERE model = 'v') - 'regularization',
+          '{"factors": 4, "iterations": 8, "alpha": 1, "cg_steps": 3, "seed": 42, "threads": 0,
             "deploy": "always", "prior_weight": 0, "fold_in": true,
             "prior_hidden": 64, "prior_epochs": 200, "prior_learning_rate": 0.001, "prior_weight_decay": 3,
             "prior_batch": 64, "prior_patience": 20, "prior_validation": 0.2, "positive_threshold": 0,

@@ -87,7 +87,7 @@ BEGIN
 END $$;
 \o
 
-SELECT plan(62);
+SELECT plan(63);
 
 -- the encoder rows of informative features
 SELECT results_eq($$SELECT side FROM feature_priors WHERE model = 'trn' ORDER BY side$$,
@@ -137,30 +137,43 @@ SELECT ok((SELECT options @> '{"prior_hidden": 64, "prior_epochs": 200, "prior_l
              FROM it_model WHERE model = 'trn'),
           'the options of the features models are stored with their defaults');
 
--- the fold-in weight of each prior, chosen by simulation on trained users
+-- the fold-in weight and popularity blend of each prior, chosen by simulation on trained users
 SELECT ok((SELECT (metrics->>'fold_in_prior_weight')::float8 > 0
                   AND (metrics->>'fold_in_prior_weight')::float8 < 'Infinity'::float8
+                  AND (metrics->>'fold_in_popularity_blend')::float8 >= 0
                   AND (metrics->>'fold_in_users')::int >= 30
-                  AND jsonb_array_length(metrics->'fold_in_grid') = 10
+                  AND jsonb_array_length(metrics->'fold_in_grid') = 60
+                  AND (SELECT count(DISTINCT g->'prior_weight') FROM jsonb_array_elements(metrics->'fold_in_grid') g) = 10
              FROM it_prior WHERE model = 'trn' AND kind = 'user_features'),
-          'features prior: a positive, finite fold_in_prior_weight, chosen on validation users over a grid of 10');
-SELECT is((SELECT count(*) FROM it_prior e, jsonb_array_elements(e.metrics->'fold_in_grid') g
-            WHERE e.model = 'trn' AND e.kind = 'user_features' AND g->'prior_weight' = e.metrics->'fold_in_prior_weight'),
-          1::bigint, 'it is one of the grid''s weights');
--- the one-standard-error rule: the largest weight within fold_in_tolerance of the best
-SELECT is((SELECT bool_and((c->>'precision')::float8 >= (b->>'precision')::float8 - (e.metrics->>'fold_in_tolerance')::float8
-                           AND (c->>'prior_weight')::float8 >= (b->>'prior_weight')::float8)
-             FROM it_prior e, jsonb_array_elements(e.metrics->'fold_in_grid') c,
-                  jsonb_array_elements(e.metrics->'fold_in_grid') b
-            WHERE e.model = 'trn' AND e.kind = 'user_features' AND c->'prior_weight' = e.metrics->'fold_in_prior_weight'
-              AND b->'prior_weight' = e.metrics->'fold_in_best_weight'),
-          true, 'and its precision is within one standard error of the grid''s best, at no weaker a weight');
-SELECT is((SELECT count(*) FROM it_prior e, jsonb_array_elements(e.metrics->'fold_in_grid') g,
-                  jsonb_array_elements(e.metrics->'fold_in_grid') b
-            WHERE e.model = 'trn' AND e.kind = 'user_features' AND b->'prior_weight' = e.metrics->'fold_in_best_weight'
-              AND (g->>'prior_weight')::float8 > (e.metrics->>'fold_in_prior_weight')::float8
-              AND (g->>'precision')::float8 >= (b->>'precision')::float8 - (e.metrics->>'fold_in_tolerance')::float8),
-          0::bigint, 'no larger weight is within it');
+          'features prior: a positive, finite fold_in_prior_weight and a blend, chosen on validation users over 10 weights x 6 blends');
+-- a grid entry is (weight, blend); entries in order: by blend, then by weight
+CREATE TEMP VIEW trn_grid AS
+SELECT e.model, e.kind, g.n, (g.e->>'prior_weight')::float8 AS w, (g.e->>'popularity_blend')::float8 AS b,
+       (g.e->>'precision')::float8 AS p,
+       g.e->'prior_weight' = e.metrics->'fold_in_prior_weight'
+         AND g.e->'popularity_blend' = e.metrics->'fold_in_popularity_blend' AS chosen,
+       g.e->'prior_weight' = e.metrics->'fold_in_best_weight'
+         AND g.e->'popularity_blend' = e.metrics->'fold_in_best_popularity_blend' AS best,
+       (e.metrics->>'fold_in_tolerance')::float8 AS tolerance
+  FROM it_prior e, jsonb_array_elements(e.metrics->'fold_in_grid') WITH ORDINALITY g(e, n);
+SELECT is((SELECT count(*) FROM trn_grid WHERE model = 'trn' AND kind = 'user_features' AND chosen),
+          1::bigint, 'it is one of the grid''s entries');
+SELECT is((SELECT bool_and(b1 <= b2 AND (b1 < b2 OR w1 < w2))
+             FROM (SELECT w AS w1, b AS b1, lead(w) OVER (ORDER BY n) AS w2, lead(b) OVER (ORDER BY n) AS b2
+                     FROM trn_grid WHERE model = 'trn' AND kind = 'user_features') x WHERE w2 IS NOT NULL),
+          true, 'the entries go by blend, then by weight');
+-- the one-standard-error rule: the last entry within fold_in_tolerance of the best
+SELECT is((SELECT bool_and(c.p >= b.p - c.tolerance AND c.n >= b.n)
+             FROM trn_grid c, trn_grid b
+            WHERE c.model = 'trn' AND c.kind = 'user_features' AND c.chosen
+              AND b.model = 'trn' AND b.kind = 'user_features' AND b.best),
+          true, 'and its precision is within one standard error of the grid''s best, no earlier in the grid');
+SELECT is((SELECT count(*) FROM trn_grid g, trn_grid c, trn_grid b
+            WHERE g.model = 'trn' AND g.kind = 'user_features'
+              AND c.model = 'trn' AND c.kind = 'user_features' AND c.chosen
+              AND b.model = 'trn' AND b.kind = 'user_features' AND b.best
+              AND g.n > c.n AND g.p >= b.p - b.tolerance),
+          0::bigint, 'no later entry (more popularity, or the same with a stronger weight) is within it');
 SELECT ok((SELECT (metrics->>'fold_in_prior_weight')::float8 > 0
                   AND (metrics->>'fold_in_prior_weight')::float8 < 'Infinity'::float8
                   AND EXISTS (SELECT 1 FROM jsonb_array_elements(metrics->'fold_in_grid') g
@@ -168,6 +181,7 @@ SELECT ok((SELECT (metrics->>'fold_in_prior_weight')::float8 > 0
                   AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(metrics->'fold_in_grid') c,
                                                 jsonb_array_elements(metrics->'fold_in_grid') g
                                    WHERE c->'prior_weight' = metrics->'fold_in_prior_weight'
+                                     AND c->'popularity_blend' = metrics->'fold_in_popularity_blend'
                                      AND (g->>'precision')::float8 > (c->>'precision')::float8
                                                                      + (metrics->>'fold_in_tolerance')::float8)
              FROM it_model WHERE model = 'trn_plain'),
