@@ -96,7 +96,27 @@ CREATE FUNCTION features_only(n int) RETURNS void LANGUAGE sql AS $$
   INSERT INTO results SELECT n, 'model (features only, same targets)', count(*), round(avg(hits / 10.0), 4),
                              round(avg(hits::numeric / npos), 4) FROM per
 $$;
+-- per-user hits@10 of what recommend() serves and of global popularity
+-- (revealed items left out of both), for the paired difference below
+CREATE TABLE user_hits (revealed int, ranking text, user_id bigint, hits int);
+CREATE FUNCTION measure_users(n int) RETURNS void LANGUAGE sql AS $$
+  WITH tu AS (SELECT DISTINCT user_id FROM test_pos),
+       pop AS (SELECT item_id, count(*) AS c FROM ratings WHERE user_id % 5 <> 0 AND rating >= 4 GROUP BY 1)
+  INSERT INTO user_hits
+  SELECT n, 'model', tu.user_id,
+         (SELECT count(*) FROM recommend(tu.user_id, 10, 'ml100k') r
+            JOIN test_pos tp ON tp.user_id = tu.user_id AND tp.item_id = r.item_id)
+    FROM tu
+  UNION ALL
+  SELECT n, 'popularity', tu.user_id,
+         (SELECT count(*) FROM (SELECT pop.item_id FROM pop
+                                 WHERE NOT EXISTS (SELECT 1 FROM revealed v WHERE v.user_id = tu.user_id AND v.item_id = pop.item_id)
+                                 ORDER BY pop.c DESC, pop.item_id LIMIT 10) t
+            JOIN test_pos tp ON tp.user_id = tu.user_id AND tp.item_id = t.item_id)
+    FROM tu;
+$$;
 CREATE FUNCTION measure(n int) RETURNS void LANGUAGE sql AS $$
+  SELECT measure_users(n);
   INSERT INTO results SELECT n, * FROM baseline('popularity', false);
   INSERT INTO results SELECT n, * FROM baseline('popularity in gender x age band', true);
   INSERT INTO results
@@ -129,4 +149,13 @@ SELECT r.revealed, r.ranking, r.users, r.precision_at_10, r.recall_at_10,
   FROM results r
   JOIN results b ON b.revealed = r.revealed AND b.ranking = 'popularity in gender x age band'
  ORDER BY r.revealed, r.precision_at_10;
+
+\echo
+\echo == what recommend() serves minus popularity, paired per user (precision@10; se: standard error of the mean)
+SELECT m.revealed, count(*) AS users, round(avg(m.hits) / 10.0, 4) AS served, round(avg(p.hits) / 10.0, 4) AS popularity,
+       round(avg(m.hits - p.hits) / 10.0, 4) AS difference,
+       round((stddev_samp(m.hits - p.hits) / 10.0 / sqrt(count(*)))::numeric, 4) AS se
+  FROM user_hits m JOIN user_hits p ON p.revealed = m.revealed AND p.user_id = m.user_id AND p.ranking = 'popularity'
+ WHERE m.ranking = 'model'
+ GROUP BY m.revealed ORDER BY m.revealed;
 SQL
