@@ -172,36 +172,6 @@ AnythingToRead(const ItModel *m, const ItTransfer *t)
     return false;
 }
 
-/*
- * The popularity blend of a stored 'fold_in' row (written by refresh):
- * that of the prior refresh folded it in around, the features prior's
- * when the version uses it, else the population's.  (A user without a
- * features row of a version that uses them was folded in around the
- * population; its row is ranked with the features prior's blend.)  Loads
- * the serving state when needed, inside an SPI connection of its own.
- */
-static float
-StoredFoldInBlend(ItModel *m)
-{
-    ItTransfer *t = (ItTransfer *) m->transfer;
-    int         prior = IT_NPROVIDERS - 1;
-
-    if (t == NULL)
-    {
-        if (SPI_connect() != SPI_OK_CONNECT)
-            elog(ERROR, "SPI_connect failed");
-        t = ItGetTransfer(m);
-        SPI_finish();
-    }
-    for (int i = 0; i < IT_NPROVIDERS; i++)
-        if (!ItProviders[i]->fitted && ItProviders[i]->usable != NULL && ItProviders[i]->usable(m, t))
-        {
-            prior = i;
-            break;
-        }
-    return t->fold_in_blend[prior];
-}
-
 static void
 PresetPrior(const ItProvider *p, float *x, ItPrior *pr)
 {
@@ -251,7 +221,7 @@ DecideInterest(ItInterestRequest *req, const ItUserRows *given, bool refresh, It
             out->x = prior;
             out->seen = pr.seen;
             out->nseen = pr.nseen;
-            out->pop_blend = pr.source == IT_SOURCE_FOLD_IN ? StoredFoldInBlend(m) : pr.pop_blend;
+            out->pop_blend = pr.pop_blend;
             return true;
         }
         if (chosen < 0)

@@ -263,8 +263,13 @@ ItStoreLatestDefinition(const char *model, MemoryContext mcxt, ItDefinition *def
     Datum       values[1] = {CStringGetTextDatum(model)};
     MemoryContext old;
 
+    /* a regularization the version worked out ("auto") is worked out again */
     Check(ItExecuteLatest(psprintf("SELECT m.interactions_source, m.user_features_source, "
-                                   "m.item_features_source, m.options, m.search_path, a.owner "
+                                   "m.item_features_source, "
+                                   "CASE WHEN m.metrics OPERATOR(pg_catalog.->) 'regularization' "
+                                   "OPERATOR(pg_catalog.->>) 'rule' OPERATOR(pg_catalog.=) 'auto' "
+                                   "THEN m.options OPERATOR(pg_catalog.||) '{\"regularization\": \"auto\"}'::pg_catalog.jsonb "
+                                   "ELSE m.options END, m.search_path, a.owner "
                                    "FROM %s m JOIN %s a ON a.model OPERATOR(pg_catalog.=) m.model "
                                    "WHERE m.model OPERATOR(pg_catalog.=) $1 "
                                    "ORDER BY m.deployed DESC, m.version DESC LIMIT 1",
@@ -815,6 +820,8 @@ ItLoadPrior(const char *model, int version, ItPriorKind kind, MemoryContext mcxt
     out->metrics = DatumGetJsonbPCopy(Column(9));
     MemoryContextSwitchTo(old);
     /* the popularity blend of the fold-in ranking around it (transfer.c) */
+    if (!JB_ROOT_IS_OBJECT(out->metrics))
+        PriorCorrupt(model, version, kind, "Its metrics are not a jsonb object.");
     {
         JsonbValue  buf;
         JsonbValue *v = getKeyJsonValueFromContainer(&out->metrics->root, "fold_in_popularity_blend",

@@ -764,6 +764,7 @@ FoldInBlends(const float *Y, int64 m, int k, const float *priors, bool shared,
     {
         float       top = -FLT_MAX;
 
+        CHECK_FOR_INTERRUPTS();
         it_score_all(Y, m, k, shared ? priors : priors + sel[s] * k, scores);
         for (int64 i = 0; i < m; i++)
             top = Max(top, scores[i]);

@@ -6,7 +6,7 @@ CREATE EXTENSION IF NOT EXISTS interest_transfer;
 SET LOCAL client_min_messages = warning;
 
 \ir lib/as_role.psql
-SELECT plan(70);
+SELECT plan(72);
 
 -- 30 users in 3 groups of 10; group g uses items 100 g + 1 .. 100 g + 6,
 -- each user 4 of them (weights 1..3)
@@ -51,6 +51,20 @@ SELECT is((SELECT (options->>'regularization')::numeric FROM models WHERE model 
           'the default regularization is worked out from the data, and the version stores the number');
 SELECT is((SELECT metrics->'regularization'->>'rule' FROM it_model WHERE model = 'v'), 'auto',
           'and its metrics say so');
+-- train(model) works it out again on the data it reads; a number given stays
+CREATE TABLE it_t_va AS SELECT * FROM it_t_ev;
+SELECT * FROM train('va', 'it_t_va', options => '{"factors": 4, "iterations": 4}') \g /dev/null
+SELECT * FROM train('vn', 'it_t_va', options => '{"factors": 4, "iterations": 4, "regularization": 0.5}') \g /dev/null
+INSERT INTO it_t_va SELECT user_id, item_id + 50, weight FROM it_t_va;
+SELECT * FROM train('va') \g /dev/null
+SELECT * FROM train('vn') \g /dev/null
+SELECT is((SELECT array_agg((options->>'regularization')::numeric ORDER BY version) FROM models WHERE model = 'va'),
+          (SELECT ARRAY[6, round(l::numeric, 2 - floor(log(l))::int)]
+             FROM (SELECT (1 + avg(w)) * sqrt(count(*)::float8 / count(DISTINCT user_id)) AS l
+                     FROM (SELECT user_id, item_id, sum(weight) AS w FROM it_t_va GROUP BY 1, 2) p) r),
+          'train(model) works the automatic regularization out again on the new data');
+SELECT is((SELECT array_agg((options->>'regularization')::numeric ORDER BY version) FROM models WHERE model = 'vn'),
+          ARRAY[0.5, 0.5], 'and keeps a regularization given as a number');
 SELECT is((SELECT options FROM models WHERE model = 'v') - 'regularization',
           '{"factors": 4, "iterations": 8, "alpha": 1, "cg_steps": 3, "seed": 42, "threads": 0,
             "deploy": "always", "prior_weight": 0, "fold_in": true,

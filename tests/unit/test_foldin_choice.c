@@ -533,6 +533,35 @@ TEST(simulate_user_reveals_the_first_in_hash_order)
         free(order);
     }
 
+    /* with a popularity blend: entry g * 2 + 0 is weight g unblended, as above */
+    {
+        float      *pop = malloc(sizeof(float) * md.nitems);
+        float       blends[2] = {0.0f, 1e6f};
+        ItPopBlend  blend = {pop, blends, 2};
+        ItFoldInSums bsums;
+
+        for (int64_t i = 0; i < md.nitems; i++)
+            pop[i] = 1.0f - (float) i / (float) md.nitems;
+        memset(&bsums, 0, sizeof(bsums));
+        bsums.nreveal = 2;
+        bsums.ngrid = 6;
+        CHECK(it_fold_in_simulate_user(&md.R, NULL, row, 99, 0.0f, reveal, 2, md.Y, md.nitems, k, YtY,
+                                       2.0f, prior, &blend, lambdas, 3, 10, ent, pos, rev, revw, ws,
+                                       &bsums, &solve) == IT_FOLD_OK, "simulate, blended");
+        for (int g = 0; g < 3; g++)
+            CHECK(bsums.hitsum[g * 2] == sums.hitsum[g], "grid %d unblended: %lld vs %lld", g,
+                  (long long) bsums.hitsum[g * 2], (long long) sums.hitsum[g]);
+        /* a huge blend ranks by popularity whatever the weight */
+        CHECK(bsums.hitsum[1] == bsums.hitsum[3] && bsums.hitsum[3] == bsums.hitsum[5],
+              "popularity alone: %lld %lld %lld", (long long) bsums.hitsum[1],
+              (long long) bsums.hitsum[3], (long long) bsums.hitsum[5]);
+        bsums.ngrid = 5;
+        CHECK(it_fold_in_simulate_user(&md.R, NULL, row, 99, 0.0f, reveal, 2, md.Y, md.nitems, k, YtY,
+                                       2.0f, prior, &blend, lambdas, 3, 10, ent, pos, rev, revw, ws,
+                                       &bsums, &solve) == IT_FOLD_EINVAL, "more entries than the sums hold");
+        free(pop);
+    }
+
     /* with every interaction below the positive weight, nothing is simulated */
     memset(&sums, 0, sizeof(sums));
     sums.nreveal = 2;
