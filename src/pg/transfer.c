@@ -22,7 +22,9 @@
  * ranking every item with nothing excluded, and its loss is significantly
  * below that of the best constant vector (the same objective without
  * features; see IT_PRIOR_MIN_Z): a precision won by a hair, with a blend
- * chosen on the same rows, lets pure noise through one time in a few.  On
+ * chosen on the same rows, lets pure noise through one time in a few.
+ * When a slice is too small for that test (IT_PRIOR_GATE_ROWS), the side
+ * is cross-fitted on further slices and the test pools them.  On
  * the user side the serving ranking is x.y_i + popularity_blend *
  * popularity_i / max popularity; popularity_blend is chosen on the same
  * rows from a small grid, 0 unless it helps.  When the features lose, a
@@ -106,6 +108,18 @@
 
 /* Validation rows at most (their loss is computed every epoch). */
 #define IT_PRIOR_MAX_VAL_ROWS   5000
+
+/*
+ * The gate needs about this many validation rows to tell a small real
+ * gain from noise.  With fewer (validation is prior_validation of the
+ * rows), the side is cross-fitted: the features model is fitted again
+ * with each other slice of that size held out, and the gate pools every
+ * slice's rows; serving keeps the model of the first.  On MovieLens 100k
+ * (755 users with features, 151 in a slice, positive_threshold 4)
+ * demographics beat popularity by 0.386 to 0.375 on one slice, 1.5
+ * standard errors, and the loss by 1.8 where 2.5 are needed.
+ */
+#define IT_PRIOR_GATE_ROWS      1000
 
 /* Rows encoded or forwarded between interrupt checks. */
 #define IT_PRIOR_CHUNK          8192
@@ -1000,6 +1014,7 @@ typedef struct SideFit
     ItMlpData   data;
     ItMlpEpoch *history;
     ItMlpTrainResult res;
+    float      *params;         /* the fitted model (the side's, for the first slice) */
     double      seconds;
 
     /* PredictValidation: the features prior of the validation rows */
@@ -1017,6 +1032,10 @@ typedef struct SideFit
     double      mean_loss_c;
     double      z_loss;
     double      z_rel;
+    double     *loss_f;         /* nval: per-row losses, kept for pooling */
+    double     *loss_c;
+    int         folds;          /* cross-fitted slices pooled by the gate (1: none) */
+    int64       gate_rows;      /* validation rows the loss test pooled */
 
     /* RankValidation and ChooseBlend */
     int         nblend;
@@ -1084,7 +1103,7 @@ MatchSideRows(PriorSide *s, const SideData *sd, SideFit *f)
  * work budget allows (see IT_PRIOR_WORK_FLOOR), copied contiguously.
  */
 static void
-SplitSideRows(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *f)
+SplitSideRows(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *f, int fold)
 {
     const PriorOptions *o = &t->o;
     ItEncoded  *enc = s->enc;
@@ -1132,7 +1151,8 @@ SplitSideRows(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *f)
     f->umap = AllocChecked(f->nused, sizeof(int32), "features prior rows");
     for (int64 i = 0; i < f->nused; i++)
     {
-        int32       r = order[i].row;
+        /* slice `fold` of nval rows first: the order rotated by fold * nval */
+        int32       r = order[(i + (int64) fold * f->nval) % n].row;
 
         memcpy(f->Xm + i * dims, enc->X + f->encrow[r] * dims, sizeof(float) * dims);
         f->umap[i] = f->rowmap[r];
@@ -1166,9 +1186,13 @@ LayoutJson(const ItMlpLayout *layout)
  * rows, stopping on the validation rows.  False when its loss became
  * infinite or NaN: the side is then skipped.
  */
-static bool
-TrainSideModel(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *f,
-               instr_time start)
+/*
+ * Fits the features model of f's rows: IT_MLP_OK with f->params set, or
+ * IT_MLP_ENONFINITE when the loss diverged.  Touches nothing of the side
+ * but reads its options.
+ */
+static int
+FitFeaturesModel(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *f)
 {
     const PriorOptions *o = &t->o;
     ItMlpTrainParams *p = &f->p;
@@ -1237,6 +1261,22 @@ TrainSideModel(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *f,
     if (status == IT_MLP_EINVAL)
         elog(ERROR, "could not train the features model of %s: invalid arguments", s->info->what);
     pfree(ws);
+    if (status == IT_MLP_ENONFINITE)
+        return status;
+    for (size_t j = 0; j < nparams; j++)
+        if (!isfinite(params[j]))
+            elog(ERROR, "the features model of %s has a parameter that is not finite", s->info->what);
+    f->params = params;
+    CHECK_FOR_INTERRUPTS();
+    return IT_MLP_OK;
+}
+
+static bool
+TrainSideModel(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *f,
+               instr_time start)
+{
+    int         status = FitFeaturesModel(t, s, sd, f);
+
     f->seconds = ItElapsedSeconds(start);
     s->layout_json = LayoutJson(&f->layout);
 
@@ -1250,12 +1290,8 @@ TrainSideModel(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *f,
         s->use_features = false;
         return false;
     }
-    for (size_t j = 0; j < nparams; j++)
-        if (!isfinite(params[j]))
-            elog(ERROR, "the features model of %s has a parameter that is not finite", s->info->what);
-    s->params = params;
-    s->nparams = (int64) nparams;
-    CHECK_FOR_INTERRUPTS();
+    s->params = f->params;
+    s->nparams = (int64) it_mlp_param_count(&f->layout);
     return true;
 }
 
@@ -1280,7 +1316,7 @@ PredictValidation(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit 
     for (int64 i = 0; i < nval; i++)
         valrows[i] = f->val[i]; /* rows of Xm */
     f->Uval = AllocChecked(nval * k, sizeof(float), "features prior vectors");
-    ForwardRows(s->params, &f->layout, f->Xm, valrows, nval, f->Uval);
+    ForwardRows(f->params, &f->layout, f->Xm, valrows, nval, f->Uval);
 
     /* mean squared deviation of the trained vectors from the prior */
     for (int64 i = 0; i < nval; i++)
@@ -1381,6 +1417,7 @@ CompareWithoutFeatures(ItTransferTrain *t, PriorSide *s, const SideData *sd, Sid
     if (f->have_const)
     {
         it_mean_difference(loss_c, loss_f, nval, &d_loss, &f->z_loss);
+        f->gate_rows = nval;
 
         /*
          * Reported only: each row's difference relative to its own scale
@@ -1407,6 +1444,8 @@ CompareWithoutFeatures(ItTransferTrain *t, PriorSide *s, const SideData *sd, Sid
             f->mean_loss_c += loss_c[i] / nval;
         }
     }
+    f->loss_f = loss_f;
+    f->loss_c = loss_c;
     CHECK_FOR_INTERRUPTS();
 }
 
@@ -1546,7 +1585,7 @@ DecideSide(PriorSide *s, SideFit *f)
                    psprintf("%s features did not beat the same model without features on " INT64_FORMAT " validation %s "
                             "(loss %.4g vs %.4g per row: %.1f standard errors of improvement, %.1f needed; "
                             "precision@%d %.3f vs %.3f for %s); %s",
-                            in->side, f->nval, in->rows_name, f->mean_loss_f, f->mean_loss_c, f->z_loss,
+                            in->side, f->gate_rows, in->rows_name, f->mean_loss_f, f->mean_loss_c, f->z_loss,
                             IT_PRIOR_MIN_Z, IT_PRIOR_EVAL_K, f->p_feat, f->pprec, in->base_name, in->lost));
     else
         SideNotice(s, NULL,
@@ -1604,6 +1643,8 @@ SideMetrics(ItTransferTrain *t, PriorSide *s, const SideData *sd, const SideFit 
     AppendKeyNumber(b, "rows_used", (double) f->n);
     AppendKeyNumber(b, "rows_not_trained", (double) f->nun);
     AppendKeyNumber(b, "validation_rows", (double) f->nval);
+    AppendKeyNumber(b, "validation_slices", f->folds);
+    AppendKeyNumber(b, "gate_rows", (double) f->gate_rows);
     AppendKeyNumber(b, "evaluated_rows", (double) f->users);
     AppendKeyNumber(b, "min_weight", t->o.min_weight);
     AppendKeyNumber(b, "epochs_run", f->res.epochs_run);
@@ -1657,6 +1698,81 @@ SideMetrics(ItTransferTrain *t, PriorSide *s, const SideData *sd, const SideFit 
  * items (item side) or the fold-in weight of the features prior (user
  * side), and the metrics.
  */
+/* How many slices the gate pools: 1, or enough for IT_PRIOR_GATE_ROWS rows. */
+static int
+GateFolds(const SideFit *f)
+{
+    int64       folds;
+
+    if (f->nval <= 0 || f->nval >= IT_PRIOR_GATE_ROWS)
+        return 1;
+    folds = Min(f->n / f->nval, (IT_PRIOR_GATE_ROWS + f->nval - 1) / f->nval);
+    return (int) Max(folds, 1);
+}
+
+/* dst[0..na + nb) = a[0..na) then b[0..nb), elements of size bytes, in dst's context */
+static void *
+Concat(const void *a, int64 na, const void *b, int64 nb, size_t size)
+{
+    char       *dst = AllocChecked(Max(na + nb, 1), size, "validation rows");
+
+    memcpy(dst, a, na * size);
+    memcpy(dst + na * size, b, nb * size);
+    return dst;
+}
+
+/*
+ * Cross-fits slice `fold` (see IT_PRIOR_GATE_ROWS): fits the features
+ * model with that slice held out and appends its rows' losses and hits to
+ * f's, which the gate then reads.  The side keeps f's model.  A slice
+ * whose fit diverges, or without a constant vector, adds nothing.
+ */
+static void
+CrossFitSlice(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *f, int fold)
+{
+    MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "features prior slice",
+                                              ALLOCSET_DEFAULT_SIZES);
+    MemoryContext old = MemoryContextSwitchTo(cxt);
+    SideFit     g;
+
+    memset(&g, 0, sizeof(g));
+    g.n = f->n;
+    g.rowmap = f->rowmap;
+    g.encrow = f->encrow;
+    SplitSideRows(t, s, sd, &g, fold);
+    if (FitFeaturesModel(t, s, sd, &g) == IT_MLP_OK)
+    {
+        PredictValidation(t, s, sd, &g);
+        CompareWithoutFeatures(t, s, sd, &g);
+        if (g.have_const)
+        {
+            RankValidation(s, sd, &g);
+            MemoryContextSwitchTo(old);
+            f->mean_loss_f = (f->mean_loss_f * f->gate_rows + g.mean_loss_f * g.nval) / (f->gate_rows + g.nval);
+            f->mean_loss_c = (f->mean_loss_c * f->gate_rows + g.mean_loss_c * g.nval) / (f->gate_rows + g.nval);
+            f->loss_f = Concat(f->loss_f, f->gate_rows, g.loss_f, g.nval, sizeof(double));
+            f->loss_c = Concat(f->loss_c, f->gate_rows, g.loss_c, g.nval, sizeof(double));
+            f->gate_rows += g.nval;
+            /* precision: the means weighted by the rows that have a positive */
+            for (int j = 0; j < f->nblend; j++)
+            {
+                f->prec[j] = (f->prec[j] * f->users + g.prec[j] * g.users) / Max(f->users + g.users, 1);
+                f->cprec[j] = (f->cprec[j] * f->users + g.cprec[j] * g.users) / Max(f->users + g.users, 1);
+            }
+            f->pprec = (f->pprec * f->users + g.pprec * g.users) / Max(f->users + g.users, 1);
+            f->hits = Concat(f->hits, f->neval * f->nblend, g.hits, g.neval * f->nblend, sizeof(int32));
+            f->chits = Concat(f->chits, f->neval * f->nblend, g.chits, g.neval * f->nblend, sizeof(int32));
+            f->phits = Concat(f->phits, f->neval, g.phits, g.neval, sizeof(int32));
+            f->neval += g.neval;
+            f->users += g.users;
+            f->folds++;
+        }
+    }
+    MemoryContextSwitchTo(old);
+    MemoryContextDelete(cxt);
+    CHECK_FOR_INTERRUPTS();
+}
+
 static void
 FitSide(ItTransferTrain *t, PriorSide *s, const SideData *sd)
 {
@@ -1667,12 +1783,22 @@ FitSide(ItTransferTrain *t, PriorSide *s, const SideData *sd)
     INSTR_TIME_SET_CURRENT(start);
     if (!MatchSideRows(s, sd, &f))
         return;
-    SplitSideRows(t, s, sd, &f);
+    SplitSideRows(t, s, sd, &f, 0);
     if (!TrainSideModel(t, s, sd, &f, start))
         return;
     PredictValidation(t, s, sd, &f);
     CompareWithoutFeatures(t, s, sd, &f);
     RankValidation(s, sd, &f);
+    f.folds = 1;
+    if (f.have_const)
+        for (int fold = 1; fold < GateFolds(&f); fold++)
+            CrossFitSlice(t, s, sd, &f, fold);
+    if (f.folds > 1)
+    {
+        double      d_loss;
+
+        it_mean_difference(f.loss_c, f.loss_f, f.gate_rows, &d_loss, &f.z_loss);
+    }
     ChooseBlend(&f);
     DecideSide(s, &f);
 
