@@ -87,7 +87,7 @@ BEGIN
 END $$;
 \o
 
-SELECT plan(63);
+SELECT plan(65);
 
 -- the encoder rows of informative features
 SELECT results_eq($$SELECT side FROM feature_priors WHERE model = 'trn' ORDER BY side$$,
@@ -136,6 +136,18 @@ SELECT ok((SELECT options @> '{"prior_hidden": 64, "prior_epochs": 200, "prior_l
                                "min_category_count": 2}'
              FROM it_model WHERE model = 'trn'),
           'the options of the features models are stored with their defaults');
+
+-- a validation slice under 1000 rows: the gate pools cross-fitted slices
+SELECT is((SELECT ARRAY[(metrics->>'validation_slices')::int, (metrics->>'gate_rows')::int]
+             FROM it_prior WHERE model = 'trn' AND kind = 'user_features'),
+          (SELECT CASE WHEN v >= 1000 THEN ARRAY[1, v]
+                       ELSE ARRAY[least(n / v, (999 + v) / v), least(n / v, (999 + v) / v) * v] END
+             FROM (SELECT (metrics->>'validation_rows')::int AS v, (metrics->>'rows_used')::int AS n
+                     FROM it_prior WHERE model = 'trn' AND kind = 'user_features') x),
+          'the features gate pools enough cross-fitted slices for 1000 rows, or all there are');
+SELECT is((SELECT (metrics->>'gate_rows')::int > (metrics->>'validation_rows')::int
+             FROM it_prior WHERE model = 'trn_noise' AND kind = 'user_features'),
+          true, 'and pure-noise features, checked on the pooled slices, are still refused (below)');
 
 -- the fold-in weight and popularity blend of each prior, chosen by simulation on trained users
 SELECT ok((SELECT (metrics->>'fold_in_prior_weight')::float8 > 0
