@@ -120,6 +120,7 @@
  * standard errors, and the loss by 1.8 where 2.5 are needed.
  */
 #define IT_PRIOR_GATE_ROWS      1000
+#define IT_PRIOR_MAX_SLICES     5
 
 /* Rows encoded or forwarded between interrupt checks. */
 #define IT_PRIOR_CHUNK          8192
@@ -1182,11 +1183,6 @@ LayoutJson(const ItMlpLayout *layout)
 }
 
 /*
- * Trains the features -> interest model of the side on the training
- * rows, stopping on the validation rows.  False when its loss became
- * infinite or NaN: the side is then skipped.
- */
-/*
  * Fits the features model of f's rows: IT_MLP_OK with f->params set, or
  * IT_MLP_ENONFINITE when the loss diverged.  Touches nothing of the side
  * but reads its options.
@@ -1271,6 +1267,11 @@ FitFeaturesModel(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *
     return IT_MLP_OK;
 }
 
+/*
+ * Trains the features -> interest model of the side on the training
+ * rows, stopping on the validation rows.  False when its loss became
+ * infinite or NaN: the side is then skipped.
+ */
 static bool
 TrainSideModel(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *f,
                instr_time start)
@@ -1693,12 +1694,10 @@ SideMetrics(ItTransferTrain *t, PriorSide *s, const SideData *sd, const SideFit 
 }
 
 /*
- * Fits one side: its rows, its features model, the check against the
- * baseline and the model without features, the popularity blend, the new
- * items (item side) or the fold-in weight of the features prior (user
- * side), and the metrics.
+ * How many slices the gate pools: 1, or enough for IT_PRIOR_GATE_ROWS
+ * rows, at most IT_PRIOR_MAX_SLICES (each is a fit of its own within the
+ * side's work budget).
  */
-/* How many slices the gate pools: 1, or enough for IT_PRIOR_GATE_ROWS rows. */
 static int
 GateFolds(const SideFit *f)
 {
@@ -1707,7 +1706,7 @@ GateFolds(const SideFit *f)
     if (f->nval <= 0 || f->nval >= IT_PRIOR_GATE_ROWS)
         return 1;
     folds = Min(f->n / f->nval, (IT_PRIOR_GATE_ROWS + f->nval - 1) / f->nval);
-    return (int) Max(folds, 1);
+    return (int) Max(Min(folds, IT_PRIOR_MAX_SLICES), 1);
 }
 
 /* dst[0..na + nb) = a[0..na) then b[0..nb), elements of size bytes, in dst's context */
@@ -1773,6 +1772,12 @@ CrossFitSlice(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *f, 
     CHECK_FOR_INTERRUPTS();
 }
 
+/*
+ * Fits one side: its rows, its features model, the check against the
+ * baseline and the model without features, the popularity blend, the new
+ * items (item side) or the fold-in weight of the features prior (user
+ * side), and the metrics.
+ */
 static void
 FitSide(ItTransferTrain *t, PriorSide *s, const SideData *sd)
 {
