@@ -76,13 +76,11 @@ FoldInWeight(const ItProvider *p, ItModel *m, ItTransfer *t, double pw, double a
     *blend = 0.0f;
     if (pw > 0.0)
         return (float) pw;
-    measured = p->measured_weight ? p->measured_weight(m, t) : 0.0;
+    measured = p->measured_weight ? p->measured_weight(m, t, blend) : 0.0;
     if (measured > 0.0)
-    {
-        /* the blend was chosen with this weight; with any other it is 0 */
-        *blend = p->measured_blend ? (float) p->measured_blend(m, t) : 0.0f;
         return (float) measured;
-    }
+    /* the blend was chosen with the measured weight; with any other it is 0 */
+    *blend = 0.0f;
     variance = p->variance ? p->variance(m, t) : 0.0;
     if (variance > 0.0)
         return PriorPrecision(a, variance);

@@ -72,14 +72,12 @@ typedef struct ItProvider
      */
     bool        (*usable) (const ItModel *m, const ItTransfer *t);
 
-    /* Optional (0 when absent): the fold-in weight training measured for it. */
-    double      (*measured_weight) (ItModel *m, ItTransfer *t);
-
     /*
-     * Optional (0 when absent): the popularity blend of the fold-in
-     * ranking training chose with that weight; used only with it.
+     * Optional (0 when absent): the fold-in weight training measured for
+     * it, and in *blend the popularity blend of the fold-in ranking it
+     * chose with that weight (used only with it).
      */
-    double      (*measured_blend) (ItModel *m, ItTransfer *t);
+    double      (*measured_weight) (ItModel *m, ItTransfer *t, float *blend);
 
     /* Optional (0 when absent): the variance of trained users around it. */
     double      (*variance) (ItModel *m, ItTransfer *t);

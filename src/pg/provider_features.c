@@ -154,15 +154,10 @@ FeaturesUsable(const ItModel *m, const ItTransfer *t)
 }
 
 static double
-FeaturesMeasuredWeight(ItModel *m, ItTransfer *t)
+FeaturesMeasuredWeight(ItModel *m, ItTransfer *t, float *blend)
 {
+    *blend = t->user.fold_in_blend;
     return t->user.fold_in_weight;
-}
-
-static double
-FeaturesMeasuredBlend(ItModel *m, ItTransfer *t)
-{
-    return t->user.fold_in_blend;
 }
 
 static double
@@ -274,7 +269,6 @@ const ItProvider ItProviderFeatures = {
     .load = FeaturesLoad,
     .usable = FeaturesUsable,
     .measured_weight = FeaturesMeasuredWeight,
-    .measured_blend = FeaturesMeasuredBlend,
     .variance = FeaturesVariance,
     .prior = FeaturesPrior,
 };

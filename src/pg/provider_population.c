@@ -61,23 +61,14 @@ UserVariance(ItModel *m)
  * (trained before it was measured, or too few users to measure).
  */
 static double
-PopulationMeasuredWeight(ItModel *m, ItTransfer *t)
+PopulationMeasuredWeight(ItModel *m, ItTransfer *t, float *blend)
 {
     ItPriorRow  pop;
 
     if (!ItLoadPrior(m->name, m->version, IT_PRIOR_POPULATION, CurrentMemoryContext, &pop))
         return 0.0;
+    *blend = pop.fold_in_blend;
     return pop.fold_in_weight;
-}
-
-static double
-PopulationMeasuredBlend(ItModel *m, ItTransfer *t)
-{
-    ItPriorRow  pop;
-
-    if (!ItLoadPrior(m->name, m->version, IT_PRIOR_POPULATION, CurrentMemoryContext, &pop))
-        return 0.0;
-    return pop.fold_in_blend;
 }
 
 static double
@@ -98,7 +89,6 @@ const ItProvider ItProviderPopulation = {
     .source = IT_SOURCE_POPULAR,
     .fitted = false,
     .measured_weight = PopulationMeasuredWeight,
-    .measured_blend = PopulationMeasuredBlend,
     .variance = PopulationVariance,
     .prior = PopulationPrior,
 };

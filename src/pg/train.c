@@ -505,7 +505,7 @@ DecideDeploy(const char *model, ItTrainData *d, const ItOptions *o, ItDeployDeci
  */
 static int
 WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainData *d,
-           const float *X, const float *Y, const ItOptions *opts, double loss,
+           const float *X, const float *Y, int k, const int64 *popularity, double loss,
            const char *history, instr_time start, double *seconds,
            ItTransferTrain *transfer, const ItDeployDecision *decision, const char *keys)
 {
@@ -517,8 +517,6 @@ WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainDa
     int         version;
     double     *sum;
     float      *mean;
-    int64      *popularity;
-    int         k = (int) opts->factors;
 
     /* population prior: the mean user vector */
     sum = palloc0(sizeof(double) * k);
@@ -557,9 +555,6 @@ WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainDa
     rows.n = d->nitems;
     rows.ids = d->item_ids;
     rows.factors = Y;
-    /* popularity: the users each item is a positive of */
-    popularity = ItAllocArray(d->nitems, sizeof(int64));
-    it_csr_row_positives(&d->Rt, (float) opts->positive_threshold, popularity);
     rows.popularity = popularity;
     (void) ItStoreWriteFactors(model, version, &rows);
     /* the new items' factor rows (transfer.c) */
@@ -613,6 +608,7 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     char       *keys;           /* it_model.metrics keys of train.c's own */
     char       *auto_lambda;
     ItTrainData d;
+    int64      *popularity;
     float      *X;
     float      *Y;
     int         k;
@@ -671,6 +667,9 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     /* features -> interest models on the trained factors (transfer.c) */
     memset(&trained, 0, sizeof(trained));
     trained.k = k;
+    /* popularity: the users each item is a positive of (serving's and the priors' baseline) */
+    popularity = ItAllocArray(Max(d.nitems, 1), sizeof(int64));
+    it_csr_row_positives(&d.Rt, (float) opts.positive_threshold, popularity);
     trained.alpha = (float) opts.alpha;
     trained.regularization = opts.regularization;
     trained.nusers = d.nusers;
@@ -679,6 +678,7 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     trained.item_ids = d.item_ids;
     trained.R = &d.R;
     trained.Rt = &d.Rt;
+    trained.popularity = popularity;
     trained.times = d.times;
     trained.X = X;
     trained.Y = Y;
@@ -686,7 +686,7 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     DecideDeploy(model, &d, &opts, &decision);
     t_fit = ItElapsedSeconds(start);
 
-    res->version = WriteModel(model, def, options, &d, X, Y, &opts, loss, history.data, start,
+    res->version = WriteModel(model, def, options, &d, X, Y, k, popularity, loss, history.data, start,
                               &res->seconds, transfer, &decision, keys);
     ItTransferEnd(transfer);
     res->users = d.nusers;

@@ -1873,20 +1873,27 @@ PopulationFoldIn(ItTransferTrain *t)
  * Fits one side: its rows (ids, interactions R, trained vectors F) against
  * the other side's (interactions Other, vectors Y); the baseline ranking is
  * the other side's rows by how many of this side's rows they are a
- * positive of (popularity for users, activity for items).
+ * positive of (popularity for users, activity for items): counts, or
+ * NULL to count them here.
  */
 static void
 FitSideOn(ItTransferTrain *t, PriorSide *s, const int64 *ids, const ItCsr *R, const float *F,
-          const ItCsr *Other, const float *Y)
+          const ItCsr *Other, const int64 *counts, const float *Y)
 {
     SideData    sd;
     float      *base = AllocChecked(Other->nrows, sizeof(float), "baseline ranking");
-    int64      *count = AllocChecked(Other->nrows, sizeof(int64), "baseline ranking");
+    int64      *own = NULL;
 
-    it_csr_row_positives(Other, (float) t->o.min_weight, count);
+    if (counts == NULL)
+    {
+        own = AllocChecked(Other->nrows, sizeof(int64), "baseline ranking");
+        it_csr_row_positives(Other, (float) t->o.min_weight, own);
+        counts = own;
+    }
     for (int64 i = 0; i < Other->nrows; i++)
-        base[i] = (float) count[i];
-    pfree(count);
+        base[i] = (float) counts[i];
+    if (own != NULL)
+        pfree(own);
     memset(&sd, 0, sizeof(sd));
     sd.ids = ids;
     sd.nrows = R->nrows;
@@ -1929,23 +1936,20 @@ ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm)
 
     /* the popularity term of the fold-in rankings, as serving scores it */
     {
-        int64      *count = AllocChecked(Max(tm->nitems, 1), sizeof(int64), "item popularity");
         int64       top = 0;
 
-        it_csr_row_positives(tm->Rt, (float) t->o.min_weight, count);
         for (int64 i = 0; i < tm->nitems; i++)
-            top = Max(top, count[i]);
+            top = Max(top, tm->popularity[i]);
         t->pop = AllocChecked(Max(tm->nitems, 1), sizeof(float), "item popularity");
         for (int64 i = 0; i < tm->nitems; i++)
-            t->pop[i] = top > 0 ? (float) ((double) count[i] / (double) top) : 0.0f;
-        pfree(count);
+            t->pop[i] = top > 0 ? (float) ((double) tm->popularity[i] / (double) top) : 0.0f;
     }
 
     /* users against item popularity, items against user activity */
     if (t->user.enc != NULL)
-        FitSideOn(t, &t->user, tm->user_ids, tm->R, tm->X, tm->Rt, tm->Y);
+        FitSideOn(t, &t->user, tm->user_ids, tm->R, tm->X, tm->Rt, tm->popularity, tm->Y);
     if (t->item.enc != NULL)
-        FitSideOn(t, &t->item, tm->item_ids, tm->Rt, tm->Y, tm->R, tm->X);
+        FitSideOn(t, &t->item, tm->item_ids, tm->Rt, tm->Y, tm->R, NULL, tm->X);
 
     if (tm->nusers > 0 && tm->nitems > 0)
         PopulationFoldIn(t);

@@ -51,6 +51,7 @@ typedef struct ItTrainedModel
     const int64 *item_ids;      /* ascending */
     const ItCsr *R;             /* users x items, summed weights */
     const ItCsr *Rt;            /* items x users */
+    const int64 *popularity;    /* nitems: the users each item is a positive of */
     const double *times;        /* R's entries' times (ts), or NULL when the source has none */
     const float *X;             /* nusers * k */
     const float *Y;             /* nitems * k */
