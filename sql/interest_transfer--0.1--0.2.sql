@@ -32,6 +32,9 @@ ALTER TABLE it_model ADD COLUMN search_path text;
 -- they run as the model's owner, with the default path and pg_temp last
 UPDATE it_model SET search_path = '"$user", public, pg_temp';
 ALTER TABLE it_model ADD COLUMN deploy_decision jsonb;
+ALTER TABLE it_model ADD COLUMN domains text[]
+    CONSTRAINT it_model_domains_check
+    CHECK (cardinality(domains) BETWEEN 1 AND 32767 AND array_position(domains, NULL) IS NULL);
 ALTER TABLE it_model ADD FOREIGN KEY (model) REFERENCES it_model_acl ON DELETE CASCADE;
 
 -- the raw tables are read through the extension's functions only
@@ -94,6 +97,10 @@ ALTER TABLE it_prior
 ALTER TABLE it_user_factors ADD COLUMN context text NOT NULL DEFAULT '';
 ALTER TABLE it_user_factors DROP CONSTRAINT it_user_factors_pkey;
 ALTER TABLE it_user_factors ADD PRIMARY KEY (model, version, user_id, context);
+ALTER TABLE it_user_factors ADD COLUMN seen_domain smallint[];
+ALTER TABLE it_item_factors ADD COLUMN domain smallint NOT NULL DEFAULT 0;
+ALTER TABLE it_item_factors DROP CONSTRAINT it_item_factors_pkey;
+ALTER TABLE it_item_factors ADD PRIMARY KEY (model, version, domain, item_id);
 
 -- every owner is pinned (see it_role_pin in the install script), so that
 -- DROP ROLE refuses while a role still owns models
@@ -173,3 +180,44 @@ COMMENT ON FUNCTION train(text, text, text, text, jsonb) IS
   'train a new version of a model from an interactions table or query, and deploy it as the option deploy says (always, never, if_better)';
 COMMENT ON FUNCTION train(text) IS
   'train a new version of a model with the sources and options of its deployed version (its latest when none is deployed)';
+
+-- ---------------------------------------------------------------------------
+-- Domains: recommend, score, similar_items and evaluate take a domain (last,
+-- defaulting to NULL, so every earlier call, positional or named, still
+-- resolves to the one function).
+-- ---------------------------------------------------------------------------
+
+DROP FUNCTION recommend(bigint, int, text, boolean);
+DROP FUNCTION score(bigint, bigint, text);
+DROP FUNCTION similar_items(bigint, int, text);
+DROP FUNCTION evaluate(text, text, int);
+
+CREATE FUNCTION recommend(user_id bigint, k int DEFAULT 10, model text DEFAULT NULL,
+                          exclude_seen boolean DEFAULT true, domain text DEFAULT NULL)
+RETURNS TABLE (item_id bigint, score real, rank int, source text)
+AS 'MODULE_PATHNAME', 'interest_transfer_recommend'
+LANGUAGE C STABLE PARALLEL SAFE COST 5000 ROWS 10;
+COMMENT ON FUNCTION recommend(bigint, int, text, boolean, text) IS
+  'the k best items for a user (of one domain, for a model trained with domains), best first, with where the user''s interest came from';
+
+CREATE FUNCTION score(user_id bigint, item_id bigint, model text DEFAULT NULL, domain text DEFAULT NULL)
+RETURNS real
+AS 'MODULE_PATHNAME', 'interest_transfer_score'
+LANGUAGE C STABLE PARALLEL SAFE COST 100;
+COMMENT ON FUNCTION score(bigint, bigint, text, text) IS
+  'the model''s score of one item (of a domain, for a model trained with domains) for one user (NULL when the item is unknown)';
+
+CREATE FUNCTION similar_items(item_id bigint, k int DEFAULT 10, model text DEFAULT NULL, domain text DEFAULT NULL)
+RETURNS TABLE (item_id bigint, score real, rank int)
+AS 'MODULE_PATHNAME', 'interest_transfer_similar_items'
+LANGUAGE C STABLE PARALLEL SAFE COST 5000 ROWS 10;
+COMMENT ON FUNCTION similar_items(bigint, int, text, text) IS
+  'the k items whose factors are closest (cosine) to an item''s (both of one domain, for a model trained with domains)';
+
+CREATE FUNCTION evaluate(model text, test text, k int DEFAULT 10, domain text DEFAULT NULL)
+RETURNS TABLE (segment text, users bigint, precision_at_k float8, recall_at_k float8,
+               ndcg_at_k float8, map_at_k float8, auc float8, coverage float8)
+AS 'MODULE_PATHNAME', 'interest_transfer_evaluate'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED COST 1000000 ROWS 4;
+COMMENT ON FUNCTION evaluate(text, text, int, text) IS
+  'ranking quality of the deployed version on held-out positives, for all, warm and cold users (and, within a domain, cross_domain users)';

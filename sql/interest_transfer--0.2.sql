@@ -52,6 +52,9 @@ CREATE TABLE it_model (
     refreshed_at          timestamptz,            -- last refresh() that changed this version
     search_path           text,                   -- search_path the stored sources are read with
     deploy_decision       jsonb,                  -- what the deploy option decided, and why
+    domains               text[]                  -- the interactions' domains, sorted (NULL: no domain column)
+                          CONSTRAINT it_model_domains_check
+                          CHECK (cardinality(domains) BETWEEN 1 AND 32767 AND array_position(domains, NULL) IS NULL),
     PRIMARY KEY (model, version),
     FOREIGN KEY (model) REFERENCES it_model_acl ON DELETE CASCADE
 );
@@ -66,6 +69,7 @@ CREATE TABLE it_user_factors (
     source       text     NOT NULL DEFAULT 'model',
     updated_at   timestamptz NOT NULL DEFAULT now(),
     context      text     NOT NULL DEFAULT '',     -- '' the user's global vector; later, a context's
+    seen_domain  smallint[],                       -- with domains: the domain (it_model.domains index, from 0) of each seen item
     PRIMARY KEY (model, version, user_id, context)
     -- no foreign key to it_model: its per-row check halves the speed of
     -- writing a model; drop_model deletes the factor rows itself
@@ -78,7 +82,8 @@ CREATE TABLE it_item_factors (
     factors      real[]   NOT NULL,
     popularity   bigint   NOT NULL,               -- users who interacted with it
     source       text     NOT NULL DEFAULT 'model',
-    PRIMARY KEY (model, version, item_id)
+    domain       smallint NOT NULL DEFAULT 0,      -- index in it_model.domains (0 without domains)
+    PRIMARY KEY (model, version, domain, item_id)
     -- no foreign key to it_model, as for it_user_factors
 );
 
@@ -168,34 +173,34 @@ COMMENT ON FUNCTION drop_model(text) IS 'delete every version of a model; return
 -- ---------------------------------------------------------------------------
 
 CREATE FUNCTION recommend(user_id bigint, k int DEFAULT 10, model text DEFAULT NULL,
-                          exclude_seen boolean DEFAULT true)
+                          exclude_seen boolean DEFAULT true, domain text DEFAULT NULL)
 RETURNS TABLE (item_id bigint, score real, rank int, source text)
 AS 'MODULE_PATHNAME', 'interest_transfer_recommend'
 LANGUAGE C STABLE PARALLEL SAFE COST 5000 ROWS 10;
-COMMENT ON FUNCTION recommend(bigint, int, text, boolean) IS
-  'the k best items for a user, best first, with where the user''s interest came from';
+COMMENT ON FUNCTION recommend(bigint, int, text, boolean, text) IS
+  'the k best items for a user (of one domain, for a model trained with domains), best first, with where the user''s interest came from';
 
-CREATE FUNCTION score(user_id bigint, item_id bigint, model text DEFAULT NULL)
+CREATE FUNCTION score(user_id bigint, item_id bigint, model text DEFAULT NULL, domain text DEFAULT NULL)
 RETURNS real
 AS 'MODULE_PATHNAME', 'interest_transfer_score'
 LANGUAGE C STABLE PARALLEL SAFE COST 100;
-COMMENT ON FUNCTION score(bigint, bigint, text) IS
-  'the model''s score of one item for one user (NULL when the item is unknown)';
+COMMENT ON FUNCTION score(bigint, bigint, text, text) IS
+  'the model''s score of one item (of a domain, for a model trained with domains) for one user (NULL when the item is unknown)';
 
-CREATE FUNCTION similar_items(item_id bigint, k int DEFAULT 10, model text DEFAULT NULL)
+CREATE FUNCTION similar_items(item_id bigint, k int DEFAULT 10, model text DEFAULT NULL, domain text DEFAULT NULL)
 RETURNS TABLE (item_id bigint, score real, rank int)
 AS 'MODULE_PATHNAME', 'interest_transfer_similar_items'
 LANGUAGE C STABLE PARALLEL SAFE COST 5000 ROWS 10;
-COMMENT ON FUNCTION similar_items(bigint, int, text) IS
-  'the k items whose factors are closest (cosine) to an item''s';
+COMMENT ON FUNCTION similar_items(bigint, int, text, text) IS
+  'the k items whose factors are closest (cosine) to an item''s (both of one domain, for a model trained with domains)';
 
-CREATE FUNCTION evaluate(model text, test text, k int DEFAULT 10)
+CREATE FUNCTION evaluate(model text, test text, k int DEFAULT 10, domain text DEFAULT NULL)
 RETURNS TABLE (segment text, users bigint, precision_at_k float8, recall_at_k float8,
                ndcg_at_k float8, map_at_k float8, auc float8, coverage float8)
 AS 'MODULE_PATHNAME', 'interest_transfer_evaluate'
-LANGUAGE C VOLATILE PARALLEL RESTRICTED COST 1000000 ROWS 3;
-COMMENT ON FUNCTION evaluate(text, text, int) IS
-  'ranking quality of the deployed version on held-out positives, for all, warm and cold users';
+LANGUAGE C VOLATILE PARALLEL RESTRICTED COST 1000000 ROWS 4;
+COMMENT ON FUNCTION evaluate(text, text, int, text) IS
+  'ranking quality of the deployed version on held-out positives, for all, warm and cold users (and, within a domain, cross_domain users)';
 
 -- ---------------------------------------------------------------------------
 -- Priors.  One row per model version and kind of prior interest that

@@ -25,6 +25,7 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
 #include "utils/array.h"
@@ -328,6 +329,49 @@ ModelAlloc(ItModel *m, Size elem, int64 n)
 }
 
 /*
+ * m->domains from it_model.domains (column col): NULL is a model without
+ * domains.  The table's check keeps it 1 to 32767 names without NULLs;
+ * sorted and distinct is checked here.
+ */
+static void
+LoadDomains(ItModel *m, HeapTuple tup, TupleDesc desc, int col)
+{
+    bool        isnull;
+    Datum       d = SPI_getbinval(tup, desc, col, &isnull);
+    Datum      *elems;
+    bool       *nulls;
+    int         n;
+
+    if (isnull)
+    {
+        m->n_domains = 0;
+        m->domains = NULL;
+        m->domain_start = ModelAlloc(m, sizeof(int64), 2);
+        m->domain_start[0] = 0;
+        return;
+    }
+    deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+    if (n < 1 || n > PG_INT16_MAX)
+        elog(ERROR, "model \"%s\" has %d domains", m->name, n);
+    m->n_domains = n;
+    m->domains = ModelAlloc(m, sizeof(char *), n);
+    m->domain_start = ModelAlloc(m, sizeof(int64), n + 1);
+    m->domain_start[0] = 0;
+    for (int i = 0; i < n; i++)
+    {
+        if (nulls[i])
+            elog(ERROR, "model \"%s\" has a NULL domain", m->name);
+        m->domains[i] = MemoryContextStrdup(m->cxt, TextDatumGetCString(elems[i]));
+        if (i > 0 && strcmp(m->domains[i - 1], m->domains[i]) >= 0)
+            ereport(ERROR,
+                    (errcode(ERRCODE_DATA_CORRUPTED),
+                     errmsg("the domains of version %d of model \"%s\" are not sorted and distinct",
+                            m->version, m->name),
+                     errhint("Retrain the model with train(model).")));
+    }
+}
+
+/*
  * Loads the version described by st into a new context, a child of the
  * current one (SPI's), so an error frees it with the rest.  The caller
  * re-parents it into the cache.
@@ -346,6 +390,7 @@ LoadModel(const DeployedStamp *st)
     int64       declared_items;
     int64       capacity;
     int64       n = 0;
+    int         cur_domain = 0;
     Portal      portal;
 
     cxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer model",
@@ -373,6 +418,7 @@ LoadModel(const DeployedStamp *st)
     ItReadOptions(m->options, m->name, &m->opts);
     m->search_path = NullableText(tup, desc, 12);
     MemoryContextSwitchTo(oldcxt);
+    LoadDomains(m, tup, desc, 13);
     m->k = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
     m->n_users = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
     declared_items = DatumGetInt64(SPI_getbinval(tup, desc, 10, &isnull));
@@ -387,7 +433,7 @@ LoadModel(const DeployedStamp *st)
     ItArrayToFloats(d, m->user_mean, m->k, "user_mean of the model");
     SPI_freetuptable(SPI_tuptable);
 
-    /* The items, in id order (the primary key's order). */
+    /* The items, in (domain, id) order (the primary key's order). */
     capacity = Max(declared_items, 16);
     m->item_ids = ModelAlloc(m, sizeof(int64), capacity);
     m->popularity = ModelAlloc(m, sizeof(int64), capacity);
@@ -423,11 +469,21 @@ LoadModel(const DeployedStamp *st)
         for (i = 0; i < SPI_processed; i++)
         {
             int64       id;
+            int         dom;
 
             tup = SPI_tuptable->vals[i];
             id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-            if (n > 0 && id <= m->item_ids[n - 1])
-                elog(ERROR, "item factors of model \"%s\" are not in id order", st->name);
+            dom = DatumGetInt16(SPI_getbinval(tup, desc, 4, &isnull));
+            if (dom < 0 || dom >= Max(m->n_domains, 1))
+                ereport(ERROR,
+                        (errcode(ERRCODE_DATA_CORRUPTED),
+                         errmsg("item " INT64_FORMAT " of model \"%s\" has domain %d, which the model does not have",
+                                id, st->name, dom),
+                         errhint("Retrain the model with train(model).")));
+            if (dom < cur_domain || (n > 0 && dom == cur_domain && id <= m->item_ids[n - 1]))
+                elog(ERROR, "item factors of model \"%s\" are not in (domain, id) order", st->name);
+            while (cur_domain < dom)
+                m->domain_start[++cur_domain] = n;
             m->item_ids[n] = id;
             ItArrayToFloats(SPI_getbinval(tup, desc, 2, &isnull), m->Y + (size_t) n * m->k, m->k,
                             "item factors");
@@ -441,6 +497,8 @@ LoadModel(const DeployedStamp *st)
     SPI_cursor_close(portal);
     MemoryContextDelete(batchcxt);
     m->n_items = n;
+    while (cur_domain < Max(m->n_domains, 1))
+        m->domain_start[++cur_domain] = n;
 
     /* Derived arrays. */
     m->pop_score = ModelAlloc(m, sizeof(float), n);
@@ -638,9 +696,67 @@ ItGetModelForCall(FunctionCallInfo fcinfo, const char *model)
 }
 
 int64
-ItItemIndex(const ItModel *m, int64 item_id)
+ItItemIndex(const ItModel *m, int d, int64 item_id)
 {
-    return it_find_id(m->item_ids, m->n_items, item_id);
+    int64       lo = m->domain_start[d];
+    int64       j = it_find_id(m->item_ids + lo, m->domain_start[d + 1] - lo, item_id);
+
+    return j < 0 ? -1 : lo + j;
+}
+
+int
+ItItemDomain(const ItModel *m, int64 idx)
+{
+    int         lo = 0;
+    int         hi = Max(m->n_domains, 1) - 1;
+
+    /* the last d with domain_start[d] <= idx */
+    while (lo < hi)
+    {
+        int         mid = lo + (hi - lo + 1) / 2;
+
+        if (m->domain_start[mid] <= idx)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+int
+ItDomainArgument(const ItModel *m, const char *domain, bool required)
+{
+    StringInfoData names;
+
+    if (domain == NULL)
+    {
+        if (required && m->n_domains > 0)
+            ereport(ERROR,
+                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                     errmsg("model \"%s\" has items of %d domains, and no domain was given",
+                            m->name, m->n_domains),
+                     errhint("Pass domain => one of the domains of interactions' domain column, for example '%s'.",
+                             m->domains[0])));
+        return -1;
+    }
+    if (m->n_domains == 0)
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                 errmsg("model \"%s\" has no domains, and domain \"%s\" was given", m->name, domain),
+                 errhint("Leave domain NULL, or train the model from interactions with a domain column.")));
+    for (int d = 0; d < m->n_domains; d++)
+        if (strcmp(m->domains[d], domain) == 0)
+            return d;
+    initStringInfo(&names);
+    for (int d = 0; d < m->n_domains && d < 10; d++)
+        appendStringInfo(&names, "%s%s", d > 0 ? ", " : "", quote_literal_cstr(m->domains[d]));
+    if (m->n_domains > 10)
+        appendStringInfoString(&names, ", ...");
+    ereport(ERROR,
+            (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+             errmsg("model \"%s\" has no domain \"%s\"", m->name, domain),
+             errhint("Its domains are %s.", names.data)));
+    return -1;                  /* keep the compiler quiet */
 }
 
 static int
@@ -650,6 +766,46 @@ ItCompareInt32(const void *a, const void *b)
     int32       y = *(const int32 *) b;
 
     return (x > y) - (x < y);
+}
+
+/*
+ * The domain of each of a stored user's nseen seen items (column col,
+ * seen_domain): NULL for a model without domains.  ERRORs when it does not
+ * match the model.
+ */
+static const int16 *
+SeenDomains(const ItModel *m, int64 user_id, HeapTuple tup, TupleDesc desc, int col, int nseen)
+{
+    bool        isnull;
+    Datum       d = SPI_getbinval(tup, desc, col, &isnull);
+    ArrayType  *a;
+    const int16 *doms;
+
+    if (m->n_domains == 0 && isnull)
+        return NULL;
+    if (m->n_domains == 0 || isnull)
+        ereport(ERROR,
+                (errcode(ERRCODE_DATA_CORRUPTED),
+                 errmsg("seen items of user " INT64_FORMAT " in model \"%s\" %s domains, the model %s",
+                        user_id, m->name, isnull ? "have no" : "have", isnull ? "has" : "has none"),
+                 errhint("Retrain the model with train(model).")));
+    a = DatumGetArrayTypeP(d);
+    if (ARR_ELEMTYPE(a) != INT2OID || ARR_NDIM(a) > 1 || ARR_HASNULL(a) ||
+        ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a)) != nseen)
+        ereport(ERROR,
+                (errcode(ERRCODE_DATA_CORRUPTED),
+                 errmsg("seen_domain of user " INT64_FORMAT " in model \"%s\" is not a smallint[] as long as seen, without NULLs",
+                        user_id, m->name),
+                 errhint("Retrain the model with train(model).")));
+    doms = (const int16 *) ARR_DATA_PTR(a);
+    for (int i = 0; i < nseen; i++)
+        if (doms[i] < 0 || doms[i] >= m->n_domains)
+            ereport(ERROR,
+                    (errcode(ERRCODE_DATA_CORRUPTED),
+                     errmsg("seen_domain of user " INT64_FORMAT " in model \"%s\" names domain %d, which the model does not have",
+                            user_id, m->name, doms[i]),
+                     errhint("Retrain the model with train(model).")));
+    return doms;
 }
 
 bool
@@ -691,6 +847,7 @@ ItGetUserVector(ItModel *m, int64 user_id, float *x_out,
     {
         int         nitems = ArrayGetNItems(ARR_NDIM(seen), ARR_DIMS(seen));
         const int64 *ids = (const int64 *) ARR_DATA_PTR(seen);
+        const int16 *doms = SeenDomains(m, user_id, tup, desc, 4, nitems);
         bool        sorted = true;
 
         if (nitems > 0)
@@ -698,7 +855,7 @@ ItGetUserVector(ItModel *m, int64 user_id, float *x_out,
             idx = MemoryContextAlloc(callercxt, sizeof(int32) * nitems);
             for (int i = 0; i < nitems; i++)
             {
-                int64       j = it_find_id(m->item_ids, m->n_items, ids[i]);
+                int64       j = ItItemIndex(m, doms ? doms[i] : 0, ids[i]);
 
                 if (j < 0)
                     continue;

@@ -79,6 +79,16 @@ typedef struct ItModel
                                  * between calls that cannot re-enter */
 
     /*
+     * Domains of the items (a domain column in interactions): items are in
+     * (domain, item_id) order, domain d's are [domain_start[d],
+     * domain_start[d + 1]).  Without domains n_domains is 0 and
+     * domain_start is {0, n_items}.
+     */
+    int         n_domains;
+    char      **domains;        /* n_domains names, sorted (strcmp) */
+    int64      *domain_start;   /* Max(n_domains, 1) + 1 */
+
+    /*
      * State of the interest providers that need more than the factor
      * tables (feature encoders, mapping weights): loaded on first use into
      * cxt by the code that owns it; NULL until then.
@@ -135,8 +145,22 @@ typedef struct ItCallCache
 extern ItModel *ItGetModelForCall(FunctionCallInfo fcinfo, const char *model);
 extern ItCallCache *ItGetCallCache(FunctionCallInfo fcinfo);
 
-/* Index of an item in m (binary search), or -1 when the model lacks it. */
-extern int64 ItItemIndex(const ItModel *m, int64 item_id);
+/*
+ * Index of item item_id of domain d (0 without domains) in m (binary
+ * search), or -1 when the model lacks it.
+ */
+extern int64 ItItemIndex(const ItModel *m, int d, int64 item_id);
+
+/* The domain (0 without domains) of item index idx. */
+extern int  ItItemDomain(const ItModel *m, int64 idx);
+
+/*
+ * The index of a domain argument of a SQL function (what: the argument's
+ * role in messages): -1 for NULL; ERRORs with a hint when the model has
+ * no domains or does not know the name.  For a model with domains and a
+ * NULL domain, ERRORs when required.
+ */
+extern int  ItDomainArgument(const ItModel *m, const char *domain, bool required);
 
 /*
  * Reads a user's stored row of m's version: x_out[m->k] gets the vector,

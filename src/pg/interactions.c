@@ -18,6 +18,8 @@
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "portability/instr_time.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 
 #include "interactions.h"
@@ -30,6 +32,8 @@ ItFindInteractionColumns(ItSource *src, ItInteractionColumns *c)
     c->weight = ItSourceColumn(src, "weight", IT_COLUMN_WEIGHT, false);
     /* training orders its validations by ts; refresh finds changed users by it */
     c->ts = ItSourceColumn(src, "ts", IT_COLUMN_TIME, false);
+    /* items of different domains are different items */
+    c->domain = ItSourceColumn(src, "domain", IT_COLUMN_TEXT, false);
     c->user_type = ItSourceColumnType(src, c->user);
     c->item_type = ItSourceColumnType(src, c->item);
     c->weight_type = c->weight >= 0 ? ItSourceColumnType(src, c->weight) : InvalidOid;
@@ -46,9 +50,11 @@ typedef struct ItRawRow
     Datum       user;
     Datum       item;
     Datum       weight;
+    Datum       domain;
     bool        user_null;
     bool        item_null;
     bool        weight_null;
+    bool        domain_null;
 } ItRawRow;
 
 static void
@@ -102,6 +108,35 @@ RowWeight(const ItInteractionColumns *c, ItRowNaming naming, Datum d, bool isnul
     return w;
 }
 
+/* The domain of a row: ERROR on NULL, an empty or too long name. */
+static const char *
+RowDomain(ItRowNaming naming, const ItRawRow *raw, int64 row, int64 user_id, int64 item_id)
+{
+    char       *name;
+
+    if (raw->domain_null)
+    {
+        if (naming == IT_ROWS_TRAIN)
+            ereport(ERROR,
+                    (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                     errmsg("domain is NULL in row " INT64_FORMAT " of interactions", row),
+                     errhint("Give every row the domain of its item, for example coalesce(domain, 'shop') AS domain, or filter the rows.")));
+        ereport(ERROR,
+                (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                 errmsg("domain of user " INT64_FORMAT " for item " INT64_FORMAT " in interactions is NULL",
+                        user_id, item_id),
+                 errhint("Give every row the domain of its item, or filter the rows.")));
+    }
+    name = TextDatumGetCString(raw->domain);
+    if (name[0] == '\0' || strlen(name) > IT_DOMAIN_MAX_LEN)
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                 errmsg("domain \"%s\" of interactions is %s", name,
+                        name[0] == '\0' ? "empty" : "longer than " CppAsString2(IT_DOMAIN_MAX_LEN) " bytes"),
+                 errhint("Name each domain with 1 to " CppAsString2(IT_DOMAIN_MAX_LEN) " bytes, for example 'books'.")));
+    return name;
+}
+
 /*
  * Checks and parses one row into *out; false for a row of weight 0 (not a
  * positive).  With IT_ROWS_USER, out->user_id is set by the caller and the
@@ -150,6 +185,8 @@ ParseRow(ItSource *src, const ItInteractionColumns *c, const ItInteractionRead *
         out->user_id = ItDatumGetId(src, c->user, c->user_type, raw->user, row);
         out->item_id = ItDatumGetId(src, c->item, c->item_type, raw->item, row);
     }
+    if (c->domain >= 0)
+        out->domain = RowDomain(how->naming, raw, row, out->user_id, out->item_id);
     return true;
 }
 
@@ -193,6 +230,8 @@ StreamRow(ItSource *src, TupleTableSlot *slot, void *arg)
         raw.item = slot_getattr(slot, c->item + 1, &raw.item_null);
         if (c->weight >= 0)
             raw.weight = slot_getattr(slot, c->weight + 1, &raw.weight_null);
+        if (c->domain >= 0)
+            raw.domain = slot_getattr(slot, c->domain + 1, &raw.domain_null);
     }
     if (!ParseRow(src, c, st->how, &raw, &r))
         return;
@@ -247,7 +286,18 @@ typedef struct ItTrainRows
     float      *w;
     double     *ts;             /* with a ts column: seconds, +inf for NULL; else NULL */
     bool        has_ts;
+    bool        has_domain;
+    int16      *dom;            /* with a domain column: each row's domain, in order of appearance */
+    HTAB       *domain_hash;    /* name -> DomainEntry */
+    int         n_domains;
+    char      **domain_names;   /* in order of appearance */
 } ItTrainRows;
+
+typedef struct DomainEntry
+{
+    char        name[IT_DOMAIN_MAX_LEN + 1];
+    int         index;
+} DomainEntry;
 
 /* Room for one more row. */
 static void
@@ -271,11 +321,15 @@ GrowTrainRows(ItTrainRows *st)
         st->w = MemoryContextAllocHuge(st->cxt, newcap * sizeof(float));
         if (st->has_ts)
             st->ts = MemoryContextAllocHuge(st->cxt, newcap * sizeof(double));
+        if (st->has_domain)
+            st->dom = MemoryContextAllocHuge(st->cxt, newcap * sizeof(int16));
     }
     else
     {
         if (st->ts)
             st->ts = repalloc_huge(st->ts, newcap * sizeof(double));
+        if (st->dom)
+            st->dom = repalloc_huge(st->dom, newcap * sizeof(int16));
         st->uid = repalloc_huge(st->uid, newcap * sizeof(int64));
         st->iid = repalloc_huge(st->iid, newcap * sizeof(int64));
         st->w = repalloc_huge(st->w, newcap * sizeof(float));
@@ -284,15 +338,56 @@ GrowTrainRows(ItTrainRows *st)
     CHECK_FOR_INTERRUPTS();
 }
 
+/* The index of a domain name among those seen so far (a new one is added). */
+static int16
+TrainRowDomain(ItTrainRows *st, const char *name)
+{
+    DomainEntry *e;
+    bool        found;
+
+    if (st->domain_hash == NULL)
+    {
+        HASHCTL     ctl;
+
+        memset(&ctl, 0, sizeof(ctl));
+        ctl.keysize = IT_DOMAIN_MAX_LEN + 1;
+        ctl.entrysize = sizeof(DomainEntry);
+        ctl.hcxt = st->cxt;
+        st->domain_hash = hash_create("interest_transfer domains", 16, &ctl,
+                                      HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+    }
+    e = hash_search(st->domain_hash, name, HASH_ENTER, &found);
+    if (!found)
+    {
+        if (st->n_domains >= PG_INT16_MAX)
+            ereport(ERROR,
+                    (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                     errmsg("interactions has more than %d domains", PG_INT16_MAX),
+                     errhint("A domain is a catalogue of items (a shop, a platform): put finer groupings in item features.")));
+        if (st->n_domains % 16 == 0)
+            st->domain_names = st->domain_names == NULL ?
+                MemoryContextAlloc(st->cxt, sizeof(char *) * 16) :
+                repalloc(st->domain_names, sizeof(char *) * (st->n_domains + 16));
+        e->index = st->n_domains;
+        st->domain_names[st->n_domains++] = MemoryContextStrdup(st->cxt, name);
+    }
+    return (int16) e->index;
+}
+
 static void
 KeepTrainRow(const ItInteractionColumns *cols, const ItInteraction *r, void *arg)
 {
     ItTrainRows *st = (ItTrainRows *) arg;
 
     if (st->n == 0 && st->cap == 0)
+    {
         st->has_ts = cols->ts >= 0;
+        st->has_domain = cols->domain >= 0;
+    }
     if (st->n >= st->cap)
         GrowTrainRows(st);
+    if (st->dom)
+        st->dom[st->n] = TrainRowDomain(st, r->domain);
     if (st->ts)
         st->ts[st->n] = r->ts_null ? HUGE_VAL :
             (double) ItTimeDatumValue(r->ts, cols->ts_type) / USECS_PER_SEC;
@@ -410,6 +505,95 @@ PairTimes(const ItCsr *R, const int32 *rows, const int32 *cols, const double *ts
     return times;
 }
 
+static int
+CompareDomainName(const void *a, const void *b)
+{
+    return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/*
+ * Items namespaced by domain: d->domains sorted by name, each domain's
+ * item ids mapped on their own (ItMapIds) into consecutive ranges, so the
+ * items are in (domain, id) order; cols[j] gets row j's item index.
+ */
+static void
+MapDomainItems(ItTrainRows *st, ItInteractionMatrix *d, int32 *cols)
+{
+    int         nd = st->n_domains;
+    int        *rank = palloc(sizeof(int) * nd);   /* appearance -> sorted index */
+    int64      *count = palloc0(sizeof(int64) * (nd + 1));
+    int64      *next;
+    int64      *perm;
+    int64      *ids;
+    int32      *idx;
+    int64       total = 0;
+
+    d->n_domains = nd;
+    d->domains = palloc(sizeof(char *) * nd);
+    memcpy(d->domains, st->domain_names, sizeof(char *) * nd);
+    qsort(d->domains, nd, sizeof(char *), CompareDomainName);
+    for (int a = 0; a < nd; a++)
+        for (int b = 0; b < nd; b++)
+            if (d->domains[b] == st->domain_names[a])
+                rank[a] = b;
+    for (int64 j = 0; j < st->n; j++)
+    {
+        st->dom[j] = (int16) rank[st->dom[j]];
+        count[st->dom[j] + 1]++;
+    }
+    /* the rows of each domain, in input order */
+    for (int b = 0; b < nd; b++)
+        count[b + 1] += count[b];
+    next = palloc(sizeof(int64) * nd);
+    memcpy(next, count, sizeof(int64) * nd);
+    perm = ItAllocArray(st->n, sizeof(int64));
+    for (int64 j = 0; j < st->n; j++)
+        perm[next[st->dom[j]]++] = j;
+    CHECK_FOR_INTERRUPTS();
+
+    d->domain_start = palloc(sizeof(int64) * (nd + 1));
+    ids = ItAllocArray(Max(st->n, 1), sizeof(int64));
+    idx = ItAllocArray(Max(st->n, 1), sizeof(int32));
+    d->item_ids = NULL;
+    for (int b = 0; b < nd; b++)
+    {
+        int64       lo = count[b];
+        int64       len = count[b + 1] - lo;
+        int64      *sorted;
+        int64       m;
+
+        d->domain_start[b] = total;
+        for (int64 j = 0; j < len; j++)
+            ids[j] = st->iid[perm[lo + j]];
+        m = ItMapIds(ids, len, &sorted, idx, "items");
+        if (total + m > IT_MAX_ROWS)
+            ereport(ERROR,
+                    (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                     errmsg("interactions has more than " INT64_FORMAT " distinct items", (int64) IT_MAX_ROWS),
+                     errhint("Train on a sample.")));
+        for (int64 j = 0; j < len; j++)
+            cols[perm[lo + j]] = (int32) (total + idx[j]);
+        d->item_ids = d->item_ids == NULL ? ItAllocArray(st->n, sizeof(int64)) : d->item_ids;
+        memcpy(d->item_ids + total, sorted, sizeof(int64) * m);
+        pfree(sorted);
+        total += m;
+    }
+    d->domain_start[nd] = total;
+    d->nitems = total;
+    d->item_domain = ItAllocArray(Max(total, 1), sizeof(int16));
+    for (int b = 0; b < nd; b++)
+        for (int64 i = d->domain_start[b]; i < d->domain_start[b + 1]; i++)
+            d->item_domain[i] = (int16) b;
+    pfree(ids);
+    pfree(idx);
+    pfree(perm);
+    pfree(next);
+    pfree(count);
+    pfree(rank);
+    pfree(st->dom);
+    st->dom = NULL;
+}
+
 void
 ItReadInteractionMatrix(const char *source, const char *model, ItInteractionMatrix *d)
 {
@@ -441,7 +625,10 @@ ItReadInteractionMatrix(const char *source, const char *model, ItInteractionMatr
     cols = ItAllocArray(n, sizeof(int32));
     d->nusers = ItMapIds(st.uid, n, &d->user_ids, rows, "users");
     pfree(st.uid);
-    d->nitems = ItMapIds(st.iid, n, &d->item_ids, cols, "items");
+    if (st.dom)
+        MapDomainItems(&st, d, cols);
+    else
+        d->nitems = ItMapIds(st.iid, n, &d->item_ids, cols, "items");
     pfree(st.iid);
 
     d->R.nrows = d->nusers;
@@ -482,6 +669,7 @@ ItReadInteractionMatrix(const char *source, const char *model, ItInteractionMatr
 
 typedef struct IdWeight
 {
+    int         dom;
     int64       id;
     double      w;
 } IdWeight;
@@ -489,14 +677,25 @@ typedef struct IdWeight
 static int
 CompareIdWeight(const void *a, const void *b)
 {
-    int64       x = ((const IdWeight *) a)->id;
-    int64       y = ((const IdWeight *) b)->id;
+    const IdWeight *x = (const IdWeight *) a;
+    const IdWeight *y = (const IdWeight *) b;
 
-    return (x > y) - (x < y);
+    if (x->dom != y->dom)
+        return (x->dom > y->dom) - (x->dom < y->dom);
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+int
+ItFindDomain(const ItModel *m, const char *domain)
+{
+    for (int d = 0; d < m->n_domains; d++)
+        if (strcmp(m->domains[d], domain) == 0)
+            return d;
+    return -1;
 }
 
 void
-ItCollectUserRows(ItModel *m, const int64 *ids, const double *weights, int n,
+ItCollectUserRows(ItModel *m, const int64 *ids, const int *domains, const double *weights, int n,
                   MemoryContext mcxt, ItUserRows *out)
 {
     IdWeight   *pairs;
@@ -512,6 +711,7 @@ ItCollectUserRows(ItModel *m, const int64 *ids, const double *weights, int n,
         if (!(weights[i] > 0))
             continue;           /* weight 0: not a positive */
         pairs[np].id = ids[i];
+        pairs[np].dom = domains ? domains[i] : 0;
         pairs[np].w = weights[i];
         np++;
     }
@@ -524,7 +724,7 @@ ItCollectUserRows(ItModel *m, const int64 *ids, const double *weights, int n,
     /* sum duplicates, in id order */
     for (int i = 0; i < np; i++)
     {
-        if (nd > 0 && pairs[nd - 1].id == pairs[i].id)
+        if (nd > 0 && pairs[nd - 1].id == pairs[i].id && pairs[nd - 1].dom == pairs[i].dom)
             pairs[nd - 1].w += pairs[i].w;
         else
             pairs[nd++] = pairs[i];
@@ -535,7 +735,7 @@ ItCollectUserRows(ItModel *m, const int64 *ids, const double *weights, int n,
     out->weights = MemoryContextAlloc(mcxt, sizeof(float) * nd);
     for (int i = 0; i < nd; i++)
     {
-        int64       idx = ItItemIndex(m, pairs[i].id);
+        int64       idx = pairs[i].dom < 0 ? -1 : ItItemIndex(m, pairs[i].dom, pairs[i].id);
 
         out->all_ids[out->nall++] = pairs[i].id;
         if (idx < 0)
@@ -558,6 +758,7 @@ ItReadUserRows(ItModel *m, ItTransfer *t, int64 user_id, MemoryContext mcxt, ItU
     SPITupleTable *tt;
     uint64      nrows;
     int64      *ids;
+    int        *doms = NULL;
     double     *weights;
 
     ItServeContextPush(&sc, m, "interactions", true, user_id);
@@ -578,6 +779,13 @@ ItReadUserRows(ItModel *m, ItTransfer *t, int64 user_id, MemoryContext mcxt, ItU
                  errmsg("user " INT64_FORMAT " has too many rows in interactions", user_id)));
     ids = palloc(sizeof(int64) * Max(nrows, 1));
     weights = palloc(sizeof(double) * Max(nrows, 1));
+    if (cols.domain >= 0 || m->n_domains > 0)
+        doms = palloc(sizeof(int) * Max(nrows, 1));
+    if (m->n_domains > 0 && cols.domain < 0)
+        ereport(ERROR,
+                (errcode(ERRCODE_UNDEFINED_COLUMN),
+                 errmsg("interactions of model \"%s\" has no column named domain, and the model has domains", m->name),
+                 errhint("Keep the domain column in the model's interactions source, or retrain the model.")));
     for (uint64 r = 0; r < nrows; r++)
     {
         HeapTuple   tup = tt->vals[r];
@@ -591,15 +799,20 @@ ItReadUserRows(ItModel *m, ItTransfer *t, int64 user_id, MemoryContext mcxt, ItU
         raw.item = SPI_getbinval(tup, tt->tupdesc, cols.item + 1, &raw.item_null);
         if (cols.weight >= 0)
             raw.weight = SPI_getbinval(tup, tt->tupdesc, cols.weight + 1, &raw.weight_null);
+        if (cols.domain >= 0)
+            raw.domain = SPI_getbinval(tup, tt->tupdesc, cols.domain + 1, &raw.domain_null);
         /* rows of weight 0 are dropped with the others by ItCollectUserRows */
         if (!ParseRow(&src, &cols, &how, &raw, &row))
             row.weight = 0.0;
         ids[r] = row.item_id;
         weights[r] = row.weight;
+        if (doms)
+            /* a domain column the model did not have: domain 0 is its only one */
+            doms[r] = row.weight == 0.0 ? 0 : m->n_domains == 0 ? 0 : ItFindDomain(m, row.domain);
     }
     ItServeContextPop(&sc);
 
-    ItCollectUserRows(m, ids, weights, (int) nrows, mcxt, out);
+    ItCollectUserRows(m, ids, doms, weights, (int) nrows, mcxt, out);
     pfree(ids);
     pfree(weights);
     SPI_freetuptable(tt);

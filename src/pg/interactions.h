@@ -23,6 +23,7 @@ typedef struct ItInteractionColumns
     int         item;
     int         weight;
     int         ts;
+    int         domain;         /* -1 when absent */
     Oid         user_type;
     Oid         item_type;
     Oid         weight_type;
@@ -58,6 +59,7 @@ typedef struct ItInteraction
     double      weight;         /* > 0 and finite (1 without a weight column) */
     Datum       ts;             /* with_ts and a ts column: its value */
     bool        ts_null;        /* true when there is none */
+    const char *domain;         /* a domain column: its value (never NULL), else NULL */
 } ItInteraction;
 
 /* What a stream reads of each row. */
@@ -94,7 +96,11 @@ typedef struct ItInteractionMatrix
     int64       nusers;
     int64       nitems;
     int64      *user_ids;       /* dense index -> user id, ascending */
-    int64      *item_ids;       /* dense index -> item id, ascending */
+    int64      *item_ids;       /* dense index -> item id, ascending within a domain */
+    int         n_domains;      /* a domain column: its distinct values, else 0 */
+    char      **domains;        /* n_domains names, sorted (strcmp) */
+    int64      *domain_start;   /* n_domains + 1: items of domain d are [domain_start[d], domain_start[d + 1]) */
+    int16      *item_domain;    /* with domains: the domain of each item, else NULL */
     ItCsr       R;              /* users x items, summed weights */
     ItCsr       Rt;             /* items x users */
     double     *times;          /* with a ts column: each entry of R's earliest time
@@ -106,7 +112,8 @@ typedef struct ItInteractionMatrix
 /*
  * Reads a training source (IT_ROWS_TRAIN) into *out, in the current
  * memory context (huge allocations): ids mapped to dense indexes in
- * ascending id order, duplicates summed in input order (in float, as
+ * ascending (domain, id) order (items of different domains are different
+ * items), duplicates summed in input order (in float, as
  * it_csr_from_coo does), rows of weight 0 left out.  ERRORs when no row
  * is left, and when a summed weight overflows a real.
  */
@@ -143,11 +150,19 @@ extern void ItReadUserRows(ItModel *m, ItTransfer *t, int64 user_id,
                            MemoryContext mcxt, ItUserRows *out);
 
 /*
- * The rows of one user given as (item id, weight) pairs: drops weights
- * that are not > 0, sums duplicates (in double), maps ids to model
- * indexes.  ids and weights are not changed.  Result in mcxt.
+ * The rows of one user given as (item id, weight) pairs, with the domain
+ * index of each (NULL: domain 0; -1: a domain the model does not have):
+ * drops weights that are not > 0, sums duplicates (in double), maps ids
+ * to model indexes.  ids and weights are not changed.  Result in mcxt.
  */
-extern void ItCollectUserRows(ItModel *m, const int64 *ids, const double *weights, int n,
+extern void ItCollectUserRows(ItModel *m, const int64 *ids, const int *domains,
+                              const double *weights, int n,
                               MemoryContext mcxt, ItUserRows *out);
+
+/* The longest domain name, in bytes. */
+#define IT_DOMAIN_MAX_LEN 63
+
+/* A domain name's index in m, -1 when the model does not have it. */
+extern int  ItFindDomain(const ItModel *m, const char *domain);
 
 #endif                          /* IT_INTERACTIONS_H */

@@ -486,7 +486,7 @@ RefreshByComparison(ItModel *m, ItTransfer *t, RefreshOut *o)
             ids[j] = rows[begin[i] + j].iid;
             ws[j] = rows[begin[i] + j].w;
         }
-        ItCollectUserRows(m, ids, ws, (int) nr, usercxt, &ur);
+        ItCollectUserRows(m, ids, NULL, ws, (int) nr, usercxt, &ur);
         (void) RefreshUser(m, users[i], &ur, o);
         MemoryContextSwitchTo(old);
         MemoryContextReset(usercxt);
@@ -542,7 +542,7 @@ NewItems(ItModel *m, ItTransfer *t, RefreshOut *o)
                          errmsg("%s is NULL in row " INT64_FORMAT " of item_features", idcol, row),
                          errhint("Filter out the rows without an id, for example WHERE %s IS NOT NULL.", idcol)));
             id = ItDatumGetId(&src, col, type, d, row);
-            if (ItItemIndex(m, id) >= 0)
+            if (ItItemIndex(m, 0, id) >= 0)
                 continue;       /* the version has it */
             if (n == cap)
             {
@@ -693,6 +693,13 @@ interest_transfer_refresh(PG_FUNCTION_ARGS)
         SPI_finish();
         PG_RETURN_INT64(0);
     }
+    if (m->n_domains > 0)
+        ereport(ERROR,
+                (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                 errmsg("refresh() does not yet fold in users of model \"%s\", whose items are of %d domains",
+                        m->name, m->n_domains),
+                 errhint("Retrain it with train('%s'); until then new interactions are folded in when the user is served.",
+                         m->name)));
     t = ItGetTransfer(m);
     memset(&o, 0, sizeof(o));
     o.cxt = CurrentMemoryContext;

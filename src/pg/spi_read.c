@@ -409,6 +409,8 @@ KindAccepts(ItColumnKind kind)
             return "smallint, integer, bigint, real, double precision or numeric";
         case IT_COLUMN_TIME:
             return "timestamp, timestamp with time zone or date";
+        case IT_COLUMN_TEXT:
+            return "text or varchar";
     }
     return "?";
 }
@@ -425,6 +427,8 @@ KindAcceptsType(ItColumnKind kind, Oid type)
                 type == FLOAT4OID || type == FLOAT8OID || type == NUMERICOID;
         case IT_COLUMN_TIME:
             return type == TIMESTAMPOID || type == TIMESTAMPTZOID || type == DATEOID;
+        case IT_COLUMN_TEXT:
+            return type == TEXTOID || type == VARCHAROID;
     }
     return false;
 }
@@ -483,7 +487,8 @@ ItSourceColumn(ItSource *src, const char *name, ItColumnKind kind, bool required
                  errhint("%s must be of type %s; cast it in a query, for example SELECT %s::%s AS %s.",
                          name, KindAccepts(kind), name,
                          kind == IT_COLUMN_ID ? "bigint" :
-                         kind == IT_COLUMN_WEIGHT ? "float8" : "timestamptz",
+                         kind == IT_COLUMN_WEIGHT ? "float8" :
+                         kind == IT_COLUMN_TEXT ? "text" : "timestamptz",
                          name)));
     return found;
 }

@@ -162,13 +162,13 @@ PreparePlans(void)
                   0, NULL);
     PlanModelRow =
         SavedPlan(psprintf("SELECT xmin, ctid, algorithm, interactions_source, user_features_source, "
-                           "item_features_source, options, factors, users, items, user_mean, search_path "
+                           "item_features_source, options, factors, users, items, user_mean, search_path, domains "
                            "FROM %s WHERE model OPERATOR(pg_catalog.=) $1 "
                            "AND version OPERATOR(pg_catalog.=) $2",
                            model_table),
                   2, row_types);
     PlanUserRow =
-        SavedPlan(psprintf("SELECT factors, seen, source FROM %s "
+        SavedPlan(psprintf("SELECT factors, seen, source, seen_domain FROM %s "
                            "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
                            "AND user_id OPERATOR(pg_catalog.=) $3 AND context OPERATOR(pg_catalog.=) ''",
                            ItTable("it_user_factors")),
@@ -224,9 +224,9 @@ VersionCursor(const char *sql, const char *model, int version)
 Portal
 ItStoreItemCursor(const char *model, int version)
 {
-    return VersionCursor(psprintf("SELECT item_id, factors, popularity FROM %s "
+    return VersionCursor(psprintf("SELECT item_id, factors, popularity, domain FROM %s "
                                   "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
-                                  "ORDER BY item_id",
+                                  "ORDER BY domain, item_id",
                                   ItTable("it_item_factors")),
                          model, version);
 }
@@ -361,11 +361,11 @@ Undeploy(const char *model, int keep)
 void
 ItStoreInsertModel(const ItModelRow *row)
 {
-    Oid         argtypes[17] = {TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID,
+    Oid         argtypes[18] = {TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID,
         INT4OID, INT8OID, INT8OID, INT8OID, FLOAT8OID, FLOAT8OID, JSONBOID, FLOAT4ARRAYOID,
-    TEXTOID, JSONBOID, JSONBOID};
-    Datum       values[17];
-    char        nulls[17];
+    TEXTOID, JSONBOID, JSONBOID, TEXTARRAYOID};
+    Datum       values[18];
+    char        nulls[18];
 
     /* the unique index on deployed versions: the old one goes first */
     if (row->deployed)
@@ -389,16 +389,27 @@ ItStoreInsertModel(const ItModelRow *row)
     values[14] = TextOrNull(row->def->search_path, &nulls[14]);
     values[15] = JsonText(row->deploy_decision);
     values[16] = JsonText(row->metrics);
+    values[17] = (Datum) 0;
+    nulls[17] = 'n';
+    if (row->n_domains > 0)
+    {
+        Datum      *names = palloc(sizeof(Datum) * row->n_domains);
+
+        for (int d = 0; d < row->n_domains; d++)
+            names[d] = CStringGetTextDatum(row->domains[d]);
+        values[17] = PointerGetDatum(construct_array(names, row->n_domains, TEXTOID, -1, false, TYPALIGN_INT));
+        nulls[17] = ' ';
+    }
 
     Execute(psprintf("INSERT INTO %s (model, version, algorithm, "
                      "interactions_source, user_features_source, item_features_source, "
                      "options, factors, users, items, interactions, seconds, loss, "
-                     "history, user_mean, search_path, deploy_decision, metrics, deployed, deployed_at) "
+                     "history, user_mean, search_path, deploy_decision, metrics, domains, deployed, deployed_at) "
                      "VALUES ($1, $2, 'als', $3, $4, $5, $6, $7, $8, $9, $10, $11, "
-                     "$12, $13, $14, $15, $16, $17, %s)",
+                     "$12, $13, $14, $15, $16, $17, $18, %s)",
                      ItTable("it_model"),
                      row->deployed ? "true, pg_catalog.clock_timestamp()" : "false, NULL"),
-            17, argtypes, values, nulls, false, 0, SPI_OK_INSERT);
+            18, argtypes, values, nulls, false, 0, SPI_OK_INSERT);
 }
 
 void
@@ -562,8 +573,8 @@ ItStoreReassign(const char *model, Oid old_role, Oid new_role, bool move_grants)
 static SPIPlanPtr
 FactorPlan(const ItFactorRows *rows)
 {
-    Oid         argtypes[8] = {TEXTOID, INT4OID, INT8ARRAYOID, FLOAT4ARRAYOID, INT4OID,
-    INT8ARRAYOID, INT4ARRAYOID, TEXTOID};
+    Oid         argtypes[9] = {TEXTOID, INT4OID, INT8ARRAYOID, FLOAT4ARRAYOID, INT4OID,
+    INT8ARRAYOID, INT4ARRAYOID, TEXTOID, INT2ARRAYOID};
     const char *conflict = "";
     char       *sql;
     SPIPlanPtr  plan;
@@ -573,24 +584,25 @@ FactorPlan(const ItFactorRows *rows)
         if (rows->mode == IT_FACTORS_UPSERT)
             conflict = " ON CONFLICT (model, version, user_id, context) DO UPDATE "
                 "SET factors = excluded.factors, seen = excluded.seen, "
-                "source = excluded.source, updated_at = excluded.updated_at";
+                "source = excluded.source, updated_at = excluded.updated_at, seen_domain = excluded.seen_domain";
         else if (rows->mode == IT_FACTORS_SKIP_EXISTING)
             conflict = " ON CONFLICT (model, version, user_id, context) DO NOTHING";
-        sql = psprintf("INSERT INTO %s (model, version, user_id, factors, seen, source, updated_at, context) "
+        sql = psprintf("INSERT INTO %s (model, version, user_id, factors, seen, source, updated_at, context, seen_domain) "
                        "SELECT $1, $2, $3[i], $4[(i - 1) * $5 + 1 : i * $5], $6[$7[i] + 1 : $7[i + 1]], "
-                       "$8, pg_catalog.now(), '' "
+                       "$8, pg_catalog.now(), '', "
+                       "CASE WHEN $9 IS NOT NULL THEN coalesce($9[$7[i] + 1 : $7[i + 1]], '{}') END "
                        "FROM pg_catalog.generate_series(1, pg_catalog.cardinality($3)) AS i%s",
                        ItTable("it_user_factors"), conflict);
     }
     else
     {
         if (rows->mode == IT_FACTORS_UPSERT)
-            conflict = " ON CONFLICT (model, version, item_id) DO UPDATE "
+            conflict = " ON CONFLICT (model, version, domain, item_id) DO UPDATE "
                 "SET factors = excluded.factors, popularity = excluded.popularity, source = excluded.source";
         else if (rows->mode == IT_FACTORS_SKIP_EXISTING)
-            conflict = " ON CONFLICT (model, version, item_id) DO NOTHING";
-        sql = psprintf("INSERT INTO %s (model, version, item_id, factors, popularity, source) "
-                       "SELECT $1, $2, $3[i], $4[(i - 1) * $5 + 1 : i * $5], $6[i], $8 "
+            conflict = " ON CONFLICT (model, version, domain, item_id) DO NOTHING";
+        sql = psprintf("INSERT INTO %s (model, version, item_id, factors, popularity, source, domain) "
+                       "SELECT $1, $2, $3[i], $4[(i - 1) * $5 + 1 : i * $5], $6[i], $8, coalesce($9[i], 0) "
                        "FROM pg_catalog.generate_series(1, pg_catalog.cardinality($3)) AS i%s",
                        ItTable("it_item_factors"), conflict);
     }
@@ -609,9 +621,11 @@ SeenCount(const ItFactorRows *rows, int64 r)
 int64
 ItStoreWriteFactors(const char *model, int version, const ItFactorRows *rows)
 {
-    Datum       values[8];
+    Datum       values[9];
+    char        nulls[9];
     SPIPlanPtr  plan;
     int64      *buf;
+    int16      *dbuf = NULL;
     int32      *offsets;
     int64       bufcap;
     int64       maxrows = Min(IT_WRITE_ROWS, Max(1, IT_WRITE_VALUES / rows->k));
@@ -629,6 +643,16 @@ ItStoreWriteFactors(const char *model, int version, const ItFactorRows *rows)
     offsets = palloc(sizeof(int32) * (maxrows + 1));
     bufcap = rows->users ? 1024 : maxrows;
     buf = palloc(sizeof(int64) * bufcap);
+    if (rows->domains)
+        dbuf = palloc(sizeof(int16) * bufcap);
+    memset(nulls, ' ', sizeof(nulls));
+    if (rows->domains == NULL)
+    {
+        nulls[8] = 'n';
+        values[8] = (Datum) 0;
+    }
+    if (rows->users && rows->domains && rows->seen_index == NULL)
+        elog(ERROR, "seen domains need seen indexes");
 
     while (begin < rows->n)
     {
@@ -656,6 +680,11 @@ ItStoreWriteFactors(const char *model, int version, const ItFactorRows *rows)
                          errmsg("a user of model \"%s\" has " INT64_FORMAT " items, too many to store",
                                 model, nvalues)));
             buf = palloc(sizeof(int64) * bufcap);
+            if (dbuf)
+            {
+                pfree(dbuf);
+                dbuf = palloc(sizeof(int16) * bufcap);
+            }
         }
 
         if (rows->users)
@@ -666,23 +695,31 @@ ItStoreWriteFactors(const char *model, int version, const ItFactorRows *rows)
             {
                 offsets[r - begin] = (int32) j;
                 for (int64 p = rows->seen_ptr[r]; p < rows->seen_ptr[r + 1]; p++)
+                {
+                    if (dbuf)
+                        dbuf[j] = rows->domains[rows->seen_index[p]];
                     buf[j++] = rows->seen_index ? rows->seen_ids[rows->seen_index[p]] : rows->seen_ids[p];
+                }
             }
             offsets[end - begin] = (int32) j;
             values[5] = ItFlatArray(buf, j, INT8OID, sizeof(int64));
             values[6] = ItFlatArray(offsets, end - begin + 1, INT4OID, sizeof(int32));
+            if (dbuf)
+                values[8] = ItFlatArray(dbuf, j, INT2OID, sizeof(int16));
         }
         else
         {
             for (int64 r = begin; r < end; r++)
                 buf[r - begin] = rows->popularity ? rows->popularity[r] : 0;
             values[5] = ItFlatArray(buf, end - begin, INT8OID, sizeof(int64));
+            if (dbuf)
+                values[8] = ItFlatArray(rows->domains + begin, end - begin, INT2OID, sizeof(int16));
         }
         values[2] = ItFlatArray(rows->ids + begin, end - begin, INT8OID, sizeof(int64));
         values[3] = ItFlatArray(rows->factors + begin * rows->k, (end - begin) * rows->k,
                                 FLOAT4OID, sizeof(float));
 
-        Check(SPI_execute_plan(plan, values, NULL, false, 0), SPI_OK_INSERT, "SPI_execute_plan");
+        Check(SPI_execute_plan(plan, values, nulls, false, 0), SPI_OK_INSERT, "SPI_execute_plan");
         if (rows->mode != IT_FACTORS_SKIP_EXISTING && SPI_processed != (uint64) (end - begin))
             elog(ERROR, "expected " INT64_FORMAT " factor rows written, not " UINT64_FORMAT,
                  end - begin, SPI_processed);
@@ -693,6 +730,8 @@ ItStoreWriteFactors(const char *model, int version, const ItFactorRows *rows)
         pfree(DatumGetPointer(values[5]));
         if (rows->users)
             pfree(DatumGetPointer(values[6]));
+        if (dbuf)
+            pfree(DatumGetPointer(values[8]));
         begin = end;
     }
     SPI_freeplan(plan);

@@ -122,6 +122,8 @@ typedef struct ItModelRow
     const float *user_mean;     /* factors floats */
     const char *deploy_decision;    /* json text */
     bool        deployed;       /* the model's deployed version from now on */
+    int         n_domains;      /* 0: no domain column */
+    char      **domains;        /* n_domains names, sorted */
 } ItModelRow;
 
 extern void ItStoreInsertModel(const ItModelRow *row);
@@ -194,6 +196,11 @@ typedef struct ItFactorRows
     const int32 *seen_index;
     const int64 *seen_ids;
     const int64 *popularity;
+    /*
+     * With domains (else NULL): items, the domain of row r; users, the
+     * domain of each item index (rows with seen_index only).
+     */
+    const int16 *domains;
 } ItFactorRows;
 
 /*

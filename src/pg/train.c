@@ -545,6 +545,7 @@ WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainDa
     rows.seen_ptr = d->R.indptr;
     rows.seen_index = d->R.indices;
     rows.seen_ids = d->item_ids;
+    rows.domains = d->item_domain;
     (void) ItStoreWriteFactors(model, version, &rows);
 
     memset(&rows, 0, sizeof(rows));
@@ -556,6 +557,7 @@ WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainDa
     rows.ids = d->item_ids;
     rows.factors = Y;
     rows.popularity = popularity;
+    rows.domains = d->item_domain;
     (void) ItStoreWriteFactors(model, version, &rows);
     /* the new items' factor rows (transfer.c) */
     ItTransferWriteItems(transfer, model, version);
@@ -582,6 +584,8 @@ WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainDa
     row.user_mean = mean;
     row.deploy_decision = decision->json.data;
     row.deployed = decision->deploy;
+    row.n_domains = d->n_domains;
+    row.domains = d->domains;
     /* the whole call, writing included */
     *seconds = row.seconds = ItElapsedSeconds(start);
     ItStoreInsertModel(&row);
@@ -653,6 +657,12 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     ItReadInteractionMatrix(def->interactions, model, &d);
     if (def->stored)
         ItRunAsEnd(&as_owner);
+    if (d.n_domains > 0 && def->item_features != NULL)
+        ereport(ERROR,
+                (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                 errmsg("item_features cannot be used yet with interactions that have a domain column"),
+                 errhint("Train model \"%s\" without item_features, or one model per domain with its own item_features.",
+                         model)));
     keys = NoticeRatings(&d.R, &opts, model);
     auto_lambda = AutoRegularization(&d.R, d.nusers, &opts, &options);
     if (auto_lambda != NULL)
