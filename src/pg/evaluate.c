@@ -42,10 +42,11 @@ enum
     SEG_ALL,
     SEG_WARM,
     SEG_COLD,
+    SEG_CROSS,
     NSEGMENTS
 };
 
-static const char *const SegmentNames[NSEGMENTS] = {"all", "warm", "cold"};
+static const char *const SegmentNames[NSEGMENTS] = {"all", "warm", "cold", "cross_domain"};
 
 typedef struct ItSegment
 {
@@ -68,6 +69,7 @@ typedef struct ItEvalUser
     int         npos;
     int         nunknown;       /* test items the model does not know */
     int         row;            /* row in the block's score matrix, or -1 */
+    bool        cross;          /* interactions in other domains only */
 } ItEvalUser;
 
 typedef struct ItTestPair
@@ -89,15 +91,19 @@ ComparePairs(const void *a, const void *b)
 
 /*
  * Reads the test set (inside SPI_connect) into *pairs, sorted by user and
- * item, duplicates removed; returns how many.
+ * item, duplicates removed; returns how many.  With a domain and a domain
+ * column, only that domain's rows.
  */
 static int64
-ReadTestSet(const char *test, const char *model, double threshold, ItTestPair **pairs_out)
+ReadTestSet(const char *test, const char *model, double threshold, const char *domain,
+            ItTestPair **pairs_out)
 {
     ItSource    src;
     int         ucol;
     int         icol;
     int         wcol;
+    int         dcol;
+    int64       other = 0;
     Oid         utype;
     Oid         itype;
     Oid         wtype = InvalidOid;
@@ -117,6 +123,7 @@ ReadTestSet(const char *test, const char *model, double threshold, ItTestPair **
     wcol = ItSourceColumn(&src, "weight", IT_COLUMN_WEIGHT, false);
     if (wcol >= 0)
         wtype = ItSourceColumnType(&src, wcol);
+    dcol = domain ? ItSourceColumn(&src, "domain", IT_COLUMN_TEXT, false) : -1;
 
     while ((got = ItSourceFetch(&src, IT_EVAL_FETCH)) > 0)
     {
@@ -146,6 +153,22 @@ ReadTestSet(const char *test, const char *model, double threshold, ItTestPair **
                         (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
                          errmsg("%s is null in row " INT64_FORMAT " of test", unull ? "user_id" : "item_id", row),
                          errhint("Leave such rows out, for example with WHERE user_id IS NOT NULL AND item_id IS NOT NULL.")));
+            if (dcol >= 0)
+            {
+                bool        dnull;
+                Datum       dd = SPI_getbinval(tup, desc, dcol + 1, &dnull);
+
+                if (dnull)
+                    ereport(ERROR,
+                            (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                             errmsg("domain is null in row " INT64_FORMAT " of test", row),
+                             errhint("Give every test row the domain of its item, or leave the domain column out.")));
+                if (strcmp(TextDatumGetCString(dd), domain) != 0)
+                {
+                    other++;
+                    continue;
+                }
+            }
             if (wcol >= 0 && threshold > 0.0)
             {
                 bool        wnull;
@@ -168,6 +191,11 @@ ReadTestSet(const char *test, const char *model, double threshold, ItTestPair **
         ereport(NOTICE,
                 (errmsg(INT64_FORMAT " of " INT64_FORMAT " test rows weigh less than the model's positive_threshold %g "
                         "or have no weight, and are not counted as positives", below, below + n, threshold)));
+    if (n == 0 && other > 0)
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                 errmsg("test set has no rows of domain \"%s\"", domain),
+                 errhint("Evaluate a domain the test rows are of, or give test rows of this one.")));
     if (n == 0)
         ereport(ERROR,
                 (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -269,7 +297,7 @@ UserMetricsOf(ItModel *m, const ItEvalUser *u, const float *scores, int k,
     }
 
     Accumulate(&segs[SEG_ALL], &um, top_idx, (int) ntop, m->n_items);
-    Accumulate(&segs[u->in.source == IT_SOURCE_MODEL ? SEG_WARM : SEG_COLD],
+    Accumulate(&segs[u->cross ? SEG_CROSS : u->in.source == IT_SOURCE_MODEL ? SEG_WARM : SEG_COLD],
                &um, top_idx, (int) ntop, m->n_items);
 }
 
@@ -347,12 +375,64 @@ FlushBlock(ItModel *m, ItEvalUser *block, int nblock, int nvec, int k,
 }
 
 /*
- * evaluate(model text, test text, k int DEFAULT 10)
+ * The items of domain d of m as a model of their own, for ranking and
+ * measuring within the domain: the arrays point into m's (index 0 is item
+ * domain_start[d]); the interest of a user is still decided on m.
+ */
+/*
+ * A user's interest ranked within domain d: seen becomes the seen items
+ * of the domain, as indexes of its DomainView; cross when the user has
+ * seen items in other domains only.
+ */
+static void
+InDomain(const ItModel *full, int d, ItEvalUser *u)
+{
+    int64       lo = full->domain_start[d];
+    int64       hi = full->domain_start[d + 1];
+    int         w = 0;
+
+    for (int i = 0; i < u->in.nseen; i++)
+        if (u->in.seen[i] >= lo && u->in.seen[i] < hi)
+            u->in.seen[w++] = (int32) (u->in.seen[i] - lo);
+    u->cross = u->in.nseen > 0 && w == 0;
+    u->in.nseen = w;
+}
+
+static ItModel *
+DomainView(ItModel *m, int d)
+{
+    ItModel    *v = palloc(sizeof(ItModel));
+    int64       lo = m->domain_start[d];
+    int64       w = 0;
+
+    *v = *m;
+    v->n_items = m->domain_start[d + 1] - lo;
+    v->item_ids = m->item_ids + lo;
+    v->Y = m->Y + (size_t) lo * m->k;
+    v->popularity = m->popularity + lo;
+    v->pop_score = m->pop_score + lo;
+    v->item_norms = m->item_norms + lo;
+    v->scores = m->scores + lo;
+    v->pop_order = palloc(sizeof(int32) * Max(v->n_items, 1));
+    for (int64 i = 0; i < m->n_items; i++)
+        if (m->pop_order[i] >= lo && m->pop_order[i] < lo + v->n_items)
+            v->pop_order[w++] = (int32) (m->pop_order[i] - lo);
+    v->n_domains = 0;
+    return v;
+}
+
+/*
+ * evaluate(model text, test text, k int DEFAULT 10, domain text DEFAULT NULL)
  *   RETURNS TABLE (segment text, users bigint, precision_at_k float8,
  *                  recall_at_k float8, ndcg_at_k float8, map_at_k float8,
  *                  auc float8, coverage float8)
  *
- * Always three rows: 'all', 'warm', 'cold'; a segment without users has
+ * Three rows: 'all', 'warm', 'cold'; with a domain (a model trained with
+ * domains needs one) only that domain's items are ranked and measured, the
+ * test rows of other domains (a domain column) are left out, warm users
+ * are those with interactions in the domain, and a fourth row
+ * 'cross_domain' counts the users with interactions in other domains
+ * only.  A segment without users has
  * users = 0 and NULL metrics.  model NULL means the most recently deployed
  * model.  Metrics are means over the segment's users (AUC over those that
  * have at least one negative); coverage is the share of the catalogue that
@@ -383,6 +463,10 @@ interest_transfer_evaluate(PG_FUNCTION_ARGS)
     float      *top_score;
     int32      *cand;
     int64       p;
+    char       *domain;
+    int         d;
+    ItModel    *full;
+    int         nsegments;
 
     ItSetSchema(fcinfo);
     model = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
@@ -403,12 +487,18 @@ interest_transfer_evaluate(PG_FUNCTION_ARGS)
                  errmsg("k must be at most %d, not %d", IT_MAX_K, k),
                  errhint("Measure shorter lists, for example k => 10.")));
 
+    domain = (PG_NARGS() > 3 && !PG_ARGISNULL(3)) ? text_to_cstring(PG_GETARG_TEXT_PP(3)) : NULL;
+
     InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-    m = ItGetModel(model);
+    full = ItGetModel(model);
+    d = ItDomainArgument(full, domain, true);
+    /* within a domain: its items only, as recommend(..., domain) ranks them */
+    m = d >= 0 ? DomainView(full, d) : full;
+    nsegments = d >= 0 ? NSEGMENTS : SEG_CROSS;
 
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
-    npairs = ReadTestSet(test, m->name, m->opts.positive_threshold, &pairs);
+    npairs = ReadTestSet(test, m->name, m->opts.positive_threshold, domain, &pairs);
 
     memset(segs, 0, sizeof(segs));
     for (int s = 0; s < NSEGMENTS; s++)
@@ -444,11 +534,16 @@ interest_transfer_evaluate(PG_FUNCTION_ARGS)
         oldcxt = MemoryContextSwitchTo(blockcxt);
         memset(u, 0, sizeof(ItEvalUser));
         u->user_id = user_id;
-        ItUserInterest(m, user_id, &u->in);
+        ItUserInterest(full, user_id, &u->in);
+        if (d >= 0)
+            InDomain(full, d, u);
         u->pos = palloc(sizeof(int32) * (end - p));
         for (int64 q = p; q < end; q++)
         {
-            int64       idx = ItItemIndex(m, pairs[q].item_id);
+            int64       idx = d >= 0 ? ItItemIndex(full, d, pairs[q].item_id) : ItItemIndex(m, 0, pairs[q].item_id);
+
+            if (idx >= 0 && d >= 0)
+                idx -= full->domain_start[d];
 
             if (idx < 0)
                 u->nunknown++;
@@ -471,7 +566,7 @@ interest_transfer_evaluate(PG_FUNCTION_ARGS)
     }
     SPI_finish();
 
-    for (int s = 0; s < NSEGMENTS; s++)
+    for (int s = 0; s < nsegments; s++)
     {
         Datum       values[8];
         bool        nulls[8] = {false, false, false, false, false, false, false, false};

@@ -25,6 +25,7 @@
 #include <math.h>
 
 #include "executor/spi.h"
+#include "lib/stringinfo.h"
 #include "utils/memutils.h"
 
 #include "interest.h"
@@ -308,9 +309,15 @@ ItVisitorInterest(ItModel *m, Jsonb *features, const int64 *items, int nitems, I
     ItUserRows  rows;
     double     *weights = palloc(sizeof(double) * Max(nitems, 1));
 
+    if (nitems > 0 && m->n_domains > 0)
+        ereport(ERROR,
+                (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                 errmsg("recommend_for() cannot take items for model \"%s\", whose items are of %d domains",
+                        m->name, m->n_domains),
+                 errhint("Pass the visitor's features only, or give the visitor a user_id and rows in the model's interactions source.")));
     for (int i = 0; i < nitems; i++)
         weights[i] = 1.0;
-    ItCollectUserRows(m, items, weights, nitems, CurrentMemoryContext, &rows);
+    ItCollectUserRows(m, items, NULL, weights, nitems, CurrentMemoryContext, &rows);
     pfree(weights);
     (void) DecideInterest(&req, &rows, false, out);
 }
@@ -346,4 +353,30 @@ ItScoreTolerance(const ItModel *m, const ItInterest *in, double *tol_scale, doub
         xx += (double) in->x[j] * (double) in->x[j];
     *tol_scale = (m->k + 4) * (double) FLT_EPSILON * sqrt(xx);
     *tol_const = (m->k + 4) * (double) FLT_EPSILON * Max(in->pop_blend, 0.0f);
+}
+
+const char *
+ItInterestSourceLabel(const ItModel *m, const ItInterest *in, int d)
+{
+    StringInfoData buf;
+    int         last = -1;
+
+    if (d < 0 || in->nseen == 0 || in->x == NULL)
+        return ItInterestSourceName(in->source);
+    for (int i = 0; i < in->nseen; i++)
+        if (in->seen[i] >= m->domain_start[d] && in->seen[i] < m->domain_start[d + 1])
+            return ItInterestSourceName(in->source);
+    /* seen is ascending, so are its domains */
+    initStringInfo(&buf);
+    appendStringInfoString(&buf, "domain:");
+    for (int i = 0; i < in->nseen; i++)
+    {
+        int         dom = ItItemDomain(m, in->seen[i]);
+
+        if (dom == last)
+            continue;
+        appendStringInfo(&buf, "%s%s", last >= 0 ? "," : "", m->domains[dom]);
+        last = dom;
+    }
+    return buf.data;
 }

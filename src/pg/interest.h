@@ -99,4 +99,12 @@ extern float ItItemScore(const ItModel *m, const ItInterest *in, int64 idx);
 extern void ItScoreTolerance(const ItModel *m, const ItInterest *in,
                              double *tol_scale, double *tol_const);
 
+/*
+ * What recommend() reports as the source of an interest ranked within
+ * domain d (-1: no domain): the source's name, or, for a user whose
+ * interactions are all in other domains, 'domain:' and those domains
+ * (comma-separated, sorted).  palloc'd or constant.
+ */
+extern const char *ItInterestSourceLabel(const ItModel *m, const ItInterest *in, int d);
+
 #endif                          /* IT_INTEREST_H */

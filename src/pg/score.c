@@ -78,6 +78,7 @@ typedef struct ItScoreArg
 {
     const ItModel *m;
     const ItInterest *in;
+    int64       lo;             /* index 0 of the ranking is item lo */
 } ItScoreArg;
 
 static float
@@ -85,45 +86,85 @@ ExactItemScore(const void *arg, int64_t idx)
 {
     const ItScoreArg *a = arg;
 
-    return ItItemScore(a->m, a->in, idx);
+    return ItItemScore(a->m, a->in, a->lo + idx);
 }
 
 /*
- * The k best items for an interest, best first: out_idx/out_score must
- * hold min(k, m->n_items) entries.  With exclude_seen, in->seen is
- * skipped.  A vector ranks by x.y (ties by lower item_id); popularity by
- * popularity desc, then item_id, scored popularity / max popularity.
- * Returns how many were written.
+ * The entries of the sorted list set[0..n) within [lo, hi), shifted by
+ * -lo, into out (room for n); returns how many.
  */
 static int
-TopItems(ItModel *m, const ItInterest *in, bool exclude_seen,
+ExcludeInRange(const int32 *set, int n, int64 lo, int64 hi, int32 *out)
+{
+    int         w = 0;
+
+    for (int i = 0; i < n; i++)
+        if (set[i] >= lo && set[i] < hi)
+            out[w++] = (int32) (set[i] - lo);
+    return w;
+}
+
+/* The items of domain d (-1: every item) are [*lo, *hi). */
+static void
+DomainRange(const ItModel *m, int d, int64 *lo, int64 *hi)
+{
+    *lo = d < 0 ? 0 : m->domain_start[d];
+    *hi = d < 0 ? m->n_items : m->domain_start[d + 1];
+}
+
+/*
+ * The k best items of domain d (-1: of every item) for an interest, best
+ * first: out_idx/out_score must hold min(k, m->n_items) entries.  With
+ * exclude_seen, in->seen is skipped.  A vector ranks by x.y (ties by
+ * lower item_id); popularity by popularity desc, then item_id, scored
+ * popularity / max popularity.  Returns how many were written.
+ */
+static int
+TopItems(ItModel *m, const ItInterest *in, bool exclude_seen, int d,
          int k, int32 *out_idx, float *out_score)
 {
     const int32 *exclude = exclude_seen ? in->seen : NULL;
     int         nexclude = exclude_seen ? in->nseen : 0;
-    int         kk = (int) Min((int64) k, m->n_items);
+    int64       lo;
+    int64       hi;
+    int         kk;
     int         written = 0;
 
+    DomainRange(m, d, &lo, &hi);
+    kk = (int) Min((int64) k, hi - lo);
     if (kk <= 0)
         return 0;
 
     if (in->x != NULL)
     {
-        ItScoreArg  arg = {m, in};
+        ItScoreArg  arg = {m, in, lo};
         double      tol_scale;
         double      tol_const;
+        int32      *shifted = NULL;
+        int         got;
 
         /* nothing below can reload the model: m->scores stays ours */
-        it_score_all(m->Y, m->n_items, m->k, in->x, m->scores);
+        it_score_all(m->Y + (size_t) lo * m->k, hi - lo, m->k, in->x, m->scores + lo);
         if (in->pop_blend > 0.0f)
-            for (int64 i = 0; i < m->n_items; i++)
+            for (int64 i = lo; i < hi; i++)
                 m->scores[i] += in->pop_blend * m->pop_score[i];
+        if (lo > 0 && nexclude > 0)
+        {
+            shifted = palloc(sizeof(int32) * nexclude);
+            nexclude = ExcludeInRange(exclude, nexclude, lo, hi, shifted);
+            exclude = shifted;
+        }
 
         /* ranked by the scores score() gives, ties by the lower item_id */
         ItScoreTolerance(m, in, &tol_scale, &tol_const);
-        return ExactTopK(m->scores, m->n_items, exclude, nexclude, kk,
-                         m->item_norms, tol_scale, tol_const,
-                         ExactItemScore, &arg, out_idx, out_score);
+        got = ExactTopK(m->scores + lo, hi - lo, exclude, nexclude, kk,
+                        m->item_norms + lo, tol_scale, tol_const,
+                        ExactItemScore, &arg, out_idx, out_score);
+        for (int i = 0; i < got; i++)
+            out_idx[i] += (int32) lo;
+        if (shifted)
+            pfree(shifted);
+        return got;
     }
 
     /* Popularity: walk the precomputed order, skipping excluded items. */
@@ -131,6 +172,8 @@ TopItems(ItModel *m, const ItInterest *in, bool exclude_seen,
     {
         int32       idx = m->pop_order[i];
 
+        if (idx < lo || idx >= hi)
+            continue;
         if (nexclude > 0 && InSorted(exclude, nexclude, idx))
             continue;
         out_idx[written] = idx;
@@ -176,14 +219,14 @@ ModelArg(FunctionCallInfo fcinfo, int argno)
  */
 static void
 ReturnTopItems(ReturnSetInfo *rsinfo, ItModel *m, const ItInterest *in,
-               bool exclude_seen, int k)
+               bool exclude_seen, int d, int k)
 {
     int         n = (int) Min((int64) k, m->n_items);
     int32      *top_idx = palloc(sizeof(int32) * Max(n, 1));
     float      *top_score = palloc(sizeof(float) * Max(n, 1));
-    Datum       source = CStringGetTextDatum(ItInterestSourceName(in->source));
+    Datum       source = CStringGetTextDatum(ItInterestSourceLabel(m, in, d));
 
-    n = TopItems(m, in, exclude_seen, k, top_idx, top_score);
+    n = TopItems(m, in, exclude_seen, d, k, top_idx, top_score);
     for (int i = 0; i < n; i++)
     {
         Datum       values[4];
@@ -200,12 +243,27 @@ ReturnTopItems(ReturnSetInfo *rsinfo, ItModel *m, const ItInterest *in,
 }
 
 /*
+ * The domain argument argno of a scoring function (NULL when absent: a
+ * call through the definitions of an older release).
+ */
+static char *
+DomainArg(FunctionCallInfo fcinfo, int argno)
+{
+    if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+        return NULL;
+    return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/*
  * recommend(user_id bigint, k int DEFAULT 10, model text DEFAULT NULL,
- *           exclude_seen boolean DEFAULT true)
+ *           exclude_seen boolean DEFAULT true, domain text DEFAULT NULL)
  *   RETURNS TABLE (item_id bigint, score real, rank int, source text)
  *
  * A NULL user_id gives no rows (so a LATERAL join over a nullable column
- * simply drops those rows).
+ * simply drops those rows).  A model trained with domains needs a domain
+ * and ranks that domain's items only; a user whose interactions are all
+ * in other domains is served from the same vector, with source
+ * 'domain:<those domains>'.
  */
 PG_FUNCTION_INFO_V1(interest_transfer_recommend);
 Datum
@@ -216,6 +274,8 @@ interest_transfer_recommend(PG_FUNCTION_ARGS)
     int         k;
     char       *model;
     bool        exclude_seen;
+    char       *domain;
+    int         d;
     ItModel    *m;
     ItInterest  in;
 
@@ -225,15 +285,17 @@ interest_transfer_recommend(PG_FUNCTION_ARGS)
     if (PG_ARGISNULL(3))
         ItNullArgument("exclude_seen", "Pass true to leave out the items the user already interacted with, false to keep them.");
     exclude_seen = PG_GETARG_BOOL(3);
+    domain = DomainArg(fcinfo, 4);
 
     InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+    m = ItGetModelForCall(fcinfo, model);
+    d = ItDomainArgument(m, domain, true);
     if (PG_ARGISNULL(0))
         PG_RETURN_NULL();
     user_id = PG_GETARG_INT64(0);
 
-    m = ItGetModelForCall(fcinfo, model);
     ItUserInterest(m, user_id, &in);
-    ReturnTopItems(rsinfo, m, &in, exclude_seen, k);
+    ReturnTopItems(rsinfo, m, &in, exclude_seen, d, k);
     PG_RETURN_NULL();
 }
 
@@ -284,7 +346,7 @@ interest_transfer_recommend_for(PG_FUNCTION_ARGS)
     m = ItGetModelForCall(fcinfo, model);
     ItVisitorInterest(m, features, ids, nids, &in);
     /* the given items are left out of the list, whatever the path */
-    ReturnTopItems(rsinfo, m, &in, true, k);
+    ReturnTopItems(rsinfo, m, &in, true, ItDomainArgument(m, NULL, true), k);
     PG_RETURN_NULL();
 }
 
@@ -299,7 +361,8 @@ typedef struct ItScoreCache
 } ItScoreCache;
 
 /*
- * score(user_id bigint, item_id bigint, model text DEFAULT NULL) RETURNS real
+ * score(user_id bigint, item_id bigint, model text DEFAULT NULL,
+ *       domain text DEFAULT NULL) RETURNS real
  *
  * NULL when either id is NULL or the model does not know the item; for a
  * user served by popularity, the item's popularity / max popularity, the
@@ -316,6 +379,7 @@ interest_transfer_score(PG_FUNCTION_ARGS)
     ItCallCache *cc;
     ItScoreCache *sc;
     int64       idx;
+    int         d;
 
     if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
         PG_RETURN_NULL();
@@ -325,7 +389,8 @@ interest_transfer_score(PG_FUNCTION_ARGS)
 
     ItSetSchema(fcinfo);
     m = ItGetModelForCall(fcinfo, model);
-    idx = ItItemIndex(m, item_id);
+    d = ItDomainArgument(m, DomainArg(fcinfo, 3), true);
+    idx = ItItemIndex(m, Max(d, 0), item_id);
     if (idx < 0)
         PG_RETURN_NULL();
 
@@ -358,15 +423,17 @@ interest_transfer_score(PG_FUNCTION_ARGS)
 typedef struct ItCosineArg
 {
     const ItModel *m;
-    int32       self;
+    int32       self;           /* item index */
+    int64       lo;             /* index 0 of the ranking is item lo */
 } ItCosineArg;
 
-/* The cosine similar_items reports between item indexes self and idx. */
+/* The cosine similar_items reports between item index self and item lo + idx. */
 static float
-ExactCosine(const void *arg, int64_t idx)
+ExactCosine(const void *arg, int64_t rel)
 {
     const ItCosineArg *a = arg;
     const ItModel *m = a->m;
+    int64       idx = a->lo + rel;
     float       d = m->item_norms[a->self] * m->item_norms[idx];
     float       dot = ItDot(m->Y + (size_t) a->self * m->k, m->Y + (size_t) idx * m->k, m->k);
 
@@ -374,9 +441,11 @@ ExactCosine(const void *arg, int64_t idx)
 }
 
 /*
- * similar_items(item_id bigint, k int DEFAULT 10, model text DEFAULT NULL)
+ * similar_items(item_id bigint, k int DEFAULT 10, model text DEFAULT NULL,
+ *               domain text DEFAULT NULL)
  *   RETURNS TABLE (item_id bigint, score real, rank int)
  *
+ * With domains, the item and the items returned are of the given domain.
  * Cosine similarity of the items' factors, the item itself left out; an
  * item with all-zero factors is similar to nothing (cosine 0).  A NULL
  * item_id gives no rows; an item the model does not know is an ERROR.
@@ -397,49 +466,63 @@ interest_transfer_similar_items(PG_FUNCTION_ARGS)
     int32      *top_idx;
     float      *top_score;
     int         n;
+    int         d;
+    int64       lo;
+    int64       hi;
 
     ItSetSchema(fcinfo);
     k = ArgK(fcinfo, 1);
     model = ModelArg(fcinfo, 2);
 
     InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+    m = ItGetModelForCall(fcinfo, model);
+    d = ItDomainArgument(m, DomainArg(fcinfo, 3), true);
     if (PG_ARGISNULL(0))
         PG_RETURN_NULL();
     item_id = PG_GETARG_INT64(0);
 
-    m = ItGetModelForCall(fcinfo, model);
-    idx = ItItemIndex(m, item_id);
+    idx = ItItemIndex(m, Max(d, 0), item_id);
     if (idx < 0)
+    {
+        if (d >= 0)
+            ereport(ERROR,
+                    (errcode(ERRCODE_UNDEFINED_OBJECT),
+                     errmsg("item %lld of domain \"%s\" is not in model \"%s\"",
+                            (long long) item_id, m->domains[d], m->name),
+                     errhint("Only items in the training data of version %d have factors; retrain with train('%s') to add new items.",
+                             m->version, m->name)));
         ereport(ERROR,
                 (errcode(ERRCODE_UNDEFINED_OBJECT),
                  errmsg("item %lld is not in model \"%s\"", (long long) item_id, m->name),
                  errhint("Only items in the training data of version %d have factors; retrain with train('%s') to add new items.",
                          m->version, m->name)));
+    }
+    DomainRange(m, d, &lo, &hi);
 
-    self = (int32) idx;
-    n = (int) Min((int64) k, m->n_items - 1);
+    self = (int32) (idx - lo);
+    n = (int) Min((int64) k, hi - lo - 1);
     top_idx = palloc(sizeof(int32) * Max(n, 1));
     top_score = palloc(sizeof(float) * Max(n, 1));
 
-    scores = m->scores;         /* no PostgreSQL call until it_topk is done */
-    it_score_all(m->Y, m->n_items, m->k, m->Y + (size_t) idx * m->k, scores);
+    scores = m->scores + lo;    /* no PostgreSQL call until it_topk is done */
+    it_score_all(m->Y + (size_t) lo * m->k, hi - lo, m->k, m->Y + (size_t) idx * m->k, scores);
     norm = m->item_norms[idx];
-    for (int64 i = 0; i < m->n_items; i++)
+    for (int64 i = 0; i < hi - lo; i++)
     {
-        float       d = norm * m->item_norms[i];
+        float       dn = norm * m->item_norms[lo + i];
 
-        scores[i] = d > 0.0f ? Max(-1.0f, Min(1.0f, scores[i] / d)) : 0.0f;
+        scores[i] = dn > 0.0f ? Max(-1.0f, Min(1.0f, scores[i] / dn)) : 0.0f;
     }
     if (n > 0)
     {
-        ItCosineArg arg = {m, self};
+        ItCosineArg arg = {m, (int32) idx, lo};
 
         /*
          * Ranked by exact cosines, ties by the lower item_id: the sgemv's
          * dot is within k u |y_a| |y_b| of the exact one, so its cosine
          * within about (k + 2) u; (k + 4) FLT_EPSILON is twice that.
          */
-        n = ExactTopK(scores, m->n_items, &self, 1, n, NULL, 0.0, (m->k + 4) * (double) FLT_EPSILON,
+        n = ExactTopK(scores, hi - lo, &self, 1, n, NULL, 0.0, (m->k + 4) * (double) FLT_EPSILON,
                       ExactCosine, &arg, top_idx, top_score);
     }
     for (int i = 0; i < n; i++)
@@ -447,7 +530,7 @@ interest_transfer_similar_items(PG_FUNCTION_ARGS)
         Datum       values[3];
         bool        nulls[3] = {false, false, false};
 
-        values[0] = Int64GetDatum(m->item_ids[top_idx[i]]);
+        values[0] = Int64GetDatum(m->item_ids[lo + top_idx[i]]);
         values[1] = Float4GetDatum(top_score[i]);
         values[2] = Int32GetDatum(i + 1);
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
