@@ -20,9 +20,9 @@
 #   - joint (namespaced items): one model trained on both domains, items
 #     namespaced by domain (id * 2 + domain), user vectors shared; a held-out
 #     user's list is the best target items of recommend(). This is the
-#     classic collective factorisation, built from SQL around train(); the
-#     `domain` column and `source_models` of the cross-domain work will be
-#     measured here next to it.
+#     classic collective factorisation, built from SQL around train();
+#   - joint (domain column): the same model trained from a `domain` column,
+#     served by recommend(..., domain => target); it must match the above.
 #
 # Prints tables; asserts nothing. The data set's terms forbid
 # redistribution: it is read in place, never copied.
@@ -64,14 +64,20 @@ DECLARE
 BEGIN
   TRUNCATE lists;
   -- the interactions each model may read
-  DROP VIEW IF EXISTS target_train, joint_train;
+  DROP VIEW IF EXISTS target_train, joint_train, joint_domains;
   EXECUTE format('CREATE VIEW target_train AS SELECT user_id, item_id, 1.0::real AS weight FROM events
                    WHERE domain = %s AND user_id NOT IN (SELECT user_id FROM held)', target);
   EXECUTE format('CREATE VIEW joint_train AS SELECT user_id, item_id * 2 + domain AS item_id, 1.0::real AS weight
                     FROM events WHERE domain <> %s OR user_id NOT IN (SELECT user_id FROM held)', target);
-  PERFORM drop_model(m) FROM (VALUES ('target_only'), ('joint')) v(m) WHERE EXISTS (SELECT 1 FROM models WHERE model = m);
+  EXECUTE format('CREATE VIEW joint_domains AS
+                  SELECT user_id, item_id, 1.0::real AS weight,
+                         CASE domain WHEN 0 THEN ''electronics'' ELSE ''phone'' END AS domain
+                    FROM events WHERE domain <> %s OR user_id NOT IN (SELECT user_id FROM held)', target);
+  PERFORM drop_model(m) FROM (VALUES ('target_only'), ('joint'), ('joint_domains')) v(m)
+    WHERE EXISTS (SELECT 1 FROM models WHERE model = m);
   PERFORM * FROM train('target_only', 'target_train', options => current_setting('bench.options')::jsonb);
   PERFORM * FROM train('joint', 'joint_train', options => current_setting('bench.options')::jsonb);
+  PERFORM * FROM train('joint_domains', 'joint_domains', options => current_setting('bench.options')::jsonb);
 
   -- held-out users who have a positive in the target domain
   CREATE TEMP TABLE tu AS
@@ -87,6 +93,9 @@ BEGIN
     SELECT 'joint (namespaced items)', tu.user_id, j.item_id FROM tu CROSS JOIN LATERAL (
       SELECT r.item_id / 2 AS item_id FROM recommend(tu.user_id, 5000, 'joint') r
        WHERE r.item_id % 2 = target ORDER BY r.rank LIMIT 10) j;
+  INSERT INTO lists
+    SELECT 'joint (domain column, source ' || min(r.source) OVER (PARTITION BY tu.user_id) || ')', tu.user_id, r.item_id
+      FROM tu CROSS JOIN LATERAL recommend(tu.user_id, 10, 'joint_domains', domain => name) r;
 
   INSERT INTO results
     SELECT name, l.ranking, count(DISTINCT tu.user_id),
