@@ -31,6 +31,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/fmgrprotos.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -333,6 +334,39 @@ ModelAlloc(ItModel *m, Size elem, int64 n)
  * domains.  The table's check keeps it 1 to 32767 names without NULLs;
  * sorted and distinct is checked here.
  */
+/*
+ * The scale of each domain's weights, from the option domain_weights as
+ * the version stores it: an object of every domain's number (train.c);
+ * "none" (and "balanced", which a version with domains never keeps) is
+ * 1 for all.
+ */
+static void
+LoadDomainWeights(ItModel *m)
+{
+    Jsonb      *w = m->opts.domain_weights;
+
+    m->domain_weight = NULL;
+    if (w == NULL || !JB_ROOT_IS_OBJECT(w))
+        return;
+    m->domain_weight = ModelAlloc(m, sizeof(float), m->n_domains);
+    for (int i = 0; i < m->n_domains; i++)
+    {
+        JsonbValue  buf;
+        JsonbValue *v = getKeyJsonValueFromContainer(&w->root, m->domains[i], strlen(m->domains[i]), &buf);
+        double      d = 1.0;
+
+        if (v != NULL && v->type == jbvNumeric)
+            d = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
+        if (v == NULL || v->type != jbvNumeric || !(d > 0.0 && d < 1e30))
+            ereport(ERROR,
+                    (errcode(ERRCODE_DATA_CORRUPTED),
+                     errmsg("stored option \"domain_weights\" of model \"%s\" has no number for domain \"%s\"",
+                            m->name, m->domains[i]),
+                     errhint("Retrain the model with train(model).")));
+        m->domain_weight[i] = (float) d;
+    }
+}
+
 static void
 LoadDomains(ItModel *m, HeapTuple tup, TupleDesc desc, int col)
 {
@@ -369,6 +403,7 @@ LoadDomains(ItModel *m, HeapTuple tup, TupleDesc desc, int col)
                             m->version, m->name),
                      errhint("Retrain the model with train(model).")));
     }
+    LoadDomainWeights(m);
 }
 
 /*

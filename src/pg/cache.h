@@ -7,6 +7,8 @@
 
 #include "postgres.h"
 
+#include <math.h>
+
 #include "fmgr.h"
 #include "storage/itemptr.h"
 #include "utils/jsonb.h"
@@ -87,6 +89,9 @@ typedef struct ItModel
     int         n_domains;
     char      **domains;        /* n_domains names, sorted (strcmp) */
     int64      *domain_start;   /* Max(n_domains, 1) + 1 */
+    float      *domain_weight;  /* n_domains: the scale training gave each
+                                 * domain's weights (option domain_weights),
+                                 * or NULL when 1 for all */
 
     /*
      * State of the interest providers that need more than the factor
@@ -150,6 +155,21 @@ extern ItCallCache *ItGetCallCache(FunctionCallInfo fcinfo);
  * search), or -1 when the model lacks it.
  */
 extern int64 ItItemIndex(const ItModel *m, int d, int64 item_id);
+
+/*
+ * A weight of domain d as training saw it: times the domain's scale
+ * (option domain_weights), a negative (below positive_threshold thr)
+ * staying one.  Training and fold-in both weigh rows with it.
+ */
+static inline float
+ItDomainScaled(float w, float scale, float thr)
+{
+    float       s = w * scale;
+
+    if (thr > 0.0f && w < thr && !(s < thr))
+        s = nextafterf(thr, 0.0f);
+    return s;
+}
 
 /* The domain (0 without domains) of item index idx. */
 extern int  ItItemDomain(const ItModel *m, int64 idx);

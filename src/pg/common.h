@@ -17,6 +17,8 @@
 
 /* Limits checked before allocating. */
 #define IT_MAX_FACTORS      1024
+/* The longest domain name (a domain column, option domain_weights), in bytes. */
+#define IT_DOMAIN_MAX_LEN   63
 #define IT_MAX_K            100000      /* recommend / similar_items / evaluate */
 #define IT_MAX_ITERATIONS   1000
 #define IT_MAX_CG_STEPS     64

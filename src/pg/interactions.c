@@ -743,6 +743,10 @@ ItCollectUserRows(ItModel *m, const int64 *ids, const int *domains, const double
         out->items[out->n] = (int32) idx;   /* ids ascending: indexes too */
         /* a positive weight stays positive in float */
         out->weights[out->n] = Max((float) Min(pairs[i].w, (double) FLT_MAX), FLT_MIN);
+        /* weighed as training weighed the domain's rows */
+        if (m->domain_weight != NULL)
+            out->weights[out->n] = ItDomainScaled(out->weights[out->n], m->domain_weight[pairs[i].dom],
+                                                  (float) m->opts.positive_threshold);
         out->n++;
     }
     pfree(pairs);

@@ -159,9 +159,6 @@ extern void ItCollectUserRows(ItModel *m, const int64 *ids, const int *domains,
                               const double *weights, int n,
                               MemoryContext mcxt, ItUserRows *out);
 
-/* The longest domain name, in bytes. */
-#define IT_DOMAIN_MAX_LEN 63
-
 /* A domain name's index in m, -1 when the model does not have it. */
 extern int  ItFindDomain(const ItModel *m, const char *domain);
 

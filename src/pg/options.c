@@ -30,8 +30,13 @@ typedef enum ItOptionKind
     IT_OPTION_INT,              /* JSON number, integral, in [min, max]; an int64 field */
     IT_OPTION_FLOAT,            /* JSON number in [min, max]; a double field */
     IT_OPTION_BOOL,             /* JSON true / false; a bool field */
-    IT_OPTION_TEXT              /* JSON string, one of choices when set; a const char * field */
+    IT_OPTION_TEXT,             /* JSON string, one of choices when set; a const char * field */
+    IT_OPTION_JSON              /* any JSON value its check accepts; a Jsonb * field */
 } ItOptionKind;
+
+struct ItOptionDef;
+/* Checks a given value of an IT_OPTION_JSON option (ERROR when it does not fit). */
+typedef void (*ItOptionCheck) (const struct ItOptionDef *def, JsonbValue *v);
 
 typedef struct ItOptionDef
 {
@@ -46,7 +51,12 @@ typedef struct ItOptionDef
     const char *choices;        /* TEXT: "a, b, c", or NULL for any string */
     const char *description;    /* noun phrase, for hints */
     size_t      offset;         /* of its field in ItOptions */
+    ItOptionCheck check;        /* JSON: the check of a given value */
+    const char *accepts;        /* JSON: what it accepts, as a phrase */
 } ItOptionDef;
+
+static void CheckDomainWeights(const ItOptionDef *def, JsonbValue *v);
+static void CheckSourceModels(const ItOptionDef *def, JsonbValue *v);
 
 extern const ItOptionDef *ItOptionTable(int *n);
 /* The largest integer a double holds exactly: integer options stay in it. */
@@ -114,6 +124,18 @@ static const ItOptionDef OptionTable[] = {
     "most values of a text or boolean feature that get their own slot", AT(max_categories)},
     {"min_category_count", IT_OPTION_INT, 1, PG_INT32_MAX, IT_ENCODER_DEFAULT_MIN_CATEGORY_COUNT, NULL, NULL,
     "rows a value of a text or boolean feature needs to get its own slot", AT(min_category_count)},
+    /* interactions with a domain column (train.c) */
+    {"domain_weights", IT_OPTION_JSON, 0, 0, 0, "balanced", NULL,
+    "weight of each domain's interactions in training, multiplying their confidence (\"balanced\": every "
+    "domain's interactions weigh as much in all as the largest domain's)", AT(domain_weights),
+    CheckDomainWeights, "\"balanced\", \"none\" or an object of domain names and numbers from 0.001 to 1000"},
+    /* the mapping from other models' user vectors (transfer.c) */
+    {"source_models", IT_OPTION_JSON, 0, 0, 0, NULL, NULL,
+    "models whose deployed user vectors are mapped to a prior of this model's users", AT(source_models),
+    CheckSourceModels, "an array of 1 to " CppAsString2(IT_MAX_SOURCE_MODELS) " distinct model names"},
+    {"source_user_map", IT_OPTION_TEXT, 0, 0, 0, NULL, NULL,
+    "table, view or query with columns user_id (this model's) and source_user_id (the source models'), "
+    "for source models whose users have other ids", AT(source_user_map)},
 };
 
 #define IT_NOPTIONS lengthof(OptionTable)
@@ -162,6 +184,8 @@ OptionAccepts(const ItOptionDef *def)
             if (def->choices)
                 return psprintf("one of: %s", def->choices);
             return pstrdup("a string");
+        case IT_OPTION_JSON:
+            return pstrdup(def->accepts);
     }
     elog(ERROR, "unknown option kind %d", (int) def->kind);
     return NULL;                /* keep compiler quiet */
@@ -180,6 +204,7 @@ OptionDefaultText(const ItOptionDef *def)
         case IT_OPTION_BOOL:
             return pstrdup(def->defval != 0 ? "true" : "false");
         case IT_OPTION_TEXT:
+        case IT_OPTION_JSON:
             return def->deftext ? psprintf("\"%s\"", def->deftext) : pstrdup("null");
     }
     return pstrdup("?");
@@ -282,6 +307,9 @@ CheckValue(const ItOptionDef *def, JsonbValue *v)
                 (def->choices && !ChoiceAllowed(def->choices, v->val.string.val, v->val.string.len)))
                 BadOptionValue(def, JsonbScalarText(v));
             break;
+        case IT_OPTION_JSON:
+            def->check(def, v);
+            break;
     }
 }
 
@@ -312,6 +340,7 @@ DefaultValue(const ItOptionDef *def, JsonbValue *v)
             v->val.boolean = def->defval != 0;
             break;
         case IT_OPTION_TEXT:
+        case IT_OPTION_JSON:
             if (def->deftext == NULL)
                 v->type = jbvNull;
             else
@@ -322,6 +351,81 @@ DefaultValue(const ItOptionDef *def, JsonbValue *v)
             }
             break;
     }
+}
+
+/* The text of a given JSON value, for messages. */
+static char *
+JsonbValueText(JsonbValue *v)
+{
+    if (v->type != jbvBinary)
+        return JsonbScalarText(v);
+    return JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
+}
+
+static bool
+IsWord(JsonbValue *v, const char *word)
+{
+    return v->type == jbvString && v->val.string.len == (int) strlen(word) &&
+        memcmp(v->val.string.val, word, v->val.string.len) == 0;
+}
+
+/* "balanced", "none", or {"name": number, ...} with names as a domain column allows */
+static void
+CheckDomainWeights(const ItOptionDef *def, JsonbValue *v)
+{
+    JsonbIterator *it;
+    JsonbIteratorToken tok;
+    JsonbValue  e;
+
+    if (IsWord(v, "balanced") || IsWord(v, "none"))
+        return;
+    if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+        BadOptionValue(def, JsonbValueText(v));
+    it = JsonbIteratorInit(v->val.binary.data);
+    while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+    {
+        double      d;
+
+        if (tok == WJB_KEY && (e.val.string.len == 0 || e.val.string.len > IT_DOMAIN_MAX_LEN))
+            BadOptionValue(def, JsonbValueText(v));
+        if (tok != WJB_VALUE)
+            continue;
+        if (e.type != jbvNumeric)
+            BadOptionValue(def, JsonbValueText(v));
+        d = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(e.val.numeric)));
+        if (!(d >= 0.001 && d <= 1000.0))
+            BadOptionValue(def, JsonbValueText(v));
+    }
+}
+
+/* ["name", ...]: 1 to IT_MAX_SOURCE_MODELS distinct non-empty names */
+static void
+CheckSourceModels(const ItOptionDef *def, JsonbValue *v)
+{
+    JsonbIterator *it;
+    JsonbIteratorToken tok;
+    JsonbValue  e;
+    char       *names[IT_MAX_SOURCE_MODELS];
+    int         n = 0;
+
+    if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data) ||
+        JsonContainerIsScalar(v->val.binary.data))
+        BadOptionValue(def, JsonbValueText(v));
+    it = JsonbIteratorInit(v->val.binary.data);
+    while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+    {
+        if (tok != WJB_ELEM)
+            continue;
+        if (e.type != jbvString || e.val.string.len == 0 || n == IT_MAX_SOURCE_MODELS)
+            BadOptionValue(def, JsonbValueText(v));
+        names[n] = pnstrdup(e.val.string.val, e.val.string.len);
+        for (int i = 0; i < n; i++)
+            if (strcmp(names[i], names[n]) == 0)
+                BadOptionValue(def, JsonbValueText(v));
+        n++;
+    }
+    if (n == 0)
+        BadOptionValue(def, JsonbValueText(v));
 }
 
 Jsonb *
@@ -478,6 +582,19 @@ ItReadOptions(Jsonb *stored, const char *model, ItOptions *out)
                     CorruptOption(def, model, psprintf("one of %s", def->choices ? def->choices : "the strings"));
                 *(const char **) field = v ? pnstrdup(v->val.string.val, v->val.string.len) :
                     def->deftext ? pstrdup(def->deftext) : NULL;
+                break;
+            case IT_OPTION_JSON:
+                if (v != NULL)
+                    *(Jsonb **) field = JsonbValueToJsonb(v);
+                else if (def->deftext != NULL)
+                {
+                    JsonbValue  d;
+
+                    DefaultValue(def, &d);
+                    *(Jsonb **) field = JsonbValueToJsonb(&d);
+                }
+                else
+                    *(Jsonb **) field = NULL;
                 break;
         }
     }

@@ -47,7 +47,15 @@ typedef struct ItOptions
     bool        new_items;
     int64       max_categories;
     int64       min_category_count;
+    /* interactions with a domain column (train.c): "balanced", "none" or {name: weight} */
+    Jsonb      *domain_weights;
+    /* the mapping from other models' user vectors (transfer.c): NULL or ["model", ...] */
+    Jsonb      *source_models;
+    const char *source_user_map;    /* NULL: the source models share this model's user ids */
 } ItOptions;
+
+/* Source models one model maps at most (option source_models). */
+#define IT_MAX_SOURCE_MODELS 8
 
 /*
  * A FLOAT option left to training ("auto", regularization's default):

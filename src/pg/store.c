@@ -263,13 +263,18 @@ ItStoreLatestDefinition(const char *model, MemoryContext mcxt, ItDefinition *def
     Datum       values[1] = {CStringGetTextDatum(model)};
     MemoryContext old;
 
-    /* a regularization the version worked out ("auto") is worked out again */
+    /* a regularization or domain weights the version worked out ("auto", "balanced") are worked out again */
     Check(ItExecuteLatest(psprintf("SELECT m.interactions_source, m.user_features_source, "
                                    "m.item_features_source, "
+                                   "m.options OPERATOR(pg_catalog.||) "
                                    "CASE WHEN m.metrics OPERATOR(pg_catalog.->) 'regularization' "
                                    "OPERATOR(pg_catalog.->>) 'rule' OPERATOR(pg_catalog.=) 'auto' "
-                                   "THEN m.options OPERATOR(pg_catalog.||) '{\"regularization\": \"auto\"}'::pg_catalog.jsonb "
-                                   "ELSE m.options END, m.search_path, a.owner "
+                                   "THEN '{\"regularization\": \"auto\"}'::pg_catalog.jsonb "
+                                   "ELSE '{}'::pg_catalog.jsonb END OPERATOR(pg_catalog.||) "
+                                   "CASE WHEN m.metrics OPERATOR(pg_catalog.->) 'domain_weights' "
+                                   "OPERATOR(pg_catalog.->>) 'rule' OPERATOR(pg_catalog.=) 'balanced' "
+                                   "THEN '{\"domain_weights\": \"balanced\"}'::pg_catalog.jsonb "
+                                   "ELSE '{}'::pg_catalog.jsonb END, m.search_path, a.owner "
                                    "FROM %s m JOIN %s a ON a.model OPERATOR(pg_catalog.=) m.model "
                                    "WHERE m.model OPERATOR(pg_catalog.=) $1 "
                                    "ORDER BY m.deployed DESC, m.version DESC LIMIT 1",

@@ -28,6 +28,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/tuplestore.h"
@@ -189,6 +190,141 @@ AutoRegularization(const ItCsr *R, int64 nusers, ItOptions *o, Jsonb **options)
                                                                       CStringGetDatum(psprintf("{\"regularization\": %s}", number)))));
     return psprintf("\"regularization\": {\"rule\": \"auto\", \"value\": %s, \"mean_confidence\": %.6g, "
                     "\"interactions_per_user\": %.6g}", number, cbar, per_user);
+}
+
+/*
+ * Option domain_weights, for interactions with a domain column: the
+ * confidence of each domain's rows is scaled, so that a small domain is
+ * not drowned by a large one in the users' shared vectors.  "balanced"
+ * (the default) scales each domain by the largest domain's interactions
+ * over its own, so every domain weighs as much in all; an object gives
+ * each named domain its number (others 1); "none" leaves them.  The
+ * scales are relative: they are divided by the smallest, so no domain's
+ * weights shrink and a positive (positive_threshold) stays one; a
+ * negative stays one too (ItDomainScaled).  Measured on Amazon
+ * electronics (118k interactions) and cell phones (53k), the held-out
+ * users of one domain served from the other (tests/bench/amazon_cross.sh),
+ * precision@10 with the target domain weighted 1, 2 and 4 times the
+ * other: phones 0.092, 0.096, 0.101; electronics 0.111, 0.114, 0.114,
+ * and 0.115 at half; "balanced" weighs phones 2.2 times.
+ * Applies the scales to R and Rt, stores the numbers used in *options (so
+ * fold-in weighs rows alike) and returns the it_model.metrics key that
+ * records them, or NULL without domains.
+ */
+static char *
+DomainWeights(ItTrainData *d, ItOptions *o, Jsonb **options, const char *model)
+{
+    Jsonb      *w = o->domain_weights;
+    bool        balanced = false;
+    bool        given = w != NULL && JB_ROOT_IS_OBJECT(w);
+    int64      *count;
+    double     *scale;
+    double      low = DBL_MAX;
+    int64       most = 0;
+    float       thr = (float) o->positive_threshold;
+    StringInfoData value;
+    StringInfoData counts;
+
+    if (d->n_domains == 0)
+    {
+        if (given)
+            ereport(ERROR,
+                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                     errmsg("option \"domain_weights\" weighs domains, but the interactions of model \"%s\" have no domain column",
+                            model),
+                     errhint("Add a text column named domain to the interactions, or leave the option out.")));
+        return NULL;
+    }
+    if (w != NULL && !given)
+    {
+        JsonbValue  v;
+
+        if (JsonbExtractScalar(&w->root, &v) && v.type == jbvString)
+            balanced = v.val.string.len == 8 && memcmp(v.val.string.val, "balanced", 8) == 0;
+    }
+
+    count = palloc0(sizeof(int64) * d->n_domains);
+    scale = palloc(sizeof(double) * d->n_domains);
+    for (int64 e = 0; e < d->R.nnz; e++)
+        count[d->item_domain[d->R.indices[e]]]++;
+    for (int i = 0; i < d->n_domains; i++)
+        most = Max(most, count[i]);
+    for (int i = 0; i < d->n_domains; i++)
+        scale[i] = balanced && count[i] > 0 ? (double) most / (double) count[i] : 1.0;
+    if (given)
+    {
+        JsonbIterator *it = JsonbIteratorInit(&w->root);
+        JsonbIteratorToken tok;
+        JsonbValue  v;
+        char       *name = NULL;
+
+        while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+        {
+            if (tok == WJB_KEY)
+                name = pnstrdup(v.val.string.val, v.val.string.len);
+            else if (tok == WJB_VALUE)
+            {
+                int         i;
+
+                for (i = 0; i < d->n_domains; i++)
+                    if (strcmp(d->domains[i], name) == 0)
+                        break;
+                if (i == d->n_domains)
+                {
+                    StringInfoData names;
+
+                    initStringInfo(&names);
+                    for (int j = 0; j < d->n_domains; j++)
+                        appendStringInfo(&names, "%s\"%s\"", j > 0 ? ", " : "", d->domains[j]);
+                    ereport(ERROR,
+                            (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                             errmsg("option \"domain_weights\" names domain \"%s\", which the interactions of model \"%s\" do not have",
+                                    name, model),
+                             errhint("The domains are %s.", names.data)));
+                }
+                scale[i] = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v.val.numeric)));
+            }
+        }
+    }
+    for (int i = 0; i < d->n_domains; i++)
+        low = Min(low, scale[i]);
+
+    initStringInfo(&value);
+    initStringInfo(&counts);
+    appendStringInfoChar(&value, '{');
+    appendStringInfoChar(&counts, '{');
+    for (int i = 0; i < d->n_domains; i++)
+    {
+        /* four significant digits: the numbers a user would write */
+        char       *number = psprintf("%.4g", scale[i] / low);
+
+        scale[i] = strtod(number, NULL);
+        if (i > 0)
+        {
+            appendStringInfoString(&value, ", ");
+            appendStringInfoString(&counts, ", ");
+        }
+        escape_json(&value, d->domains[i]);
+        appendStringInfo(&value, ": %s", number);
+        escape_json(&counts, d->domains[i]);
+        appendStringInfo(&counts, ": " INT64_FORMAT, count[i]);
+    }
+    appendStringInfoChar(&value, '}');
+    appendStringInfoChar(&counts, '}');
+
+    for (int64 r = 0; r < d->R.nrows; r++)
+        for (int64 e = d->R.indptr[r]; e < d->R.indptr[r + 1]; e++)
+            d->R.data[e] = ItDomainScaled(d->R.data[e], (float) scale[d->item_domain[d->R.indices[e]]], thr);
+    for (int64 r = 0; r < d->Rt.nrows; r++)
+        for (int64 e = d->Rt.indptr[r]; e < d->Rt.indptr[r + 1]; e++)
+            d->Rt.data[e] = ItDomainScaled(d->Rt.data[e], (float) scale[d->item_domain[r]], thr);
+    CHECK_FOR_INTERRUPTS();
+
+    *options = DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(*options),
+                                                  DirectFunctionCall1(jsonb_in,
+                                                                      CStringGetDatum(psprintf("{\"domain_weights\": %s}", value.data)))));
+    return psprintf("\"domain_weights\": {\"rule\": \"%s\", \"value\": %s, \"interactions\": %s}",
+                    balanced ? "balanced" : given ? "given" : "none", value.data, counts.data);
 }
 
 /*
@@ -664,6 +800,12 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
                  errhint("Train model \"%s\" without item_features, or one model per domain with its own item_features.",
                          model)));
     keys = NoticeRatings(&d.R, &opts, model);
+    {
+        char       *weights = DomainWeights(&d, &opts, &options, model);
+
+        if (weights != NULL)
+            keys = keys ? psprintf("%s, %s", keys, weights) : weights;
+    }
     auto_lambda = AutoRegularization(&d.R, d.nusers, &opts, &options);
     if (auto_lambda != NULL)
         keys = keys ? psprintf("%s, %s", keys, auto_lambda) : auto_lambda;

@@ -33,6 +33,10 @@ SELECT * FROM train('dom', 'dom_train', options => '{"factors": 16, "iterations"
 -- the same ids without the domain column, for the errors of a model without domains
 SELECT * FROM train('nodom', 'SELECT user_id, item_id, weight FROM ev WHERE domain = ''books''',
                     options => '{"factors": 8, "iterations": 4, "seed": 7}');
+-- video weighed 3 times books (a table, which a stored source may read)
+CREATE TABLE dom_w_src AS SELECT * FROM dom_train;
+SELECT * FROM train('dom_w', 'dom_w_src',
+                    options => '{"factors": 8, "iterations": 2, "seed": 7, "domain_weights": {"video": 3}}');
 RESET client_min_messages;
 
 -- what recommend() serves the held-out users in 'video', and video popularity
@@ -51,7 +55,7 @@ SELECT (SELECT count(*) FROM served s JOIN video_test t USING (user_id, item_id)
 CREATE TEMP TABLE ev_video AS SELECT * FROM evaluate('dom', 'video_test', 10, 'video');
 \o
 
-SELECT plan(22);
+SELECT plan(30);
 
 -- training
 SELECT is((SELECT domains FROM it_model WHERE model = 'dom'), ARRAY['books', 'video'],
@@ -102,6 +106,39 @@ SELECT ok(abs((SELECT precision_at_k FROM ev_video WHERE segment = 'cross_domain
           'evaluate''s cross_domain precision@10 is what recommend() serves');
 SELECT is((SELECT count(*) FROM evaluate('nodom', 'SELECT user_id, item_id FROM ev WHERE domain = ''books'' LIMIT 500')),
           3::bigint, 'without a domain, evaluate still returns its three segments');
+
+-- domain weights
+CREATE TEMP TABLE pairs AS
+SELECT domain, user_id, item_id, sum(weight) AS w FROM dom_train GROUP BY 1, 2, 3;
+SELECT is((SELECT metrics->'domain_weights'->>'rule' FROM it_model WHERE model = 'dom'), 'balanced',
+          'domains are balanced by default');
+SELECT ok((SELECT bool_and(abs((m.options->'domain_weights'->>d.domain)::float8 - d.most::float8 / d.c)
+                           < 1e-3 * d.most / d.c)
+             FROM it_model m,
+                  (SELECT domain, count(*) AS c, max(count(*)) OVER () AS most FROM pairs GROUP BY domain) d
+            WHERE m.model = 'dom'),
+          '"balanced" weighs each domain by the largest domain''s pairs over its own, stored with the version');
+SELECT is((SELECT options->'domain_weights' FROM it_model WHERE model = 'dom_w'), '{"books": 1, "video": 3}'::jsonb,
+          'given weights are stored for every domain, the others 1');
+SELECT ok((SELECT abs((metrics->'regularization'->>'mean_confidence')::float8
+                      - (SELECT 1 + avg(w * CASE domain WHEN 'video' THEN 3 ELSE 1 END) FROM pairs))
+                  < 1e-4 * (metrics->'regularization'->>'mean_confidence')::float8
+             FROM it_model WHERE model = 'dom_w'),
+          'training sees each domain''s weights times its scale');
+SELECT * FROM train('dom_w') \g /dev/null
+SELECT * FROM train('dom_w', 'dom_w_src', options => '{"factors": 8, "iterations": 2, "seed": 7}') \g /dev/null
+SELECT * FROM train('dom_w') \g /dev/null
+SELECT is((SELECT array_agg(metrics->'domain_weights'->>'rule' ORDER BY version) FROM it_model WHERE model = 'dom_w'),
+          ARRAY['given', 'given', 'balanced', 'balanced'],
+          'train(model) keeps given weights, and works "balanced" out again');
+SELECT throws_like($$SELECT * FROM train('dom_bad', 'dom_train', options => '{"domain_weights": {"music": 2}}')$$,
+                   '%names domain "music", which the interactions of model "dom_bad" do not have%',
+                   'a weight for an unknown domain is an error');
+SELECT throws_ok($$SELECT * FROM train('nodom2', 'SELECT user_id, item_id, weight FROM ev',
+                                       options => '{"domain_weights": {"books": 2}}')$$,
+                 '22023', NULL, 'domain weights without a domain column are an error (22023)');
+SELECT throws_ok($$SELECT * FROM train('dom_bad', 'dom_train', options => '{"domain_weights": {"video": -1}}')$$,
+                 '22023', NULL, 'a weight that is not a positive number is an error (22023)');
 
 -- errors
 SELECT throws_like($$SELECT * FROM recommend(1, 10, 'dom')$$,
