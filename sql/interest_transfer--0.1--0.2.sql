@@ -88,7 +88,7 @@ SELECT m.model, m.version, 'population', true, (m.metrics ->> 'fold_in_prior_wei
    AND (m.metrics ->> 'fold_in_prior_weight')::float8 <= 3.4028234663852886e38;
 
 ALTER TABLE it_prior
-    ADD CONSTRAINT it_prior_kind_check CHECK (kind IN ('population', 'user_features', 'item_features')),
+    ADD CONSTRAINT it_prior_kind_check CHECK (kind IN ('population', 'user_features', 'item_features', 'source_models')),
     ADD CONSTRAINT it_prior_encoder_check CHECK ((kind = 'population') = (spec IS NULL AND dims IS NULL)),
     ADD CONSTRAINT it_prior_fold_in_weight_check CHECK (fold_in_weight > 0 AND fold_in_weight <= 3.4028234663852886e38),
     ADD CONSTRAINT it_prior_prior_variance_check CHECK (prior_variance >= 0 AND prior_variance <= 3.4028234663852886e38),

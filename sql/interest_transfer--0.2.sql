@@ -68,7 +68,7 @@ CREATE TABLE it_user_factors (
     seen         bigint[] NOT NULL,               -- items the user interacted with, sorted
     source       text     NOT NULL DEFAULT 'model',
     updated_at   timestamptz NOT NULL DEFAULT now(),
-    context      text     NOT NULL DEFAULT '',     -- '' the user's global vector; later, a context's
+    context      text     NOT NULL DEFAULT '',     -- '' the user's global vector; '@source_models' the prior of a user known only in source models
     seen_domain  smallint[],                       -- with domains: the domain (it_model.domains index, from 0) of each seen item
     PRIMARY KEY (model, version, user_id, context)
     -- no foreign key to it_model: its per-row check halves the speed of
@@ -228,7 +228,7 @@ CREATE TABLE it_prior (
     popularity_blend real     NOT NULL DEFAULT 0,
     CONSTRAINT it_prior_pkey PRIMARY KEY (model, version, kind),
     CONSTRAINT it_prior_model_version_fkey FOREIGN KEY (model, version) REFERENCES it_model ON DELETE CASCADE,
-    CONSTRAINT it_prior_kind_check CHECK (kind IN ('population', 'user_features', 'item_features')),
+    CONSTRAINT it_prior_kind_check CHECK (kind IN ('population', 'user_features', 'item_features', 'source_models')),
     CONSTRAINT it_prior_encoder_check CHECK ((kind = 'population') = (spec IS NULL AND dims IS NULL)),
     CONSTRAINT it_prior_fold_in_weight_check CHECK (fold_in_weight > 0 AND fold_in_weight <= 3.4028234663852886e38),
     CONSTRAINT it_prior_prior_variance_check CHECK (prior_variance >= 0 AND prior_variance <= 3.4028234663852886e38),

@@ -76,6 +76,8 @@ ItInterestSourceName(ItInterestSource source)
             return "fold_in";
         case IT_SOURCE_FEATURES:
             return "features";
+        case IT_SOURCE_DOMAIN:
+            return "domain";
         case IT_SOURCE_POPULAR:
             return "popular";
     }

@@ -33,6 +33,7 @@ typedef enum ItInterestSource
     IT_SOURCE_MODEL,            /* trained with the model */
     IT_SOURCE_FOLD_IN,          /* folded in from own interactions, with a prior */
     IT_SOURCE_FEATURES,         /* prior from features alone */
+    IT_SOURCE_DOMAIN,           /* prior from other models' vectors alone (source_models) */
     IT_SOURCE_POPULAR           /* nothing known: rank by popularity, no vector */
 } ItInterestSource;
 

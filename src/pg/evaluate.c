@@ -432,7 +432,9 @@ DomainView(ItModel *m, int d)
  * test rows of other domains (a domain column) are left out, warm users
  * are those with interactions in the domain, and a fourth row
  * 'cross_domain' counts the users with interactions in other domains
- * only.  A segment without users has
+ * only; a model trained with source_models has that row too, for the
+ * users served from their vectors in the source models alone ('domain:'
+ * sources).  A segment without users has
  * users = 0 and NULL metrics.  model NULL means the most recently deployed
  * model.  Metrics are means over the segment's users (AUC over those that
  * have at least one negative); coverage is the share of the catalogue that
@@ -494,7 +496,8 @@ interest_transfer_evaluate(PG_FUNCTION_ARGS)
     d = ItDomainArgument(full, domain, true);
     /* within a domain: its items only, as recommend(..., domain) ranks them */
     m = d >= 0 ? DomainView(full, d) : full;
-    nsegments = d >= 0 ? NSEGMENTS : SEG_CROSS;
+    /* cross_domain: with a domain, or with source models */
+    nsegments = d >= 0 || full->opts.source_models != NULL ? NSEGMENTS : SEG_CROSS;
 
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
@@ -537,6 +540,9 @@ interest_transfer_evaluate(PG_FUNCTION_ARGS)
         ItUserInterest(full, user_id, &u->in);
         if (d >= 0)
             InDomain(full, d, u);
+        /* served from the source models alone: known there, not here */
+        if (u->in.source == IT_SOURCE_DOMAIN)
+            u->cross = true;
         u->pos = palloc(sizeof(int32) * (end - p));
         for (int64 q = p; q < end; q++)
         {

@@ -13,8 +13,10 @@
  *      folded in, x = argmin sum c_i (1 - x.y_i)^2 + lambda0 |x - prior|^2
  *      over their items known to the model, around the first prior of the
  *      list that serves them, with that provider's lambda0 ('fold_in');
- *   3. without rows, that prior alone ('features'), unless it is the
- *      population's;
+ *      the list: the mapping of the user's vectors in the source models
+ *      (provider_source.c), their features, the population mean;
+ *   3. without rows, that prior alone ('domain:<sources>', 'features'),
+ *      unless it is the population's;
  *   4. popularity ('popular').
  * Adding a provider is a provider_x.c (provider.h) and one line in
  * ItProviders.
@@ -38,6 +40,7 @@
  */
 static const ItProvider *const ItProviders[] = {
     &ItProviderStored,
+    &ItProviderSource,
     &ItProviderFeatures,
     &ItProviderPopulation,
 };
@@ -286,6 +289,7 @@ DecideInterest(ItInterestRequest *req, const ItUserRows *given, bool refresh, It
     {
         /* 4. the prior alone */
         out->source = pr.source;
+        out->label = pr.label ? MemoryContextStrdup(callercxt, pr.label) : NULL;
         out->x = MemoryContextAlloc(callercxt, sizeof(float) * m->k);
         memcpy(out->x, prior, sizeof(float) * m->k);
         out->pop_blend = pr.pop_blend;
@@ -361,6 +365,8 @@ ItInterestSourceLabel(const ItModel *m, const ItInterest *in, int d)
     StringInfoData buf;
     int         last = -1;
 
+    if (in->label != NULL)
+        return in->label;
     if (d < 0 || in->nseen == 0 || in->x == NULL)
         return ItInterestSourceName(in->source);
     for (int i = 0; i < in->nseen; i++)

@@ -21,6 +21,7 @@ typedef struct ItInterest
     int         nseen;
     float       pop_blend;      /* >= 0: a vector ranks by x.y_i + pop_blend *
                                  * m->pop_score[i] (the features path; 0 otherwise) */
+    const char *label;          /* recommend's source, when not the name of source */
 } ItInterest;
 
 /*

@@ -39,6 +39,8 @@ typedef struct ItPrior
     int32      *seen;           /* fitted: the items it was fitted on, sorted
                                  * (palloc'd), or NULL */
     int         nseen;
+    const char *label;          /* served alone, recommend's source (NULL: the
+                                 * name of source) */
 } ItPrior;
 
 typedef struct ItProvider
@@ -96,6 +98,9 @@ extern const ItProvider ItProviderStored;
 /* provider_features.c: features -> interest (the user side) */
 extern const ItProvider ItProviderFeatures;
 
+/* provider_source.c: the source models' vectors -> interest */
+extern const ItProvider ItProviderSource;
+
 /* provider_population.c: the mean of the trained users */
 extern const ItProvider ItProviderPopulation;
 
@@ -105,6 +110,15 @@ extern const ItProvider ItProviderPopulation;
  * for n encoded rows of a side with use_features.
  */
 extern void ItSideForward(const ItSidePrior *s, const float *encoded, int64 n, float *out);
+
+/*
+ * provider_features.c: the stored prior of kind (user_features,
+ * source_models) of m's version into *s, with its features model when in
+ * use (encoder: parse the spec as a feature encoder).  False when the
+ * version has none.
+ */
+extern bool ItLoadSidePrior(ItModel *m, const char *side, int kind, bool encoder,
+                            ItSidePrior *s, MemoryContext cxt);
 
 /* A number of a jsonb value of type jbvNumeric. */
 static inline double

@@ -29,7 +29,7 @@ StoredCorrupt(const ItModel *m, const char *side, const char *detail)
 {
     ereport(ERROR,
             (errcode(ERRCODE_DATA_CORRUPTED),
-             errmsg("stored %s features model of model \"%s\" version %d is invalid",
+             errmsg("stored %s model of model \"%s\" version %d is invalid",
                     side, m->name, m->version),
              errdetail("%s", detail),
              errhint("Train a new version with train('%s').", m->name)));
@@ -91,24 +91,27 @@ ParseLayout(const ItModel *m, const char *side, Jsonb *layout, ItMlpLayout *out)
         StoredCorrupt(m, side, "Its layout is out of range.");
 }
 
-static void
-LoadSide(ItModel *m, const char *side, ItSidePrior *s, MemoryContext cxt)
+bool
+ItLoadSidePrior(ItModel *m, const char *side, int kind, bool encoder, ItSidePrior *s, MemoryContext cxt)
 {
     ItPriorRow  enc;
     size_t      nparams;
 
     memset(s, 0, sizeof(*s));
-    if (!ItLoadPrior(m->name, m->version,
-                     strcmp(side, "user") == 0 ? IT_PRIOR_USER_FEATURES : IT_PRIOR_ITEM_FEATURES,
-                     cxt, &enc))
-        return;
+    if (!ItLoadPrior(m->name, m->version, (ItPriorKind) kind, cxt, &enc))
+        return false;
     if (enc.spec == NULL)
         StoredCorrupt(m, side, "It has no feature encoder.");
     s->stored = true;
-    s->encoder = ItEncoderFromSpec(enc.spec, cxt);
-    s->dims = ItEncoderDims(s->encoder);
-    if (enc.dims != s->dims)
-        StoredCorrupt(m, side, "Its dims do not match its spec.");
+    if (encoder)
+    {
+        s->encoder = ItEncoderFromSpec(enc.spec, cxt);
+        s->dims = ItEncoderDims(s->encoder);
+        if (enc.dims != s->dims)
+            StoredCorrupt(m, side, "Its dims do not match its spec.");
+    }
+    else
+        s->dims = enc.dims;
     /* what serving reads: it_prior's typed columns, checked by ItLoadPrior */
     s->use_features = enc.in_use;
     s->pop_blend = enc.popularity_blend;
@@ -116,7 +119,7 @@ LoadSide(ItModel *m, const char *side, ItSidePrior *s, MemoryContext cxt)
     s->fold_in_weight = enc.fold_in_weight;
     s->fold_in_blend = enc.fold_in_blend;
     if (!s->use_features)
-        return;
+        return true;
 
     if (enc.params == NULL)
         StoredCorrupt(m, side, "It is in use, but no parameters are stored.");
@@ -135,6 +138,7 @@ LoadSide(ItModel *m, const char *side, ItSidePrior *s, MemoryContext cxt)
         if (!isfinite(enc.params[i]))
             StoredCorrupt(m, side, "A parameter is not finite.");
     s->params = enc.params;
+    return true;
 }
 
 /* Loads both sides' models with the version's serving state. */
@@ -142,9 +146,9 @@ static void
 FeaturesLoad(ItModel *m, ItTransfer *t)
 {
     if (m->user_features_source != NULL)
-        LoadSide(m, "user", &t->user, t->cxt);
+        (void) ItLoadSidePrior(m, "user features", IT_PRIOR_USER_FEATURES, true, &t->user, t->cxt);
     if (m->item_features_source != NULL)
-        LoadSide(m, "item", &t->item, t->cxt);
+        (void) ItLoadSidePrior(m, "item features", IT_PRIOR_ITEM_FEATURES, true, &t->item, t->cxt);
 }
 
 static bool

@@ -46,6 +46,7 @@ typedef struct ItTransfer
     MemoryContext cxt;          /* child of the model's context */
     ItSidePrior user;
     ItSidePrior item;
+    ItSidePrior source;         /* the mapping of option source_models */
     float       fold_in_weight[IT_MAX_PROVIDERS];   /* lambda0 of each provider's
                                                      * prior, in interest.c's order */
     float       fold_in_blend[IT_MAX_PROVIDERS];    /* the popularity blend of the

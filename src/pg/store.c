@@ -106,6 +106,7 @@ static SPIPlanPtr PlanDeployedNamed = NULL;
 static SPIPlanPtr PlanDeployedAll = NULL;
 static SPIPlanPtr PlanModelRow = NULL;
 static SPIPlanPtr PlanUserRow = NULL;
+static SPIPlanPtr PlanUserPriorRow = NULL;
 
 static SPIPlanPtr
 SavedPlan(const char *sql, int nargs, Oid *argtypes)
@@ -144,6 +145,7 @@ PreparePlans(void)
     FreePlan(&PlanDeployedAll);
     FreePlan(&PlanModelRow);
     FreePlan(&PlanUserRow);
+    FreePlan(&PlanUserPriorRow);
     if (PlansSchema)
         pfree(PlansSchema);
     PlansSchema = NULL;
@@ -172,6 +174,12 @@ PreparePlans(void)
                            "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
                            "AND user_id OPERATOR(pg_catalog.=) $3 AND context OPERATOR(pg_catalog.=) ''",
                            ItTable("it_user_factors")),
+                  3, user_types);
+    PlanUserPriorRow =
+        SavedPlan(psprintf("SELECT factors, source FROM %s "
+                           "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
+                           "AND user_id OPERATOR(pg_catalog.=) $3 AND context OPERATOR(pg_catalog.=) %s",
+                           ItTable("it_user_factors"), quote_literal_cstr(IT_CONTEXT_SOURCE_MODELS)),
                   3, user_types);
     PlansSchema = MemoryContextStrdup(TopMemoryContext, model_table);
 }
@@ -212,6 +220,16 @@ ItStoreUserRow(const char *model, int version, int64 user_id)
     return SPI_processed == 1;
 }
 
+bool
+ItStoreUserPriorRow(const char *model, int version, int64 user_id)
+{
+    Datum       values[3] = {CStringGetTextDatum(model), Int32GetDatum(version), Int64GetDatum(user_id)};
+
+    PreparePlans();
+    Check(SPI_execute_plan(PlanUserPriorRow, values, NULL, true, 1), SPI_OK_SELECT, "SPI_execute_plan");
+    return SPI_processed == 1;
+}
+
 static Portal
 VersionCursor(const char *sql, const char *model, int version)
 {
@@ -238,6 +256,16 @@ ItStoreUserCursor(const char *model, int version, bool with_seen)
                                   "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
                                   "AND context OPERATOR(pg_catalog.=) '' ORDER BY user_id",
                                   with_seen ? ", seen" : "", ItTable("it_user_factors")),
+                         model, version);
+}
+
+Portal
+ItStoreUserFactorCursor(const char *model, int version)
+{
+    return VersionCursor(psprintf("SELECT user_id, factors FROM %s "
+                                  "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
+                                  "AND context OPERATOR(pg_catalog.=) '' ORDER BY user_id",
+                                  ItTable("it_user_factors")),
                          model, version);
 }
 
@@ -594,10 +622,10 @@ FactorPlan(const ItFactorRows *rows)
             conflict = " ON CONFLICT (model, version, user_id, context) DO NOTHING";
         sql = psprintf("INSERT INTO %s (model, version, user_id, factors, seen, source, updated_at, context, seen_domain) "
                        "SELECT $1, $2, $3[i], $4[(i - 1) * $5 + 1 : i * $5], $6[$7[i] + 1 : $7[i + 1]], "
-                       "$8, pg_catalog.now(), '', "
+                       "$8, pg_catalog.now(), %s, "
                        "CASE WHEN $9 IS NOT NULL THEN coalesce($9[$7[i] + 1 : $7[i + 1]], '{}') END "
                        "FROM pg_catalog.generate_series(1, pg_catalog.cardinality($3)) AS i%s",
-                       ItTable("it_user_factors"), conflict);
+                       ItTable("it_user_factors"), quote_literal_cstr(rows->context ? rows->context : ""), conflict);
     }
     else
     {
@@ -749,7 +777,7 @@ ItStoreWriteFactors(const char *model, int version, const ItFactorRows *rows)
  * Priors
  * ------------------------------------------------------------------------ */
 
-static const char *const PriorKindNames[] = {"population", "user_features", "item_features"};
+static const char *const PriorKindNames[] = {"population", "user_features", "item_features", "source_models"};
 
 const char *
 ItPriorKindName(ItPriorKind kind)

@@ -53,6 +53,19 @@ extern void ItStoreModelRow(const char *model, int version);
 /* A user's global row of a version: factors, seen, source.  false: none. */
 extern bool ItStoreUserRow(const char *model, int version, int64 user_id);
 
+/*
+ * The context key of the rows that hold the prior of a user known only in
+ * the source models (option source_models): not a context of the user's
+ * behaviour, which never starts with '@'.
+ */
+#define IT_CONTEXT_SOURCE_MODELS "@source_models"
+
+/* A user's prior from the source models: factors, source.  false: none. */
+extern bool ItStoreUserPriorRow(const char *model, int version, int64 user_id);
+
+/* A cursor over a version's global user rows in id order: user_id, factors. */
+extern Portal ItStoreUserFactorCursor(const char *model, int version);
+
 /* A cursor over a version's items in id order: item_id, factors, popularity. */
 extern Portal ItStoreItemCursor(const char *model, int version);
 
@@ -187,7 +200,8 @@ typedef struct ItFactorRows
 {
     bool        users;          /* it_user_factors, else it_item_factors */
     ItFactorWrite mode;
-    const char *source;         /* 'model', 'fold_in', 'features' */
+    const char *source;         /* 'model', 'fold_in', 'features', 'domain:...' */
+    const char *context;        /* users: it_user_factors.context (NULL: '') */
     int         k;
     int64       n;
     const int64 *ids;
@@ -218,7 +232,8 @@ typedef enum ItPriorKind
 {
     IT_PRIOR_POPULATION,        /* the mean warm user */
     IT_PRIOR_USER_FEATURES,     /* features -> interest, users */
-    IT_PRIOR_ITEM_FEATURES      /* features -> interest, items */
+    IT_PRIOR_ITEM_FEATURES,     /* features -> interest, items */
+    IT_PRIOR_SOURCE_MODELS      /* source models' user vectors -> interest */
 } ItPriorKind;
 
 extern const char *ItPriorKindName(ItPriorKind kind);

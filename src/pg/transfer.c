@@ -67,6 +67,7 @@
 #include "rankgrid.h"
 #include "options.h"
 #include "store.h"
+#include "source_models.h"
 #include "transfer.h"
 
 /* Fewer trained rows with features than this: no model for the side. */
@@ -214,6 +215,7 @@ typedef struct PriorOptions
     double      validation;
     double      min_weight;
     bool        new_items;
+    bool        source_user_map;    /* option source_user_map given */
     uint64      seed;
     int         factors;
     double      budget;         /* scale of the work budget */
@@ -298,6 +300,28 @@ static const PriorSideInfo ItemSide = {
     .order_salt = 0x69,
 };
 
+/*
+ * The mapping from the source models' user vectors (option source_models):
+ * a user side whose "features" are the user's vectors in the other models
+ * (source_models.c), trained, checked against popularity and given a
+ * fold-in weight exactly as the user features are, on the users present
+ * in both.  The users known only in the sources get their prior from it
+ * when this model is trained (MappedUsers), stored with the version.
+ */
+static const PriorSideInfo SourceSide = {
+    .kind = PRIOR_SIDE_USER,
+    .side = "source_models",
+    .what = "source_models",
+    .id_column = "user_id",
+    .rows_name = "users",
+    .new_rows = "users known only in the source models",
+    .fallback = "what a new user gets",
+    .lost = "users known only in the source models will get what a new user gets",
+    .base_name = "popularity",
+    .blend = true,
+    .order_salt = 0x73,
+};
+
 /* One side. */
 typedef struct PriorSide
 {
@@ -318,10 +342,11 @@ typedef struct PriorSide
     StringInfoData notices;     /* the NOTICEs given, as JSON strings */
     FoldInChoice fold;          /* user side: fold-in weight of the features prior */
 
-    /* new items (item side) */
+    /* new items (item side), users known only in the source models */
     int64       nnew;
     int64      *new_ids;
     float      *new_factors;    /* nnew * k */
+    uint8      *new_present;    /* source side: the sources each is in */
 } PriorSide;
 
 struct ItTransferTrain
@@ -332,6 +357,8 @@ struct ItTransferTrain
     double      budget;         /* work budget of each side (multiply-adds) */
     PriorSide   user;
     PriorSide   item;
+    PriorSide   source;         /* option source_models */
+    ItSourceModels *sm;         /* NULL without it */
     FoldInChoice pop_fold;      /* fold-in weight of the population prior */
     const ItTrainedModel *tm;   /* during ItTransferFit */
     float      *pop;            /* during ItTransferFit: items' popularity / its maximum */
@@ -447,6 +474,7 @@ ReadPriorOptions(const ItOptions *opt, PriorOptions *o)
     o->validation = opt->prior_validation;
     o->min_weight = opt->positive_threshold;
     o->new_items = opt->new_items;
+    o->source_user_map = opt->source_user_map != NULL;
     o->seed = (uint64) opt->seed;
     o->factors = (int) opt->factors;
     o->budget = opt->prior_budget;
@@ -554,6 +582,7 @@ ItTransferRead(const char *model, const char *user_features,
     t->k = o.factors;
     InitSide(&t->user, &UserSide);
     InitSide(&t->item, &ItemSide);
+    InitSide(&t->source, &SourceSide);
 
     if (user_features != NULL)
     {
@@ -566,6 +595,12 @@ ItTransferRead(const char *model, const char *user_features,
         t->item.enc = ReadFeatures(item_features, ItemSide.what, ItemSide.id_column, model, &o.encoder);
         CheckModelSize(&t->item, &o, t->k);
         CHECK_FOR_INTERRUPTS();
+    }
+    t->sm = ItReadSourceModels(model, options);
+    if (t->sm != NULL)
+    {
+        t->source.enc = t->sm->enc;
+        CheckModelSize(&t->source, &o, t->k);
     }
     MemoryContextSwitchTo(old);
     return t;
@@ -693,6 +728,34 @@ NewItems(ItTransferTrain *t, PriorSide *s, const ItMlpLayout *layout,
     s->nnew = nun;
     SideNotice(s, NULL,
                psprintf(INT64_FORMAT " new items (in item_features, not in the interactions) got vectors from their features",
+                        nun));
+}
+
+/*
+ * Users known only in the source models (rows of the source side not
+ * trained here) get their prior from the mapping when it is in use.
+ */
+static void
+MappedUsers(ItTransferTrain *t, PriorSide *s, const ItMlpLayout *layout,
+            const int64 *unmatched, int64 nun)
+{
+    if (nun == 0 || !s->use_features)
+        return;
+    s->new_ids = AllocChecked(nun, sizeof(int64), "mapped users");
+    s->new_present = AllocChecked(nun, sizeof(uint8), "mapped users");
+    s->new_factors = AllocChecked(nun * t->k, sizeof(float), "mapped user priors");
+    for (int64 i = 0; i < nun; i++)
+    {
+        s->new_ids[i] = s->enc->ids[unmatched[i]];
+        s->new_present[i] = t->sm->present[unmatched[i]];
+    }
+    ForwardRows(s->params, layout, s->enc->X, unmatched, nun, s->new_factors);
+    for (int64 j = 0; j < nun * t->k; j++)
+        if (!isfinite(s->new_factors[j]))
+            elog(ERROR, "the mapping of source_models gave a vector that is not finite");
+    s->nnew = nun;
+    SideNotice(s, NULL,
+               psprintf(INT64_FORMAT " users known only in the source models got a prior from their vectors there",
                         nun));
 }
 
@@ -1811,6 +1874,8 @@ FitSide(ItTransferTrain *t, PriorSide *s, const SideData *sd)
         NewItems(t, s, &f.layout, f.unmatched, f.nun);
     if (s->info->kind == PRIOR_SIDE_USER && s->use_features)
         ChooseSideFoldIn(t, s, &f);
+    if (s == &t->source)
+        MappedUsers(t, s, &f.layout, f.unmatched, f.nun);
 
     SideMetrics(t, s, sd, &f);
     pfree(f.Xm);
@@ -1909,6 +1974,36 @@ FitSideOn(ItTransferTrain *t, PriorSide *s, const int64 *ids, const ItCsr *R, co
     CHECK_FOR_INTERRUPTS();
 }
 
+/*
+ * The source models must share users with this model (else the mapping
+ * has nothing to learn from, which is a wrong setup: other ids, or no map).
+ */
+static void
+CheckSharedUsers(ItTransferTrain *t, const ItTrainedModel *tm)
+{
+    const ItEncoded *enc = t->source.enc;
+    int64       i = 0;
+    int64       shared = 0;
+
+    for (int64 r = 0; r < enc->n; r++)
+    {
+        while (i < tm->nusers && tm->user_ids[i] < enc->ids[r])
+            i++;
+        if (i < tm->nusers && tm->user_ids[i] == enc->ids[r])
+            shared++;
+    }
+    if (shared == 0)
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                 errmsg("the source models share no users with the interactions of this model"),
+                 errdetail("The source models have " INT64_FORMAT " users%s, none of them among the " INT64_FORMAT " users trained here.",
+                           enc->n, t->o.source_user_map ? " through source_user_map" : "", tm->nusers),
+                 errhint(t->o.source_user_map ?
+                         "Check that source_user_map has this model's ids in user_id and the source models' in source_user_id." :
+                         "When the source models know the same people by other ids, give option source_user_map: "
+                         "a table or query with columns user_id and source_user_id.")));
+}
+
 void
 ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm)
 {
@@ -1950,6 +2045,11 @@ ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm)
         FitSideOn(t, &t->user, tm->user_ids, tm->R, tm->X, tm->Rt, tm->popularity, tm->Y);
     if (t->item.enc != NULL)
         FitSideOn(t, &t->item, tm->item_ids, tm->Rt, tm->Y, tm->R, NULL, tm->X);
+    if (t->source.enc != NULL)
+    {
+        CheckSharedUsers(t, tm);
+        FitSideOn(t, &t->source, tm->user_ids, tm->R, tm->X, tm->Rt, tm->popularity, tm->Y);
+    }
 
     if (tm->nusers > 0 && tm->nitems > 0)
         PopulationFoldIn(t);
@@ -1976,12 +2076,63 @@ ChosenBlend(const FoldInChoice *f)
     return f->c.measured ? Rounded(EntryBlend(f, f->c.chosen)) : 0.0;
 }
 
+/* The priors of the users known only in the source models, one batch per set of sources. */
+static void
+WriteMappedUsers(ItTransferTrain *t, const char *model, int version)
+{
+    PriorSide  *s = &t->source;
+    int64      *zeros;
+
+    if (s->nnew == 0)
+        return;
+    zeros = AllocChecked(s->nnew + 1, sizeof(int64), "mapped users");
+    memset(zeros, 0, sizeof(int64) * (s->nnew + 1));
+    for (int mask = 1; mask < (1 << t->sm->n); mask++)
+    {
+        ItFactorRows rows;
+        int64       n = 0;
+        int64      *ids = AllocChecked(s->nnew, sizeof(int64), "mapped users");
+        float      *factors = AllocChecked(s->nnew * t->k, sizeof(float), "mapped users");
+
+        for (int64 i = 0; i < s->nnew; i++)
+        {
+            if (s->new_present[i] != mask)
+                continue;
+            ids[n] = s->new_ids[i];
+            memcpy(factors + n * t->k, s->new_factors + i * t->k, sizeof(float) * t->k);
+            n++;
+        }
+        if (n > 0)
+        {
+            memset(&rows, 0, sizeof(rows));
+            rows.users = true;
+            rows.mode = IT_FACTORS_INSERT;
+            rows.source = ItSourceModelsLabel(t->sm, (uint8) mask);
+            rows.context = IT_CONTEXT_SOURCE_MODELS;
+            rows.k = t->k;
+            rows.n = n;
+            rows.ids = ids;
+            rows.factors = factors;
+            rows.seen_ptr = zeros;
+            rows.seen_ids = zeros;
+            (void) ItStoreWriteFactors(model, version, &rows);
+        }
+        pfree(ids);
+        pfree(factors);
+        CHECK_FOR_INTERRUPTS();
+    }
+    pfree(zeros);
+}
+
 void
 ItTransferWriteItems(ItTransferTrain *t, const char *model, int version)
 {
     ItFactorRows rows;
 
-    if (t == NULL || t->item.nnew == 0)
+    if (t == NULL)
+        return;
+    WriteMappedUsers(t, model, version);
+    if (t->item.nnew == 0)
         return;
     memset(&rows, 0, sizeof(rows));
     rows.users = false;
@@ -1998,7 +2149,7 @@ void
 ItTransferWrite(ItTransferTrain *t, const char *model, int version)
 {
     MemoryContext old;
-    PriorSide  *sides[2];
+    PriorSide  *sides[3];
     ItPriorRow  row;
 
     if (t == NULL)
@@ -2006,7 +2157,8 @@ ItTransferWrite(ItTransferTrain *t, const char *model, int version)
     old = MemoryContextSwitchTo(t->cxt);
     sides[0] = &t->user;
     sides[1] = &t->item;
-    for (int i = 0; i < 2; i++)
+    sides[2] = &t->source;
+    for (int i = 0; i < 3; i++)
     {
         PriorSide  *s = sides[i];
 
@@ -2015,7 +2167,8 @@ ItTransferWrite(ItTransferTrain *t, const char *model, int version)
         if (s->metrics.len == 0)
             elog(ERROR, "features model of %s was not fitted", s->what);
         memset(&row, 0, sizeof(row));
-        row.kind = s->info->kind == PRIOR_SIDE_USER ? IT_PRIOR_USER_FEATURES : IT_PRIOR_ITEM_FEATURES;
+        row.kind = s == &t->source ? IT_PRIOR_SOURCE_MODELS :
+            s->info->kind == PRIOR_SIDE_USER ? IT_PRIOR_USER_FEATURES : IT_PRIOR_ITEM_FEATURES;
         row.in_use = s->use_features;
         /* only users are folded in */
         row.fold_in_weight = s->info->kind == PRIOR_SIDE_USER ? ChosenWeight(&s->fold) : 0.0;
@@ -2054,7 +2207,7 @@ ItTransferWrite(ItTransferTrain *t, const char *model, int version)
 const char *
 ItTransferSummary(ItTransferTrain *t)
 {
-    PriorSide  *sides[2];
+    PriorSide  *sides[3];
     StringInfoData summary;
     StringInfoData fold;
     bool        first = true;
@@ -2063,9 +2216,10 @@ ItTransferSummary(ItTransferTrain *t)
         return NULL;
     sides[0] = &t->user;
     sides[1] = &t->item;
+    sides[2] = &t->source;
     initStringInfo(&summary);
     appendStringInfoChar(&summary, '{');
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 3; i++)
     {
         PriorSide  *s = sides[i];
 

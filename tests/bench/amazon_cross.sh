@@ -22,7 +22,11 @@
 #     user's list is the best target items of recommend(). This is the
 #     classic collective factorisation, built from SQL around train();
 #   - joint (domain column): the same model trained from a `domain` column,
-#     served by recommend(..., domain => target); it must match the above.
+#     served by recommend(..., domain => target), its domains weighed
+#     (option domain_weights, default "balanced");
+#   - mapping (source_models): a model of the other domain alone, and a
+#     target-only model trained with options source_models => [it]: the
+#     held-out users get the mapping of their other-domain vector (EMCDR).
 #
 # Prints tables; asserts nothing. The data set's terms forbid
 # redistribution: it is read in place, never copied.
@@ -64,7 +68,7 @@ DECLARE
 BEGIN
   TRUNCATE lists;
   -- the interactions each model may read
-  DROP VIEW IF EXISTS target_train, joint_train, joint_domains;
+  DROP VIEW IF EXISTS target_train, joint_train, joint_domains, other_train;
   EXECUTE format('CREATE VIEW target_train AS SELECT user_id, item_id, 1.0::real AS weight FROM events
                    WHERE domain = %s AND user_id NOT IN (SELECT user_id FROM held)', target);
   EXECUTE format('CREATE VIEW joint_train AS SELECT user_id, item_id * 2 + domain AS item_id, 1.0::real AS weight
@@ -73,11 +77,16 @@ BEGIN
                   SELECT user_id, item_id, 1.0::real AS weight,
                          CASE domain WHEN 0 THEN ''electronics'' ELSE ''phone'' END AS domain
                     FROM events WHERE domain <> %s OR user_id NOT IN (SELECT user_id FROM held)', target);
-  PERFORM drop_model(m) FROM (VALUES ('target_only'), ('joint'), ('joint_domains')) v(m)
+  EXECUTE format('CREATE VIEW other_train AS SELECT user_id, item_id, 1.0::real AS weight FROM events
+                   WHERE domain <> %s', target);
+  PERFORM drop_model(m) FROM (VALUES ('target_only'), ('joint'), ('joint_domains'), ('mapped'), ('other_only')) v(m)
     WHERE EXISTS (SELECT 1 FROM models WHERE model = m);
   PERFORM * FROM train('target_only', 'target_train', options => current_setting('bench.options')::jsonb);
   PERFORM * FROM train('joint', 'joint_train', options => current_setting('bench.options')::jsonb);
   PERFORM * FROM train('joint_domains', 'joint_domains', options => current_setting('bench.options')::jsonb);
+  PERFORM * FROM train('other_only', 'other_train', options => current_setting('bench.options')::jsonb);
+  PERFORM * FROM train('mapped', 'target_train',
+                       options => current_setting('bench.options')::jsonb || '{"source_models": ["other_only"]}');
 
   -- held-out users who have a positive in the target domain
   CREATE TEMP TABLE tu AS
@@ -96,6 +105,10 @@ BEGIN
   INSERT INTO lists
     SELECT 'joint (domain column, source ' || min(r.source) OVER (PARTITION BY tu.user_id) || ')', tu.user_id, r.item_id
       FROM tu CROSS JOIN LATERAL recommend(tu.user_id, 10, 'joint_domains', domain => name) r;
+
+  INSERT INTO lists
+    SELECT 'mapping (source_models, source ' || min(r.source) OVER (PARTITION BY tu.user_id) || ')', tu.user_id, r.item_id
+      FROM tu CROSS JOIN LATERAL recommend(tu.user_id, 10, 'mapped') r;
 
   INSERT INTO results
     SELECT name, l.ranking, count(DISTINCT tu.user_id),
