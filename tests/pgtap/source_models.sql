@@ -78,7 +78,7 @@ SELECT is((SELECT users FROM ev_video WHERE segment = 'cross_domain'), (SELECT c
 SELECT ok(abs((SELECT precision_at_k FROM ev_video WHERE segment = 'cross_domain') - (SELECT mapped FROM prec)) < 1e-9,
           'evaluate''s cross_domain precision@10 is what recommend() serves');
 SELECT is((SELECT array_agg(DISTINCT source) FROM pg_temp.served('video_map')), ARRAY['domain:books_other'],
-          'with source_user_map, users of another id space are served from the mapping');
+          'with source_user_map, users of another id space (and a source of 8 factors) are served from the mapping');
 SELECT ok(mapped_ids >= 1.5 * popularity, 'and at least 1.5x video popularity') FROM prec;
 
 -- a user known only in books who starts watching is folded in around the mapped prior
