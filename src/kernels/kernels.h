@@ -64,6 +64,22 @@ void        it_csr_transpose(const ItCsr *a, ItCsr *t);
  * fallback ranks by the same notion of a positive as the model. */
 void        it_csr_row_positives(const ItCsr *a, float threshold, int64_t *out);
 
+/*
+ * Co-buyers (neighbours.c).  For a user who took items[0..n) (indexes,
+ * repeats count again, out-of-range ones are ignored), adds to
+ * scores[j - lo], for every item j in [lo, hi), the number of the user's
+ * items that each other user shares, summed over the users who took j:
+ *   scores[j - lo] += sum over u != exclude_user with j in R_u of |items & R_u|.
+ * R is users x items, Rt its transpose (only their structure is read).
+ * counts must hold R->nrows zeros and is left so; touched R->nrows entries
+ * of scratch; scores (hi - lo entries) is added to.  Returns the work
+ * done (entries visited).  O(sum of the items' users + their rows in
+ * [lo, hi)).
+ */
+int64_t     it_cobuyer_scores(const ItCsr *R, const ItCsr *Rt, const int32_t *items, int n,
+                              int64_t exclude_user, int64_t lo, int64_t hi,
+                              int32_t *counts, int64_t *touched, float *scores);
+
 /* ------------------------------------------------------------------------
  * Implicit ALS with conjugate gradient (als.c)
  *

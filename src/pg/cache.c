@@ -369,6 +369,44 @@ LoadDomainWeights(ItModel *m)
     }
 }
 
+static bool
+IsNeighboursWord(const JsonbValue *v)
+{
+    return v != NULL && v->type == jbvString && v->val.string.len == 10 &&
+        memcmp(v->val.string.val, "neighbours", 10) == 0;
+}
+
+/*
+ * Which domains rank their cross-domain users by co-buyers, from the
+ * option cross_domain_ranking as the version stores it (an object of
+ * every domain's choice, train.c; a single word applies to all).
+ */
+static void
+LoadCrossDomainRanking(ItModel *m)
+{
+    Jsonb      *r = m->opts.cross_domain_ranking;
+    JsonbValue  v;
+
+    m->domain_neighbours = NULL;
+    m->cobuyers = NULL;
+    if (r == NULL || m->n_domains == 0)
+        return;
+    m->domain_neighbours = ModelAlloc(m, sizeof(bool), m->n_domains);
+    for (int i = 0; i < m->n_domains; i++)
+    {
+        if (JB_ROOT_IS_OBJECT(r))
+        {
+            JsonbValue  buf;
+
+            m->domain_neighbours[i] =
+                IsNeighboursWord(getKeyJsonValueFromContainer(&r->root, m->domains[i],
+                                                              strlen(m->domains[i]), &buf));
+        }
+        else
+            m->domain_neighbours[i] = JsonbExtractScalar(&r->root, &v) && IsNeighboursWord(&v);
+    }
+}
+
 static void
 LoadDomains(ItModel *m, HeapTuple tup, TupleDesc desc, int col)
 {
@@ -406,6 +444,7 @@ LoadDomains(ItModel *m, HeapTuple tup, TupleDesc desc, int col)
                      errhint("Retrain the model with train(model).")));
     }
     LoadDomainWeights(m);
+    LoadCrossDomainRanking(m);
 }
 
 /*
@@ -810,8 +849,8 @@ ItCompareInt32(const void *a, const void *b)
  * seen_domain): NULL for a model without domains.  ERRORs when it does not
  * match the model.
  */
-static const int16 *
-SeenDomains(const ItModel *m, int64 user_id, HeapTuple tup, TupleDesc desc, int col, int nseen)
+const int16 *
+ItSeenDomains(const ItModel *m, int64 user_id, HeapTuple tup, TupleDesc desc, int col, int nseen)
 {
     bool        isnull;
     Datum       d = SPI_getbinval(tup, desc, col, &isnull);
@@ -884,7 +923,7 @@ ItGetUserVector(ItModel *m, int64 user_id, float *x_out,
     {
         int         nitems = ArrayGetNItems(ARR_NDIM(seen), ARR_DIMS(seen));
         const int64 *ids = (const int64 *) ARR_DATA_PTR(seen);
-        const int16 *doms = SeenDomains(m, user_id, tup, desc, 4, nitems);
+        const int16 *doms = ItSeenDomains(m, user_id, tup, desc, 4, nitems);
         bool        sorted = true;
 
         if (nitems > 0)

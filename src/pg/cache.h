@@ -9,6 +9,8 @@
 
 #include <math.h>
 
+#include "access/htup.h"
+#include "access/tupdesc.h"
 #include "fmgr.h"
 #include "storage/itemptr.h"
 #include "utils/jsonb.h"
@@ -90,6 +92,11 @@ typedef struct ItModel
     int         n_domains;
     char      **domains;        /* n_domains names, sorted (strcmp) */
     int64      *domain_start;   /* Max(n_domains, 1) + 1 */
+    bool       *domain_neighbours;  /* n_domains: cross-domain users of the
+                                     * domain are ranked by co-buyers (option
+                                     * cross_domain_ranking), or NULL */
+    void       *cobuyers;       /* the users' items, for those rankings
+                                 * (cross_domain.c), loaded on first use */
     float      *domain_weight;  /* n_domains: the scale training gave each
                                  * domain's weights (option domain_weights),
                                  * or NULL when 1 for all */
@@ -182,6 +189,14 @@ extern int  ItItemDomain(const ItModel *m, int64 idx);
  * NULL domain, ERRORs when required.
  */
 extern int  ItDomainArgument(const ItModel *m, const char *domain, bool required);
+
+/*
+ * The seen_domain column col of a stored user row (nseen entries, checked
+ * against m's domains; ERROR when corrupt), or NULL for a model without
+ * domains.
+ */
+extern const int16 *ItSeenDomains(const ItModel *m, int64 user_id, HeapTuple tup, TupleDesc desc,
+                                  int col, int nseen);
 
 /*
  * Reads a user's stored row of m's version: x_out[m->k] gets the vector,

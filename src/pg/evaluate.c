@@ -29,6 +29,7 @@
 #include "utils/memutils.h"
 #include "utils/tuplestore.h"
 
+#include "cross_domain.h"
 #include "interest.h"
 
 /* Rows fetched from the test set per round trip. */
@@ -70,6 +71,7 @@ typedef struct ItEvalUser
     int         nunknown;       /* test items the model does not know */
     int         row;            /* row in the block's score matrix, or -1 */
     bool        cross;          /* interactions in other domains only */
+    float      *nb;             /* ranked by co-buyers: the domain's scores, else NULL */
 } ItEvalUser;
 
 typedef struct ItTestPair
@@ -360,7 +362,7 @@ FlushBlock(ItModel *m, ItEvalUser *block, int nblock, int nvec, int k,
     }
     for (int i = 0; i < nblock; i++)
     {
-        const float *scores = popular;
+        const float *scores = block[i].nb ? block[i].nb : popular;
 
         if (block[i].row >= 0)
         {
@@ -538,6 +540,12 @@ interest_transfer_evaluate(PG_FUNCTION_ARGS)
         memset(u, 0, sizeof(ItEvalUser));
         u->user_id = user_id;
         ItUserInterest(full, user_id, &u->in);
+        /* new to the domain and ranked by co-buyers, as recommend() ranks them */
+        if (ItCrossDomainByNeighbours(full, &u->in, d))
+        {
+            u->nb = palloc(sizeof(float) * Max(m->n_items, 1));
+            ItCobuyerDomainScores(full, &u->in, true, user_id, d, u->nb);
+        }
         if (d >= 0)
             InDomain(full, d, u);
         /* served from the source models alone: known there, not here */
@@ -557,7 +565,7 @@ interest_transfer_evaluate(PG_FUNCTION_ARGS)
                 u->pos[u->npos++] = (int32) idx;    /* item ids sorted: so are indexes */
         }
         MemoryContextSwitchTo(oldcxt);
-        u->row = u->in.x != NULL ? nvec++ : -1;
+        u->row = u->in.x != NULL && u->nb == NULL ? nvec++ : -1;
         nblock++;
         p = end;
 

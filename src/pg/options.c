@@ -57,6 +57,7 @@ typedef struct ItOptionDef
 
 static void CheckDomainWeights(const ItOptionDef *def, JsonbValue *v);
 static void CheckSourceModels(const ItOptionDef *def, JsonbValue *v);
+static void CheckCrossDomainRanking(const ItOptionDef *def, JsonbValue *v);
 
 extern const ItOptionDef *ItOptionTable(int *n);
 /* The largest integer a double holds exactly: integer options stay in it. */
@@ -129,6 +130,11 @@ static const ItOptionDef OptionTable[] = {
     "weight of each domain's interactions in training, multiplying their confidence (\"balanced\": every "
     "domain's interactions weigh as much in all as the largest domain's)", AT(domain_weights),
     CheckDomainWeights, "\"balanced\", \"none\" or an object of domain names and numbers from 0.001 to 1000"},
+    {"cross_domain_ranking", IT_OPTION_JSON, 0, 0, 0, "auto", NULL,
+    "ranking of a domain's items for a user whose interactions are all in other domains: \"vector\" (the shared "
+    "user vector), \"neighbours\" (the items of the users who share theirs), or \"auto\" (chosen per domain on "
+    "users held out of it when training)", AT(cross_domain_ranking),
+    CheckCrossDomainRanking, "\"auto\", \"vector\", \"neighbours\" or an object of domain names and those words"},
     /* the mapping from other models' user vectors (transfer.c) */
     {"source_models", IT_OPTION_JSON, 0, 0, 0, NULL, NULL,
     "models whose deployed user vectors are mapped to a prior of this model's users", AT(source_models),
@@ -394,6 +400,34 @@ CheckDomainWeights(const ItOptionDef *def, JsonbValue *v)
             BadOptionValue(def, JsonbValueText(v));
         d = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(e.val.numeric)));
         if (!(d >= 0.001 && d <= 1000.0))
+            BadOptionValue(def, JsonbValueText(v));
+    }
+}
+
+static bool
+IsRankingWord(JsonbValue *v, bool allow_auto)
+{
+    return IsWord(v, "vector") || IsWord(v, "neighbours") || (allow_auto && IsWord(v, "auto"));
+}
+
+/* "auto", "vector", "neighbours", or {"name": "vector" | "neighbours" | "auto", ...} */
+static void
+CheckCrossDomainRanking(const ItOptionDef *def, JsonbValue *v)
+{
+    JsonbIterator *it;
+    JsonbIteratorToken tok;
+    JsonbValue  e;
+
+    if (IsRankingWord(v, true))
+        return;
+    if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+        BadOptionValue(def, JsonbValueText(v));
+    it = JsonbIteratorInit(v->val.binary.data);
+    while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+    {
+        if (tok == WJB_KEY && (e.val.string.len == 0 || e.val.string.len > IT_DOMAIN_MAX_LEN))
+            BadOptionValue(def, JsonbValueText(v));
+        if (tok == WJB_VALUE && !IsRankingWord(&e, true))
             BadOptionValue(def, JsonbValueText(v));
     }
 }

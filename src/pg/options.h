@@ -49,6 +49,8 @@ typedef struct ItOptions
     int64       min_category_count;
     /* interactions with a domain column (train.c): "balanced", "none" or {name: weight} */
     Jsonb      *domain_weights;
+    /* "auto", "vector", "neighbours" or {name: word}; a version stores an object */
+    Jsonb      *cross_domain_ranking;
     /* the mapping from other models' user vectors (transfer.c): NULL or ["model", ...] */
     Jsonb      *source_models;
     const char *source_user_map;    /* NULL: the source models share this model's user ids */

@@ -20,6 +20,7 @@
 #include "utils/jsonb.h"
 #include "utils/tuplestore.h"
 
+#include "cross_domain.h"
 #include "interest.h"
 
 /* Is idx in the sorted list set[0..n)? */
@@ -120,7 +121,7 @@ DomainRange(const ItModel *m, int d, int64 *lo, int64 *hi)
  * popularity / max popularity.  Returns how many were written.
  */
 static int
-TopItems(ItModel *m, const ItInterest *in, bool exclude_seen, int d,
+TopItems(ItModel *m, const ItInterest *in, bool has_user, int64 user_id, bool exclude_seen, int d,
          int k, int32 *out_idx, float *out_score)
 {
     const int32 *exclude = exclude_seen ? in->seen : NULL;
@@ -134,6 +135,20 @@ TopItems(ItModel *m, const ItInterest *in, bool exclude_seen, int d,
     kk = (int) Min((int64) k, hi - lo);
     if (kk <= 0)
         return 0;
+
+    /* a user new to the domain, ranked by co-buyers (cross_domain.c): exact scores */
+    if (ItCrossDomainByNeighbours(m, in, d))
+    {
+        int         got;
+
+        /* nothing below can reload the model: m->scores stays ours */
+        ItCobuyerDomainScores(m, in, has_user, user_id, d, m->scores + lo);
+        /* the user's seen items are all outside the domain: nothing to exclude */
+        got = it_topk(m->scores + lo, hi - lo, NULL, 0, kk, out_idx, out_score);
+        for (int i = 0; i < got; i++)
+            out_idx[i] += (int32) lo;
+        return got;
+    }
 
     if (in->x != NULL)
     {
@@ -218,7 +233,7 @@ ModelArg(FunctionCallInfo fcinfo, int argno)
  * (InitMaterializedSRF with MAT_SRF_USE_EXPECTED_DESC).
  */
 static void
-ReturnTopItems(ReturnSetInfo *rsinfo, ItModel *m, const ItInterest *in,
+ReturnTopItems(ReturnSetInfo *rsinfo, ItModel *m, const ItInterest *in, bool has_user, int64 user_id,
                bool exclude_seen, int d, int k)
 {
     int         n = (int) Min((int64) k, m->n_items);
@@ -226,7 +241,7 @@ ReturnTopItems(ReturnSetInfo *rsinfo, ItModel *m, const ItInterest *in,
     float      *top_score = palloc(sizeof(float) * Max(n, 1));
     Datum       source = CStringGetTextDatum(ItInterestSourceLabel(m, in, d));
 
-    n = TopItems(m, in, exclude_seen, d, k, top_idx, top_score);
+    n = TopItems(m, in, has_user, user_id, exclude_seen, d, k, top_idx, top_score);
     for (int i = 0; i < n; i++)
     {
         Datum       values[4];
@@ -295,7 +310,7 @@ interest_transfer_recommend(PG_FUNCTION_ARGS)
     user_id = PG_GETARG_INT64(0);
 
     ItUserInterest(m, user_id, &in);
-    ReturnTopItems(rsinfo, m, &in, exclude_seen, d, k);
+    ReturnTopItems(rsinfo, m, &in, true, user_id, exclude_seen, d, k);
     PG_RETURN_NULL();
 }
 
@@ -346,7 +361,7 @@ interest_transfer_recommend_for(PG_FUNCTION_ARGS)
     m = ItGetModelForCall(fcinfo, model);
     ItVisitorInterest(m, features, ids, nids, &in);
     /* the given items are left out of the list, whatever the path */
-    ReturnTopItems(rsinfo, m, &in, true, ItDomainArgument(m, NULL, true), k);
+    ReturnTopItems(rsinfo, m, &in, false, 0, true, ItDomainArgument(m, NULL, true), k);
     PG_RETURN_NULL();
 }
 
@@ -358,6 +373,8 @@ typedef struct ItScoreCache
     uint64      generation;     /* model it was read for */
     int64       user_id;
     ItInterest  interest;       /* allocated in fn_mcxt */
+    int         nb_domain;      /* co-buyer scores of this domain's items, or -1 */
+    float      *nb_scores;      /* allocated in fn_mcxt */
 } ItScoreCache;
 
 /*
@@ -408,6 +425,10 @@ interest_transfer_score(PG_FUNCTION_ARGS)
             pfree(sc->interest.x);
         if (sc->interest.seen)
             pfree(sc->interest.seen);
+        if (sc->nb_scores)
+            pfree(sc->nb_scores);
+        sc->nb_scores = NULL;
+        sc->nb_domain = -1;
         memset(&sc->interest, 0, sizeof(ItInterest));
         oldcxt = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
         ItUserInterest(m, user_id, &sc->interest);
@@ -416,6 +437,20 @@ interest_transfer_score(PG_FUNCTION_ARGS)
         sc->generation = m->generation;
         sc->user_id = user_id;
         sc->valid = true;
+    }
+    /* ranked by co-buyers in this domain: the score recommend() reports */
+    if (ItCrossDomainByNeighbours(m, &sc->interest, d))
+    {
+        if (sc->nb_domain != d)
+        {
+            if (sc->nb_scores)
+                pfree(sc->nb_scores);
+            sc->nb_scores = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt,
+                                               sizeof(float) * Max(m->domain_start[d + 1] - m->domain_start[d], 1));
+            ItCobuyerDomainScores(m, &sc->interest, true, user_id, d, sc->nb_scores);
+            sc->nb_domain = d;
+        }
+        PG_RETURN_FLOAT4(sc->nb_scores[idx - m->domain_start[d]]);
     }
     PG_RETURN_FLOAT4(ItItemScore(m, &sc->interest, idx));
 }

@@ -255,7 +255,7 @@ ItStoreUserCursor(const char *model, int version, bool with_seen)
     return VersionCursor(psprintf("SELECT user_id%s FROM %s "
                                   "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
                                   "AND context OPERATOR(pg_catalog.=) '' ORDER BY user_id",
-                                  with_seen ? ", seen" : "", ItTable("it_user_factors")),
+                                  with_seen ? ", seen, seen_domain" : "", ItTable("it_user_factors")),
                          model, version);
 }
 
@@ -302,6 +302,10 @@ ItStoreLatestDefinition(const char *model, MemoryContext mcxt, ItDefinition *def
                                    "CASE WHEN m.metrics OPERATOR(pg_catalog.->) 'domain_weights' "
                                    "OPERATOR(pg_catalog.->>) 'rule' OPERATOR(pg_catalog.=) 'balanced' "
                                    "THEN '{\"domain_weights\": \"balanced\"}'::pg_catalog.jsonb "
+                                   "ELSE '{}'::pg_catalog.jsonb END OPERATOR(pg_catalog.||) "
+                                   "CASE WHEN m.metrics OPERATOR(pg_catalog.->) 'cross_domain_ranking' "
+                                   "OPERATOR(pg_catalog.->>) 'rule' OPERATOR(pg_catalog.=) 'auto' "
+                                   "THEN '{\"cross_domain_ranking\": \"auto\"}'::pg_catalog.jsonb "
                                    "ELSE '{}'::pg_catalog.jsonb END, m.search_path, a.owner "
                                    "FROM %s m JOIN %s a ON a.model OPERATOR(pg_catalog.=) m.model "
                                    "WHERE m.model OPERATOR(pg_catalog.=) $1 "

@@ -71,7 +71,7 @@ extern Portal ItStoreItemCursor(const char *model, int version);
 
 /*
  * A cursor over a version's users (global rows) in id order: user_id, and
- * with with_seen also seen.
+ * with with_seen also seen and seen_domain.
  */
 extern Portal ItStoreUserCursor(const char *model, int version, bool with_seen);
 

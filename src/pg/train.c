@@ -33,6 +33,7 @@
 #include "utils/memutils.h"
 #include "utils/tuplestore.h"
 
+#include "cross_domain.h"
 #include "interactions.h"
 #include "common.h"
 #include "spi_read.h"
@@ -375,6 +376,19 @@ AppendDouble(StringInfo buf, double v)
 
     double_to_shortest_decimal_buf(v, tmp);
     appendStringInfoString(buf, tmp);
+}
+
+static double Fit(ItTrainData *d, const ItOptions *o, float *X, float *Y, StringInfo history, bool quiet);
+
+/* Fit for a simulation: no NOTICE, no history kept. */
+static void
+QuietFit(const ItInteractionMatrix *d, const ItOptions *o, float *X, float *Y)
+{
+    StringInfoData history;
+
+    initStringInfo(&history);
+    (void) Fit((ItTrainData *) d, o, X, Y, &history, true);
+    pfree(history.data);
 }
 
 /*
@@ -822,6 +836,13 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     /* popularity: the users each item is a positive of (serving's and the priors' baseline) */
     popularity = ItAllocArray(Max(d.nitems, 1), sizeof(int64));
     it_csr_row_positives(&d.Rt, (float) opts.positive_threshold, popularity);
+    /* how users new to a domain are ranked (cross_domain.c) */
+    {
+        char       *cross = ItCrossDomainRanking(&d, &opts, QuietFit, &options, model);
+
+        if (cross != NULL)
+            keys = keys ? psprintf("%s, %s", keys, cross) : cross;
+    }
     trained.alpha = (float) opts.alpha;
     trained.regularization = opts.regularization;
     trained.nusers = d.nusers;

@@ -33,6 +33,9 @@ SELECT * FROM train('dom', 'dom_train', options => '{"factors": 16, "iterations"
 -- the same ids without the domain column, for the errors of a model without domains
 SELECT * FROM train('nodom', 'SELECT user_id, item_id, weight FROM ev WHERE domain = ''books''',
                     options => '{"factors": 8, "iterations": 4, "seed": 7}');
+-- held-out users ranked by their co-buyers
+SELECT * FROM train('dom_nb', 'dom_train', options => '{"factors": 16, "iterations": 8, "seed": 7,
+                                                        "cross_domain_ranking": "neighbours"}');
 -- video weighed 3 times books (a table, which a stored source may read)
 CREATE TABLE dom_w_src AS SELECT * FROM dom_train;
 SELECT * FROM train('dom_w', 'dom_w_src',
@@ -53,9 +56,32 @@ SELECT (SELECT count(*) FROM served s JOIN video_test t USING (user_id, item_id)
        (SELECT count(*) FROM video_test t JOIN video_pop p USING (item_id))::numeric
          / (10 * (SELECT count(DISTINCT user_id) FROM video_test)) AS popularity;
 CREATE TEMP TABLE ev_video AS SELECT * FROM evaluate('dom', 'video_test', 10, 'video');
+CREATE TEMP TABLE served_nb AS
+SELECT h.user_id, r.item_id, r.rank, r.source, r.score
+  FROM held h CROSS JOIN LATERAL recommend(h.user_id, 10, 'dom_nb', domain => 'video') r
+ WHERE h.user_id IN (SELECT user_id FROM video_test);
+CREATE TEMP TABLE ev_video_nb AS SELECT * FROM evaluate('dom_nb', 'video_test', 10, 'video');
+-- the co-buyer score of every video for three held-out users, by its definition:
+-- sum over the other users who took the video of the books they share with the user,
+-- plus popularity / max popularity
+CREATE TEMP TABLE pop_all AS
+SELECT domain, item_id, count(DISTINCT user_id)::float8 / max(count(DISTINCT user_id)) OVER () AS p
+  FROM dom_train GROUP BY 1, 2;
+CREATE TEMP TABLE nb_expected AS
+WITH u AS (SELECT user_id FROM video_test GROUP BY user_id ORDER BY user_id LIMIT 3),
+     shared AS (SELECT u.user_id, o.user_id AS other, count(DISTINCT o.item_id) AS n
+                  FROM u JOIN dom_train mine ON mine.user_id = u.user_id
+                  JOIN dom_train o ON o.domain = mine.domain AND o.item_id = mine.item_id AND o.user_id <> u.user_id
+                 GROUP BY 1, 2)
+SELECT u.user_id, p.item_id,
+       p.p + coalesce((SELECT sum(s.n) FROM shared s
+                        WHERE s.user_id = u.user_id
+                          AND EXISTS (SELECT 1 FROM dom_train t WHERE t.user_id = s.other AND t.domain = 'video'
+                                                                  AND t.item_id = p.item_id)), 0) AS score
+  FROM u CROSS JOIN pop_all p WHERE p.domain = 'video';
 \o
 
-SELECT plan(30);
+SELECT plan(37);
 
 -- training
 SELECT is((SELECT domains FROM it_model WHERE model = 'dom'), ARRAY['books', 'video'],
@@ -107,6 +133,32 @@ SELECT ok(abs((SELECT precision_at_k FROM ev_video WHERE segment = 'cross_domain
 SELECT is((SELECT count(*) FROM evaluate('nodom', 'SELECT user_id, item_id FROM ev WHERE domain = ''books'' LIMIT 500')),
           3::bigint, 'without a domain, evaluate still returns its three segments');
 
+-- the ranking of users new to a domain
+SELECT ok((SELECT metrics->'cross_domain_ranking'->>'rule' = 'auto'
+                  AND metrics->'cross_domain_ranking'->'value' ?& ARRAY['books', 'video']
+                  AND (metrics->'cross_domain_ranking'->'simulated'->'video'->>'users')::int >= 30
+             FROM it_model WHERE model = 'dom'),
+          'cross_domain_ranking "auto" chooses per domain on users held out of it, and records the numbers');
+SELECT is((SELECT options->'cross_domain_ranking' FROM it_model WHERE model = 'dom_nb'),
+          '{"books": "neighbours", "video": "neighbours"}'::jsonb, 'a word given applies to every domain');
+SELECT is((SELECT count(*) FROM served_nb s JOIN nb_expected e USING (user_id, item_id)
+            WHERE abs(s.score - e.score) <= 1e-4 * greatest(1, e.score)),
+          (SELECT count(*) FROM served_nb WHERE user_id IN (SELECT user_id FROM nb_expected)),
+          'co-buyers: recommend() scores a video by the books its other users share with the user, plus popularity');
+SELECT is((SELECT count(*) FROM served_nb s JOIN nb_expected e USING (user_id, item_id)
+            WHERE EXISTS (SELECT 1 FROM nb_expected b WHERE b.user_id = s.user_id AND b.score > e.score + 1e-3
+                             AND b.item_id NOT IN (SELECT item_id FROM served_nb x WHERE x.user_id = s.user_id))),
+          0::bigint, 'co-buyers: no video left out scores higher than one served');
+SELECT ok((SELECT count(*) FROM served_nb s JOIN video_test t USING (user_id, item_id))::numeric
+            / (10 * (SELECT count(DISTINCT user_id) FROM video_test)) >= 1.5 * (SELECT popularity FROM prec),
+          'co-buyers serve the held-out users at least 1.5x video popularity');
+SELECT ok(abs((SELECT precision_at_k FROM ev_video_nb WHERE segment = 'cross_domain')
+              - (SELECT count(*) FROM served_nb s JOIN video_test t USING (user_id, item_id))::numeric
+                / (10 * (SELECT count(DISTINCT user_id) FROM video_test))) < 1e-9,
+          'evaluate ranks the cross_domain users by co-buyers as recommend() does');
+SELECT throws_ok($$SELECT * FROM train('dom_bad', 'dom_train', options => '{"cross_domain_ranking": {"music": "vector"}}')$$,
+                 '22023', NULL, 'a ranking for an unknown domain is an error (22023)');
+
 -- domain weights
 CREATE TEMP TABLE pairs AS
 SELECT domain, user_id, item_id, sum(weight) AS w FROM dom_train GROUP BY 1, 2, 3;
@@ -125,6 +177,7 @@ SELECT ok((SELECT abs((metrics->'regularization'->>'mean_confidence')::float8
                   < 1e-4 * (metrics->'regularization'->>'mean_confidence')::float8
              FROM it_model WHERE model = 'dom_w'),
           'training sees each domain''s weights times its scale');
+SET client_min_messages = warning;
 SELECT * FROM train('dom_w') \g /dev/null
 SELECT * FROM train('dom_w', 'dom_w_src', options => '{"factors": 8, "iterations": 2, "seed": 7}') \g /dev/null
 SELECT * FROM train('dom_w') \g /dev/null
