@@ -149,6 +149,9 @@ SELECT is((SELECT count(*) FROM served_nb s JOIN nb_expected e USING (user_id, i
             WHERE EXISTS (SELECT 1 FROM nb_expected b WHERE b.user_id = s.user_id AND b.score > e.score + 1e-3
                              AND b.item_id NOT IN (SELECT item_id FROM served_nb x WHERE x.user_id = s.user_id))),
           0::bigint, 'co-buyers: no video left out scores higher than one served');
+SELECT diag(format('held-out users, video precision@10 ranked by co-buyers: %s',
+                   round((SELECT count(*) FROM served_nb s JOIN video_test t USING (user_id, item_id))::numeric
+                         / (10 * (SELECT count(DISTINCT user_id) FROM video_test)), 4)));
 SELECT ok((SELECT count(*) FROM served_nb s JOIN video_test t USING (user_id, item_id))::numeric
             / (10 * (SELECT count(DISTINCT user_id) FROM video_test)) >= 1.5 * (SELECT popularity FROM prec),
           'co-buyers serve the held-out users at least 1.5x video popularity');
