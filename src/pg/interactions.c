@@ -20,7 +20,9 @@
 #include "portability/instr_time.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/datetime.h"
 #include "utils/memutils.h"
+#include "pgtime.h"
 
 #include "interactions.h"
 
@@ -34,6 +36,8 @@ ItFindInteractionColumns(ItSource *src, ItInteractionColumns *c)
     c->ts = ItSourceColumn(src, "ts", IT_COLUMN_TIME, false);
     /* items of different domains are different items */
     c->domain = ItSourceColumn(src, "domain", IT_COLUMN_TEXT, false);
+    /* a user's taste in a context (context.c) */
+    c->context = ItSourceColumn(src, "context", IT_COLUMN_TEXT, false);
     c->user_type = ItSourceColumnType(src, c->user);
     c->item_type = ItSourceColumnType(src, c->item);
     c->weight_type = c->weight >= 0 ? ItSourceColumnType(src, c->weight) : InvalidOid;
@@ -51,6 +55,8 @@ typedef struct ItRawRow
     Datum       item;
     Datum       weight;
     Datum       domain;
+    Datum       context;
+    bool        context_null;
     bool        user_null;
     bool        item_null;
     bool        weight_null;
@@ -108,6 +114,24 @@ RowWeight(const ItInteractionColumns *c, ItRowNaming naming, Datum d, bool isnul
     return w;
 }
 
+/*
+ * A domain or context name of interactions: ERROR when empty, too long,
+ * or starting with '@' (kept for the extension's own rows).
+ */
+static const char *
+CheckedName(const char *name, const char *what, int maxlen, const char *example)
+{
+    if (name[0] == '\0' || strlen(name) > (size_t) maxlen || name[0] == '@')
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                 errmsg("%s \"%s\" of interactions is %s", what, name,
+                        name[0] == '\0' ? "empty" : name[0] == '@' ? "reserved (it starts with @)" :
+                        psprintf("longer than %d bytes", maxlen)),
+                 errhint("Name each %s with 1 to %d bytes, not starting with @, for example '%s'.",
+                         what, maxlen, example)));
+    return name;
+}
+
 /* The domain of a row: ERROR on NULL, an empty or too long name. */
 static const char *
 RowDomain(ItRowNaming naming, const ItRawRow *raw, int64 row, int64 user_id, int64 item_id)
@@ -128,13 +152,7 @@ RowDomain(ItRowNaming naming, const ItRawRow *raw, int64 row, int64 user_id, int
                  errhint("Give every row the domain of its item, or filter the rows.")));
     }
     name = TextDatumGetCString(raw->domain);
-    if (name[0] == '\0' || strlen(name) > IT_DOMAIN_MAX_LEN)
-        ereport(ERROR,
-                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                 errmsg("domain \"%s\" of interactions is %s", name,
-                        name[0] == '\0' ? "empty" : "longer than " CppAsString2(IT_DOMAIN_MAX_LEN) " bytes"),
-                 errhint("Name each domain with 1 to " CppAsString2(IT_DOMAIN_MAX_LEN) " bytes, for example 'books'.")));
-    return name;
+    return CheckedName(name, "domain", IT_DOMAIN_MAX_LEN, "books");
 }
 
 /*
@@ -187,6 +205,10 @@ ParseRow(ItSource *src, const ItInteractionColumns *c, const ItInteractionRead *
     }
     if (c->domain >= 0)
         out->domain = RowDomain(how->naming, raw, row, out->user_id, out->item_id);
+    /* only training reads contexts */
+    if (how->naming == IT_ROWS_TRAIN && c->context >= 0 && !raw->context_null)
+        out->context = CheckedName(TextDatumGetCString(raw->context), "context", IT_CONTEXT_MAX_LEN,
+                                   "weekend");
     return true;
 }
 
@@ -224,6 +246,7 @@ StreamRow(ItSource *src, TupleTableSlot *slot, void *arg)
     memset(&r, 0, sizeof(r));
     r.row = src->rows;
     r.ts_null = true;
+    raw.context_null = true;
     raw.user = slot_getattr(slot, c->user + 1, &raw.user_null);
     if (!st->how->ids_only)
     {
@@ -232,6 +255,8 @@ StreamRow(ItSource *src, TupleTableSlot *slot, void *arg)
             raw.weight = slot_getattr(slot, c->weight + 1, &raw.weight_null);
         if (c->domain >= 0)
             raw.domain = slot_getattr(slot, c->domain + 1, &raw.domain_null);
+        if (c->context >= 0)
+            raw.context = slot_getattr(slot, c->context + 1, &raw.context_null);
     }
     if (!ParseRow(src, c, st->how, &raw, &r))
         return;
@@ -288,16 +313,24 @@ typedef struct ItTrainRows
     bool        has_ts;
     bool        has_domain;
     int16      *dom;            /* with a domain column: each row's domain, in order of appearance */
-    HTAB       *domain_hash;    /* name -> DomainEntry */
+    HTAB       *domain_hash;    /* name -> NameEntry */
     int         n_domains;
     char      **domain_names;   /* in order of appearance */
+    /* contexts: a context column's, or derived from ts by rule in tz */
+    ItContextRule rule;
+    struct pg_tz *tz;
+    bool        has_context;
+    int8       *ctx;            /* each row's context (-1: none), in order of appearance */
+    HTAB       *context_hash;
+    int         n_contexts;
+    char      **context_names;
 } ItTrainRows;
 
-typedef struct DomainEntry
+typedef struct NameEntry
 {
-    char        name[IT_DOMAIN_MAX_LEN + 1];
+    char        name[Max(IT_DOMAIN_MAX_LEN, IT_CONTEXT_MAX_LEN) + 1];
     int         index;
-} DomainEntry;
+} NameEntry;
 
 /* Room for one more row. */
 static void
@@ -323,9 +356,13 @@ GrowTrainRows(ItTrainRows *st)
             st->ts = MemoryContextAllocHuge(st->cxt, newcap * sizeof(double));
         if (st->has_domain)
             st->dom = MemoryContextAllocHuge(st->cxt, newcap * sizeof(int16));
+        if (st->has_context)
+            st->ctx = MemoryContextAllocHuge(st->cxt, newcap * sizeof(int8));
     }
     else
     {
+        if (st->ctx)
+            st->ctx = repalloc_huge(st->ctx, newcap * sizeof(int8));
         if (st->ts)
             st->ts = repalloc_huge(st->ts, newcap * sizeof(double));
         if (st->dom)
@@ -338,40 +375,92 @@ GrowTrainRows(ItTrainRows *st)
     CHECK_FOR_INTERRUPTS();
 }
 
-/* The index of a domain name among those seen so far (a new one is added). */
-static int16
-TrainRowDomain(ItTrainRows *st, const char *name)
+/*
+ * The index of a name among those seen so far in *hash (a new one is
+ * added to names, at most max of them, else ERROR with hint).
+ */
+static int
+NameIndex(MemoryContext cxt, HTAB **hash, int *n, char ***names, const char *name, int max,
+          const char *what, const char *hint)
 {
-    DomainEntry *e;
+    NameEntry  *e;
     bool        found;
 
-    if (st->domain_hash == NULL)
+    if (*hash == NULL)
     {
         HASHCTL     ctl;
 
         memset(&ctl, 0, sizeof(ctl));
-        ctl.keysize = IT_DOMAIN_MAX_LEN + 1;
-        ctl.entrysize = sizeof(DomainEntry);
-        ctl.hcxt = st->cxt;
-        st->domain_hash = hash_create("interest_transfer domains", 16, &ctl,
-                                      HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+        ctl.keysize = sizeof(((NameEntry *) NULL)->name);
+        ctl.entrysize = sizeof(NameEntry);
+        ctl.hcxt = cxt;
+        *hash = hash_create("interest_transfer names", 16, &ctl,
+                            HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
     }
-    e = hash_search(st->domain_hash, name, HASH_ENTER, &found);
+    e = hash_search(*hash, name, HASH_ENTER, &found);
     if (!found)
     {
-        if (st->n_domains >= PG_INT16_MAX)
+        if (*n >= max)
             ereport(ERROR,
                     (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-                     errmsg("interactions has more than %d domains", PG_INT16_MAX),
-                     errhint("A domain is a catalogue of items (a shop, a platform): put finer groupings in item features.")));
-        if (st->n_domains % 16 == 0)
-            st->domain_names = st->domain_names == NULL ?
-                MemoryContextAlloc(st->cxt, sizeof(char *) * 16) :
-                repalloc(st->domain_names, sizeof(char *) * (st->n_domains + 16));
-        e->index = st->n_domains;
-        st->domain_names[st->n_domains++] = MemoryContextStrdup(st->cxt, name);
+                     errmsg("interactions has more than %d %s", max, what),
+                     errhint("%s", hint)));
+        if (*n % 16 == 0)
+            *names = *names == NULL ?
+                MemoryContextAlloc(cxt, sizeof(char *) * 16) :
+                repalloc(*names, sizeof(char *) * (*n + 16));
+        e->index = *n;
+        (*names)[(*n)++] = MemoryContextStrdup(cxt, name);
     }
-    return (int16) e->index;
+    return e->index;
+}
+
+/* The index of a domain name among those seen so far (a new one is added). */
+static int16
+TrainRowDomain(ItTrainRows *st, const char *name)
+{
+    return (int16) NameIndex(st->cxt, &st->domain_hash, &st->n_domains, &st->domain_names, name,
+                             PG_INT16_MAX, "domains",
+                             "A domain is a catalogue of items (a shop, a platform): put finer groupings in item features.");
+}
+
+/* The context of a row (-1: none): its context column's, else derived from ts. */
+static int8
+TrainRowContext(ItTrainRows *st, const ItInteractionColumns *cols, const ItInteraction *r)
+{
+    const char *name = r->context;
+
+    if (st->rule != IT_CONTEXT_NONE && !r->ts_null)
+        name = ItDeriveContext(st->rule, st->tz, ItTimeDatumValue(r->ts, cols->ts_type));
+    if (name == NULL)
+        return -1;
+    return (int8) NameIndex(st->cxt, &st->context_hash, &st->n_contexts, &st->context_names, name,
+                            IT_MAX_CONTEXTS, "contexts",
+                            "A context is a situation of use (a device, a part of the week): a few values, not an id.");
+}
+
+const char *
+ItDeriveContext(ItContextRule rule, struct pg_tz *tz, TimestampTz t)
+{
+    struct pg_tm tm;
+    fsec_t      fsec;
+    int         tzoff;
+
+    if (timestamp2tm(t, &tzoff, &tm, &fsec, NULL, tz) != 0)
+        return NULL;
+    if (rule == IT_CONTEXT_WEEKPART)
+    {
+        int         dow = j2day(date2j(tm.tm_year, tm.tm_mon, tm.tm_mday));
+
+        return dow == 0 || dow == 6 ? "weekend" : "weekday";
+    }
+    if (tm.tm_hour < 6)
+        return "night";
+    if (tm.tm_hour < 12)
+        return "morning";
+    if (tm.tm_hour < 18)
+        return "afternoon";
+    return "evening";
 }
 
 static void
@@ -383,11 +472,24 @@ KeepTrainRow(const ItInteractionColumns *cols, const ItInteraction *r, void *arg
     {
         st->has_ts = cols->ts >= 0;
         st->has_domain = cols->domain >= 0;
+        st->has_context = cols->context >= 0 || st->rule != IT_CONTEXT_NONE;
+        if (cols->context >= 0 && st->rule != IT_CONTEXT_NONE)
+            ereport(ERROR,
+                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                     errmsg("option \"context\" derives contexts from ts, but the interactions have a context column"),
+                     errhint("Leave the option out to use the context column, or rename the column.")));
+        if (cols->ts < 0 && st->rule != IT_CONTEXT_NONE)
+            ereport(ERROR,
+                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                     errmsg("option \"context\" derives contexts from ts, but the interactions have no ts column"),
+                     errhint("Add the time of each interaction as a column named ts, or give a context column.")));
     }
     if (st->n >= st->cap)
         GrowTrainRows(st);
     if (st->dom)
         st->dom[st->n] = TrainRowDomain(st, r->domain);
+    if (st->ctx)
+        st->ctx[st->n] = TrainRowContext(st, cols, r);
     if (st->ts)
         st->ts[st->n] = r->ts_null ? HUGE_VAL :
             (double) ItTimeDatumValue(r->ts, cols->ts_type) / USECS_PER_SEC;
@@ -594,8 +696,72 @@ MapDomainItems(ItTrainRows *st, ItInteractionMatrix *d, int32 *cols)
     st->dom = NULL;
 }
 
+/*
+ * The rows by context: d->contexts sorted by name, d->C with a row per
+ * (user, context), user * n_contexts + context, of the rows with a
+ * context, duplicates summed.
+ */
+static void
+ContextMatrix(ItTrainRows *st, ItInteractionMatrix *d, const int32 *rows, const int32 *cols, int64 n)
+{
+    int         nc = st->n_contexts;
+    int        *rank = palloc(sizeof(int) * nc);
+    int32      *crow;
+    int32      *ccol;
+    float      *cw;
+    int64      *work;
+    int64       m = 0;
+
+    if ((double) d->nusers * nc >= (double) PG_INT32_MAX)
+        ereport(ERROR,
+                (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                 errmsg("interactions has too many users times contexts (" INT64_FORMAT " x %d)", d->nusers, nc),
+                 errhint("Use fewer contexts.")));
+    d->n_contexts = nc;
+    d->contexts = palloc(sizeof(char *) * nc);
+    memcpy(d->contexts, st->context_names, sizeof(char *) * nc);
+    qsort(d->contexts, nc, sizeof(char *), CompareDomainName);
+    for (int a = 0; a < nc; a++)
+        for (int b = 0; b < nc; b++)
+            if (d->contexts[b] == st->context_names[a])
+                rank[a] = b;
+    crow = ItAllocArray(Max(n, 1), sizeof(int32));
+    ccol = ItAllocArray(Max(n, 1), sizeof(int32));
+    cw = ItAllocArray(Max(n, 1), sizeof(float));
+    for (int64 j = 0; j < n; j++)
+    {
+        if (st->ctx[j] < 0)
+            continue;
+        crow[m] = rows[j] * nc + rank[st->ctx[j]];
+        ccol[m] = cols[j];
+        cw[m] = st->w[j];
+        m++;
+    }
+    d->C.nrows = d->nusers * nc;
+    d->C.ncols = d->nitems;
+    d->C.indptr = ItAllocArray(d->C.nrows + 1, sizeof(int64));
+    d->C.indices = ItAllocArray(Max(m, 1), sizeof(int32));
+    d->C.data = ItAllocArray(Max(m, 1), sizeof(float));
+    work = ItAllocArray(Max(m, 1), sizeof(int64));
+    if (m > 0 && it_csr_from_coo(&d->C, m, crow, ccol, cw, work) < 0)
+        elog(ERROR, "could not build the context matrix from " INT64_FORMAT " rows", m);
+    if (m == 0)
+    {
+        d->C.nnz = 0;
+        memset(d->C.indptr, 0, sizeof(int64) * (d->C.nrows + 1));
+    }
+    pfree(crow);
+    pfree(ccol);
+    pfree(cw);
+    pfree(work);
+    pfree(rank);
+    pfree(st->ctx);
+    st->ctx = NULL;
+}
+
 void
-ItReadInteractionMatrix(const char *source, const char *model, ItInteractionMatrix *d)
+ItReadInteractionMatrix(const char *source, const char *model, ItContextRule rule, struct pg_tz *tz,
+                        ItInteractionMatrix *d)
 {
     ItInteractionRead how = {IT_ROWS_TRAIN, false, true};
     ItTrainRows st;
@@ -609,6 +775,8 @@ ItReadInteractionMatrix(const char *source, const char *model, ItInteractionMatr
     INSTR_TIME_SET_CURRENT(start);
     memset(&st, 0, sizeof(st));
     st.cxt = CurrentMemoryContext;
+    st.rule = rule;
+    st.tz = tz;
     d->rows_read = ItStreamInteractions(source, model, &how, KeepTrainRow, &st);
     d->read_seconds = ItElapsedSeconds(start);
     n = st.n;
@@ -642,6 +810,8 @@ ItReadInteractionMatrix(const char *source, const char *model, ItInteractionMatr
     pfree(work);
     if (st.ts)
         d->times = PairTimes(&d->R, rows, cols, st.ts, n);
+    if (st.ctx && st.n_contexts > 0)
+        ContextMatrix(&st, d, rows, cols, n);
     pfree(rows);
     pfree(cols);
     pfree(st.w);
@@ -798,6 +968,7 @@ ItReadUserRows(ItModel *m, ItTransfer *t, int64 user_id, MemoryContext mcxt, ItU
 
         memset(&raw, 0, sizeof(raw));
         memset(&row, 0, sizeof(row));
+        raw.context_null = true;
         row.row = (int64) r + 1;
         row.user_id = user_id;
         raw.item = SPI_getbinval(tup, tt->tupdesc, cols.item + 1, &raw.item_null);

@@ -24,6 +24,7 @@ typedef struct ItInteractionColumns
     int         weight;
     int         ts;
     int         domain;         /* -1 when absent */
+    int         context;        /* -1 when absent */
     Oid         user_type;
     Oid         item_type;
     Oid         weight_type;
@@ -60,6 +61,7 @@ typedef struct ItInteraction
     Datum       ts;             /* with_ts and a ts column: its value */
     bool        ts_null;        /* true when there is none */
     const char *domain;         /* a domain column: its value (never NULL), else NULL */
+    const char *context;        /* a context column: its value, else NULL (also for NULL) */
 } ItInteraction;
 
 /* What a stream reads of each row. */
@@ -101,6 +103,10 @@ typedef struct ItInteractionMatrix
     char      **domains;        /* n_domains names, sorted (strcmp) */
     int64      *domain_start;   /* n_domains + 1: items of domain d are [domain_start[d], domain_start[d + 1]) */
     int16      *item_domain;    /* with domains: the domain of each item, else NULL */
+    int         n_contexts;     /* contexts (a context column, or derived from ts), else 0 */
+    char      **contexts;       /* n_contexts names, sorted (strcmp) */
+    ItCsr       C;              /* with contexts: (user * n_contexts + context) x items,
+                                 * summed weights of the rows in that context */
     ItCsr       R;              /* users x items, summed weights */
     ItCsr       Rt;             /* items x users */
     double     *times;          /* with a ts column: each entry of R's earliest time
@@ -109,15 +115,37 @@ typedef struct ItInteractionMatrix
     double      read_seconds;   /* time spent running the source */
 } ItInteractionMatrix;
 
+/* Contexts derived from ts (option context): none, weekday/weekend, parts of the day. */
+typedef enum ItContextRule
+{
+    IT_CONTEXT_NONE,
+    IT_CONTEXT_WEEKPART,
+    IT_CONTEXT_DAYPART
+} ItContextRule;
+
+/* The longest context name, in bytes; contexts at most. */
+#define IT_CONTEXT_MAX_LEN 63
+#define IT_MAX_CONTEXTS 64
+
+/*
+ * The context rule derives (rule, in time zone tz) of a time: "weekday",
+ * "weekend"; "night", "morning", "afternoon", "evening".
+ */
+extern const char *ItDeriveContext(ItContextRule rule, struct pg_tz *tz, TimestampTz t);
+
 /*
  * Reads a training source (IT_ROWS_TRAIN) into *out, in the current
  * memory context (huge allocations): ids mapped to dense indexes in
  * ascending (domain, id) order (items of different domains are different
  * items), duplicates summed in input order (in float, as
  * it_csr_from_coo does), rows of weight 0 left out.  ERRORs when no row
- * is left, and when a summed weight overflows a real.
+ * is left, and when a summed weight overflows a real.  Contexts: a
+ * context column's values (a NULL is no context), else what rule derives
+ * from ts in tz (a NULL ts is no context); d->C holds each user's rows by
+ * context.
  */
 extern void ItReadInteractionMatrix(const char *source, const char *model,
+                                    ItContextRule rule, struct pg_tz *tz,
                                     ItInteractionMatrix *out);
 
 /*

@@ -135,6 +135,13 @@ static const ItOptionDef OptionTable[] = {
     "user vector), \"neighbours\" (the items of the users who share theirs), or \"auto\" (chosen per domain on "
     "users held out of it when training)", AT(cross_domain_ranking),
     CheckCrossDomainRanking, "\"auto\", \"vector\", \"neighbours\" or an object of domain names and those words"},
+    /* contexts (context.c) */
+    {"context", IT_OPTION_TEXT, 0, 0, 0, NULL, "weekpart, daypart",
+    "context derived from ts when the interactions have no context column: weekpart (weekday, weekend) or "
+    "daypart (night 0-6h, morning 6-12h, afternoon 12-18h, evening 18-24h)", AT(context)},
+    {"timezone", IT_OPTION_TEXT, 0, 0, 0, NULL, NULL,
+    "time zone the context is derived in (null: the session's TimeZone when training, stored with the version)",
+    AT(timezone)},
     /* the mapping from other models' user vectors (transfer.c) */
     {"source_models", IT_OPTION_JSON, 0, 0, 0, NULL, NULL,
     "models whose deployed user vectors are mapped to a prior of this model's users", AT(source_models),

@@ -51,6 +51,9 @@ typedef struct ItOptions
     Jsonb      *domain_weights;
     /* "auto", "vector", "neighbours" or {name: word}; a version stores an object */
     Jsonb      *cross_domain_ranking;
+    /* contexts (context.c) */
+    const char *context;        /* NULL, "weekpart", "daypart" */
+    const char *timezone;       /* NULL: the session's when training */
     /* the mapping from other models' user vectors (transfer.c): NULL or ["model", ...] */
     Jsonb      *source_models;
     const char *source_user_map;    /* NULL: the source models share this model's user ids */
