@@ -35,6 +35,9 @@ ALTER TABLE it_model ADD COLUMN deploy_decision jsonb;
 ALTER TABLE it_model ADD COLUMN domains text[]
     CONSTRAINT it_model_domains_check
     CHECK (cardinality(domains) BETWEEN 1 AND 32767 AND array_position(domains, NULL) IS NULL);
+ALTER TABLE it_model ADD COLUMN contexts text[]
+    CONSTRAINT it_model_contexts_check
+    CHECK (cardinality(contexts) BETWEEN 1 AND 64 AND array_position(contexts, NULL) IS NULL);
 ALTER TABLE it_model ADD FOREIGN KEY (model) REFERENCES it_model_acl ON DELETE CASCADE;
 
 -- the raw tables are read through the extension's functions only
@@ -193,18 +196,20 @@ DROP FUNCTION similar_items(bigint, int, text);
 DROP FUNCTION evaluate(text, text, int);
 
 CREATE FUNCTION recommend(user_id bigint, k int DEFAULT 10, model text DEFAULT NULL,
-                          exclude_seen boolean DEFAULT true, domain text DEFAULT NULL)
+                          exclude_seen boolean DEFAULT true, domain text DEFAULT NULL,
+                          context text DEFAULT NULL)
 RETURNS TABLE (item_id bigint, score real, rank int, source text)
 AS 'MODULE_PATHNAME', 'interest_transfer_recommend'
 LANGUAGE C STABLE PARALLEL SAFE COST 5000 ROWS 10;
-COMMENT ON FUNCTION recommend(bigint, int, text, boolean, text) IS
-  'the k best items for a user (of one domain, for a model trained with domains), best first, with where the user''s interest came from';
+COMMENT ON FUNCTION recommend(bigint, int, text, boolean, text, text) IS
+  'the k best items for a user (of one domain, for a model trained with domains; in a context, for a model trained with contexts), best first, with where the user''s interest came from';
 
-CREATE FUNCTION score(user_id bigint, item_id bigint, model text DEFAULT NULL, domain text DEFAULT NULL)
+CREATE FUNCTION score(user_id bigint, item_id bigint, model text DEFAULT NULL, domain text DEFAULT NULL,
+                      context text DEFAULT NULL)
 RETURNS real
 AS 'MODULE_PATHNAME', 'interest_transfer_score'
 LANGUAGE C STABLE PARALLEL SAFE COST 100;
-COMMENT ON FUNCTION score(bigint, bigint, text, text) IS
+COMMENT ON FUNCTION score(bigint, bigint, text, text, text) IS
   'the model''s score of one item (of a domain, for a model trained with domains) for one user (NULL when the item is unknown)';
 
 CREATE FUNCTION similar_items(item_id bigint, k int DEFAULT 10, model text DEFAULT NULL, domain text DEFAULT NULL)
@@ -214,10 +219,11 @@ LANGUAGE C STABLE PARALLEL SAFE COST 5000 ROWS 10;
 COMMENT ON FUNCTION similar_items(bigint, int, text, text) IS
   'the k items whose factors are closest (cosine) to an item''s (both of one domain, for a model trained with domains)';
 
-CREATE FUNCTION evaluate(model text, test text, k int DEFAULT 10, domain text DEFAULT NULL)
+CREATE FUNCTION evaluate(model text, test text, k int DEFAULT 10, domain text DEFAULT NULL,
+                         context text DEFAULT NULL)
 RETURNS TABLE (segment text, users bigint, precision_at_k float8, recall_at_k float8,
                ndcg_at_k float8, map_at_k float8, auc float8, coverage float8)
 AS 'MODULE_PATHNAME', 'interest_transfer_evaluate'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED COST 1000000 ROWS 4;
-COMMENT ON FUNCTION evaluate(text, text, int, text) IS
+COMMENT ON FUNCTION evaluate(text, text, int, text, text) IS
   'ranking quality of the deployed version on held-out positives, for all, warm and cold users (and, within a domain, cross_domain users)';

@@ -407,6 +407,31 @@ LoadCrossDomainRanking(ItModel *m)
     }
 }
 
+/* The contexts the version has user vectors in (it_model.contexts). */
+static void
+LoadContexts(ItModel *m, HeapTuple tup, TupleDesc desc, int col)
+{
+    bool        isnull;
+    Datum       d = SPI_getbinval(tup, desc, col, &isnull);
+    Datum      *elems;
+    bool       *nulls;
+    int         n;
+
+    m->n_contexts = 0;
+    m->contexts = NULL;
+    if (isnull)
+        return;
+    deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+    m->contexts = ModelAlloc(m, sizeof(char *), n);
+    for (int i = 0; i < n; i++)
+    {
+        if (nulls[i])
+            elog(ERROR, "model \"%s\" has a NULL context", m->name);
+        m->contexts[i] = MemoryContextStrdup(m->cxt, TextDatumGetCString(elems[i]));
+    }
+    m->n_contexts = n;
+}
+
 static void
 LoadDomains(ItModel *m, HeapTuple tup, TupleDesc desc, int col)
 {
@@ -495,6 +520,7 @@ LoadModel(const DeployedStamp *st)
     m->search_path = NullableText(tup, desc, 12);
     MemoryContextSwitchTo(oldcxt);
     LoadDomains(m, tup, desc, 13);
+    LoadContexts(m, tup, desc, 14);
     m->k = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
     m->n_users = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
     declared_items = DatumGetInt64(SPI_getbinval(tup, desc, 10, &isnull));
@@ -835,7 +861,7 @@ ItDomainArgument(const ItModel *m, const char *domain, bool required)
     return -1;                  /* keep the compiler quiet */
 }
 
-static int
+int
 ItCompareInt32(const void *a, const void *b)
 {
     int32       x = *(const int32 *) a;
@@ -888,6 +914,13 @@ bool
 ItGetUserVector(ItModel *m, int64 user_id, float *x_out,
                 int32 **seen_out, int *nseen, ItInterestSource *source_out)
 {
+    return ItGetUserVectorIn(m, user_id, NULL, x_out, seen_out, nseen, source_out);
+}
+
+bool
+ItGetUserVectorIn(ItModel *m, int64 user_id, const char *context, float *x_out,
+                  int32 **seen_out, int *nseen, ItInterestSource *source_out)
+{
     MemoryContext callercxt = CurrentMemoryContext;
     bool        isnull;
     HeapTuple   tup;
@@ -901,7 +934,7 @@ ItGetUserVector(ItModel *m, int64 user_id, float *x_out,
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
     ItRunAsTablesOwnerForPlans(&r);
-    if (!ItStoreUserRow(m->name, m->version, user_id))
+    if (!ItStoreUserRow(m->name, m->version, user_id, context))
     {
         ItRunAsEnd(&r);
         SPI_finish();
@@ -911,7 +944,9 @@ ItGetUserVector(ItModel *m, int64 user_id, float *x_out,
     desc = SPI_tuptable->tupdesc;
 
     ItArrayToFloats(SPI_getbinval(tup, desc, 1, &isnull), x_out, m->k, "user factors");
-    source = ItInterestSourceFromName(TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull)));
+    /* a context's vector: trained with the model */
+    source = context != NULL ? IT_SOURCE_MODEL :
+        ItInterestSourceFromName(TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull)));
 
     seen = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 2, &isnull));
     if (ARR_ELEMTYPE(seen) != INT8OID || ARR_NDIM(seen) > 1 || ARR_HASNULL(seen))

@@ -91,6 +91,8 @@ typedef struct ItModel
      */
     int         n_domains;
     char      **domains;        /* n_domains names, sorted (strcmp) */
+    int         n_contexts;     /* contexts users have vectors in (context.c), or 0 */
+    char      **contexts;       /* n_contexts names, sorted (strcmp) */
     int64      *domain_start;   /* Max(n_domains, 1) + 1 */
     bool       *domain_neighbours;  /* n_domains: cross-domain users of the
                                      * domain are ranked by co-buyers (option
@@ -179,6 +181,9 @@ ItDomainScaled(float w, float scale, float thr)
     return s;
 }
 
+/* qsort comparison of int32 values. */
+extern int  ItCompareInt32(const void *a, const void *b);
+
 /* The domain (0 without domains) of item index idx. */
 extern int  ItItemDomain(const ItModel *m, int64 idx);
 
@@ -209,6 +214,10 @@ extern const int16 *ItSeenDomains(const ItModel *m, int64 user_id, HeapTuple tup
 extern bool ItGetUserVector(ItModel *m, int64 user_id, float *x_out,
                             int32 **seen_out, int *nseen,
                             ItInterestSource *source_out);
+
+/* The same, for the user's row of a context (NULL: the global row). */
+extern bool ItGetUserVectorIn(ItModel *m, int64 user_id, const char *context, float *x_out,
+                              int32 **seen_out, int *nseen, ItInterestSource *source_out);
 
 /*
  * The interest of a user and the score it gives an item: interest.h;

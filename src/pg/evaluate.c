@@ -29,6 +29,7 @@
 #include "utils/memutils.h"
 #include "utils/tuplestore.h"
 
+#include "context.h"
 #include "cross_domain.h"
 #include "interest.h"
 
@@ -468,6 +469,8 @@ interest_transfer_evaluate(PG_FUNCTION_ARGS)
     int32      *cand;
     int64       p;
     char       *domain;
+    char       *context;
+    int         c;
     int         d;
     ItModel    *full;
     int         nsegments;
@@ -492,10 +495,12 @@ interest_transfer_evaluate(PG_FUNCTION_ARGS)
                  errhint("Measure shorter lists, for example k => 10.")));
 
     domain = (PG_NARGS() > 3 && !PG_ARGISNULL(3)) ? text_to_cstring(PG_GETARG_TEXT_PP(3)) : NULL;
+    context = (PG_NARGS() > 4 && !PG_ARGISNULL(4)) ? text_to_cstring(PG_GETARG_TEXT_PP(4)) : NULL;
 
     InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
     full = ItGetModel(model);
     d = ItDomainArgument(full, domain, true);
+    c = ItContextArgument(full, context);
     /* within a domain: its items only, as recommend(..., domain) ranks them */
     m = d >= 0 ? DomainView(full, d) : full;
     /* cross_domain: with a domain, or with source models */
@@ -539,7 +544,7 @@ interest_transfer_evaluate(PG_FUNCTION_ARGS)
         oldcxt = MemoryContextSwitchTo(blockcxt);
         memset(u, 0, sizeof(ItEvalUser));
         u->user_id = user_id;
-        ItUserInterest(full, user_id, &u->in);
+        ItUserInterestIn(full, user_id, c, &u->in);
         /* new to the domain and ranked by co-buyers, as recommend() ranks them */
         if (ItCrossDomainByNeighbours(full, &u->in, d))
         {

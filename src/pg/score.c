@@ -20,6 +20,7 @@
 #include "utils/jsonb.h"
 #include "utils/tuplestore.h"
 
+#include "context.h"
 #include "cross_domain.h"
 #include "interest.h"
 
@@ -291,6 +292,7 @@ interest_transfer_recommend(PG_FUNCTION_ARGS)
     bool        exclude_seen;
     char       *domain;
     int         d;
+    int         c;
     ItModel    *m;
     ItInterest  in;
 
@@ -305,11 +307,12 @@ interest_transfer_recommend(PG_FUNCTION_ARGS)
     InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
     m = ItGetModelForCall(fcinfo, model);
     d = ItDomainArgument(m, domain, true);
+    c = ItContextArgument(m, DomainArg(fcinfo, 5));
     if (PG_ARGISNULL(0))
         PG_RETURN_NULL();
     user_id = PG_GETARG_INT64(0);
 
-    ItUserInterest(m, user_id, &in);
+    ItUserInterestIn(m, user_id, c, &in);
     ReturnTopItems(rsinfo, m, &in, true, user_id, exclude_seen, d, k);
     PG_RETURN_NULL();
 }
@@ -372,6 +375,7 @@ typedef struct ItScoreCache
     uint64      epoch;          /* ItCallCache epoch it was read in */
     uint64      generation;     /* model it was read for */
     int64       user_id;
+    int         context;        /* the context index it was decided in */
     ItInterest  interest;       /* allocated in fn_mcxt */
     int         nb_domain;      /* co-buyer scores of this domain's items, or -1 */
     float      *nb_scores;      /* allocated in fn_mcxt */
@@ -397,6 +401,7 @@ interest_transfer_score(PG_FUNCTION_ARGS)
     ItScoreCache *sc;
     int64       idx;
     int         d;
+    int         c;
 
     if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
         PG_RETURN_NULL();
@@ -407,6 +412,7 @@ interest_transfer_score(PG_FUNCTION_ARGS)
     ItSetSchema(fcinfo);
     m = ItGetModelForCall(fcinfo, model);
     d = ItDomainArgument(m, DomainArg(fcinfo, 3), true);
+    c = ItContextArgument(m, DomainArg(fcinfo, 4));
     idx = ItItemIndex(m, Max(d, 0), item_id);
     if (idx < 0)
         PG_RETURN_NULL();
@@ -416,7 +422,7 @@ interest_transfer_score(PG_FUNCTION_ARGS)
         cc->extra = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(ItScoreCache));
     sc = (ItScoreCache *) cc->extra;
     if (!sc->valid || sc->epoch != cc->epoch || sc->generation != m->generation ||
-        sc->user_id != user_id)
+        sc->user_id != user_id || sc->context != c)
     {
         MemoryContext oldcxt;
 
@@ -431,8 +437,9 @@ interest_transfer_score(PG_FUNCTION_ARGS)
         sc->nb_domain = -1;
         memset(&sc->interest, 0, sizeof(ItInterest));
         oldcxt = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-        ItUserInterest(m, user_id, &sc->interest);
+        ItUserInterestIn(m, user_id, c, &sc->interest);
         MemoryContextSwitchTo(oldcxt);
+        sc->context = c;
         sc->epoch = cc->epoch;
         sc->generation = m->generation;
         sc->user_id = user_id;

@@ -84,6 +84,21 @@ TextOrNull(const char *s, char *null)
     return s ? CStringGetTextDatum(s) : (Datum) 0;
 }
 
+/* A text[] of n names, or NULL (*null = 'n') when there are none. */
+static Datum
+TextArrayOrNull(char **names, int n, char *null)
+{
+    Datum      *d;
+
+    *null = n > 0 ? ' ' : 'n';
+    if (n == 0)
+        return (Datum) 0;
+    d = palloc(sizeof(Datum) * n);
+    for (int i = 0; i < n; i++)
+        d[i] = CStringGetTextDatum(names[i]);
+    return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
 static Datum
 JsonbOrNull(Jsonb *j, char *null)
 {
@@ -137,6 +152,7 @@ PreparePlans(void)
     Oid         named_types[1] = {TEXTOID};
     Oid         row_types[2] = {TEXTOID, INT4OID};
     Oid         user_types[3] = {TEXTOID, INT4OID, INT8OID};
+    Oid         user_context_types[4] = {TEXTOID, INT4OID, INT8OID, TEXTOID};
 
     if (PlansSchema != NULL && strcmp(PlansSchema, model_table) == 0)
         return;
@@ -164,7 +180,7 @@ PreparePlans(void)
                   0, NULL);
     PlanModelRow =
         SavedPlan(psprintf("SELECT xmin, ctid, algorithm, interactions_source, user_features_source, "
-                           "item_features_source, options, factors, users, items, user_mean, search_path, domains "
+                           "item_features_source, options, factors, users, items, user_mean, search_path, domains, contexts "
                            "FROM %s WHERE model OPERATOR(pg_catalog.=) $1 "
                            "AND version OPERATOR(pg_catalog.=) $2",
                            model_table),
@@ -172,9 +188,9 @@ PreparePlans(void)
     PlanUserRow =
         SavedPlan(psprintf("SELECT factors, seen, source, seen_domain FROM %s "
                            "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
-                           "AND user_id OPERATOR(pg_catalog.=) $3 AND context OPERATOR(pg_catalog.=) ''",
+                           "AND user_id OPERATOR(pg_catalog.=) $3 AND context OPERATOR(pg_catalog.=) $4",
                            ItTable("it_user_factors")),
-                  3, user_types);
+                  4, user_context_types);
     PlanUserPriorRow =
         SavedPlan(psprintf("SELECT factors, source FROM %s "
                            "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
@@ -211,9 +227,10 @@ ItStoreModelRow(const char *model, int version)
 }
 
 bool
-ItStoreUserRow(const char *model, int version, int64 user_id)
+ItStoreUserRow(const char *model, int version, int64 user_id, const char *context)
 {
-    Datum       values[3] = {CStringGetTextDatum(model), Int32GetDatum(version), Int64GetDatum(user_id)};
+    Datum       values[4] = {CStringGetTextDatum(model), Int32GetDatum(version), Int64GetDatum(user_id),
+    CStringGetTextDatum(context ? context : "")};
 
     PreparePlans();
     Check(SPI_execute_plan(PlanUserRow, values, NULL, true, 1), SPI_OK_SELECT, "SPI_execute_plan");
@@ -398,11 +415,11 @@ Undeploy(const char *model, int keep)
 void
 ItStoreInsertModel(const ItModelRow *row)
 {
-    Oid         argtypes[18] = {TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID,
+    Oid         argtypes[19] = {TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID,
         INT4OID, INT8OID, INT8OID, INT8OID, FLOAT8OID, FLOAT8OID, JSONBOID, FLOAT4ARRAYOID,
-    TEXTOID, JSONBOID, JSONBOID, TEXTARRAYOID};
-    Datum       values[18];
-    char        nulls[18];
+    TEXTOID, JSONBOID, JSONBOID, TEXTARRAYOID, TEXTARRAYOID};
+    Datum       values[19];
+    char        nulls[19];
 
     /* the unique index on deployed versions: the old one goes first */
     if (row->deployed)
@@ -426,27 +443,19 @@ ItStoreInsertModel(const ItModelRow *row)
     values[14] = TextOrNull(row->def->search_path, &nulls[14]);
     values[15] = JsonText(row->deploy_decision);
     values[16] = JsonText(row->metrics);
-    values[17] = (Datum) 0;
-    nulls[17] = 'n';
-    if (row->n_domains > 0)
-    {
-        Datum      *names = palloc(sizeof(Datum) * row->n_domains);
-
-        for (int d = 0; d < row->n_domains; d++)
-            names[d] = CStringGetTextDatum(row->domains[d]);
-        values[17] = PointerGetDatum(construct_array(names, row->n_domains, TEXTOID, -1, false, TYPALIGN_INT));
-        nulls[17] = ' ';
-    }
+    values[17] = TextArrayOrNull(row->domains, row->n_domains, &nulls[17]);
+    values[18] = TextArrayOrNull(row->contexts, row->n_contexts, &nulls[18]);
 
     Execute(psprintf("INSERT INTO %s (model, version, algorithm, "
                      "interactions_source, user_features_source, item_features_source, "
                      "options, factors, users, items, interactions, seconds, loss, "
-                     "history, user_mean, search_path, deploy_decision, metrics, domains, deployed, deployed_at) "
+                     "history, user_mean, search_path, deploy_decision, metrics, domains, contexts, "
+                     "deployed, deployed_at) "
                      "VALUES ($1, $2, 'als', $3, $4, $5, $6, $7, $8, $9, $10, $11, "
-                     "$12, $13, $14, $15, $16, $17, $18, %s)",
+                     "$12, $13, $14, $15, $16, $17, $18, $19, %s)",
                      ItTable("it_model"),
                      row->deployed ? "true, pg_catalog.clock_timestamp()" : "false, NULL"),
-            18, argtypes, values, nulls, false, 0, SPI_OK_INSERT);
+            19, argtypes, values, nulls, false, 0, SPI_OK_INSERT);
 }
 
 void

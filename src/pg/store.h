@@ -50,8 +50,11 @@ extern uint64 ItStoreDeployedRows(const char *model);
  */
 extern void ItStoreModelRow(const char *model, int version);
 
-/* A user's global row of a version: factors, seen, source.  false: none. */
-extern bool ItStoreUserRow(const char *model, int version, int64 user_id);
+/*
+ * A user's row of a version in a context (NULL: the global row): factors,
+ * seen, source, seen_domain.  false: none.
+ */
+extern bool ItStoreUserRow(const char *model, int version, int64 user_id, const char *context);
 
 /*
  * The context key of the rows that hold the prior of a user known only in
@@ -137,6 +140,8 @@ typedef struct ItModelRow
     bool        deployed;       /* the model's deployed version from now on */
     int         n_domains;      /* 0: no domain column */
     char      **domains;        /* n_domains names, sorted */
+    int         n_contexts;     /* 0: no context vectors */
+    char      **contexts;       /* n_contexts names, sorted */
 } ItModelRow;
 
 extern void ItStoreInsertModel(const ItModelRow *row);

@@ -33,6 +33,7 @@
 #include "utils/memutils.h"
 #include "utils/tuplestore.h"
 
+#include "context.h"
 #include "cross_domain.h"
 #include "interactions.h"
 #include "common.h"
@@ -657,7 +658,8 @@ static int
 WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainData *d,
            const float *X, const float *Y, int k, const int64 *popularity, double loss,
            const char *history, instr_time start, double *seconds,
-           ItTransferTrain *transfer, const ItDeployDecision *decision, const char *keys)
+           ItTransferTrain *transfer, const ItDeployDecision *decision, const char *keys,
+           const ItContextChoice *contexts, const ItOptions *opts)
 {
     ItWriteState st;
     const char *summary;
@@ -711,6 +713,8 @@ WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainDa
     (void) ItStoreWriteFactors(model, version, &rows);
     /* the new items' factor rows (transfer.c) */
     ItTransferWriteItems(transfer, model, version);
+    /* the users' vectors in contexts (context.c) */
+    ItContextWrite(contexts, d, opts, X, Y, model, version);
 
     memset(&row, 0, sizeof(row));
     row.model = model;
@@ -736,6 +740,7 @@ WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainDa
     row.deployed = decision->deploy;
     row.n_domains = d->n_domains;
     row.domains = d->domains;
+    row.n_contexts = ItContextNames(contexts, &row.contexts);
     /* the whole call, writing included */
     *seconds = row.seconds = ItElapsedSeconds(start);
     ItStoreInsertModel(&row);
@@ -773,6 +778,9 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     ItTransferTrain *transfer;
     ItTrainedModel trained;
     ItDeployDecision decision;
+    ItContextRule rule;
+    struct pg_tz *tz;
+    ItContextChoice *contexts;
 
     INSTR_TIME_SET_CURRENT(start);
     CheckModelName(model);
@@ -780,6 +788,13 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     options = ItResolveOptions(def->options);
     ItReadOptions(options, NULL, &opts);
     k = (int) opts.factors;
+    /* contexts derived from ts: the time zone is stored with the version */
+    if (opts.timezone != NULL && opts.context == NULL)
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                 errmsg("option \"timezone\" is for contexts derived from ts, and option \"context\" is not given"),
+                 errhint("Add option context (weekpart or daypart), or leave timezone out.")));
+    rule = ItContextRuleOf(&opts, &options, &tz);
 
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
@@ -804,7 +819,7 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     transfer = ItTransferRead(model, def->user_features, def->item_features, &opts);
 
     /* ids mapped to dense indexes, duplicates summed, rows of weight 0 left out */
-    ItReadInteractionMatrix(def->interactions, model, &d);
+    ItReadInteractionMatrix(def->interactions, model, rule, tz, &d);
     if (def->stored)
         ItRunAsEnd(&as_owner);
     if (d.n_domains > 0 && def->item_features != NULL)
@@ -836,6 +851,14 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     /* popularity: the users each item is a positive of (serving's and the priors' baseline) */
     popularity = ItAllocArray(Max(d.nitems, 1), sizeof(int64));
     it_csr_row_positives(&d.Rt, (float) opts.positive_threshold, popularity);
+    /* the users' vectors in contexts (context.c) */
+    {
+        char       *key;
+
+        contexts = ItContextChoose(&d, &opts, X, Y, model, &key);
+        if (key != NULL)
+            keys = keys ? psprintf("%s, %s", keys, key) : key;
+    }
     /* how users new to a domain are ranked (cross_domain.c) */
     {
         char       *cross = ItCrossDomainRanking(&d, &opts, QuietFit, &options, model);
@@ -860,7 +883,8 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     t_fit = ItElapsedSeconds(start);
 
     res->version = WriteModel(model, def, options, &d, X, Y, k, popularity, loss, history.data, start,
-                              &res->seconds, transfer, &decision, keys);
+                              &res->seconds, transfer, &decision, keys,
+                              contexts, &opts);
     ItTransferEnd(transfer);
     res->users = d.nusers;
     res->items = d.nitems;

@@ -71,7 +71,7 @@ SELECT is((SELECT options FROM models WHERE model = 'v') - 'regularization',
             "prior_hidden": 64, "prior_epochs": 200, "prior_learning_rate": 0.001, "prior_weight_decay": 3,
             "prior_batch": 64, "prior_patience": 20, "prior_validation": 0.2, "positive_threshold": 0,
             "prior_budget": 1, "prior_vector_weight": 0, "new_items": true, "max_categories": 32,
-            "min_category_count": 2, "domain_weights": "balanced", "cross_domain_ranking": "auto", "source_models": null,
+            "min_category_count": 2, "domain_weights": "balanced", "cross_domain_ranking": "auto", "context": null, "timezone": null, "source_models": null,
             "source_user_map": null}'::jsonb,
           'options are stored with every default filled in');
 SELECT results_eq($$SELECT loss, seconds FROM models WHERE model = 'v'$$, $$SELECT loss, seconds FROM it_t_r1$$,
