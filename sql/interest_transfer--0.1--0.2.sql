@@ -38,6 +38,9 @@ ALTER TABLE it_model ADD COLUMN domains text[]
 ALTER TABLE it_model ADD COLUMN contexts text[]
     CONSTRAINT it_model_contexts_check
     CHECK (cardinality(contexts) BETWEEN 1 AND 64 AND array_position(contexts, NULL) IS NULL);
+ALTER TABLE it_model ADD COLUMN context_weights float8[]
+    CONSTRAINT it_model_context_weights_check
+    CHECK (cardinality(context_weights) = cardinality(contexts) AND array_position(context_weights, NULL) IS NULL);
 ALTER TABLE it_model ADD FOREIGN KEY (model) REFERENCES it_model_acl ON DELETE CASCADE;
 
 -- the raw tables are read through the extension's functions only

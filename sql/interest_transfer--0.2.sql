@@ -58,6 +58,9 @@ CREATE TABLE it_model (
     contexts              text[]                  -- the contexts users have vectors in, sorted (NULL: none)
                           CONSTRAINT it_model_contexts_check
                           CHECK (cardinality(contexts) BETWEEN 1 AND 64 AND array_position(contexts, NULL) IS NULL),
+    context_weights       float8[]                -- per context: the fold-in weight of its vectors, 0 when it kept none
+                          CONSTRAINT it_model_context_weights_check
+                          CHECK (cardinality(context_weights) = cardinality(contexts) AND array_position(context_weights, NULL) IS NULL),
     PRIMARY KEY (model, version),
     FOREIGN KEY (model) REFERENCES it_model_acl ON DELETE CASCADE
 );

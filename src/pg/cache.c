@@ -409,18 +409,37 @@ LoadCrossDomainRanking(ItModel *m)
 
 /* The contexts the version has user vectors in (it_model.contexts). */
 static void
-LoadContexts(ItModel *m, HeapTuple tup, TupleDesc desc, int col)
+LoadContexts(ItModel *m, HeapTuple tup, TupleDesc desc, int col, int wcol)
 {
     bool        isnull;
+    bool        wnull;
     Datum       d = SPI_getbinval(tup, desc, col, &isnull);
+    Datum       w = SPI_getbinval(tup, desc, wcol, &wnull);
     Datum      *elems;
     bool       *nulls;
     int         n;
 
     m->n_contexts = 0;
     m->contexts = NULL;
+    m->context_weight = NULL;
     if (isnull)
         return;
+    if (wnull)
+        elog(ERROR, "model \"%s\" has contexts without weights", m->name);
+    deconstruct_array(DatumGetArrayTypeP(w), FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+                      &elems, &nulls, &n);
+    m->context_weight = ModelAlloc(m, sizeof(double), n);
+    for (int i = 0; i < n; i++)
+    {
+        double      v = nulls[i] ? -1.0 : DatumGetFloat8(elems[i]);
+
+        if (!(v >= 0.0 && v < 1e30))
+            ereport(ERROR,
+                    (errcode(ERRCODE_DATA_CORRUPTED),
+                     errmsg("context_weights of version %d of model \"%s\" has an invalid weight", m->version, m->name),
+                     errhint("Retrain the model with train(model).")));
+        m->context_weight[i] = v;
+    }
     deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
     m->contexts = ModelAlloc(m, sizeof(char *), n);
     for (int i = 0; i < n; i++)
@@ -429,6 +448,8 @@ LoadContexts(ItModel *m, HeapTuple tup, TupleDesc desc, int col)
             elog(ERROR, "model \"%s\" has a NULL context", m->name);
         m->contexts[i] = MemoryContextStrdup(m->cxt, TextDatumGetCString(elems[i]));
     }
+    if (ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(w)), ARR_DIMS(DatumGetArrayTypeP(w))) != n)
+        elog(ERROR, "model \"%s\" has %d contexts but another number of weights", m->name, n);
     m->n_contexts = n;
 }
 
@@ -520,7 +541,7 @@ LoadModel(const DeployedStamp *st)
     m->search_path = NullableText(tup, desc, 12);
     MemoryContextSwitchTo(oldcxt);
     LoadDomains(m, tup, desc, 13);
-    LoadContexts(m, tup, desc, 14);
+    LoadContexts(m, tup, desc, 14, 15);
     m->k = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
     m->n_users = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
     declared_items = DatumGetInt64(SPI_getbinval(tup, desc, 10, &isnull));

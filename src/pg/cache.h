@@ -93,6 +93,7 @@ typedef struct ItModel
     char      **domains;        /* n_domains names, sorted (strcmp) */
     int         n_contexts;     /* contexts users have vectors in (context.c), or 0 */
     char      **contexts;       /* n_contexts names, sorted (strcmp) */
+    double     *context_weight; /* n_contexts: fold-in weight of its vectors, 0: none kept */
     int64      *domain_start;   /* Max(n_domains, 1) + 1 */
     bool       *domain_neighbours;  /* n_domains: cross-domain users of the
                                      * domain are ranked by co-buyers (option

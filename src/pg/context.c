@@ -61,7 +61,8 @@ struct ItContextChoice
 {
     int         n;              /* d->n_contexts */
     bool       *kept;
-    double     *lambda;         /* the weight of each kept context */
+    double     *lambda;         /* the weight chosen in each context */
+    double     *weight;         /* lambda when kept, else 0 (it_model.context_weights) */
     int         nkept;
     char      **names;          /* every context of the training data, sorted */
 };
@@ -282,6 +283,7 @@ ItContextChoose(const ItInteractionMatrix *d, const ItOptions *o, const float *X
     cc->n = d->n_contexts;
     cc->kept = palloc0(sizeof(bool) * cc->n);
     cc->lambda = palloc0(sizeof(double) * cc->n);
+    cc->weight = palloc0(sizeof(double) * cc->n);
     cc->names = d->contexts;
     YtY = palloc(sizeof(float) * k * k);
     it_gram(Y, d->nitems, k, YtY);
@@ -331,6 +333,7 @@ ItContextChoose(const ItInteractionMatrix *d, const ItOptions *o, const float *X
         cc->kept[c] = n >= IT_CTX_MIN_USERS && mean > 0.0 && z >= IT_CTX_MIN_Z;
         cc->lambda[c] = ContextGrid[best] * unit;
         cc->nkept += cc->kept[c];
+        cc->weight[c] = cc->kept[c] ? cc->lambda[c] : 0.0;
         if (c > 0)
             appendStringInfoString(&m, ", ");
         escape_json(&m, d->contexts[c]);
@@ -354,11 +357,12 @@ ItContextChoose(const ItInteractionMatrix *d, const ItOptions *o, const float *X
 }
 
 int
-ItContextNames(const ItContextChoice *c, char ***names)
+ItContextNames(const ItContextChoice *c, char ***names, const double **weights)
 {
     if (c == NULL)
         return 0;
     *names = c->names;
+    *weights = c->weight;
     return c->n;
 }
 

@@ -32,8 +32,11 @@ extern ItContextChoice *ItContextChoose(const ItInteractionMatrix *d, const ItOp
                                         const float *X, const float *Y, const char *model,
                                         char **key);
 
-/* Every context of the training data (sorted), for it_model.contexts. */
-extern int  ItContextNames(const ItContextChoice *c, char ***names);
+/*
+ * Every context of the training data (sorted), for it_model.contexts, and
+ * their fold-in weights (0: not kept), for it_model.context_weights.
+ */
+extern int  ItContextNames(const ItContextChoice *c, char ***names, const double **weights);
 
 /* Writes the context vectors of every user with rows in a kept context. */
 extern void ItContextWrite(const ItContextChoice *c, const ItInteractionMatrix *d, const ItOptions *o,

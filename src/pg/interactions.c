@@ -925,6 +925,41 @@ ItCollectUserRows(ItModel *m, const int64 *ids, const int *domains, const double
 void
 ItReadUserRows(ItModel *m, ItTransfer *t, int64 user_id, MemoryContext mcxt, ItUserRows *out)
 {
+    ItReadUserRowsIn(m, t, user_id, NULL, mcxt, out);
+}
+
+/* Is the row of tup in context (the model's context column, or derived from its ts)? */
+static bool
+RowInContext(ItModel *m, const ItInteractionColumns *cols, HeapTuple tup, TupleDesc desc,
+             const char *context)
+{
+    bool        isnull;
+    Datum       v;
+
+    if (cols->context >= 0)
+    {
+        v = SPI_getbinval(tup, desc, cols->context + 1, &isnull);
+        return !isnull && strcmp(TextDatumGetCString(v), context) == 0;
+    }
+    if (m->opts.context != NULL && cols->ts >= 0)
+    {
+        ItContextRule rule = strcmp(m->opts.context, "weekpart") == 0 ? IT_CONTEXT_WEEKPART : IT_CONTEXT_DAYPART;
+        struct pg_tz *tz = m->opts.timezone ? pg_tzset(m->opts.timezone) : NULL;
+        const char *name;
+
+        v = SPI_getbinval(tup, desc, cols->ts + 1, &isnull);
+        if (isnull)
+            return false;
+        name = ItDeriveContext(rule, tz ? tz : session_timezone, ItTimeDatumValue(v, cols->ts_type));
+        return name != NULL && strcmp(name, context) == 0;
+    }
+    return false;
+}
+
+void
+ItReadUserRowsIn(ItModel *m, ItTransfer *t, int64 user_id, const char *context, MemoryContext mcxt,
+                 ItUserRows *out)
+{
     ItInteractionRead how = {IT_ROWS_USER, false, false};
     ItServeContext sc;
     ItSource    src;
@@ -978,6 +1013,9 @@ ItReadUserRows(ItModel *m, ItTransfer *t, int64 user_id, MemoryContext mcxt, ItU
             raw.domain = SPI_getbinval(tup, tt->tupdesc, cols.domain + 1, &raw.domain_null);
         /* rows of weight 0 are dropped with the others by ItCollectUserRows */
         if (!ParseRow(&src, &cols, &how, &raw, &row))
+            row.weight = 0.0;
+        /* only the rows of the context asked for */
+        if (context != NULL && !RowInContext(m, &cols, tup, tt->tupdesc, context))
             row.weight = 0.0;
         ids[r] = row.item_id;
         weights[r] = row.weight;

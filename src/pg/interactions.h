@@ -177,6 +177,10 @@ typedef struct ItUserRows
 extern void ItReadUserRows(ItModel *m, ItTransfer *t, int64 user_id,
                            MemoryContext mcxt, ItUserRows *out);
 
+/* The same, of the user's rows in context (NULL: every row). */
+extern void ItReadUserRowsIn(ItModel *m, ItTransfer *t, int64 user_id, const char *context,
+                             MemoryContext mcxt, ItUserRows *out);
+
 /*
  * The rows of one user given as (item id, weight) pairs, with the domain
  * index of each (NULL: domain 0; -1: a domain the model does not have):

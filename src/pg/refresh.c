@@ -20,6 +20,9 @@
  * the features prior or the population mean, exactly as recommend() folds
  * in a user it was not trained on (interest.c decides both).  Their row is written (upserted) with
  * source 'fold_in', seen = every item of positive weight, and updated_at.
+ * With contexts (context.c), their rows in each context the version kept
+ * are folded in around that new vector with the context's weight, and
+ * their context rows upserted (source 'context').
  *
  * New items: when the version has an item features model kept by its
  * validation (and the option new_items), each item of the item_features
@@ -71,6 +74,9 @@ typedef struct RefreshOut
     int64       nitems;
     int64      *item_ids;
     float      *Y;              /* nitems * k */
+
+    /* with contexts: the refreshed users' vectors in each context kept */
+    struct RefreshOut *contexts;    /* m->n_contexts, or NULL */
 } RefreshOut;
 
 /* (Re)allocates p to n elements; a new array goes to cxt. */
@@ -112,6 +118,37 @@ AddUser(RefreshOut *o, int k, int64 user_id, const float *x, const int64 *seen, 
 }
 
 /*
+ * The user's vectors in the contexts the version kept (context.c): their
+ * rows there folded in around their new global vector x, with the
+ * context's weight; contexts where the user has no rows are left as they
+ * are.
+ */
+static void
+RefreshContexts(ItModel *m, int64 user_id, const float *x, const ItUserRows *rows, RefreshOut *o)
+{
+    ItTransfer *t;
+
+    if (o->contexts == NULL)
+        return;
+    t = ItGetTransfer(m);
+    for (int c = 0; c < m->n_contexts; c++)
+    {
+        ItUserRows  in;
+        float      *xc;
+
+        if (m->context_weight[c] <= 0.0)
+            continue;
+        ItReadUserRowsIn(m, t, user_id, m->contexts[c], CurrentMemoryContext, &in);
+        if (in.n == 0)
+            continue;
+        xc = palloc(sizeof(float) * m->k);
+        ItFoldIn(m, t, in.items, in.weights, in.n, x, (float) m->context_weight[c], xc);
+        AddUser(&o->contexts[c], m->k, user_id, xc, rows->all_ids, rows->nall);
+        pfree(xc);
+    }
+}
+
+/*
  * Folds in one user from their rows and adds them to o: around their
  * stored vector, else the best prior (ItRefreshInterest).  Returns false
  * (adding nothing) for a user without a stored row and without usable
@@ -125,6 +162,7 @@ RefreshUser(ItModel *m, int64 user_id, const ItUserRows *rows, RefreshOut *o)
     if (!ItRefreshInterest(m, user_id, rows, &in))
         return false;
     AddUser(o, m->k, user_id, in.x, rows->all_ids, rows->nall);
+    RefreshContexts(m, user_id, in.x, rows, o);
     return true;
 }
 
@@ -580,15 +618,17 @@ NewItems(ItModel *m, ItTransfer *t, RefreshOut *o)
  * Writing
  * ------------------------------------------------------------------------ */
 
+/* The users' rows of o, global (context NULL) or of a context. */
 static void
-WriteUsers(ItModel *m, const RefreshOut *o)
+WriteUsers(ItModel *m, const RefreshOut *o, const char *context)
 {
     ItFactorRows rows;
 
     memset(&rows, 0, sizeof(rows));
     rows.users = true;
     rows.mode = IT_FACTORS_UPSERT;
-    rows.source = "fold_in";
+    rows.source = context ? "context" : "fold_in";
+    rows.context = context;
     rows.k = m->k;
     rows.n = o->nusers;
     rows.ids = o->user_ids;
@@ -703,6 +743,12 @@ interest_transfer_refresh(PG_FUNCTION_ARGS)
     t = ItGetTransfer(m);
     memset(&o, 0, sizeof(o));
     o.cxt = CurrentMemoryContext;
+    if (m->n_contexts > 0)
+    {
+        o.contexts = palloc0(sizeof(RefreshOut) * m->n_contexts);
+        for (int c = 0; c < m->n_contexts; c++)
+            o.contexts[c].cxt = CurrentMemoryContext;
+    }
 
     /* read everything: the stored sources with their owner's privileges */
     if (!auto_mode)
@@ -725,7 +771,10 @@ interest_transfer_refresh(PG_FUNCTION_ARGS)
     {
         (void) ItBeginWrite(model, true, IT_PRIV_TRAIN, "refresh", &st);
         if (o.nusers > 0)
-            WriteUsers(m, &o);
+            WriteUsers(m, &o, NULL);
+        for (int c = 0; o.contexts != NULL && c < m->n_contexts; c++)
+            if (o.contexts[c].nusers > 0)
+                WriteUsers(m, &o.contexts[c], m->contexts[c]);
         if (o.nitems > 0)
             items_added = WriteItems(m, &o);
         if (auto_mode || items_added > 0)

@@ -180,7 +180,8 @@ PreparePlans(void)
                   0, NULL);
     PlanModelRow =
         SavedPlan(psprintf("SELECT xmin, ctid, algorithm, interactions_source, user_features_source, "
-                           "item_features_source, options, factors, users, items, user_mean, search_path, domains, contexts "
+                           "item_features_source, options, factors, users, items, user_mean, search_path, domains, contexts, "
+                           "context_weights "
                            "FROM %s WHERE model OPERATOR(pg_catalog.=) $1 "
                            "AND version OPERATOR(pg_catalog.=) $2",
                            model_table),
@@ -415,11 +416,11 @@ Undeploy(const char *model, int keep)
 void
 ItStoreInsertModel(const ItModelRow *row)
 {
-    Oid         argtypes[19] = {TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID,
+    Oid         argtypes[20] = {TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID,
         INT4OID, INT8OID, INT8OID, INT8OID, FLOAT8OID, FLOAT8OID, JSONBOID, FLOAT4ARRAYOID,
-    TEXTOID, JSONBOID, JSONBOID, TEXTARRAYOID, TEXTARRAYOID};
-    Datum       values[19];
-    char        nulls[19];
+    TEXTOID, JSONBOID, JSONBOID, TEXTARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID};
+    Datum       values[20];
+    char        nulls[20];
 
     /* the unique index on deployed versions: the old one goes first */
     if (row->deployed)
@@ -445,17 +446,29 @@ ItStoreInsertModel(const ItModelRow *row)
     values[16] = JsonText(row->metrics);
     values[17] = TextArrayOrNull(row->domains, row->n_domains, &nulls[17]);
     values[18] = TextArrayOrNull(row->contexts, row->n_contexts, &nulls[18]);
+    values[19] = (Datum) 0;
+    nulls[19] = 'n';
+    if (row->n_contexts > 0)
+    {
+        Datum      *w = palloc(sizeof(Datum) * row->n_contexts);
+
+        for (int i = 0; i < row->n_contexts; i++)
+            w[i] = Float8GetDatum(row->context_weights[i]);
+        values[19] = PointerGetDatum(construct_array(w, row->n_contexts, FLOAT8OID, sizeof(float8),
+                                                     FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+        nulls[19] = ' ';
+    }
 
     Execute(psprintf("INSERT INTO %s (model, version, algorithm, "
                      "interactions_source, user_features_source, item_features_source, "
                      "options, factors, users, items, interactions, seconds, loss, "
                      "history, user_mean, search_path, deploy_decision, metrics, domains, contexts, "
-                     "deployed, deployed_at) "
+                     "context_weights, deployed, deployed_at) "
                      "VALUES ($1, $2, 'als', $3, $4, $5, $6, $7, $8, $9, $10, $11, "
-                     "$12, $13, $14, $15, $16, $17, $18, $19, %s)",
+                     "$12, $13, $14, $15, $16, $17, $18, $19, $20, %s)",
                      ItTable("it_model"),
                      row->deployed ? "true, pg_catalog.clock_timestamp()" : "false, NULL"),
-            19, argtypes, values, nulls, false, 0, SPI_OK_INSERT);
+            20, argtypes, values, nulls, false, 0, SPI_OK_INSERT);
 }
 
 void

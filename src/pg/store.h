@@ -142,6 +142,7 @@ typedef struct ItModelRow
     char      **domains;        /* n_domains names, sorted */
     int         n_contexts;     /* 0: no context vectors */
     char      **contexts;       /* n_contexts names, sorted */
+    const double *context_weights;  /* n_contexts: fold-in weights, 0: not kept */
 } ItModelRow;
 
 extern void ItStoreInsertModel(const ItModelRow *row);

@@ -740,7 +740,7 @@ WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainDa
     row.deployed = decision->deploy;
     row.n_domains = d->n_domains;
     row.domains = d->domains;
-    row.n_contexts = ItContextNames(contexts, &row.contexts);
+    row.n_contexts = ItContextNames(contexts, &row.contexts, &row.context_weights);
     /* the whole call, writing included */
     *seconds = row.seconds = ItElapsedSeconds(start);
     ItStoreInsertModel(&row);

@@ -54,7 +54,7 @@ SELECT avg(x.hits) / 10 AS p
                       JOIN weekend_test w ON w.user_id = u.user_id AND w.item_id = r.item_id) x;
 \o
 
-SELECT plan(21);
+SELECT plan(24);
 
 -- training
 SELECT is((SELECT contexts FROM it_model WHERE model = 'ctx'), ARRAY['weekday', 'weekend'],
@@ -96,6 +96,18 @@ SELECT ok((SELECT abs(score(5, r.item_id, 'ctx', NULL, 'weekend') - r.score) < 1
 SELECT ok(abs((SELECT precision_at_k FROM ev_weekend WHERE segment = 'all')
               - (SELECT p FROM prec_eval)) < 1e-9,
           'evaluate in a context measures what recommend serves there');
+
+-- refresh: user 5 watches the weekend group's favourites on a Saturday
+CREATE TEMP TABLE before5 AS
+SELECT context, factors FROM it_user_factors WHERE model = 'ctx' AND user_id = 5;
+INSERT INTO ctx_train
+SELECT 5, item_id, 5, '2024-03-02 12:00+00' FROM generate_series(1, 400, 37) item_id;
+SELECT is(refresh('ctx', ARRAY[5]::bigint[]), 1::bigint, 'refresh folds the user in again');
+SELECT ok((SELECT b.factors <> a.factors FROM before5 b JOIN it_user_factors a
+             ON a.model = 'ctx' AND a.user_id = 5 AND a.context = b.context WHERE b.context = 'weekend'),
+          'refresh folds the new weekend rows into the weekend vector');
+SELECT is((SELECT DISTINCT source FROM recommend(5, 10, 'ctx', context => 'weekend')), 'context:weekend',
+          'the refreshed weekend vector serves in the weekend');
 
 -- errors
 SELECT throws_like($$SELECT * FROM recommend(5, 10, 'ctx', context => 'holiday')$$,
