@@ -30,7 +30,9 @@
 --     the user is after the next group, (group + 1) % groups: the
 --     weekday/weekend context.  Weights are 2..5 inside the group's pool and
 --     1..3 outside; duplicates of a (user, item) pair happen and are meant
---     to be summed.
+--     to be summed;
+--   * links (it_demo.links: user_id, linked_user_id, weight): 3 to 8 per
+--     user, 80% to a user of the same group, the rest to any user.
 --
 -- Determinism: every random number is a hash of (seed, stream, row, draw)
 -- (hashint8extended), never random(), so the data depend on the arguments
@@ -120,7 +122,7 @@ BEGIN
 
     DROP TABLE IF EXISTS it_demo.settings, it_demo.users, it_demo.items, it_demo.events,
         it_demo.user_groups, it_demo.item_groups, it_demo.train_events,
-        it_demo.test_events, it_demo.cold_users, it_demo.cold_items;
+        it_demo.test_events, it_demo.cold_users, it_demo.cold_items, it_demo.links;
 
     CREATE TABLE it_demo.settings (
         users int, items int, per_user int, groups int, seed float8, zipf float8, hash_seed bigint);
@@ -265,7 +267,29 @@ BEGIN
      ORDER BY user_id, j;
 
     CREATE INDEX ON it_demo.events (user_id);
-    ANALYZE it_demo.user_groups, it_demo.item_groups, it_demo.users, it_demo.items, it_demo.events;
+
+    -- links between users (friends): 3 to 8 per user, 80% to a user of the
+    -- same hidden group, the rest to any user (self-links and duplicates
+    -- happen), weights 1..3
+    CREATE TABLE it_demo.links (user_id bigint NOT NULL, linked_user_id bigint NOT NULL, weight real NOT NULL);
+    CREATE TEMP TABLE it_demo_members ON COMMIT DROP AS
+    SELECT user_id, grp, row_number() OVER (PARTITION BY grp ORDER BY user_id) - 1 AS idx,
+           count(*) OVER (PARTITION BY grp) AS size
+      FROM it_demo.user_groups;
+    INSERT INTO it_demo.links
+    SELECT d.user_id,
+           CASE WHEN d.same THEN o.user_id ELSE 1 + floor(d.v * users)::bigint END,
+           (1 + floor(3 * it_demo.u(s, 63, d.user_id, d.j)))::real
+      FROM (SELECT m.user_id, m.grp, m.size, j,
+                   it_demo.u(s, 60, m.user_id, j) < 0.8 AS same,
+                   it_demo.u(s, 61, m.user_id, j) AS v
+              FROM it_demo_members m
+             CROSS JOIN LATERAL generate_series(1, 3 + floor(6 * it_demo.u(s, 62, m.user_id, 0))::int) j) d
+      LEFT JOIN it_demo_members o ON d.same AND o.grp = d.grp AND o.idx = floor(d.v * d.size)::bigint
+     ORDER BY 1, 2;
+    DROP TABLE it_demo_members;
+    CREATE INDEX ON it_demo.links (user_id);
+    ANALYZE it_demo.user_groups, it_demo.item_groups, it_demo.users, it_demo.items, it_demo.events, it_demo.links;
 
     -- split() fills these; empty until then
     CREATE TABLE it_demo.train_events (LIKE it_demo.events);
@@ -278,7 +302,8 @@ BEGIN
     RETURN QUERY
         SELECT 'it_demo.users', count(*) FROM it_demo.users
         UNION ALL SELECT 'it_demo.items', count(*) FROM it_demo.items
-        UNION ALL SELECT 'it_demo.events', count(*) FROM it_demo.events;
+        UNION ALL SELECT 'it_demo.events', count(*) FROM it_demo.events
+        UNION ALL SELECT 'it_demo.links', count(*) FROM it_demo.links;
 END
 $fn$;
 
