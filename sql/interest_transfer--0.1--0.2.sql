@@ -41,6 +41,7 @@ ALTER TABLE it_model ADD COLUMN contexts text[]
 ALTER TABLE it_model ADD COLUMN context_weights float8[]
     CONSTRAINT it_model_context_weights_check
     CHECK (cardinality(context_weights) = cardinality(contexts) AND array_position(context_weights, NULL) IS NULL);
+ALTER TABLE it_model ADD COLUMN user_links_source text;
 ALTER TABLE it_model ADD FOREIGN KEY (model) REFERENCES it_model_acl ON DELETE CASCADE;
 
 -- the raw tables are read through the extension's functions only
@@ -94,7 +95,7 @@ SELECT m.model, m.version, 'population', true, (m.metrics ->> 'fold_in_prior_wei
    AND (m.metrics ->> 'fold_in_prior_weight')::float8 <= 3.4028234663852886e38;
 
 ALTER TABLE it_prior
-    ADD CONSTRAINT it_prior_kind_check CHECK (kind IN ('population', 'user_features', 'item_features', 'source_models')),
+    ADD CONSTRAINT it_prior_kind_check CHECK (kind IN ('population', 'user_features', 'item_features', 'source_models', 'social')),
     ADD CONSTRAINT it_prior_encoder_check CHECK ((kind = 'population') = (spec IS NULL AND dims IS NULL)),
     ADD CONSTRAINT it_prior_fold_in_weight_check CHECK (fold_in_weight > 0 AND fold_in_weight <= 3.4028234663852886e38),
     ADD CONSTRAINT it_prior_prior_variance_check CHECK (prior_variance >= 0 AND prior_variance <= 3.4028234663852886e38),
@@ -230,3 +231,21 @@ AS 'MODULE_PATHNAME', 'interest_transfer_evaluate'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED COST 1000000 ROWS 4;
 COMMENT ON FUNCTION evaluate(text, text, int, text, text) IS
   'ranking quality of the deployed version on held-out positives, for all, warm and cold users (and, within a domain, cross_domain users)';
+
+-- ---------------------------------------------------------------------------
+-- Links between users: train takes a user_links source (last, defaulting
+-- to NULL, so every earlier call still resolves to the one function).
+-- ---------------------------------------------------------------------------
+
+DROP FUNCTION train(text, text, text, text, jsonb);
+CREATE FUNCTION train(model text, interactions text,
+                      user_features text DEFAULT NULL,
+                      item_features text DEFAULT NULL,
+                      options jsonb DEFAULT '{}',
+                      user_links text DEFAULT NULL)
+RETURNS TABLE (model text, version int, users bigint, items bigint,
+               interactions bigint, seconds float8, loss float8)
+AS 'MODULE_PATHNAME', 'interest_transfer_train'
+LANGUAGE C VOLATILE PARALLEL UNSAFE COST 1000000 ROWS 1;
+COMMENT ON FUNCTION train(text, text, text, text, jsonb, text) IS
+  'train a new version of a model from an interactions table or query, and deploy it as the option deploy says (always, never, if_better)';

@@ -61,6 +61,7 @@ CREATE TABLE it_model (
     context_weights       float8[]                -- per context: the fold-in weight of its vectors, 0 when it kept none
                           CONSTRAINT it_model_context_weights_check
                           CHECK (cardinality(context_weights) = cardinality(contexts) AND array_position(context_weights, NULL) IS NULL),
+    user_links_source     text,                   -- the users' links (friends, follows): table name or query, as given
     PRIMARY KEY (model, version),
     FOREIGN KEY (model) REFERENCES it_model_acl ON DELETE CASCADE
 );
@@ -146,12 +147,13 @@ COMMENT ON FUNCTION reassign_models(regrole, regrole) IS
 CREATE FUNCTION train(model text, interactions text,
                       user_features text DEFAULT NULL,
                       item_features text DEFAULT NULL,
-                      options jsonb DEFAULT '{}')
+                      options jsonb DEFAULT '{}',
+                      user_links text DEFAULT NULL)
 RETURNS TABLE (model text, version int, users bigint, items bigint,
                interactions bigint, seconds float8, loss float8)
 AS 'MODULE_PATHNAME', 'interest_transfer_train'
 LANGUAGE C VOLATILE PARALLEL UNSAFE COST 1000000 ROWS 1;
-COMMENT ON FUNCTION train(text, text, text, text, jsonb) IS
+COMMENT ON FUNCTION train(text, text, text, text, jsonb, text) IS
   'train a new version of a model from an interactions table or query, and deploy it as the option deploy says (always, never, if_better)';
 
 CREATE FUNCTION train(model text)
@@ -237,7 +239,7 @@ CREATE TABLE it_prior (
     popularity_blend real     NOT NULL DEFAULT 0,
     CONSTRAINT it_prior_pkey PRIMARY KEY (model, version, kind),
     CONSTRAINT it_prior_model_version_fkey FOREIGN KEY (model, version) REFERENCES it_model ON DELETE CASCADE,
-    CONSTRAINT it_prior_kind_check CHECK (kind IN ('population', 'user_features', 'item_features', 'source_models')),
+    CONSTRAINT it_prior_kind_check CHECK (kind IN ('population', 'user_features', 'item_features', 'source_models', 'social')),
     CONSTRAINT it_prior_encoder_check CHECK ((kind = 'population') = (spec IS NULL AND dims IS NULL)),
     CONSTRAINT it_prior_fold_in_weight_check CHECK (fold_in_weight > 0 AND fold_in_weight <= 3.4028234663852886e38),
     CONSTRAINT it_prior_prior_variance_check CHECK (prior_variance >= 0 AND prior_variance <= 3.4028234663852886e38),

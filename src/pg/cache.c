@@ -78,6 +78,8 @@ ItInterestSourceName(ItInterestSource source)
             return "features";
         case IT_SOURCE_DOMAIN:
             return "domain";
+        case IT_SOURCE_SOCIAL:
+            return "social";
         case IT_SOURCE_POPULAR:
             return "popular";
     }
@@ -536,6 +538,7 @@ LoadModel(const DeployedStamp *st)
     m->interactions_source = NullableText(tup, desc, 4);
     m->user_features_source = NullableText(tup, desc, 5);
     m->item_features_source = NullableText(tup, desc, 6);
+    m->user_links_source = NullableText(tup, desc, 16);
     m->options = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 7, &isnull));
     ItReadOptions(m->options, m->name, &m->opts);
     m->search_path = NullableText(tup, desc, 12);

@@ -36,6 +36,7 @@ typedef enum ItInterestSource
     IT_SOURCE_FOLD_IN,          /* folded in from own interactions, with a prior */
     IT_SOURCE_FEATURES,         /* prior from features alone */
     IT_SOURCE_DOMAIN,           /* prior from other models' vectors alone (source_models) */
+    IT_SOURCE_SOCIAL,           /* prior from the linked users' vectors alone (user_links) */
     IT_SOURCE_POPULAR           /* nothing known: rank by popularity, no vector */
 } ItInterestSource;
 
@@ -62,6 +63,7 @@ typedef struct ItModel
     char       *interactions_source;
     char       *user_features_source;   /* NULL when none */
     char       *item_features_source;   /* NULL when none */
+    char       *user_links_source;  /* NULL when none */
     char       *search_path;    /* the stored sources are read with (NULL: before 0.2) */
     Oid         owner;          /* the model's owner: stored sources run as this role */
     Jsonb      *options;        /* every option, defaults filled in */

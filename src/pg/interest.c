@@ -41,6 +41,7 @@
 static const ItProvider *const ItProviders[] = {
     &ItProviderStored,
     &ItProviderSource,
+    &ItProviderSocial,
     &ItProviderFeatures,
     &ItProviderPopulation,
 };

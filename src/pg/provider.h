@@ -101,6 +101,9 @@ extern const ItProvider ItProviderFeatures;
 /* provider_source.c: the source models' vectors -> interest */
 extern const ItProvider ItProviderSource;
 
+/* provider_social.c: the linked users' vectors -> interest */
+extern const ItProvider ItProviderSocial;
+
 /* provider_population.c: the mean of the trained users */
 extern const ItProvider ItProviderPopulation;
 
@@ -119,6 +122,13 @@ extern void ItSideForward(const ItSidePrior *s, const float *encoded, int64 n, f
  */
 extern bool ItLoadSidePrior(ItModel *m, const char *side, int kind, bool encoder,
                             ItSidePrior *s, MemoryContext cxt);
+
+/*
+ * provider_features.c: encoded[t->user.dims] = the user's row of the
+ * user_features source, encoded as at training; false when the version has
+ * no user features model or the user no row (inside SPI_connect).
+ */
+extern bool ItEncodeUserFeatures(ItModel *m, ItTransfer *t, int64 user_id, float *encoded);
 
 /* A number of a jsonb value of type jbvNumeric. */
 static inline double

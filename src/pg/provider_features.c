@@ -194,13 +194,12 @@ ItSideForward(const ItSidePrior *s, const float *encoded, int64 n, float *out)
  * user_features source (inside SPI_connect).  More than one row is an
  * ERROR.
  */
-static bool
-UserFeaturesPrior(ItModel *m, ItTransfer *t, int64 user_id, float *prior)
+bool
+ItEncodeUserFeatures(ItModel *m, ItTransfer *t, int64 user_id, float *encoded)
 {
     ItServeContext sc;
-    float      *encoded;
 
-    if (!t->user.use_features || m->user_features_source == NULL)
+    if (!t->user.stored || m->user_features_source == NULL)
         return false;
     ItServeContextPush(&sc, m, "user_features", true, user_id);
     ItRunIdPlan(&sc, &t->user_features, m->user_features_source,
@@ -216,11 +215,25 @@ UserFeaturesPrior(ItModel *m, ItTransfer *t, int64 user_id, float *prior)
                 (errcode(ERRCODE_CARDINALITY_VIOLATION),
                  errmsg("user_features has more than one row for user " INT64_FORMAT, user_id),
                  errhint("Give each user one row of features, as when the model was trained.")));
-    encoded = palloc(sizeof(float) * t->user.dims);
     ItEncodeTuple(t->user.encoder, SPI_tuptable->vals[0], SPI_tuptable->tupdesc, encoded);
     ItServeContextPop(&sc);
     SPI_freetuptable(SPI_tuptable);
+    return true;
+}
 
+static bool
+UserFeaturesPrior(ItModel *m, ItTransfer *t, int64 user_id, float *prior)
+{
+    float      *encoded;
+
+    if (!t->user.use_features || m->user_features_source == NULL)
+        return false;
+    encoded = palloc(sizeof(float) * t->user.dims);
+    if (!ItEncodeUserFeatures(m, t, user_id, encoded))
+    {
+        pfree(encoded);
+        return false;
+    }
     ItSideForward(&t->user, encoded, 1, prior);
     pfree(encoded);
     return true;

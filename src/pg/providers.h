@@ -47,6 +47,7 @@ typedef struct ItTransfer
     ItSidePrior user;
     ItSidePrior item;
     ItSidePrior source;         /* the mapping of option source_models */
+    ItSidePrior social;         /* the links of user_links */
     float       fold_in_weight[IT_MAX_PROVIDERS];   /* lambda0 of each provider's
                                                      * prior, in interest.c's order */
     float       fold_in_blend[IT_MAX_PROVIDERS];    /* the popularity blend of the
@@ -57,6 +58,7 @@ typedef struct ItTransfer
     float      *scratch;        /* k*k + k floats for it_fold_in */
     ItIdPlan    interactions;   /* interactions rows of one user */
     ItIdPlan    user_features;  /* user_features row of one user */
+    ItIdPlan    user_links;     /* user_links rows of one user */
 } ItTransfer;
 
 /*

@@ -181,7 +181,7 @@ PreparePlans(void)
     PlanModelRow =
         SavedPlan(psprintf("SELECT xmin, ctid, algorithm, interactions_source, user_features_source, "
                            "item_features_source, options, factors, users, items, user_mean, search_path, domains, contexts, "
-                           "context_weights "
+                           "context_weights, user_links_source "
                            "FROM %s WHERE model OPERATOR(pg_catalog.=) $1 "
                            "AND version OPERATOR(pg_catalog.=) $2",
                            model_table),
@@ -324,7 +324,7 @@ ItStoreLatestDefinition(const char *model, MemoryContext mcxt, ItDefinition *def
                                    "CASE WHEN m.metrics OPERATOR(pg_catalog.->) 'cross_domain_ranking' "
                                    "OPERATOR(pg_catalog.->>) 'rule' OPERATOR(pg_catalog.=) 'auto' "
                                    "THEN '{\"cross_domain_ranking\": \"auto\"}'::pg_catalog.jsonb "
-                                   "ELSE '{}'::pg_catalog.jsonb END, m.search_path, a.owner "
+                                   "ELSE '{}'::pg_catalog.jsonb END, m.search_path, a.owner, m.user_links_source "
                                    "FROM %s m JOIN %s a ON a.model OPERATOR(pg_catalog.=) m.model "
                                    "WHERE m.model OPERATOR(pg_catalog.=) $1 "
                                    "ORDER BY m.deployed DESC, m.version DESC LIMIT 1",
@@ -342,6 +342,7 @@ ItStoreLatestDefinition(const char *model, MemoryContext mcxt, ItDefinition *def
     MemoryContextSwitchTo(old);
     def->search_path = TextColumn(5, mcxt);
     def->owner = DatumGetObjectId(Column(6));
+    def->user_links = TextColumn(7, mcxt);
     def->stored = true;
     SPI_freetuptable(SPI_tuptable);
     return true;
@@ -416,11 +417,11 @@ Undeploy(const char *model, int keep)
 void
 ItStoreInsertModel(const ItModelRow *row)
 {
-    Oid         argtypes[20] = {TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID,
+    Oid         argtypes[21] = {TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID,
         INT4OID, INT8OID, INT8OID, INT8OID, FLOAT8OID, FLOAT8OID, JSONBOID, FLOAT4ARRAYOID,
-    TEXTOID, JSONBOID, JSONBOID, TEXTARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID};
-    Datum       values[20];
-    char        nulls[20];
+    TEXTOID, JSONBOID, JSONBOID, TEXTARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID, TEXTOID};
+    Datum       values[21];
+    char        nulls[21];
 
     /* the unique index on deployed versions: the old one goes first */
     if (row->deployed)
@@ -446,6 +447,7 @@ ItStoreInsertModel(const ItModelRow *row)
     values[16] = JsonText(row->metrics);
     values[17] = TextArrayOrNull(row->domains, row->n_domains, &nulls[17]);
     values[18] = TextArrayOrNull(row->contexts, row->n_contexts, &nulls[18]);
+    values[20] = TextOrNull(row->def->user_links, &nulls[20]);
     values[19] = (Datum) 0;
     nulls[19] = 'n';
     if (row->n_contexts > 0)
@@ -463,12 +465,12 @@ ItStoreInsertModel(const ItModelRow *row)
                      "interactions_source, user_features_source, item_features_source, "
                      "options, factors, users, items, interactions, seconds, loss, "
                      "history, user_mean, search_path, deploy_decision, metrics, domains, contexts, "
-                     "context_weights, deployed, deployed_at) "
+                     "context_weights, user_links_source, deployed, deployed_at) "
                      "VALUES ($1, $2, 'als', $3, $4, $5, $6, $7, $8, $9, $10, $11, "
-                     "$12, $13, $14, $15, $16, $17, $18, $19, $20, %s)",
+                     "$12, $13, $14, $15, $16, $17, $18, $19, $20, $21, %s)",
                      ItTable("it_model"),
                      row->deployed ? "true, pg_catalog.clock_timestamp()" : "false, NULL"),
-            20, argtypes, values, nulls, false, 0, SPI_OK_INSERT);
+            21, argtypes, values, nulls, false, 0, SPI_OK_INSERT);
 }
 
 void
@@ -803,7 +805,7 @@ ItStoreWriteFactors(const char *model, int version, const ItFactorRows *rows)
  * Priors
  * ------------------------------------------------------------------------ */
 
-static const char *const PriorKindNames[] = {"population", "user_features", "item_features", "source_models"};
+static const char *const PriorKindNames[] = {"population", "user_features", "item_features", "source_models", "social"};
 
 const char *
 ItPriorKindName(ItPriorKind kind)

@@ -91,6 +91,7 @@ typedef struct ItDefinition
     const char *interactions;
     const char *user_features;  /* NULL when none */
     const char *item_features;  /* NULL when none */
+    const char *user_links;     /* NULL when none */
     Jsonb      *options;        /* as given (NULL: defaults) or stored */
     bool        stored;         /* train(model): read with the owner's rights */
     Oid         owner;          /* stored: the model's owner */
@@ -239,7 +240,8 @@ typedef enum ItPriorKind
     IT_PRIOR_POPULATION,        /* the mean warm user */
     IT_PRIOR_USER_FEATURES,     /* features -> interest, users */
     IT_PRIOR_ITEM_FEATURES,     /* features -> interest, items */
-    IT_PRIOR_SOURCE_MODELS      /* source models' user vectors -> interest */
+    IT_PRIOR_SOURCE_MODELS,     /* source models' user vectors -> interest */
+    IT_PRIOR_SOCIAL             /* linked users' vectors (and features) -> interest */
 } ItPriorKind;
 
 extern const char *ItPriorKindName(ItPriorKind kind);

@@ -816,7 +816,7 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     CheckFeatureSource(def->user_features, "user_features", "user_id", model);
     CheckFeatureSource(def->item_features, "item_features", "item_id", model);
     /* features read and encoded before anything is written (transfer.c) */
-    transfer = ItTransferRead(model, def->user_features, def->item_features, &opts);
+    transfer = ItTransferRead(model, def->user_features, def->item_features, def->user_links, &opts);
 
     /* ids mapped to dense indexes, duplicates summed, rows of weight 0 left out */
     ItReadInteractionMatrix(def->interactions, model, rule, tz, &d);
@@ -945,6 +945,9 @@ interest_transfer_train(PG_FUNCTION_ARGS)
         def.item_features = text_to_cstring(PG_GETARG_TEXT_PP(3));
     if (!PG_ARGISNULL(4))
         def.options = PG_GETARG_JSONB_P(4);
+    /* an older definition of train() (before its upgrade script) has no user_links */
+    if (PG_NARGS() > 5 && !PG_ARGISNULL(5))
+        def.user_links = text_to_cstring(PG_GETARG_TEXT_PP(5));
     /* read with the caller's rights now; stored with the path they resolve in */
     def.stored = false;
     def.search_path = ItDefinitionSearchPath();

@@ -67,6 +67,7 @@
 #include "rankgrid.h"
 #include "options.h"
 #include "store.h"
+#include "social.h"
 #include "source_models.h"
 #include "transfer.h"
 
@@ -322,6 +323,29 @@ static const PriorSideInfo SourceSide = {
     .order_salt = 0x73,
 };
 
+/*
+ * The social prior (train's user_links): a user side whose "features" are
+ * the mean of the user's linked users' vectors, how many they are, and the
+ * user's encoded features when there are user features (social.c).  It
+ * is trained and checked as the user features are, on the trained users
+ * with links, in the same order of rows (so their validation users are
+ * the same), and kept only when it also beats the features prior there.
+ * Served to new users from their links at query time (provider_social.c).
+ */
+static const PriorSideInfo SocialSide = {
+    .kind = PRIOR_SIDE_USER,
+    .side = "social",
+    .what = "user_links",
+    .id_column = "user_id",
+    .rows_name = "users",
+    .new_rows = "new users with links",
+    .fallback = "what a new user without links gets",
+    .lost = "new users with links will get what a new user without links gets",
+    .base_name = "popularity",
+    .blend = true,
+    .order_salt = 0x75,
+};
+
 /* One side. */
 typedef struct PriorSide
 {
@@ -347,6 +371,7 @@ typedef struct PriorSide
     int64      *new_ids;
     float      *new_factors;    /* nnew * k */
     uint8      *new_present;    /* source side: the sources each is in */
+    double      precision;      /* on its validation rows, as the gate measured it */
 } PriorSide;
 
 struct ItTransferTrain
@@ -359,6 +384,9 @@ struct ItTransferTrain
     PriorSide   item;
     PriorSide   source;         /* option source_models */
     ItSourceModels *sm;         /* NULL without it */
+    PriorSide   social;         /* train's user_links */
+    ItLinks    *links;          /* NULL without them */
+    const char *model;
     FoldInChoice pop_fold;      /* fold-in weight of the population prior */
     const ItTrainedModel *tm;   /* during ItTransferFit */
     float      *pop;            /* during ItTransferFit: items' popularity / its maximum */
@@ -560,7 +588,7 @@ ReadFeatures(const char *source, const char *what, const char *id_column,
 
 ItTransferTrain *
 ItTransferRead(const char *model, const char *user_features,
-               const char *item_features, const ItOptions *options)
+               const char *item_features, const char *user_links, const ItOptions *options)
 {
     PriorOptions o;
     MemoryContext cxt;
@@ -583,6 +611,8 @@ ItTransferRead(const char *model, const char *user_features,
     InitSide(&t->user, &UserSide);
     InitSide(&t->item, &ItemSide);
     InitSide(&t->source, &SourceSide);
+    InitSide(&t->social, &SocialSide);
+    t->model = pstrdup(model);
 
     if (user_features != NULL)
     {
@@ -594,6 +624,11 @@ ItTransferRead(const char *model, const char *user_features,
     {
         t->item.enc = ReadFeatures(item_features, ItemSide.what, ItemSide.id_column, model, &o.encoder);
         CheckModelSize(&t->item, &o, t->k);
+        CHECK_FOR_INTERRUPTS();
+    }
+    if (user_links != NULL)
+    {
+        t->links = ItReadLinks(user_links, model);
         CHECK_FOR_INTERRUPTS();
     }
     t->sm = ItReadSourceModels(model, options);
@@ -1633,6 +1668,7 @@ DecideSide(PriorSide *s, SideFit *f)
     bool        informative = !f->have_const || f->z_loss >= IT_PRIOR_MIN_Z;
 
     s->use_features = beats_pop && informative;
+    s->precision = f->p_feat;
     s->popularity_blend = s->use_features ? f->blends[f->best] : 0.0;
 
     if (f->users == 0)
@@ -2004,6 +2040,35 @@ CheckSharedUsers(ItTransferTrain *t, const ItTrainedModel *tm)
                          "a table or query with columns user_id and source_user_id.")));
 }
 
+/*
+ * The social side: its rows from the links and the trained vectors, then
+ * fitted as the user features are; kept only when it beats them too.
+ */
+static void
+FitSocial(ItTransferTrain *t, const ItTrainedModel *tm)
+{
+    PriorSide  *s = &t->social;
+    int64       unknown;
+
+    s->enc = ItSocialRows(t->links, tm->user_ids, tm->nusers, tm->X, tm->k,
+                          t->user.enc, &unknown);
+    if (t->links->self_links > 0 || unknown > 0 || t->links->zero_weight > 0)
+        SideNotice(s, NULL,
+                   psprintf("user_links of model \"%s\": " INT64_FORMAT " self-links, " INT64_FORMAT
+                            " links of weight 0 and " INT64_FORMAT " links to users the model has no vector for were ignored",
+                            t->model, t->links->self_links, t->links->zero_weight, unknown));
+    CheckModelSize(s, &t->o, t->k);
+    FitSideOn(t, s, tm->user_ids, tm->R, tm->X, tm->Rt, tm->popularity, tm->Y);
+    if (s->use_features && t->user.use_features && !(s->precision > t->user.precision))
+    {
+        s->use_features = false;
+        SideNotice(s, NULL,
+                   psprintf("links did not beat the user features alone (precision@%d %.3f vs %.3f on the validation users); "
+                            "new users with links will get the features prior",
+                            IT_PRIOR_EVAL_K, s->precision, t->user.precision));
+    }
+}
+
 void
 ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm)
 {
@@ -2050,6 +2115,8 @@ ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm)
         CheckSharedUsers(t, tm);
         FitSideOn(t, &t->source, tm->user_ids, tm->R, tm->X, tm->Rt, tm->popularity, tm->Y);
     }
+    if (t->links != NULL)
+        FitSocial(t, tm);
 
     if (tm->nusers > 0 && tm->nitems > 0)
         PopulationFoldIn(t);
@@ -2149,7 +2216,7 @@ void
 ItTransferWrite(ItTransferTrain *t, const char *model, int version)
 {
     MemoryContext old;
-    PriorSide  *sides[3];
+    PriorSide  *sides[4];
     ItPriorRow  row;
 
     if (t == NULL)
@@ -2158,7 +2225,8 @@ ItTransferWrite(ItTransferTrain *t, const char *model, int version)
     sides[0] = &t->user;
     sides[1] = &t->item;
     sides[2] = &t->source;
-    for (int i = 0; i < 3; i++)
+    sides[3] = &t->social;
+    for (int i = 0; i < 4; i++)
     {
         PriorSide  *s = sides[i];
 
@@ -2167,7 +2235,7 @@ ItTransferWrite(ItTransferTrain *t, const char *model, int version)
         if (s->metrics.len == 0)
             elog(ERROR, "features model of %s was not fitted", s->what);
         memset(&row, 0, sizeof(row));
-        row.kind = s == &t->source ? IT_PRIOR_SOURCE_MODELS :
+        row.kind = s == &t->source ? IT_PRIOR_SOURCE_MODELS : s == &t->social ? IT_PRIOR_SOCIAL :
             s->info->kind == PRIOR_SIDE_USER ? IT_PRIOR_USER_FEATURES : IT_PRIOR_ITEM_FEATURES;
         row.in_use = s->use_features;
         /* only users are folded in */
@@ -2207,7 +2275,7 @@ ItTransferWrite(ItTransferTrain *t, const char *model, int version)
 const char *
 ItTransferSummary(ItTransferTrain *t)
 {
-    PriorSide  *sides[3];
+    PriorSide  *sides[4];
     StringInfoData summary;
     StringInfoData fold;
     bool        first = true;
@@ -2217,9 +2285,10 @@ ItTransferSummary(ItTransferTrain *t)
     sides[0] = &t->user;
     sides[1] = &t->item;
     sides[2] = &t->source;
+    sides[3] = &t->social;
     initStringInfo(&summary);
     appendStringInfoChar(&summary, '{');
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
     {
         PriorSide  *s = sides[i];
 

@@ -58,7 +58,8 @@ typedef struct ItTrainedModel
 } ItTrainedModel;
 
 extern ItTransferTrain *ItTransferRead(const char *model, const char *user_features,
-                                       const char *item_features, const ItOptions *options);
+                                       const char *item_features, const char *user_links,
+                                       const ItOptions *options);
 extern void ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm);
 extern void ItTransferWriteItems(ItTransferTrain *t, const char *model, int version);
 extern void ItTransferWrite(ItTransferTrain *t, const char *model, int version);
