@@ -54,7 +54,7 @@ SELECT avg(x.hits) / 10 AS p
                       JOIN weekend_test w ON w.user_id = u.user_id AND w.item_id = r.item_id) x;
 \o
 
-SELECT plan(24);
+SELECT plan(25);
 
 -- training
 SELECT is((SELECT contexts FROM it_model WHERE model = 'ctx'), ARRAY['weekday', 'weekend'],
@@ -82,6 +82,9 @@ SELECT ok((SELECT c.p >= g.p FROM prec c JOIN prec g ON g.part = c.part AND g.ho
           'weekday held-out rows: the weekday vector serves no worse than the global vector');
 SELECT is((SELECT DISTINCT source FROM recommend(5, 10, 'ctx', context => 'weekend')), 'context:weekend',
           'a context vector served says so in source');
+SELECT is((SELECT DISTINCT source FROM recommend(5, 10, 'ctx')),
+          'context:' || CASE WHEN extract(isodow FROM now() AT TIME ZONE 'UTC') >= 6 THEN 'weekend' ELSE 'weekday' END,
+          'without a context, a model of derived contexts serves the context of now() in its time zone');
 SELECT is((SELECT DISTINCT source FROM recommend(5, 10, 'ctx', context => '')), 'model',
           'context '''' is the global vector');
 SELECT is((SELECT DISTINCT source FROM recommend(5, 10, 'ctx_col', context => 'mobile')), 'context:mobile',

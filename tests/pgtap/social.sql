@@ -47,7 +47,7 @@ SELECT 'popularity', (SELECT count(*) FROM three t
                           ON p.item_id = x.item_id)::numeric / (10 * (SELECT count(*) FROM three));
 \o
 
-SELECT plan(13);
+SELECT plan(14);
 
 SELECT is((SELECT in_use FROM it_prior WHERE model = 'soc' AND kind = 'social'), true,
           'the social prior beats popularity on held-out trained users, and is kept');
@@ -72,6 +72,8 @@ SELECT is((SELECT DISTINCT source FROM recommend(999999, 10, 'soc')),
 INSERT INTO soc_train SELECT (SELECT min(user_id) FROM three), item_id, 3 FROM generate_series(1, 3) item_id;
 SELECT is((SELECT DISTINCT source FROM recommend((SELECT min(user_id) FROM three), 10, 'soc')), 'fold_in',
           'with rows of their own they are folded in');
+SELECT is((SELECT refresh('soc', ARRAY[(SELECT min(user_id) FROM three)]::bigint[])), 1::bigint,
+          'refresh reads their links again and stores their folded-in vector');
 DELETE FROM soc_train WHERE user_id = (SELECT min(user_id) FROM three);
 
 -- train(model) reads the links again
