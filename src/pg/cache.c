@@ -409,6 +409,15 @@ LoadCrossDomainRanking(ItModel *m)
     }
 }
 
+static void
+ContextsCorrupt(const ItModel *m, const char *what)
+{
+    ereport(ERROR,
+            (errcode(ERRCODE_DATA_CORRUPTED),
+             errmsg("the contexts of version %d of model \"%s\" are invalid: %s", m->version, m->name, what),
+             errhint("Retrain the model with train(model).")));
+}
+
 /* The contexts the version has user vectors in (it_model.contexts). */
 static void
 LoadContexts(ItModel *m, HeapTuple tup, TupleDesc desc, int col, int wcol)
@@ -427,7 +436,7 @@ LoadContexts(ItModel *m, HeapTuple tup, TupleDesc desc, int col, int wcol)
     if (isnull)
         return;
     if (wnull)
-        elog(ERROR, "model \"%s\" has contexts without weights", m->name);
+        ContextsCorrupt(m, "they have no weights");
     deconstruct_array(DatumGetArrayTypeP(w), FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
                       &elems, &nulls, &n);
     m->context_weight = ModelAlloc(m, sizeof(double), n);
@@ -447,11 +456,11 @@ LoadContexts(ItModel *m, HeapTuple tup, TupleDesc desc, int col, int wcol)
     for (int i = 0; i < n; i++)
     {
         if (nulls[i])
-            elog(ERROR, "model \"%s\" has a NULL context", m->name);
+            ContextsCorrupt(m, "one is NULL");
         m->contexts[i] = MemoryContextStrdup(m->cxt, TextDatumGetCString(elems[i]));
     }
     if (ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(w)), ARR_DIMS(DatumGetArrayTypeP(w))) != n)
-        elog(ERROR, "model \"%s\" has %d contexts but another number of weights", m->name, n);
+        ContextsCorrupt(m, "their weights are not one per context");
     m->n_contexts = n;
 }
 

@@ -47,6 +47,8 @@
 #define IT_CTX_MAX_USERS    1000
 #define IT_CTX_MIN_USERS    30
 #define IT_CTX_MIN_Z        2.0
+/* multiply-adds of ranking per context at most (users x items x factors x weights) */
+#define IT_CTX_WORK         4.0e9
 /* positives a user needs in a context to be one of its held-out users */
 #define IT_CTX_MIN_POSITIVES 4
 /* rows per batch of context vectors written */
@@ -166,17 +168,24 @@ SimulateContext(const ItInteractionMatrix *d, const ItOptions *o, const float *X
     float       thr = (float) o->positive_threshold;
     int         nc = d->n_contexts;
     uint64      salt = it_mix64((uint64) o->seed ^ UINT64CONST(0x636f6e74657874) ^ (uint64) c);
-    HashedRow  *order = palloc(sizeof(HashedRow) * Max(d->nusers, 1));
+    HashedRow  *order = ItAllocArray(Max(d->nusers, 1), sizeof(HashedRow));
     int64       n = 0;
     int64       done = 0;
-    float      *scores = palloc(sizeof(float) * Max(d->nitems, 1));
+    float      *scores = ItAllocArray(Max(d->nitems, 1), sizeof(float));
     float      *x = palloc(sizeof(float) * k);
     float      *scratch = palloc(sizeof(float) * (k * k + k));
+    /* users simulated: at most IT_CTX_WORK multiply-adds of ranking, and never fewer than the gate needs */
+    int64       cap = Min((int64) IT_CTX_MAX_USERS,
+                          Max((int64) IT_CTX_MIN_USERS,
+                              (int64) (IT_CTX_WORK / Max(1.0, (double) d->nitems * (k + 4) * (IT_CTX_NGRID + 1)))));
 
     for (int64 u = 0; u < d->nusers; u++)
     {
         int64       r = u * nc + c;
         int         pos = 0;
+
+        if ((u & 4095) == 0)
+            CHECK_FOR_INTERRUPTS();
 
         for (int64 p = d->C.indptr[r]; p < d->C.indptr[r + 1]; p++)
             pos += thr <= 0.0f || d->C.data[p] >= thr;
@@ -188,17 +197,17 @@ SimulateContext(const ItInteractionMatrix *d, const ItOptions *o, const float *X
     }
     qsort(order, n, sizeof(HashedRow), CompareHashedRow);
 
-    for (int64 s = 0; s < n && done < IT_CTX_MAX_USERS; s++)
+    for (int64 s = 0; s < n && done < cap; s++)
     {
         int64       u = order[s].r;
         int64       r = u * nc + c;
         int64       len = d->C.indptr[r + 1] - d->C.indptr[r];
         int64       seenlen = d->R.indptr[u + 1] - d->R.indptr[u];
-        HashedRow  *pick = palloc(sizeof(HashedRow) * len);
-        int32      *hidden = palloc(sizeof(int32) * len);
-        int32      *items = palloc(sizeof(int32) * len);
-        float      *weights = palloc(sizeof(float) * len);
-        int32      *exclude = palloc(sizeof(int32) * Max(seenlen, 1));
+        HashedRow  *pick = ItAllocArray(Max(len, 1), sizeof(HashedRow));
+        int32      *hidden = ItAllocArray(Max(len, 1), sizeof(int32));
+        int32      *items = ItAllocArray(Max(len, 1), sizeof(int32));
+        float      *weights = ItAllocArray(Max(len, 1), sizeof(float));
+        int32      *exclude = ItAllocArray(Max(seenlen, 1), sizeof(int32));
         int         npos = 0;
         int         nh;
         int         ni = 0;
@@ -504,7 +513,8 @@ ItContextArgument(const ItModel *m, const char *context)
 void
 ItUserInterestIn(ItModel *m, int64 user_id, int c, ItInterest *out)
 {
-    if (c >= 0)
+    /* a context that kept no vectors has no rows to look for */
+    if (c >= 0 && m->context_weight != NULL && m->context_weight[c] > 0.0)
     {
         float      *x = palloc(sizeof(float) * m->k);
         int32      *seen = NULL;

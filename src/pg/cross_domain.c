@@ -153,17 +153,18 @@ Simulate(const ItInteractionMatrix *d, const ItOptions *o, ItCrossDomainFit fit,
 {
     int         k = (int) o->factors;
     float       thr = (float) o->positive_threshold;
-    HashedUser *order = palloc(sizeof(HashedUser) * Max(d->nusers, 1));
+    HashedUser *order = ItAllocArray(Max(d->nusers, 1), sizeof(HashedUser));
     int64       n = 0;
     int64       users;
     uint64      salt = it_mix64((uint64) o->seed ^ UINT64CONST(0x63726f7373));
-    int        *held = palloc(sizeof(int) * Max(d->nusers, 1));   /* the domain a user is held out of, or -1 */
+    int        *held = ItAllocArray(Max(d->nusers, 1), sizeof(int));   /* the domain a user is held out of, or -1 */
     float      *YtY = palloc(sizeof(float) * k * k);
-    float      *vec = palloc(sizeof(float) * Max(d->nitems, 1));
-    float      *nb = palloc(sizeof(float) * Max(d->nitems, 1));
-    float      *pop = palloc(sizeof(float) * Max(d->nitems, 1));
-    int32      *counts = palloc0(sizeof(int32) * Max(d->nusers, 1));
-    int64      *touched = palloc(sizeof(int64) * Max(d->nusers, 1));
+    float      *vec = ItAllocArray(Max(d->nitems, 1), sizeof(float));
+    float      *nb = ItAllocArray(Max(d->nitems, 1), sizeof(float));
+    float      *pop = ItAllocArray(Max(d->nitems, 1), sizeof(float));
+    int32      *counts = memset(ItAllocArray(Max(d->nusers, 1), sizeof(int32)), 0,
+                                sizeof(int32) * Max(d->nusers, 1));
+    int64      *touched = ItAllocArray(Max(d->nusers, 1), sizeof(int64));
     float      *Xs = ItAllocArray(Max(d->nusers, 1) * (int64) k, sizeof(float));
     float      *Ys = ItAllocArray(Max(d->nitems, 1) * (int64) k, sizeof(float));
     ItCsr       R;
@@ -177,6 +178,8 @@ Simulate(const ItInteractionMatrix *d, const ItOptions *o, ItCrossDomainFit fit,
     {
         int         nd;
 
+        if ((u & 4095) == 0)
+            CHECK_FOR_INTERRUPTS();
         held[u] = -1;
         (void) UserDomains(d, u, &nd);
         if (nd < 2)
@@ -231,6 +234,9 @@ Simulate(const ItInteractionMatrix *d, const ItOptions *o, ItCrossDomainFit fit,
         int64       lo = held[u] >= 0 ? d->domain_start[held[u]] : 0;
         int64       hi = held[u] >= 0 ? d->domain_start[held[u] + 1] : 0;
 
+        if ((u & 4095) == 0)
+            CHECK_FOR_INTERRUPTS();
+
         for (int64 q = d->R.indptr[u]; q < d->R.indptr[u + 1]; q++)
             if (d->R.indices[q] < lo || d->R.indices[q] >= hi)
             {
@@ -265,7 +271,7 @@ Simulate(const ItInteractionMatrix *d, const ItOptions *o, ItCrossDomainFit fit,
     }
     /* popularity as serving scores it, counted without the held-out rows */
     {
-        int64      *counted = palloc(sizeof(int64) * Max(d->nitems, 1));
+        int64      *counted = ItAllocArray(Max(d->nitems, 1), sizeof(int64));
 
         it_csr_row_positives(&Rt, thr, counted);
         for (int64 i = 0; i < d->nitems; i++)
@@ -292,7 +298,7 @@ Simulate(const ItInteractionMatrix *d, const ItOptions *o, ItCrossDomainFit fit,
             continue;
         lo = d->domain_start[dom];
         hi = d->domain_start[dom + 1];
-        hidden = palloc(sizeof(int32) * (d->R.indptr[u + 1] - d->R.indptr[u]));
+        hidden = ItAllocArray(Max(d->R.indptr[u + 1] - d->R.indptr[u], 1), sizeof(int32));
         for (int64 q = d->R.indptr[u]; q < d->R.indptr[u + 1]; q++)
         {
             int32       it = d->R.indices[q];
@@ -341,7 +347,7 @@ Simulate(const ItInteractionMatrix *d, const ItOptions *o, ItCrossDomainFit fit,
 
 char *
 ItCrossDomainRanking(const ItInteractionMatrix *d, const ItOptions *o, ItCrossDomainFit fit,
-                     Jsonb **options, const char *model)
+                     Jsonb **options, const char *model, bool stored)
 {
     Jsonb      *r = o->cross_domain_ranking;
     const char **choice;
@@ -354,7 +360,7 @@ ItCrossDomainRanking(const ItInteractionMatrix *d, const ItOptions *o, ItCrossDo
 
     if (d->n_domains == 0)
     {
-        if (r != NULL && strcmp(AskedFor(r, ""), "auto") != 0)
+        if (r != NULL && (JB_ROOT_IS_OBJECT(r) || strcmp(AskedFor(r, ""), "auto") != 0))
             ereport(ERROR,
                     (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                      errmsg("option \"cross_domain_ranking\" ranks domains, but the interactions of model \"%s\" have no domain column",
@@ -378,7 +384,8 @@ ItCrossDomainRanking(const ItInteractionMatrix *d, const ItOptions *o, ItCrossDo
             name = pnstrdup(v.val.string.val, v.val.string.len);
             for (int i = 0; i < d->n_domains; i++)
                 found |= strcmp(d->domains[i], name) == 0;
-            if (!found)
+            /* a stored definition names the domains of its day: one gone since is no error */
+            if (!found && !stored)
                 ereport(ERROR,
                         (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                          errmsg("option \"cross_domain_ranking\" names domain \"%s\", which the interactions of model \"%s\" do not have",
@@ -489,7 +496,12 @@ ItCrossDomainByNeighbours(const ItModel *m, const ItInterest *in, int d)
 static Cobuyers *
 LoadCobuyers(ItModel *m)
 {
-    MemoryContext old = MemoryContextSwitchTo(m->cxt);
+    /* built in a context of its own, moved under the model's once complete */
+    MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer co-buyers",
+                                              ALLOCSET_DEFAULT_SIZES);
+    MemoryContext batch = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer co-buyers batch",
+                                                ALLOCSET_DEFAULT_SIZES);
+    MemoryContext old = MemoryContextSwitchTo(cxt);
     Cobuyers   *c = palloc0(sizeof(Cobuyers));
     int64       cap = 1024;
     int64       ecap = 8192;
@@ -506,13 +518,15 @@ LoadCobuyers(ItModel *m)
     cols = palloc(sizeof(int32) * ecap);
     MemoryContextSwitchTo(old);
 
-    ItRunAsTablesOwnerForPlans(&r);
+    ItRunAsTablesOwner(&r);
     portal = ItStoreUserCursor(m->name, m->version, true);
     for (;;)
     {
         SPI_cursor_fetch(portal, true, 4096);
         if (SPI_processed == 0)
             break;
+        /* the detoasted arrays of a batch */
+        MemoryContextSwitchTo(batch);
         for (uint64 i = 0; i < SPI_processed; i++)
         {
             HeapTuple   tup = SPI_tuptable->vals[i];
@@ -554,13 +568,16 @@ LoadCobuyers(ItModel *m)
             }
             c->user_ids[c->nusers++] = user_id;
         }
+        MemoryContextSwitchTo(old);
+        MemoryContextReset(batch);
         SPI_freetuptable(SPI_tuptable);
         CHECK_FOR_INTERRUPTS();
     }
     SPI_cursor_close(portal);
     ItRunAsEnd(&r);
+    MemoryContextDelete(batch);
 
-    old = MemoryContextSwitchTo(m->cxt);
+    MemoryContextSwitchTo(cxt);
     vals = palloc_extended(sizeof(float) * Max(nnz, 1), MCXT_ALLOC_HUGE);
     for (int64 e = 0; e < nnz; e++)
         vals[e] = 1.0f;
@@ -586,6 +603,7 @@ LoadCobuyers(ItModel *m)
     pfree(vals);
     pfree(work);
     MemoryContextSwitchTo(old);
+    MemoryContextSetParent(cxt, m->cxt);
     return c;
 }
 

@@ -23,7 +23,7 @@ typedef void (*ItCrossDomainFit) (const ItInteractionMatrix *d, const ItOptions 
  * key that records it (NULL without domains).
  */
 extern char *ItCrossDomainRanking(const ItInteractionMatrix *d, const ItOptions *o, ItCrossDomainFit fit,
-                                  Jsonb **options, const char *model);
+                                  Jsonb **options, const char *model, bool stored);
 
 /* Serving: is in, asked for domain d, ranked by co-buyers? */
 extern bool ItCrossDomainByNeighbours(const ItModel *m, const ItInterest *in, int d);

@@ -500,7 +500,8 @@ interest_transfer_evaluate(PG_FUNCTION_ARGS)
     InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
     full = ItGetModel(model);
     d = ItDomainArgument(full, domain, true);
-    c = ItContextArgument(full, context);
+    /* NULL: the global vectors (not the context of the moment evaluate runs) */
+    c = context == NULL ? -1 : ItContextArgument(full, context);
     /* within a domain: its items only, as recommend(..., domain) ranks them */
     m = d >= 0 ? DomainView(full, d) : full;
     /* cross_domain: with a domain, or with source models */
@@ -548,7 +549,8 @@ interest_transfer_evaluate(PG_FUNCTION_ARGS)
         /* new to the domain and ranked by co-buyers, as recommend() ranks them */
         if (ItCrossDomainByNeighbours(full, &u->in, d))
         {
-            u->nb = palloc(sizeof(float) * Max(m->n_items, 1));
+            u->nb = palloc_extended(sizeof(float) * Max(m->n_items, 1), MCXT_ALLOC_HUGE);
+            CHECK_FOR_INTERRUPTS();
             ItCobuyerDomainScores(full, &u->in, true, user_id, d, u->nb);
         }
         if (d >= 0)

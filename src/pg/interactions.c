@@ -20,7 +20,9 @@
 #include "portability/instr_time.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/date.h"
 #include "utils/datetime.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "pgtime.h"
 
@@ -36,8 +38,23 @@ ItFindInteractionColumns(ItSource *src, ItInteractionColumns *c)
     c->ts = ItSourceColumn(src, "ts", IT_COLUMN_TIME, false);
     /* items of different domains are different items */
     c->domain = ItSourceColumn(src, "domain", IT_COLUMN_TEXT, false);
-    /* a user's taste in a context (context.c) */
-    c->context = ItSourceColumn(src, "context", IT_COLUMN_TEXT, false);
+    /*
+     * a user's taste in a context (context.c): a text column; a column of
+     * that name of another type is not one (a source that had it before
+     * contexts existed keeps working)
+     */
+    c->context = -1;
+    {
+        int         col = SPI_fnumber(src->tupdesc, "context");
+
+        if (col > 0 && !TupleDescAttr(src->tupdesc, col - 1)->attisdropped)
+        {
+            Oid         t = getBaseType(TupleDescAttr(src->tupdesc, col - 1)->atttypid);
+
+            if (t == TEXTOID || t == VARCHAROID || t == BPCHAROID)
+                c->context = col - 1;
+        }
+    }
     c->user_type = ItSourceColumnType(src, c->user);
     c->item_type = ItSourceColumnType(src, c->item);
     c->weight_type = c->weight >= 0 ? ItSourceColumnType(src, c->weight) : InvalidOid;
@@ -431,12 +448,31 @@ TrainRowContext(ItTrainRows *st, const ItInteractionColumns *cols, const ItInter
     const char *name = r->context;
 
     if (st->rule != IT_CONTEXT_NONE && !r->ts_null)
-        name = ItDeriveContext(st->rule, st->tz, ItTimeDatumValue(r->ts, cols->ts_type));
+        name = ItDeriveContextDatum(st->rule, st->tz, r->ts, cols->ts_type);
     if (name == NULL)
         return -1;
     return (int8) NameIndex(st->cxt, &st->context_hash, &st->n_contexts, &st->context_names, name,
                             IT_MAX_CONTEXTS, "contexts",
                             "A context is a situation of use (a device, a part of the week): a few values, not an id.");
+}
+
+/* The context of a broken-down local time. */
+static const char *
+ContextOfTm(ItContextRule rule, const struct pg_tm *tm)
+{
+    if (rule == IT_CONTEXT_WEEKPART)
+    {
+        int         dow = j2day(date2j(tm->tm_year, tm->tm_mon, tm->tm_mday));
+
+        return dow == 0 || dow == 6 ? "weekend" : "weekday";
+    }
+    if (tm->tm_hour < 6)
+        return "night";
+    if (tm->tm_hour < 12)
+        return "morning";
+    if (tm->tm_hour < 18)
+        return "afternoon";
+    return "evening";
 }
 
 const char *
@@ -448,19 +484,34 @@ ItDeriveContext(ItContextRule rule, struct pg_tz *tz, TimestampTz t)
 
     if (timestamp2tm(t, &tzoff, &tm, &fsec, NULL, tz) != 0)
         return NULL;
-    if (rule == IT_CONTEXT_WEEKPART)
-    {
-        int         dow = j2day(date2j(tm.tm_year, tm.tm_mon, tm.tm_mday));
+    return ContextOfTm(rule, &tm);
+}
 
-        return dow == 0 || dow == 6 ? "weekend" : "weekday";
+const char *
+ItDeriveContextDatum(ItContextRule rule, struct pg_tz *tz, Datum d, Oid type)
+{
+    struct pg_tm tm;
+    fsec_t      fsec;
+
+    /* timestamp and date are wall-clock times already: no zone to apply */
+    if (type == TIMESTAMPOID)
+    {
+        if (TIMESTAMP_NOT_FINITE(DatumGetTimestamp(d)) ||
+            timestamp2tm(DatumGetTimestamp(d), NULL, &tm, &fsec, NULL, NULL) != 0)
+            return NULL;
+        return ContextOfTm(rule, &tm);
     }
-    if (tm.tm_hour < 6)
-        return "night";
-    if (tm.tm_hour < 12)
-        return "morning";
-    if (tm.tm_hour < 18)
-        return "afternoon";
-    return "evening";
+    if (type == DATEOID)
+    {
+        if (DATE_NOT_FINITE(DatumGetDateADT(d)))
+            return NULL;
+        memset(&tm, 0, sizeof(tm));
+        j2date(DatumGetDateADT(d) + POSTGRES_EPOCH_JDATE, &tm.tm_year, &tm.tm_mon, &tm.tm_mday);
+        return ContextOfTm(rule, &tm);
+    }
+    if (TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(d)))
+        return NULL;
+    return ItDeriveContext(rule, tz, DatumGetTimestampTz(d));
 }
 
 static void
@@ -478,6 +529,11 @@ KeepTrainRow(const ItInteractionColumns *cols, const ItInteraction *r, void *arg
                     (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                      errmsg("option \"context\" derives contexts from ts, but the interactions have a context column"),
                      errhint("Leave the option out to use the context column, or rename the column.")));
+        if (cols->ts >= 0 && cols->ts_type == DATEOID && st->rule == IT_CONTEXT_DAYPART)
+            ereport(ERROR,
+                    (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                     errmsg("option \"context\" daypart needs the time of day, but ts is a date"),
+                     errhint("Give ts as a timestamp or timestamptz, or use context weekpart.")));
         if (cols->ts < 0 && st->rule != IT_CONTEXT_NONE)
             ereport(ERROR,
                     (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -936,22 +992,25 @@ RowInContext(ItModel *m, const ItInteractionColumns *cols, HeapTuple tup, TupleD
     bool        isnull;
     Datum       v;
 
-    if (cols->context >= 0)
-    {
-        v = SPI_getbinval(tup, desc, cols->context + 1, &isnull);
-        return !isnull && strcmp(TextDatumGetCString(v), context) == 0;
-    }
-    if (m->opts.context != NULL && cols->ts >= 0)
+    /* derived from ts when the model was trained so, whatever columns came since */
+    if (m->opts.context != NULL)
     {
         ItContextRule rule = strcmp(m->opts.context, "weekpart") == 0 ? IT_CONTEXT_WEEKPART : IT_CONTEXT_DAYPART;
         struct pg_tz *tz = m->opts.timezone ? pg_tzset(m->opts.timezone) : NULL;
         const char *name;
 
+        if (cols->ts < 0)
+            return false;
         v = SPI_getbinval(tup, desc, cols->ts + 1, &isnull);
         if (isnull)
             return false;
-        name = ItDeriveContext(rule, tz ? tz : session_timezone, ItTimeDatumValue(v, cols->ts_type));
+        name = ItDeriveContextDatum(rule, tz ? tz : session_timezone, v, cols->ts_type);
         return name != NULL && strcmp(name, context) == 0;
+    }
+    if (cols->context >= 0)
+    {
+        v = SPI_getbinval(tup, desc, cols->context + 1, &isnull);
+        return !isnull && strcmp(TextDatumGetCString(v), context) == 0;
     }
     return false;
 }

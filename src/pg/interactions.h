@@ -134,6 +134,12 @@ typedef enum ItContextRule
 extern const char *ItDeriveContext(ItContextRule rule, struct pg_tz *tz, TimestampTz t);
 
 /*
+ * The same of a ts value of type type (timestamptz in tz; timestamp and
+ * date as the wall-clock times they are); NULL for an infinite one.
+ */
+extern const char *ItDeriveContextDatum(ItContextRule rule, struct pg_tz *tz, Datum d, Oid type);
+
+/*
  * Reads a training source (IT_ROWS_TRAIN) into *out, in the current
  * memory context (huge allocations): ids mapped to dense indexes in
  * ascending (domain, id) order (items of different domains are different

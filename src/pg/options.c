@@ -129,7 +129,7 @@ static const ItOptionDef OptionTable[] = {
     {"domain_weights", IT_OPTION_JSON, 0, 0, 0, "balanced", NULL,
     "weight of each domain's interactions in training, multiplying their confidence (\"balanced\": every "
     "domain's interactions weigh as much in all as the largest domain's)", AT(domain_weights),
-    CheckDomainWeights, "\"balanced\", \"none\" or an object of domain names and numbers from 0.001 to 1000"},
+    CheckDomainWeights, "\"balanced\", \"none\" or an object of domain names and numbers from 0.000001 to 1000000"},
     {"cross_domain_ranking", IT_OPTION_JSON, 0, 0, 0, "auto", NULL,
     "ranking of a domain's items for a user whose interactions are all in other domains: \"vector\" (the shared "
     "user vector), \"neighbours\" (the items of the users who share theirs), or \"auto\" (chosen per domain on "
@@ -406,7 +406,8 @@ CheckDomainWeights(const ItOptionDef *def, JsonbValue *v)
         if (e.type != jbvNumeric)
             BadOptionValue(def, JsonbValueText(v));
         d = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(e.val.numeric)));
-        if (!(d >= 0.001 && d <= 1000.0))
+        /* the versions store them relative to the smallest: up to 1e6 */
+        if (!(d >= 1e-6 && d <= 1e6))
             BadOptionValue(def, JsonbValueText(v));
     }
 }

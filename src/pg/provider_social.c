@@ -88,7 +88,7 @@ ReadUserLinks(ItModel *m, ItTransfer *t, int64 user_id, int64 *nout)
                 (errcode(ERRCODE_UNDEFINED_COLUMN),
                  errmsg("user_links of model \"%s\" has no column linked_user_id", m->name),
                  errhint("Restore the column in the model's user_links source, or retrain the model.")));
-    links = palloc(sizeof(ItLink) * Max(SPI_processed, 1));
+    links = ItAllocArray(Max((int64) SPI_processed, 1), sizeof(ItLink));
     for (uint64 r = 0; r < SPI_processed; r++)
     {
         bool        isnull;
@@ -127,18 +127,83 @@ ReadUserLinks(ItModel *m, ItTransfer *t, int64 user_id, int64 *nout)
     return links;
 }
 
+/* The linked users' stored vectors, read in one query: ids ascending. */
+typedef struct LinkedVectors
+{
+    int         n;
+    int         k;
+    int64      *ids;
+    float      *X;
+} LinkedVectors;
+
+static int
+CompareInt64(const void *a, const void *b)
+{
+    int64       x = *(const int64 *) a;
+    int64       y = *(const int64 *) b;
+
+    return (x > y) - (x < y);
+}
+
+static void
+ReadLinkedVectors(ItModel *m, const ItLink *links, int64 n, LinkedVectors *lv)
+{
+    int         want = (int) Min(n, (int64) IT_SOCIAL_MAX_LINKS);
+    int64      *ids = palloc(sizeof(int64) * Max(want, 1));
+    ItRunAs     r;
+
+    for (int i = 0; i < want; i++)
+        ids[i] = links[i].linked_user_id;
+    lv->k = m->k;
+    lv->n = 0;
+    lv->ids = palloc(sizeof(int64) * Max(want, 1));
+    lv->X = palloc(sizeof(float) * Max(want, 1) * m->k);
+    ItRunAsTablesOwner(&r);
+    ItStoreUserVectors(m->name, m->version, ids, want);
+    for (uint64 i = 0; i < SPI_processed && lv->n < want; i++)
+    {
+        bool        isnull;
+
+        lv->ids[lv->n] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+        ItArrayToFloats(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull),
+                        lv->X + (size_t) lv->n * m->k, m->k, "user factors");
+        lv->n++;
+    }
+    SPI_freetuptable(SPI_tuptable);
+    ItRunAsEnd(&r);
+    /* sort the rows by id, carrying their vectors */
+    {
+        int64      *order = palloc(sizeof(int64) * Max(lv->n, 1));
+        float      *X = palloc(sizeof(float) * Max(lv->n, 1) * m->k);
+
+        memcpy(order, lv->ids, sizeof(int64) * lv->n);
+        qsort(order, lv->n, sizeof(int64), CompareInt64);
+        for (int i = 0; i < lv->n; i++)
+            for (int j = 0; j < lv->n; j++)
+                if (lv->ids[j] == order[i])
+                {
+                    memcpy(X + (size_t) i * m->k, lv->X + (size_t) j * m->k, sizeof(float) * m->k);
+                    break;
+                }
+        pfree(lv->ids);
+        pfree(lv->X);
+        lv->ids = order;
+        lv->X = X;
+    }
+    pfree(ids);
+}
+
 /* The stored global vector of a linked user (ItLinkedVector). */
 static bool
 StoredVector(void *arg, int64 user_id, float *x)
 {
-    ItModel    *m = arg;
-    int32      *seen = NULL;
-    int         nseen = 0;
-    bool        found = ItGetUserVector(m, user_id, x, &seen, &nseen, NULL);
+    LinkedVectors *lv = arg;
+    int64       r = it_find_id(lv->ids, lv->n, user_id);
 
-    if (seen)
-        pfree(seen);
-    return found;
+    if (r < 0)
+        return false;
+    memcpy(x, lv->X + (size_t) r * lv->k, sizeof(float) * lv->k);
+    return true;
 }
 
 static bool
@@ -153,6 +218,7 @@ SocialPrior(const ItInterestRequest *req, ItPrior *out)
     float      *feat = NULL;
     float      *scratch;
     int         used;
+    LinkedVectors lv;
 
     if (!req->has_user || t == NULL || !t->social.use_features || m->user_links_source == NULL)
         return false;
@@ -178,9 +244,10 @@ SocialPrior(const ItInterestRequest *req, ItPrior *out)
             feat = NULL;        /* as at training: zeros */
         }
     }
+    ReadLinkedVectors(m, links, n, &lv);
     input = palloc(sizeof(float) * t->social.dims);
     scratch = palloc(sizeof(float) * m->k);
-    used = ItSocialInput(links, n, m->k, StoredVector, m, feat, fdims, input, scratch);
+    used = ItSocialInput(links, n, m->k, StoredVector, &lv, feat, fdims, input, scratch);
     if (used > 0)
     {
         ItSideForward(&t->social, input, 1, out->x);

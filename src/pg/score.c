@@ -433,6 +433,8 @@ interest_transfer_score(PG_FUNCTION_ARGS)
             pfree(sc->interest.seen);
         if (sc->nb_scores)
             pfree(sc->nb_scores);
+        if (sc->interest.label)
+            pfree((char *) sc->interest.label);
         sc->nb_scores = NULL;
         sc->nb_domain = -1;
         memset(&sc->interest, 0, sizeof(ItInterest));
@@ -452,8 +454,8 @@ interest_transfer_score(PG_FUNCTION_ARGS)
         {
             if (sc->nb_scores)
                 pfree(sc->nb_scores);
-            sc->nb_scores = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt,
-                                               sizeof(float) * Max(m->domain_start[d + 1] - m->domain_start[d], 1));
+            sc->nb_scores = MemoryContextAllocHuge(fcinfo->flinfo->fn_mcxt,
+                                                   sizeof(float) * Max(m->domain_start[d + 1] - m->domain_start[d], 1));
             ItCobuyerDomainScores(m, &sc->interest, true, user_id, d, sc->nb_scores);
             sc->nb_domain = d;
         }

@@ -277,6 +277,20 @@ ItStoreUserCursor(const char *model, int version, bool with_seen)
                          model, version);
 }
 
+void
+ItStoreUserVectors(const char *model, int version, const int64 *ids, int n)
+{
+    Oid         argtypes[3] = {TEXTOID, INT4OID, INT8ARRAYOID};
+    Datum       values[3] = {CStringGetTextDatum(model), Int32GetDatum(version),
+    ItFlatArray(ids, n, INT8OID, sizeof(int64))};
+
+    Execute(psprintf("SELECT user_id, factors FROM %s "
+                     "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
+                     "AND context OPERATOR(pg_catalog.=) '' AND user_id OPERATOR(pg_catalog.=) ANY ($3)",
+                     ItTable("it_user_factors")),
+            3, argtypes, values, NULL, true, 0, SPI_OK_SELECT);
+}
+
 Portal
 ItStoreUserFactorCursor(const char *model, int version)
 {

@@ -66,6 +66,9 @@ extern bool ItStoreUserRow(const char *model, int version, int64 user_id, const 
 /* A user's prior from the source models: factors, source.  false: none. */
 extern bool ItStoreUserPriorRow(const char *model, int version, int64 user_id);
 
+/* The global rows of the users ids[0..n) of a version: user_id, factors, into SPI_tuptable. */
+extern void ItStoreUserVectors(const char *model, int version, const int64 *ids, int n);
+
 /* A cursor over a version's global user rows in id order: user_id, factors. */
 extern Portal ItStoreUserFactorCursor(const char *model, int version);
 

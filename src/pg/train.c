@@ -214,7 +214,7 @@ AutoRegularization(const ItCsr *R, int64 nusers, ItOptions *o, Jsonb **options)
  * records them, or NULL without domains.
  */
 static char *
-DomainWeights(ItTrainData *d, ItOptions *o, Jsonb **options, const char *model)
+DomainWeights(ItTrainData *d, ItOptions *o, Jsonb **options, const char *model, bool stored)
 {
     Jsonb      *w = o->domain_weights;
     bool        balanced = false;
@@ -271,6 +271,9 @@ DomainWeights(ItTrainData *d, ItOptions *o, Jsonb **options, const char *model)
                 for (i = 0; i < d->n_domains; i++)
                     if (strcmp(d->domains[i], name) == 0)
                         break;
+                /* a stored definition names the domains of its day: one gone since is no error */
+                if (i == d->n_domains && stored)
+                    continue;
                 if (i == d->n_domains)
                 {
                     StringInfoData names;
@@ -320,6 +323,9 @@ DomainWeights(ItTrainData *d, ItOptions *o, Jsonb **options, const char *model)
     for (int64 r = 0; r < d->Rt.nrows; r++)
         for (int64 e = d->Rt.indptr[r]; e < d->Rt.indptr[r + 1]; e++)
             d->Rt.data[e] = ItDomainScaled(d->Rt.data[e], (float) scale[d->item_domain[r]], thr);
+    /* the rows by context too: context vectors fold them in around X */
+    for (int64 e = 0; e < d->C.nnz; e++)
+        d->C.data[e] = ItDomainScaled(d->C.data[e], (float) scale[d->item_domain[d->C.indices[e]]], thr);
     CHECK_FOR_INTERRUPTS();
 
     *options = DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(*options),
@@ -830,7 +836,7 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
                          model)));
     keys = NoticeRatings(&d.R, &opts, model);
     {
-        char       *weights = DomainWeights(&d, &opts, &options, model);
+        char       *weights = DomainWeights(&d, &opts, &options, model, def->stored);
 
         if (weights != NULL)
             keys = keys ? psprintf("%s, %s", keys, weights) : weights;
@@ -861,7 +867,7 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     }
     /* how users new to a domain are ranked (cross_domain.c) */
     {
-        char       *cross = ItCrossDomainRanking(&d, &opts, QuietFit, &options, model);
+        char       *cross = ItCrossDomainRanking(&d, &opts, QuietFit, &options, model, def->stored);
 
         if (cross != NULL)
             keys = keys ? psprintf("%s, %s", keys, cross) : cross;

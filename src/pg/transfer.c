@@ -328,8 +328,10 @@ static const PriorSideInfo SourceSide = {
  * the mean of the user's linked users' vectors, how many they are, and the
  * user's encoded features when there are user features (social.c).  It
  * is trained and checked as the user features are, on the trained users
- * with links, in the same order of rows (so their validation users are
- * the same), and kept only when it also beats the features prior there.
+ * with links, in the same hash order of rows (so their validation slices
+ * are drawn alike, though over other users: those with links, those with
+ * features), and kept only when its validation precision also beats the
+ * features prior's.
  * Served to new users from their links at query time (provider_social.c).
  */
 static const PriorSideInfo SocialSide = {
@@ -787,7 +789,10 @@ MappedUsers(ItTransferTrain *t, PriorSide *s, const ItMlpLayout *layout,
     ForwardRows(s->params, layout, s->enc->X, unmatched, nun, s->new_factors);
     for (int64 j = 0; j < nun * t->k; j++)
         if (!isfinite(s->new_factors[j]))
-            elog(ERROR, "the mapping of source_models gave a vector that is not finite");
+            ereport(ERROR,
+                    (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+                     errmsg("the mapping of source_models gave a vector that is not finite"),
+                     errhint("Retrain the source models, or train with a larger prior_weight_decay.")));
     s->nnew = nun;
     SideNotice(s, NULL,
                psprintf(INT64_FORMAT " users known only in the source models got a prior from their vectors there",

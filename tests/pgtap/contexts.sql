@@ -30,6 +30,11 @@ SELECT * FROM train('ctx_col', $$SELECT user_id, item_id, weight,
                                    FROM ctx_train$$,
                     options => '{"factors": 16, "iterations": 8, "seed": 7}');
 SELECT * FROM train('ctx_day', 'ctx_train', options => '{"factors": 8, "iterations": 4, "context": "daypart"}');
+-- the same times as timestamps without a zone (UTC wall clock), in a session of another zone
+SET TimeZone = 'America/New_York';
+SELECT * FROM train('ctx_wall', $$SELECT user_id, item_id, weight, ts AT TIME ZONE 'UTC' AS ts FROM ctx_train$$,
+                    options => '{"factors": 16, "iterations": 8, "seed": 7, "context": "weekpart", "timezone": "Asia/Tokyo"}');
+RESET TimeZone;
 SELECT * FROM train('noctx', 'ctx_train', options => '{"factors": 8, "iterations": 4}');
 RESET client_min_messages;
 
@@ -54,7 +59,7 @@ SELECT avg(x.hits) / 10 AS p
                       JOIN weekend_test w ON w.user_id = u.user_id AND w.item_id = r.item_id) x;
 \o
 
-SELECT plan(25);
+SELECT plan(26);
 
 -- training
 SELECT is((SELECT contexts FROM it_model WHERE model = 'ctx'), ARRAY['weekday', 'weekend'],
@@ -69,6 +74,9 @@ SELECT is((SELECT contexts FROM it_model WHERE model = 'ctx_col'), ARRAY['deskto
           'a context column gives the contexts (NULL: no context)');
 SELECT ok((SELECT contexts <@ ARRAY['afternoon', 'evening', 'morning', 'night'] FROM it_model WHERE model = 'ctx_day'),
           'option context daypart derives parts of the day');
+SELECT is((SELECT count(*) FROM it_user_factors WHERE model = 'ctx_wall' AND context = 'weekend'),
+          (SELECT count(*) FROM it_user_factors WHERE model = 'ctx' AND context = 'weekend'),
+          'a ts without a zone is taken as the wall-clock time it is, whatever the session''s zone and option timezone');
 
 -- serving
 SELECT diag(format('held-out %s rows, precision@10: context vector %s, global vector %s', g.part,

@@ -81,7 +81,7 @@ SELECT u.user_id, p.item_id,
   FROM u CROSS JOIN pop_all p WHERE p.domain = 'video';
 \o
 
-SELECT plan(37);
+SELECT plan(38);
 
 -- training
 SELECT is((SELECT domains FROM it_model WHERE model = 'dom'), ARRAY['books', 'video'],
@@ -187,6 +187,8 @@ SELECT * FROM train('dom_w') \g /dev/null
 SELECT is((SELECT array_agg(metrics->'domain_weights'->>'rule' ORDER BY version) FROM it_model WHERE model = 'dom_w'),
           ARRAY['given', 'given', 'balanced', 'balanced'],
           'train(model) keeps given weights, and works "balanced" out again');
+SELECT * FROM train('dom_wide', 'dom_w_src', options => '{"factors": 4, "iterations": 2, "domain_weights": {"books": 0.01, "video": 20}}') \g /dev/null
+SELECT lives_ok($$SELECT * FROM train('dom_wide')$$, 'train(model) takes back the relative weights it stored (here 1 and 2000)');
 SELECT throws_like($$SELECT * FROM train('dom_bad', 'dom_train', options => '{"domain_weights": {"music": 2}}')$$,
                    '%names domain "music", which the interactions of model "dom_bad" do not have%',
                    'a weight for an unknown domain is an error');
