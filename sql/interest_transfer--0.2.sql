@@ -182,12 +182,12 @@ COMMENT ON FUNCTION drop_model(text) IS 'delete every version of a model; return
 
 CREATE FUNCTION recommend(user_id bigint, k int DEFAULT 10, model text DEFAULT NULL,
                           exclude_seen boolean DEFAULT true, domain text DEFAULT NULL,
-                          context text DEFAULT NULL)
+                          context text DEFAULT NULL, candidates bigint[] DEFAULT NULL)
 RETURNS TABLE (item_id bigint, score real, rank int, source text)
 AS 'MODULE_PATHNAME', 'interest_transfer_recommend'
 LANGUAGE C STABLE PARALLEL SAFE COST 5000 ROWS 10;
-COMMENT ON FUNCTION recommend(bigint, int, text, boolean, text, text) IS
-  'the k best items for a user (of one domain, for a model trained with domains; in a context, for a model trained with contexts), best first, with where the user''s interest came from';
+COMMENT ON FUNCTION recommend(bigint, int, text, boolean, text, text, bigint[]) IS
+  'the k best items for a user (of one domain, for a model trained with domains; in a context, for a model trained with contexts; among candidates, when given), best first, with where the user''s interest came from';
 
 CREATE FUNCTION score(user_id bigint, item_id bigint, model text DEFAULT NULL, domain text DEFAULT NULL,
                       context text DEFAULT NULL)

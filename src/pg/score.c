@@ -199,6 +199,99 @@ TopItems(ItModel *m, const ItInterest *in, bool has_user, int64 user_id, bool ex
     return written;
 }
 
+/* A candidate item and its score, for ranking candidates. */
+typedef struct ScoredCandidate
+{
+    int32       idx;
+    float       score;
+} ScoredCandidate;
+
+static int
+CompareScoredCandidates(const void *a, const void *b)
+{
+    const ScoredCandidate *x = a;
+    const ScoredCandidate *y = b;
+
+    if (x->score != y->score)
+        return x->score > y->score ? -1 : 1;
+    return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/*
+ * The k best of the candidate items (indexes, sorted, distinct; all of
+ * domain d when d >= 0), scored as TopItems scores every item: the exact
+ * score (ItItemScore), the co-buyers' score, or popularity; in->seen left
+ * out with exclude_seen.  Returns how many were written.
+ */
+static int
+TopCandidates(ItModel *m, const ItInterest *in, bool has_user, int64 user_id, bool exclude_seen, int d,
+              const int32 *cand, int ncand, int k, int32 *out_idx, float *out_score)
+{
+    ScoredCandidate *sc = palloc(sizeof(ScoredCandidate) * Max(ncand, 1));
+    float      *nb = NULL;
+    int         n = 0;
+
+    if (ItCrossDomainByNeighbours(m, in, d))
+    {
+        nb = palloc_extended(sizeof(float) * Max(m->domain_start[d + 1] - m->domain_start[d], 1), MCXT_ALLOC_HUGE);
+        ItCobuyerDomainScores(m, in, has_user, user_id, d, nb);
+    }
+    for (int i = 0; i < ncand; i++)
+    {
+        int32       idx = cand[i];
+
+        if (exclude_seen && in->nseen > 0 && InSorted(in->seen, in->nseen, idx))
+            continue;
+        sc[n].idx = idx;
+        sc[n].score = nb ? nb[idx - m->domain_start[d]] : in->x ? ItItemScore(m, in, idx) : m->pop_score[idx];
+        n++;
+    }
+    qsort(sc, n, sizeof(ScoredCandidate), CompareScoredCandidates);
+    n = Min(n, k);
+    for (int i = 0; i < n; i++)
+    {
+        out_idx[i] = sc[i].idx;
+        out_score[i] = sc[i].score;
+    }
+    pfree(sc);
+    if (nb)
+        pfree(nb);
+    return n;
+}
+
+/*
+ * The candidates argument: the model's indexes of those ids (of domain d;
+ * unknown ids left out), sorted and distinct.
+ */
+static int32 *
+CandidateIndexes(const ItModel *m, int d, ArrayType *arr, int *n)
+{
+    int         nids;
+    int64      *ids = ItIdArray(arr, "candidates", &nids);
+    int32      *idx = palloc(sizeof(int32) * Max(nids, 1));
+    int         w = 0;
+
+    for (int i = 0; i < nids; i++)
+    {
+        int64       j = ItItemIndex(m, Max(d, 0), ids[i]);
+
+        if (j >= 0)
+            idx[w++] = (int32) j;
+    }
+    qsort(idx, w, sizeof(int32), ItCompareInt32);
+    {
+        int         u = 0;
+
+        for (int i = 0; i < w; i++)
+            if (u == 0 || idx[i] != idx[u - 1])
+                idx[u++] = idx[i];
+        w = u;
+    }
+    pfree(ids);
+    *n = w;
+    return idx;
+}
+
 /* Argument argno as a list length: ERRORs when NULL, < 1 or > IT_MAX_K. */
 static int
 ArgK(FunctionCallInfo fcinfo, int argno)
@@ -235,14 +328,17 @@ ModelArg(FunctionCallInfo fcinfo, int argno)
  */
 static void
 ReturnTopItems(ReturnSetInfo *rsinfo, ItModel *m, const ItInterest *in, bool has_user, int64 user_id,
-               bool exclude_seen, int d, int k)
+               bool exclude_seen, int d, int k, const int32 *cand, int ncand)
 {
     int         n = (int) Min((int64) k, m->n_items);
     int32      *top_idx = palloc(sizeof(int32) * Max(n, 1));
     float      *top_score = palloc(sizeof(float) * Max(n, 1));
     Datum       source = CStringGetTextDatum(ItInterestSourceLabel(m, in, d));
 
-    n = TopItems(m, in, has_user, user_id, exclude_seen, d, k, top_idx, top_score);
+    if (cand != NULL)
+        n = TopCandidates(m, in, has_user, user_id, exclude_seen, d, cand, ncand, n, top_idx, top_score);
+    else
+        n = TopItems(m, in, has_user, user_id, exclude_seen, d, k, top_idx, top_score);
     for (int i = 0; i < n; i++)
     {
         Datum       values[4];
@@ -295,6 +391,8 @@ interest_transfer_recommend(PG_FUNCTION_ARGS)
     int         c;
     ItModel    *m;
     ItInterest  in;
+    int32      *cand = NULL;
+    int         ncand = 0;
 
     ItSetSchema(fcinfo);
     k = ArgK(fcinfo, 1);
@@ -313,7 +411,10 @@ interest_transfer_recommend(PG_FUNCTION_ARGS)
     user_id = PG_GETARG_INT64(0);
 
     ItUserInterestIn(m, user_id, c, &in);
-    ReturnTopItems(rsinfo, m, &in, true, user_id, exclude_seen, d, k);
+    /* candidates: only those items (business filters), scored as all items are */
+    if (PG_NARGS() > 6 && !PG_ARGISNULL(6))
+        cand = CandidateIndexes(m, d, PG_GETARG_ARRAYTYPE_P(6), &ncand);
+    ReturnTopItems(rsinfo, m, &in, true, user_id, exclude_seen, d, k, cand, ncand);
     PG_RETURN_NULL();
 }
 
@@ -364,7 +465,7 @@ interest_transfer_recommend_for(PG_FUNCTION_ARGS)
     m = ItGetModelForCall(fcinfo, model);
     ItVisitorInterest(m, features, ids, nids, &in);
     /* the given items are left out of the list, whatever the path */
-    ReturnTopItems(rsinfo, m, &in, false, 0, true, ItDomainArgument(m, NULL, true), k);
+    ReturnTopItems(rsinfo, m, &in, false, 0, true, ItDomainArgument(m, NULL, true), k, NULL, 0);
     PG_RETURN_NULL();
 }
 
