@@ -780,6 +780,11 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     double      loss;
     double      t_read;
     double      t_fit;
+    double      t_als;
+    double      t_mark;
+    double      t_contexts = 0.0;
+    double      t_cross = 0.0;
+    double      t_priors;
     StringInfoData history;
     ItTransferTrain *transfer;
     ItTrainedModel trained;
@@ -850,6 +855,7 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     Y = ItAllocArray(d.nitems * k, sizeof(float));
     initStringInfo(&history);
     loss = Fit(&d, &opts, X, Y, &history, false);
+    t_als = ItElapsedSeconds(start);
 
     /* features -> interest models on the trained factors (transfer.c) */
     memset(&trained, 0, sizeof(trained));
@@ -861,13 +867,19 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     {
         char       *key;
 
+        t_mark = ItElapsedSeconds(start);
         contexts = ItContextChoose(&d, &opts, X, Y, model, &key);
+        t_contexts = ItElapsedSeconds(start) - t_mark;
         if (key != NULL)
             keys = keys ? psprintf("%s, %s", keys, key) : key;
     }
     /* how users new to a domain are ranked (cross_domain.c) */
     {
-        char       *cross = ItCrossDomainRanking(&d, &opts, QuietFit, &options, model, def->stored);
+        char       *cross;
+
+        t_mark = ItElapsedSeconds(start);
+        cross = ItCrossDomainRanking(&d, &opts, QuietFit, &options, model, def->stored);
+        t_cross = ItElapsedSeconds(start) - t_mark;
 
         if (cross != NULL)
             keys = keys ? psprintf("%s, %s", keys, cross) : cross;
@@ -884,9 +896,21 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     trained.times = d.times;
     trained.X = X;
     trained.Y = Y;
+    t_mark = ItElapsedSeconds(start);
     ItTransferFit(transfer, &trained);
+    t_priors = ItElapsedSeconds(start) - t_mark;
     DecideDeploy(model, &d, &opts, &decision);
     t_fit = ItElapsedSeconds(start);
+    /* where the time went, before writing (the write is in the DEBUG line below) */
+    {
+        char       *phases = psprintf("\"phases\": {\"read\": %.4f, \"map\": %.4f, \"als\": %.4f, "
+                                      "\"contexts\": %.4f, \"cross_domain\": %.4f, \"priors\": %.4f, \"deploy\": %.4f}",
+                                      d.read_seconds, t_read - d.read_seconds, t_als - t_read,
+                                      t_contexts, t_cross, t_priors,
+                                      t_fit - t_mark - t_priors);
+
+        keys = keys ? psprintf("%s, %s", keys, phases) : phases;
+    }
 
     res->version = WriteModel(model, def, options, &d, X, Y, k, popularity, loss, history.data, start,
                               &res->seconds, transfer, &decision, keys,

@@ -6,7 +6,7 @@ CREATE EXTENSION IF NOT EXISTS interest_transfer;
 SET LOCAL client_min_messages = warning;
 
 \ir lib/as_role.psql
-SELECT plan(72);
+SELECT plan(73);
 
 -- 30 users in 3 groups of 10; group g uses items 100 g + 1 .. 100 g + 6,
 -- each user 4 of them (weights 1..3)
@@ -77,6 +77,10 @@ SELECT is((SELECT options FROM models WHERE model = 'v') - 'regularization',
 SELECT results_eq($$SELECT loss, seconds FROM models WHERE model = 'v'$$, $$SELECT loss, seconds FROM it_t_r1$$,
                   'the view shows the returned loss and seconds');
 
+SELECT ok((SELECT metrics->'phases' ?& ARRAY['read', 'map', 'als', 'contexts', 'cross_domain', 'priors', 'deploy']
+                  AND (SELECT bool_and(v::float8 >= 0 AND v::float8 <= seconds) FROM jsonb_each_text(metrics->'phases') e(k, v))
+             FROM it_model WHERE model = 'v'),
+          'metrics keep where the time of train() went, each phase within the whole call');
 -- training curve
 SELECT is((SELECT jsonb_array_length(history) FROM it_model WHERE model = 'v'), 8, 'one history entry per iteration');
 SELECT is((SELECT array_agg((e->>'iteration')::int ORDER BY n)
