@@ -200,6 +200,15 @@ int         it_topk(const float *scores, int64_t n,
                     int k, int32_t *out_idx, float *out_score);
 
 /*
+ * it_topk of scores[i] + blend * pop[i] (the expression computed in float,
+ * as a caller blending into a buffer would), without writing the blended
+ * scores anywhere; pop may be NULL when blend is 0.
+ */
+int         it_topk_blend(const float *scores, const float *pop, float blend, int64_t n,
+                          const int32_t *exclude, int64_t nexclude,
+                          int k, int32_t *out_idx, float *out_score);
+
+/*
  * Exact ranking of near ties.  scores[0..n) approximates an exact score
  * exact(arg, i) (a BLAS product sums in an order, with or without FMA,
  * that depends on the kernel and the number of rows, so its last bits

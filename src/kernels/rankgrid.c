@@ -278,7 +278,6 @@ it_fold_in_grid_workspace_floats(int64_t m, int kdim, int ngrid, int k)
         !AddSize(total, solve, &total) ||
         !AddSize(total, (size_t) kdim, &total) ||
         !AddSize(total, (size_t) m, &total) ||
-        !AddSize(total, (size_t) m, &total) ||
         !AddSize(total, 2 * (size_t) k, &total))
         return 0;
     return total;
@@ -309,8 +308,7 @@ it_fold_in_grid_hits_blend(const float *Y, int64_t m, int kdim, const float *YtY
     float      *V,
                *S,
                *scratch,
-               *top_val,
-               *mixed;
+               *top_val;
     int32_t    *top_idx;
     unsigned char *flags;
     int64_t     left;
@@ -343,7 +341,6 @@ it_fold_in_grid_hits_blend(const float *Y, int64_t m, int kdim, const float *YtY
     flags = (unsigned char *) (scratch + (size_t) kdim * kdim + kdim);
     top_val = scratch + (size_t) kdim * kdim + kdim + m;
     top_idx = (int32_t *) (top_val + k);
-    mixed = top_val + 2 * (size_t) k;
 
     /* the positives that are left once the revealed items are taken out */
     memset(flags, 0, (size_t) m);
@@ -376,12 +373,11 @@ it_fold_in_grid_hits_blend(const float *Y, int64_t m, int kdim, const float *YtY
             const float *row = S + (size_t) j * m;
             int         ntop;
 
-            if (blend != NULL && blend->blends[b] > 0.0f)
-            {
-                Blend(row, blend->pop, blend->blends[b], m, mixed);
-                row = mixed;
-            }
-            ntop = it_topk(row, m, revealed, nrev, k, top_idx, top_val);
+            if (blend != NULL)
+                ntop = it_topk_blend(row, blend->pop, blend->blends[b], m, revealed, nrev, k,
+                                     top_idx, top_val);
+            else
+                ntop = it_topk(row, m, revealed, nrev, k, top_idx, top_val);
             hits[j * nb + b] = CountHits(top_idx, ntop, flags);
         }
     MarkPositives(flags, m, pos, npos, 0);

@@ -15,6 +15,12 @@
 #include "kernels.h"
 
 /* (sa, ia) ranks below (sb, ib): lower score, or same score, higher index */
+static inline int64_t
+Min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
 #define WORSE(sa, ia, sb, ib) ((sa) < (sb) || ((sa) == (sb) && (ia) > (ib)))
 
 /* Restores the min-heap (worst at the root) below position i. */
@@ -62,10 +68,50 @@ SiftUp(int32_t *idx, float *sc, int i)
     sc[i] = vs;
 }
 
-int
-it_topk(const float *scores, int64_t n,
-        const int32_t *exclude, int64_t nexclude,
-        int k, int32_t *out_idx, float *out_score)
+/*
+ * The scan below is a filter: once the heap is full, a block of scores is
+ * looked at one by one only when one of them beats the worst kept score.
+ * The check of a block is a branch-free loop the compiler vectorises (for
+ * the generic target, AVX2 and AVX-512, picked at load time as in als.c),
+ * so most of the n scores cost a vector compare; the answer is the one a
+ * plain scan gives, since a block is skipped only when no score in it
+ * could enter the heap.
+ */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    defined(__ELF__) && !defined(IT_NO_TARGET_CLONES)
+#define IT_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
+#else
+#define IT_CLONES
+#endif
+
+#define IT_TOPK_BLOCK 64
+
+/* Whether a score of [0, n) (plus blend * pop when pop is given) is above worst. */
+IT_CLONES static int
+AnyAbove(const float *restrict s, const float *restrict pop, float blend, int n, float worst)
+{
+    int         any = 0;
+
+    if (pop == NULL)
+        for (int i = 0; i < n; i++)
+            any |= s[i] > worst;
+    else
+        for (int i = 0; i < n; i++)
+            any |= s[i] + blend * pop[i] > worst;
+    return any;
+}
+
+/* The score of item i: scores[i], plus blend * pop[i] when pop is given. */
+static inline float
+ScoreAt(const float *scores, const float *pop, float blend, int64_t i)
+{
+    return pop == NULL ? scores[i] : scores[i] + blend * pop[i];
+}
+
+static int
+TopK(const float *scores, const float *pop, float blend, int64_t n,
+     const int32_t *exclude, int64_t nexclude,
+     int k, int32_t *out_idx, float *out_score)
 {
     int         size = 0;
     int64_t     i = 0;
@@ -89,7 +135,7 @@ it_topk(const float *scores, int64_t n,
         /* filling: every non-NaN score goes in */
         for (; i < stop && size < k; i++)
         {
-            float       s = scores[i];
+            float       s = ScoreAt(scores, pop, blend, i);
 
             if (s != s)
                 continue;
@@ -103,14 +149,26 @@ it_topk(const float *scores, int64_t n,
         {
             float       worst = out_score[0];
 
-            for (; i < stop; i++)
+            while (i < stop)
             {
-                if (scores[i] > worst)
+                int64_t     bend = Min64(stop, i + IT_TOPK_BLOCK);
+
+                if (!AnyAbove(scores + i, pop ? pop + i : NULL, blend, (int) (bend - i), worst))
                 {
-                    out_idx[0] = (int32_t) i;
-                    out_score[0] = scores[i];
-                    SiftDown(out_idx, out_score, size, 0);
-                    worst = out_score[0];
+                    i = bend;
+                    continue;
+                }
+                for (; i < bend; i++)
+                {
+                    float       s = ScoreAt(scores, pop, blend, i);
+
+                    if (s > worst)
+                    {
+                        out_idx[0] = (int32_t) i;
+                        out_score[0] = s;
+                        SiftDown(out_idx, out_score, size, 0);
+                        worst = out_score[0];
+                    }
                 }
             }
         }
@@ -131,6 +189,24 @@ it_topk(const float *scores, int64_t n,
         SiftDown(out_idx, out_score, end, 0);
     }
     return size;
+}
+
+int
+it_topk(const float *scores, int64_t n,
+        const int32_t *exclude, int64_t nexclude,
+        int k, int32_t *out_idx, float *out_score)
+{
+    return TopK(scores, NULL, 0.0f, n, exclude, nexclude, k, out_idx, out_score);
+}
+
+int
+it_topk_blend(const float *scores, const float *pop, float blend, int64_t n,
+              const int32_t *exclude, int64_t nexclude,
+              int k, int32_t *out_idx, float *out_score)
+{
+    if (blend == 0.0f)
+        pop = NULL;
+    return TopK(scores, pop, blend, n, exclude, nexclude, k, out_idx, out_score);
 }
 
 static int

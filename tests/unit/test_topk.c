@@ -78,7 +78,8 @@ TEST(topk_equals_full_sort)
 
     for (trial = 0; trial < 400; trial++)
     {
-        int         n = 1 + Rand() % 300;
+        /* some longer than the scan's blocks (64), most shorter */
+        int         n = (trial % 4 == 3) ? 1 + Rand() % 3000 : 1 + Rand() % 300;
         int         nex = Rand() % (n / 2 + 1);
         int         ks[] = {1, 2, 3, 7, 10, 50, n - 1, n, n + 5, 1000};
         float      *scores = malloc(sizeof(float) * n);
@@ -140,6 +141,66 @@ TEST(topk_equals_full_sort)
         free(rsc);
     }
     CHECK(bad == 0, "%d top-k lists differ from the full sort", bad);
+}
+
+/*
+ * it_topk_blend ranks scores + blend * pop as it_topk ranks a buffer of
+ * them.  Values are multiples of 1/16 and blends powers of two, so that
+ * every sum is exact whether or not the compiler fuses it.
+ */
+TEST(topk_blend_equals_blended_buffer)
+{
+    const float blends[] = {0.0f, 0.25f, 2.0f};
+    int         bad = 0;
+
+    for (int trial = 0; trial < 200; trial++)
+    {
+        int         n = 1 + Rand() % 2000;
+        int         nex = Rand() % 20;
+        int         k = 1 + Rand() % 30;
+        float      *scores = malloc(sizeof(float) * n);
+        float      *pop = malloc(sizeof(float) * n);
+        float      *buf = malloc(sizeof(float) * n);
+        int32_t    *ex = malloc(sizeof(int32_t) * (nex + 1));
+        int32_t     idx[30],
+                    ridx[30];
+        float       sc[30],
+                    rsc[30];
+
+        for (int i = 0; i < n; i++)
+        {
+            scores[i] = (float) ((int) (Rand() % 201) - 100) / 16.0f;
+            pop[i] = (float) (Rand() % 17) / 16.0f;
+        }
+        for (int i = 0; i < nex; i++)
+            ex[i] = (int32_t) (Rand() % n);
+        for (int i = 1; i < nex; i++)
+            for (int j = i; j > 0 && ex[j - 1] > ex[j]; j--)
+            {
+                int32_t     t = ex[j];
+
+                ex[j] = ex[j - 1];
+                ex[j - 1] = t;
+            }
+        for (int b = 0; b < 3; b++)
+        {
+            int         got;
+            int         want;
+
+            for (int i = 0; i < n; i++)
+                buf[i] = scores[i] + blends[b] * pop[i];
+            got = it_topk_blend(scores, b == 0 ? NULL : pop, blends[b], n, ex, nex, k, idx, sc);
+            want = it_topk(buf, n, ex, nex, k, ridx, rsc);
+            if (got != want || memcmp(idx, ridx, sizeof(int32_t) * want) != 0 ||
+                memcmp(sc, rsc, sizeof(float) * want) != 0)
+                bad++;
+        }
+        free(scores);
+        free(pop);
+        free(buf);
+        free(ex);
+    }
+    CHECK(bad == 0, "%d blended top-k lists differ from the buffer's", bad);
 }
 
 TEST(topk_edge_cases)
@@ -304,6 +365,7 @@ int
 main(void)
 {
     RUN(topk_equals_full_sort);
+    RUN(topk_blend_equals_blended_buffer);
     RUN(topk_edge_cases);
     RUN(topk_ties_by_lower_index);
     RUN(score_all_matches_loop);
