@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cblas.h>
 
@@ -86,19 +87,45 @@ SiftUp(int32_t *idx, float *sc, int i)
 
 #define IT_TOPK_BLOCK 64
 
+/* 16 floats (one AVX-512 register, two AVX2 or four SSE ones) */
+typedef float TopkV16 __attribute__((vector_size(64)));
+typedef int32_t TopkI16 __attribute__((vector_size(64)));
+
 /* Whether a score of [0, n) (plus blend * pop when pop is given) is above worst. */
 IT_CLONES static int
 AnyAbove(const float *restrict s, const float *restrict pop, float blend, int n, float worst)
 {
-    int         any = 0;
+    TopkI16     any = {0};
+    TopkV16     w = worst - (TopkV16) {0};
+    int         i = 0;
 
     if (pop == NULL)
-        for (int i = 0; i < n; i++)
-            any |= s[i] > worst;
+        for (; i + 16 <= n; i += 16)
+        {
+            TopkV16     v;
+
+            memcpy(&v, s + i, sizeof(v));
+            any |= v > w;
+        }
     else
-        for (int i = 0; i < n; i++)
-            any |= s[i] + blend * pop[i] > worst;
-    return any;
+    {
+        TopkV16     b = blend - (TopkV16) {0};
+
+        for (; i + 16 <= n; i += 16)
+        {
+            TopkV16     v,
+                        p;
+
+            memcpy(&v, s + i, sizeof(v));
+            memcpy(&p, pop + i, sizeof(p));
+            any |= v + b * p > w;
+        }
+    }
+    for (int j = 1; j < 16; j++)
+        any[0] |= any[j];
+    for (; i < n; i++)
+        any[0] |= pop == NULL ? s[i] > worst : s[i] + blend * pop[i] > worst;
+    return any[0] != 0;
 }
 
 /* The score of item i: scores[i], plus blend * pop[i] when pop is given. */
