@@ -225,6 +225,37 @@ it_fold_in_reveal_order(const ItCsr *R, const double *times, int64_t row, uint64
     qsort(ent, len, sizeof(ItRevealEntry), CompareRevealKey);
 }
 
+/* The first nrev entries in reveal order, in ascending item order, to rev/revw. */
+static void
+RevealFirst(const ItRevealEntry *ent, int nrev, int32_t *rev, float *revw)
+{
+    for (int a = 0; a < nrev; a++)
+    {
+        int         c = a;
+
+        while (c > 0 && rev[c - 1] > ent[a].item)
+        {
+            rev[c] = rev[c - 1];
+            revw[c] = revw[c - 1];
+            c--;
+        }
+        rev[c] = ent[a].item;
+        revw[c] = ent[a].w;
+    }
+}
+
+/* The row's positives (entries of weight >= min_weight) to pos; returns how many. */
+static int64_t
+RowPositives(const ItCsr *R, int64_t row, float min_weight, int32_t *pos)
+{
+    int64_t     npos = 0;
+
+    for (int64_t e = R->indptr[row]; e < R->indptr[row + 1]; e++)
+        if (R->data[e] >= min_weight)
+            pos[npos++] = R->indices[e];
+    return npos;
+}
+
 int
 it_fold_in_simulate_user(const ItCsr *R, const double *times, int64_t row, uint64_t salt,
                          float min_weight,
@@ -235,8 +266,6 @@ it_fold_in_simulate_user(const ItCsr *R, const double *times, int64_t row, uint6
                          ItRevealEntry *ent, int32_t *pos, int32_t *rev, float *revw,
                          float *ws, ItFoldInSums *sums, int *solve_status)
 {
-    int64_t     b;
-    int64_t     len;
     int64_t     npos = 0;
     int32_t     hits[IT_FOLD_MAX_GRID];
 
@@ -247,11 +276,7 @@ it_fold_in_simulate_user(const ItCsr *R, const double *times, int64_t row, uint6
         nreveal > sums->nreveal || ngrid < 1 || entries < 1 || entries > sums->ngrid ||
         sums->ngrid > IT_FOLD_MAX_GRID)
         return IT_FOLD_EINVAL;
-    b = R->indptr[row];
-    len = R->indptr[row + 1] - b;
-    for (int64_t e = 0; e < len; e++)
-        if (R->data[b + e] >= min_weight)
-            pos[npos++] = R->indices[b + e];
+    npos = RowPositives(R, row, min_weight, pos);
     it_fold_in_reveal_order(R, times, row, salt, ent);
 
     for (int r = 0; r < nreveal; r++)
@@ -261,20 +286,7 @@ it_fold_in_simulate_user(const ItCsr *R, const double *times, int64_t row, uint6
 
         if (npos < nrev + 1)
             continue;
-        /* the first nrev, in ascending item order */
-        for (int a = 0; a < nrev; a++)
-        {
-            int         c = a;
-
-            while (c > 0 && rev[c - 1] > ent[a].item)
-            {
-                rev[c] = rev[c - 1];
-                revw[c] = revw[c - 1];
-                c--;
-            }
-            rev[c] = ent[a].item;
-            revw[c] = ent[a].w;
-        }
+        RevealFirst(ent, nrev, rev, revw);
         rc = it_fold_in_grid_hits_blend(Y, m, k, YtY, alpha, min_weight, prior, blend, rev, revw, nrev,
                                         pos, npos, lambdas, ngrid, eval_k, ws, hits);
         if (rc != 0)
@@ -282,6 +294,79 @@ it_fold_in_simulate_user(const ItCsr *R, const double *times, int64_t row, uint6
             *solve_status = rc;
             return rc < 0 ? IT_FOLD_EINVAL : IT_FOLD_ESOLVE;
         }
+        if (hits[0] < 0)
+            continue;
+        for (int g = 0; g < entries; g++)
+            sums->hitsum[r * sums->ngrid + g] += hits[g];
+        sums->users[r]++;
+    }
+    return IT_FOLD_OK;
+}
+
+int
+it_fold_in_simulate_users(const ItCsr *R, const double *times, const int64_t *rows, int n,
+                          uint64_t salt, float min_weight, const int *reveal, int nreveal,
+                          const float *Y, int64_t m, int k, const float *YtY,
+                          float alpha, const float *const *priors,
+                          const ItPopBlend *blend, const float *lambdas, int ngrid, int eval_k,
+                          const ItSimulateBuffers *buf, ItFoldInSums *sums, int *solve_status)
+{
+    int         entries = ngrid * (blend ? blend->nblend : 1);
+    int         maxrev;
+    int         nq = 0;
+    int64_t     posused = 0;
+    int         rc;
+
+    *solve_status = 0;
+    if (R == NULL || rows == NULL || n < 1 || reveal == NULL || nreveal < 1 ||
+        nreveal > sums->nreveal || ngrid < 1 || entries < 1 || entries > sums->ngrid ||
+        sums->ngrid > IT_FOLD_MAX_GRID || buf == NULL)
+        return IT_FOLD_EINVAL;
+    maxrev = reveal[nreveal - 1];
+    for (int i = 0; i < n; i++)
+    {
+        int64_t     row = rows[i];
+        int32_t    *pos = buf->pos + posused;
+        int64_t     npos;
+
+        if (row < 0 || row >= R->nrows)
+            return IT_FOLD_EINVAL;
+        npos = RowPositives(R, row, min_weight, pos);
+        posused += npos;
+        it_fold_in_reveal_order(R, times, row, salt, buf->ent);
+        for (int r = 0; r < nreveal; r++)
+        {
+            ItGridQuery *q = &buf->queries[nq];
+            int32_t    *rev = buf->rev + (size_t) nq * maxrev;
+            float      *revw = buf->revw + (size_t) nq * maxrev;
+
+            if (npos < reveal[r] + 1)
+                continue;
+            RevealFirst(buf->ent, reveal[r], rev, revw);
+            q->revealed = rev;
+            q->weights = revw;
+            q->nrev = reveal[r];
+            q->pos = pos;
+            q->npos = npos;
+            q->prior = priors ? priors[i] : NULL;
+            buf->qreveal[nq] = r;
+            nq++;
+        }
+    }
+    if (nq == 0)
+        return IT_FOLD_OK;
+    rc = it_fold_in_grid_hits_batch(Y, m, k, YtY, alpha, min_weight, blend, buf->queries, nq,
+                                    lambdas, ngrid, eval_k, buf->ws, buf->hits);
+    if (rc != 0)
+    {
+        *solve_status = rc;
+        return rc < 0 ? IT_FOLD_EINVAL : IT_FOLD_ESOLVE;
+    }
+    for (int q = 0; q < nq; q++)
+    {
+        const int32_t *hits = buf->hits + (size_t) q * entries;
+        int         r = buf->qreveal[q];
+
         if (hits[0] < 0)
             continue;
         for (int g = 0; g < entries; g++)

@@ -159,6 +159,36 @@ int         it_fold_in_simulate_user(const ItCsr *R, const double *times, int64_
                                      int32_t *rev, float *revw, float *ws,
                                      ItFoldInSums *sums, int *solve_status);
 
+/*
+ * The buffers of it_fold_in_simulate_users for n users of rows at most
+ * maxlen long and nreveal reveal counts (caller-allocated):
+ */
+typedef struct ItSimulateBuffers
+{
+    ItRevealEntry *ent;         /* maxlen */
+    int32_t    *pos;            /* n * maxlen */
+    int32_t    *rev;            /* n * nreveal * reveal[nreveal - 1] */
+    float      *revw;           /* the same */
+    ItGridQuery *queries;       /* n * nreveal */
+    int        *qreveal;        /* n * nreveal */
+    int32_t    *hits;           /* n * nreveal * entries */
+    float      *ws;             /* it_fold_in_grid_batch_workspace_floats(m, k, ngrid, eval_k, n * nreveal) */
+} ItSimulateBuffers;
+
+/*
+ * it_fold_in_simulate_user for the n users rows[0..n) at once, user i
+ * folded in around priors[i] (kdim floats; priors NULL, or an entry
+ * NULL: zero): the same sums, but the scores of every user's
+ * grids are one product (it_fold_in_grid_hits_batch).  Returns as
+ * it_fold_in_simulate_user.
+ */
+int         it_fold_in_simulate_users(const ItCsr *R, const double *times, const int64_t *rows, int n,
+                                      uint64_t salt, float min_weight, const int *reveal, int nreveal,
+                                      const float *Y, int64_t m, int k, const float *YtY,
+                                      float alpha, const float *const *priors,
+                                      const ItPopBlend *blend, const float *lambdas, int ngrid, int eval_k,
+                                      const ItSimulateBuffers *buf, ItFoldInSums *sums, int *solve_status);
+
 /* The outcome of the simulations of one prior. */
 typedef struct ItFoldInChoice
 {

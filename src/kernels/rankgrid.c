@@ -305,20 +305,85 @@ it_fold_in_grid_hits_blend(const float *Y, int64_t m, int kdim, const float *YtY
                            const float *lambdas, int ngrid, int k,
                            float *workspace, int32_t *hits)
 {
+    ItGridQuery q;
+
+    q.revealed = revealed;
+    q.weights = weights;
+    q.nrev = nrev;
+    q.pos = pos;
+    q.npos = npos;
+    q.prior = prior;
+    return it_fold_in_grid_hits_batch(Y, m, kdim, YtY, alpha, positive_threshold, blend, &q, 1,
+                                      lambdas, ngrid, k, workspace, hits);
+}
+
+size_t
+it_fold_in_grid_batch_workspace_floats(int64_t m, int kdim, int ngrid, int k, int nq)
+{
+    size_t      one = it_fold_in_grid_workspace_floats(m, kdim, ngrid, k);
+    size_t      more;
+    size_t      total;
+
+    /* the vectors and scores of the other nq - 1 queries */
+    if (one == 0 || nq < 1 ||
+        !MulSize((size_t) (nq - 1), (size_t) ngrid * ((size_t) kdim + (size_t) m), &more) ||
+        !AddSize(one, more, &total))
+        return 0;
+    return total;
+}
+
+/* Whether query q's arguments are valid (revealed sorted, distinct, in range). */
+static int
+QueryValid(const ItGridQuery *q, int64_t m)
+{
+    if (q->nrev < 0 || (q->nrev > 0 && (q->revealed == NULL || q->weights == NULL)) ||
+        q->npos < 0 || (q->npos > 0 && q->pos == NULL))
+        return 0;
+    for (int r = 0; r < q->nrev; r++)
+        if (q->revealed[r] < 0 || q->revealed[r] >= m ||
+            (r > 0 && q->revealed[r] <= q->revealed[r - 1]))
+            return 0;
+    return 1;
+}
+
+/*
+ * Flags query q's positives that are left once its revealed items are
+ * taken out (flags all clear before); returns how many.
+ */
+static int64_t
+MarkLeft(unsigned char *flags, int64_t m, const ItGridQuery *q)
+{
+    int64_t     left = MarkPositives(flags, m, q->pos, q->npos, 1);
+
+    for (int r = 0; r < q->nrev; r++)
+    {
+        left -= flags[q->revealed[r]];
+        flags[q->revealed[r]] = 0;
+    }
+    return left;
+}
+
+int
+it_fold_in_grid_hits_batch(const float *Y, int64_t m, int kdim, const float *YtY,
+                           float alpha, float positive_threshold, const ItPopBlend *blend,
+                           const ItGridQuery *queries, int nq,
+                           const float *lambdas, int ngrid, int k,
+                           float *workspace, int32_t *hits)
+{
     float      *V,
                *S,
                *scratch,
                *top_val;
     int32_t    *top_idx;
     unsigned char *flags;
-    int64_t     left;
     int         nb = blend ? blend->nblend : 1;
+    int         entries = ngrid * nb;
     int         j;
 
     if (Y == NULL || YtY == NULL || m < 1 || m > INT32_MAX || kdim < 1 ||
-        nrev < 0 || (nrev > 0 && (revealed == NULL || weights == NULL)) ||
-        npos < 0 || (npos > 0 && pos == NULL) || lambdas == NULL || ngrid < 1 ||
-        k < 1 || workspace == NULL || hits == NULL)
+        queries == NULL || nq < 1 || lambdas == NULL || ngrid < 1 ||
+        k < 1 || workspace == NULL || hits == NULL ||
+        (size_t) nq * (size_t) ngrid > (size_t) INT32_MAX)
         return -1;
     if (blend != NULL)
     {
@@ -331,56 +396,67 @@ it_fold_in_grid_hits_blend(const float *Y, int64_t m, int kdim, const float *YtY
     for (j = 0; j < ngrid; j++)
         if (!(lambdas[j] > 0.0f))
             return -1;
-    for (int r = 0; r < nrev; r++)
-        if (revealed[r] < 0 || revealed[r] >= m || (r > 0 && revealed[r] <= revealed[r - 1]))
+    for (int q = 0; q < nq; q++)
+        if (!QueryValid(&queries[q], m))
             return -1;
 
+    /* the layout of it_fold_in_grid_workspace_floats, with nq queries' vectors and scores */
     V = workspace;
-    S = V + (size_t) ngrid * kdim;
-    scratch = S + (size_t) ngrid * m;
+    S = V + (size_t) nq * ngrid * kdim;
+    scratch = S + (size_t) nq * ngrid * m;
     flags = (unsigned char *) (scratch + (size_t) kdim * kdim + kdim);
     top_val = scratch + (size_t) kdim * kdim + kdim + m;
     top_idx = (int32_t *) (top_val + k);
-
-    /* the positives that are left once the revealed items are taken out */
     memset(flags, 0, (size_t) m);
-    left = MarkPositives(flags, m, pos, npos, 1);
-    for (int r = 0; r < nrev; r++)
+
+    /* each query's grid of fold-ins; a query with no positive left gets -1 and zero vectors */
+    for (int q = 0; q < nq; q++)
     {
-        left -= flags[revealed[r]];
-        flags[revealed[r]] = 0;
-    }
-    if (left <= 0)
-    {
-        MarkPositives(flags, m, pos, npos, 0);
-        for (j = 0; j < ngrid * nb; j++)
-            hits[j] = -1;
-        return 0;
+        const ItGridQuery *x = &queries[q];
+        float      *Vq = V + (size_t) q * ngrid * kdim;
+        int64_t     left = MarkLeft(flags, m, x);
+
+        MarkPositives(flags, m, x->pos, x->npos, 0);
+        if (left <= 0)
+        {
+            for (j = 0; j < entries; j++)
+                hits[(size_t) q * entries + j] = -1;
+            memset(Vq, 0, sizeof(float) * (size_t) ngrid * kdim);
+            continue;
+        }
+        for (j = 0; j < ngrid; j++)
+            if (it_fold_in(Y, kdim, YtY, x->revealed, x->weights, x->nrev, alpha, positive_threshold,
+                           lambdas[j], x->prior, Vq + (size_t) j * kdim, scratch) != 0)
+                return 1;
     }
 
-    for (j = 0; j < ngrid; j++)
-        if (it_fold_in(Y, kdim, YtY, revealed, weights, nrev, alpha, positive_threshold, lambdas[j], prior,
-                       V + (size_t) j * kdim, scratch) != 0)
-        {
-            MarkPositives(flags, m, pos, npos, 0);
-            return 1;
-        }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ngrid, (int) m, kdim,
+    /* the scores of every grid, one product */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq * ngrid, (int) m, kdim,
                 1.0f, V, kdim, Y, kdim, 0.0f, S, (int) m);
-    for (j = 0; j < ngrid; j++)
-        for (int b = 0; b < nb; b++)
-        {
-            const float *row = S + (size_t) j * m;
-            int         ntop;
 
-            if (blend != NULL)
-                ntop = it_topk_blend(row, blend->pop, blend->blends[b], m, revealed, nrev, k,
-                                     top_idx, top_val);
-            else
-                ntop = it_topk(row, m, revealed, nrev, k, top_idx, top_val);
-            hits[j * nb + b] = CountHits(top_idx, ntop, flags);
-        }
-    MarkPositives(flags, m, pos, npos, 0);
+    for (int q = 0; q < nq; q++)
+    {
+        const ItGridQuery *x = &queries[q];
+        int32_t    *hq = hits + (size_t) q * entries;
+
+        if (hq[0] == -1)
+            continue;
+        (void) MarkLeft(flags, m, x);
+        for (j = 0; j < ngrid; j++)
+            for (int b = 0; b < nb; b++)
+            {
+                const float *row = S + ((size_t) q * ngrid + j) * m;
+                int         ntop;
+
+                if (blend != NULL)
+                    ntop = it_topk_blend(row, blend->pop, blend->blends[b], m, x->revealed, x->nrev, k,
+                                         top_idx, top_val);
+                else
+                    ntop = it_topk(row, m, x->revealed, x->nrev, k, top_idx, top_val);
+                hq[j * nb + b] = CountHits(top_idx, ntop, flags);
+            }
+        MarkPositives(flags, m, x->pos, x->npos, 0);
+    }
     return 0;
 }
 

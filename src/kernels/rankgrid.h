@@ -122,6 +122,38 @@ int         it_fold_in_grid_hits_blend(const float *Y, int64_t m, int kdim, cons
                                        const float *lambdas, int ngrid, int k,
                                        float *workspace, int32_t *hits);
 
+/*
+ * One fold-in of a batch: the revealed items (sorted, distinct, in
+ * [0, m)) and their weights, the positives, the prior (kdim floats, or
+ * NULL for zero), as the arguments of it_fold_in_grid_hits_blend.
+ */
+typedef struct ItGridQuery
+{
+    const int32_t *revealed;
+    const float *weights;
+    int         nrev;
+    const int32_t *pos;
+    int64_t     npos;
+    const float *prior;
+} ItGridQuery;
+
+/*
+ * it_fold_in_grid_hits_blend for nq queries against the same items: the
+ * hits of query q go to hits[q * entries ..), entries = ngrid * nblend (or
+ * ngrid without blend).  The scores of every query's grid are one
+ * cblas_sgemm of nq * ngrid rows, which packs Y once for them all instead
+ * of once per query.  workspace:
+ * it_fold_in_grid_batch_workspace_floats(m, kdim, ngrid, k, nq) floats
+ * (nq = 1: it_fold_in_grid_workspace_floats).  Returns 0; -1 on invalid
+ * arguments; 1 when a fold-in cannot be solved.
+ */
+size_t      it_fold_in_grid_batch_workspace_floats(int64_t m, int kdim, int ngrid, int k, int nq);
+int         it_fold_in_grid_hits_batch(const float *Y, int64_t m, int kdim, const float *YtY,
+                                       float alpha, float positive_threshold, const ItPopBlend *blend,
+                                       const ItGridQuery *queries, int nq,
+                                       const float *lambdas, int ngrid, int k,
+                                       float *workspace, int32_t *hits);
+
 int         it_fold_in_grid_hits(const float *Y, int64_t m, int kdim, const float *YtY,
                                  float alpha, float positive_threshold, const float *prior,
                                  const int32_t *revealed, const float *weights, int nrev,

@@ -198,6 +198,8 @@ static const double FoldInBlendGrid[] = {0.0, 0.1, 0.3, 1.0, 3.0, 10.0};
 #define IT_FOLD_TOPK_COST   8.0
 #define IT_FOLD_LEAVE_OUT   0.1
 #define IT_FOLD_MAX_GROUPS  5
+#define IT_FOLD_BATCH       8
+#define IT_FOLD_BATCH_SCORES 4.0e6
 
 /* Popularity blends tried, in units of the prior's typical top score. */
 static const double BlendGrid[] = {0.0, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0};
@@ -922,10 +924,11 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
     float      *YtY;
     size_t      wsf;
     float      *ws;
-    ItRevealEntry *ent;
-    int32      *rev;
-    float      *revw;
-    int32      *pos;
+    int         batch;
+    int         nq;
+    ItSimulateBuffers buf;
+    int64      *brows;
+    const float **bpriors;
     ItFoldInSums sums;
     ItPopBlend  blend;
     uint64      salt = it_mix64(t->o.seed ^ UINT64CONST(0x666f6c642d696e));
@@ -971,13 +974,33 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
                  errmsg("too many items to choose the fold-in prior weight: " INT64_FORMAT, m)));
     ws = AllocChecked((int64) wsf, sizeof(float), "fold-in workspace");
     FoldInBlends(tm->Y, m, k, priors, shared, sel, nsel, ws, out->blends);
+    pfree(ws);
     blend.pop = t->pop;
     blend.blends = out->blends;
     blend.nblend = IT_FOLD_NBLEND;
-    ent = AllocChecked(Max(maxlen, 1), sizeof(ItRevealEntry), "fold-in rows");
-    pos = AllocChecked(Max(maxlen, 1), sizeof(int32), "fold-in rows");
-    rev = AllocChecked(FoldInReveal[IT_FOLD_NREVEAL - 1], sizeof(int32), "fold-in rows");
-    revw = AllocChecked(FoldInReveal[IT_FOLD_NREVEAL - 1], sizeof(float), "fold-in rows");
+
+    /*
+     * The users are simulated a batch at a time, so that the scores of all
+     * their grids are one matrix product; batches hold at most
+     * IT_FOLD_BATCH_SCORES scores.
+     */
+    batch = (int) Max(1, Min(IT_FOLD_BATCH, IT_FOLD_BATCH_SCORES / ((double) IT_FOLD_NREVEAL * IT_FOLD_NGRID * m)));
+    nq = batch * IT_FOLD_NREVEAL;
+    wsf = it_fold_in_grid_batch_workspace_floats(m, k, IT_FOLD_NGRID, IT_PRIOR_EVAL_K, nq);
+    if (wsf == 0)
+        ereport(ERROR,
+                (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                 errmsg("too many items to choose the fold-in prior weight: " INT64_FORMAT, m)));
+    buf.ws = AllocChecked((int64) wsf, sizeof(float), "fold-in workspace");
+    buf.ent = AllocChecked(Max(maxlen, 1), sizeof(ItRevealEntry), "fold-in rows");
+    buf.pos = AllocChecked(Max(maxlen, 1) * batch, sizeof(int32), "fold-in rows");
+    buf.rev = AllocChecked((int64) FoldInReveal[IT_FOLD_NREVEAL - 1] * nq, sizeof(int32), "fold-in rows");
+    buf.revw = AllocChecked((int64) FoldInReveal[IT_FOLD_NREVEAL - 1] * nq, sizeof(float), "fold-in rows");
+    buf.queries = AllocChecked(nq, sizeof(ItGridQuery), "fold-in rows");
+    buf.qreveal = AllocChecked(nq, sizeof(int), "fold-in rows");
+    buf.hits = AllocChecked((int64) nq * IT_FOLD_NENTRIES, sizeof(int32), "fold-in rows");
+    brows = AllocChecked(batch, sizeof(int64), "fold-in rows");
+    bpriors = AllocChecked(batch, sizeof(float *), "fold-in rows");
 
     for (int64 g0 = 0; g0 < nsel; g0 += group)
     {
@@ -985,16 +1008,23 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
 
         Y = LeaveOutItems(t, selrows + g0, g1 - g0, YtY);
         out->groups++;
-        for (int64 s = g0; s < g1; s++)
+        for (int64 s0 = g0; s0 < g1; s0 += batch)
         {
-            int64       i = sel[s];
+            int         n = (int) Min(batch, g1 - s0);
             int         solve;
 
             CHECK_FOR_INTERRUPTS();
-            if (it_fold_in_simulate_user(R, tm->times, rows[i], salt, min_weight, FoldInReveal, IT_FOLD_NREVEAL,
-                                         Y, m, k, YtY, tm->alpha, shared ? priors : priors + i * k, &blend,
-                                         out->lambdas, IT_FOLD_NGRID, IT_PRIOR_EVAL_K,
-                                         ent, pos, rev, revw, ws, &sums, &solve) != IT_FOLD_OK)
+            for (int b = 0; b < n; b++)
+            {
+                int64       i = sel[s0 + b];
+
+                brows[b] = rows[i];
+                bpriors[b] = shared ? priors : priors + i * k;
+            }
+            if (it_fold_in_simulate_users(R, tm->times, brows, n, salt, min_weight, FoldInReveal, IT_FOLD_NREVEAL,
+                                          Y, m, k, YtY, tm->alpha, bpriors, &blend,
+                                          out->lambdas, IT_FOLD_NGRID, IT_PRIOR_EVAL_K,
+                                          &buf, &sums, &solve) != IT_FOLD_OK)
                 elog(ERROR, "could not fold in a trained user to choose the fold-in prior weight (status %d)", solve);
         }
         pfree(Y);
@@ -1022,11 +1052,16 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
     pfree(sel);
     pfree(selrows);
     pfree(YtY);
-    pfree(ws);
-    pfree(ent);
-    pfree(pos);
-    pfree(rev);
-    pfree(revw);
+    pfree(buf.ws);
+    pfree(buf.ent);
+    pfree(buf.pos);
+    pfree(buf.rev);
+    pfree(buf.revw);
+    pfree(buf.queries);
+    pfree(buf.qreveal);
+    pfree(buf.hits);
+    pfree(brows);
+    pfree(bpriors);
 }
 
 /* The weight and the blend of grid entry e of a fold-in choice. */

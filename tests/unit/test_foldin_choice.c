@@ -577,6 +577,109 @@ TEST(simulate_user_reveals_the_first_in_hash_order)
     FreeModel(&md);
 }
 
+/*
+ * Simulating users a batch at a time gives the sums of simulating them one
+ * by one (the products are summed in another order, so a near tie at the
+ * k-th place may turn: allowed once per few hundred rankings).
+ */
+TEST(simulate_users_in_batches_sums_as_one_by_one)
+{
+    Model       md;
+    int         k = 6;
+    int         reveal[2] = {3, 10};
+    float       lambdas[3] = {0.1f, 1.0f, 10.0f};
+    float       blends[2] = {0.0f, 0.5f};
+    float      *YtY;
+    float      *pop;
+    float      *prior = malloc(sizeof(float) * k);
+    ItPopBlend  blend;
+    ItFoldInSums one;
+    ItFoldInSums batched;
+    int         solve;
+    int         B = 5;
+    int         nq = B * 2;
+    ItSimulateBuffers buf;
+    int64_t     rows[5];
+    const float *priors[5];
+    float      *ws;
+    int32_t     rev[10];
+    float       revw[10];
+    int64_t     total = 0;
+    int64_t     diff = 0;
+
+    MakeModel(&md, 60, 40, k, 7);
+    YtY = malloc(sizeof(float) * k * k);
+    it_gram(md.Y, md.nitems, k, YtY);
+    pop = malloc(sizeof(float) * md.nitems);
+    for (int64_t i = 0; i < md.nitems; i++)
+        pop[i] = (float) ((i * 7) % 11) / 11.0f;
+    for (int j = 0; j < k; j++)
+        prior[j] = 0.1f * (float) (j + 1);
+    blend.pop = pop;
+    blend.blends = blends;
+    blend.nblend = 2;
+    ws = malloc(sizeof(float) * it_fold_in_grid_workspace_floats(md.nitems, k, 3, 10));
+    buf.ent = malloc(sizeof(ItRevealEntry) * md.nitems);
+    buf.pos = malloc(sizeof(int32_t) * md.nitems * B);
+    buf.rev = malloc(sizeof(int32_t) * 10 * nq);
+    buf.revw = malloc(sizeof(float) * 10 * nq);
+    buf.queries = malloc(sizeof(ItGridQuery) * nq);
+    buf.qreveal = malloc(sizeof(int) * nq);
+    buf.hits = malloc(sizeof(int32_t) * nq * 6);
+    buf.ws = malloc(sizeof(float) * it_fold_in_grid_batch_workspace_floats(md.nitems, k, 3, 10, nq));
+    CHECK(it_fold_in_grid_batch_workspace_floats(md.nitems, k, 3, 10, 1) ==
+          it_fold_in_grid_workspace_floats(md.nitems, k, 3, 10), "one query: the workspace of one");
+    memset(&one, 0, sizeof(one));
+    memset(&batched, 0, sizeof(batched));
+    one.nreveal = batched.nreveal = 2;
+    one.ngrid = batched.ngrid = 6;
+    for (int64_t u0 = 0; u0 < md.nusers; u0 += B)
+    {
+        int         n = (int) (md.nusers - u0 < B ? md.nusers - u0 : B);
+
+        for (int b = 0; b < n; b++)
+        {
+            rows[b] = u0 + b;
+            /* every other user around the prior, the others around zero */
+            priors[b] = (u0 + b) % 2 ? prior : NULL;
+            CHECK(it_fold_in_simulate_user(&md.R, NULL, rows[b], 5, 0.0f, reveal, 2, md.Y, md.nitems, k, YtY,
+                                           2.0f, priors[b], &blend, lambdas, 3, 10, buf.ent, buf.pos, rev, revw,
+                                           ws, &one, &solve) == IT_FOLD_OK, "one user");
+        }
+        CHECK(it_fold_in_simulate_users(&md.R, NULL, rows, n, 5, 0.0f, reveal, 2, md.Y, md.nitems, k, YtY,
+                                        2.0f, priors, &blend, lambdas, 3, 10, &buf, &batched,
+                                        &solve) == IT_FOLD_OK, "a batch");
+    }
+    for (int r = 0; r < 2; r++)
+    {
+        CHECK(one.users[r] == batched.users[r], "reveal %d: %lld users one by one, %lld in batches", r,
+              (long long) one.users[r], (long long) batched.users[r]);
+        for (int g = 0; g < 6; g++)
+        {
+            int64_t     d = one.hitsum[r * 6 + g] - batched.hitsum[r * 6 + g];
+
+            total += one.hitsum[r * 6 + g];
+            diff += d < 0 ? -d : d;
+        }
+    }
+    CHECK(one.users[0] > 20 && one.users[1] > 5, "users simulated: %lld and %lld",
+          (long long) one.users[0], (long long) one.users[1]);
+    CHECK(total > 0 && diff <= 2, "hits %lld, differing by %lld", (long long) total, (long long) diff);
+    free(YtY);
+    free(pop);
+    free(prior);
+    free(ws);
+    free(buf.ent);
+    free(buf.pos);
+    free(buf.rev);
+    free(buf.revw);
+    free(buf.queries);
+    free(buf.qreveal);
+    free(buf.hits);
+    free(buf.ws);
+    FreeModel(&md);
+}
+
 TEST(choose_takes_the_best_mean_precision_and_the_larger_weight_on_ties)
 {
     ItFoldInSums sums;
@@ -689,6 +792,7 @@ main(void)
     RUN(leave_out_is_deterministic_and_chunked_alike);
     RUN(lambdas_follow_the_scale_of_the_items);
     RUN(simulate_user_reveals_the_first_in_hash_order);
+    RUN(simulate_users_in_batches_sums_as_one_by_one);
     RUN(choose_takes_the_best_mean_precision_and_the_larger_weight_on_ties);
     RUN(choose_takes_the_largest_weight_within_one_standard_error);
     return unit_summary();
