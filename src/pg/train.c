@@ -660,12 +660,42 @@ DecideDeploy(const char *model, ItTrainData *d, const ItOptions *o, ItDeployDeci
  * seconds of the whole call, then the few rows of its priors.  Runs as the tables' owner
  * (ItBeginWrite), after every read of the user's data.
  */
+/*
+ * Where the time of train() went, in seconds, kept in metrics->'phases'
+ * and shown by a DEBUG1 line: the source's rows read, the ids mapped and
+ * the matrix built, ALS, the context vectors, the cross-domain choice, the
+ * side models (priors), the population prior's fold-in weight, the
+ * if_better check, and writing the factor rows.
+ */
+typedef struct ItTrainPhases
+{
+    double      read;
+    double      map;
+    double      als;
+    double      contexts;
+    double      cross_domain;
+    double      priors;
+    double      fold_in_weight;
+    double      deploy;
+    double      write;
+} ItTrainPhases;
+
+static char *
+PhasesJson(const ItTrainPhases *p)
+{
+    return psprintf("\"phases\": {\"read\": %.4f, \"map\": %.4f, \"als\": %.4f, \"contexts\": %.4f, "
+                    "\"cross_domain\": %.4f, \"priors\": %.4f, \"fold_in_weight\": %.4f, "
+                    "\"deploy\": %.4f, \"write\": %.4f}",
+                    p->read, p->map, p->als, p->contexts, p->cross_domain, p->priors,
+                    p->fold_in_weight, p->deploy, p->write);
+}
+
 static int
 WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainData *d,
            const float *X, const float *Y, int k, const int64 *popularity, double loss,
            const char *history, instr_time start, double *seconds,
            ItTransferTrain *transfer, const ItDeployDecision *decision, const char *keys,
-           const ItContextChoice *contexts, const ItOptions *opts)
+           const ItContextChoice *contexts, const ItOptions *opts, ItTrainPhases *phases)
 {
     ItWriteState st;
     const char *summary;
@@ -675,6 +705,7 @@ WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainDa
     int         version;
     double     *sum;
     float      *mean;
+    instr_time  write_start;
 
     /* population prior: the mean user vector */
     sum = palloc0(sizeof(double) * k);
@@ -685,6 +716,7 @@ WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainDa
     for (int j = 0; j < k; j++)
         mean[j] = (float) (sum[j] / d->nusers);
 
+    INSTR_TIME_SET_CURRENT(write_start);
     owner = ItBeginWrite(model, false, def->stored ? IT_PRIV_TRAIN : IT_PRIV_OWN, "train", &st);
 
     /* a new model: its owner is the role that trains it first */
@@ -721,6 +753,13 @@ WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainDa
     ItTransferWriteItems(transfer, model, version);
     /* the users' vectors in contexts (context.c) */
     ItContextWrite(contexts, d, opts, X, Y, model, version);
+    /* where the time went: the factor rows are most of the writing */
+    phases->write = ItElapsedSeconds(write_start);
+    {
+        char       *json = PhasesJson(phases);
+
+        keys = keys ? psprintf("%s, %s", keys, json) : json;
+    }
 
     memset(&row, 0, sizeof(row));
     row.model = model;
@@ -786,6 +825,7 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     double      t_cross = 0.0;
     double      t_priors;
     StringInfoData history;
+    ItTrainPhases phases;
     ItTransferTrain *transfer;
     ItTrainedModel trained;
     ItDeployDecision decision;
@@ -901,20 +941,19 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     t_priors = ItElapsedSeconds(start) - t_mark;
     DecideDeploy(model, &d, &opts, &decision);
     t_fit = ItElapsedSeconds(start);
-    /* where the time went, before writing (the write is in the DEBUG line below) */
-    {
-        char       *phases = psprintf("\"phases\": {\"read\": %.4f, \"map\": %.4f, \"als\": %.4f, "
-                                      "\"contexts\": %.4f, \"cross_domain\": %.4f, \"priors\": %.4f, \"deploy\": %.4f}",
-                                      d.read_seconds, t_read - d.read_seconds, t_als - t_read,
-                                      t_contexts, t_cross, t_priors,
-                                      t_fit - t_mark - t_priors);
-
-        keys = keys ? psprintf("%s, %s", keys, phases) : phases;
-    }
+    /* where the time went (WriteModel adds the writing) */
+    phases.read = d.read_seconds;
+    phases.map = t_read - d.read_seconds;
+    phases.als = t_als - t_read;
+    phases.contexts = t_contexts;
+    phases.cross_domain = t_cross;
+    phases.fold_in_weight = ItTransferFoldInSeconds(transfer);
+    phases.priors = t_priors - phases.fold_in_weight;
+    phases.deploy = t_fit - t_mark - t_priors;
 
     res->version = WriteModel(model, def, options, &d, X, Y, k, popularity, loss, history.data, start,
                               &res->seconds, transfer, &decision, keys,
-                              contexts, &opts);
+                              contexts, &opts, &phases);
     ItTransferEnd(transfer);
     res->users = d.nusers;
     res->items = d.nitems;
@@ -922,10 +961,12 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     res->loss = loss;
 
     ereport(DEBUG1,
-            (errmsg("model \"%s\" version %d: read " INT64_FORMAT " rows in %.3f s, built the matrix in %.3f s, "
-                    "fitted in %.3f s, wrote " INT64_FORMAT " user and " INT64_FORMAT " item rows in %.3f s",
-                    model, res->version, d.rows_read, d.read_seconds, t_read - d.read_seconds,
-                    t_fit - t_read, d.nusers, d.nitems, res->seconds - t_fit)));
+            (errmsg("model \"%s\" version %d trained in %.3f s: read " INT64_FORMAT " rows %.3f s, map %.3f s, "
+                    "als %.3f s, contexts %.3f s, cross_domain %.3f s, priors %.3f s, fold_in_weight %.3f s, "
+                    "deploy %.3f s, write " INT64_FORMAT " user and " INT64_FORMAT " item rows %.3f s",
+                    model, res->version, res->seconds, d.rows_read, phases.read, phases.map, phases.als,
+                    phases.contexts, phases.cross_domain, phases.priors, phases.fold_in_weight,
+                    phases.deploy, d.nusers, d.nitems, phases.write)));
 
     MemoryContextSwitchTo(oldctx);
     MemoryContextDelete(ctx);

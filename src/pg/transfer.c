@@ -392,6 +392,7 @@ struct ItTransferTrain
     ItLinks    *links;          /* NULL without them */
     const char *model;
     FoldInChoice pop_fold;      /* fold-in weight of the population prior */
+    double      pop_seconds;    /* the time its choice took */
     const ItTrainedModel *tm;   /* during ItTransferFit */
     float      *pop;            /* during ItTransferFit: items' popularity / its maximum */
 };
@@ -2159,7 +2160,13 @@ ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm)
         FitSocial(t, tm);
 
     if (tm->nusers > 0 && tm->nitems > 0)
+    {
+        instr_time  start;
+
+        INSTR_TIME_SET_CURRENT(start);
         PopulationFoldIn(t);
+        t->pop_seconds = ItElapsedSeconds(start);
+    }
     t->tm = NULL;
     pfree(t->pop);
     t->pop = NULL;
@@ -2344,6 +2351,12 @@ ItTransferSummary(ItTransferTrain *t)
     appendStringInfoString(&summary, first ? fold.data + 2 : fold.data);
     appendStringInfoChar(&summary, '}');
     return summary.data;
+}
+
+double
+ItTransferFoldInSeconds(const ItTransferTrain *t)
+{
+    return t != NULL ? t->pop_seconds : 0.0;
 }
 
 void

@@ -64,6 +64,8 @@ extern void ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm);
 extern void ItTransferWriteItems(ItTransferTrain *t, const char *model, int version);
 extern void ItTransferWrite(ItTransferTrain *t, const char *model, int version);
 extern const char *ItTransferSummary(ItTransferTrain *t);
+/* The seconds ItTransferFit spent choosing the population prior's fold-in weight. */
+extern double ItTransferFoldInSeconds(const ItTransferTrain *t);
 extern void ItTransferEnd(ItTransferTrain *t);
 
 #endif                          /* IT_TRANSFER_H */
