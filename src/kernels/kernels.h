@@ -259,6 +259,39 @@ int         it_topk_exact(const float *scores, int64_t n,
                           int32_t *cand, float *cand_score, int64_t cap, int64_t *need,
                           int32_t *out_idx, float *out_score);
 
+/* ------------------------------------------------------------------------
+ * 8-bit item vectors for a first pass (quant.c)
+ * ------------------------------------------------------------------------ */
+
+#define IT_Q8_BLOCK 16
+
+/* n rounded up to whole blocks: Q holds it_q8_padded(n) * k bytes, scale it_q8_padded(n) floats. */
+int64_t     it_q8_padded(int64_t n);
+
+/*
+ * The 8-bit copy of the n item vectors Y (n * k): Q, scale (see quant.c
+ * for the layout), and tol[0..n): for any x, this scan's score of item i
+ * is within |x| * tol[i] of the float dot product y_i . x, however that
+ * is summed (so it_topk_exact with norms = tol and tol_scale = |x| finds
+ * the exact top k from it_q8_scores' scores).
+ */
+void        it_q8_encode(const float *Y, int64_t n, int k, int8_t *Q, float *scale, float *tol);
+
+/* scores[i - lo] for the items i in [lo, hi): scale[i] * (q_i . x). */
+void        it_q8_scores(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
+                         const float *x, float *scores);
+
+/*
+ * The same with one of its implementations (it_q8_scores picks the best
+ * the CPU has), for tests: returns -1, writing nothing, when this CPU
+ * cannot run it.
+ */
+#define IT_Q8_PLAIN     0
+#define IT_Q8_AVX2      1
+#define IT_Q8_AVX512    2
+int         it_q8_scores_variant(int variant, const int8_t *Q, const float *scale, int64_t lo, int64_t hi,
+                                 int k, const float *x, float *scores);
+
 /* scores[0..n) = Y[n*k] x  (cblas_sgemv). */
 void        it_score_all(const float *Y, int64_t n, int k, const float *x,
                          float *scores);

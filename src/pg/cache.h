@@ -86,6 +86,15 @@ typedef struct ItModel
                                  * between calls that cannot re-enter */
 
     /*
+     * The 8-bit copy of Y (it_q8_encode) that recommend() scans first,
+     * and each item's error bound: the exact top k is then found by
+     * rescoring the few items the bound cannot rule out.
+     */
+    int8_t     *q8;             /* it_q8_padded(n_items) * k */
+    float      *q8_scale;       /* it_q8_padded(n_items) */
+    float      *q8_tol;         /* n_items */
+
+    /*
      * Domains of the items (a domain column in interactions): items are in
      * (domain, item_id) order, domain d's are [domain_start[d],
      * domain_start[d + 1]).  Without domains n_domains is 0 and

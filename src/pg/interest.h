@@ -8,6 +8,8 @@
 #define IT_INTEREST_H
 
 #include "common.h"
+#include <math.h>
+
 #include "cache.h"
 #include "interactions.h"
 #include "providers.h"
@@ -79,6 +81,17 @@ ItDot(const float *x, const float *y, int k)
     for (int j = 0; j < k; j++)
         s += (double) x[j] * (double) y[j];
     return (float) s;
+}
+
+/* |x|, rounded up a little (a bound's scale: never below the true norm). */
+static inline double
+ItVectorNorm(const float *x, int k)
+{
+    double      s = 0.0;
+
+    for (int j = 0; j < k; j++)
+        s += (double) x[j] * (double) x[j];
+    return sqrt(s) * (1.0 + 1e-9);
 }
 
 /*
