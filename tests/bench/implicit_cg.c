@@ -5,7 +5,7 @@
  *
  *    tests/bench/bin/implicit_cg [-f factors] [-i iterations] [-t threads]
  *                                [-r regularization] [-a alpha] [-c cg_steps]
- *                                [-n repetitions] [-l] FILE
+ *                                [-n repetitions] [-l] [-g] FILE
  *    tests/bench/bin/implicit_cg [options] -G users,items,interactions
  *
  * implicit (https://github.com/benfred/implicit) is not installable here,
@@ -42,6 +42,14 @@
  *   sum over all cells c_ui (p_ui - x_u.y_i)^2 + lambda (|X|^2 + |Y|^2)
  * (the "loss" train() reports), and implicit's normalisation of it (divided
  * by sum c over the entries + users * items - entries).
+ *
+ * -g, an experiment: YtY p by sgemv on the full matrix instead of ssymv.
+ * OpenBLAS's ssymv takes a work buffer from its allocator at every call,
+ * behind a mutex, and with two threads calling it at once that lock costs
+ * (perf: about a third of the time at 100k users x 20k items, in mutex,
+ * futex and the kernel); sgemv of this size uses the stack.  implicit pays
+ * the lock too where its OpenBLAS has it, so the default is ssymv; -g
+ * shows how much faster the same fit is without it, a stricter reference.
  *
  * BLAS: several threads call OpenBLAS at once here, as implicit's prange
  * does through scipy's BLAS.  Debian's serial OpenBLAS (what the extension
@@ -552,6 +560,19 @@ Gram(const float *A, int64_t n, int k, float reg, float *G)
     }
 }
 
+/* y = a * S x for the symmetric S (full, mirrored): ssymv, as implicit
+ * does, or with -g sgemv, which OpenBLAS runs without its buffer lock */
+static int  use_gemv = 0;
+
+static inline void
+Symv(int k, float a, const float *S, const float *x, float *y)
+{
+    if (use_gemv)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, k, k, a, S, k, x, 1, 0.0f, y, 1);
+    else
+        cblas_ssymv(CblasRowMajor, CblasUpper, k, a, S, k, x, 1, 0.0f, y, 1);
+}
+
 /*
  * One half-step: for every row u of C, cg_steps CG steps on
  *   (YtY + sum_i (c_ui - 1) y_i y_i^T) x = sum_i c_ui y_i
@@ -584,7 +605,7 @@ LeastSquaresCg(const Csr *C, float *X, const float *Y, const float *YtY,
                 continue;
             }
             /* r = b - A x = -YtY x + sum_i (c - (c - 1) y_i.x) y_i */
-            cblas_ssymv(CblasRowMajor, CblasUpper, k, -1.0f, YtY, k, x, 1, 0.0f, r, 1);
+            Symv(k, -1.0f, YtY, x, r);
             for (j = b; j < e; j++)
             {
                 const float *y = Y + (int64_t) C->indices[j] * k;
@@ -602,7 +623,7 @@ LeastSquaresCg(const Csr *C, float *X, const float *Y, const float *YtY,
                 float       rsnew;
 
                 /* Ap = YtY p + sum_i (c - 1) (y_i.p) y_i */
-                cblas_ssymv(CblasRowMajor, CblasUpper, k, 1.0f, YtY, k, p, 1, 0.0f, Ap, 1);
+                Symv(k, 1.0f, YtY, p, Ap);
                 for (j = b; j < e; j++)
                 {
                     const float *y = Y + (int64_t) C->indices[j] * k;
@@ -754,7 +775,7 @@ Usage(void)
 {
     fprintf(stderr,
             "usage: implicit_cg [-f factors] [-i iterations] [-t threads] [-r regularization]\n"
-            "                   [-a alpha] [-c cg_steps] [-n repetitions] [-l] FILE | -G users,items,interactions\n");
+            "                   [-a alpha] [-c cg_steps] [-n repetitions] [-l] [-g] FILE | -G users,items,interactions\n");
     exit(2);
 }
 
@@ -776,6 +797,8 @@ main(int argc, char **argv)
 
         if (strcmp(a, "-l") == 0)
             s.print_loss = 1;
+        else if (strcmp(a, "-g") == 0)
+            use_gemv = 1;
         else if (a[0] == '-' && a[1] != '\0' && a[2] == '\0' && i + 1 < argc)
         {
             const char *v_ = argv[++i];
@@ -826,7 +849,8 @@ main(int argc, char **argv)
            (long long) coo.nrows, (long long) coo.ncols, (long long) coo.n,
            gen ? "generated as tests/bench/bench_als.c does" : "read and ids mapped", Now() - t0);
     printf("fit: %d factors, %d iterations, %d CG steps, %d threads, regularization %g, "
-           "confidence 1 + %g * weight\n", s.k, s.iters, s.cg_steps, s.threads, s.reg, s.alpha);
+           "confidence 1 + %g * weight, YtY p by %s\n", s.k, s.iters, s.cg_steps, s.threads, s.reg, s.alpha,
+           use_gemv ? "sgemv (-g)" : "ssymv");
     fflush(stdout);
 
     if (s.print_loss)
