@@ -45,11 +45,12 @@
  *
  * -g, an experiment: YtY p by sgemv on the full matrix instead of ssymv.
  * OpenBLAS's ssymv takes a work buffer from its allocator at every call,
- * behind a mutex, and with two threads calling it at once that lock costs
- * (perf: about a third of the time at 100k users x 20k items, in mutex,
- * futex and the kernel); sgemv of this size uses the stack.  implicit pays
+ * behind a mutex, and two threads calling it at once contend for it (perf,
+ * 100k users x 20k items: about 30% of the time in mutex, futex and the
+ * kernel; measured 0.73 s per iteration on 1 thread, 0.77 on 2); sgemv of
+ * this size uses the stack (0.74 on 1 thread, 0.51 on 2).  implicit pays
  * the lock too where its OpenBLAS has it, so the default is ssymv; -g
- * shows how much faster the same fit is without it, a stricter reference.
+ * shows the same fit without it, a stricter reference.
  *
  * BLAS: several threads call OpenBLAS at once here, as implicit's prange
  * does through scipy's BLAS.  Debian's serial OpenBLAS (what the extension
