@@ -87,6 +87,19 @@ tests/bench/bin/bench_foldin: tests/bench/bench_foldin.c $(KERNEL_LIB) src/kerne
 	@mkdir -p tests/bench/bin
 	$(CC) $(UNIT_CFLAGS) -o $@ $< $(KERNEL_LIB) $(BLAS_LIBS) -lpthread -lm
 
+# The stand-in for implicit's CG ALS fit that tests/bench/train_speed.sh
+# times train() against (not in the normal build, not in tests/run).  It
+# calls BLAS from several threads at once, as implicit does, which the
+# serial OpenBLAS is not safe for, so it links the pthreads build (Debian:
+# libopenblas0-pthread) and runs it with one BLAS thread per caller.
+IMPLICIT_BLAS_DIR  ?= /usr/lib/$(MULTIARCH)/openblas-pthread
+IMPLICIT_BLAS_LIBS ?= -L$(IMPLICIT_BLAS_DIR) -Wl,-rpath,$(IMPLICIT_BLAS_DIR) -l:libopenblas.so.0
+
+tests/bench/bin/implicit_cg: tests/bench/implicit_cg.c
+	@test -e $(IMPLICIT_BLAS_DIR)/libopenblas.so.0 || { echo "$(IMPLICIT_BLAS_DIR)/libopenblas.so.0 is missing: install the pthreads OpenBLAS (Debian: libopenblas0-pthread) or set IMPLICIT_BLAS_DIR" >&2; exit 1; }
+	@mkdir -p tests/bench/bin
+	$(CC) $(UNIT_CFLAGS) -fopenmp -o $@ $< $(IMPLICIT_BLAS_LIBS) -lm
+
 bench-kernels: tests/bench/bin/bench_als
 	tests/bench/bin/bench_als $(BENCH_ARGS)
 
