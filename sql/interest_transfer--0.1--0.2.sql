@@ -208,6 +208,15 @@ LANGUAGE C STABLE PARALLEL SAFE COST 5000 ROWS 10;
 COMMENT ON FUNCTION recommend(bigint, int, text, boolean, text, text, bigint[]) IS
   'the k best items for a user (of one domain, for a model trained with domains; in a context, for a model trained with contexts; among candidates, when given), best first, with where the user''s interest came from';
 
+CREATE FUNCTION recommend_batch(user_ids bigint[], k int DEFAULT 10, model text DEFAULT NULL,
+                                exclude_seen boolean DEFAULT true, domain text DEFAULT NULL,
+                                context text DEFAULT NULL, candidates bigint[] DEFAULT NULL)
+RETURNS TABLE (user_id bigint, item_id bigint, score real, rank int, source text)
+AS 'MODULE_PATHNAME', 'interest_transfer_recommend_batch'
+LANGUAGE C STABLE PARALLEL SAFE COST 100000 ROWS 1000;
+COMMENT ON FUNCTION recommend_batch(bigint[], int, text, boolean, text, text, bigint[]) IS
+  'recommend() for many users in one call (each user once, in the order given), the users served by a vector scored together with matrix products';
+
 CREATE FUNCTION score(user_id bigint, item_id bigint, model text DEFAULT NULL, domain text DEFAULT NULL,
                       context text DEFAULT NULL)
 RETURNS real

@@ -128,6 +128,44 @@ AnyAbove(const float *restrict s, const float *restrict pop, float blend, int n,
     return any[0] != 0;
 }
 
+typedef double TopkD8 __attribute__((vector_size(64)));
+typedef float TopkV8 __attribute__((vector_size(32)));
+typedef int64_t TopkL8 __attribute__((vector_size(64)));
+
+/*
+ * Whether one of IT_TOPK_BLOCK items has (double) s + tol_scale * norm
+ * (norm 0 when norms is NULL) >= threshold, 8 at a time, with a margin
+ * so that it says yes whenever the scalar loop of it_topk_candidates would.
+ */
+IT_CLONES static int
+AnyCandidate(const float *restrict s, const float *restrict norms, double tol_scale, double threshold)
+{
+    TopkL8      any = {0};
+    /* a hair lower: a fused multiply-add here must not skip what the scalar loop keeps */
+    TopkD8      th = (threshold - fabs(threshold) * 1e-12 - 1e-300) - (TopkD8) {0};
+    TopkD8      ts = tol_scale - (TopkD8) {0};
+
+    for (int i = 0; i < IT_TOPK_BLOCK; i += 8)
+    {
+        TopkV8      a;
+        TopkD8      v;
+
+        memcpy(&a, s + i, sizeof(a));
+        v = __builtin_convertvector(a, TopkD8);
+        if (norms != NULL)
+        {
+            TopkV8      b;
+
+            memcpy(&b, norms + i, sizeof(b));
+            v += ts * __builtin_convertvector(b, TopkD8);
+        }
+        any |= v >= th;
+    }
+    for (int j = 1; j < 8; j++)
+        any[0] |= any[j];
+    return any[0] != 0;
+}
+
 /* The score of item i: scores[i], plus blend * pop[i] when pop is given. */
 static inline float
 ScoreAt(const float *scores, const float *pop, float blend, int64_t i)
@@ -287,8 +325,16 @@ it_topk_candidates(const float *scores, int64_t n,
 
     for (int64_t i = 0; i < n; i++)
     {
-        double      v = (double) scores[i];
+        double      v;
 
+        /* most blocks hold no candidate: one vector check each */
+        if (i % IT_TOPK_BLOCK == 0 && i + IT_TOPK_BLOCK <= n &&
+            !AnyCandidate(scores + i, norms ? norms + i : NULL, tol_scale, threshold))
+        {
+            i += IT_TOPK_BLOCK - 1;
+            continue;
+        }
+        v = (double) scores[i];
         if (norms)
             v += tol_scale * (double) norms[i];
         if (!(v >= threshold))

@@ -115,6 +115,51 @@ DomainRange(const ItModel *m, int d, int64 *lo, int64 *hi)
 }
 
 /*
+ * The kk best of domain d's items for a vector interest, from scores of
+ * them (scores[i] for item lo + i; the popularity term is added here)
+ * that are within tol_scale * norms[i] (plus the popularity term's
+ * rounding) of the exact score ItItemScore: ranked by the exact score,
+ * ties by the lower item_id, exclude (sorted, model indexes) skipped.
+ * Returns how many were written.
+ */
+static int
+RankVectorScores(const ItModel *m, const ItInterest *in, int d, float *scores,
+                 const int32 *exclude, int nexclude, int kk,
+                 const float *norms, double tol_scale, int32 *out_idx, float *out_score)
+{
+    int64       lo;
+    int64       hi;
+    double      blas_scale;
+    double      tol_const;
+    int32      *shifted = NULL;
+    int         got;
+
+    DomainRange(m, d, &lo, &hi);
+    {
+        ItScoreArg  arg = {m, in, lo};
+
+        if (in->pop_blend > 0.0f)
+            for (int64 i = 0; i < hi - lo; i++)
+                scores[i] += in->pop_blend * m->pop_score[lo + i];
+        if (lo > 0 && nexclude > 0)
+        {
+            shifted = palloc(sizeof(int32) * nexclude);
+            nexclude = ExcludeInRange(exclude, nexclude, lo, hi, shifted);
+            exclude = shifted;
+        }
+        /* the popularity term's part of the tolerance */
+        ItScoreTolerance(m, in, &blas_scale, &tol_const);
+        got = ExactTopK(scores, hi - lo, exclude, nexclude, kk, norms, tol_scale, tol_const,
+                        ExactItemScore, &arg, out_idx, out_score);
+    }
+    for (int i = 0; i < got; i++)
+        out_idx[i] += (int32) lo;
+    if (shifted)
+        pfree(shifted);
+    return got;
+}
+
+/*
  * The k best items of domain d (-1: of every item) for an interest, best
  * first: out_idx/out_score must hold min(k, m->n_items) entries.  With
  * exclude_seen, in->seen is skipped.  A vector ranks by x.y (ties by
@@ -153,38 +198,14 @@ TopItems(ItModel *m, const ItInterest *in, bool has_user, int64 user_id, bool ex
 
     if (in->x != NULL)
     {
-        ItScoreArg  arg = {m, in, lo};
-        double      tol_scale;
-        double      tol_const;
-        int32      *shifted = NULL;
-        int         got;
-
         /*
          * The 8-bit copy first (a quarter of the bytes to read), then the
          * items its error bound cannot rule out scored exactly.  Nothing
          * below can reload the model: m->scores stays ours.
          */
         it_q8_scores(m->q8, m->q8_scale, lo, hi, m->k, in->x, m->scores + lo);
-        if (in->pop_blend > 0.0f)
-            for (int64 i = lo; i < hi; i++)
-                m->scores[i] += in->pop_blend * m->pop_score[i];
-        if (lo > 0 && nexclude > 0)
-        {
-            shifted = palloc(sizeof(int32) * nexclude);
-            nexclude = ExcludeInRange(exclude, nexclude, lo, hi, shifted);
-            exclude = shifted;
-        }
-
-        /* ranked by the scores score() gives, ties by the lower item_id */
-        ItScoreTolerance(m, in, &tol_scale, &tol_const);
-        got = ExactTopK(m->scores + lo, hi - lo, exclude, nexclude, kk,
-                        m->q8_tol + lo, ItVectorNorm(in->x, m->k), tol_const,
-                        ExactItemScore, &arg, out_idx, out_score);
-        for (int i = 0; i < got; i++)
-            out_idx[i] += (int32) lo;
-        if (shifted)
-            pfree(shifted);
-        return got;
+        return RankVectorScores(m, in, d, m->scores + lo, exclude, nexclude, kk,
+                                m->q8_tol + lo, ItVectorNorm(in->x, m->k), out_idx, out_score);
     }
 
     /* Popularity: walk the precomputed order, skipping excluded items. */
@@ -331,29 +352,42 @@ ModelArg(FunctionCallInfo fcinfo, int argno)
  * (InitMaterializedSRF with MAT_SRF_USE_EXPECTED_DESC).
  */
 static void
+PutTopItems(ReturnSetInfo *rsinfo, ItModel *m, const ItInterest *in, int d, bool user_column, int64 user_id,
+            const int32 *top_idx, const float *top_score, int n)
+{
+    Datum       source = CStringGetTextDatum(ItInterestSourceLabel(m, in, d));
+
+    for (int i = 0; i < n; i++)
+    {
+        Datum       values[5];
+        bool        nulls[5] = {false, false, false, false, false};
+        int         c = 0;
+
+        /* recommend_batch's rows start with the user */
+        if (user_column)
+            values[c++] = Int64GetDatum(user_id);
+        values[c++] = Int64GetDatum(m->item_ids[top_idx[i]]);
+        values[c++] = Float4GetDatum(top_score[i]);
+        values[c++] = Int32GetDatum(i + 1);
+        values[c++] = source;
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+    }
+    pfree(DatumGetPointer(source));
+}
+
+static void
 ReturnTopItems(ReturnSetInfo *rsinfo, ItModel *m, const ItInterest *in, bool has_user, int64 user_id,
-               bool exclude_seen, int d, int k, const int32 *cand, int ncand)
+               bool exclude_seen, int d, int k, const int32 *cand, int ncand, bool user_column)
 {
     int         n = (int) Min((int64) k, m->n_items);
     int32      *top_idx = palloc(sizeof(int32) * Max(n, 1));
     float      *top_score = palloc(sizeof(float) * Max(n, 1));
-    Datum       source = CStringGetTextDatum(ItInterestSourceLabel(m, in, d));
 
     if (cand != NULL)
         n = TopCandidates(m, in, has_user, user_id, exclude_seen, d, cand, ncand, n, top_idx, top_score);
     else
         n = TopItems(m, in, has_user, user_id, exclude_seen, d, k, top_idx, top_score);
-    for (int i = 0; i < n; i++)
-    {
-        Datum       values[4];
-        bool        nulls[4] = {false, false, false, false};
-
-        values[0] = Int64GetDatum(m->item_ids[top_idx[i]]);
-        values[1] = Float4GetDatum(top_score[i]);
-        values[2] = Int32GetDatum(i + 1);
-        values[3] = source;
-        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-    }
+    PutTopItems(rsinfo, m, in, d, user_column, user_id, top_idx, top_score, n);
     pfree(top_idx);
     pfree(top_score);
 }
@@ -418,7 +452,182 @@ interest_transfer_recommend(PG_FUNCTION_ARGS)
     /* candidates: only those items (business filters), scored as all items are */
     if (PG_NARGS() > 6 && !PG_ARGISNULL(6))
         cand = CandidateIndexes(m, d, PG_GETARG_ARRAYTYPE_P(6), &ncand);
-    ReturnTopItems(rsinfo, m, &in, true, user_id, exclude_seen, d, k, cand, ncand);
+    ReturnTopItems(rsinfo, m, &in, true, user_id, exclude_seen, d, k, cand, ncand, false);
+    PG_RETURN_NULL();
+}
+
+/* An id and where it was in its array. */
+typedef struct PlacedId
+{
+    int64       id;
+    int         pos;
+} PlacedId;
+
+static int
+ComparePlacedIds(const void *a, const void *b)
+{
+    const PlacedId *x = a;
+    const PlacedId *y = b;
+
+    if (x->id != y->id)
+        return x->id < y->id ? -1 : 1;
+    return (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+/* Keeps the first occurrence of each id of ids[0..n), in order; returns how many are left. */
+static int
+FirstOccurrences(int64 *ids, int n)
+{
+    PlacedId   *p = palloc(sizeof(PlacedId) * Max(n, 1));
+    bool       *keep = palloc0(sizeof(bool) * Max(n, 1));
+    int         w = 0;
+
+    for (int i = 0; i < n; i++)
+    {
+        p[i].id = ids[i];
+        p[i].pos = i;
+    }
+    qsort(p, n, sizeof(PlacedId), ComparePlacedIds);
+    for (int i = 0; i < n; i++)
+        if (i == 0 || p[i].id != p[i - 1].id)
+            keep[p[i].pos] = true;
+    for (int i = 0; i < n; i++)
+        if (keep[i])
+            ids[w++] = ids[i];
+    pfree(p);
+    pfree(keep);
+    return w;
+}
+
+/*
+ * Scores held at once by recommend_batch: users per matrix product are
+ * as many as fit (at least one, at most IT_BATCH_USERS).
+ */
+#define IT_BATCH_SCORES     (2 * 1024 * 1024)
+#define IT_BATCH_USERS      64
+
+/*
+ * recommend_batch(user_ids bigint[], k int DEFAULT 10, model text DEFAULT NULL,
+ *                 exclude_seen boolean DEFAULT true, domain text DEFAULT NULL,
+ *                 context text DEFAULT NULL, candidates bigint[] DEFAULT NULL)
+ *   RETURNS TABLE (user_id bigint, item_id bigint, score real, rank int, source text)
+ *
+ * recommend() for many users in one call: the same rows for each user as
+ * recommend(user_id, ...) gives, the user first, users in the order given
+ * (a repeated user answered once; a NULL array gives no rows, a NULL
+ * element is refused as recommend()'s candidates are).  The users served by a vector are
+ * scored a batch at a time with one matrix product (cblas_sgemm) instead
+ * of one scan of the items each, then ranked exactly as recommend() ranks.
+ * Not an overload of recommend(): recommend(NULL, 10) must keep meaning
+ * one unknown user.
+ */
+PG_FUNCTION_INFO_V1(interest_transfer_recommend_batch);
+Datum
+interest_transfer_recommend_batch(PG_FUNCTION_ARGS)
+{
+    ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+    int64      *ids;
+    int         nids;
+    int         k;
+    char       *model;
+    bool        exclude_seen;
+    int         d;
+    int         c;
+    ItModel    *m;
+    int32      *cand = NULL;
+    int         ncand = 0;
+    int64       lo;
+    int64       hi;
+    int         batch;
+    int         kk;
+    MemoryContext batchcxt;
+    MemoryContext oldcxt;
+
+    ItSetSchema(fcinfo);
+    k = ArgK(fcinfo, 1);
+    model = ModelArg(fcinfo, 2);
+    if (PG_ARGISNULL(3))
+        ItNullArgument("exclude_seen", "Pass true to leave out the items the user already interacted with, false to keep them.");
+    exclude_seen = PG_GETARG_BOOL(3);
+
+    InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+    m = ItGetModelForCall(fcinfo, model);
+    d = ItDomainArgument(m, DomainArg(fcinfo, 4), true);
+    c = ItContextArgument(m, DomainArg(fcinfo, 5));
+    if (PG_ARGISNULL(0))
+        PG_RETURN_NULL();
+    ids = ItIdArray(PG_GETARG_ARRAYTYPE_P(0), "user_ids", &nids);
+    nids = FirstOccurrences(ids, nids);
+    if (!PG_ARGISNULL(6))
+        cand = CandidateIndexes(m, d, PG_GETARG_ARRAYTYPE_P(6), &ncand);
+
+    DomainRange(m, d, &lo, &hi);
+    kk = (int) Min((int64) k, hi - lo);
+    batch = (int) Max(1, Min((int64) IT_BATCH_USERS, IT_BATCH_SCORES / Max(hi - lo, 1)));
+    batchcxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer recommend_batch",
+                                     ALLOCSET_DEFAULT_SIZES);
+    for (int b0 = 0; b0 < nids; b0 += batch)
+    {
+        int         n = Min(batch, nids - b0);
+        ItInterest *in;
+        int        *row;        /* the user's row of S, or -1: ranked alone */
+        float      *X;
+        float      *S = NULL;
+        int         nx = 0;
+        int32      *top_idx;
+        float      *top_score;
+
+        CHECK_FOR_INTERRUPTS();
+        oldcxt = MemoryContextSwitchTo(batchcxt);
+        in = palloc(sizeof(ItInterest) * n);
+        row = palloc(sizeof(int) * n);
+        X = palloc(sizeof(float) * (Size) n * m->k);
+        top_idx = palloc(sizeof(int32) * Max(kk, 1));
+        top_score = palloc(sizeof(float) * Max(kk, 1));
+
+        /* who each user is; the vectors of those a product can rank */
+        for (int i = 0; i < n; i++)
+        {
+            ItUserInterestIn(m, ids[b0 + i], c, &in[i]);
+            row[i] = -1;
+            if (cand == NULL && kk > 0 && in[i].x != NULL && !ItCrossDomainByNeighbours(m, &in[i], d))
+            {
+                memcpy(X + (size_t) nx * m->k, in[i].x, sizeof(float) * m->k);
+                row[i] = nx++;
+            }
+        }
+        if (nx > 0)
+        {
+            S = palloc_extended(sizeof(float) * (Size) nx * (Size) (hi - lo), MCXT_ALLOC_HUGE);
+            it_score_many(m->Y + (size_t) lo * m->k, hi - lo, m->k, X, nx, S);
+        }
+
+        for (int i = 0; i < n; i++)
+        {
+            int64       user_id = ids[b0 + i];
+
+            if (row[i] < 0)
+            {
+                ReturnTopItems(rsinfo, m, &in[i], true, user_id, exclude_seen, d, k, cand, ncand, true);
+                continue;
+            }
+            {
+                double      tol_scale;
+                double      tol_const;
+                int         got;
+
+                /* the product's sums are within BLAS's bound of the exact scores */
+                ItScoreTolerance(m, &in[i], &tol_scale, &tol_const);
+                got = RankVectorScores(m, &in[i], d, S + (size_t) row[i] * (hi - lo),
+                                       exclude_seen ? in[i].seen : NULL, exclude_seen ? in[i].nseen : 0,
+                                       kk, m->item_norms + lo, tol_scale, top_idx, top_score);
+                PutTopItems(rsinfo, m, &in[i], d, true, user_id, top_idx, top_score, got);
+            }
+        }
+        MemoryContextSwitchTo(oldcxt);
+        MemoryContextReset(batchcxt);
+    }
+    MemoryContextDelete(batchcxt);
     PG_RETURN_NULL();
 }
 
@@ -469,7 +678,7 @@ interest_transfer_recommend_for(PG_FUNCTION_ARGS)
     m = ItGetModelForCall(fcinfo, model);
     ItVisitorInterest(m, features, ids, nids, &in);
     /* the given items are left out of the list, whatever the path */
-    ReturnTopItems(rsinfo, m, &in, false, 0, true, ItDomainArgument(m, NULL, true), k, NULL, 0);
+    ReturnTopItems(rsinfo, m, &in, false, 0, true, ItDomainArgument(m, NULL, true), k, NULL, 0, false);
     PG_RETURN_NULL();
 }
 

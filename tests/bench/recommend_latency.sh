@@ -17,6 +17,8 @@
 #            Unix socket (client round trip included), from pgbench's log
 #   lateral  SELECT count(*) FROM generate_series(...) g, LATERAL recommend(...)
 #            total time / CALLS
+#   batch    recommend_batch(ARRAY[1..USERS], 10) against CROSS JOIN LATERAL
+#            recommend() over the same USERS users: rows per second, and the ratio
 #   baseline pgbench SELECT 1 (round-trip floor), and the same top-10 in plain
 #            SQL (dot products over unnest, 20 calls), for the ratios
 #   load     the first call of a new backend (reads the item factors), and
@@ -160,6 +162,31 @@ BEGIN
 END
 $$;
 SELECT format('lateral  mean %s us per call', round(ms::numeric, 1)) FROM t;
+SQL
+
+# Many users in one statement: recommend_batch against CROSS JOIN LATERAL
+# recommend() over the same USERS users, rows per second of each.
+psql -X -q -At -v ON_ERROR_STOP=1 -v users="$USERS" <<'SQL' | tee "$tmp/batch.txt"
+SET it.users = :'users';
+CREATE TEMP TABLE t (what text, rows bigint, s float8);
+DO $$
+DECLARE
+    t0 timestamptz;
+    users int := current_setting('it.users')::int;
+    rows bigint;
+BEGIN
+    t0 := clock_timestamp();
+    SELECT count(*) INTO rows FROM generate_series(1, users) g CROSS JOIN LATERAL recommend(g, 10) r;
+    INSERT INTO t VALUES ('lateral', rows, extract(epoch FROM clock_timestamp() - t0));
+    t0 := clock_timestamp();
+    SELECT count(*) INTO rows FROM recommend_batch(ARRAY(SELECT generate_series(1, users)::bigint), 10);
+    INSERT INTO t VALUES ('batch', rows, extract(epoch FROM clock_timestamp() - t0));
+END
+$$;
+SELECT format('%s %s rows in %s s: %s rows/s', rpad(what, 8), rows, round(s::numeric, 3), round((rows / s)::numeric))
+  FROM t ORDER BY what DESC;
+SELECT format('ratio    recommend_batch / LATERAL recommend rows/s: %sx',
+              round(((SELECT rows / s FROM t WHERE what = 'batch') / (SELECT rows / s FROM t WHERE what = 'lateral'))::numeric, 2));
 SQL
 
 # The same top 10 in plain SQL, for scale.

@@ -266,6 +266,74 @@ TEST(candidates_bound)
     CHECK(n == 6, "%lld candidates with a NaN tolerance", (long long) n);
 }
 
+/*
+ * Over many blocks: the candidates are exactly the non-excluded items
+ * with (double) score + tol_scale * norm >= the bound, found by a plain
+ * loop here (the kernel skips whole blocks with a vector check).
+ */
+TEST(candidates_over_blocks_match_a_plain_loop)
+{
+    enum
+    {
+        N = 1000, K = 10
+    };
+    float       scores[N];
+    float       norms[N];
+    int32_t     ex[40];
+    int32_t     top_idx[K];
+    float       top_score[K];
+    int32_t     cand[N];
+    int         bad = 0;
+
+    for (int round = 0; round < 50; round++)
+    {
+        int         got;
+        int64_t     n;
+        int64_t     want = 0;
+        double      tol_scale = round % 5 == 0 ? 0.0 : 0.001 * (round % 7);
+        double      tol_s = 0.0;
+        double      bound;
+        int         e = 0;
+
+        for (int i = 0; i < N; i++)
+        {
+            /* a trend, so most blocks are far below the bound */
+            scores[i] = (float) (Rand() % 1000) / 1000.0f - (float) i / 100.0f;
+            norms[i] = (float) (1 + Rand() % 100) / 10.0f;
+        }
+        if (round % 3 == 0)
+            scores[Rand() % N] = NAN;
+        if (round % 4 == 0)
+            scores[500 + Rand() % 500] = 100.0f;    /* a late block holds the best */
+        for (int j = 0; j < 40; j++)
+            ex[j] = j * 25 + round % 25;
+        got = it_topk(scores, N, ex, 40, K, top_idx, top_score);
+        n = it_topk_candidates(scores, N, ex, 40, K, top_idx, top_score, got, norms, tol_scale, 0.0, cand, N);
+        for (int i = 0; i < got; i++)
+        {
+            double      t = tol_scale * norms[top_idx[i]];
+
+            tol_s = tol_s > t ? tol_s : t;
+        }
+        bound = (double) top_score[got - 1] - tol_s;
+        for (int i = 0; i < N; i++)
+        {
+            double      v = (double) scores[i] + tol_scale * (double) norms[i];
+
+            while (e < 40 && ex[e] < i)
+                e++;
+            if (!(v >= bound) || (e < 40 && ex[e] == i))
+                continue;
+            if (want >= n || cand[want] != i)
+                bad++;
+            want++;
+        }
+        if (want != n)
+            bad++;
+    }
+    CHECK(bad == 0, "%d differences from the plain loop", bad);
+}
+
 int
 main(void)
 {
@@ -274,5 +342,6 @@ main(void)
     RUN(exact_reports_buffer_size);
     RUN(exact_fewer_items_than_k);
     RUN(candidates_bound);
+    RUN(candidates_over_blocks_match_a_plain_loop);
     return unit_summary();
 }
