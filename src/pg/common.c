@@ -37,6 +37,11 @@ PG_MODULE_MAGIC;
 
 int         it_threads = 0;
 char       *it_default_model = NULL;
+int         it_train_memory_kb = 2 * 1024 * 1024;  /* 2 GB */
+
+/* The budget ItMemoryBudgetBegin set (NULL context: none). */
+static MemoryContext it_budget_cxt = NULL;
+static char it_budget_model[NAMEDATALEN * 2];
 
 /* Schema of the extension for the current call (see ItSetSchema): its
  * name and its quoted form. */
@@ -62,6 +67,13 @@ _PG_init(void)
                                "",
                                PGC_USERSET, 0,
                                NULL, NULL, NULL);
+    DefineCustomIntVariable("interest_transfer.train_memory",
+                            gettext_noop("Memory train() may use for one model; more is refused before it is allocated."),
+                            gettext_noop("Counts the interactions, the factors and the priors' buffers; raise it for large models."),
+                            &it_train_memory_kb,
+                            2 * 1024 * 1024, 1024, MAX_KILOBYTES,
+                            PGC_USERSET, GUC_UNIT_KB,
+                            NULL, NULL, NULL);
     MarkGUCPrefixReserved("interest_transfer");
 }
 
@@ -331,6 +343,59 @@ ItIdArray(ArrayType *arr, const char *what, int *n)
     return ids;
 }
 
+static void
+BudgetEnds(void *arg)
+{
+    if (it_budget_cxt == (MemoryContext) arg)
+        it_budget_cxt = NULL;
+}
+
+void
+ItMemoryBudgetBegin(const char *model, MemoryContext ctx)
+{
+    MemoryContextCallback *cb = MemoryContextAlloc(ctx, sizeof(MemoryContextCallback));
+
+    cb->func = BudgetEnds;
+    cb->arg = ctx;
+    MemoryContextRegisterResetCallback(ctx, cb);
+    strlcpy(it_budget_model, model, sizeof(it_budget_model));
+    it_budget_cxt = ctx;
+}
+
+/* bytes as "12.3 MB" or "1.50 GB" */
+static char *
+PrettyBytes(double bytes)
+{
+    if (bytes >= 1024.0 * 1024 * 1024)
+        return psprintf("%.2f GB", bytes / (1024.0 * 1024 * 1024));
+    return psprintf("%.1f MB", bytes / (1024.0 * 1024));
+}
+
+void
+ItChargeMemory(double bytes, const char *what)
+{
+    double      limit;
+    double      used;
+
+    if (it_budget_cxt == NULL)
+        return;
+    limit = (double) it_train_memory_kb * 1024.0;
+    used = (double) MemoryContextMemAllocated(it_budget_cxt, true);
+    if (used + bytes > limit)
+    {
+        /* a setting that would have let it through, in whole MB, with room to spare */
+        double      want = ceil((used + bytes) * 1.5 / (1024.0 * 1024));
+
+        ereport(ERROR,
+                (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                 errmsg("training model \"%s\" needs more memory than interest_transfer.train_memory (%s): "
+                        "%s in use and %s more for %s",
+                        it_budget_model, PrettyBytes(limit), PrettyBytes(used), PrettyBytes(bytes), what),
+                 errhint("Raise the budget for this session, for example SET interest_transfer.train_memory = '%.0fMB', "
+                         "or train on a sample of the interactions or with fewer factors.", want)));
+    }
+}
+
 /* palloc of n elements of size bytes for training, checked, in memory that may exceed 1 GB. */
 void *
 ItAllocArray(int64 n, Size size)
@@ -340,5 +405,6 @@ ItAllocArray(int64 n, Size size)
                 (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
                  errmsg("training data is too large: " INT64_FORMAT " elements of %zu bytes", n, size),
                  errhint("Train on a sample of the interactions, or with fewer factors.")));
+    ItChargeMemory((double) n * (double) size, "training arrays");
     return MemoryContextAllocHuge(CurrentMemoryContext, Max(mul_size((Size) n, size), 1));
 }

@@ -83,6 +83,19 @@ extern double ItElapsedSeconds(instr_time start);
 extern void *ItAllocArray(int64 n, Size size);
 
 /*
+ * The memory budget of training (interest_transfer.train_memory): from
+ * ItMemoryBudgetBegin until ctx is deleted (normally, or by an error's
+ * cleanup), ItChargeMemory refuses an allocation that would take what ctx
+ * and its children hold above the budget, with an ERROR
+ * (program_limit_exceeded) saying how much is in use and a hint.
+ * ItAllocArray charges every allocation; others call ItChargeMemory before
+ * allocating.
+ */
+extern int  it_train_memory_kb;
+extern void ItMemoryBudgetBegin(const char *model, MemoryContext ctx);
+extern void ItChargeMemory(double bytes, const char *what);
+
+/*
  * The elements of a bigint[] argument named what ("items", "users"), in the
  * current context; ERRORs on a NULL element or more than one dimension.
  */

@@ -364,6 +364,10 @@ GrowTrainRows(ItTrainRows *st)
                  errmsg("interactions has more than " INT64_FORMAT " rows of non-zero weight", newcap),
                  errhint("Train on a sample, or sum the weights per user and item first.")));
     /* newcap < 2^32: these sizes cannot overflow */
+    ItChargeMemory((double) (newcap - st->cap) *
+                   (sizeof(int64) * 2 + sizeof(float) + (st->has_ts ? sizeof(double) : 0) +
+                    (st->has_domain ? sizeof(int16) : 0) + (st->has_context ? sizeof(int8) : 0)),
+                   "the interactions read");
     if (st->uid == NULL)
     {
         st->uid = MemoryContextAllocHuge(st->cxt, newcap * sizeof(int64));

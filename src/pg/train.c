@@ -852,6 +852,8 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     ctx = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer train",
                                 ALLOCSET_DEFAULT_SIZES);
     oldctx = MemoryContextSwitchTo(ctx);
+    /* everything below is counted against interest_transfer.train_memory */
+    ItMemoryBudgetBegin(model, ctx);
 
     /*
      * Fail before the work when the caller may not change this model: a

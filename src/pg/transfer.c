@@ -424,6 +424,7 @@ AllocChecked(int64 n, Size size, const char *what)
                 (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
                  errmsg("%s is too large: " INT64_FORMAT " elements of %zu bytes", what, n, size),
                  errhint("Train on a sample, or with fewer feature columns or factors.")));
+    ItChargeMemory((double) n * (double) size, what);
     return MemoryContextAllocHuge(CurrentMemoryContext, Max(mul_size((Size) n, size), 1));
 }
 

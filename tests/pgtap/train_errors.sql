@@ -5,7 +5,7 @@ CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS interest_transfer;
 SET LOCAL client_min_messages = warning;
 
-SELECT plan(66);
+SELECT plan(70);
 
 CREATE TABLE it_t_good AS
 SELECT * FROM (VALUES (1::bigint, 10::bigint, 1.0::float8), (1, 11, 2.0), (2, 10, 1.0),
@@ -186,6 +186,21 @@ SELECT throws_ok($$SELECT deploy('ok', NULL)$$, '22004',
                  'version must not be NULL', 'deploy of a NULL version');
 SELECT throws_ok($$SELECT drop_model('it_t_nope')$$, '42704',
                  'model "it_t_nope" does not exist', 'drop of an unknown model');
+
+-- the memory budget: refused before allocating, saying how much, with a hint
+CREATE TABLE it_t_many AS
+SELECT u::bigint AS user_id, (u * 7 + j) % 500 AS item_id FROM generate_series(1, 20000) u, generate_series(1, 5) j;
+SET interest_transfer.train_memory = '1MB';
+SELECT throws_like($$SELECT * FROM train('it_t_mem', 'it_t_many')$$,
+                   'training model "it_t_mem" needs more memory than interest_transfer.train_memory (1.0 MB)%',
+                   'a model larger than interest_transfer.train_memory is refused');
+SELECT alike(pg_temp.hint_of($$SELECT * FROM train('it_t_mem', 'it_t_many')$$),
+            'Raise the budget for this session, for example SET interest_transfer.train_memory = %',
+            'the hint says what to set');
+SELECT is(pg_temp.failure($$SELECT * FROM train('it_t_mem', 'it_t_many')$$), '54000 hint',
+          'with program_limit_exceeded (54000)');
+RESET interest_transfer.train_memory;
+SELECT is(current_setting('interest_transfer.train_memory'), '2GB', 'the default budget is 2GB');
 
 -- no failed train left anything behind, and the valid model is untouched
 SELECT is((SELECT count(*) FROM it_model WHERE model <> 'ok'), 0::bigint, 'no partial model row');
