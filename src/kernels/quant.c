@@ -51,27 +51,34 @@ it_q8_encode(const float *Y, int64_t n, int k, int8_t *Q, float *scale, float *t
     {
         const float *y = Y + (size_t) i * k;
         int8_t     *q = Q + (size_t) (i / IT_Q8_BLOCK) * k * IT_Q8_BLOCK + i % IT_Q8_BLOCK;
-        double      mx = 0.0;
-        double      s;
+        float       mx = 0.0f;
+        float       s;
+        float       inv;
         double      rr = 0.0;
         double      yy = 0.0;
         double      bound;
 
         for (int j = 0; j < k; j++)
-            mx = fmax(mx, fabs((double) y[j]));
-        s = (double) (float) (mx / 127.0);
+        {
+            float       a = fabsf(y[j]);
+
+            mx = a > mx ? a : mx;   /* NaN never wins: the vectors are finite */
+        }
+        s = mx / 127.0f;
+        inv = s > 0.0f ? 1.0f / s : 0.0f;
         for (int j = 0; j < k; j++)
         {
-            double      v = s > 0.0 ? nearbyint((double) y[j] / s) : 0.0;
+            /* any rounding will do: the bound below is of the residual as it is */
+            float       v = rintf(y[j] * inv);
             double      d;
 
-            v = fmin(127.0, fmax(-127.0, v));
+            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
             q[(size_t) j * IT_Q8_BLOCK] = (int8_t) v;
-            d = (double) y[j] - s * v;
+            d = (double) y[j] - (double) s * (double) v;
             rr += d * d;
             yy += (double) y[j] * y[j];
         }
-        scale[i] = (float) s;
+        scale[i] = s;
 
         /*
          * |approx - exact| <= |x| * tol[i], where approx is this scan's
