@@ -1042,6 +1042,20 @@ interest_transfer_retrain(PG_FUNCTION_ARGS)
     ItRunAsEnd(&r);
     SPI_finish();
 
+    /*
+     * Factors trained elsewhere (import_model): there is no fit from the
+     * interactions to repeat, and fitting one here would silently replace
+     * them with factors of another algorithm.
+     */
+    if (def.algorithm != NULL && strcmp(def.algorithm, "imported") == 0)
+        ereport(ERROR,
+                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                 errmsg("model \"%s\" holds imported factors, which train(model) cannot retrain", model),
+                 errdetail("Its deployed version (its latest, when none is deployed) was made by "
+                           "import_model(), not trained from interactions."),
+                 errhint("Import the new factors with import_model('%s', user_factors, item_factors, options), "
+                         "or train it here from interactions with train('%s', interactions).", model, model)));
+
     TrainModel(model, &def, &res);
     ItReturnTrainResult(fcinfo, model, &res);
     return (Datum) 0;
