@@ -21,6 +21,8 @@ SELECT * FROM train('src', 'it_i_ev', options => '{"factors": 16, "iterations": 
 -- the same fit with the features and links priors
 SELECT * FROM train('srcf', 'it_i_ev', 'it_demo.users', 'it_demo.items',
                     '{"factors": 16, "iterations": 8, "seed": 7}', 'it_demo.links');
+-- the training events as they were (for a model trained later on the same data)
+CREATE TABLE it_i_ev0 AS SELECT * FROM it_i_ev;
 -- then the cold users' events arrive: both models fold them in from it_i_ev
 INSERT INTO it_i_ev SELECT e.user_id, e.item_id, e.weight, e.ts
   FROM it_demo.events e JOIN it_demo.cold_users c USING (user_id);
@@ -63,7 +65,7 @@ CREATE FUNCTION pg_temp.same_top(a text, b text, t text) RETURNS boolean LANGUAG
 $$;
 \o
 
-SELECT plan(77);
+SELECT plan(79);
 
 -- ---------------------------------------------------------------------
 -- what import_model() returns and writes
@@ -189,6 +191,17 @@ CREATE TEMP TABLE newcomer AS SELECT 3000001::bigint AS user_id;
 SELECT is((SELECT array_agg(DISTINCT source) FROM pg_temp.top('impf', 'newcomer')), ARRAY['features'],
           'a new user with features is served from the features prior');
 SELECT ok(pg_temp.same_top('srcf', 'impf', 'newcomer'), 'as the model trained with it serves them');
+
+-- contexts derived from ts: the same vectors as a model trained with them
+SELECT * FROM train('srcc', 'it_i_ev0', options => '{"factors": 16, "iterations": 8, "seed": 7, "context": "weekpart", "timezone": "UTC"}') \g /dev/null
+SELECT * FROM import_model('impc', 'it_i_uf', 'it_i_if',
+                           '{"interactions": "it_i_ev0", "iterations": 8, "seed": 7, "context": "weekpart", "timezone": "UTC"}') \g /dev/null
+SELECT results_eq($$SELECT contexts, context_weights, metrics->'contexts' FROM it_model WHERE model = 'impc'$$,
+                  $$SELECT contexts, context_weights, metrics->'contexts' FROM it_model WHERE model = 'srcc'$$,
+                  'option context: the contexts and their fold-in weights are chosen as train() chooses them');
+SELECT is((SELECT count(*) FROM it_user_factors WHERE model = 'impc' AND context = 'weekend'),
+          (SELECT count(*) FROM it_user_factors WHERE model = 'srcc' AND context = 'weekend'),
+          'and the users get their weekend vectors');
 
 -- ---------------------------------------------------------------------
 -- versions, deploy, retrain
