@@ -258,3 +258,20 @@ AS 'MODULE_PATHNAME', 'interest_transfer_train'
 LANGUAGE C VOLATILE PARALLEL UNSAFE COST 1000000 ROWS 1;
 COMMENT ON FUNCTION train(text, text, text, text, jsonb, text) IS
   'train a new version of a model from an interactions table or query, and deploy it as the option deploy says (always, never, if_better)';
+
+-- ---------------------------------------------------------------------------
+-- Factors trained elsewhere: import_model() writes a version from them, with
+-- algorithm 'imported'; one imported without interactions has no
+-- interactions source.
+-- ---------------------------------------------------------------------------
+
+ALTER TABLE it_model ALTER COLUMN interactions_source DROP NOT NULL;
+
+CREATE FUNCTION import_model(model text, user_factors text, item_factors text,
+                             options jsonb DEFAULT '{}')
+RETURNS TABLE (model text, version int, users bigint, items bigint,
+               interactions bigint, seconds float8, loss float8)
+AS 'MODULE_PATHNAME', 'interest_transfer_import_model'
+LANGUAGE C VOLATILE PARALLEL UNSAFE COST 1000000 ROWS 1;
+COMMENT ON FUNCTION import_model(text, text, text, jsonb) IS
+  'a new version of a model from factors trained elsewhere (tables or queries of id and features, as Spark ALS writes userFactors and itemFactors), with the interactions, features and links of option interactions, user_features, item_features, user_links for seen items, popularity, fold-in and the priors';

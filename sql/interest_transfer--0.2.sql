@@ -35,7 +35,7 @@ CREATE TABLE it_model (
     algorithm             text        NOT NULL,
     deployed              boolean     NOT NULL DEFAULT false,
     deployed_at           timestamptz,
-    interactions_source   text        NOT NULL,   -- table name or query, as given
+    interactions_source   text,                   -- table name or query, as given (NULL: imported without interactions)
     user_features_source  text,
     item_features_source  text,
     options               jsonb       NOT NULL,   -- every option, defaults filled in
@@ -163,6 +163,15 @@ AS 'MODULE_PATHNAME', 'interest_transfer_retrain'
 LANGUAGE C VOLATILE PARALLEL UNSAFE COST 1000000 ROWS 1;
 COMMENT ON FUNCTION train(text) IS
   'train a new version of a model with the sources and options of its deployed version (its latest when none is deployed)';
+
+CREATE FUNCTION import_model(model text, user_factors text, item_factors text,
+                             options jsonb DEFAULT '{}')
+RETURNS TABLE (model text, version int, users bigint, items bigint,
+               interactions bigint, seconds float8, loss float8)
+AS 'MODULE_PATHNAME', 'interest_transfer_import_model'
+LANGUAGE C VOLATILE PARALLEL UNSAFE COST 1000000 ROWS 1;
+COMMENT ON FUNCTION import_model(text, text, text, jsonb) IS
+  'a new version of a model from factors trained elsewhere (tables or queries of id and features, as Spark ALS writes userFactors and itemFactors), with the interactions, features and links of option interactions, user_features, item_features, user_links for seen items, popularity, fold-in and the priors';
 
 CREATE FUNCTION deploy(model text, version int)
 RETURNS void

@@ -59,6 +59,23 @@ int64_t     it_csr_from_coo(ItCsr *out, int64_t n, const int32_t *rows,
  * entries, t->indices and t->data a->nnz entries; sets t's sizes. */
 void        it_csr_transpose(const ItCsr *a, ItCsr *t);
 
+/*
+ * Moves a onto other row and column indexes: row r of a becomes row
+ * rowmap[r] of out and column c becomes column colmap[c]; -1 drops the
+ * row or column.  Both maps must be strictly increasing over the entries
+ * they keep (a mapping of sorted ids onto a sorted superset or subset), so
+ * out's rows and their columns stay sorted; rows of out no row of a maps
+ * to are empty.  out->nrows and out->ncols must be set by the caller;
+ * out->indptr must hold nrows + 1 entries, out->indices and out->data
+ * a->nnz entries each.  aux (NULL, or a value per entry of a, such as its
+ * time) is carried along into aux_out.  dropped (NULL, or two counters)
+ * gets the entries dropped with their row and, of the rows kept, with
+ * their column.  Sets out->nnz and returns it; returns -1 (out undefined)
+ * when a map is not increasing or points outside out.
+ */
+int64_t     it_csr_remap(const ItCsr *a, const int32_t *rowmap, const int32_t *colmap,
+                         ItCsr *out, const double *aux, double *aux_out, int64_t *dropped);
+
 /* out[r] = the entries of row r that are positives: data >= threshold
  * (every entry when threshold <= 0).  Popularity counts these, so the
  * fallback ranks by the same notion of a positive as the model. */

@@ -309,6 +309,73 @@ it_csr_transpose(const ItCsr *a, ItCsr *t)
     tp[0] = 0;
 }
 
+int64_t
+it_csr_remap(const ItCsr *a, const int32_t *rowmap, const int32_t *colmap,
+             ItCsr *out, const double *aux, double *aux_out, int64_t *dropped)
+{
+    int64_t     last = -1;
+    int64_t     nnz = 0;
+    int64_t     next = 0;       /* the first row of out whose start is not set */
+    int64_t     r;
+    int64_t     c;
+    int64_t     j;
+
+    /* both maps increasing and inside out */
+    for (r = 0; r < a->nrows; r++)
+    {
+        if (rowmap[r] < 0)
+            continue;
+        if (rowmap[r] <= last || rowmap[r] >= out->nrows)
+            return -1;
+        last = rowmap[r];
+    }
+    last = -1;
+    for (c = 0; c < a->ncols; c++)
+    {
+        if (colmap[c] < 0)
+            continue;
+        if (colmap[c] <= last || colmap[c] >= out->ncols)
+            return -1;
+        last = colmap[c];
+    }
+    if (dropped)
+        dropped[0] = dropped[1] = 0;
+
+    for (r = 0; r < a->nrows; r++)
+    {
+        int64_t     t = rowmap[r];
+
+        if (t < 0)
+        {
+            if (dropped)
+                dropped[0] += a->indptr[r + 1] - a->indptr[r];
+            continue;
+        }
+        while (next <= t)
+            out->indptr[next++] = nnz;
+        for (j = a->indptr[r]; j < a->indptr[r + 1]; j++)
+        {
+            int32_t     col = colmap[a->indices[j]];
+
+            if (col < 0)
+            {
+                if (dropped)
+                    dropped[1]++;
+                continue;
+            }
+            out->indices[nnz] = col;
+            out->data[nnz] = a->data[j];
+            if (aux)
+                aux_out[nnz] = aux[j];
+            nnz++;
+        }
+    }
+    while (next <= out->nrows)
+        out->indptr[next++] = nnz;
+    out->nnz = nnz;
+    return nnz;
+}
+
 void
 it_csr_row_positives(const ItCsr *a, float threshold, int64_t *out)
 {

@@ -1033,6 +1033,12 @@ ItReadUserRowsIn(ItModel *m, ItTransfer *t, int64 user_id, const char *context, 
     int        *doms = NULL;
     double     *weights;
 
+    /* a version imported without interactions knows no user's rows */
+    if (m->interactions_source == NULL)
+    {
+        memset(out, 0, sizeof(*out));
+        return;
+    }
     ItServeContextPush(&sc, m, "interactions", true, user_id);
     ItRunIdPlan(&sc, &t->interactions, m->interactions_source, "user_id", user_id, 0);
     tt = SPI_tuptable;

@@ -740,6 +740,12 @@ interest_transfer_refresh(PG_FUNCTION_ARGS)
                         m->name, m->n_domains),
                  errhint("Retrain it with train('%s'); until then new interactions are folded in when the user is served.",
                          m->name)));
+    if (m->interactions_source == NULL)
+        ereport(ERROR,
+                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                 errmsg("version %d of model \"%s\" has no interactions source to refresh from", m->version, m->name),
+                 errdetail("It was imported without option \"interactions\"."),
+                 errhint("Import it again with options => '{\"interactions\": \"...\"}' to fold in users from their interactions.")));
     t = ItGetTransfer(m);
     memset(&o, 0, sizeof(o));
     o.cxt = CurrentMemoryContext;

@@ -411,6 +411,8 @@ KindAccepts(ItColumnKind kind)
             return "timestamp, timestamp with time zone or date";
         case IT_COLUMN_TEXT:
             return "text or varchar";
+        case IT_COLUMN_VECTOR:
+            return "real[] or double precision[]";
     }
     return "?";
 }
@@ -429,6 +431,8 @@ KindAcceptsType(ItColumnKind kind, Oid type)
             return type == TIMESTAMPOID || type == TIMESTAMPTZOID || type == DATEOID;
         case IT_COLUMN_TEXT:
             return type == TEXTOID || type == VARCHAROID;
+        case IT_COLUMN_VECTOR:
+            return type == FLOAT4ARRAYOID || type == FLOAT8ARRAYOID;
     }
     return false;
 }
@@ -488,7 +492,8 @@ ItSourceColumn(ItSource *src, const char *name, ItColumnKind kind, bool required
                          name, KindAccepts(kind), name,
                          kind == IT_COLUMN_ID ? "bigint" :
                          kind == IT_COLUMN_WEIGHT ? "float8" :
-                         kind == IT_COLUMN_TEXT ? "text" : "timestamptz",
+                         kind == IT_COLUMN_TEXT ? "text" :
+                         kind == IT_COLUMN_VECTOR ? "real[]" : "timestamptz",
                          name)));
     return found;
 }

@@ -35,7 +35,8 @@ typedef enum ItColumnKind
     IT_COLUMN_ID,               /* int2, int4, int8; numeric holding an integer */
     IT_COLUMN_WEIGHT,           /* int2, int4, int8, float4, float8, numeric */
     IT_COLUMN_TIME,             /* timestamp, timestamptz, date */
-    IT_COLUMN_TEXT              /* text, varchar */
+    IT_COLUMN_TEXT,             /* text, varchar */
+    IT_COLUMN_VECTOR            /* real[], float8[] */
 } ItColumnKind;
 
 typedef struct ItSource ItSource;

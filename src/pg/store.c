@@ -338,7 +338,7 @@ ItStoreLatestDefinition(const char *model, MemoryContext mcxt, ItDefinition *def
                                    "CASE WHEN m.metrics OPERATOR(pg_catalog.->) 'cross_domain_ranking' "
                                    "OPERATOR(pg_catalog.->>) 'rule' OPERATOR(pg_catalog.=) 'auto' "
                                    "THEN '{\"cross_domain_ranking\": \"auto\"}'::pg_catalog.jsonb "
-                                   "ELSE '{}'::pg_catalog.jsonb END, m.search_path, a.owner, m.user_links_source "
+                                   "ELSE '{}'::pg_catalog.jsonb END, m.search_path, a.owner, m.user_links_source, m.algorithm "
                                    "FROM %s m JOIN %s a ON a.model OPERATOR(pg_catalog.=) m.model "
                                    "WHERE m.model OPERATOR(pg_catalog.=) $1 "
                                    "ORDER BY m.deployed DESC, m.version DESC LIMIT 1",
@@ -357,6 +357,7 @@ ItStoreLatestDefinition(const char *model, MemoryContext mcxt, ItDefinition *def
     def->search_path = TextColumn(5, mcxt);
     def->owner = DatumGetObjectId(Column(6));
     def->user_links = TextColumn(7, mcxt);
+    def->algorithm = TextColumn(8, mcxt);
     def->stored = true;
     SPI_freetuptable(SPI_tuptable);
     return true;
@@ -431,11 +432,11 @@ Undeploy(const char *model, int keep)
 void
 ItStoreInsertModel(const ItModelRow *row)
 {
-    Oid         argtypes[21] = {TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID,
+    Oid         argtypes[22] = {TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID,
         INT4OID, INT8OID, INT8OID, INT8OID, FLOAT8OID, FLOAT8OID, JSONBOID, FLOAT4ARRAYOID,
-    TEXTOID, JSONBOID, JSONBOID, TEXTARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID, TEXTOID};
-    Datum       values[21];
-    char        nulls[21];
+    TEXTOID, JSONBOID, JSONBOID, TEXTARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID, TEXTOID, TEXTOID};
+    Datum       values[22];
+    char        nulls[22];
 
     /* the unique index on deployed versions: the old one goes first */
     if (row->deployed)
@@ -444,7 +445,7 @@ ItStoreInsertModel(const ItModelRow *row)
     memset(nulls, ' ', sizeof(nulls));
     values[0] = CStringGetTextDatum(row->model);
     values[1] = Int32GetDatum(row->version);
-    values[2] = CStringGetTextDatum(row->def->interactions);
+    values[2] = TextOrNull(row->def->interactions, &nulls[2]);
     values[3] = TextOrNull(row->def->user_features, &nulls[3]);
     values[4] = TextOrNull(row->def->item_features, &nulls[4]);
     values[5] = JsonbPGetDatum(row->options);
@@ -462,6 +463,7 @@ ItStoreInsertModel(const ItModelRow *row)
     values[17] = TextArrayOrNull(row->domains, row->n_domains, &nulls[17]);
     values[18] = TextArrayOrNull(row->contexts, row->n_contexts, &nulls[18]);
     values[20] = TextOrNull(row->def->user_links, &nulls[20]);
+    values[21] = CStringGetTextDatum(row->algorithm ? row->algorithm : "als");
     values[19] = (Datum) 0;
     nulls[19] = 'n';
     if (row->n_contexts > 0)
@@ -480,11 +482,11 @@ ItStoreInsertModel(const ItModelRow *row)
                      "options, factors, users, items, interactions, seconds, loss, "
                      "history, user_mean, search_path, deploy_decision, metrics, domains, contexts, "
                      "context_weights, user_links_source, deployed, deployed_at) "
-                     "VALUES ($1, $2, 'als', $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+                     "VALUES ($1, $2, $22, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
                      "$12, $13, $14, $15, $16, $17, $18, $19, $20, $21, %s)",
                      ItTable("it_model"),
                      row->deployed ? "true, pg_catalog.clock_timestamp()" : "false, NULL"),
-            21, argtypes, values, nulls, false, 0, SPI_OK_INSERT);
+            22, argtypes, values, nulls, false, 0, SPI_OK_INSERT);
 }
 
 void

@@ -91,7 +91,7 @@ extern void ItStoreTrainedUserSample(const char *model, int version, int limit);
 /* A model's definition: what train() reads, and how. */
 typedef struct ItDefinition
 {
-    const char *interactions;
+    const char *interactions;   /* NULL: none (a version imported without them) */
     const char *user_features;  /* NULL when none */
     const char *item_features;  /* NULL when none */
     const char *user_links;     /* NULL when none */
@@ -99,6 +99,7 @@ typedef struct ItDefinition
     bool        stored;         /* train(model): read with the owner's rights */
     Oid         owner;          /* stored: the model's owner */
     char       *search_path;    /* the sources are read with (stored: NULL before 0.2) */
+    const char *algorithm;      /* stored: it_model.algorithm ("als", "imported"); else NULL */
 } ItDefinition;
 
 /*
@@ -129,6 +130,7 @@ typedef struct ItModelRow
 {
     const char *model;
     int         version;
+    const char *algorithm;      /* "als" (NULL), "imported" */
     const ItDefinition *def;    /* sources and search_path */
     Jsonb      *options;        /* every option, defaults filled in */
     int         factors;

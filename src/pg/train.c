@@ -40,6 +40,7 @@
 #include "spi_read.h"
 #include "options.h"
 #include "store.h"
+#include "train.h"
 #include "transfer.h"
 
 /* Longest model name accepted. */
@@ -56,22 +57,8 @@
 /* Random initial factors are uniform in [-scale, scale], scale = this / sqrt(k). */
 #define IT_INIT_SCALE       0.1
 
-/* The interactions, as a matrix (interactions.c). */
-typedef ItInteractionMatrix ItTrainData;
-
-/* What one call of train() reports. */
-typedef struct ItTrainResult
-{
-    int         version;
-    int64       users;
-    int64       items;
-    int64       interactions;
-    double      seconds;
-    double      loss;
-} ItTrainResult;
-
-static void
-CheckModelName(const char *model)
+void
+ItCheckModelName(const char *model)
 {
     if (model[0] == '\0')
         ereport(ERROR,
@@ -90,8 +77,8 @@ CheckModelName(const char *model)
  * feature transfer; check now that the caller can read them and that they
  * carry the id column.
  */
-static void
-CheckFeatureSource(const char *source, const char *what, const char *idcol, const char *model)
+void
+ItCheckFeatureSource(const char *source, const char *what, const char *idcol, const char *model)
 {
     ItSource    src;
 
@@ -655,17 +642,18 @@ DecideDeploy(const char *model, ItTrainData *d, const ItOptions *o, ItDeployDeci
  * ------------------------------------------------------------------------ */
 
 /*
- * Writes a trained model as a new version, deployed when the decision
- * says so: the factor rows first, then the it_model row, once, with the
- * seconds of the whole call, then the few rows of its priors.  Runs as the tables' owner
- * (ItBeginWrite), after every read of the user's data.
+ * Writes a version from its factors, deployed when the decision says so:
+ * the factor rows first, then the it_model row, once, with the seconds of
+ * the whole call, then the few rows of its priors.  Runs as the tables'
+ * owner (ItBeginWrite), after every read of the user's data.
  */
 /*
  * Where the time of train() went, in seconds, kept in metrics->'phases'
  * and shown by a DEBUG1 line: the source's rows read, the ids mapped and
- * the matrix built, ALS, the context vectors, the cross-domain choice, the
- * side models (priors), the population prior's fold-in weight, the
- * if_better check, and writing the factor rows.
+ * the matrix built, ALS (or the factors read, for import_model), the
+ * context vectors, the cross-domain choice, the side models (priors), the
+ * population prior's fold-in weight, the if_better check, and writing the
+ * factor rows.
  */
 typedef struct ItTrainPhases
 {
@@ -691,12 +679,15 @@ PhasesJson(const ItTrainPhases *p)
 }
 
 static int
-WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainData *d,
-           const float *X, const float *Y, int k, const int64 *popularity, double loss,
-           const char *history, instr_time start, double *seconds,
-           ItTransferTrain *transfer, const ItDeployDecision *decision, const char *keys,
-           const ItContextChoice *contexts, const ItOptions *opts, ItTrainPhases *phases)
+WriteModel(const ItVersionBuild *b, const int64 *popularity, const ItDeployDecision *decision,
+           const char *keys, const ItContextChoice *contexts, double *seconds, ItTrainPhases *phases)
 {
+    const char *model = b->model;
+    const ItDefinition *def = b->def;
+    ItTrainData *d = b->d;
+    const float *X = b->X;
+    const float *Y = b->Y;
+    int         k = (int) b->opts->factors;
     ItWriteState st;
     const char *summary;
     ItFactorRows rows;
@@ -717,9 +708,9 @@ WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainDa
         mean[j] = (float) (sum[j] / d->nusers);
 
     INSTR_TIME_SET_CURRENT(write_start);
-    owner = ItBeginWrite(model, false, def->stored ? IT_PRIV_TRAIN : IT_PRIV_OWN, "train", &st);
+    owner = ItBeginWrite(model, false, def->stored ? IT_PRIV_TRAIN : IT_PRIV_OWN, b->action, &st);
 
-    /* a new model: its owner is the role that trains it first */
+    /* a new model: its owner is the role that writes it first */
     if (ItStoreCreateModel(model, owner))
         ItSyncRolePins(&owner, 1);
     version = ItStoreNextVersion(model);
@@ -750,9 +741,9 @@ WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainDa
     rows.domains = d->item_domain;
     (void) ItStoreWriteFactors(model, version, &rows);
     /* the new items' factor rows (transfer.c) */
-    ItTransferWriteItems(transfer, model, version);
+    ItTransferWriteItems(b->transfer, model, version);
     /* the users' vectors in contexts (context.c) */
-    ItContextWrite(contexts, d, opts, X, Y, model, version);
+    ItContextWrite(contexts, d, b->opts, X, Y, model, version);
     /* where the time went: the factor rows are most of the writing */
     phases->write = ItElapsedSeconds(write_start);
     {
@@ -764,16 +755,17 @@ WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainDa
     memset(&row, 0, sizeof(row));
     row.model = model;
     row.version = version;
+    row.algorithm = b->algorithm;
     row.def = def;
-    row.options = options;
+    row.options = b->options;
     row.factors = k;
     row.users = d->nusers;
     row.items = d->nitems;
     row.interactions = d->R.nnz;
-    row.loss = loss;
-    row.history = history;
+    row.loss = b->loss;
+    row.history = b->history;
     /* the priors' summary (transfer.c), what the weights looked like, lambda "auto" */
-    summary = ItTransferSummary(transfer);
+    summary = ItTransferSummary(b->transfer);
     if (keys == NULL)
         row.metrics = summary;
     else if (summary == NULL || strcmp(summary, "{}") == 0)
@@ -787,13 +779,115 @@ WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainDa
     row.domains = d->domains;
     row.n_contexts = ItContextNames(contexts, &row.contexts, &row.context_weights);
     /* the whole call, writing included */
-    *seconds = row.seconds = ItElapsedSeconds(start);
+    *seconds = row.seconds = ItElapsedSeconds(b->start);
     ItStoreInsertModel(&row);
     /* the few rows of the priors, which reference it (transfer.c) */
-    ItTransferWrite(transfer, model, version);
+    ItTransferWrite(b->transfer, model, version);
     ItEndWrite(&st);
     return version;
 }
+
+char *
+ItPrepareInteractions(ItTrainData *d, ItOptions *o, Jsonb **options, const char *model, bool stored)
+{
+    char       *keys = NoticeRatings(&d->R, o, model);
+    char       *weights = DomainWeights(d, o, options, model, stored);
+    char       *auto_lambda;
+
+    if (weights != NULL)
+        keys = keys ? psprintf("%s, %s", keys, weights) : weights;
+    auto_lambda = AutoRegularization(&d->R, d->nusers, o, options);
+    if (auto_lambda != NULL)
+        keys = keys ? psprintf("%s, %s", keys, auto_lambda) : auto_lambda;
+    return keys;
+}
+
+void
+ItBuildVersion(ItVersionBuild *b, ItTrainResult *res)
+{
+    ItTrainData *d = b->d;
+    ItOptions  *opts = b->opts;
+    const char *model = b->model;
+    char       *keys = b->keys;
+    int64      *popularity;
+    double      t_mark;
+    double      t_contexts;
+    double      t_cross;
+    double      t_priors;
+    double      t_fit;
+    ItTrainedModel trained;
+    ItDeployDecision decision;
+    ItContextChoice *contexts;
+    ItTrainPhases phases;
+
+    /* popularity: the users each item is a positive of (serving's and the priors' baseline) */
+    popularity = ItAllocArray(Max(d->nitems, 1), sizeof(int64));
+    it_csr_row_positives(&d->Rt, (float) opts->positive_threshold, popularity);
+    /* the users' vectors in contexts (context.c) */
+    {
+        char       *key;
+
+        t_mark = ItElapsedSeconds(b->start);
+        contexts = ItContextChoose(d, opts, b->X, b->Y, model, &key);
+        t_contexts = ItElapsedSeconds(b->start) - t_mark;
+        if (key != NULL)
+            keys = keys ? psprintf("%s, %s", keys, key) : key;
+    }
+    /* how users new to a domain are ranked (cross_domain.c) */
+    {
+        char       *cross;
+
+        t_mark = ItElapsedSeconds(b->start);
+        cross = ItCrossDomainRanking(d, opts, QuietFit, &b->options, model, b->def->stored);
+        t_cross = ItElapsedSeconds(b->start) - t_mark;
+
+        if (cross != NULL)
+            keys = keys ? psprintf("%s, %s", keys, cross) : cross;
+    }
+    /* features -> interest models on the factors (transfer.c) */
+    memset(&trained, 0, sizeof(trained));
+    trained.k = (int) opts->factors;
+    trained.alpha = (float) opts->alpha;
+    trained.regularization = opts->regularization;
+    trained.nusers = d->nusers;
+    trained.nitems = d->nitems;
+    trained.user_ids = d->user_ids;
+    trained.item_ids = d->item_ids;
+    trained.R = &d->R;
+    trained.Rt = &d->Rt;
+    trained.popularity = popularity;
+    trained.times = d->times;
+    trained.X = b->X;
+    trained.Y = b->Y;
+    t_mark = ItElapsedSeconds(b->start);
+    ItTransferFit(b->transfer, &trained);
+    t_priors = ItElapsedSeconds(b->start) - t_mark;
+    DecideDeploy(model, d, opts, &decision);
+    t_fit = ItElapsedSeconds(b->start);
+    /* where the time went (WriteModel adds the writing) */
+    phases.read = d->read_seconds;
+    phases.map = b->t_read - d->read_seconds;
+    phases.als = b->t_factors - b->t_read;
+    phases.contexts = t_contexts;
+    phases.cross_domain = t_cross;
+    phases.fold_in_weight = ItTransferFoldInSeconds(b->transfer);
+    phases.priors = t_priors - phases.fold_in_weight;
+    phases.deploy = t_fit - t_mark - t_priors;
+
+    res->version = WriteModel(b, popularity, &decision, keys, contexts, &res->seconds, &phases);
+    res->users = d->nusers;
+    res->items = d->nitems;
+    res->interactions = d->R.nnz;
+    res->loss = b->loss;
+
+    ereport(DEBUG1,
+            (errmsg("model \"%s\" version %d done in %.3f s: read " INT64_FORMAT " rows %.3f s, map %.3f s, "
+                    "factors (als) %.3f s, contexts %.3f s, cross_domain %.3f s, priors %.3f s, "
+                    "fold_in_weight %.3f s, deploy %.3f s, write " INT64_FORMAT " user and " INT64_FORMAT
+                    " item rows %.3f s",
+                    model, res->version, res->seconds, d->rows_read, phases.read, phases.map, phases.als,
+                    phases.contexts, phases.cross_domain, phases.priors, phases.fold_in_weight,
+                    phases.deploy, d->nusers, d->nitems, phases.write)));}
 
 /*
  * The whole of train(): check, read, fit, write.  Opens and closes its own
@@ -802,39 +896,22 @@ WriteModel(const char *model, const ItDefinition *def, Jsonb *options, ItTrainDa
 static void
 TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
 {
-    instr_time  start;
     MemoryContext ctx;
     MemoryContext oldctx;
     ItWriteState st;
     ItRunAs     as_owner;
     Jsonb      *options;
     ItOptions   opts;
-    char       *keys;           /* it_model.metrics keys of train.c's own */
-    char       *auto_lambda;
     ItTrainData d;
-    int64      *popularity;
-    float      *X;
-    float      *Y;
     int         k;
-    double      loss;
-    double      t_read;
-    double      t_fit;
-    double      t_als;
-    double      t_mark;
-    double      t_contexts = 0.0;
-    double      t_cross = 0.0;
-    double      t_priors;
     StringInfoData history;
-    ItTrainPhases phases;
-    ItTransferTrain *transfer;
-    ItTrainedModel trained;
-    ItDeployDecision decision;
     ItContextRule rule;
     struct pg_tz *tz;
-    ItContextChoice *contexts;
+    ItVersionBuild b;
 
-    INSTR_TIME_SET_CURRENT(start);
-    CheckModelName(model);
+    memset(&b, 0, sizeof(b));
+    INSTR_TIME_SET_CURRENT(b.start);
+    ItCheckModelName(model);
     ItRefuseReadOnly("train", model);
     options = ItResolveOptions(def->options);
     ItReadOptions(options, NULL, &opts);
@@ -866,10 +943,10 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     /* a stored definition is read as a view is: with its owner's rights */
     if (def->stored)
         ItRunAsModelOwner(&as_owner, model, def->owner, def->search_path);
-    CheckFeatureSource(def->user_features, "user_features", "user_id", model);
-    CheckFeatureSource(def->item_features, "item_features", "item_id", model);
+    ItCheckFeatureSource(def->user_features, "user_features", "user_id", model);
+    ItCheckFeatureSource(def->item_features, "item_features", "item_id", model);
     /* features read and encoded before anything is written (transfer.c) */
-    transfer = ItTransferRead(model, def->user_features, def->item_features, def->user_links, &opts);
+    b.transfer = ItTransferRead(model, def->user_features, def->item_features, def->user_links, &opts);
 
     /* ids mapped to dense indexes, duplicates summed, rows of weight 0 left out */
     ItReadInteractionMatrix(def->interactions, model, rule, tz, &d);
@@ -881,102 +958,33 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
                  errmsg("item_features cannot be used yet with interactions that have a domain column"),
                  errhint("Train model \"%s\" without item_features, or one model per domain with its own item_features.",
                          model)));
-    keys = NoticeRatings(&d.R, &opts, model);
-    {
-        char       *weights = DomainWeights(&d, &opts, &options, model, def->stored);
+    b.keys = ItPrepareInteractions(&d, &opts, &options, model, def->stored);
+    b.t_read = ItElapsedSeconds(b.start);
 
-        if (weights != NULL)
-            keys = keys ? psprintf("%s, %s", keys, weights) : weights;
-    }
-    auto_lambda = AutoRegularization(&d.R, d.nusers, &opts, &options);
-    if (auto_lambda != NULL)
-        keys = keys ? psprintf("%s, %s", keys, auto_lambda) : auto_lambda;
-    t_read = ItElapsedSeconds(start);
-
-    X = ItAllocArray(d.nusers * k, sizeof(float));
-    Y = ItAllocArray(d.nitems * k, sizeof(float));
+    b.X = ItAllocArray(d.nusers * k, sizeof(float));
+    b.Y = ItAllocArray(d.nitems * k, sizeof(float));
     initStringInfo(&history);
-    loss = Fit(&d, &opts, X, Y, &history, false);
-    t_als = ItElapsedSeconds(start);
+    b.loss = Fit(&d, &opts, b.X, b.Y, &history, false);
+    b.t_factors = ItElapsedSeconds(b.start);
 
-    /* features -> interest models on the trained factors (transfer.c) */
-    memset(&trained, 0, sizeof(trained));
-    trained.k = k;
-    /* popularity: the users each item is a positive of (serving's and the priors' baseline) */
-    popularity = ItAllocArray(Max(d.nitems, 1), sizeof(int64));
-    it_csr_row_positives(&d.Rt, (float) opts.positive_threshold, popularity);
-    /* the users' vectors in contexts (context.c) */
-    {
-        char       *key;
-
-        t_mark = ItElapsedSeconds(start);
-        contexts = ItContextChoose(&d, &opts, X, Y, model, &key);
-        t_contexts = ItElapsedSeconds(start) - t_mark;
-        if (key != NULL)
-            keys = keys ? psprintf("%s, %s", keys, key) : key;
-    }
-    /* how users new to a domain are ranked (cross_domain.c) */
-    {
-        char       *cross;
-
-        t_mark = ItElapsedSeconds(start);
-        cross = ItCrossDomainRanking(&d, &opts, QuietFit, &options, model, def->stored);
-        t_cross = ItElapsedSeconds(start) - t_mark;
-
-        if (cross != NULL)
-            keys = keys ? psprintf("%s, %s", keys, cross) : cross;
-    }
-    trained.alpha = (float) opts.alpha;
-    trained.regularization = opts.regularization;
-    trained.nusers = d.nusers;
-    trained.nitems = d.nitems;
-    trained.user_ids = d.user_ids;
-    trained.item_ids = d.item_ids;
-    trained.R = &d.R;
-    trained.Rt = &d.Rt;
-    trained.popularity = popularity;
-    trained.times = d.times;
-    trained.X = X;
-    trained.Y = Y;
-    t_mark = ItElapsedSeconds(start);
-    ItTransferFit(transfer, &trained);
-    t_priors = ItElapsedSeconds(start) - t_mark;
-    DecideDeploy(model, &d, &opts, &decision);
-    t_fit = ItElapsedSeconds(start);
-    /* where the time went (WriteModel adds the writing) */
-    phases.read = d.read_seconds;
-    phases.map = t_read - d.read_seconds;
-    phases.als = t_als - t_read;
-    phases.contexts = t_contexts;
-    phases.cross_domain = t_cross;
-    phases.fold_in_weight = ItTransferFoldInSeconds(transfer);
-    phases.priors = t_priors - phases.fold_in_weight;
-    phases.deploy = t_fit - t_mark - t_priors;
-
-    res->version = WriteModel(model, def, options, &d, X, Y, k, popularity, loss, history.data, start,
-                              &res->seconds, transfer, &decision, keys,
-                              contexts, &opts, &phases);
-    ItTransferEnd(transfer);
-    res->users = d.nusers;
-    res->items = d.nitems;
-    res->interactions = d.R.nnz;
-    res->loss = loss;
-
-    ereport(DEBUG1,
-            (errmsg("model \"%s\" version %d trained in %.3f s: read " INT64_FORMAT " rows %.3f s, map %.3f s, "
-                    "als %.3f s, contexts %.3f s, cross_domain %.3f s, priors %.3f s, fold_in_weight %.3f s, "
-                    "deploy %.3f s, write " INT64_FORMAT " user and " INT64_FORMAT " item rows %.3f s",
-                    model, res->version, res->seconds, d.rows_read, phases.read, phases.map, phases.als,
-                    phases.contexts, phases.cross_domain, phases.priors, phases.fold_in_weight,
-                    phases.deploy, d.nusers, d.nitems, phases.write)));
+    b.model = model;
+    b.def = def;
+    b.algorithm = "als";
+    b.action = "train";
+    b.options = options;
+    b.opts = &opts;
+    b.d = &d;
+    b.history = history.data;
+    ItBuildVersion(&b, res);
+    ItTransferEnd(b.transfer);
 
     MemoryContextSwitchTo(oldctx);
     MemoryContextDelete(ctx);
     SPI_finish();
 }
 
-static void
-ReturnResult(FunctionCallInfo fcinfo, const char *model, const ItTrainResult *res)
+void
+ItReturnTrainResult(FunctionCallInfo fcinfo, const char *model, const ItTrainResult *res)
 {
     ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
     Datum       values[7];
@@ -1028,7 +1036,7 @@ interest_transfer_train(PG_FUNCTION_ARGS)
     ItSetSchema(fcinfo);
     InitMaterializedSRF(fcinfo, 0);
     TrainModel(model, &def, &res);
-    ReturnResult(fcinfo, model, &res);
+    ItReturnTrainResult(fcinfo, model, &res);
     return (Datum) 0;
 }
 
@@ -1076,8 +1084,22 @@ interest_transfer_retrain(PG_FUNCTION_ARGS)
     ItRunAsEnd(&r);
     SPI_finish();
 
+    /*
+     * Factors trained elsewhere (import_model): there is no fit from the
+     * interactions to repeat, and fitting one here would silently replace
+     * them with factors of another algorithm.
+     */
+    if (def.algorithm != NULL && strcmp(def.algorithm, "imported") == 0)
+        ereport(ERROR,
+                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                 errmsg("model \"%s\" holds imported factors, which train(model) cannot retrain", model),
+                 errdetail("Its deployed version (its latest, when none is deployed) was made by "
+                           "import_model(), not trained from interactions."),
+                 errhint("Import the new factors with import_model('%s', user_factors, item_factors, options), "
+                         "or train it here from interactions with train('%s', interactions).", model, model)));
+
     TrainModel(model, &def, &res);
-    ReturnResult(fcinfo, model, &res);
+    ItReturnTrainResult(fcinfo, model, &res);
     return (Datum) 0;
 }
 

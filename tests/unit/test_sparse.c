@@ -322,6 +322,135 @@ TEST(transpose_twice_is_identity)
     free(tt.data);
 }
 
+/*
+ * it_csr_remap against a dense reference: random sparse a, random
+ * increasing maps onto a larger index space with some rows and columns
+ * dropped; every kept entry lands at its mapped place with its value and
+ * aux, nothing else is there, rows stay sorted, dropped entries counted.
+ */
+TEST(csr_remap_against_dense)
+{
+    int         nrows = 53;
+    int         ncols = 41;
+    int         orows = 80;
+    int         ocols = 70;
+    int64_t     n = 900;
+    int32_t    *rows = malloc(sizeof(int32_t) * n);
+    int32_t    *cols = malloc(sizeof(int32_t) * n);
+    float      *vals = malloc(sizeof(float) * n);
+    int64_t    *work = malloc(sizeof(int64_t) * n);
+    int32_t     rowmap[53];
+    int32_t     colmap[41];
+    float      *dense = calloc((size_t) orows * ocols, sizeof(float));
+    double     *dense_aux = calloc((size_t) orows * ocols, sizeof(double));
+    double     *aux;
+    double     *aux_out;
+    int64_t     dropped[2];
+    int64_t     want_dropped[2] = {0, 0};
+    int64_t     want_nnz = 0;
+    int64_t     got;
+    ItCsr       a;
+    ItCsr       o;
+    int         next;
+    int         bad = 0;
+
+    for (int64_t i = 0; i < n; i++)
+    {
+        rows[i] = Rand() % nrows;
+        cols[i] = Rand() % ncols;
+        vals[i] = (float) (1 + Rand() % 7);
+    }
+    a.nrows = nrows;
+    a.ncols = ncols;
+    a.indptr = malloc(sizeof(int64_t) * (nrows + 1));
+    a.indices = malloc(sizeof(int32_t) * n);
+    a.data = malloc(sizeof(float) * n);
+    it_csr_from_coo(&a, n, rows, cols, vals, work);
+    aux = malloc(sizeof(double) * a.nnz);
+    aux_out = malloc(sizeof(double) * a.nnz);
+    for (int64_t j = 0; j < a.nnz; j++)
+        aux[j] = 0.5 * (double) j;
+
+    /* increasing maps with gaps; every fifth row and seventh column dropped */
+    next = 0;
+    for (int r = 0; r < nrows; r++)
+    {
+        next += 1 + (r % 2);
+        rowmap[r] = r % 5 == 4 ? -1 : next - 1;
+    }
+    next = 0;
+    for (int c = 0; c < ncols; c++)
+    {
+        next += 1 + (c % 3 == 0);
+        colmap[c] = c % 7 == 3 ? -1 : next - 1;
+    }
+    for (int r = 0; r < nrows; r++)
+        for (int64_t j = a.indptr[r]; j < a.indptr[r + 1]; j++)
+        {
+            int         c = a.indices[j];
+
+            if (rowmap[r] < 0)
+                want_dropped[0]++;
+            else if (colmap[c] < 0)
+                want_dropped[1]++;
+            else
+            {
+                dense[rowmap[r] * ocols + colmap[c]] = a.data[j];
+                dense_aux[rowmap[r] * ocols + colmap[c]] = aux[j];
+                want_nnz++;
+            }
+        }
+
+    o.nrows = orows;
+    o.ncols = ocols;
+    o.indptr = malloc(sizeof(int64_t) * (orows + 1));
+    o.indices = malloc(sizeof(int32_t) * a.nnz);
+    o.data = malloc(sizeof(float) * a.nnz);
+    got = it_csr_remap(&a, rowmap, colmap, &o, aux, aux_out, dropped);
+    CHECK(got == want_nnz && o.nnz == want_nnz, "nnz %lld, expected %lld", (long long) got, (long long) want_nnz);
+    CHECK(dropped[0] == want_dropped[0] && dropped[1] == want_dropped[1],
+          "dropped %lld/%lld, expected %lld/%lld", (long long) dropped[0], (long long) dropped[1],
+          (long long) want_dropped[0], (long long) want_dropped[1]);
+    CHECK(o.indptr[0] == 0 && o.indptr[orows] == o.nnz, "indptr ends");
+    for (int r = 0; r < orows; r++)
+    {
+        if (o.indptr[r + 1] < o.indptr[r])
+            bad++;
+        for (int64_t j = o.indptr[r]; j < o.indptr[r + 1]; j++)
+        {
+            int         c = o.indices[j];
+
+            if (j > o.indptr[r] && o.indices[j - 1] >= c)
+                bad++;
+            if (dense[r * ocols + c] != o.data[j] || dense_aux[r * ocols + c] != aux_out[j])
+                bad++;
+        }
+    }
+    CHECK(bad == 0, "%d misplaced or unsorted entries", bad);
+
+    /* a map that is not increasing, or points outside out, is refused */
+    rowmap[3] = rowmap[1];
+    CHECK(it_csr_remap(&a, rowmap, colmap, &o, NULL, NULL, NULL) == -1, "decreasing row map refused");
+    rowmap[3] = -1;
+    colmap[ncols - 1] = ocols;
+    CHECK(it_csr_remap(&a, rowmap, colmap, &o, NULL, NULL, NULL) == -1, "column map outside out refused");
+
+    free(rows);
+    free(cols);
+    free(vals);
+    free(work);
+    free(dense);
+    free(dense_aux);
+    free(aux);
+    free(aux_out);
+    free(a.indptr);
+    free(a.indices);
+    free(a.data);
+    free(o.indptr);
+    free(o.indices);
+    free(o.data);
+}
+
 int
 main(void)
 {
@@ -333,5 +462,6 @@ main(void)
     RUN(csr_from_coo_empty);
     RUN(row_positives_count_entries_at_the_threshold);
     RUN(transpose_twice_is_identity);
+    RUN(csr_remap_against_dense);
     return unit_summary();
 }
