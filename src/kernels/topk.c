@@ -13,6 +13,7 @@
 
 #include <cblas.h>
 
+#include "clones.h"
 #include "kernels.h"
 
 /* (sa, ia) ranks below (sb, ib): lower score, or same score, higher index */
@@ -78,12 +79,6 @@ SiftUp(int32_t *idx, float *sc, int i)
  * plain scan gives, since a block is skipped only when no score in it
  * could enter the heap.
  */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
-    defined(__ELF__) && !defined(IT_NO_TARGET_CLONES)
-#define IT_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
-#else
-#define IT_CLONES
-#endif
 
 #define IT_TOPK_BLOCK 64
 

@@ -1,0 +1,19 @@
+/*
+ * clones.h
+ *    IT_CLONES: a kernel loop compiled for the generic target plus AVX2/FMA
+ *    and AVX-512, picked at load time by the dynamic linker (GCC function
+ *    multi-versioning), so a generic build still uses the machine's vector
+ *    units.  Define IT_NO_TARGET_CLONES to build the generic code only.
+ *    Internal to src/kernels.
+ */
+#ifndef IT_CLONES_H
+#define IT_CLONES_H
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    defined(__ELF__) && !defined(IT_NO_TARGET_CLONES)
+#define IT_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
+#else
+#define IT_CLONES
+#endif
+
+#endif                          /* IT_CLONES_H */
