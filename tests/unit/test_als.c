@@ -6,27 +6,11 @@
 #include <string.h>
 
 #include "kernels.h"
+#define UNIT_SEED 2024
 #include "unit.h"
 
 extern void sposv_(const char *uplo, const int *n, const int *nrhs, float *a,
                    const int *lda, float *b, const int *ldb, int *info);
-
-static uint64_t rng_state = 2024;
-
-static uint64_t
-Rand(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-
-static double
-Uniform(void)
-{
-    return (double) (Rand() >> 11) / 9007199254740992.0;
-}
 
 /* A CSR matrix and its transpose, owning their buffers. */
 typedef struct Pair

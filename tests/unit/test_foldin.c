@@ -6,18 +6,8 @@
 #include <string.h>
 
 #include "kernels.h"
+#define UNIT_SEED 99
 #include "unit.h"
-
-static uint64_t rng_state = 99;
-
-static double
-Uniform(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (double) (rng_state >> 11) / 9007199254740992.0;
-}
 
 /* Solves a x = b (n x n, row-major, doubles) by Gaussian elimination. */
 static void

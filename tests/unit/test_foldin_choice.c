@@ -11,18 +11,8 @@
 #include "foldin_choice.h"
 #include "kernels.h"
 #include "rankgrid.h"
+#define UNIT_SEED 4242
 #include "unit.h"
-
-static uint64_t rng_state = 4242;
-
-static double
-Uniform(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (double) (rng_state >> 11) / 9007199254740992.0;
-}
 
 /* A small trained-looking model: R (users x items) with its transpose, X, Y. */
 typedef struct Model

@@ -7,18 +7,8 @@
 #include <string.h>
 
 #include "kernels.h"
+#define UNIT_SEED 4242
 #include "unit.h"
-
-static uint64_t rng_state = 4242;
-
-static uint64_t
-Rand(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
 
 /* scores[i] = 1 - i / 10: the ranking is the index order */
 static void

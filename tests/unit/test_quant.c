@@ -8,24 +8,8 @@
 #include <string.h>
 
 #include "kernels.h"
+#define UNIT_SEED 99173
 #include "unit.h"
-
-static uint64_t rng_state = 99173;
-
-static uint64_t
-Rand(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-
-static double
-Uniform(void)
-{
-    return (double) (Rand() >> 11) / 9007199254740992.0;
-}
 
 /* Items of varied scales: some zero, some tiny, some large, one spike. */
 static float *

@@ -8,18 +8,8 @@
 
 #include "kernels.h"
 #include "rankgrid.h"
+#define UNIT_SEED 12345
 #include "unit.h"
-
-static uint64_t rng_state = 12345;
-
-static uint64_t
-Rand(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
 
 /* small integers, so that every score below is exact in float */
 static float
@@ -391,7 +381,7 @@ TEST(row_losses_match_the_sum_over_every_item)
 
 /* Uniform in [-1, 1). */
 static float
-Uniform(void)
+UniformSigned(void)
 {
     return (float) ((double) (Rand() >> 11) / (double) (UINT64_C(1) << 53) * 2.0 - 1.0);
 }
@@ -460,7 +450,7 @@ TEST(fold_in_grid_matches_fold_in_and_a_full_sort)
     CHECK(wsf == (size_t) NG * KD + (size_t) NG * M + KD * KD + KD + M + 2 * K, "workspace %zu", wsf);
     ws = malloc(sizeof(float) * wsf);
     for (int i = 0; i < M * KD; i++)
-        Y[i] = Uniform();
+        Y[i] = UniformSigned();
     it_gram(Y, M, KD, YtY);
     for (int trial = 0; trial < 20; trial++)
     {
@@ -472,7 +462,7 @@ TEST(fold_in_grid_matches_fold_in_and_a_full_sort)
         int         first = -1;
 
         for (int d = 0; d < KD; d++)
-            prior[d] = 0.3f * Uniform();
+            prior[d] = 0.3f * UniformSigned();
         /* distinct ascending revealed items, some of them positives too */
         rev[0] = (int32_t) (Rand() % 50);
         for (int r = 1; r < NREV; r++)
@@ -558,7 +548,7 @@ TEST(fold_in_grid_popularity_blend)
     float      *ws = malloc(sizeof(float) * it_fold_in_grid_workspace_floats(M, KD, NG, K));
 
     for (int i = 0; i < M * KD; i++)
-        Y[i] = Uniform();
+        Y[i] = UniformSigned();
     it_gram(Y, M, KD, YtY);
     /* popularity falls with the index */
     for (int i = 0; i < M; i++)

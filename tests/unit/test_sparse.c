@@ -6,18 +6,8 @@
 #include <string.h>
 
 #include "kernels.h"
+#define UNIT_SEED 12345
 #include "unit.h"
-
-static uint64_t rng_state = 12345;
-
-static uint64_t
-Rand(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
 
 static int
 CmpInt64(const void *a, const void *b)

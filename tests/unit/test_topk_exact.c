@@ -7,22 +7,12 @@
 #include <string.h>
 
 #include "kernels.h"
+#define UNIT_SEED 4242
 #include "unit.h"
-
-static uint64_t rng_state = 4242;
-
-static uint64_t
-Rand(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
 
 /* uniform in [-1, 1] */
 static double
-Uniform(void)
+UniformSigned(void)
 {
     return (double) (Rand() % 2000001) / 1000000.0 - 1.0;
 }
@@ -111,10 +101,10 @@ TEST(exact_ranking_ignores_noise_within_tolerance)
 
         for (int i = 0; i < N; i++)
         {
-            norms[i] = (float) (0.5 + (Uniform() + 1.0));
-            exact[i] = (float) ((int) (Uniform() * 64) / 16.0);
+            norms[i] = (float) (0.5 + (UniformSigned() + 1.0));
+            exact[i] = (float) ((int) (UniformSigned() * 64) / 16.0);
             /* |noise| <= tol(i) */
-            scores[i] = (float) (exact[i] + 0.99 * Uniform() * (tol_scale * norms[i] + tol_const));
+            scores[i] = (float) (exact[i] + 0.99 * UniformSigned() * (tol_scale * norms[i] + tol_const));
         }
         for (int j = 0; j < NEX; j++)
             ex[j] = (int32_t) (j * (N / NEX) + round);  /* ascending */

@@ -12,12 +12,38 @@
 #define IT_UNIT_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 static int  unit_passed = 0;
 static int  unit_failed = 0;
 static int  unit_current_failed = 0;
+
+/*
+ * A deterministic xorshift generator, seeded per file: define UNIT_SEED
+ * before including this header.
+ */
+#ifndef UNIT_SEED
+#define UNIT_SEED 1
+#endif
+static uint64_t rng_state = UNIT_SEED;
+
+static inline uint64_t
+Rand(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* uniform in [0, 1) */
+static inline double
+Uniform(void)
+{
+    return (double) (Rand() >> 11) / 9007199254740992.0;
+}
 
 #define TEST(name) static void name(void)
 
