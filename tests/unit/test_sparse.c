@@ -95,6 +95,53 @@ TEST(find_id)
     CHECK(it_find_id(ids, 0, 3) == -1, "empty");
 }
 
+/* Against a linear scan: serial ids with gaps, skewed ids, repeats, extremes. */
+TEST(find_id_matches_linear_scan)
+{
+    int         n = 5000;
+    int64_t    *a = malloc(sizeof(int64_t) * n);
+
+    for (int shape = 0; shape < 4; shape++)
+    {
+        int64_t     v = shape == 3 ? INT64_MIN : -1000;
+
+        for (int i = 0; i < n; i++)
+        {
+            if (shape == 0)
+                v += 1 + (int64_t) (Rand() % 3);            /* serial with gaps */
+            else if (shape == 1)
+                v += (int64_t) 1 << (Rand() % 40);          /* heavily skewed */
+            else if (shape == 2)
+                v += (int64_t) (Rand() % 2);                /* repeats */
+            else
+                v = i == n - 1 ? INT64_MAX : v + (int64_t) (Rand() % 1000);
+            a[i] = v;
+        }
+        for (int t = 0; t < 3000; t++)
+        {
+            int64_t     id = a[Rand() % n];
+
+            /* a neighbour of a present id, often absent (no overflow at the extremes) */
+            if (t % 2 == 0 && id > INT64_MIN && id < INT64_MAX)
+                id += (int64_t) (Rand() % 3) - 1;
+            int64_t     want = -1;
+
+            if (t == 0)
+                id = a[0];
+            else if (t == 1)
+                id = a[n - 1];
+            for (int i = 0; i < n; i++)
+                if (a[i] == id)
+                {
+                    want = i;
+                    break;
+                }
+            CHECK(it_find_id(a, n, id) == want, "shape %d id %lld", shape, (long long) id);
+        }
+    }
+    free(a);
+}
+
 TEST(csr_from_coo_sums_sorts_drops)
 {
     /* row 0: (0,2) 1 + 2, (0,1) 5; row 1: (1,0) -1 + 1 = 0 dropped,
@@ -447,6 +494,7 @@ main(void)
     RUN(sort_unique_matches_qsort);
     RUN(sort_unique_sorted_and_reversed_inputs);
     RUN(find_id);
+    RUN(find_id_matches_linear_scan);
     RUN(csr_from_coo_sums_sorts_drops);
     RUN(csr_from_coo_random_against_dense);
     RUN(csr_from_coo_empty);
