@@ -954,35 +954,24 @@ ItGetUserVector(ItModel *m, int64 user_id, float *x_out,
     return ItGetUserVectorIn(m, user_id, NULL, x_out, seen_out, nseen, source_out);
 }
 
-bool
-ItGetUserVectorIn(ItModel *m, int64 user_id, const char *context, float *x_out,
-                  int32 **seen_out, int *nseen, ItInterestSource *source_out)
+/*
+ * A user's stored row (columns factors, seen, source, seen_domain first):
+ * x_out[m->k] the vector, *seen_out the model's indexes of the seen items
+ * (sorted, distinct, palloc'd in cxt; NULL when none), *source_out the
+ * stored source (a context's rows: the model).
+ */
+static void
+UserRowVector(ItModel *m, int64 user_id, const char *context, HeapTuple tup, TupleDesc desc,
+              MemoryContext cxt, float *x_out, int32 **seen_out, int *nseen, ItInterestSource *source_out)
 {
-    MemoryContext callercxt = CurrentMemoryContext;
     bool        isnull;
-    HeapTuple   tup;
-    TupleDesc   desc;
     ArrayType  *seen;
     int32      *idx = NULL;
     int         n = 0;
-    ItInterestSource source;
-    ItRunAs     r;
-
-    if (SPI_connect() != SPI_OK_CONNECT)
-        elog(ERROR, "SPI_connect failed");
-    ItRunAsTablesOwnerForPlans(&r);
-    if (!ItStoreUserRow(m->name, m->version, user_id, context))
-    {
-        ItRunAsEnd(&r);
-        SPI_finish();
-        return false;
-    }
-    tup = SPI_tuptable->vals[0];
-    desc = SPI_tuptable->tupdesc;
 
     ItArrayToFloats(SPI_getbinval(tup, desc, 1, &isnull), x_out, m->k, "user factors");
     /* a context's vector: trained with the model */
-    source = context != NULL ? IT_SOURCE_MODEL :
+    *source_out = context != NULL ? IT_SOURCE_MODEL :
         ItInterestSourceFromName(TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull)));
 
     seen = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 2, &isnull));
@@ -1000,7 +989,7 @@ ItGetUserVectorIn(ItModel *m, int64 user_id, const char *context, float *x_out,
 
         if (nitems > 0)
         {
-            idx = MemoryContextAlloc(callercxt, sizeof(int32) * nitems);
+            idx = MemoryContextAlloc(cxt, sizeof(int32) * nitems);
             for (int i = 0; i < nitems; i++)
             {
                 int64       j = ItItemIndex(m, doms ? doms[i] : 0, ids[i]);
@@ -1028,11 +1017,155 @@ ItGetUserVectorIn(ItModel *m, int64 user_id, const char *context, float *x_out,
             }
         }
     }
-    ItRunAsEnd(&r);
-    SPI_finish();
-
     *seen_out = idx;
     *nseen = n;
+}
+
+/*
+ * Users' rows read ahead in one query (ItPrefetchUsers), for one model
+ * load and context: ids sorted and distinct, row[i] the place of ids[i]'s
+ * row, or -1 when the user has none.
+ */
+typedef struct UserPrefetch
+{
+    uint64      generation;     /* the model load they were read for */
+    char       *context;        /* NULL: the global rows */
+    int         n;
+    int64      *ids;
+    int        *row;
+    float      *X;              /* rows * k */
+    int32     **seen;
+    int        *nseen;
+    ItInterestSource *source;
+} UserPrefetch;
+
+#define IT_PREFETCH_SLOTS   2   /* a context's rows and the global ones */
+static UserPrefetch *Prefetched[IT_PREFETCH_SLOTS];
+
+static bool
+SameContext(const char *a, const char *b)
+{
+    return a == NULL ? b == NULL : b != NULL && strcmp(a, b) == 0;
+}
+
+void
+ItPrefetchUsers(ItModel *m, const int64 *user_ids, int n, const char *context)
+{
+    MemoryContext callercxt = CurrentMemoryContext;
+    UserPrefetch *p;
+    int         slot;
+    ItRunAs     r;
+    int         rows;
+
+    for (slot = 0; slot < IT_PREFETCH_SLOTS && Prefetched[slot] != NULL; slot++)
+        ;
+    if (slot == IT_PREFETCH_SLOTS || n <= 0)
+        return;                 /* read one at a time, as without */
+
+    p = palloc0(sizeof(UserPrefetch));
+    p->generation = m->generation;
+    p->context = context ? pstrdup(context) : NULL;
+    p->ids = palloc(sizeof(int64) * n);
+    memcpy(p->ids, user_ids, sizeof(int64) * n);
+    p->n = (int) it_sort_unique_ids(p->ids, n);
+    p->row = palloc(sizeof(int) * p->n);
+    for (int i = 0; i < p->n; i++)
+        p->row[i] = -1;
+
+    if (SPI_connect() != SPI_OK_CONNECT)
+        elog(ERROR, "SPI_connect failed");
+    ItRunAsTablesOwnerForPlans(&r);
+    ItStoreUserRows(m->name, m->version, p->ids, p->n, context);
+    rows = (int) SPI_processed;
+    /* what outlives SPI_finish goes in the caller's context */
+    p->X = MemoryContextAlloc(callercxt, sizeof(float) * (Size) Max(rows, 1) * m->k);
+    p->seen = MemoryContextAlloc(callercxt, sizeof(int32 *) * Max(rows, 1));
+    p->nseen = MemoryContextAlloc(callercxt, sizeof(int) * Max(rows, 1));
+    p->source = MemoryContextAlloc(callercxt, sizeof(ItInterestSource) * Max(rows, 1));
+    for (int i = 0; i < rows; i++)
+    {
+        HeapTuple   tup = SPI_tuptable->vals[i];
+        TupleDesc   desc = SPI_tuptable->tupdesc;
+        bool        isnull;
+        int64       user_id = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
+        int64       at = it_find_id(p->ids, p->n, user_id);
+
+        if (at < 0 || p->row[at] >= 0)
+            elog(ERROR, "user " INT64_FORMAT " of model \"%s\" read ahead twice or unasked",
+                 user_id, m->name);
+        UserRowVector(m, user_id, context, tup, desc, callercxt,
+                      p->X + (size_t) i * m->k, &p->seen[i], &p->nseen[i], &p->source[i]);
+        p->row[at] = i;
+    }
+    ItRunAsEnd(&r);
+    SPI_finish();
+    Prefetched[slot] = p;
+}
+
+void
+ItForgetPrefetchedUsers(void)
+{
+    for (int slot = 0; slot < IT_PREFETCH_SLOTS; slot++)
+        Prefetched[slot] = NULL;
+}
+
+/* A read-ahead row of the user: 1, none: 0, not read ahead: -1. */
+static int
+PrefetchedRow(ItModel *m, int64 user_id, const char *context, float *x_out,
+              int32 **seen_out, int *nseen, ItInterestSource *source_out)
+{
+    for (int slot = 0; slot < IT_PREFETCH_SLOTS; slot++)
+    {
+        const UserPrefetch *p = Prefetched[slot];
+        int64       at;
+        int         r;
+
+        if (p == NULL || p->generation != m->generation || !SameContext(p->context, context))
+            continue;
+        if ((at = it_find_id(p->ids, p->n, user_id)) < 0)
+            continue;
+        if ((r = p->row[at]) < 0)
+            return 0;
+        memcpy(x_out, p->X + (size_t) r * m->k, sizeof(float) * m->k);
+        *seen_out = NULL;
+        *nseen = p->nseen[r];
+        if (p->nseen[r] > 0)
+        {
+            *seen_out = palloc(sizeof(int32) * p->nseen[r]);
+            memcpy(*seen_out, p->seen[r], sizeof(int32) * p->nseen[r]);
+        }
+        if (source_out)
+            *source_out = p->source[r];
+        return 1;
+    }
+    return -1;
+}
+
+bool
+ItGetUserVectorIn(ItModel *m, int64 user_id, const char *context, float *x_out,
+                  int32 **seen_out, int *nseen, ItInterestSource *source_out)
+{
+    MemoryContext callercxt = CurrentMemoryContext;
+    ItInterestSource source;
+    ItRunAs     r;
+    int         pre;
+
+    if ((pre = PrefetchedRow(m, user_id, context, x_out, seen_out, nseen, source_out)) >= 0)
+        return pre == 1;
+
+    if (SPI_connect() != SPI_OK_CONNECT)
+        elog(ERROR, "SPI_connect failed");
+    ItRunAsTablesOwnerForPlans(&r);
+    if (!ItStoreUserRow(m->name, m->version, user_id, context))
+    {
+        ItRunAsEnd(&r);
+        SPI_finish();
+        return false;
+    }
+    UserRowVector(m, user_id, context, SPI_tuptable->vals[0], SPI_tuptable->tupdesc, callercxt,
+                  x_out, seen_out, nseen, &source);
+    ItRunAsEnd(&r);
+    SPI_finish();
     if (source_out)
         *source_out = source;
     return true;

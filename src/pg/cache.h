@@ -232,6 +232,17 @@ extern bool ItGetUserVectorIn(ItModel *m, int64 user_id, const char *context, fl
                               int32 **seen_out, int *nseen, ItInterestSource *source_out);
 
 /*
+ * Reads the rows of many users (in a context, NULL: the global rows) in
+ * one query, so that ItGetUserVectorIn answers them from memory, until
+ * ItForgetPrefetchedUsers.  Allocates in the current context, which must
+ * outlive the read-ahead: forget it before resetting that context, and in
+ * a PG_FINALLY block so an error cannot leave it behind.  At most two
+ * read-aheads (a context's and the global rows) are kept; more are ignored.
+ */
+extern void ItPrefetchUsers(ItModel *m, const int64 *user_ids, int n, const char *context);
+extern void ItForgetPrefetchedUsers(void);
+
+/*
  * The interest of a user and the score it gives an item: interest.h;
  * serving users and items the model was not trained on: providers.h,
  * provider.h; reading interactions: interactions.h.

@@ -534,7 +534,8 @@ interest_transfer_recommend_batch(PG_FUNCTION_ARGS)
     int         d;
     int         c;
     ItModel    *m;
-    int32      *cand = NULL;
+    int32      *volatile cand = NULL;  /* kept across PG_TRY */
+    float      *S;
     int         ncand = 0;
     int64       lo;
     int64       hi;
@@ -566,68 +567,81 @@ interest_transfer_recommend_batch(PG_FUNCTION_ARGS)
     batch = (int) Max(1, Min((int64) IT_BATCH_USERS, IT_BATCH_SCORES / Max(hi - lo, 1)));
     batchcxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer recommend_batch",
                                      ALLOCSET_DEFAULT_SIZES);
-    for (int b0 = 0; b0 < nids; b0 += batch)
+    /* the scores of a batch: allocated once, so its pages are touched once */
+    S = palloc_extended(sizeof(float) * (Size) batch * (Size) Max(hi - lo, 1), MCXT_ALLOC_HUGE);
+    PG_TRY();
     {
-        int         n = Min(batch, nids - b0);
-        ItInterest *in;
-        int        *row;        /* the user's row of S, or -1: ranked alone */
-        float      *X;
-        float      *S = NULL;
-        int         nx = 0;
-        int32      *top_idx;
-        float      *top_score;
-
-        CHECK_FOR_INTERRUPTS();
-        oldcxt = MemoryContextSwitchTo(batchcxt);
-        in = palloc(sizeof(ItInterest) * n);
-        row = palloc(sizeof(int) * n);
-        X = palloc(sizeof(float) * (Size) n * m->k);
-        top_idx = palloc(sizeof(int32) * Max(kk, 1));
-        top_score = palloc(sizeof(float) * Max(kk, 1));
-
-        /* who each user is; the vectors of those a product can rank */
-        for (int i = 0; i < n; i++)
+        for (int b0 = 0; b0 < nids; b0 += batch)
         {
-            ItUserInterestIn(m, ids[b0 + i], c, &in[i]);
-            row[i] = -1;
-            if (cand == NULL && kk > 0 && in[i].x != NULL && !ItCrossDomainByNeighbours(m, &in[i], d))
-            {
-                memcpy(X + (size_t) nx * m->k, in[i].x, sizeof(float) * m->k);
-                row[i] = nx++;
-            }
-        }
-        if (nx > 0)
-        {
-            S = palloc_extended(sizeof(float) * (Size) nx * (Size) (hi - lo), MCXT_ALLOC_HUGE);
-            it_score_many(m->Y + (size_t) lo * m->k, hi - lo, m->k, X, nx, S);
-        }
+            int         n = Min(batch, nids - b0);
+            ItInterest *in;
+            int        *row;        /* the user's row of S, or -1: ranked alone */
+            float      *X;
+            int         nx = 0;
+            int32      *top_idx;
+            float      *top_score;
 
-        for (int i = 0; i < n; i++)
-        {
-            int64       user_id = ids[b0 + i];
+            CHECK_FOR_INTERRUPTS();
+            oldcxt = MemoryContextSwitchTo(batchcxt);
+            in = palloc(sizeof(ItInterest) * n);
+            row = palloc(sizeof(int) * n);
+            X = palloc(sizeof(float) * (Size) n * m->k);
+            top_idx = palloc(sizeof(int32) * Max(kk, 1));
+            top_score = palloc(sizeof(float) * Max(kk, 1));
 
-            if (row[i] < 0)
+            /* who each user is (their rows read in one query each); the vectors of those a product can rank */
+            if (c >= 0 && m->context_weight != NULL && m->context_weight[c] > 0.0)
+                ItPrefetchUsers(m, ids + b0, n, m->contexts[c]);
+            ItPrefetchUsers(m, ids + b0, n, NULL);
+            for (int i = 0; i < n; i++)
             {
-                ReturnTopItems(rsinfo, m, &in[i], true, user_id, exclude_seen, d, k, cand, ncand, true);
-                continue;
+                ItUserInterestIn(m, ids[b0 + i], c, &in[i]);
+                row[i] = -1;
+                if (cand == NULL && kk > 0 && in[i].x != NULL && !ItCrossDomainByNeighbours(m, &in[i], d))
+                {
+                    memcpy(X + (size_t) nx * m->k, in[i].x, sizeof(float) * m->k);
+                    row[i] = nx++;
+                }
             }
+            if (nx > 0)
             {
-                double      tol_scale;
-                double      tol_const;
-                int         got;
+                it_score_many(m->Y + (size_t) lo * m->k, hi - lo, m->k, X, nx, S);
+            }
 
-                /* the product's sums are within BLAS's bound of the exact scores */
-                ItScoreTolerance(m, &in[i], &tol_scale, &tol_const);
-                got = RankVectorScores(m, &in[i], d, S + (size_t) row[i] * (hi - lo),
-                                       exclude_seen ? in[i].seen : NULL, exclude_seen ? in[i].nseen : 0,
-                                       kk, m->item_norms + lo, tol_scale, top_idx, top_score);
-                PutTopItems(rsinfo, m, &in[i], d, true, user_id, top_idx, top_score, got);
+            for (int i = 0; i < n; i++)
+            {
+                int64       user_id = ids[b0 + i];
+
+                if (row[i] < 0)
+                {
+                    ReturnTopItems(rsinfo, m, &in[i], true, user_id, exclude_seen, d, k, cand, ncand, true);
+                    continue;
+                }
+                {
+                    double      tol_scale;
+                    double      tol_const;
+                    int         got;
+
+                    /* the product's sums are within BLAS's bound of the exact scores */
+                    ItScoreTolerance(m, &in[i], &tol_scale, &tol_const);
+                    got = RankVectorScores(m, &in[i], d, S + (size_t) row[i] * (hi - lo),
+                                           exclude_seen ? in[i].seen : NULL, exclude_seen ? in[i].nseen : 0,
+                                           kk, m->item_norms + lo, tol_scale, top_idx, top_score);
+                    PutTopItems(rsinfo, m, &in[i], d, true, user_id, top_idx, top_score, got);
+                }
             }
+            MemoryContextSwitchTo(oldcxt);
+            ItForgetPrefetchedUsers();
+            MemoryContextReset(batchcxt);
         }
-        MemoryContextSwitchTo(oldcxt);
-        MemoryContextReset(batchcxt);
     }
+    PG_FINALLY();
+    {
+        ItForgetPrefetchedUsers();
+    }
+    PG_END_TRY();
     MemoryContextDelete(batchcxt);
+    pfree(S);
     PG_RETURN_NULL();
 }
 

@@ -121,6 +121,7 @@ static SPIPlanPtr PlanDeployedNamed = NULL;
 static SPIPlanPtr PlanDeployedAll = NULL;
 static SPIPlanPtr PlanModelRow = NULL;
 static SPIPlanPtr PlanUserRow = NULL;
+static SPIPlanPtr PlanUserRows = NULL;
 static SPIPlanPtr PlanUserPriorRow = NULL;
 
 static SPIPlanPtr
@@ -153,6 +154,7 @@ PreparePlans(void)
     Oid         row_types[2] = {TEXTOID, INT4OID};
     Oid         user_types[3] = {TEXTOID, INT4OID, INT8OID};
     Oid         user_context_types[4] = {TEXTOID, INT4OID, INT8OID, TEXTOID};
+    Oid         users_context_types[4] = {TEXTOID, INT4OID, INT8ARRAYOID, TEXTOID};
 
     if (PlansSchema != NULL && strcmp(PlansSchema, model_table) == 0)
         return;
@@ -161,6 +163,7 @@ PreparePlans(void)
     FreePlan(&PlanDeployedAll);
     FreePlan(&PlanModelRow);
     FreePlan(&PlanUserRow);
+    FreePlan(&PlanUserRows);
     FreePlan(&PlanUserPriorRow);
     if (PlansSchema)
         pfree(PlansSchema);
@@ -192,6 +195,12 @@ PreparePlans(void)
                            "AND user_id OPERATOR(pg_catalog.=) $3 AND context OPERATOR(pg_catalog.=) $4",
                            ItTable("it_user_factors")),
                   4, user_context_types);
+    PlanUserRows =
+        SavedPlan(psprintf("SELECT factors, seen, source, seen_domain, user_id FROM %s "
+                           "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
+                           "AND user_id OPERATOR(pg_catalog.=) ANY ($3) AND context OPERATOR(pg_catalog.=) $4",
+                           ItTable("it_user_factors")),
+                  4, users_context_types);
     PlanUserPriorRow =
         SavedPlan(psprintf("SELECT factors, source FROM %s "
                            "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
@@ -236,6 +245,23 @@ ItStoreUserRow(const char *model, int version, int64 user_id, const char *contex
     PreparePlans();
     Check(SPI_execute_plan(PlanUserRow, values, NULL, true, 1), SPI_OK_SELECT, "SPI_execute_plan");
     return SPI_processed == 1;
+}
+
+void
+ItStoreUserRows(const char *model, int version, const int64 *user_ids, int n, const char *context)
+{
+    Datum      *ids = palloc(sizeof(Datum) * Max(n, 1));
+    Datum       values[4];
+
+    for (int i = 0; i < n; i++)
+        ids[i] = Int64GetDatum(user_ids[i]);
+    values[0] = CStringGetTextDatum(model);
+    values[1] = Int32GetDatum(version);
+    values[2] = PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+    values[3] = CStringGetTextDatum(context ? context : "");
+    PreparePlans();
+    Check(SPI_execute_plan(PlanUserRows, values, NULL, true, 0), SPI_OK_SELECT, "SPI_execute_plan");
+    pfree(ids);
 }
 
 bool

@@ -57,6 +57,13 @@ extern void ItStoreModelRow(const char *model, int version);
 extern bool ItStoreUserRow(const char *model, int version, int64 user_id, const char *context);
 
 /*
+ * The rows of many users at once, in any order: the same columns as
+ * ItStoreUserRow, then user_id.  Users without a row are missing.
+ */
+extern void ItStoreUserRows(const char *model, int version, const int64 *user_ids, int n,
+                            const char *context);
+
+/*
  * The context key of the rows that hold the prior of a user known only in
  * the source models (option source_models): not a context of the user's
  * behaviour, which never starts with '@'.

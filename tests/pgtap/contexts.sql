@@ -59,7 +59,7 @@ SELECT avg(x.hits) / 10 AS p
                       JOIN weekend_test w ON w.user_id = u.user_id AND w.item_id = r.item_id) x;
 \o
 
-SELECT plan(26);
+SELECT plan(28);
 
 -- training
 SELECT is((SELECT contexts FROM it_model WHERE model = 'ctx'), ARRAY['weekday', 'weekend'],
@@ -101,6 +101,25 @@ SELECT is((SELECT DISTINCT source FROM recommend(5, 10, 'ctx_col')), 'model',
           'without a context, a model of a context column serves the global vector');
 SELECT is((SELECT DISTINCT source FROM recommend(999999, 10, 'ctx', context => 'weekend')), 'popular',
           'a user without a vector in the context falls back as without one');
+CREATE TEMP TABLE batch_ids AS SELECT ARRAY(SELECT generate_series(1, 40)::bigint) || 999999::bigint AS ids;
+SELECT is((SELECT count(*) FROM (
+             (SELECT b.user_id, b.item_id, b.rank, b.source
+                FROM batch_ids, recommend_batch(batch_ids.ids, 10, 'ctx', context => 'weekend') b
+              EXCEPT ALL
+              SELECT u, r.item_id, r.rank, r.source
+                FROM batch_ids, unnest(batch_ids.ids) u, recommend(u, 10, 'ctx', context => 'weekend') r)
+             UNION ALL
+             (SELECT u, r.item_id, r.rank, r.source
+                FROM batch_ids, unnest(batch_ids.ids) u, recommend(u, 10, 'ctx', context => 'weekend') r
+              EXCEPT ALL
+              SELECT b.user_id, b.item_id, b.rank, b.source
+                FROM batch_ids, recommend_batch(batch_ids.ids, 10, 'ctx', context => 'weekend') b)) diff),
+          0::bigint,
+          'recommend_batch in a context gives the rows and sources recommend gives there');
+SELECT is((SELECT array_agg(DISTINCT b.source ORDER BY b.source)
+             FROM batch_ids, recommend_batch(batch_ids.ids, 10, 'ctx', context => 'weekend') b),
+          ARRAY['context:weekend', 'popular'],
+          'recommend_batch serves the context vectors, and a user without one by popularity');
 SELECT ok((SELECT abs(score(5, r.item_id, 'ctx', NULL, 'weekend') - r.score) < 1e-6
              FROM recommend(5, 1, 'ctx', context => 'weekend') r),
           'score in a context is the score recommend ranked by');
