@@ -75,9 +75,10 @@ SiftUp(int32_t *idx, float *sc, int i)
  * looked at one by one only when one of them beats the worst kept score.
  * The check of a block is a branch-free loop the compiler vectorises (for
  * the generic target, AVX2 and AVX-512, picked at load time as in als.c),
- * so most of the n scores cost a vector compare; the answer is the one a
- * plain scan gives, since a block is skipped only when no score in it
- * could enter the heap.
+ * so most of the n scores cost a vector compare; one call checks blocks
+ * until one has a candidate (a call per block cost as much as the
+ * compares).  The answer is the one a plain scan gives, since a block is
+ * skipped only when no score in it could enter the heap.
  */
 
 #define IT_TOPK_BLOCK 64
@@ -85,47 +86,66 @@ SiftUp(int32_t *idx, float *sc, int i)
 /* 16 floats (one AVX-512 register, two AVX2 or four SSE ones) */
 typedef float TopkV16 __attribute__((vector_size(64)));
 typedef int32_t TopkI16 __attribute__((vector_size(64)));
+typedef int64_t TopkL8 __attribute__((vector_size(64)));
 
-/* Whether a score of [0, n) (plus blend * pop when pop is given) is above worst. */
-IT_CLONES static int
-AnyAbove(const float *restrict s, const float *restrict pop, float blend, int n, float worst)
+/* Whether a lane of a compare's result is set. */
+static inline int
+AnyLane(const TopkI16 *m)
 {
-    TopkI16     any = {0};
+    TopkL8      l;
+
+    memcpy(&l, m, sizeof(l));
+    return ((l[0] | l[1]) | (l[2] | l[3]) | ((l[4] | l[5]) | (l[6] | l[7]))) != 0;
+}
+
+/*
+ * Where the first block of IT_TOPK_BLOCK scores of [0, n) with a score
+ * (plus blend * pop when pop is given) above worst starts, blocks counted
+ * from 0 (the last one may be shorter); n when there is none.  One call
+ * runs over all the blocks a heap skips, each checked as one vector
+ * compare per 16 scores and one test of the block's lanes.
+ */
+IT_CLONES static int64_t
+FirstAbove(const float *restrict s, const float *restrict pop, float blend, int64_t n, float worst)
+{
     TopkV16     w = worst - (TopkV16) {0};
-    int         i = 0;
+    TopkV16     b = blend - (TopkV16) {0};
+    int64_t     i = 0;
 
-    if (pop == NULL)
-        for (; i + 16 <= n; i += 16)
-        {
-            TopkV16     v;
-
-            memcpy(&v, s + i, sizeof(v));
-            any |= v > w;
-        }
-    else
+    for (; i + IT_TOPK_BLOCK <= n; i += IT_TOPK_BLOCK)
     {
-        TopkV16     b = blend - (TopkV16) {0};
+        TopkI16     any = {0};
 
-        for (; i + 16 <= n; i += 16)
-        {
-            TopkV16     v,
-                        p;
+        if (pop == NULL)
+            for (int j = 0; j < IT_TOPK_BLOCK; j += 16)
+            {
+                TopkV16     v;
 
-            memcpy(&v, s + i, sizeof(v));
-            memcpy(&p, pop + i, sizeof(p));
-            any |= v + b * p > w;
-        }
+                memcpy(&v, s + i + j, sizeof(v));
+                any |= v > w;
+            }
+        else
+            for (int j = 0; j < IT_TOPK_BLOCK; j += 16)
+            {
+                TopkV16     v,
+                            p;
+
+                memcpy(&v, s + i + j, sizeof(v));
+                memcpy(&p, pop + i + j, sizeof(p));
+                any |= v + b * p > w;
+            }
+        if (AnyLane(&any))
+            return i;
     }
-    for (int j = 1; j < 16; j++)
-        any[0] |= any[j];
-    for (; i < n; i++)
-        any[0] |= pop == NULL ? s[i] > worst : s[i] + blend * pop[i] > worst;
-    return any[0] != 0;
+    /* the last, shorter block */
+    for (int64_t j = i; j < n; j++)
+        if (pop == NULL ? s[j] > worst : s[j] + blend * pop[j] > worst)
+            return i;
+    return n;
 }
 
 typedef double TopkD8 __attribute__((vector_size(64)));
 typedef float TopkV8 __attribute__((vector_size(32)));
-typedef int64_t TopkL8 __attribute__((vector_size(64)));
 
 /*
  * Whether one of IT_TOPK_BLOCK items has (double) s + tol_scale * norm
@@ -211,13 +231,10 @@ TopK(const float *scores, const float *pop, float blend, int64_t n,
 
             while (i < stop)
             {
-                int64_t     bend = Min64(stop, i + IT_TOPK_BLOCK);
+                int64_t     bend;
 
-                if (!AnyAbove(scores + i, pop ? pop + i : NULL, blend, (int) (bend - i), worst))
-                {
-                    i = bend;
-                    continue;
-                }
+                i += FirstAbove(scores + i, pop ? pop + i : NULL, blend, stop - i, worst);
+                bend = Min64(stop, i + IT_TOPK_BLOCK);
                 for (; i < bend; i++)
                 {
                     float       s = ScoreAt(scores, pop, blend, i);
