@@ -281,22 +281,45 @@ int         it_topk_exact(const float *scores, int64_t n,
  * ------------------------------------------------------------------------ */
 
 #define IT_Q8_BLOCK 16
+#define IT_Q8_GROUP 4
 
-/* n rounded up to whole blocks: Q holds it_q8_padded(n) * k bytes, scale it_q8_padded(n) floats. */
+/* n rounded up to whole blocks. */
 int64_t     it_q8_padded(int64_t n);
 
-/*
- * The 8-bit copy of the n item vectors Y (n * k): Q, scale (see quant.c
- * for the layout), and tol[0..n): for any x, this scan's score of item i
- * is within |x| * tol[i] of the float dot product y_i . x, however that
- * is summed (so it_topk_exact with norms = tol and tol_scale = |x| finds
- * the exact top k from it_q8_scores' scores).
- */
-void        it_q8_encode(const float *Y, int64_t n, int k, int8_t *Q, float *scale, float *tol);
+/* k rounded up to whole groups of dimensions (the padding dimensions are 0). */
+int         it_q8_kpad(int k);
 
-/* scores[i - lo] for the items i in [lo, hi): scale[i] * (q_i . x). */
+/*
+ * The 8-bit copy of the n item vectors Y (n * k): Q (it_q8_padded(n) *
+ * it_q8_kpad(k) bytes), scale (it_q8_padded(n) floats; see quant.c for the
+ * layout), tol[0..n) and *qnorm_max, the largest norm of an item's 8-bit
+ * vector: for any x, this scan's score of item i (it_q8_scores, with x
+ * quantised by it_q8_query) is within |x| * tol[i] + it_q8_query's bound
+ * of the float dot product y_i . x, however that is summed (so
+ * it_topk_exact with norms = tol, tol_scale = |x| and tol_const = that
+ * bound finds the exact top k from the 8-bit scores).
+ */
+void        it_q8_encode(const float *Y, int64_t n, int k, int8_t *Q, float *scale, float *tol,
+                         float *qnorm_max);
+
+/* The bytes of it_q8_query's qx for k dimensions. */
+size_t      it_q8_query_bytes(int k);
+
+/*
+ * Quantises a user's vector x (k floats, finite) for it_q8_scores: qx
+ * (it_q8_query_bytes(k)) and its scale *sx.  Returns the query's part of
+ * the bound on every score's error, for the items of an it_q8_encode
+ * whose *qnorm_max was qnorm_max.
+ */
+double      it_q8_query(const float *x, int k, float qnorm_max, int8_t *qx, float *sx);
+
+/*
+ * scores[i - lo] for the items i in [lo, hi): (float) (q_i . qx) *
+ * (scale[i] * sx), the integer dot product exact (k <= 65536), the same
+ * bits from every implementation.
+ */
 void        it_q8_scores(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
-                         const float *x, float *scores);
+                         const int8_t *qx, float sx, float *scores);
 
 /*
  * The same with one of its implementations (it_q8_scores picks the best
@@ -305,9 +328,9 @@ void        it_q8_scores(const int8_t *Q, const float *scale, int64_t lo, int64_
  */
 #define IT_Q8_PLAIN     0
 #define IT_Q8_AVX2      1
-#define IT_Q8_AVX512    2
+#define IT_Q8_AVX512    2       /* AVX-512 VNNI */
 int         it_q8_scores_variant(int variant, const int8_t *Q, const float *scale, int64_t lo, int64_t hi,
-                                 int k, const float *x, float *scores);
+                                 int k, const int8_t *qx, float sx, float *scores);
 
 /* scores[0..n) = Y[n*k] x  (cblas_sgemv). */
 void        it_score_all(const float *Y, int64_t n, int k, const float *x,

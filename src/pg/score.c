@@ -117,15 +117,16 @@ DomainRange(const ItModel *m, int d, int64 *lo, int64 *hi)
 /*
  * The kk best of domain d's items for a vector interest, from scores of
  * them (scores[i] for item lo + i; the popularity term is added here)
- * that are within tol_scale * norms[i] (plus the popularity term's
- * rounding) of the exact score ItItemScore: ranked by the exact score,
+ * that are within tol_scale * norms[i] + scan_tol (plus the popularity
+ * term's rounding) of the exact score ItItemScore: ranked by the exact score,
  * ties by the lower item_id, exclude (sorted, model indexes) skipped.
  * Returns how many were written.
  */
 static int
 RankVectorScores(const ItModel *m, const ItInterest *in, int d, float *scores,
                  const int32 *exclude, int nexclude, int kk,
-                 const float *norms, double tol_scale, int32 *out_idx, float *out_score)
+                 const float *norms, double tol_scale, double scan_tol,
+                 int32 *out_idx, float *out_score)
 {
     int64       lo;
     int64       hi;
@@ -149,6 +150,7 @@ RankVectorScores(const ItModel *m, const ItInterest *in, int d, float *scores,
         }
         /* the popularity term's part of the tolerance */
         ItScoreTolerance(m, in, &blas_scale, &tol_const);
+        tol_const += scan_tol;
         got = ExactTopK(scores, hi - lo, exclude, nexclude, kk, norms, tol_scale, tol_const,
                         ExactItemScore, &arg, out_idx, out_score);
     }
@@ -199,13 +201,22 @@ TopItems(ItModel *m, const ItInterest *in, bool has_user, int64 user_id, bool ex
     if (in->x != NULL)
     {
         /*
-         * The 8-bit copy first (a quarter of the bytes to read), then the
-         * items its error bound cannot rule out scored exactly.  Nothing
-         * below can reload the model: m->scores stays ours.
+         * The 8-bit copy first (a quarter of the bytes to read), scored
+         * against an 8-bit copy of x, then the items the two roundings'
+         * bound cannot rule out scored exactly.  Nothing below can reload
+         * the model: m->scores stays ours.
          */
-        it_q8_scores(m->q8, m->q8_scale, lo, hi, m->k, in->x, m->scores + lo);
-        return RankVectorScores(m, in, d, m->scores + lo, exclude, nexclude, kk,
-                                m->q8_tol + lo, ItVectorNorm(in->x, m->k), out_idx, out_score);
+        int8_t     *qx = palloc(it_q8_query_bytes(m->k));
+        float       sx;
+        double      query_tol = it_q8_query(in->x, m->k, m->q8_norm_max, qx, &sx);
+        int         got;
+
+        it_q8_scores(m->q8, m->q8_scale, lo, hi, m->k, qx, sx, m->scores + lo);
+        pfree(qx);
+        got = RankVectorScores(m, in, d, m->scores + lo, exclude, nexclude, kk,
+                               m->q8_tol + lo, ItVectorNorm(in->x, m->k) * (1.0 + 1e-5), query_tol,
+                               out_idx, out_score);
+        return got;
     }
 
     /* Popularity: walk the precomputed order, skipping excluded items. */
@@ -620,7 +631,7 @@ interest_transfer_recommend_batch(PG_FUNCTION_ARGS)
                 ItScoreTolerance(m, &in[i], &tol_scale, &tol_const);
                 got = RankVectorScores(m, &in[i], d, S + (size_t) row[i] * (hi - lo),
                                        exclude_seen ? in[i].seen : NULL, exclude_seen ? in[i].nseen : 0,
-                                       kk, m->item_norms + lo, tol_scale, top_idx, top_score);
+                                       kk, m->item_norms + lo, tol_scale, 0.0, top_idx, top_score);
                 PutTopItems(rsinfo, m, &in[i], d, true, user_id, top_idx, top_score, got);
             }
         }
