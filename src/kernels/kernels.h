@@ -37,7 +37,7 @@ typedef struct ItCsr
  * number of distinct ids. */
 int64_t     it_sort_unique_ids(int64_t *ids, int64_t n);
 
-/* Index of id in sorted[0..n) (binary search), or -1 when absent. */
+/* Index of id in sorted[0..n) (distinct ids; interpolation, then bisection), or -1 when absent. */
 int64_t     it_find_id(const int64_t *sorted, int64_t n, int64_t id);
 
 /*

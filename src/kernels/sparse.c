@@ -176,12 +176,43 @@ it_sort_unique_ids(int64_t *ids, int64_t n)
     return m;
 }
 
+/*
+ * Item ids are often dense or evenly spread (1..n, or a step apart), and
+ * a bisection of a large array misses the cache at most of its ~17
+ * probes: a few interpolation probes first narrow the range (to the
+ * answer itself when the ids are evenly spread), then bisection finishes.
+ * Each probe keeps the answer inside [lo, hi), so a bad guess costs one
+ * probe, never the answer.
+ */
+#define FIND_ID_GUESSES 3
+
 int64_t
 it_find_id(const int64_t *sorted, int64_t n, int64_t id)
 {
     int64_t     lo = 0;
     int64_t     hi = n;
 
+    for (int step = 0; step < FIND_ID_GUESSES && hi - lo > 8; step++)
+    {
+        int64_t     first = sorted[lo];
+        int64_t     last = sorted[hi - 1];
+        double      span = (double) last - (double) first;
+        int64_t     g;
+
+        if (id < first || id > last)
+            return -1;
+        if (!(span > 0.0))
+            break;              /* ids too close for a double to tell apart */
+        /* in double: id - first can overflow int64 */
+        g = lo + (int64_t) (((double) id - (double) first) / span * (double) (hi - 1 - lo));
+        g = g < lo ? lo : g > hi - 1 ? hi - 1 : g;
+        if (sorted[g] == id)
+            return g;
+        if (sorted[g] < id)
+            lo = g + 1;
+        else
+            hi = g;
+    }
     while (lo < hi)
     {
         int64_t     mid = lo + (hi - lo) / 2;

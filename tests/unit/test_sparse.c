@@ -95,6 +95,58 @@ TEST(find_id)
     CHECK(it_find_id(ids, 0, 3) == -1, "empty");
 }
 
+/* Linear search, the reference. */
+static int64_t
+FindLinear(const int64_t *ids, int64_t n, int64_t id)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] == id)
+            return i;
+    return -1;
+}
+
+/*
+ * Dense, evenly spread, clustered, random and extreme ids (the
+ * interpolation's guesses far off or overflowing int64 differences):
+ * every id found where it is, every other id absent.
+ */
+TEST(find_id_in_large_arrays_of_any_spread)
+{
+    int64_t     n = 5000;
+    int64_t    *ids = malloc(sizeof(int64_t) * n);
+    int         bad = 0;
+
+    for (int shape = 0; shape < 5; shape++)
+    {
+        for (int64_t i = 0; i < n; i++)
+        {
+            if (shape == 0)
+                ids[i] = i + 1;                 /* dense */
+            else if (shape == 1)
+                ids[i] = 1000 + 7 * i;          /* evenly spread */
+            else if (shape == 2)
+                ids[i] = i < 3 ? i : INT64_MAX - (n - i);  /* huge ids a double cannot tell apart */
+            else if (shape == 3)
+                ids[i] = (i == 0 ? INT64_MIN : i == n - 1 ? INT64_MAX : (int64_t) (i * i * 31));
+            else
+                ids[i] = (i > 0 ? ids[i - 1] : -1000000) + 1 + (int64_t) (Rand() % 1000);
+        }
+        for (int64_t i = 0; i < n; i++)
+        {
+            if (it_find_id(ids, n, ids[i]) != i)
+                bad++;
+            /* neighbours that may be absent */
+            if (ids[i] < INT64_MAX && it_find_id(ids, n, ids[i] + 1) != FindLinear(ids, n, ids[i] + 1))
+                bad++;
+            if (ids[i] > INT64_MIN && it_find_id(ids, n, ids[i] - 1) != FindLinear(ids, n, ids[i] - 1))
+                bad++;
+        }
+        CHECK(bad == 0, "shape %d: %d lookups wrong", shape, bad);
+        CHECK(it_find_id(ids, n, ids[0]) == 0 && it_find_id(ids, n, ids[n - 1]) == n - 1, "shape %d: ends", shape);
+    }
+    free(ids);
+}
+
 TEST(csr_from_coo_sums_sorts_drops)
 {
     /* row 0: (0,2) 1 + 2, (0,1) 5; row 1: (1,0) -1 + 1 = 0 dropped,
@@ -447,6 +499,7 @@ main(void)
     RUN(sort_unique_matches_qsort);
     RUN(sort_unique_sorted_and_reversed_inputs);
     RUN(find_id);
+    RUN(find_id_in_large_arrays_of_any_spread);
     RUN(csr_from_coo_sums_sorts_drops);
     RUN(csr_from_coo_random_against_dense);
     RUN(csr_from_coo_empty);
