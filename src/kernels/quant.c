@@ -79,7 +79,8 @@ Quantise(float v, float s)
 }
 
 void
-it_q8_encode(const float *Y, int64_t n, int k, int8_t *Q, float *scale, float *tol, float *qnorm_max)
+it_q8_encode(const float *Y, int64_t n, int k, int8_t *Q, float *scale, float *tol, float *qnorm_max,
+             float *tol_block)
 {
     int64_t     padded = it_q8_padded(n);
     int         kp = it_q8_kpad(k);
@@ -88,6 +89,8 @@ it_q8_encode(const float *Y, int64_t n, int k, int8_t *Q, float *scale, float *t
     memset(Q, 0, (size_t) padded * (size_t) kp);
     for (int64_t i = n; i < padded; i++)
         scale[i] = 0.0f;
+    for (int64_t b = 0; b < padded / IT_Q8_BLOCK; b++)
+        tol_block[b] = 0.0f;
     for (int64_t i = 0; i < n; i++)
     {
         const float *y = Y + (size_t) i * k;
@@ -128,6 +131,8 @@ it_q8_encode(const float *Y, int64_t n, int k, int8_t *Q, float *scale, float *t
          */
         bound = sqrt(rr) + (2.0 * k + 8.0) * (double) FLT_EPSILON * (sqrt(yy) + sqrt(rr));
         tol[i] = nextafterf((float) bound, INFINITY);
+        if (tol[i] > tol_block[i / IT_Q8_BLOCK])
+            tol_block[i / IT_Q8_BLOCK] = tol[i];
         qmax = sqrt(qq) > qmax ? sqrt(qq) : qmax;
     }
     *qnorm_max = n > 0 ? nextafterf((float) qmax, INFINITY) : 0.0f;
@@ -182,20 +187,29 @@ it_q8_query(const float *x, int k, float qnorm_max, int8_t *qx, float *sx)
     return (double) qnorm_max * (rn + 4.0 * (double) FLT_EPSILON * (xn + rn)) * (1.0 + 1e-5);
 }
 
-/* The items of block b in [lo, hi) get the block's scores acc (IT_Q8_BLOCK floats). */
+/*
+ * The items of block b in [lo, hi) get the block's scores acc
+ * (IT_Q8_BLOCK floats), and block_max (when not NULL) their largest.
+ */
 static inline void
-StoreBlock(const float *acc, int64_t b, int64_t lo, int64_t hi, float *scores)
+StoreBlock(const float *acc, int64_t b, int64_t lo, int64_t hi, float *scores, float *block_max)
 {
     int64_t     first = b * IT_Q8_BLOCK;
+    float       mx = -INFINITY;
 
     for (int t = 0; t < IT_Q8_BLOCK; t++)
         if (first + t >= lo && first + t < hi)
+        {
             scores[first + t - lo] = acc[t];
+            mx = acc[t] > mx ? acc[t] : mx;
+        }
+    if (block_max)
+        block_max[b - lo / IT_Q8_BLOCK] = mx;
 }
 
 static void
 ScoresPlain(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
-            const int8_t *qx, float sx, float *scores)
+            const int8_t *qx, float sx, float *scores, float *block_max)
 {
     int         groups = it_q8_kpad(k) / IT_Q8_GROUP;
 
@@ -212,7 +226,7 @@ ScoresPlain(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
                         qx[g * IT_Q8_GROUP + d];
         for (int t = 0; t < IT_Q8_BLOCK; t++)
             out[t] = (float) acc[t] * (scale[b * IT_Q8_BLOCK + t] * sx);
-        StoreBlock(out, b, lo, hi, scores);
+        StoreBlock(out, b, lo, hi, scores, block_max);
     }
 }
 
@@ -224,7 +238,7 @@ ScoresPlain(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
 __attribute__((target("avx512f,avx512bw,avx512vnni")))
 static void
 ScoresAvx512(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
-             const int8_t *qx, float sx, float *scores)
+             const int8_t *qx, float sx, float *scores, float *block_max)
 {
     int         kp = it_q8_kpad(k);
     int         groups = kp / IT_Q8_GROUP;
@@ -251,13 +265,17 @@ ScoresAvx512(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
         acc = _mm512_cvtepi32_ps(_mm512_sub_epi32(pos, neg));
         acc = _mm512_mul_ps(acc, _mm512_mul_ps(_mm512_loadu_ps(scale + b * IT_Q8_BLOCK), vsx));
         if (b * IT_Q8_BLOCK >= lo && (b + 1) * IT_Q8_BLOCK <= hi)
+        {
             _mm512_storeu_ps(scores + b * IT_Q8_BLOCK - lo, acc);
+            if (block_max)
+                block_max[b - lo / IT_Q8_BLOCK] = _mm512_reduce_max_ps(acc);
+        }
         else
         {
             float       out[IT_Q8_BLOCK];
 
             _mm512_storeu_ps(out, acc);
-            StoreBlock(out, b, lo, hi, scores);
+            StoreBlock(out, b, lo, hi, scores, block_max);
         }
     }
 }
@@ -270,7 +288,7 @@ ScoresAvx512(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
 __attribute__((target("avx2")))
 static void
 ScoresAvx2(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
-           const int8_t *qx, float sx, float *scores)
+           const int8_t *qx, float sx, float *scores, float *block_max)
 {
     int         groups = it_q8_kpad(k) / IT_Q8_GROUP;
     __m256      vsx = _mm256_set1_ps(sx);
@@ -305,19 +323,28 @@ ScoresAvx2(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
         {
             _mm256_storeu_ps(scores + b * IT_Q8_BLOCK - lo, s0);
             _mm256_storeu_ps(scores + b * IT_Q8_BLOCK - lo + 8, s1);
+            if (block_max)
+            {
+                __m256      m8 = _mm256_max_ps(s0, s1);
+                __m128      m4 = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
+
+                m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+                m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+                block_max[b - lo / IT_Q8_BLOCK] = _mm_cvtss_f32(m4);
+            }
         }
         else
         {
             _mm256_storeu_ps(out, s0);
             _mm256_storeu_ps(out + 8, s1);
-            StoreBlock(out, b, lo, hi, scores);
+            StoreBlock(out, b, lo, hi, scores, block_max);
         }
     }
 }
 #endif
 
 typedef void (*ScoresFn) (const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
-                          const int8_t *qx, float sx, float *scores);
+                          const int8_t *qx, float sx, float *scores, float *block_max);
 
 static ScoresFn
 VariantFn(int variant)
@@ -337,19 +364,19 @@ VariantFn(int variant)
 
 int
 it_q8_scores_variant(int variant, const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
-                     const int8_t *qx, float sx, float *scores)
+                     const int8_t *qx, float sx, float *scores, float *block_max)
 {
     ScoresFn    fn = VariantFn(variant);
 
     if (fn == NULL)
         return -1;
-    fn(Q, scale, lo, hi, k, qx, sx, scores);
+    fn(Q, scale, lo, hi, k, qx, sx, scores, block_max);
     return 0;
 }
 
 void
 it_q8_scores(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
-             const int8_t *qx, float sx, float *scores)
+             const int8_t *qx, float sx, float *scores, float *block_max)
 {
     static ScoresFn fn = NULL;
 
@@ -361,5 +388,97 @@ it_q8_scores(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
             pick = VariantFn(v);
         fn = pick;
     }
-    fn(Q, scale, lo, hi, k, qx, sx, scores);
+    fn(Q, scale, lo, hi, k, qx, sx, scores, block_max);
+}
+
+int64_t
+it_q8_blocks(int64_t lo, int64_t hi)
+{
+    return hi > lo ? (hi - 1) / IT_Q8_BLOCK - lo / IT_Q8_BLOCK + 1 : 0;
+}
+
+/*
+ * The k best blocks (by their largest score of a non-excluded item) hold
+ * k distinct items scoring at least T, the k-th largest block maximum, so
+ * the k-th best score w is at least T, and the k best items are in
+ * blocks whose maximum is at least T: their largest tolerance tolS is at
+ * most that of those blocks, tS.  An item it_topk_candidates keeps has
+ * scores[i] + tol(i) >= w - tolS >= T - tS.  Only the blocks where some
+ * item can reach that are read again.
+ */
+int64_t
+it_q8_shortlist(const float *scores, float *block_max, int64_t lo, int64_t hi,
+                const int32_t *exclude, int64_t nexclude, int k,
+                const float *tol, const float *tol_block, double tol_scale, double tol_const,
+                int32_t *top_idx, float *top_score, int32_t *list, int64_t cap)
+{
+    int64_t     nb = it_q8_blocks(lo, hi);
+    int64_t     b0 = lo / IT_Q8_BLOCK;
+    int64_t     total = 0;
+    int64_t     e = 0;
+    int         got;
+    double      t_k;
+    double      t_s = 0.0;
+    double      floor_;
+
+    if (k <= 0 || nb == 0)
+        return -1;
+    /* the blocks of excluded items: their maximum over the others */
+    for (int64_t x = 0; x < nexclude; x++)
+    {
+        int64_t     b;
+        float       mx = -INFINITY;
+        int64_t     ex = x;
+
+        if (exclude[x] < 0 || exclude[x] >= hi - lo)
+            continue;
+        b = (exclude[x] + lo) / IT_Q8_BLOCK;
+        if (x > 0 && exclude[x - 1] >= 0 && (exclude[x - 1] + lo) / IT_Q8_BLOCK == b)
+            continue;           /* done at the block's first excluded item */
+        for (int64_t i = b * IT_Q8_BLOCK; i < (b + 1) * IT_Q8_BLOCK; i++)
+        {
+            if (i < lo || i >= hi)
+                continue;
+            while (ex < nexclude && exclude[ex] < i - lo)
+                ex++;
+            if (ex < nexclude && exclude[ex] == i - lo)
+                continue;
+            mx = scores[i - lo] > mx ? scores[i - lo] : mx;
+        }
+        block_max[b - b0] = mx;
+    }
+    got = it_topk(block_max, nb, NULL, 0, k, top_idx, top_score);
+    if (got < k || !isfinite(top_score[k - 1]) || isnan(tol_scale) || isnan(tol_const))
+        return -1;
+    t_k = (double) top_score[k - 1];
+    for (int64_t b = 0; b < nb; b++)
+        if ((double) block_max[b] >= t_k)
+        {
+            double      t = tol_scale * (double) tol_block[b0 + b] + tol_const;
+
+            t_s = t > t_s ? t : t_s;
+        }
+    floor_ = t_k - t_s;
+    floor_ -= fabs(floor_) * 1e-6 + 1e-30;
+    if (!isfinite(floor_))
+        return -1;
+    for (int64_t b = 0; b < nb; b++)
+    {
+        if (!((double) block_max[b] + tol_scale * (double) tol_block[b0 + b] + tol_const >= floor_))
+            continue;
+        for (int64_t i = (b0 + b) * IT_Q8_BLOCK; i < (b0 + b + 1) * IT_Q8_BLOCK; i++)
+        {
+            if (i < lo || i >= hi ||
+                !((double) scores[i - lo] + tol_scale * (double) tol[i - lo] + tol_const >= floor_))
+                continue;
+            while (e < nexclude && exclude[e] < i - lo)
+                e++;
+            if (e < nexclude && exclude[e] == i - lo)
+                continue;
+            if (total < cap)
+                list[total] = (int32_t) (i - lo);
+            total++;
+        }
+    }
+    return total;
 }

@@ -94,6 +94,7 @@ typedef struct ItModel
     float      *q8_scale;       /* it_q8_padded(n_items) */
     float      *q8_tol;         /* n_items */
     float       q8_norm_max;    /* the largest 8-bit item's norm (it_q8_query) */
+    float      *q8_tol_block;   /* it_q8_padded(n_items) / IT_Q8_BLOCK: each block's largest q8_tol */
 
     /*
      * Domains of the items (a domain column in interactions): items are in

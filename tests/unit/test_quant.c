@@ -50,6 +50,7 @@ typedef struct Copy
     float      *scale;
     float      *tol;
     float       qmax;
+    float      *tolb;
 } Copy;
 
 static Copy
@@ -61,7 +62,8 @@ Encode(const float *Y, int64_t n, int k)
     c.Q = malloc((size_t) padded * it_q8_kpad(k));
     c.scale = malloc(sizeof(float) * padded);
     c.tol = malloc(sizeof(float) * (n > 0 ? n : 1));
-    it_q8_encode(Y, n, k, c.Q, c.scale, c.tol, &c.qmax);
+    c.tolb = malloc(sizeof(float) * (padded / IT_Q8_BLOCK + 1));
+    it_q8_encode(Y, n, k, c.Q, c.scale, c.tol, &c.qmax, c.tolb);
     return c;
 }
 
@@ -71,6 +73,7 @@ FreeCopy(Copy *c)
     free(c->Q);
     free(c->scale);
     free(c->tol);
+    free(c->tolb);
 }
 
 /*
@@ -79,7 +82,8 @@ FreeCopy(Copy *c)
  * query's part of the error bound.
  */
 static int
-Scan(const Copy *c, int v, const float *x, int64_t lo, int64_t hi, float *scores, double *bound)
+ScanMax(const Copy *c, int v, const float *x, int64_t lo, int64_t hi, float *scores, float *block_max,
+        double *bound)
 {
     int8_t     *qx = malloc(it_q8_query_bytes(c->k));
     float       sx;
@@ -87,11 +91,17 @@ Scan(const Copy *c, int v, const float *x, int64_t lo, int64_t hi, float *scores
 
     *bound = it_q8_query(x, c->k, c->qmax, qx, &sx);
     if (v <= IT_Q8_AVX512)
-        ok = it_q8_scores_variant(v, c->Q, c->scale, lo, hi, c->k, qx, sx, scores) == 0;
+        ok = it_q8_scores_variant(v, c->Q, c->scale, lo, hi, c->k, qx, sx, scores, block_max) == 0;
     else
-        it_q8_scores(c->Q, c->scale, lo, hi, c->k, qx, sx, scores);
+        it_q8_scores(c->Q, c->scale, lo, hi, c->k, qx, sx, scores, block_max);
     free(qx);
     return ok;
+}
+
+static int
+Scan(const Copy *c, int v, const float *x, int64_t lo, int64_t hi, float *scores, double *bound)
+{
+    return ScanMax(c, v, x, lo, hi, scores, NULL, bound);
 }
 
 /* The number of items of c scored outside their bound by implementation v (-1: cannot run). */
@@ -182,6 +192,14 @@ TEST(scores_within_the_bound_and_the_bound_is_tight)
         /* 8 bits: each part of the bound is a few percent of |y| |x| */
         CHECK(rel / nrel < 0.05, "k %d: mean item bound %.4f |y|", k, rel / nrel);
         CHECK(qrel / nrel < 0.05, "k %d: mean query bound %.4f |x| max |y|", k, qrel / nrel);
+        for (int64_t b = 0; b < padded / IT_Q8_BLOCK; b++)
+        {
+            float       mx = 0.0f;
+
+            for (int64_t i = b * IT_Q8_BLOCK; i < (b + 1) * IT_Q8_BLOCK && i < n; i++)
+                mx = c.tol[i] > mx ? c.tol[i] : mx;
+            CHECK(c.tolb[b] == mx, "k %d block %lld: tol %g, the largest %g", k, (long long) b, c.tolb[b], mx);
+        }
         for (int64_t i = 0; i < n; i++)
             if (i % 13 == 0)
                 CHECK(c.scale[i] == 0.0f && c.tol[i] >= 0.0f && c.tol[i] < 1e-30f, "zero item %lld: scale %g tol %g",
@@ -266,6 +284,50 @@ TEST(a_range_scores_its_items_only)
         }
     }
     free(Y);
+    FreeCopy(&c);
+}
+
+/* Block maxima of every implementation, over ranges that start and end inside blocks. */
+TEST(block_maxima_of_a_range)
+{
+    int         k = 19;
+    int64_t     n = 300;
+    float      *Y = MakeItems(n, k);
+    Copy        c = Encode(Y, n, k);
+    float      *x = malloc(sizeof(float) * k);
+    float       scores[300];
+    float       bm[300 / IT_Q8_BLOCK + 2];
+    int64_t     ranges[][2] = {{0, 300}, {5, 37}, {16, 32}, {17, 18}, {250, 300}, {31, 33}};
+    int         bad = 0;
+
+    for (int j = 0; j < k; j++)
+        x[j] = (float) (Uniform() - 0.5);
+    CHECK(it_q8_blocks(0, 300) == 19 && it_q8_blocks(5, 37) == 3 && it_q8_blocks(16, 32) == 1 &&
+          it_q8_blocks(7, 7) == 0, "blocks %lld %lld %lld", (long long) it_q8_blocks(0, 300),
+          (long long) it_q8_blocks(5, 37), (long long) it_q8_blocks(16, 32));
+    for (int v = IT_Q8_PLAIN; v <= IT_Q8_AVX512 + 1; v++)
+        for (int r = 0; r < 6; r++)
+        {
+            int64_t     lo = ranges[r][0];
+            int64_t     hi = ranges[r][1];
+            double      qb;
+
+            if (!ScanMax(&c, v, x, lo, hi, scores, bm, &qb))
+                continue;
+            for (int64_t b = 0; b < it_q8_blocks(lo, hi); b++)
+            {
+                float       mx = -INFINITY;
+
+                for (int64_t i = (lo / IT_Q8_BLOCK + b) * IT_Q8_BLOCK; i < (lo / IT_Q8_BLOCK + b + 1) * IT_Q8_BLOCK; i++)
+                    if (i >= lo && i < hi)
+                        mx = scores[i - lo] > mx ? scores[i - lo] : mx;
+                if (bm[b] != mx)
+                    bad++;
+            }
+        }
+    CHECK(bad == 0, "%d block maxima wrong", bad);
+    free(Y);
+    free(x);
     FreeCopy(&c);
 }
 
@@ -375,12 +437,138 @@ TEST(exact_top_k_from_the_8_bit_scores)
     }
 }
 
+/*
+ * The exact top k from the shortlist equals a full sort's, over ranges
+ * not aligned to blocks, with excluded items (the best ones among them,
+ * so that block maxima must be recomputed); the shortlist holds every
+ * candidate it_topk_candidates finds and is a small part of the items.
+ */
+TEST(exact_top_k_from_the_shortlist)
+{
+    int         k = 24;
+    int64_t     n = 6000;
+    float      *Y = MakeItems(n, k);
+    Copy        c;
+    float      *x = malloc(sizeof(float) * k);
+    float      *scores = malloc(sizeof(float) * n);
+    float      *bm = malloc(sizeof(float) * (n / IT_Q8_BLOCK + 2));
+    int32_t    *list = malloc(sizeof(int32_t) * n);
+    int32_t    *cand = malloc(sizeof(int32_t) * n);
+    float      *sub = malloc(sizeof(float) * n);
+    float      *subtol = malloc(sizeof(float) * n);
+    float      *cand_score = malloc(sizeof(float) * n);
+    float      *ys = malloc(sizeof(float) * n * k);
+    int32_t     top_idx[20];
+    float       top_score[20];
+    int32_t     out[20];
+    float       out_score[20];
+    int32_t     ref[20];
+    int         bad = 0;
+    int         missing = 0;
+    int64_t     listed = 0;
+    int         runs = 0;
+
+    for (int i = 0; i < 20; i++)
+        memcpy(Y + (400 + i) * k, Y + (300 + i) * k, sizeof(float) * k);
+    c = Encode(Y, n, k);
+    for (int trial = 0; trial < 24; trial++)
+    {
+        int64_t     lo = trial % 3 == 0 ? 0 : 7 + trial;
+        int64_t     hi = trial % 2 == 0 ? n : n - 5 - trial;
+        int32_t     ex[8];
+        int         nex = 0;
+        double      qb;
+        double      xn;
+        int         nref;
+
+        for (int j = 0; j < k; j++)
+            x[j] = (float) (Uniform() - 0.5);
+        xn = sqrt(DotD(x, x, k));
+        ScanMax(&c, IT_Q8_AVX512 + 1, x, lo, hi, scores, bm, &qb);
+        /* exclude the best 3 scores and a few others (sorted, relative to lo) */
+        nref = it_topk(scores, hi - lo, NULL, 0, 3, top_idx, top_score);
+        for (int e = 0; e < nref; e++)
+            ex[nex++] = top_idx[e];
+        ex[nex++] = 1;
+        ex[nex++] = (int32_t) (hi - lo - 1);
+        for (int a = 0; a < nex; a++)
+            for (int b = a + 1; b < nex; b++)
+                if (ex[b] < ex[a])
+                {
+                    int32_t     t = ex[a];
+
+                    ex[a] = ex[b];
+                    ex[b] = t;
+                }
+        {
+            int64_t     nl = it_q8_shortlist(scores, bm, lo, hi, ex, nex, 20, c.tol + lo, c.tolb, xn, qb,
+                                             top_idx, top_score, list, n);
+            ExactArg    a = {Y + lo * k, x, k};
+            int64_t     need;
+            int64_t     nc;
+            int         got;
+
+            CHECK(nl >= 20 && nl < (hi - lo) / 4, "trial %d: shortlist of %lld", trial, (long long) nl);
+            if (nl < 20)
+                continue;
+            listed += nl;
+            runs++;
+            /* every candidate of the whole range is listed */
+            got = it_topk(scores, hi - lo, ex, nex, 20, top_idx, top_score);
+            nc = it_topk_candidates(scores, hi - lo, ex, nex, 20, top_idx, top_score, got, c.tol + lo, xn, qb,
+                                    cand, n);
+            for (int64_t i = 0, j = 0; i < nc; i++)
+            {
+                while (j < nl && list[j] < cand[i])
+                    j++;
+                if (j == nl || list[j] != cand[i])
+                    missing++;
+            }
+            /* the ranking of the listed items, mapped back */
+            for (int64_t i = 0; i < nl; i++)
+            {
+                sub[i] = scores[list[i]];
+                subtol[i] = c.tol[lo + list[i]];
+                memcpy(ys + i * k, Y + (lo + list[i]) * k, sizeof(float) * k);
+            }
+            a.Y = ys;
+            got = it_topk_exact(sub, nl, NULL, 0, 20, subtol, xn, qb, ExactDot, &a, cand, cand_score, n, &need,
+                                out, out_score);
+            for (int i = 0; i < got; i++)
+                out[i] = list[out[i]];
+            nref = Reference(Y + lo * k, x, hi - lo, k, ex, nex, 20, ref);
+            if (got != nref || memcmp(out, ref, sizeof(int32_t) * nref) != 0)
+                bad++;
+        }
+    }
+    CHECK(bad == 0 && missing == 0, "%d of %d top-20 lists differ, %d candidates not listed", bad, runs, missing);
+    printf("    shortlist: %.1f items of %lld on average\n", runs ? (double) listed / runs : 0.0, (long long) n);
+
+    /* fewer blocks than k: no shortlist */
+    ScanMax(&c, IT_Q8_AVX512 + 1, x, 0, 40, scores, bm, &(double) {0});
+    CHECK(it_q8_shortlist(scores, bm, 0, 40, NULL, 0, 5, c.tol, c.tolb, 1.0, 0.0, top_idx, top_score, list, n) == -1,
+          "3 blocks, k 5: a shortlist");
+    free(Y);
+    FreeCopy(&c);
+    free(x);
+    free(scores);
+    free(bm);
+    free(list);
+    free(cand);
+    free(sub);
+    free(subtol);
+    free(cand_score);
+    free(ys);
+}
+
 int
 main(void)
 {
     RUN(scores_within_the_bound_and_the_bound_is_tight);
     RUN(full_scale_bytes_do_not_saturate);
     RUN(a_range_scores_its_items_only);
+    RUN(block_maxima_of_a_range);
     RUN(exact_top_k_from_the_8_bit_scores);
+    RUN(exact_top_k_from_the_shortlist);
     return unit_summary();
 }
