@@ -81,7 +81,7 @@ typedef struct ItScoreArg
     const ItModel *m;
     const ItInterest *in;
     int64       lo;             /* index 0 of the ranking is item lo */
-    const int32 *map;           /* or, when not NULL, item lo + map[0] */
+    const int32 *map;           /* when not NULL, index i is item lo + map[i] */
 } ItScoreArg;
 
 static float
@@ -172,7 +172,8 @@ DomainRange(const ItModel *m, int d, int64 *lo, int64 *hi)
  * that are within tol_scale * norms[i] + scan_tol (plus the popularity
  * term's rounding) of the exact score ItItemScore: ranked by the exact score,
  * ties by the lower item_id, exclude (sorted, model indexes) skipped.
- * Returns how many were written.
+ * With block_max (it_q8_scores') and norms_block (the largest norm of
+ * each block), only a shortlist is ranked.  Returns how many were written.
  */
 static int
 RankVectorScores(const ItModel *m, const ItInterest *in, int d, float *scores,
