@@ -87,6 +87,12 @@ tests/bench/bin/bench_foldin: tests/bench/bench_foldin.c $(KERNEL_LIB) src/kerne
 	@mkdir -p tests/bench/bin
 	$(CC) $(UNIT_CFLAGS) -o $@ $< $(KERNEL_LIB) $(BLAS_LIBS) -lpthread -lm
 
+# The memory-bandwidth floor of recommend()'s 8-bit scan, for
+# tests/bench/recommend_latency.sh.
+tests/bench/bin/scan_bandwidth: tests/bench/scan_bandwidth.c $(KERNEL_LIB) src/kernels/kernels.h
+	@mkdir -p tests/bench/bin
+	$(CC) $(UNIT_CFLAGS) -o $@ $< $(KERNEL_LIB) $(BLAS_LIBS) -lpthread -lm
+
 # The stand-in for implicit's CG ALS fit that tests/bench/train_speed.sh
 # times train() against (not in the normal build, not in tests/run).  It
 # calls BLAS from several threads at once, as implicit does, which the

@@ -282,22 +282,69 @@ int         it_topk_exact(const float *scores, int64_t n,
  * ------------------------------------------------------------------------ */
 
 #define IT_Q8_BLOCK 16
+#define IT_Q8_GROUP 4
 
-/* n rounded up to whole blocks: Q holds it_q8_padded(n) * k bytes, scale it_q8_padded(n) floats. */
+/* n rounded up to whole blocks. */
 int64_t     it_q8_padded(int64_t n);
 
-/*
- * The 8-bit copy of the n item vectors Y (n * k): Q, scale (see quant.c
- * for the layout), and tol[0..n): for any x, this scan's score of item i
- * is within |x| * tol[i] of the float dot product y_i . x, however that
- * is summed (so it_topk_exact with norms = tol and tol_scale = |x| finds
- * the exact top k from it_q8_scores' scores).
- */
-void        it_q8_encode(const float *Y, int64_t n, int k, int8_t *Q, float *scale, float *tol);
+/* k rounded up to whole groups of dimensions (the padding dimensions are 0). */
+int         it_q8_kpad(int k);
 
-/* scores[i - lo] for the items i in [lo, hi): scale[i] * (q_i . x). */
+/*
+ * The 8-bit copy of the n item vectors Y (n * k): Q (it_q8_padded(n) *
+ * it_q8_kpad(k) bytes), scale (it_q8_padded(n) floats; see quant.c for the
+ * layout), tol[0..n), tol_block (it_q8_padded(n) / IT_Q8_BLOCK floats)
+ * the largest tol of each block, and *qnorm_max the largest norm of an
+ * item's 8-bit vector: for any x, this scan's score of item i (it_q8_scores, with x
+ * quantised by it_q8_query) is within |x| * tol[i] + it_q8_query's bound
+ * of the float dot product y_i . x, however that is summed (so
+ * it_topk_exact with norms = tol, tol_scale = |x| and tol_const = that
+ * bound finds the exact top k from the 8-bit scores).
+ */
+void        it_q8_encode(const float *Y, int64_t n, int k, int8_t *Q, float *scale, float *tol,
+                         float *qnorm_max, float *tol_block);
+
+/* The bytes of it_q8_query's qx for k dimensions. */
+size_t      it_q8_query_bytes(int k);
+
+/*
+ * Quantises a user's vector x (k floats, finite) for it_q8_scores: qx
+ * (it_q8_query_bytes(k)) and its scale *sx.  Returns the query's part of
+ * the bound on every score's error, for the items of an it_q8_encode
+ * whose *qnorm_max was qnorm_max.
+ */
+double      it_q8_query(const float *x, int k, float qnorm_max, int8_t *qx, float *sx);
+
+/*
+ * scores[i - lo] for the items i in [lo, hi): (float) (q_i . qx) *
+ * (scale[i] * sx), the integer dot product exact (k <= 65536), the same
+ * bits from every implementation; and, when block_max is not NULL,
+ * block_max[b] (it_q8_blocks(lo, hi) of them) the largest score of the
+ * items of [lo, hi) in block lo / IT_Q8_BLOCK + b.
+ */
 void        it_q8_scores(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
-                         const float *x, float *scores);
+                         const int8_t *qx, float sx, float *scores, float *block_max);
+
+/* The number of blocks items [lo, hi) touch. */
+int64_t     it_q8_blocks(int64_t lo, int64_t hi);
+
+/*
+ * A superset of it_topk_candidates' candidates (so of the exact top k)
+ * from it_q8_scores' scores and block_max of items [lo, hi), with
+ * tolerances tol(i) = tol_scale * tol[i - lo] + tol_const (tol_block: the
+ * encoding's, indexed by block): the indexes i - lo, not in exclude
+ * (sorted, relative to lo), of the items that can reach the k-th best
+ * score, found from the block maxima (quant.c), ascending, in list when
+ * they fit in cap.  Returns their number, or -1 when no such bound is
+ * found (fewer than k blocks with a finite maximum, infinite scores):
+ * then rank all the scores.  block_max is overwritten (the blocks of
+ * excluded items get their maximum without them); top_idx/top_score: k
+ * entries of scratch.
+ */
+int64_t     it_q8_shortlist(const float *scores, float *block_max, int64_t lo, int64_t hi,
+                            const int32_t *exclude, int64_t nexclude, int k,
+                            const float *tol, const float *tol_block, double tol_scale, double tol_const,
+                            int32_t *top_idx, float *top_score, int32_t *list, int64_t cap);
 
 /*
  * The same with one of its implementations (it_q8_scores picks the best
@@ -306,9 +353,9 @@ void        it_q8_scores(const int8_t *Q, const float *scale, int64_t lo, int64_
  */
 #define IT_Q8_PLAIN     0
 #define IT_Q8_AVX2      1
-#define IT_Q8_AVX512    2
+#define IT_Q8_AVX512    2       /* AVX-512 VNNI */
 int         it_q8_scores_variant(int variant, const int8_t *Q, const float *scale, int64_t lo, int64_t hi,
-                                 int k, const float *x, float *scores);
+                                 int k, const int8_t *qx, float sx, float *scores, float *block_max);
 
 /* scores[0..n) = Y[n*k] x  (cblas_sgemv). */
 void        it_score_all(const float *Y, int64_t n, int k, const float *x,

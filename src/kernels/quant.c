@@ -1,17 +1,23 @@
 /*
  * quant.c
  *    An 8-bit copy of the item matrix for a first pass over every item:
- *    a quarter of the bytes of the float matrix, so a scan that is bound
- *    by memory bandwidth reads a quarter as much, with a bound on each
- *    score's error so that the exact top k can be found from the
- *    approximate scores (it_topk_exact rescoring the few candidates).
+ *    a quarter of the bytes of the float matrix, scored against an 8-bit
+ *    copy of the user's vector with integer dot products (exact), with a
+ *    bound on each score's error so that the exact top k can be found from
+ *    the approximate scores (it_topk_exact rescoring the few candidates).
  *
- * Layout: items in blocks of IT_Q8_BLOCK, and within a block dimension
- * by dimension: Q[(b * k + j) * IT_Q8_BLOCK + t] is dimension j of item
- * b * IT_Q8_BLOCK + t, so that one pass over a block adds each dimension
- * of 16 items at once, with no horizontal sums.  Item i is
- * scale[i] * q_i, q_i = round(y_i / scale[i]) in [-127, 127], scale[i] =
- * max_j |y_ij| / 127; the padding items of the last block are 0.
+ * Layout: items in blocks of IT_Q8_BLOCK (16), dimensions in groups of
+ * IT_Q8_GROUP (4), k padded with zero dimensions to kp = it_q8_kpad(k);
+ * a block is kp / 4 runs of 64 bytes, run g holding dimensions 4g..4g+3 of
+ * the block's 16 items, item by item:
+ *   Q[((b * kp / 4 + g) * 16 + t) * 4 + d] = q[b * 16 + t][4 g + d]
+ * which is the operand shape of one vpdpbusd (16 lanes of 4 byte products
+ * summed into 32 bits) and of two 256-bit maddubs.  Item i is scale[i] *
+ * q_i, q_i = round(y_i / scale[i]) in [-127, 127], scale[i] = max_j |y_ij|
+ * / 127; the padding items of the last block are 0.  The user's vector is
+ * quantised the same way, once per call (it_q8_query), and the score is
+ * (float) (q_i . qx) * (scale[i] * sx): the integer sum is exact, so only
+ * the two quantisations and three roundings are left to bound.
  *
  * Plain C, no PostgreSQL headers: see kernels.h for the contracts.
  */
@@ -23,15 +29,16 @@
 #include "kernels.h"
 
 /*
- * The scan is written three times: AVX-512 and AVX2 with intrinsics
- * (GCC does not vectorise the int8 to float conversion of a vector
- * extension), and plain C; the first call picks the best the CPU has.
- * Define IT_NO_TARGET_CLONES to build the plain C only.
+ * The scan is written three times: AVX-512 VNNI and AVX2 with intrinsics,
+ * and plain C; the first call picks the best the CPU has.  Define
+ * IT_NO_TARGET_CLONES to build the plain C only.
  */
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(IT_NO_TARGET_CLONES)
 #define IT_Q8_X86 1
 #include <immintrin.h>
 #endif
+
+#define RUN_BYTES (IT_Q8_BLOCK * IT_Q8_GROUP)
 
 int64_t
 it_q8_padded(int64_t n)
@@ -39,23 +46,59 @@ it_q8_padded(int64_t n)
     return (n + IT_Q8_BLOCK - 1) / IT_Q8_BLOCK * IT_Q8_BLOCK;
 }
 
+int
+it_q8_kpad(int k)
+{
+    return (k + IT_Q8_GROUP - 1) / IT_Q8_GROUP * IT_Q8_GROUP;
+}
+
+size_t
+it_q8_query_bytes(int k)
+{
+    return 3 * (size_t) it_q8_kpad(k);
+}
+
+/* The byte of dimension j of item i. */
+static inline size_t
+QIndex(int64_t i, int j, int kp)
+{
+    return (((size_t) (i / IT_Q8_BLOCK) * (kp / IT_Q8_GROUP) + j / IT_Q8_GROUP) * IT_Q8_BLOCK +
+            i % IT_Q8_BLOCK) * IT_Q8_GROUP + j % IT_Q8_GROUP;
+}
+
+/*
+ * v / s rounded and clamped to [-127, 127] (s > 0; v / s is at most about
+ * 127 in magnitude, and a division cannot overflow where 1 / s could).
+ */
+static inline int8_t
+Quantise(float v, float s)
+{
+    float       r = rintf(v / s);
+
+    return (int8_t) (r > 127.0f ? 127.0f : r < -127.0f ? -127.0f : r);
+}
+
 void
-it_q8_encode(const float *Y, int64_t n, int k, int8_t *Q, float *scale, float *tol)
+it_q8_encode(const float *Y, int64_t n, int k, int8_t *Q, float *scale, float *tol, float *qnorm_max,
+             float *tol_block)
 {
     int64_t     padded = it_q8_padded(n);
+    int         kp = it_q8_kpad(k);
+    double      qmax = 0.0;
 
-    memset(Q, 0, (size_t) padded * (size_t) k);
+    memset(Q, 0, (size_t) padded * (size_t) kp);
     for (int64_t i = n; i < padded; i++)
         scale[i] = 0.0f;
+    for (int64_t b = 0; b < padded / IT_Q8_BLOCK; b++)
+        tol_block[b] = 0.0f;
     for (int64_t i = 0; i < n; i++)
     {
         const float *y = Y + (size_t) i * k;
-        int8_t     *q = Q + (size_t) (i / IT_Q8_BLOCK) * k * IT_Q8_BLOCK + i % IT_Q8_BLOCK;
         float       mx = 0.0f;
         float       s;
-        float       inv;
         double      rr = 0.0;
         double      yy = 0.0;
+        double      qq = 0.0;
         double      bound;
 
         for (int j = 0; j < k; j++)
@@ -65,174 +108,377 @@ it_q8_encode(const float *Y, int64_t n, int k, int8_t *Q, float *scale, float *t
             mx = a > mx ? a : mx;   /* NaN never wins: the vectors are finite */
         }
         s = mx / 127.0f;
-        inv = s > 0.0f ? 1.0f / s : 0.0f;
         for (int j = 0; j < k; j++)
         {
-            /* any rounding will do: the bound below is of the residual as it is */
-            float       v = rintf(y[j] * inv);
-            double      d;
+            /* any rounding will do: the bounds below are of the residual as it is */
+            int8_t      v = s > 0.0f ? Quantise(y[j], s) : 0;
+            double      sq = (double) s * v;
+            double      d = (double) y[j] - sq;
 
-            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-            q[(size_t) j * IT_Q8_BLOCK] = (int8_t) v;
-            d = (double) y[j] - (double) s * (double) v;
+            Q[QIndex(i, j, kp)] = v;
             rr += d * d;
             yy += (double) y[j] * y[j];
+            qq += sq * sq;
         }
         scale[i] = s;
 
         /*
-         * |approx - exact| <= |x| * tol[i], where approx is this scan's
-         * score and exact the float dot product of y and x (it_dot or a
-         * BLAS one, any order):
-         *   |y.x - (s q).x|       <= |y - s q| |x|             (the rounding to 8 bits)
-         *   the scan's float sums <= (k + 2) eps |s q| |x|     (k products and adds, the scale)
-         *   the exact float dot   <= (k + 2) eps |y| |x|
-         * with |s q| <= |y| + |y - s q|, and 4 more eps of slack.
+         * The item's part of the bound, |x| * tol[i]: with exact the float
+         * dot product y.x (it_dot or a BLAS one, any order),
+         *   |y.x - (s q).x| <= |y - s q| |x|           (the rounding to 8 bits)
+         *   |exact - y.x|   <= (k + 2) eps |y| |x|
+         * with 2 (k + 4) eps of slack.  The query's part is it_q8_query's.
          */
         bound = sqrt(rr) + (2.0 * k + 8.0) * (double) FLT_EPSILON * (sqrt(yy) + sqrt(rr));
         tol[i] = nextafterf((float) bound, INFINITY);
+        if (tol[i] > tol_block[i / IT_Q8_BLOCK])
+            tol_block[i / IT_Q8_BLOCK] = tol[i];
+        qmax = sqrt(qq) > qmax ? sqrt(qq) : qmax;
     }
+    *qnorm_max = n > 0 ? nextafterf((float) qmax, INFINITY) : 0.0f;
 }
 
-/* The items of block b in [lo, hi) get the block's scores acc (IT_Q8_BLOCK floats). */
+double
+it_q8_query(const float *x, int k, float qnorm_max, int8_t *qx, float *sx)
+{
+    int         kp = it_q8_kpad(k);
+    float       mx = 0.0f;
+    float       s;
+    double      rr = 0.0;
+    double      xx = 0.0;
+    double      rn;
+    double      xn;
+
+    for (int j = 0; j < k; j++)
+    {
+        float       a = fabsf(x[j]);
+
+        mx = a > mx ? a : mx;
+    }
+    s = mx / 127.0f;
+    for (int j = 0; j < kp; j++)
+    {
+        int8_t      v = (j < k && s > 0.0f) ? Quantise(x[j], s) : 0;
+
+        qx[j] = v;
+        /* the positive and negative parts, for vpdpbusd's unsigned operand */
+        qx[kp + j] = (int8_t) (v > 0 ? v : 0);
+        qx[2 * kp + j] = (int8_t) (v < 0 ? -v : 0);
+        if (j < k)
+        {
+            double      d = (double) x[j] - (double) s * v;
+
+            rr += d * d;
+            xx += (double) x[j] * x[j];
+        }
+    }
+    *sx = s;
+    rn = sqrt(rr);
+    xn = sqrt(xx);
+
+    /*
+     * With z = sx qx (so |z| <= |x| + |rx|, rx = x - z) and w = s q the
+     * item's 8-bit vector (|w| <= qnorm_max):
+     *   |(s q).x - w.z| = |w.rx|                     <= qnorm_max |rx|
+     *   the score, fl(fl(q.qx) fl(s sx)), is w.z within three roundings:
+     *                                                <= 1.5 eps qnorm_max |z|
+     * taken as 4 eps, and 1e-5 of slack for the double sums above.
+     */
+    return (double) qnorm_max * (rn + 4.0 * (double) FLT_EPSILON * (xn + rn)) * (1.0 + 1e-5);
+}
+
+/*
+ * The items of block b in [lo, hi) get the block's scores acc
+ * (IT_Q8_BLOCK floats), and block_max (when not NULL) their largest.
+ */
 static inline void
-StoreBlock(const float *acc, int64_t b, int64_t lo, int64_t hi, float *scores)
+StoreBlock(const float *acc, int64_t b, int64_t lo, int64_t hi, float *scores, float *block_max)
 {
     int64_t     first = b * IT_Q8_BLOCK;
+    float       mx = -INFINITY;
 
     for (int t = 0; t < IT_Q8_BLOCK; t++)
         if (first + t >= lo && first + t < hi)
+        {
             scores[first + t - lo] = acc[t];
+            mx = acc[t] > mx ? acc[t] : mx;
+        }
+    if (block_max)
+        block_max[b - lo / IT_Q8_BLOCK] = mx;
 }
 
 static void
 ScoresPlain(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
-            const float *x, float *scores)
+            const int8_t *qx, float sx, float *scores, float *block_max)
 {
+    int         groups = it_q8_kpad(k) / IT_Q8_GROUP;
+
     for (int64_t b = lo / IT_Q8_BLOCK; b * IT_Q8_BLOCK < hi; b++)
     {
-        const int8_t *q = Q + (size_t) b * k * IT_Q8_BLOCK;
-        float       acc[IT_Q8_BLOCK] = {0};
+        const int8_t *q = Q + (size_t) b * groups * RUN_BYTES;
+        int32_t     acc[IT_Q8_BLOCK] = {0};
+        float       out[IT_Q8_BLOCK];
 
-        for (int j = 0; j < k; j++)
+        for (int g = 0; g < groups; g++)
             for (int t = 0; t < IT_Q8_BLOCK; t++)
-                acc[t] += (float) q[(size_t) j * IT_Q8_BLOCK + t] * x[j];
+                for (int d = 0; d < IT_Q8_GROUP; d++)
+                    acc[t] += (int32_t) q[(size_t) g * RUN_BYTES + t * IT_Q8_GROUP + d] *
+                        qx[g * IT_Q8_GROUP + d];
         for (int t = 0; t < IT_Q8_BLOCK; t++)
-            acc[t] *= scale[b * IT_Q8_BLOCK + t];
-        StoreBlock(acc, b, lo, hi, scores);
+            out[t] = (float) acc[t] * (scale[b * IT_Q8_BLOCK + t] * sx);
+        StoreBlock(out, b, lo, hi, scores, block_max);
     }
 }
 
 #ifdef IT_Q8_X86
-__attribute__((target("avx512f")))
+/*
+ * vpdpbusd multiplies unsigned by signed bytes: qx is split into its
+ * positive and negative parts (both unsigned), two sums per block.
+ */
+__attribute__((target("avx512f,avx512bw,avx512vnni")))
 static void
 ScoresAvx512(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
-             const float *x, float *scores)
+             const int8_t *qx, float sx, float *scores, float *block_max)
 {
+    int         kp = it_q8_kpad(k);
+    int         groups = kp / IT_Q8_GROUP;
+    __m512      vsx = _mm512_set1_ps(sx);
+
     for (int64_t b = lo / IT_Q8_BLOCK; b * IT_Q8_BLOCK < hi; b++)
     {
-        const int8_t *q = Q + (size_t) b * k * IT_Q8_BLOCK;
-        __m512      part[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        const int8_t *q = Q + (size_t) b * groups * RUN_BYTES;
+        __m512i     pos = _mm512_setzero_si512();
+        __m512i     neg = _mm512_setzero_si512();
         __m512      acc;
-        float       out[IT_Q8_BLOCK];
 
-        /* four sums, so that the adds do not wait on each other */
-        for (int j = 0; j < k; j++)
+        for (int g = 0; g < groups; g++)
         {
-            __m128i     v = _mm_loadu_si128((const __m128i *) (q + (size_t) j * IT_Q8_BLOCK));
+            int32_t     wp;
+            int32_t     wn;
+            __m512i     v = _mm512_loadu_si512((const void *) (q + (size_t) g * RUN_BYTES));
 
-            part[j & 3] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(v)), _mm512_set1_ps(x[j]),
-                                          part[j & 3]);
+            memcpy(&wp, qx + kp + g * IT_Q8_GROUP, sizeof(wp));
+            memcpy(&wn, qx + 2 * kp + g * IT_Q8_GROUP, sizeof(wn));
+            pos = _mm512_dpbusd_epi32(pos, _mm512_set1_epi32(wp), v);
+            neg = _mm512_dpbusd_epi32(neg, _mm512_set1_epi32(wn), v);
         }
-        acc = _mm512_add_ps(_mm512_add_ps(part[0], part[1]), _mm512_add_ps(part[2], part[3]));
-        acc = _mm512_mul_ps(acc, _mm512_loadu_ps(scale + b * IT_Q8_BLOCK));
+        acc = _mm512_cvtepi32_ps(_mm512_sub_epi32(pos, neg));
+        acc = _mm512_mul_ps(acc, _mm512_mul_ps(_mm512_loadu_ps(scale + b * IT_Q8_BLOCK), vsx));
         if (b * IT_Q8_BLOCK >= lo && (b + 1) * IT_Q8_BLOCK <= hi)
+        {
             _mm512_storeu_ps(scores + b * IT_Q8_BLOCK - lo, acc);
+            if (block_max)
+                block_max[b - lo / IT_Q8_BLOCK] = _mm512_reduce_max_ps(acc);
+        }
         else
         {
+            float       out[IT_Q8_BLOCK];
+
             _mm512_storeu_ps(out, acc);
-            StoreBlock(out, b, lo, hi, scores);
+            StoreBlock(out, b, lo, hi, scores, block_max);
         }
     }
 }
 
-__attribute__((target("avx2,fma")))
+/*
+ * maddubs multiplies unsigned by signed bytes into saturating 16-bit
+ * pairs: |qx| is the unsigned side and q takes qx's sign (sign_epi8), so
+ * a pair is at most 2 * 127 * 127 < 32767 and never saturates.
+ */
+__attribute__((target("avx2")))
 static void
 ScoresAvx2(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
-           const float *x, float *scores)
+           const int8_t *qx, float sx, float *scores, float *block_max)
 {
+    int         groups = it_q8_kpad(k) / IT_Q8_GROUP;
+    __m256      vsx = _mm256_set1_ps(sx);
+    __m256i     ones = _mm256_set1_epi16(1);
+
     for (int64_t b = lo / IT_Q8_BLOCK; b * IT_Q8_BLOCK < hi; b++)
     {
-        const int8_t *q = Q + (size_t) b * k * IT_Q8_BLOCK;
-        __m256      p0[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-        __m256      p1[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-        __m256      a0;
-        __m256      a1;
+        const int8_t *q = Q + (size_t) b * groups * RUN_BYTES;
+        __m256i     a0 = _mm256_setzero_si256();
+        __m256i     a1 = _mm256_setzero_si256();
+        __m256      s0;
+        __m256      s1;
         float       out[IT_Q8_BLOCK];
 
-        for (int j = 0; j < k; j++)
+        for (int g = 0; g < groups; g++)
         {
-            const int8_t *qj = q + (size_t) j * IT_Q8_BLOCK;
-            __m256      xj = _mm256_set1_ps(x[j]);
+            int32_t     w;
+            __m256i     xv;
+            __m256i     ax;
+            __m256i     v0 = _mm256_loadu_si256((const __m256i *) (q + (size_t) g * RUN_BYTES));
+            __m256i     v1 = _mm256_loadu_si256((const __m256i *) (q + (size_t) g * RUN_BYTES + 32));
 
-            p0[j & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *) qj))),
-                                        xj, p0[j & 1]);
-            p1[j & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *) (qj + 8)))),
-                                        xj, p1[j & 1]);
+            memcpy(&w, qx + g * IT_Q8_GROUP, sizeof(w));
+            xv = _mm256_set1_epi32(w);
+            ax = _mm256_abs_epi8(xv);
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(v0, xv)), ones));
+            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(v1, xv)), ones));
         }
-        a0 = _mm256_add_ps(p0[0], p0[1]);
-        a1 = _mm256_add_ps(p1[0], p1[1]);
-        a0 = _mm256_mul_ps(a0, _mm256_loadu_ps(scale + b * IT_Q8_BLOCK));
-        a1 = _mm256_mul_ps(a1, _mm256_loadu_ps(scale + b * IT_Q8_BLOCK + 8));
-        _mm256_storeu_ps(out, a0);
-        _mm256_storeu_ps(out + 8, a1);
-        StoreBlock(out, b, lo, hi, scores);
+        s0 = _mm256_mul_ps(_mm256_cvtepi32_ps(a0), _mm256_mul_ps(_mm256_loadu_ps(scale + b * IT_Q8_BLOCK), vsx));
+        s1 = _mm256_mul_ps(_mm256_cvtepi32_ps(a1), _mm256_mul_ps(_mm256_loadu_ps(scale + b * IT_Q8_BLOCK + 8), vsx));
+        if (b * IT_Q8_BLOCK >= lo && (b + 1) * IT_Q8_BLOCK <= hi)
+        {
+            _mm256_storeu_ps(scores + b * IT_Q8_BLOCK - lo, s0);
+            _mm256_storeu_ps(scores + b * IT_Q8_BLOCK - lo + 8, s1);
+            if (block_max)
+            {
+                __m256      m8 = _mm256_max_ps(s0, s1);
+                __m128      m4 = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
+
+                m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+                m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+                block_max[b - lo / IT_Q8_BLOCK] = _mm_cvtss_f32(m4);
+            }
+        }
+        else
+        {
+            _mm256_storeu_ps(out, s0);
+            _mm256_storeu_ps(out + 8, s1);
+            StoreBlock(out, b, lo, hi, scores, block_max);
+        }
     }
 }
 #endif
 
 typedef void (*ScoresFn) (const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
-                          const float *x, float *scores);
+                          const int8_t *qx, float sx, float *scores, float *block_max);
+
+static ScoresFn
+VariantFn(int variant)
+{
+    if (variant == IT_Q8_PLAIN)
+        return ScoresPlain;
+#ifdef IT_Q8_X86
+    __builtin_cpu_init();
+    if (variant == IT_Q8_AVX2 && __builtin_cpu_supports("avx2"))
+        return ScoresAvx2;
+    if (variant == IT_Q8_AVX512 && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni"))
+        return ScoresAvx512;
+#endif
+    return NULL;
+}
 
 int
 it_q8_scores_variant(int variant, const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
-                     const float *x, float *scores)
+                     const int8_t *qx, float sx, float *scores, float *block_max)
 {
-    ScoresFn    fn = NULL;
+    ScoresFn    fn = VariantFn(variant);
 
-    __builtin_cpu_init();
-    if (variant == IT_Q8_PLAIN)
-        fn = ScoresPlain;
-#ifdef IT_Q8_X86
-    else if (variant == IT_Q8_AVX2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        fn = ScoresAvx2;
-    else if (variant == IT_Q8_AVX512 && __builtin_cpu_supports("avx512f"))
-        fn = ScoresAvx512;
-#endif
     if (fn == NULL)
         return -1;
-    fn(Q, scale, lo, hi, k, x, scores);
+    fn(Q, scale, lo, hi, k, qx, sx, scores, block_max);
     return 0;
 }
 
 void
 it_q8_scores(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
-             const float *x, float *scores)
+             const int8_t *qx, float sx, float *scores, float *block_max)
 {
     static ScoresFn fn = NULL;
 
     if (fn == NULL)
     {
-        ScoresFn    pick = ScoresPlain;
+        ScoresFn    pick = NULL;
 
-#ifdef IT_Q8_X86
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx512f"))
-            pick = ScoresAvx512;
-        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-            pick = ScoresAvx2;
-#endif
+        for (int v = IT_Q8_AVX512; v >= IT_Q8_PLAIN && pick == NULL; v--)
+            pick = VariantFn(v);
         fn = pick;
     }
-    fn(Q, scale, lo, hi, k, x, scores);
+    fn(Q, scale, lo, hi, k, qx, sx, scores, block_max);
+}
+
+int64_t
+it_q8_blocks(int64_t lo, int64_t hi)
+{
+    return hi > lo ? (hi - 1) / IT_Q8_BLOCK - lo / IT_Q8_BLOCK + 1 : 0;
+}
+
+/*
+ * The k best blocks (by their largest score of a non-excluded item) hold
+ * k distinct items scoring at least T, the k-th largest block maximum, so
+ * the k-th best score w is at least T, and the k best items are in
+ * blocks whose maximum is at least T: their largest tolerance tolS is at
+ * most that of those blocks, tS.  An item it_topk_candidates keeps has
+ * scores[i] + tol(i) >= w - tolS >= T - tS.  Only the blocks where some
+ * item can reach that are read again.
+ */
+int64_t
+it_q8_shortlist(const float *scores, float *block_max, int64_t lo, int64_t hi,
+                const int32_t *exclude, int64_t nexclude, int k,
+                const float *tol, const float *tol_block, double tol_scale, double tol_const,
+                int32_t *top_idx, float *top_score, int32_t *list, int64_t cap)
+{
+    int64_t     nb = it_q8_blocks(lo, hi);
+    int64_t     b0 = lo / IT_Q8_BLOCK;
+    int64_t     total = 0;
+    int64_t     e = 0;
+    int         got;
+    double      t_k;
+    double      t_s = 0.0;
+    double      floor_;
+
+    if (k <= 0 || nb == 0)
+        return -1;
+    /* the blocks of excluded items: their maximum over the others */
+    for (int64_t x = 0; x < nexclude; x++)
+    {
+        int64_t     b;
+        float       mx = -INFINITY;
+        int64_t     ex = x;
+
+        if (exclude[x] < 0 || exclude[x] >= hi - lo)
+            continue;
+        b = (exclude[x] + lo) / IT_Q8_BLOCK;
+        if (x > 0 && exclude[x - 1] >= 0 && (exclude[x - 1] + lo) / IT_Q8_BLOCK == b)
+            continue;           /* done at the block's first excluded item */
+        for (int64_t i = b * IT_Q8_BLOCK; i < (b + 1) * IT_Q8_BLOCK; i++)
+        {
+            if (i < lo || i >= hi)
+                continue;
+            while (ex < nexclude && exclude[ex] < i - lo)
+                ex++;
+            if (ex < nexclude && exclude[ex] == i - lo)
+                continue;
+            mx = scores[i - lo] > mx ? scores[i - lo] : mx;
+        }
+        block_max[b - b0] = mx;
+    }
+    got = it_topk(block_max, nb, NULL, 0, k, top_idx, top_score);
+    if (got < k || !isfinite(top_score[k - 1]) || isnan(tol_scale) || isnan(tol_const))
+        return -1;
+    t_k = (double) top_score[k - 1];
+    for (int64_t b = 0; b < nb; b++)
+        if ((double) block_max[b] >= t_k)
+        {
+            double      t = tol_scale * (double) tol_block[b0 + b] + tol_const;
+
+            t_s = t > t_s ? t : t_s;
+        }
+    floor_ = t_k - t_s;
+    floor_ -= fabs(floor_) * 1e-6 + 1e-30;
+    if (!isfinite(floor_))
+        return -1;
+    for (int64_t b = 0; b < nb; b++)
+    {
+        if (!((double) block_max[b] + tol_scale * (double) tol_block[b0 + b] + tol_const >= floor_))
+            continue;
+        for (int64_t i = (b0 + b) * IT_Q8_BLOCK; i < (b0 + b + 1) * IT_Q8_BLOCK; i++)
+        {
+            if (i < lo || i >= hi ||
+                !((double) scores[i - lo] + tol_scale * (double) tol[i - lo] + tol_const >= floor_))
+                continue;
+            while (e < nexclude && exclude[e] < i - lo)
+                e++;
+            if (e < nexclude && exclude[e] == i - lo)
+                continue;
+            if (total < cap)
+                list[total] = (int32_t) (i - lo);
+            total++;
+        }
+    }
+    return total;
 }

@@ -663,10 +663,11 @@ LoadModel(const DeployedStamp *st)
         it_gram(m->Y, n, m->k, m->YtY);
     else
         memset(m->YtY, 0, sizeof(float) * m->k * m->k);
-    m->q8 = ModelAlloc(m, (Size) m->k, it_q8_padded(n));
+    m->q8 = ModelAlloc(m, (Size) it_q8_kpad(m->k), it_q8_padded(n));
     m->q8_scale = ModelAlloc(m, sizeof(float), it_q8_padded(n));
     m->q8_tol = ModelAlloc(m, sizeof(float), n);
-    it_q8_encode(m->Y, n, m->k, m->q8, m->q8_scale, m->q8_tol);
+    m->q8_tol_block = ModelAlloc(m, sizeof(float), it_q8_padded(n) / IT_Q8_BLOCK);
+    it_q8_encode(m->Y, n, m->k, m->q8, m->q8_scale, m->q8_tol, &m->q8_norm_max, m->q8_tol_block);
 
     m->generation = NextGeneration++;
     return m;

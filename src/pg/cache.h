@@ -90,9 +90,11 @@ typedef struct ItModel
      * and each item's error bound: the exact top k is then found by
      * rescoring the few items the bound cannot rule out.
      */
-    int8_t     *q8;             /* it_q8_padded(n_items) * k */
+    int8_t     *q8;             /* it_q8_padded(n_items) * it_q8_kpad(k) */
     float      *q8_scale;       /* it_q8_padded(n_items) */
     float      *q8_tol;         /* n_items */
+    float       q8_norm_max;    /* the largest 8-bit item's norm (it_q8_query) */
+    float      *q8_tol_block;   /* it_q8_padded(n_items) / IT_Q8_BLOCK: each block's largest q8_tol */
 
     /*
      * Domains of the items (a domain column in interactions): items are in

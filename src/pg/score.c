@@ -81,6 +81,7 @@ typedef struct ItScoreArg
     const ItModel *m;
     const ItInterest *in;
     int64       lo;             /* index 0 of the ranking is item lo */
+    const int32 *map;           /* when not NULL, index i is item lo + map[i] */
 } ItScoreArg;
 
 static float
@@ -88,7 +89,58 @@ ExactItemScore(const void *arg, int64_t idx)
 {
     const ItScoreArg *a = arg;
 
-    return ItItemScore(a->m, a->in, a->lo + idx);
+    return ItItemScore(a->m, a->in, a->lo + (a->map ? a->map[idx] : idx));
+}
+
+/*
+ * RankVectorScores' ranking from a shortlist of the scores (see
+ * it_q8_shortlist: block_max, the largest score of each block, and
+ * norms_block, the largest norm of each): -1 when there is none, so that
+ * all the scores are ranked.
+ */
+static int
+RankShortlist(const ItModel *m, const ItInterest *in, int64 lo, int64 hi, float *scores, float *block_max,
+              const int32 *exclude, int nexclude, int kk, const float *norms, const float *norms_block,
+              double tol_scale, double tol_const, int32 *out_idx, float *out_score)
+{
+    int32      *top_idx = palloc(sizeof(int32) * kk);
+    float      *top_score = palloc(sizeof(float) * kk);
+    int64       cap = (int64) kk + 256;
+    int32      *list = NULL;
+    int64       n;
+    int         got = -1;
+
+    for (;;)
+    {
+        list = list ? repalloc_huge(list, sizeof(int32) * cap) : palloc_extended(sizeof(int32) * cap, MCXT_ALLOC_HUGE);
+        n = it_q8_shortlist(scores, block_max, lo, hi, exclude, nexclude, kk, norms, norms_block,
+                            tol_scale, tol_const, top_idx, top_score, list, cap);
+        if (n <= cap)
+            break;
+        cap = n;
+    }
+    if (n >= 0)
+    {
+        float      *sub_score = palloc_extended(sizeof(float) * Max(n, 1), MCXT_ALLOC_HUGE);
+        float      *sub_norm = palloc_extended(sizeof(float) * Max(n, 1), MCXT_ALLOC_HUGE);
+        ItScoreArg  arg = {m, in, lo, list};
+
+        for (int64 i = 0; i < n; i++)
+        {
+            sub_score[i] = scores[list[i]];
+            sub_norm[i] = norms[list[i]];
+        }
+        got = ExactTopK(sub_score, n, NULL, 0, kk, sub_norm, tol_scale, tol_const,
+                        ExactItemScore, &arg, out_idx, out_score);
+        for (int i = 0; i < got; i++)
+            out_idx[i] = list[out_idx[i]];
+        pfree(sub_score);
+        pfree(sub_norm);
+    }
+    pfree(list);
+    pfree(top_idx);
+    pfree(top_score);
+    return got;
 }
 
 /*
@@ -117,15 +169,17 @@ DomainRange(const ItModel *m, int d, int64 *lo, int64 *hi)
 /*
  * The kk best of domain d's items for a vector interest, from scores of
  * them (scores[i] for item lo + i; the popularity term is added here)
- * that are within tol_scale * norms[i] (plus the popularity term's
- * rounding) of the exact score ItItemScore: ranked by the exact score,
+ * that are within tol_scale * norms[i] + scan_tol (plus the popularity
+ * term's rounding) of the exact score ItItemScore: ranked by the exact score,
  * ties by the lower item_id, exclude (sorted, model indexes) skipped.
- * Returns how many were written.
+ * With block_max (it_q8_scores') and norms_block (the largest norm of
+ * each block), only a shortlist is ranked.  Returns how many were written.
  */
 static int
 RankVectorScores(const ItModel *m, const ItInterest *in, int d, float *scores,
                  const int32 *exclude, int nexclude, int kk,
-                 const float *norms, double tol_scale, int32 *out_idx, float *out_score)
+                 const float *norms, double tol_scale, double scan_tol,
+                 float *block_max, const float *norms_block, int32 *out_idx, float *out_score)
 {
     int64       lo;
     int64       hi;
@@ -136,7 +190,7 @@ RankVectorScores(const ItModel *m, const ItInterest *in, int d, float *scores,
 
     DomainRange(m, d, &lo, &hi);
     {
-        ItScoreArg  arg = {m, in, lo};
+        ItScoreArg  arg = {m, in, lo, NULL};
 
         if (in->pop_blend > 0.0f)
             for (int64 i = 0; i < hi - lo; i++)
@@ -149,8 +203,15 @@ RankVectorScores(const ItModel *m, const ItInterest *in, int d, float *scores,
         }
         /* the popularity term's part of the tolerance */
         ItScoreTolerance(m, in, &blas_scale, &tol_const);
-        got = ExactTopK(scores, hi - lo, exclude, nexclude, kk, norms, tol_scale, tol_const,
-                        ExactItemScore, &arg, out_idx, out_score);
+        tol_const += scan_tol;
+        got = -1;
+        /* block maxima of the scores as they are (no popularity term added) */
+        if (block_max != NULL && !(in->pop_blend > 0.0f))
+            got = RankShortlist(m, in, lo, hi, scores, block_max, exclude, nexclude, kk, norms, norms_block,
+                                tol_scale, tol_const, out_idx, out_score);
+        if (got < 0)
+            got = ExactTopK(scores, hi - lo, exclude, nexclude, kk, norms, tol_scale, tol_const,
+                            ExactItemScore, &arg, out_idx, out_score);
     }
     for (int i = 0; i < got; i++)
         out_idx[i] += (int32) lo;
@@ -199,13 +260,24 @@ TopItems(ItModel *m, const ItInterest *in, bool has_user, int64 user_id, bool ex
     if (in->x != NULL)
     {
         /*
-         * The 8-bit copy first (a quarter of the bytes to read), then the
-         * items its error bound cannot rule out scored exactly.  Nothing
-         * below can reload the model: m->scores stays ours.
+         * The 8-bit copy first (a quarter of the bytes to read), scored
+         * against an 8-bit copy of x, then the items the two roundings'
+         * bound cannot rule out scored exactly.  Nothing below can reload
+         * the model: m->scores stays ours.
          */
-        it_q8_scores(m->q8, m->q8_scale, lo, hi, m->k, in->x, m->scores + lo);
-        return RankVectorScores(m, in, d, m->scores + lo, exclude, nexclude, kk,
-                                m->q8_tol + lo, ItVectorNorm(in->x, m->k), out_idx, out_score);
+        int8_t     *qx = palloc(it_q8_query_bytes(m->k));
+        float      *block_max = palloc_extended(sizeof(float) * Max(it_q8_blocks(lo, hi), 1), MCXT_ALLOC_HUGE);
+        float       sx;
+        double      query_tol = it_q8_query(in->x, m->k, m->q8_norm_max, qx, &sx);
+        int         got;
+
+        it_q8_scores(m->q8, m->q8_scale, lo, hi, m->k, qx, sx, m->scores + lo, block_max);
+        pfree(qx);
+        got = RankVectorScores(m, in, d, m->scores + lo, exclude, nexclude, kk,
+                               m->q8_tol + lo, ItVectorNorm(in->x, m->k) * (1.0 + 1e-5), query_tol,
+                               block_max, m->q8_tol_block, out_idx, out_score);
+        pfree(block_max);
+        return got;
     }
 
     /* Popularity: walk the precomputed order, skipping excluded items. */
@@ -626,7 +698,8 @@ interest_transfer_recommend_batch(PG_FUNCTION_ARGS)
                     ItScoreTolerance(m, &in[i], &tol_scale, &tol_const);
                     got = RankVectorScores(m, &in[i], d, S + (size_t) row[i] * (hi - lo),
                                            exclude_seen ? in[i].seen : NULL, exclude_seen ? in[i].nseen : 0,
-                                           kk, m->item_norms + lo, tol_scale, top_idx, top_score);
+                                           kk, m->item_norms + lo, tol_scale, 0.0, NULL, NULL,
+                                           top_idx, top_score);
                     PutTopItems(rsinfo, m, &in[i], d, true, user_id, top_idx, top_score, got);
                 }
             }

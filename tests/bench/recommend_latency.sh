@@ -1,6 +1,6 @@
 #!/bin/sh
-# recommend() latency: p50 / p99 / mean of single calls, next to baselines
-# measured in the same run.
+# recommend() latency: p50 / p95 / p99 / mean of single calls, next to
+# baselines measured in the same run.
 #
 #   tests/bench/recommend_latency.sh [ITEMS] [FACTORS] [USERS] [CALLS]
 #
@@ -20,7 +20,10 @@
 #   batch    recommend_batch(ARRAY[1..USERS], 10) against CROSS JOIN LATERAL
 #            recommend() over the same USERS users: rows per second, and the ratio
 #   baseline pgbench SELECT 1 (round-trip floor), and the same top-10 in plain
-#            SQL (dot products over unnest, 20 calls), for the ratios
+#            SQL (dot products over unnest, 20 calls, 3 above 200000 items),
+#            for the ratios
+#   bandwidth the time merely reading the 8-bit item copy's bytes takes
+#            (tests/bench/scan_bandwidth): the floor of the server's scan
 #   load     the first call of a new backend (reads the item factors), and
 #            the second
 # Then the ratios: plain SQL p50 / server p50, and the client's extra latency
@@ -115,13 +118,18 @@ BEGIN
     END LOOP;
 END
 $$;
-SELECT format('server   p50 %s us  p99 %s us  mean %s us',
+SELECT format('server   p50 %s us  p95 %s us  p99 %s us  mean %s us',
               round(percentile_cont(0.5) WITHIN GROUP (ORDER BY us)::numeric, 1),
+              round(percentile_cont(0.95) WITHIN GROUP (ORDER BY us)::numeric, 1),
               round(percentile_cont(0.99) WITHIN GROUP (ORDER BY us)::numeric, 1),
               round(avg(us)::numeric, 1))
   FROM lat;
 SQL
 ) | tee "$tmp/server.txt"
+
+# The same machine merely reading the bytes the server's first pass scans.
+make -s -C "$here" PG_CONFIG="$(command -v pg_config)" tests/bench/bin/scan_bandwidth >/dev/null
+"$here/tests/bench/bin/scan_bandwidth" "$ITEMS" "$FACTORS"
 
 # Client round trip, one call per transaction.
 cat >"$tmp/rec.sql" <<EOF
@@ -137,7 +145,8 @@ pct() {
     cat "$tmp"/log_"$1".* | awk '{ t = $5 * 1000000 + $6; if (NR > 1) print t - prev; prev = t }' |
         sort -n | awk -v name="$2" '
         { v[NR] = $1; s += $1 }
-        END { printf "%s p50 %.1f us  p99 %.1f us  mean %.1f us\n", name, v[int(NR * 0.5 + 0.5)], v[int(NR * 0.99 + 0.5)], s / NR }'
+        END { printf "%s p50 %.1f us  p95 %.1f us  p99 %.1f us  mean %.1f us\n", name, v[int(NR * 0.5 + 0.5)],
+                     v[int(NR * 0.95 + 0.5)], v[int(NR * 0.99 + 0.5)], s / NR }'
 }
 (cd "$tmp" && pgbench -n -f rec.sql -t "$CALLS" -c 1 -l --log-prefix=log_rec >/dev/null 2>&1)
 (cd "$tmp" && pgbench -n -f one.sql -t "$CALLS" -c 1 -l --log-prefix=log_one >/dev/null 2>&1)
@@ -190,15 +199,18 @@ SELECT format('ratio    recommend_batch / LATERAL recommend rows/s: %sx',
 SQL
 
 # The same top 10 in plain SQL, for scale.
-(psql -X -q -At -v ON_ERROR_STOP=1 -v users="$USERS" <<'SQL'
+PLAIN_CALLS=20
+[ "$ITEMS" -gt 200000 ] && PLAIN_CALLS=3
+(psql -X -q -At -v ON_ERROR_STOP=1 -v users="$USERS" -v plain_calls="$PLAIN_CALLS" <<'SQL'
 SET it.users = :'users';
+SET it.plain_calls = :'plain_calls';
 CREATE TEMP TABLE t (us float8);
 DO $$
 DECLARE
     t0 timestamptz;
     users int := current_setting('it.users')::int;
 BEGIN
-    FOR r IN 1 .. 20 LOOP
+    FOR r IN 1 .. current_setting('it.plain_calls')::int LOOP
         t0 := clock_timestamp();
         PERFORM i.item_id,
                 (SELECT sum(a * b) FROM unnest(i.factors, u.factors) AS f(a, b)) AS s
@@ -210,8 +222,8 @@ BEGIN
     END LOOP;
 END
 $$;
-SELECT format('baseline plain SQL top-10 p50 %s us (20 calls)',
-              round(percentile_cont(0.5) WITHIN GROUP (ORDER BY us)::numeric, 1))
+SELECT format('baseline plain SQL top-10 p50 %s us (%s calls)',
+              round(percentile_cont(0.5) WITHIN GROUP (ORDER BY us)::numeric, 1), count(*))
   FROM t;
 SQL
 ) | tee "$tmp/plain.txt"

@@ -1,8 +1,10 @@
 /*
  * test_quant.c
- *    Unit tests of the 8-bit item copy (quant.c): the error bound holds,
- *    is not loose, and the exact top k found from the 8-bit scores is the
- *    top k of the float scores.
+ *    Unit tests of the 8-bit item copy (quant.c): every implementation the
+ *    CPU runs gives the same scores, the error bound holds (random items and
+ *    queries, zero vectors, large norms, saturating bytes, k not a multiple
+ *    of the group or block) and is not loose, and the exact top k found
+ *    from the 8-bit scores is the top k of a full sort of the float scores.
  */
 #include <stdint.h>
 #include <string.h>
@@ -39,95 +41,240 @@ DotD(const float *a, const float *b, int k)
     return s;
 }
 
+/* The 8-bit copy of n items, with room for every implementation's use. */
+typedef struct Copy
+{
+    int64_t     n;
+    int         k;
+    int8_t     *Q;
+    float      *scale;
+    float      *tol;
+    float       qmax;
+    float      *tolb;
+} Copy;
+
+static Copy
+Encode(const float *Y, int64_t n, int k)
+{
+    Copy        c = {.n = n, .k = k};
+    int64_t     padded = it_q8_padded(n);
+
+    c.Q = malloc((size_t) padded * it_q8_kpad(k));
+    c.scale = malloc(sizeof(float) * padded);
+    c.tol = malloc(sizeof(float) * (n > 0 ? n : 1));
+    c.tolb = malloc(sizeof(float) * (padded / IT_Q8_BLOCK + 1));
+    it_q8_encode(Y, n, k, c.Q, c.scale, c.tol, &c.qmax, c.tolb);
+    return c;
+}
+
+static void
+FreeCopy(Copy *c)
+{
+    free(c->Q);
+    free(c->scale);
+    free(c->tol);
+    free(c->tolb);
+}
+
+/*
+ * Scores of items [lo, hi) with implementation v (v > IT_Q8_AVX512: the
+ * one it_q8_scores picks); false when this CPU cannot run v.  *bound: the
+ * query's part of the error bound.
+ */
+static int
+ScanMax(const Copy *c, int v, const float *x, int64_t lo, int64_t hi, float *scores, float *block_max,
+        double *bound)
+{
+    int8_t     *qx = malloc(it_q8_query_bytes(c->k));
+    float       sx;
+    int         ok = 1;
+
+    *bound = it_q8_query(x, c->k, c->qmax, qx, &sx);
+    if (v <= IT_Q8_AVX512)
+        ok = it_q8_scores_variant(v, c->Q, c->scale, lo, hi, c->k, qx, sx, scores, block_max) == 0;
+    else
+        it_q8_scores(c->Q, c->scale, lo, hi, c->k, qx, sx, scores, block_max);
+    free(qx);
+    return ok;
+}
+
+static int
+Scan(const Copy *c, int v, const float *x, int64_t lo, int64_t hi, float *scores, double *bound)
+{
+    return ScanMax(c, v, x, lo, hi, scores, NULL, bound);
+}
+
+/* The number of items of c scored outside their bound by implementation v (-1: cannot run). */
+static int64_t
+Outside(const Copy *c, const float *Y, const float *x, int v, float *scores, const float *ref)
+{
+    double      xn = sqrt(DotD(x, x, c->k));
+    double      qb;
+    int64_t     outside = 0;
+
+    if (!Scan(c, v, x, 0, c->n, scores, &qb))
+        return -1;
+    for (int64_t i = 0; i < c->n; i++)
+    {
+        double      err = fabs((double) scores[i] - DotD(Y + i * c->k, x, c->k));
+
+        if (!(err <= xn * c->tol[i] + qb))
+            outside++;
+        /* every implementation: the same bits */
+        if (ref != NULL && memcmp(&scores[i], &ref[i], sizeof(float)) != 0)
+            outside++;
+    }
+    return outside;
+}
+
 TEST(scores_within_the_bound_and_the_bound_is_tight)
 {
-    int         ks[] = {1, 7, 16, 64, 200};
+    int         ks[] = {1, 3, 7, 16, 33, 64, 200};
+    int         ran[IT_Q8_AVX512 + 2] = {0};
 
-    for (int t = 0; t < 5; t++)
+    for (int t = 0; t < 7; t++)
     {
         int         k = ks[t];
         int64_t     n = 1000 + t;
         int64_t     padded = it_q8_padded(n);
         float      *Y = MakeItems(n, k);
-        int8_t     *Q = malloc((size_t) padded * k);
-        float      *scale = malloc(sizeof(float) * padded);
-        float      *tol = malloc(sizeof(float) * n);
+        Copy        c;
         float      *x = malloc(sizeof(float) * k);
         float      *scores = malloc(sizeof(float) * n);
-        double      xn;
+        float      *ref = malloc(sizeof(float) * n);
         int64_t     outside = 0;
         double      rel = 0.0;
+        double      qrel = 0.0;
         int64_t     nrel = 0;
 
         CHECK(padded % IT_Q8_BLOCK == 0 && padded >= n && padded < n + IT_Q8_BLOCK, "padded %lld", (long long) padded);
-        it_q8_encode(Y, n, k, Q, scale, tol);
-        for (int trial = 0; trial < 20; trial++)
+        CHECK(it_q8_kpad(k) % IT_Q8_GROUP == 0 && it_q8_kpad(k) >= k && it_q8_kpad(k) < k + IT_Q8_GROUP,
+              "kpad %d of %d", it_q8_kpad(k), k);
+        c = Encode(Y, n, k);
+        for (int trial = 0; trial < 24; trial++)
         {
+            double      qb;
+
+            /* large norms, a spike (most of x lost to rounding), a zero vector */
             for (int j = 0; j < k; j++)
-                x[j] = (float) ((trial % 3 == 0 ? 100.0 : 1.0) * (Uniform() - 0.5));
-            xn = sqrt(DotD(x, x, k));
+                x[j] = (float) ((trial % 3 == 0 ? 1e6 : 1.0) * (Uniform() - 0.5));
+            if (trial % 4 == 1)
+                x[trial % k] = 50.0f;
+            if (trial == 5)
+                memset(x, 0, sizeof(float) * k);
+            Scan(&c, IT_Q8_PLAIN, x, 0, n, ref, &qb);
+            if (trial == 5)
+                CHECK(qb == 0.0, "k %d: zero query, bound %g", k, qb);
             /* every implementation this CPU runs, then the one it_q8_scores picks */
             for (int v = IT_Q8_PLAIN; v <= IT_Q8_AVX512 + 1; v++)
             {
-                if (v <= IT_Q8_AVX512)
-                {
-                    if (it_q8_scores_variant(v, Q, scale, 0, n, k, x, scores) != 0)
-                        continue;
-                }
-                else
-                    it_q8_scores(Q, scale, 0, n, k, x, scores);
-                for (int64_t i = 0; i < n; i++)
-                    if (fabs((double) scores[i] - DotD(Y + i * k, x, k)) > xn * tol[i])
-                        outside++;
-            }
-            for (int64_t i = 0; i < n; i++)
-            {
-                double      yn = sqrt(DotD(Y + i * k, Y + i * k, k));
+                int64_t     o = Outside(&c, Y, x, v, scores, ref);
 
-                if (yn > 0.0)
-                {
-                    rel += tol[i] / yn;
-                    nrel++;
-                }
+                if (o < 0)
+                    continue;
+                ran[v]++;
+                outside += o;
             }
+            if (trial % 3 != 0 && trial % 4 != 1 && trial != 5)
+                for (int64_t i = 0; i < n; i++)
+                {
+                    double      yn = sqrt(DotD(Y + i * k, Y + i * k, k));
+
+                    if (yn > 0.0)
+                    {
+                        rel += c.tol[i] / yn;
+                        qrel += qb / (c.qmax * sqrt(DotD(x, x, k)));
+                        nrel++;
+                    }
+                }
         }
-        CHECK(outside == 0, "k %d: %lld scores outside their bound", k, (long long) outside);
-        /* 8 bits: the bound is a few percent of |y| */
-        CHECK(rel / nrel < 0.05, "k %d: mean bound %.4f |y|", k, rel / nrel);
+        CHECK(outside == 0, "k %d: %lld scores outside their bound or differing", k, (long long) outside);
+        /* 8 bits: each part of the bound is a few percent of |y| |x| */
+        CHECK(rel / nrel < 0.05, "k %d: mean item bound %.4f |y|", k, rel / nrel);
+        CHECK(qrel / nrel < 0.05, "k %d: mean query bound %.4f |x| max |y|", k, qrel / nrel);
+        for (int64_t b = 0; b < padded / IT_Q8_BLOCK; b++)
+        {
+            float       mx = 0.0f;
+
+            for (int64_t i = b * IT_Q8_BLOCK; i < (b + 1) * IT_Q8_BLOCK && i < n; i++)
+                mx = c.tol[i] > mx ? c.tol[i] : mx;
+            CHECK(c.tolb[b] == mx, "k %d block %lld: tol %g, the largest %g", k, (long long) b, c.tolb[b], mx);
+        }
         for (int64_t i = 0; i < n; i++)
             if (i % 13 == 0)
-                CHECK(scale[i] == 0.0f && tol[i] >= 0.0f && tol[i] < 1e-30f, "zero item %lld: scale %g tol %g",
-                      (long long) i, scale[i], tol[i]);
+                CHECK(c.scale[i] == 0.0f && c.tol[i] >= 0.0f && c.tol[i] < 1e-30f, "zero item %lld: scale %g tol %g",
+                      (long long) i, c.scale[i], c.tol[i]);
         free(Y);
-        free(Q);
-        free(scale);
-        free(tol);
+        FreeCopy(&c);
         free(x);
         free(scores);
+        free(ref);
     }
+    CHECK(ran[IT_Q8_PLAIN] > 0 && ran[IT_Q8_AVX512 + 1] > 0, "plain ran %d times, the picked one %d",
+          ran[IT_Q8_PLAIN], ran[IT_Q8_AVX512 + 1]);
+    printf("    implementations run: plain %d, avx2 %d, avx512-vnni %d\n",
+           ran[IT_Q8_PLAIN], ran[IT_Q8_AVX2], ran[IT_Q8_AVX512]);
+}
+
+/*
+ * Bytes at +-127 everywhere with the query's signs: the largest integer
+ * sums there are (a 16-bit pair of maddubs at 2 * 127 * 127 must not
+ * saturate), and the same at the opposite signs.
+ */
+TEST(full_scale_bytes_do_not_saturate)
+{
+    int         k = 130;
+    int64_t     n = 40;
+    float      *Y = malloc(sizeof(float) * n * k);
+    float      *x = malloc(sizeof(float) * k);
+    float      *scores = malloc(sizeof(float) * n);
+    Copy        c;
+
+    for (int j = 0; j < k; j++)
+        x[j] = (j % 3 == 0) ? -2.0f : 2.0f;
+    for (int64_t i = 0; i < n; i++)
+        for (int j = 0; j < k; j++)
+            Y[i * k + j] = (float) ((i % 2 == 0 ? 1.0 : -1.0) * (i + 1) * x[j]);
+    c = Encode(Y, n, k);
+    for (int v = IT_Q8_PLAIN; v <= IT_Q8_AVX512 + 1; v++)
+    {
+        double      qb;
+
+        if (!Scan(&c, v, x, 0, n, scores, &qb))
+            continue;
+        /* every byte is exact here, so is the score up to its roundings */
+        for (int64_t i = 0; i < n; i++)
+        {
+            double      want = (i % 2 == 0 ? 1.0 : -1.0) * (i + 1) * 4.0 * k;
+
+            CHECK(fabs(scores[i] - want) <= 1e-5 * fabs(want), "variant %d item %lld: %g, want %g",
+                  v, (long long) i, scores[i], want);
+        }
+    }
+    free(Y);
+    FreeCopy(&c);
+    free(x);
+    free(scores);
 }
 
 TEST(a_range_scores_its_items_only)
 {
     int         k = 5;
     int64_t     n = 70;
-    int64_t     padded = it_q8_padded(n);
     float      *Y = MakeItems(n, k);
-    int8_t     *Q = malloc((size_t) padded * k);
-    float      *scale = malloc(sizeof(float) * padded);
-    float      *tol = malloc(sizeof(float) * n);
+    Copy        c = Encode(Y, n, k);
     float       x[5] = {0.3f, -1.0f, 2.0f, 0.5f, -0.25f};
     float       all[70];
     float       part[70];
+    double      qb;
 
-    it_q8_encode(Y, n, k, Q, scale, tol);
     for (int v = IT_Q8_PLAIN; v <= IT_Q8_AVX512; v++)
     {
-        if (it_q8_scores_variant(v, Q, scale, 0, n, k, x, all) != 0)
+        if (!Scan(&c, v, x, 0, n, all, &qb))
             continue;
         for (int i = 0; i < 70; i++)
             part[i] = -12345.0f;
-        it_q8_scores_variant(v, Q, scale, 19, 37, k, x, part);
+        Scan(&c, v, x, 19, 37, part, &qb);
         for (int i = 0; i < 70; i++)
         {
             if (i < 18)
@@ -137,9 +284,51 @@ TEST(a_range_scores_its_items_only)
         }
     }
     free(Y);
-    free(Q);
-    free(scale);
-    free(tol);
+    FreeCopy(&c);
+}
+
+/* Block maxima of every implementation, over ranges that start and end inside blocks. */
+TEST(block_maxima_of_a_range)
+{
+    int         k = 19;
+    int64_t     n = 300;
+    float      *Y = MakeItems(n, k);
+    Copy        c = Encode(Y, n, k);
+    float      *x = malloc(sizeof(float) * k);
+    float       scores[300];
+    float       bm[300 / IT_Q8_BLOCK + 2];
+    int64_t     ranges[][2] = {{0, 300}, {5, 37}, {16, 32}, {17, 18}, {250, 300}, {31, 33}};
+    int         bad = 0;
+
+    for (int j = 0; j < k; j++)
+        x[j] = (float) (Uniform() - 0.5);
+    CHECK(it_q8_blocks(0, 300) == 19 && it_q8_blocks(5, 37) == 3 && it_q8_blocks(16, 32) == 1 &&
+          it_q8_blocks(7, 7) == 0, "blocks %lld %lld %lld", (long long) it_q8_blocks(0, 300),
+          (long long) it_q8_blocks(5, 37), (long long) it_q8_blocks(16, 32));
+    for (int v = IT_Q8_PLAIN; v <= IT_Q8_AVX512 + 1; v++)
+        for (int r = 0; r < 6; r++)
+        {
+            int64_t     lo = ranges[r][0];
+            int64_t     hi = ranges[r][1];
+            double      qb;
+
+            if (!ScanMax(&c, v, x, lo, hi, scores, bm, &qb))
+                continue;
+            for (int64_t b = 0; b < it_q8_blocks(lo, hi); b++)
+            {
+                float       mx = -INFINITY;
+
+                for (int64_t i = (lo / IT_Q8_BLOCK + b) * IT_Q8_BLOCK; i < (lo / IT_Q8_BLOCK + b + 1) * IT_Q8_BLOCK; i++)
+                    if (i >= lo && i < hi)
+                        mx = scores[i - lo] > mx ? scores[i - lo] : mx;
+                if (bm[b] != mx)
+                    bad++;
+            }
+        }
+    CHECK(bad == 0, "%d block maxima wrong", bad);
+    free(Y);
+    free(x);
+    FreeCopy(&c);
 }
 
 typedef struct ExactArg
@@ -190,59 +379,196 @@ Reference(const float *Y, const float *x, int64_t n, int k, const int32_t *ex, i
 
 TEST(exact_top_k_from_the_8_bit_scores)
 {
-    int         k = 32;
-    int64_t     n = 5000;
-    int64_t     padded = it_q8_padded(n);
+    int         ks[] = {32, 61};
+
+    for (int t = 0; t < 2; t++)
+    {
+        int         k = ks[t];
+        int64_t     n = 5000;
+        float      *Y = MakeItems(n, k);
+        Copy        c;
+        float      *x = malloc(sizeof(float) * k);
+        float      *scores = malloc(sizeof(float) * n);
+        int32_t    *cand = malloc(sizeof(int32_t) * n);
+        float      *cand_score = malloc(sizeof(float) * n);
+        int32_t     ex[3] = {11, 22, 55};
+        int32_t     out[20];
+        float       out_score[20];
+        int32_t     ref[20];
+        int         bad = 0;
+        int         runs = 0;
+
+        /* ties: item 400 + i repeats item 300 + i */
+        for (int i = 0; i < 20; i++)
+            memcpy(Y + (400 + i) * k, Y + (300 + i) * k, sizeof(float) * k);
+        c = Encode(Y, n, k);
+        for (int trial = 0; trial < 30; trial++)
+        {
+            ExactArg    a = {Y, x, k};
+            int         nref;
+
+            for (int j = 0; j < k; j++)
+                x[j] = (float) (Uniform() - 0.5);
+            if (trial % 5 == 0)
+                x[trial % k] = 4.0f;
+            nref = Reference(Y, x, n, k, ex, 3, 20, ref);
+            for (int v = IT_Q8_PLAIN; v <= IT_Q8_AVX512 + 1; v++)
+            {
+                double      qb;
+                int64_t     need;
+                int         got;
+
+                if (!Scan(&c, v, x, 0, n, scores, &qb))
+                    continue;
+                got = it_topk_exact(scores, n, ex, 3, 20, c.tol, sqrt(DotD(x, x, k)), qb,
+                                    ExactDot, &a, cand, cand_score, n, &need, out, out_score);
+                runs++;
+                if (got != nref || memcmp(out, ref, sizeof(int32_t) * nref) != 0)
+                    bad++;
+            }
+        }
+        CHECK(bad == 0, "k %d: %d of %d top-20 lists differ from the exact ranking", k, bad, runs);
+        free(Y);
+        FreeCopy(&c);
+        free(x);
+        free(scores);
+        free(cand);
+        free(cand_score);
+    }
+}
+
+/*
+ * The exact top k from the shortlist equals a full sort's, over ranges
+ * not aligned to blocks, with excluded items (the best ones among them,
+ * so that block maxima must be recomputed); the shortlist holds every
+ * candidate it_topk_candidates finds and is a small part of the items.
+ */
+TEST(exact_top_k_from_the_shortlist)
+{
+    int         k = 24;
+    int64_t     n = 6000;
     float      *Y = MakeItems(n, k);
-    int8_t     *Q = malloc((size_t) padded * k);
-    float      *scale = malloc(sizeof(float) * padded);
-    float      *tol = malloc(sizeof(float) * n);
+    Copy        c;
     float      *x = malloc(sizeof(float) * k);
     float      *scores = malloc(sizeof(float) * n);
+    float      *bm = malloc(sizeof(float) * (n / IT_Q8_BLOCK + 2));
+    int32_t    *list = malloc(sizeof(int32_t) * n);
     int32_t    *cand = malloc(sizeof(int32_t) * n);
+    float      *sub = malloc(sizeof(float) * n);
+    float      *subtol = malloc(sizeof(float) * n);
     float      *cand_score = malloc(sizeof(float) * n);
-    int32_t     ex[3] = {11, 22, 55};
+    float      *ys = malloc(sizeof(float) * n * k);
+    int32_t     top_idx[20];
+    float       top_score[20];
     int32_t     out[20];
     float       out_score[20];
     int32_t     ref[20];
     int         bad = 0;
+    int         missing = 0;
+    int64_t     listed = 0;
+    int         runs = 0;
 
-    /* ties: item 400 + i repeats item 300 + i */
     for (int i = 0; i < 20; i++)
         memcpy(Y + (400 + i) * k, Y + (300 + i) * k, sizeof(float) * k);
-    it_q8_encode(Y, n, k, Q, scale, tol);
-    for (int trial = 0; trial < 30; trial++)
+    c = Encode(Y, n, k);
+    for (int trial = 0; trial < 24; trial++)
     {
-        ExactArg    a = {Y, x, k};
-        int64_t     need;
-        int         got;
+        int64_t     lo = trial % 3 == 0 ? 0 : 7 + trial;
+        int64_t     hi = trial % 2 == 0 ? n : n - 5 - trial;
+        int32_t     ex[8];
+        int         nex = 0;
+        double      qb;
+        double      xn;
         int         nref;
 
         for (int j = 0; j < k; j++)
             x[j] = (float) (Uniform() - 0.5);
-        it_q8_scores(Q, scale, 0, n, k, x, scores);
-        got = it_topk_exact(scores, n, ex, 3, 20, tol, sqrt(DotD(x, x, k)), 0.0,
-                            ExactDot, &a, cand, cand_score, n, &need, out, out_score);
-        nref = Reference(Y, x, n, k, ex, 3, 20, ref);
-        if (got != nref || memcmp(out, ref, sizeof(int32_t) * nref) != 0)
-            bad++;
+        xn = sqrt(DotD(x, x, k));
+        ScanMax(&c, IT_Q8_AVX512 + 1, x, lo, hi, scores, bm, &qb);
+        /* exclude the best 3 scores and a few others (sorted, relative to lo) */
+        nref = it_topk(scores, hi - lo, NULL, 0, 3, top_idx, top_score);
+        for (int e = 0; e < nref; e++)
+            ex[nex++] = top_idx[e];
+        ex[nex++] = 1;
+        ex[nex++] = (int32_t) (hi - lo - 1);
+        for (int a = 0; a < nex; a++)
+            for (int b = a + 1; b < nex; b++)
+                if (ex[b] < ex[a])
+                {
+                    int32_t     t = ex[a];
+
+                    ex[a] = ex[b];
+                    ex[b] = t;
+                }
+        {
+            int64_t     nl = it_q8_shortlist(scores, bm, lo, hi, ex, nex, 20, c.tol + lo, c.tolb, xn, qb,
+                                             top_idx, top_score, list, n);
+            ExactArg    a = {Y + lo * k, x, k};
+            int64_t     need;
+            int64_t     nc;
+            int         got;
+
+            CHECK(nl >= 20 && nl < (hi - lo) / 4, "trial %d: shortlist of %lld", trial, (long long) nl);
+            if (nl < 20)
+                continue;
+            listed += nl;
+            runs++;
+            /* every candidate of the whole range is listed */
+            got = it_topk(scores, hi - lo, ex, nex, 20, top_idx, top_score);
+            nc = it_topk_candidates(scores, hi - lo, ex, nex, 20, top_idx, top_score, got, c.tol + lo, xn, qb,
+                                    cand, n);
+            for (int64_t i = 0, j = 0; i < nc; i++)
+            {
+                while (j < nl && list[j] < cand[i])
+                    j++;
+                if (j == nl || list[j] != cand[i])
+                    missing++;
+            }
+            /* the ranking of the listed items, mapped back */
+            for (int64_t i = 0; i < nl; i++)
+            {
+                sub[i] = scores[list[i]];
+                subtol[i] = c.tol[lo + list[i]];
+                memcpy(ys + i * k, Y + (lo + list[i]) * k, sizeof(float) * k);
+            }
+            a.Y = ys;
+            got = it_topk_exact(sub, nl, NULL, 0, 20, subtol, xn, qb, ExactDot, &a, cand, cand_score, n, &need,
+                                out, out_score);
+            for (int i = 0; i < got; i++)
+                out[i] = list[out[i]];
+            nref = Reference(Y + lo * k, x, hi - lo, k, ex, nex, 20, ref);
+            if (got != nref || memcmp(out, ref, sizeof(int32_t) * nref) != 0)
+                bad++;
+        }
     }
-    CHECK(bad == 0, "%d of 30 top-20 lists differ from the exact ranking", bad);
+    CHECK(bad == 0 && missing == 0, "%d of %d top-20 lists differ, %d candidates not listed", bad, runs, missing);
+    printf("    shortlist: %.1f items of %lld on average\n", runs ? (double) listed / runs : 0.0, (long long) n);
+
+    /* fewer blocks than k: no shortlist */
+    ScanMax(&c, IT_Q8_AVX512 + 1, x, 0, 40, scores, bm, &(double) {0});
+    CHECK(it_q8_shortlist(scores, bm, 0, 40, NULL, 0, 5, c.tol, c.tolb, 1.0, 0.0, top_idx, top_score, list, n) == -1,
+          "3 blocks, k 5: a shortlist");
     free(Y);
-    free(Q);
-    free(scale);
-    free(tol);
+    FreeCopy(&c);
     free(x);
     free(scores);
+    free(bm);
+    free(list);
     free(cand);
+    free(sub);
+    free(subtol);
     free(cand_score);
+    free(ys);
 }
 
 int
 main(void)
 {
     RUN(scores_within_the_bound_and_the_bound_is_tight);
+    RUN(full_scale_bytes_do_not_saturate);
     RUN(a_range_scores_its_items_only);
+    RUN(block_maxima_of_a_range);
     RUN(exact_top_k_from_the_8_bit_scores);
+    RUN(exact_top_k_from_the_shortlist);
     return unit_summary();
 }
