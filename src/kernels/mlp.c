@@ -970,14 +970,48 @@ it_mlp_default_params(ItMlpTrainParams *p)
     p->should_stop_arg = NULL;
 }
 
+static inline __attribute__((always_inline)) void
+AdamOne(float *restrict params, const float *restrict grad, float *restrict m,
+        float *restrict v, size_t i, float b1, float b2, float step, float eps,
+        float decay)
+{
+    float       g = grad[i];
+    float       pi = params[i];
+
+    m[i] = b1 * m[i] + (1.0f - b1) * g;
+    v[i] = b2 * v[i] + (1.0f - b2) * g * g;
+    pi -= decay * pi;
+    params[i] = pi - step * m[i] / (sqrtf(v[i]) + eps);
+}
+
+/*
+ * One AdamW update of params[i0..i1) (decoupled decay when decay > 0).
+ * The square roots go through the vector units: this file is compiled
+ * with -fno-math-errno (Makefile), and the second moments are never
+ * negative anyway.
+ */
+IT_CLONES static void
+AdamRange(float *restrict params, const float *restrict grad, float *restrict m,
+          float *restrict v, size_t i0, size_t i1, float b1, float b2, float step,
+          float eps, float decay)
+{
+    size_t      i = i0,
+                q;
+
+    /* blocks of IT_MLP_LANES (a loop the compiler vectorises at -O2), then the rest */
+    for (; i + IT_MLP_LANES <= i1; i += IT_MLP_LANES)
+        for (q = 0; q < IT_MLP_LANES; q++)
+            AdamOne(params, grad, m, v, i + q, b1, b2, step, eps, decay);
+    for (; i < i1; i++)
+        AdamOne(params, grad, m, v, i, b1, b2, step, eps, decay);
+}
+
 static void
 AdamStep(float *params, const ItMlpLayout *layout, const ItMlpTrainParams *p,
          MlpWork *w, int64_t t)
 {
     double      bc1 = 1.0 - pow((double) p->beta1, (double) t);
     double      bc2 = 1.0 - pow((double) p->beta2, (double) t);
-    float       b1 = p->beta1,
-                b2 = p->beta2;
     float       step = (float) (p->lr * sqrt(bc2) / bc1);
     float       eps = (float) (p->eps * sqrt(bc2));
     float       decay = p->lr * p->weight_decay;
@@ -986,22 +1020,15 @@ AdamStep(float *params, const ItMlpLayout *layout, const ItMlpTrainParams *p,
     for (l = 0; l <= layout->nhidden; l++)
     {
         size_t      w_off,
-                    b_off,
-                    end,
-                    i;
+                    b_off;
 
         LayerParams(layout, l, &w_off, &b_off);
-        end = b_off + (size_t) LayerOut(layout, l);
-        for (i = w_off; i < end; i++)
-        {
-            float       g = w->grad[i];
-
-            w->adam_m[i] = b1 * w->adam_m[i] + (1.0f - b1) * g;
-            w->adam_v[i] = b2 * w->adam_v[i] + (1.0f - b2) * g * g;
-            if (i < b_off)
-                params[i] -= decay * params[i];
-            params[i] -= step * w->adam_m[i] / (sqrtf(w->adam_v[i]) + eps);
-        }
+        /* the weights decay, the biases do not */
+        AdamRange(params, w->grad, w->adam_m, w->adam_v, w_off, b_off,
+                  p->beta1, p->beta2, step, eps, decay);
+        AdamRange(params, w->grad, w->adam_m, w->adam_v, b_off,
+                  b_off + (size_t) LayerOut(layout, l),
+                  p->beta1, p->beta2, step, eps, 0.0f);
     }
 }
 
