@@ -57,6 +57,10 @@ KERNEL_CPPFLAGS = -Isrc/kernels $(BLAS_CFLAGS)
 src/kernels/%.o: src/kernels/%.c $(wildcard src/kernels/*.h)
 	$(CC) $(CFLAGS) $(CFLAGS_SL) $(KERNEL_CPPFLAGS) -c -o $@ $<
 
+# The features models' optimiser takes a square root per parameter and step:
+# without errno to set, the compiler can vectorise it.
+src/kernels/mlp.o: CFLAGS += -fno-math-errno
+
 $(KERNEL_LIB): $(KERNEL_OBJS)
 	rm -f $@
 	$(AR) crs $@ $^

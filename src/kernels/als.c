@@ -311,8 +311,8 @@ SparsePass(const int32_t *restrict idx, const float *restrict r,
  * handlers expect to run there.  Returns how many started (they go to
  * tids[0..]); the caller does the rest of the work itself if fewer did.
  */
-static int
-StartThreads(void *(*fn) (void *), void **args, int n, pthread_t *tids)
+int
+it_start_threads(void *(*fn) (void *), void **args, int n, pthread_t *tids)
 {
     sigset_t    all;
     sigset_t    old;
@@ -759,7 +759,7 @@ it_als_half_step(const ItCsr *R, const float *Y, const float *YtY,
      * post (a worker posts only into its own slot, and the calling thread
      * looks at the slots only after this).
      */
-    s.workers = StartThreads(AlsWorker, argp + 1, threads - 1, tids);
+    s.workers = it_start_threads(AlsWorker, argp + 1, threads - 1, tids);
     AlsRun(&s, 0);
     /* serve the workers until they are done */
     while (__atomic_load_n(&s.finished, __ATOMIC_ACQUIRE) < s.workers)
@@ -952,7 +952,7 @@ it_als_loss_gram_mt(const ItCsr *R, const float *X, const float *Y,
         threads = IT_ALS_MAX_THREADS;
     for (t = 1; t < threads; t++)
         argp[t - 1] = &s;
-    started = StartThreads(LossWorker, argp, threads - 1, tids);
+    started = it_start_threads(LossWorker, argp, threads - 1, tids);
     LossWorker(&s);
     for (t = 0; t < started; t++)
         pthread_join(tids[t], NULL);

@@ -4,7 +4,8 @@
  *    and AVX-512, picked at load time by the dynamic linker (GCC function
  *    multi-versioning), so a generic build still uses the machine's vector
  *    units.  Define IT_NO_TARGET_CLONES to build the generic code only.
- *    Internal to src/kernels.
+ *    Also the kernels' way to start worker threads.  Internal to
+ *    src/kernels.
  */
 #ifndef IT_CLONES_H
 #define IT_CLONES_H
@@ -15,5 +16,13 @@
 #else
 #define IT_CLONES
 #endif
+
+/*
+ * Starts n threads running fn(args[i]) with every signal blocked (als.c);
+ * returns how many started, in tids[0..).  Worker threads of the kernels
+ * call neither BLAS nor anything outside src/kernels and libc.
+ */
+#include <pthread.h>
+int         it_start_threads(void *(*fn) (void *), void **args, int n, pthread_t *tids);
 
 #endif                          /* IT_CLONES_H */

@@ -10,11 +10,14 @@
  * Top-k selection is it_topk (topk.c).
  */
 #include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
 #include <cblas.h>
 
+#include "clones.h"
 #include "kernels.h"
 #include "mlp.h"
 
@@ -368,6 +371,7 @@ typedef struct MlpWork
     unsigned char *flags;       /* n */
     float      *sys;            /* k * k + k: normal equations of the output bias */
     float      *item_acc;       /* 2 * m: per-item sums for them */
+    double     *lrow;           /* B: each row's interaction loss */
 } MlpWork;
 
 /*
@@ -381,8 +385,8 @@ CarveWork(const ItMlpLayout *layout, int batch, int eval_k, int64_t n,
     size_t      P = it_mlp_param_count(layout);
     size_t      B = (size_t) batch;
     size_t      k = (size_t) layout->output;
-    size_t      sizes[17];
-    size_t      offs[17];
+    size_t      sizes[18];
+    size_t      offs[18];
     size_t      off;
     int         ok = 1;
     int         i;
@@ -406,10 +410,11 @@ CarveWork(const ItMlpLayout *layout, int batch, int eval_k, int64_t n,
     sizes[14] = (size_t) n;
     sizes[15] = SizeMul(SizeAdd(SizeMul(k, k, &ok), k, &ok), sizeof(float), &ok);
     sizes[16] = SizeMul(SizeMul(2, (size_t) m, &ok), sizeof(float), &ok);
+    sizes[17] = SizeMul(B, sizeof(double), &ok);
 
     /* offsets, each slot aligned; room to align the base pointer itself */
     off = 0;
-    for (i = 0; i < 17; i++)
+    for (i = 0; i < 18; i++)
     {
         offs[i] = off;
         off = SizeAdd(off, sizes[i], &ok);
@@ -443,6 +448,7 @@ CarveWork(const ItMlpLayout *layout, int batch, int eval_k, int64_t n,
         w->flags = (unsigned char *) (a + offs[14]);
         w->sys = (float *) (a + offs[15]);
         w->item_acc = (float *) (a + offs[16]);
+        w->lrow = (double *) (a + offs[17]);
     }
     return off;
 }
@@ -463,12 +469,15 @@ it_mlp_train_workspace_size(const ItMlpLayout *layout,
  * The objective
  * ------------------------------------------------------------------------ */
 
+struct MlpPool;
+
 typedef struct MlpCtx
 {
     const ItMlpLayout *layout;
     const ItMlpData *data;
     const ItMlpTrainParams *p;
     MlpWork    *w;
+    struct MlpPool *pool;       /* worker threads, or NULL */
     double      zvec;           /* loss of the zero predictor, vector part */
     double      zint;           /* ... interaction part */
     int         use_vec;
@@ -584,6 +593,273 @@ AxpyLanes(float a, const float *restrict y, float *restrict g, int k)
         *g += a * *y;
 }
 
+/* Positives ahead of the current one whose item vector is prefetched. */
+#define IT_MLP_PREFETCH 6
+
+/*
+ * The positives' part of the interaction loss of one row with output x:
+ * the sum over its positives of c (1 - s)^2 - s^2, s = x.y_i, and when g
+ * is not NULL, gscale times its gradient added to g.  The item vectors
+ * are read in the order of the row's entries, scattered over Y (for the
+ * item side, the users' vectors: larger than the caches), so those of
+ * the positives a few entries ahead are prefetched while the current one
+ * is computed.  Compiled for the machine's vector units (clones.h); the
+ * order of the additions is the same in every clone.
+ */
+IT_CLONES static double
+RowPositives(const ItMlpData *data, int32_t row, const ItMlpTrainParams *p,
+             const float *x, float *g, double gscale, int k)
+{
+    int64_t     start = data->indptr[row];
+    int64_t     end = data->indptr[row + 1];
+    double      l = 0.0;
+    int64_t     e;
+    int         line;
+
+    for (e = start; e < end && e < start + IT_MLP_PREFETCH; e++)
+        for (line = 0; line < k; line += 16)
+            __builtin_prefetch(data->Y + (size_t) data->indices[e] * k + line);
+    for (e = start; e < end; e++)
+    {
+        const float *y = data->Y + (size_t) data->indices[e] * k;
+        float       wt = EntryWeight(data, e);
+        double      c = 1.0 + (double) p->alpha * wt;
+        double      s;
+
+        if (e + IT_MLP_PREFETCH < end)
+            for (line = 0; line < k; line += 16)
+                __builtin_prefetch(data->Y + (size_t) data->indices[e + IT_MLP_PREFETCH] * k + line);
+        if (!(wt >= p->pos_min_weight))
+            continue;           /* seen, not liked: like an unseen item */
+        s = DotLanes(x, y, k);
+        l += c * (1.0 - s) * (1.0 - s) - s * s;
+        if (g)
+            AxpyLanes((float) (gscale * (-2.0 * c * (1.0 - s) - 2.0 * s)), y, g, k);
+    }
+    return l;
+}
+
+/*
+ * The interaction loss of rows rows[b0..b1) of a block, whose outputs are
+ * in w->out and out YtY in w->gx, times f (per row over its sum of c with
+ * user_normalise), into w->lrow[b]; when dout is not NULL, scale times its
+ * gradient added to dout's rows.  Touches only those rows: the worker
+ * threads run it on disjoint ranges (and call nothing else).
+ */
+static void
+InteractionRows(const MlpCtx *ctx, const int32_t *rows, int b0, int b1, double f,
+                double scale, float *dout)
+{
+    const ItMlpData *data = ctx->data;
+    const ItMlpTrainParams *p = ctx->p;
+    MlpWork    *w = ctx->w;
+    int         k = ctx->layout->output;
+    int         b,
+                j;
+
+    for (b = b0; b < b1; b++)
+    {
+        const float *x = w->out + (size_t) b * k;
+        const float *gx = w->gx + (size_t) b * k;
+        float      *g = dout ? dout + (size_t) b * k : NULL;
+        int32_t     row = DataRow(data, rows[b]);
+        double      fu = f;
+        double      l = 0.0;
+
+        if (p->user_normalise)
+        {
+            double      cs = RowConfidence(data, row, p);
+
+            if (cs > 0.0)
+                fu = f / cs;
+        }
+        for (j = 0; j < k; j++)
+        {
+            l += (double) x[j] * gx[j];
+            if (g)
+                g[j] += (float) (scale * fu * 2.0 * gx[j]);
+        }
+        l += RowPositives(data, row, p, x, g, scale * fu, k);
+        w->lrow[b] = fu * l;
+    }
+}
+
+/*
+ * Worker threads for the interaction loss of a block (threads > 1): the
+ * rows of a block are cut into ranges of about equal positives, the
+ * calling thread takes the first, each worker one of the others; each
+ * row's loss goes to its own slot and the calling thread sums them in
+ * order, so the result does not depend on the threads.  The workers wait
+ * between blocks (a condition variable) and are started and joined by
+ * it_mlp_train; they call no BLAS and nothing outside this file and libc.
+ * Blocks with fewer than IT_MLP_POOL_MIN_POSITIVES positives, where
+ * waking a thread costs about what it saves, stay on the calling thread.
+ */
+#define IT_MLP_POOL_MIN_POSITIVES 2048
+
+typedef struct MlpPool
+{
+    pthread_mutex_t mu;
+    pthread_cond_t go;
+    pthread_cond_t done;
+    int         nthreads;       /* the calling thread included */
+    int         started;        /* workers running */
+    uint64_t    generation;     /* of the current block */
+    int         pending;        /* workers still on it */
+    int         quit;
+    /* the current block */
+    const MlpCtx *ctx;
+    const int32_t *rows;
+    double      f;
+    double      scale;
+    float      *dout;
+    int         cut[IT_ALS_MAX_THREADS + 1];
+    pthread_t   tids[IT_ALS_MAX_THREADS];
+    struct MlpWorkerArg
+    {
+        struct MlpPool *pool;
+        int         t;
+    }           args[IT_ALS_MAX_THREADS];
+} MlpPool;
+
+static void *
+PoolWorker(void *arg)
+{
+    struct MlpWorkerArg *a = arg;
+    MlpPool    *pool = a->pool;
+    uint64_t    seen = 0;
+
+    for (;;)
+    {
+        int         b0,
+                    b1;
+
+        pthread_mutex_lock(&pool->mu);
+        while (pool->generation == seen && !pool->quit)
+            pthread_cond_wait(&pool->go, &pool->mu);
+        if (pool->quit)
+        {
+            pthread_mutex_unlock(&pool->mu);
+            return NULL;
+        }
+        seen = pool->generation;
+        b0 = pool->cut[a->t];
+        b1 = pool->cut[a->t + 1];
+        pthread_mutex_unlock(&pool->mu);
+
+        InteractionRows(pool->ctx, pool->rows, b0, b1, pool->f, pool->scale, pool->dout);
+
+        pthread_mutex_lock(&pool->mu);
+        if (--pool->pending == 0)
+            pthread_cond_signal(&pool->done);
+        pthread_mutex_unlock(&pool->mu);
+    }
+}
+
+/* Starts the workers; false (and nothing running) when none would start. */
+static bool
+PoolStart(MlpPool *pool, int threads)
+{
+    void       *argp[IT_ALS_MAX_THREADS];
+    int         t;
+
+    memset(pool, 0, sizeof(*pool));
+    if (threads > IT_ALS_MAX_THREADS)
+        threads = IT_ALS_MAX_THREADS;
+    if (threads < 2)
+        return false;
+    pthread_mutex_init(&pool->mu, NULL);
+    pthread_cond_init(&pool->go, NULL);
+    pthread_cond_init(&pool->done, NULL);
+    for (t = 1; t < threads; t++)
+    {
+        pool->args[t - 1].pool = pool;
+        pool->args[t - 1].t = t;
+        argp[t - 1] = &pool->args[t - 1];
+    }
+    pool->started = it_start_threads(PoolWorker, argp, threads - 1, pool->tids);
+    pool->nthreads = pool->started + 1;
+    if (pool->started == 0)
+    {
+        pthread_mutex_destroy(&pool->mu);
+        pthread_cond_destroy(&pool->go);
+        pthread_cond_destroy(&pool->done);
+        return false;
+    }
+    return true;
+}
+
+static void
+PoolStop(MlpPool *pool)
+{
+    int         t;
+
+    pthread_mutex_lock(&pool->mu);
+    pool->quit = 1;
+    pthread_cond_broadcast(&pool->go);
+    pthread_mutex_unlock(&pool->mu);
+    for (t = 0; t < pool->started; t++)
+        pthread_join(pool->tids[t], NULL);
+    pthread_mutex_destroy(&pool->mu);
+    pthread_cond_destroy(&pool->go);
+    pthread_cond_destroy(&pool->done);
+}
+
+/*
+ * Runs InteractionRows on rows[0..nb) with the workers; false, having done
+ * nothing, when the block has too few positives to share.
+ */
+static bool
+PoolRun(MlpPool *pool, const MlpCtx *ctx, const int32_t *rows, int nb, double f,
+        double scale, float *dout)
+{
+    const ItMlpData *data = ctx->data;
+    int64_t     total = 0,
+                acc = 0;
+    int         b,
+                t = 1;
+
+    for (b = 0; b < nb; b++)
+    {
+        int32_t     row = DataRow(data, rows[b]);
+
+        total += data->indptr[row + 1] - data->indptr[row] + 1;
+    }
+    if (total < IT_MLP_POOL_MIN_POSITIVES)
+        return false;
+    /* cut where the positives (plus one a row) reach t / nthreads of them */
+    pool->cut[0] = 0;
+    for (b = 0; b < nb && t < pool->nthreads; b++)
+    {
+        int32_t     row = DataRow(data, rows[b]);
+
+        acc += data->indptr[row + 1] - data->indptr[row] + 1;
+        while (t < pool->nthreads && acc * pool->nthreads >= total * t)
+            pool->cut[t++] = b + 1;
+    }
+    while (t <= pool->nthreads)
+        pool->cut[t++] = nb;
+
+    pthread_mutex_lock(&pool->mu);
+    pool->ctx = ctx;
+    pool->rows = rows;
+    pool->f = f;
+    pool->scale = scale;
+    pool->dout = dout;
+    pool->pending = pool->started;
+    pool->generation++;
+    pthread_cond_broadcast(&pool->go);
+    pthread_mutex_unlock(&pool->mu);
+
+    InteractionRows(ctx, rows, pool->cut[0], pool->cut[1], f, scale, dout);
+
+    pthread_mutex_lock(&pool->mu);
+    while (pool->pending > 0)
+        pthread_cond_wait(&pool->done, &pool->mu);
+    pthread_mutex_unlock(&pool->mu);
+    return true;
+}
+
 /*
  * Objective of nb rows rows[0..nb) whose outputs are in w->out; returns the
  * sum of their objectives, and when dout is not NULL writes
@@ -633,46 +909,10 @@ BlockLoss(MlpCtx *ctx, const int32_t *rows, int nb, double scale, float *dout)
         /* gx = out YtY (YtY symmetric) */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, k, k,
                     1.0f, w->out, k, data->YtY, k, 0.0f, w->gx, k);
+        if (ctx->pool == NULL || !PoolRun(ctx->pool, ctx, rows, nb, f, scale, dout))
+            InteractionRows(ctx, rows, 0, nb, f, scale, dout);
         for (b = 0; b < nb; b++)
-        {
-            const float *x = w->out + (size_t) b * k;
-            const float *gx = w->gx + (size_t) b * k;
-            float      *g = dout ? dout + (size_t) b * k : NULL;
-            int32_t     row = DataRow(data, rows[b]);
-            double      fu = f;
-            double      l = 0.0;
-            int64_t     e;
-
-            if (p->user_normalise)
-            {
-                double      cs = RowConfidence(data, row, p);
-
-                if (cs > 0.0)
-                    fu = f / cs;
-            }
-            for (j = 0; j < k; j++)
-            {
-                l += (double) x[j] * gx[j];
-                if (g)
-                    g[j] += (float) (scale * fu * 2.0 * gx[j]);
-            }
-            for (e = data->indptr[row]; e < data->indptr[row + 1]; e++)
-            {
-                const float *y = data->Y + (size_t) data->indices[e] * k;
-                float       wt = EntryWeight(data, e);
-                double      c = 1.0 + (double) p->alpha * wt;
-                double      s;
-
-                if (!(wt >= p->pos_min_weight))
-                    continue;   /* seen, not liked: like an unseen item */
-                s = DotLanes(x, y, k);
-                l += c * (1.0 - s) * (1.0 - s) - s * s;
-                if (g)
-                    AxpyLanes((float) (scale * fu * (-2.0 * c * (1.0 - s) - 2.0 * s)),
-                              y, g, k);
-            }
-            total += fu * l;
-        }
+            total += w->lrow[b];
     }
     return total;
 }
@@ -833,7 +1073,7 @@ CheckTrainArgs(const ItMlpLayout *layout, const ItMlpData *data,
         !isfinite(p->weight_decay) || !((double) p->lr * p->weight_decay < 1.0))
         return IT_MLP_EINVAL;
     if (p->epochs < 1 || p->batch < 1 || p->patience < 0 || p->eval_k < 0 ||
-        p->eval_max_rows < 0)
+        p->eval_max_rows < 0 || p->threads < 1)
         return IT_MLP_EINVAL;
     if (!(p->val_fraction >= 0.0f && p->val_fraction <= 0.9f))
         return IT_MLP_EINVAL;
@@ -869,6 +1109,7 @@ InitCtx(MlpCtx *ctx, const ItMlpLayout *layout, const ItMlpData *data,
     ctx->data = data;
     ctx->p = p;
     ctx->w = w;
+    ctx->pool = NULL;
     ctx->use_vec = p->vector_weight > 0.0f;
     ctx->use_int = p->vector_weight < 1.0f;
     ctx->zvec = 1.0;
@@ -934,8 +1175,45 @@ it_mlp_default_params(ItMlpTrainParams *p)
     p->eval_k = 10;
     p->eval_max_rows = 2000;
     p->pos_min_weight = 0.0f;
+    p->threads = 1;
     p->should_stop = NULL;
     p->should_stop_arg = NULL;
+}
+
+static inline __attribute__((always_inline)) void
+AdamOne(float *restrict params, const float *restrict grad, float *restrict m,
+        float *restrict v, size_t i, float b1, float b2, float step, float eps,
+        float decay)
+{
+    float       g = grad[i];
+    float       pi = params[i];
+
+    m[i] = b1 * m[i] + (1.0f - b1) * g;
+    v[i] = b2 * v[i] + (1.0f - b2) * g * g;
+    pi -= decay * pi;
+    params[i] = pi - step * m[i] / (sqrtf(v[i]) + eps);
+}
+
+/*
+ * One AdamW update of params[i0..i1) (decoupled decay when decay > 0).
+ * The square roots go through the vector units: this file is compiled
+ * with -fno-math-errno (Makefile), and the second moments are never
+ * negative anyway.
+ */
+IT_CLONES static void
+AdamRange(float *restrict params, const float *restrict grad, float *restrict m,
+          float *restrict v, size_t i0, size_t i1, float b1, float b2, float step,
+          float eps, float decay)
+{
+    size_t      i = i0,
+                q;
+
+    /* blocks of IT_MLP_LANES (a loop the compiler vectorises at -O2), then the rest */
+    for (; i + IT_MLP_LANES <= i1; i += IT_MLP_LANES)
+        for (q = 0; q < IT_MLP_LANES; q++)
+            AdamOne(params, grad, m, v, i + q, b1, b2, step, eps, decay);
+    for (; i < i1; i++)
+        AdamOne(params, grad, m, v, i, b1, b2, step, eps, decay);
 }
 
 static void
@@ -944,8 +1222,6 @@ AdamStep(float *params, const ItMlpLayout *layout, const ItMlpTrainParams *p,
 {
     double      bc1 = 1.0 - pow((double) p->beta1, (double) t);
     double      bc2 = 1.0 - pow((double) p->beta2, (double) t);
-    float       b1 = p->beta1,
-                b2 = p->beta2;
     float       step = (float) (p->lr * sqrt(bc2) / bc1);
     float       eps = (float) (p->eps * sqrt(bc2));
     float       decay = p->lr * p->weight_decay;
@@ -954,22 +1230,15 @@ AdamStep(float *params, const ItMlpLayout *layout, const ItMlpTrainParams *p,
     for (l = 0; l <= layout->nhidden; l++)
     {
         size_t      w_off,
-                    b_off,
-                    end,
-                    i;
+                    b_off;
 
         LayerParams(layout, l, &w_off, &b_off);
-        end = b_off + (size_t) LayerOut(layout, l);
-        for (i = w_off; i < end; i++)
-        {
-            float       g = w->grad[i];
-
-            w->adam_m[i] = b1 * w->adam_m[i] + (1.0f - b1) * g;
-            w->adam_v[i] = b2 * w->adam_v[i] + (1.0f - b2) * g * g;
-            if (i < b_off)
-                params[i] -= decay * params[i];
-            params[i] -= step * w->adam_m[i] / (sqrtf(w->adam_v[i]) + eps);
-        }
+        /* the weights decay, the biases do not */
+        AdamRange(params, w->grad, w->adam_m, w->adam_v, w_off, b_off,
+                  p->beta1, p->beta2, step, eps, decay);
+        AdamRange(params, w->grad, w->adam_m, w->adam_v, b_off,
+                  b_off + (size_t) LayerOut(layout, l),
+                  p->beta1, p->beta2, step, eps, 0.0f);
     }
 }
 
@@ -1170,6 +1439,33 @@ it_mlp_population_vector(const ItMlpData *data, const ItMlpTrainParams *p,
     return IT_MLP_OK;
 }
 
+/*
+ * Whether the caller's should_stop asks to stop, before minibatch t.  The
+ * callback may not return (a PostgreSQL error), so it is called only
+ * while no worker runs: with workers, every IT_MLP_POOL_STOP_BATCHES
+ * minibatches, between stopping them and starting them again.
+ */
+#define IT_MLP_POOL_STOP_BATCHES 16
+
+static int
+CheckStop(MlpCtx *ctx, MlpPool *pool, const ItMlpTrainParams *p, int64_t t)
+{
+    int         stop;
+
+    if (p->should_stop == NULL)
+        return 0;
+    if (ctx->pool == NULL)
+        return p->should_stop(p->should_stop_arg);
+    if (t % IT_MLP_POOL_STOP_BATCHES != 0)
+        return 0;
+    PoolStop(ctx->pool);
+    ctx->pool = NULL;
+    stop = p->should_stop(p->should_stop_arg);
+    if (!stop && PoolStart(pool, p->threads))
+        ctx->pool = pool;
+    return stop;
+}
+
 int
 it_mlp_train(float *params, const ItMlpLayout *layout,
              const ItMlpData *data, const ItMlpTrainParams *p,
@@ -1177,6 +1473,7 @@ it_mlp_train(float *params, const ItMlpLayout *layout,
 {
     MlpWork     w;
     MlpCtx      ctx;
+    MlpPool     pool;
     size_t      P;
     uint64_t    rng;
     int64_t     n,
@@ -1254,6 +1551,17 @@ it_mlp_train(float *params, const ItMlpLayout *layout,
 
     InitCtx(&ctx, layout, data, p, &w);
     ComputeNorms(&ctx, train, ntrain);
+    /* workers for the interaction loss, when a batch has positives to share */
+    if (p->threads > 1 && ctx.use_int)
+    {
+        int64_t     npos = 0;
+
+        for (i = 0; i < n; i++)
+            npos += data->indptr[DataRow(data, (int32_t) i) + 1] - data->indptr[DataRow(data, (int32_t) i)];
+        if ((double) npos / n * (p->batch < n ? p->batch : n) >= IT_MLP_POOL_MIN_POSITIVES &&
+            PoolStart(&pool, p->threads))
+            ctx.pool = &pool;
+    }
     memset(w.adam_m, 0, sizeof(float) * P);
     memset(w.adam_v, 0, sizeof(float) * P);
     neval = nval;
@@ -1286,7 +1594,7 @@ it_mlp_train(float *params, const ItMlpLayout *layout,
             int64_t     nb = ntrain - r0 < p->batch ? ntrain - r0 : p->batch;
             double      l;
 
-            if (p->should_stop && p->should_stop(p->should_stop_arg))
+            if (CheckStop(&ctx, &pool, p, t))
             {
                 status = IT_MLP_ESTOPPED;
                 break;
@@ -1344,6 +1652,8 @@ it_mlp_train(float *params, const ItMlpLayout *layout,
         }
     }
 
+    if (ctx.pool != NULL)
+        PoolStop(ctx.pool);
     /* the best epoch's parameters (the initial ones if none finished) */
     memcpy(params, w.best, sizeof(float) * P);
     if (result)

@@ -174,10 +174,14 @@ typedef struct ItMlpTrainParams
     int         eval_max_rows;  /* ... on at most this many of them (0 = all):
                                  * ranking all m items costs nval * m * k */
     float       pos_min_weight; /* positives (training and validation): weight >= this */
+    int         threads;        /* >= 1: threads for the interaction loss of
+                                 * batches with many positives (the result is
+                                 * the same for any number) */
 
     /*
      * Called on the calling thread (never from another thread) once per
-     * minibatch, between parameter updates; a non-zero return stops
+     * minibatch (when worker threads run, every 16 minibatches, while
+     * they are stopped), between parameter updates; a non-zero return stops
      * training with IT_MLP_ESTOPPED (params then hold the best epoch so
      * far, or when no epoch has finished the initial parameters, with the
      * output bias shifted if init_output_bias).  The
@@ -195,7 +199,7 @@ typedef struct ItMlpTrainParams
  * fraction 0.2, the ALS loss alone (vector_weight 0) with alpha 1 (set it
  * to the model's), output bias initialised, stopping on the validation
  * loss, precision@10 on at most 2000 validation rows, every interaction
- * a positive, no callback.
+ * a positive, one thread, no callback.
  */
 void        it_mlp_default_params(ItMlpTrainParams *p);
 

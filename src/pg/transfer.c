@@ -1362,6 +1362,7 @@ FitFeaturesModel(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *
         p->eval_k = 0;          /* no per-epoch precision */
     else
         p->eval_max_rows = (int) Min(epoch_rows, 2000);
+    p->threads = ItThreads(o->threads);
     p->should_stop = PriorCheckInterrupts;
     p->should_stop_arg = NULL;
 

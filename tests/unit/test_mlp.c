@@ -1113,6 +1113,85 @@ StopAfter(void *arg)
     return ++stop_calls > *(int *) arg;
 }
 
+/*
+ * Worker threads share the interaction loss of batches with many
+ * positives: the same parameters, losses and precisions as one thread, to
+ * the bit; should_stop is then asked every 16 minibatches, while they are
+ * stopped, and still stops training.
+ */
+TEST(test_threads_same_result)
+{
+    Planted     s;
+    ItMlpLayout lay = {10, 1, {16, 0, 0}, 8};
+    size_t      P = it_mlp_param_count(&lay);
+    float      *one = Alloc(sizeof(float) * P);
+    float      *three = Alloc(sizeof(float) * P);
+    ItMlpEpoch  h1[20],
+                h3[20];
+    ItMlpData   data;
+    ItMlpTrainParams p;
+    ItMlpTrainResult r1,
+                r3;
+    int32_t     val[100];
+    int         never = 1 << 30,
+                limit = 1,
+                i,
+                rc;
+    void       *ws;
+
+    MakePlanted(&s, 500, 500, 21);
+    PlantedData(&s, 500, &data);
+    for (i = 0; i < 100; i++)
+        val[i] = 5 * i;
+    data.val_rows = val;
+    data.nval = 100;
+    data.baseline = s.popularity;
+    it_mlp_default_params(&p);
+    p.epochs = 20;
+    p.batch = 256;              /* 2 minibatches an epoch, 13 positives a row */
+    p.patience = 0;
+    p.should_stop = StopAfter;
+    p.should_stop_arg = &never;
+    ws = Alloc(it_mlp_train_workspace_size(&lay, &p, data.n, s.m));
+
+    stop_calls = 0;
+    it_mlp_init(one, &lay, 5);
+    rc = it_mlp_train(one, &lay, &data, &p, ws, h1, &r1);
+    CHECK(rc == IT_MLP_OK && stop_calls == 40, "one thread: status %d, asked %d times", rc, stop_calls);
+
+    p.threads = 3;
+    stop_calls = 0;
+    it_mlp_init(three, &lay, 5);
+    rc = it_mlp_train(three, &lay, &data, &p, ws, h3, &r3);
+    CHECK(rc == IT_MLP_OK && stop_calls == 3, "three threads: status %d, asked %d times (the workers ran)",
+          rc, stop_calls);
+    CHECK(memcmp(one, three, sizeof(float) * P) == 0, "the same parameters");
+    for (i = 0; i < 20; i++)
+        CHECK(h1[i].train_loss == h3[i].train_loss && h1[i].val_loss == h3[i].val_loss &&
+              h1[i].val_precision == h3[i].val_precision, "epoch %d the same", i + 1);
+    CHECK(r1.best_epoch == r3.best_epoch && r1.best_val_loss == r3.best_val_loss, "the same best epoch");
+
+    /* stopping: asked before minibatch 16, training ends there */
+    p.should_stop_arg = &limit;
+    stop_calls = 0;
+    it_mlp_init(three, &lay, 5);
+    rc = it_mlp_train(three, &lay, &data, &p, ws, h3, &r3);
+    CHECK(rc == IT_MLP_ESTOPPED && stop_calls == 2 && r3.epochs_run == 8,
+          "stopped: status %d, asked %d times, %d epochs", rc, stop_calls, r3.epochs_run);
+
+    /* a batch with few positives stays on the calling thread: asked every minibatch */
+    p.batch = 64;
+    p.should_stop_arg = &never;
+    stop_calls = 0;
+    it_mlp_init(three, &lay, 5);
+    rc = it_mlp_train(three, &lay, &data, &p, ws, h3, &r3);
+    CHECK(rc == IT_MLP_OK && stop_calls == 20 * 7, "batches of 64: asked %d times", stop_calls);
+    FreePlanted(&s);
+    free(one);
+    free(three);
+    free(ws);
+}
+
 /* should_stop ends training and leaves the initial parameters. */
 TEST(test_should_stop)
 {
@@ -1263,6 +1342,7 @@ main(void)
     RUN(test_init_output_bias);
     RUN(test_positive_threshold);
     RUN(test_should_stop);
+    RUN(test_threads_same_result);
     RUN(test_bad_arguments);
     return unit_summary();
 }
