@@ -12,12 +12,14 @@
 #include <math.h>
 
 #include "catalog/pg_type.h"
+#include "access/xact.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 #include "common.h"
 #include "store.h"
@@ -25,6 +27,8 @@
 /* A batch of factor rows: at most this many rows and float / id values. */
 #define IT_WRITE_ROWS       10000
 #define IT_WRITE_VALUES     (1 << 21)
+/* factor values per item pack (1 MB of floats); a pack holds at least one item */
+#define IT_PACK_VALUES      (1 << 18)
 
 static void
 Check(int ret, int expected, const char *what)
@@ -122,6 +126,7 @@ static SPIPlanPtr PlanDeployedAll = NULL;
 static SPIPlanPtr PlanModelRow = NULL;
 static SPIPlanPtr PlanUserRow = NULL;
 static SPIPlanPtr PlanUserPriorRow = NULL;
+static SPIPlanPtr PlanItemPacks = NULL;
 
 static SPIPlanPtr
 SavedPlan(const char *sql, int nargs, Oid *argtypes)
@@ -162,6 +167,7 @@ PreparePlans(void)
     FreePlan(&PlanModelRow);
     FreePlan(&PlanUserRow);
     FreePlan(&PlanUserPriorRow);
+    FreePlan(&PlanItemPacks);
     if (PlansSchema)
         pfree(PlansSchema);
     PlansSchema = NULL;
@@ -198,6 +204,12 @@ PreparePlans(void)
                            "AND user_id OPERATOR(pg_catalog.=) $3 AND context OPERATOR(pg_catalog.=) %s",
                            ItTable("it_user_factors"), quote_literal_cstr(IT_CONTEXT_SOURCE_MODELS)),
                   3, user_types);
+    PlanItemPacks =
+        SavedPlan(psprintf("SELECT chunk, domain, items, item_ids, popularity, factors, norms FROM %s "
+                           "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
+                           "ORDER BY chunk",
+                           ItTable("it_item_packs")),
+                  2, row_types);
     PlansSchema = MemoryContextStrdup(TopMemoryContext, model_table);
 }
 
@@ -257,14 +269,29 @@ VersionCursor(const char *sql, const char *model, int version)
     return SPI_cursor_open_with_args(NULL, sql, 2, argtypes, values, NULL, true, CURSOR_OPT_NO_SCROLL);
 }
 
+static char *
+ItemCursorSql(void)
+{
+    return psprintf("SELECT item_id, factors, popularity, domain FROM %s "
+                    "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
+                    "ORDER BY domain, item_id",
+                    ItTable("it_item_factors"));
+}
+
 Portal
 ItStoreItemCursor(const char *model, int version)
 {
-    return VersionCursor(psprintf("SELECT item_id, factors, popularity, domain FROM %s "
-                                  "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
-                                  "ORDER BY domain, item_id",
-                                  ItTable("it_item_factors")),
-                         model, version);
+    return VersionCursor(ItemCursorSql(), model, version);
+}
+
+uint64
+ItStoreItemPacks(const char *model, int version)
+{
+    Datum       values[2] = {CStringGetTextDatum(model), Int32GetDatum(version)};
+
+    PreparePlans();
+    Check(SPI_execute_plan(PlanItemPacks, values, NULL, true, 0), SPI_OK_SELECT, "SPI_execute_plan");
+    return SPI_processed;
 }
 
 Portal
@@ -505,8 +532,8 @@ int64
 ItStoreDropModel(const char *model)
 {
     /* every table explicitly, so as not to depend on cascades */
-    static const char *const tables[] = {"it_user_factors", "it_item_factors", "it_prior",
-    "it_model", "it_model_acl"};
+    static const char *const tables[] = {"it_user_factors", "it_item_factors", "it_item_packs",
+    "it_prior", "it_model", "it_model_acl"};
     Oid         argtypes[1] = {TEXTOID};
     Datum       values[1] = {CStringGetTextDatum(model)};
     int64       versions = 0;
@@ -815,6 +842,134 @@ ItStoreWriteFactors(const char *model, int version, const ItFactorRows *rows)
     pfree(buf);
     pfree(offsets);
     return written;
+}
+
+/* ------------------------------------------------------------------------
+ * Item packs
+ * ------------------------------------------------------------------------ */
+
+/* The pack being filled: up to cap items of one domain. */
+typedef struct PackBuffer
+{
+    SPIPlanPtr  plan;
+    Datum       values[9];
+    int         k;
+    int64       cap;
+    int64       n;
+    int         domain;
+    int32       chunk;
+    int64      *ids;
+    int64      *popularity;
+    float      *factors;
+    float      *norms;
+} PackBuffer;
+
+static void
+FlushPack(PackBuffer *p)
+{
+    if (p->n == 0)
+        return;
+    it_row_norms(p->factors, p->n, p->k, p->norms);
+    p->values[2] = Int32GetDatum(p->chunk);
+    p->values[3] = Int16GetDatum((int16) p->domain);
+    p->values[4] = Int32GetDatum((int32) p->n);
+    p->values[5] = ItFlatArray(p->ids, p->n, INT8OID, sizeof(int64));
+    p->values[6] = ItFlatArray(p->popularity, p->n, INT8OID, sizeof(int64));
+    p->values[7] = ItFlatArray(p->factors, p->n * p->k, FLOAT4OID, sizeof(float));
+    p->values[8] = ItFlatArray(p->norms, p->n, FLOAT4OID, sizeof(float));
+    Check(SPI_execute_plan(p->plan, p->values, NULL, false, 0), SPI_OK_INSERT, "SPI_execute_plan");
+    for (int i = 5; i <= 8; i++)
+        pfree(DatumGetPointer(p->values[i]));
+    if (p->chunk == PG_INT32_MAX)
+        elog(ERROR, "too many item packs");
+    p->chunk++;
+    p->n = 0;
+}
+
+int64
+ItStoreWriteItemPacks(const char *model, int version, int k, bool replace)
+{
+    Oid         argtypes[9] = {TEXTOID, INT4OID, INT4OID, INT2OID, INT4OID, INT8ARRAYOID, INT8ARRAYOID,
+    FLOAT4ARRAYOID, FLOAT4ARRAYOID};
+    Oid         cursor_types[2] = {TEXTOID, INT4OID};
+    PackBuffer  p;
+    Portal      portal;
+    MemoryContext cxt;
+    MemoryContext oldcxt;
+    int64       total = 0;
+
+    if (k < 1 || k > IT_MAX_FACTORS)
+        elog(ERROR, "cannot pack items of %d factors", k);
+    cxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer item packs", ALLOCSET_DEFAULT_SIZES);
+    oldcxt = MemoryContextSwitchTo(cxt);
+    memset(&p, 0, sizeof(p));
+    p.k = k;
+    p.cap = Max(1, IT_PACK_VALUES / k);
+    p.ids = palloc(sizeof(int64) * p.cap);
+    p.popularity = palloc(sizeof(int64) * p.cap);
+    p.factors = palloc(sizeof(float) * k * p.cap);
+    p.norms = palloc(sizeof(float) * p.cap);
+    p.values[0] = CStringGetTextDatum(model);
+    p.values[1] = Int32GetDatum(version);
+
+    if (replace)
+    {
+        Datum       values[2] = {p.values[0], p.values[1]};
+
+        /* as committed now: writers of a model queue on its lock (ItBeginWrite) */
+        Check(ItExecuteLatest(psprintf("DELETE FROM %s WHERE model OPERATOR(pg_catalog.=) $1 "
+                                       "AND version OPERATOR(pg_catalog.=) $2",
+                                       ItTable("it_item_packs")),
+                              2, cursor_types, values, 0),
+              SPI_OK_DELETE, "SPI_execute_snapshot");
+    }
+    p.plan = SPI_prepare(psprintf("INSERT INTO %s (model, version, chunk, domain, items, item_ids, "
+                                  "popularity, factors, norms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                  ItTable("it_item_packs")),
+                         lengthof(argtypes), argtypes);
+    if (p.plan == NULL)
+        elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+
+    /* the rows as committed now and as this transaction wrote them */
+    CommandCounterIncrement();
+    PushActiveSnapshot(GetLatestSnapshot());
+    portal = SPI_cursor_open_with_args(NULL, ItemCursorSql(), 2, cursor_types, p.values, NULL, true,
+                                       CURSOR_OPT_NO_SCROLL);
+    PopActiveSnapshot();
+    for (;;)
+    {
+        SPITupleTable *tt;
+        uint64      nrows;
+
+        CHECK_FOR_INTERRUPTS();
+        SPI_cursor_fetch(portal, true, 1000);
+        tt = SPI_tuptable;
+        nrows = SPI_processed;
+        if (nrows == 0)
+            break;
+        for (uint64 r = 0; r < nrows; r++)
+        {
+            HeapTuple   tup = tt->vals[r];
+            bool        isnull;
+            int         domain = DatumGetInt16(SPI_getbinval(tup, tt->tupdesc, 4, &isnull));
+
+            if (p.n == p.cap || (p.n > 0 && domain != p.domain))
+                FlushPack(&p);
+            p.domain = domain;
+            p.ids[p.n] = DatumGetInt64(SPI_getbinval(tup, tt->tupdesc, 1, &isnull));
+            ItArrayToFloats(SPI_getbinval(tup, tt->tupdesc, 2, &isnull), p.factors + p.n * k, k, "item factors");
+            p.popularity[p.n] = DatumGetInt64(SPI_getbinval(tup, tt->tupdesc, 3, &isnull));
+            p.n++;
+            total++;
+        }
+        SPI_freetuptable(tt);
+    }
+    FlushPack(&p);
+    SPI_cursor_close(portal);
+    SPI_freeplan(p.plan);
+    MemoryContextSwitchTo(oldcxt);
+    MemoryContextDelete(cxt);
+    return total;
 }
 
 /* ------------------------------------------------------------------------

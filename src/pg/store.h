@@ -1,8 +1,9 @@
 /*
  * store.h
  *    Every statement on the extension's own tables (it_model, it_prior,
- *    it_user_factors, it_item_factors, it_model_acl, it_role_pin), in one module (store.c), so the
- *    storage model can be read, changed and upgraded in one place:
+ *    it_user_factors, it_item_factors, it_item_packs, it_model_acl,
+ *    it_role_pin), in one module (store.c), so the storage model can be
+ *    read, changed and upgraded in one place:
  *
  *      the deployed-row lookup and the reads a model load needs (saved
  *      plans, prepared once per schema);
@@ -72,8 +73,15 @@ extern void ItStoreUserVectors(const char *model, int version, const int64 *ids,
 /* A cursor over a version's global user rows in id order: user_id, factors. */
 extern Portal ItStoreUserFactorCursor(const char *model, int version);
 
-/* A cursor over a version's items in id order: item_id, factors, popularity. */
+/* A cursor over a version's items in (domain, id) order: item_id, factors, popularity, domain. */
 extern Portal ItStoreItemCursor(const char *model, int version);
+
+/*
+ * A version's item packs (it_item_packs) in chunk order: chunk, domain,
+ * items, item_ids, popularity, factors, norms.  Returns how many (0: a
+ * version written before packs, read with ItStoreItemCursor).
+ */
+extern uint64 ItStoreItemPacks(const char *model, int version);
 
 /*
  * A cursor over a version's users (global rows) in id order: user_id, and
@@ -235,6 +243,16 @@ typedef struct ItFactorRows
  * them, except for IT_FACTORS_SKIP_EXISTING).
  */
 extern int64 ItStoreWriteFactors(const char *model, int version, const ItFactorRows *rows);
+
+/*
+ * Packs the item rows of a version (k factors), as committed now and as
+ * this transaction wrote them, into it_item_packs: one pass over them in
+ * (domain, id) order, a few thousand items of one domain per pack.  After
+ * the version's it_model row, and after every change of its item rows, in
+ * the same transaction; replace deletes the version's packs first.
+ * Returns the items packed.
+ */
+extern int64 ItStoreWriteItemPacks(const char *model, int version, int k, bool replace);
 
 /* ------------------------------------------------------------------------
  * Priors (it_prior)

@@ -781,6 +781,8 @@ WriteModel(const ItVersionBuild *b, const int64 *popularity, const ItDeployDecis
     /* the whole call, writing included */
     *seconds = row.seconds = ItElapsedSeconds(b->start);
     ItStoreInsertModel(&row);
+    /* every item row written above, packed for loading; they reference it */
+    (void) ItStoreWriteItemPacks(model, version, k, false);
     /* the few rows of the priors, which reference it (transfer.c) */
     ItTransferWrite(b->transfer, model, version);
     ItEndWrite(&st);
