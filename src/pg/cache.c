@@ -20,7 +20,11 @@
 #include "postgres.h"
 
 #include <math.h>
+#include <sys/mman.h>
 
+#include "access/detoast.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -334,6 +338,33 @@ ModelAlloc(ItModel *m, Size elem, int64 n)
 }
 
 /*
+ * ModelAlloc for a large array filled right away (the item factors): its
+ * whole 2 MB pages are marked for transparent huge pages where the kernel
+ * offers them on request, which saves the first touch of every 4 kB page
+ * (a quarter of a first call's time at 100k items went to those faults).
+ * Never freed on its own, only with the model's context.
+ */
+#define IT_HUGE_PAGE ((Size) 2 * 1024 * 1024)
+
+static void *
+ModelAllocFilled(ItModel *m, Size elem, int64 n)
+{
+#ifdef MADV_HUGEPAGE
+    if (n > 0 && (Size) n <= SIZE_MAX / 4 / elem && elem * (Size) n >= 4 * IT_HUGE_PAGE)
+    {
+        Size        bytes = elem * (Size) n;
+        char       *raw = ModelAlloc(m, 1, (int64) (bytes + IT_HUGE_PAGE));
+        char       *p = (char *) TYPEALIGN(IT_HUGE_PAGE, raw);
+
+        /* only a hint: without it the pages are ordinary ones */
+        (void) madvise(p, TYPEALIGN_DOWN(IT_HUGE_PAGE, bytes), MADV_HUGEPAGE);
+        return p;
+    }
+#endif
+    return ModelAlloc(m, elem, n);
+}
+
+/*
  * m->domains from it_model.domains (column col): NULL is a model without
  * domains.  The table's check keeps it 1 to 32767 names without NULLs;
  * sorted and distinct is checked here.
@@ -601,16 +632,64 @@ PacksCorrupt(const ItModel *m, int32 chunk, const char *what)
              errhint("Retrain the model with train(model).")));
 }
 
-/* The n int64 values of a pack's bigint[] column. */
-static const int64 *
-PackIds(const ItModel *m, int32 chunk, Datum d, int32 n, const char *column)
-{
-    ArrayType  *a = DatumGetArrayTypeP(d);
+/* Bytes of a one-dimensional array without NULLs before its data, after the varlena header. */
+#define PACK_ARRAY_HEADER   (ARR_OVERHEAD_NONULLS(1) - VARHDRSZ)
 
-    if (ARR_ELEMTYPE(a) != INT8OID || ARR_NDIM(a) != 1 || ARR_HASNULL(a) ||
+/*
+ * Copies the n values (elemsize bytes of type elemtype each) of the array d,
+ * a column of a pack, to dest.  A value stored out of line uncompressed
+ * (the packs' columns are STORAGE EXTERNAL) is read from its TOAST chunks
+ * straight into dest, not detoasted into a copy first: its header, then its
+ * data.  Others are detoasted in the current context.
+ */
+static void
+PackArrayInto(const ItModel *m, int32 chunk, Datum d, Oid elemtype, int elemsize,
+              void *dest, int64 n, const char *column)
+{
+    struct varlena *v = (struct varlena *) DatumGetPointer(d);
+    ArrayType  *a;
+    Size        bytes = (Size) n * elemsize;
+
+    if (VARATT_IS_EXTERNAL_ONDISK(v))
+    {
+        struct varatt_external ext;
+
+        VARATT_EXTERNAL_GET_POINTER(ext, v);
+        if (!VARATT_EXTERNAL_IS_COMPRESSED(ext) &&
+            (Size) VARATT_EXTERNAL_GET_EXTSIZE(ext) == PACK_ARRAY_HEADER + bytes)
+        {
+            Relation    toastrel = table_open(ext.va_toastrelid, AccessShareLock);
+            int32       size = (int32) VARATT_EXTERNAL_GET_EXTSIZE(ext);
+
+            a = palloc(ARR_OVERHEAD_NONULLS(1));
+            SET_VARSIZE(a, ARR_OVERHEAD_NONULLS(1));
+            table_relation_fetch_toast_slice(toastrel, ext.va_valueid, size, 0, PACK_ARRAY_HEADER,
+                                             (struct varlena *) a);
+            if (ARR_ELEMTYPE(a) != elemtype || ARR_NDIM(a) != 1 || ARR_HASNULL(a) || ARR_DIMS(a)[0] != n)
+                PacksCorrupt(m, chunk, psprintf("%s is not an array of " INT64_FORMAT " values without NULLs",
+                                                column, n));
+            /* the slice lands at VARDATA(result): the header before dest is not written */
+            table_relation_fetch_toast_slice(toastrel, ext.va_valueid, size, PACK_ARRAY_HEADER, (int32) bytes,
+                                             (struct varlena *) ((char *) dest - VARHDRSZ));
+            table_close(toastrel, AccessShareLock);
+            pfree(a);
+            return;
+        }
+    }
+    a = DatumGetArrayTypeP(d);
+    if (ARR_ELEMTYPE(a) != elemtype || ARR_NDIM(a) != 1 || ARR_HASNULL(a) ||
         ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a)) != n)
-        PacksCorrupt(m, chunk, psprintf("%s is not a bigint[] of %d values", column, n));
-    return (const int64 *) ARR_DATA_PTR(a);
+        PacksCorrupt(m, chunk, psprintf("%s is not an array of " INT64_FORMAT " values without NULLs",
+                                        column, n));
+    memcpy(dest, ARR_DATA_PTR(a), bytes);
+}
+
+static void
+PackFloatsFinite(const ItModel *m, int32 chunk, const float *v, int64 n, const char *column)
+{
+    for (int64 i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            PacksCorrupt(m, chunk, psprintf("%s has a value that is not finite", column));
 }
 
 /*
@@ -644,7 +723,7 @@ LoadItemPacks(ItModel *m, SPITupleTable *tt, uint64 npacks)
     }
     m->item_ids = ModelAlloc(m, sizeof(int64), total);
     m->popularity = ModelAlloc(m, sizeof(int64), total);
-    m->Y = ModelAlloc(m, sizeof(float) * m->k, total);
+    m->Y = ModelAllocFilled(m, sizeof(float) * m->k, total);
     m->item_norms = ModelAlloc(m, sizeof(float), total);
 
     batchcxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer load pack",
@@ -655,7 +734,7 @@ LoadItemPacks(ItModel *m, SPITupleTable *tt, uint64 npacks)
         int32       chunk = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
         int         dom = DatumGetInt16(SPI_getbinval(tup, desc, 2, &isnull));
         int32       items = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-        const int64 *ids;
+        int64      *ids;
 
         CHECK_FOR_INTERRUPTS();
         if (dom < 0 || dom >= Max(m->n_domains, 1))
@@ -668,18 +747,21 @@ LoadItemPacks(ItModel *m, SPITupleTable *tt, uint64 npacks)
             m->domain_start[++cur_domain] = n;
 
         oldcxt = MemoryContextSwitchTo(batchcxt);
-        ids = PackIds(m, chunk, SPI_getbinval(tup, desc, 4, &isnull), items, "item_ids");
+        ids = m->item_ids + n;
+        PackArrayInto(m, chunk, SPI_getbinval(tup, desc, 4, &isnull), INT8OID, sizeof(int64),
+                      ids, items, "item_ids");
         for (int32 i = 0; i < items; i++)
             if ((i > 0 && ids[i] <= ids[i - 1]) ||
-                (i == 0 && n > m->domain_start[cur_domain] && ids[0] <= m->item_ids[n - 1]))
+                (i == 0 && n > m->domain_start[cur_domain] && ids[0] <= ids[-1]))
                 PacksCorrupt(m, chunk, "its item ids are not ascending after the previous pack's");
-        memcpy(m->item_ids + n, ids, sizeof(int64) * items);
-        memcpy(m->popularity + n, PackIds(m, chunk, SPI_getbinval(tup, desc, 5, &isnull), items, "popularity"),
-               sizeof(int64) * items);
-        ItArrayToFloats(SPI_getbinval(tup, desc, 6, &isnull), m->Y + (size_t) n * m->k, items * m->k,
-                        "item factors of a pack");
-        ItArrayToFloats(SPI_getbinval(tup, desc, 7, &isnull), m->item_norms + n, items,
-                        "item norms of a pack");
+        PackArrayInto(m, chunk, SPI_getbinval(tup, desc, 5, &isnull), INT8OID, sizeof(int64),
+                      m->popularity + n, items, "popularity");
+        PackArrayInto(m, chunk, SPI_getbinval(tup, desc, 6, &isnull), FLOAT4OID, sizeof(float),
+                      m->Y + (size_t) n * m->k, (int64) items * m->k, "factors");
+        PackFloatsFinite(m, chunk, m->Y + (size_t) n * m->k, (int64) items * m->k, "factors");
+        PackArrayInto(m, chunk, SPI_getbinval(tup, desc, 7, &isnull), FLOAT4OID, sizeof(float),
+                      m->item_norms + n, items, "norms");
+        PackFloatsFinite(m, chunk, m->item_norms + n, items, "norms");
         MemoryContextSwitchTo(oldcxt);
         MemoryContextReset(batchcxt);
         n += items;
