@@ -285,8 +285,11 @@ CREATE TABLE it_item_packs (
     popularity   bigint[]  NOT NULL,               -- per item, as it_item_factors.popularity
     factors      real[]    NOT NULL,               -- items * factors values, one item after another
     norms        real[]    NOT NULL,               -- per item, the length of its factors
-    CONSTRAINT it_item_packs_pkey PRIMARY KEY (model, version, chunk),
-    CONSTRAINT it_item_packs_model_version_fkey FOREIGN KEY (model, version) REFERENCES it_model ON DELETE CASCADE
+    CONSTRAINT it_item_packs_pkey PRIMARY KEY (model, version, chunk)
+    -- no foreign key to it_model, as for it_item_factors: train() writes the
+    -- packs with the factor rows, before the version's row (a deferred key
+    -- cannot be checked as the tables' owner, a security-restricted
+    -- operation); drop_model deletes them itself
 );
 ALTER TABLE it_item_packs ALTER COLUMN item_ids SET STORAGE EXTERNAL,
                           ALTER COLUMN popularity SET STORAGE EXTERNAL,

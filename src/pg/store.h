@@ -248,8 +248,9 @@ extern int64 ItStoreWriteFactors(const char *model, int version, const ItFactorR
  * Packs the item rows of a version (k factors), as committed now and as
  * this transaction wrote them, into it_item_packs: one pass over them in
  * (domain, id) order, a few thousand items of one domain per pack.  After
- * the version's it_model row, and after every change of its item rows, in
- * the same transaction; replace deletes the version's packs first.
+ * the version's item rows (before its it_model row), and after every
+ * change of them, in the same transaction; replace deletes the version's
+ * packs first.
  * Returns the items packed.
  */
 extern int64 ItStoreWriteItemPacks(const char *model, int version, int k, bool replace);

@@ -744,6 +744,8 @@ WriteModel(const ItVersionBuild *b, const int64 *popularity, const ItDeployDecis
     ItTransferWriteItems(b->transfer, model, version);
     /* the users' vectors in contexts (context.c) */
     ItContextWrite(contexts, d, b->opts, X, Y, model, version);
+    /* every item row written above, packed for loading (store.c) */
+    (void) ItStoreWriteItemPacks(model, version, k, false);
     /* where the time went: the factor rows are most of the writing */
     phases->write = ItElapsedSeconds(write_start);
     {
@@ -781,8 +783,6 @@ WriteModel(const ItVersionBuild *b, const int64 *popularity, const ItDeployDecis
     /* the whole call, writing included */
     *seconds = row.seconds = ItElapsedSeconds(b->start);
     ItStoreInsertModel(&row);
-    /* every item row written above, packed for loading; they reference it */
-    (void) ItStoreWriteItemPacks(model, version, k, false);
     /* the few rows of the priors, which reference it (transfer.c) */
     ItTransferWrite(b->transfer, model, version);
     ItEndWrite(&st);
