@@ -886,11 +886,48 @@ FlushPack(PackBuffer *p)
     p->n = 0;
 }
 
-int64
-ItStoreWriteItemPacks(const char *model, int version, int k, bool replace)
+static void
+StartPacks(PackBuffer *p, const char *model, int version, int k)
 {
     Oid         argtypes[9] = {TEXTOID, INT4OID, INT4OID, INT2OID, INT4OID, INT8ARRAYOID, INT8ARRAYOID,
     FLOAT4ARRAYOID, FLOAT4ARRAYOID};
+
+    if (k < 1 || k > IT_MAX_FACTORS)
+        elog(ERROR, "cannot pack items of %d factors", k);
+    memset(p, 0, sizeof(*p));
+    p->k = k;
+    p->cap = Max(1, IT_PACK_VALUES / k);
+    p->ids = palloc(sizeof(int64) * p->cap);
+    p->popularity = palloc(sizeof(int64) * p->cap);
+    p->factors = palloc(sizeof(float) * k * p->cap);
+    p->norms = palloc(sizeof(float) * p->cap);
+    p->values[0] = CStringGetTextDatum(model);
+    p->values[1] = Int32GetDatum(version);
+    p->plan = SPI_prepare(psprintf("INSERT INTO %s (model, version, chunk, domain, items, item_ids, "
+                                   "popularity, factors, norms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                   ItTable("it_item_packs")),
+                          lengthof(argtypes), argtypes);
+    if (p->plan == NULL)
+        elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+}
+
+/* Adds an item; items come in (domain, id) order. */
+static void
+PackItem(PackBuffer *p, int domain, int64 id, const float *factors, int64 popularity)
+{
+    if (p->n == p->cap || (p->n > 0 && domain != p->domain))
+        FlushPack(p);
+    p->domain = domain;
+    p->ids[p->n] = id;
+    if (factors != NULL)
+        memcpy(p->factors + p->n * p->k, factors, sizeof(float) * p->k);
+    p->popularity[p->n] = popularity;
+    p->n++;
+}
+
+int64
+ItStoreWriteItemPacks(const char *model, int version, int k, bool replace)
+{
     Oid         cursor_types[2] = {TEXTOID, INT4OID};
     PackBuffer  p;
     Portal      portal;
@@ -898,20 +935,9 @@ ItStoreWriteItemPacks(const char *model, int version, int k, bool replace)
     MemoryContext oldcxt;
     int64       total = 0;
 
-    if (k < 1 || k > IT_MAX_FACTORS)
-        elog(ERROR, "cannot pack items of %d factors", k);
     cxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer item packs", ALLOCSET_DEFAULT_SIZES);
     oldcxt = MemoryContextSwitchTo(cxt);
-    memset(&p, 0, sizeof(p));
-    p.k = k;
-    p.cap = Max(1, IT_PACK_VALUES / k);
-    p.ids = palloc(sizeof(int64) * p.cap);
-    p.popularity = palloc(sizeof(int64) * p.cap);
-    p.factors = palloc(sizeof(float) * k * p.cap);
-    p.norms = palloc(sizeof(float) * p.cap);
-    p.values[0] = CStringGetTextDatum(model);
-    p.values[1] = Int32GetDatum(version);
-
+    StartPacks(&p, model, version, k);
     if (replace)
     {
         Datum       values[2] = {p.values[0], p.values[1]};
@@ -923,12 +949,6 @@ ItStoreWriteItemPacks(const char *model, int version, int k, bool replace)
                               2, cursor_types, values, 0),
               SPI_OK_DELETE, "SPI_execute_snapshot");
     }
-    p.plan = SPI_prepare(psprintf("INSERT INTO %s (model, version, chunk, domain, items, item_ids, "
-                                  "popularity, factors, norms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                                  ItTable("it_item_packs")),
-                         lengthof(argtypes), argtypes);
-    if (p.plan == NULL)
-        elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 
     /* the rows as committed now and as this transaction wrote them */
     CommandCounterIncrement();
@@ -951,21 +971,89 @@ ItStoreWriteItemPacks(const char *model, int version, int k, bool replace)
         {
             HeapTuple   tup = tt->vals[r];
             bool        isnull;
-            int         domain = DatumGetInt16(SPI_getbinval(tup, tt->tupdesc, 4, &isnull));
 
-            if (p.n == p.cap || (p.n > 0 && domain != p.domain))
-                FlushPack(&p);
-            p.domain = domain;
-            p.ids[p.n] = DatumGetInt64(SPI_getbinval(tup, tt->tupdesc, 1, &isnull));
-            ItArrayToFloats(SPI_getbinval(tup, tt->tupdesc, 2, &isnull), p.factors + p.n * k, k, "item factors");
-            p.popularity[p.n] = DatumGetInt64(SPI_getbinval(tup, tt->tupdesc, 3, &isnull));
-            p.n++;
+            PackItem(&p, DatumGetInt16(SPI_getbinval(tup, tt->tupdesc, 4, &isnull)),
+                     DatumGetInt64(SPI_getbinval(tup, tt->tupdesc, 1, &isnull)), NULL,
+                     DatumGetInt64(SPI_getbinval(tup, tt->tupdesc, 3, &isnull)));
+            ItArrayToFloats(SPI_getbinval(tup, tt->tupdesc, 2, &isnull), p.factors + (p.n - 1) * k, k,
+                            "item factors");
             total++;
         }
         SPI_freetuptable(tt);
     }
     FlushPack(&p);
     SPI_cursor_close(portal);
+    SPI_freeplan(p.plan);
+    MemoryContextSwitchTo(oldcxt);
+    MemoryContextDelete(cxt);
+    return total;
+}
+
+int64
+ItStoreWriteItemPacksFrom(const char *model, int version, int k, const ItItemSet *sets, int nsets)
+{
+    PackBuffer  p;
+    MemoryContext cxt;
+    MemoryContext oldcxt;
+    int64       next[2] = {0, 0};
+    int64       total = 0;
+    int         last_domain = -1;
+    int64       last_id = 0;
+
+    if (nsets < 1 || nsets > lengthof(next))
+        elog(ERROR, "cannot pack %d item sets", nsets);
+    /* a set out of order: read the rows back instead */
+    for (int j = 0; j < nsets; j++)
+        for (int64 i = 1; i < sets[j].n; i++)
+        {
+            int         d0 = sets[j].domains ? sets[j].domains[i - 1] : 0;
+            int         d1 = sets[j].domains ? sets[j].domains[i] : 0;
+
+            if (d1 < d0 || (d1 == d0 && sets[j].ids[i] <= sets[j].ids[i - 1]))
+                return ItStoreWriteItemPacks(model, version, k, false);
+        }
+    cxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer item packs", ALLOCSET_DEFAULT_SIZES);
+    oldcxt = MemoryContextSwitchTo(cxt);
+    StartPacks(&p, model, version, k);
+    /* a merge of the sets, each in (domain, id) order */
+    for (;;)
+    {
+        int         best = -1;
+        int         best_domain = 0;
+        int64       best_id = 0;
+        const ItItemSet *s;
+        int64       i;
+
+        for (int j = 0; j < nsets; j++)
+        {
+            int         dom;
+            int64       id;
+
+            if (next[j] >= sets[j].n)
+                continue;
+            dom = sets[j].domains ? sets[j].domains[next[j]] : 0;
+            id = sets[j].ids[next[j]];
+            if (best < 0 || dom < best_domain || (dom == best_domain && id < best_id))
+            {
+                best = j;
+                best_domain = dom;
+                best_id = id;
+            }
+        }
+        if (best < 0)
+            break;
+        if (best_domain < last_domain || (best_domain == last_domain && best_id <= last_id))
+            elog(ERROR, "items to pack are not in (domain, id) order");
+        s = &sets[best];
+        i = next[best]++;
+        if ((total & 1023) == 0)
+            CHECK_FOR_INTERRUPTS();
+        PackItem(&p, best_domain, best_id, s->factors + i * k, s->popularity ? s->popularity[i] : 0);
+        last_domain = best_domain;
+        last_id = best_id;
+        total++;
+    }
+    FlushPack(&p);
     SPI_freeplan(p.plan);
     MemoryContextSwitchTo(oldcxt);
     MemoryContextDelete(cxt);

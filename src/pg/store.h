@@ -255,6 +255,25 @@ extern int64 ItStoreWriteFactors(const char *model, int version, const ItFactorR
  */
 extern int64 ItStoreWriteItemPacks(const char *model, int version, int k, bool replace);
 
+/* Items in memory: n of them in (domain, id) order. */
+typedef struct ItItemSet
+{
+    int64       n;
+    const int64 *ids;
+    const float *factors;       /* n * k */
+    const int64 *popularity;    /* NULL: 0 */
+    const int16 *domains;       /* NULL: 0 */
+} ItItemSet;
+
+/*
+ * The same from the items just written from memory: the nsets (1 or 2)
+ * sets, merged, must be every item row of the version (train.c writes the
+ * trained items and the new items of the features prior).  No read back,
+ * unless a set is not in (domain, id) order.
+ */
+extern int64 ItStoreWriteItemPacksFrom(const char *model, int version, int k,
+                                       const ItItemSet *sets, int nsets);
+
 /* ------------------------------------------------------------------------
  * Priors (it_prior)
  * ------------------------------------------------------------------------ */
