@@ -275,3 +275,41 @@ AS 'MODULE_PATHNAME', 'interest_transfer_import_model'
 LANGUAGE C VOLATILE PARALLEL UNSAFE COST 1000000 ROWS 1;
 COMMENT ON FUNCTION import_model(text, text, text, jsonb) IS
   'a new version of a model from factors trained elsewhere (tables or queries of id and features, as Spark ALS writes userFactors and itemFactors), with the interactions, features and links of option interactions, user_features, item_features, user_links for seen items, popularity, fold-in and the priors';
+
+-- ---------------------------------------------------------------------------
+-- The item side of each version, packed for loading (see the install
+-- script).  Versions written before have no packs: a backend reads their
+-- items row by row from it_item_factors, as before, until they are retrained.
+-- ---------------------------------------------------------------------------
+
+-- The items of a version once more, packed: a few large rows of up to a few
+-- thousand items each, in (domain, item_id) order, so that loading a model
+-- into a backend reads a handful of rows instead of one per item.  Written
+-- from it_item_factors in the transaction that writes the version (and
+-- rewritten by a refresh that adds items), so the two never disagree; a
+-- version without packs (written before them) is read from it_item_factors.
+-- EXTERNAL: the arrays are stored out of line uncompressed, and reading
+-- them back is a plain copy.
+CREATE TABLE it_item_packs (
+    model        text      NOT NULL,
+    version      int       NOT NULL,
+    chunk        int       NOT NULL CONSTRAINT it_item_packs_chunk_check CHECK (chunk >= 0),
+    domain       smallint  NOT NULL,               -- of every item of the pack
+    items        int       NOT NULL CONSTRAINT it_item_packs_items_check CHECK (items > 0),
+    item_ids     bigint[]  NOT NULL,               -- items ids, ascending
+    popularity   bigint[]  NOT NULL,               -- per item, as it_item_factors.popularity
+    factors      real[]    NOT NULL,               -- items * factors values, one item after another
+    norms        real[]    NOT NULL,               -- per item, the length of its factors
+    CONSTRAINT it_item_packs_pkey PRIMARY KEY (model, version, chunk)
+    -- no foreign key to it_model, as for it_item_factors: train() writes the
+    -- packs with the factor rows, before the version's row (a deferred key
+    -- cannot be checked as the tables' owner, a security-restricted
+    -- operation); drop_model deletes them itself
+);
+ALTER TABLE it_item_packs ALTER COLUMN item_ids SET STORAGE EXTERNAL,
+                          ALTER COLUMN popularity SET STORAGE EXTERNAL,
+                          ALTER COLUMN factors SET STORAGE EXTERNAL,
+                          ALTER COLUMN norms SET STORAGE EXTERNAL;
+
+REVOKE ALL ON it_item_packs FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('it_item_packs', '');

@@ -813,6 +813,20 @@ it_gram(const float *A, int64_t n, int k, float *gram)
             gram[(size_t) i * k + j] = gram[(size_t) j * k + i];
 }
 
+void
+it_row_norms(const float *A, int64_t n, int k, float *norms)
+{
+    for (int64_t i = 0; i < n; i++)
+    {
+        const float *a = A + (size_t) i * k;
+        double      ss = 0.0;
+
+        for (int j = 0; j < k; j++)
+            ss += (double) a[j] * a[j];
+        norms[i] = (float) sqrt(ss);
+    }
+}
+
 /*
  * Over the rows [u0, u1): sums[0] = sum_u sum_i [c_ui (1 - s)^2 - s^2],
  * s = x_u . y_i, the correction of the observed cells to the all-zero

@@ -139,6 +139,9 @@ void        it_random_init(float *X, int64_t n, int k, uint64_t seed,
  * symmetric matrix). */
 void        it_gram(const float *A, int64_t n, int k, float *gram);
 
+/* norms[i] = |A[i]| for the n rows of A[n*k], summed in double. */
+void        it_row_norms(const float *A, int64_t n, int k, float *norms);
+
 /*
  * One half-step on rows [row_begin, row_end) of R: for each such row u,
  * improves X[u] towards the solution of

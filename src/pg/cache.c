@@ -20,7 +20,11 @@
 #include "postgres.h"
 
 #include <math.h>
+#include <sys/mman.h>
 
+#include "access/detoast.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -334,6 +338,33 @@ ModelAlloc(ItModel *m, Size elem, int64 n)
 }
 
 /*
+ * ModelAlloc for a large array filled right away (the item factors): its
+ * whole 2 MB pages are marked for transparent huge pages where the kernel
+ * offers them on request, which saves the first touch of every 4 kB page
+ * (a quarter of a first call's time at 100k items went to those faults).
+ * Never freed on its own, only with the model's context.
+ */
+#define IT_HUGE_PAGE ((Size) 2 * 1024 * 1024)
+
+static void *
+ModelAllocFilled(ItModel *m, Size elem, int64 n)
+{
+#ifdef MADV_HUGEPAGE
+    if (n > 0 && (Size) n <= SIZE_MAX / 4 / elem && elem * (Size) n >= 4 * IT_HUGE_PAGE)
+    {
+        Size        bytes = elem * (Size) n;
+        char       *raw = ModelAlloc(m, 1, (int64) (bytes + IT_HUGE_PAGE));
+        char       *p = (char *) TYPEALIGN(IT_HUGE_PAGE, raw);
+
+        /* only a hint: without it the pages are ordinary ones */
+        (void) madvise(p, TYPEALIGN_DOWN(IT_HUGE_PAGE, bytes), MADV_HUGEPAGE);
+        return p;
+    }
+#endif
+    return ModelAlloc(m, elem, n);
+}
+
+/*
  * m->domains from it_model.domains (column col): NULL is a model without
  * domains.  The table's check keeps it 1 to 32767 names without NULLs;
  * sorted and distinct is checked here.
@@ -505,6 +536,243 @@ LoadDomains(ItModel *m, HeapTuple tup, TupleDesc desc, int col)
 }
 
 /*
+ * The items of a version without packs, row by row from it_item_factors
+ * (a cursor), into arrays sized from the declared item count (it_model.items,
+ * which leaves out items added after training: then they grow).
+ */
+static void
+LoadItemRows(ItModel *m, int64 declared_items)
+{
+    MemoryContext batchcxt;
+    MemoryContext oldcxt;
+    bool        isnull;
+    HeapTuple   tup;
+    TupleDesc   desc;
+    int64       capacity;
+    int64       n = 0;
+    int         cur_domain = 0;
+    Portal      portal;
+
+    capacity = Max(declared_items, 16);
+    m->item_ids = ModelAlloc(m, sizeof(int64), capacity);
+    m->popularity = ModelAlloc(m, sizeof(int64), capacity);
+    m->Y = ModelAlloc(m, sizeof(float) * m->k, capacity);
+
+    portal = ItStoreItemCursor(m->name, m->version);
+    batchcxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer load batch",
+                                     ALLOCSET_DEFAULT_SIZES);
+    for (;;)
+    {
+        uint64      i;
+
+        CHECK_FOR_INTERRUPTS();
+        SPI_cursor_fetch(portal, true, IT_LOAD_BATCH);
+        if (SPI_processed == 0)
+            break;
+        desc = SPI_tuptable->tupdesc;
+        if (n + (int64) SPI_processed > IT_MAX_ROWS)
+            ereport(ERROR,
+                    (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                     errmsg("model \"%s\" has more than %lld items", m->name, (long long) IT_MAX_ROWS)));
+        if (n + (int64) SPI_processed > capacity)
+        {
+            int64       newcap = Max(capacity * 2, n + (int64) SPI_processed);
+
+            newcap = Min(newcap, IT_MAX_ROWS);
+            m->item_ids = repalloc_huge(m->item_ids, sizeof(int64) * newcap);
+            m->popularity = repalloc_huge(m->popularity, sizeof(int64) * newcap);
+            m->Y = repalloc_huge(m->Y, sizeof(float) * m->k * newcap);
+            capacity = newcap;
+        }
+        oldcxt = MemoryContextSwitchTo(batchcxt);
+        for (i = 0; i < SPI_processed; i++)
+        {
+            int64       id;
+            int         dom;
+
+            tup = SPI_tuptable->vals[i];
+            id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+            dom = DatumGetInt16(SPI_getbinval(tup, desc, 4, &isnull));
+            if (dom < 0 || dom >= Max(m->n_domains, 1))
+                ereport(ERROR,
+                        (errcode(ERRCODE_DATA_CORRUPTED),
+                         errmsg("item " INT64_FORMAT " of model \"%s\" has domain %d, which the model does not have",
+                                id, m->name, dom),
+                         errhint("Retrain the model with train(model).")));
+            if (dom < cur_domain || (n > 0 && dom == cur_domain && id <= m->item_ids[n - 1]))
+                elog(ERROR, "item factors of model \"%s\" are not in (domain, id) order", m->name);
+            while (cur_domain < dom)
+                m->domain_start[++cur_domain] = n;
+            m->item_ids[n] = id;
+            ItArrayToFloats(SPI_getbinval(tup, desc, 2, &isnull), m->Y + (size_t) n * m->k, m->k,
+                            "item factors");
+            m->popularity[n] = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+            n++;
+        }
+        MemoryContextSwitchTo(oldcxt);
+        MemoryContextReset(batchcxt);
+        SPI_freetuptable(SPI_tuptable);
+    }
+    SPI_cursor_close(portal);
+    MemoryContextDelete(batchcxt);
+    m->n_items = n;
+    while (cur_domain < Max(m->n_domains, 1))
+        m->domain_start[++cur_domain] = n;
+    m->item_norms = ModelAlloc(m, sizeof(float), n);
+    it_row_norms(m->Y, n, m->k, m->item_norms);
+}
+
+static void
+PacksCorrupt(const ItModel *m, int32 chunk, const char *what)
+{
+    ereport(ERROR,
+            (errcode(ERRCODE_DATA_CORRUPTED),
+             errmsg("item pack %d of version %d of model \"%s\" is invalid: %s",
+                    chunk, m->version, m->name, what),
+             errhint("Retrain the model with train(model).")));
+}
+
+/* Bytes of a one-dimensional array without NULLs before its data, after the varlena header. */
+#define PACK_ARRAY_HEADER   (ARR_OVERHEAD_NONULLS(1) - VARHDRSZ)
+
+/*
+ * Copies the n values (elemsize bytes of type elemtype each) of the array d,
+ * a column of a pack, to dest.  A value stored out of line uncompressed
+ * (the packs' columns are STORAGE EXTERNAL) is read from its TOAST chunks
+ * straight into dest, not detoasted into a copy first: its header, then its
+ * data.  Others are detoasted in the current context.
+ */
+static void
+PackArrayInto(const ItModel *m, int32 chunk, Datum d, Oid elemtype, int elemsize,
+              void *dest, int64 n, const char *column)
+{
+    struct varlena *v = (struct varlena *) DatumGetPointer(d);
+    ArrayType  *a;
+    Size        bytes = (Size) n * elemsize;
+
+    if (VARATT_IS_EXTERNAL_ONDISK(v))
+    {
+        struct varatt_external ext;
+
+        VARATT_EXTERNAL_GET_POINTER(ext, v);
+        if (!VARATT_EXTERNAL_IS_COMPRESSED(ext) &&
+            (Size) VARATT_EXTERNAL_GET_EXTSIZE(ext) == PACK_ARRAY_HEADER + bytes)
+        {
+            Relation    toastrel = table_open(ext.va_toastrelid, AccessShareLock);
+            int32       size = (int32) VARATT_EXTERNAL_GET_EXTSIZE(ext);
+
+            a = palloc(ARR_OVERHEAD_NONULLS(1));
+            SET_VARSIZE(a, ARR_OVERHEAD_NONULLS(1));
+            table_relation_fetch_toast_slice(toastrel, ext.va_valueid, size, 0, PACK_ARRAY_HEADER,
+                                             (struct varlena *) a);
+            if (ARR_ELEMTYPE(a) != elemtype || ARR_NDIM(a) != 1 || ARR_HASNULL(a) || ARR_DIMS(a)[0] != n)
+                PacksCorrupt(m, chunk, psprintf("%s is not an array of " INT64_FORMAT " values without NULLs",
+                                                column, n));
+            /* the slice lands at VARDATA(result): the header before dest is not written */
+            table_relation_fetch_toast_slice(toastrel, ext.va_valueid, size, PACK_ARRAY_HEADER, (int32) bytes,
+                                             (struct varlena *) ((char *) dest - VARHDRSZ));
+            table_close(toastrel, AccessShareLock);
+            pfree(a);
+            return;
+        }
+    }
+    a = DatumGetArrayTypeP(d);
+    if (ARR_ELEMTYPE(a) != elemtype || ARR_NDIM(a) != 1 || ARR_HASNULL(a) ||
+        ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a)) != n)
+        PacksCorrupt(m, chunk, psprintf("%s is not an array of " INT64_FORMAT " values without NULLs",
+                                        column, n));
+    memcpy(dest, ARR_DATA_PTR(a), bytes);
+}
+
+static void
+PackFloatsFinite(const ItModel *m, int32 chunk, const float *v, int64 n, const char *column)
+{
+    for (int64 i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            PacksCorrupt(m, chunk, psprintf("%s has a value that is not finite", column));
+}
+
+/*
+ * The items of a version from its npacks packs (rows of tt, in chunk
+ * order): arrays sized from the packs' item counts, each pack's arrays
+ * detoasted in a scratch context that is reset after each, so they reuse
+ * its memory, and copied whole.
+ */
+static void
+LoadItemPacks(ItModel *m, SPITupleTable *tt, uint64 npacks)
+{
+    TupleDesc   desc = tt->tupdesc;
+    MemoryContext batchcxt;
+    MemoryContext oldcxt;
+    bool        isnull;
+    int64       total = 0;
+    int64       n = 0;
+    int         cur_domain = 0;
+
+    for (uint64 r = 0; r < npacks; r++)
+    {
+        int32       items = DatumGetInt32(SPI_getbinval(tt->vals[r], desc, 3, &isnull));
+
+        if (items < 1)
+            PacksCorrupt(m, DatumGetInt32(SPI_getbinval(tt->vals[r], desc, 1, &isnull)), "it has no items");
+        if (items > IT_MAX_ROWS - total)
+            ereport(ERROR,
+                    (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                     errmsg("model \"%s\" has more than %lld items", m->name, (long long) IT_MAX_ROWS)));
+        total += items;
+    }
+    m->item_ids = ModelAlloc(m, sizeof(int64), total);
+    m->popularity = ModelAlloc(m, sizeof(int64), total);
+    m->Y = ModelAllocFilled(m, sizeof(float) * m->k, total);
+    m->item_norms = ModelAlloc(m, sizeof(float), total);
+
+    batchcxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer load pack",
+                                     ALLOCSET_DEFAULT_SIZES);
+    for (uint64 r = 0; r < npacks; r++)
+    {
+        HeapTuple   tup = tt->vals[r];
+        int32       chunk = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+        int         dom = DatumGetInt16(SPI_getbinval(tup, desc, 2, &isnull));
+        int32       items = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+        int64      *ids;
+
+        CHECK_FOR_INTERRUPTS();
+        if (dom < 0 || dom >= Max(m->n_domains, 1))
+            PacksCorrupt(m, chunk, psprintf("its domain %d is not one of the model's", dom));
+        if (dom < cur_domain)
+            PacksCorrupt(m, chunk, "its domain comes before the previous pack's");
+        if ((int64) items * m->k > (int64) MaxArraySize)
+            PacksCorrupt(m, chunk, "it has too many items");
+        while (cur_domain < dom)
+            m->domain_start[++cur_domain] = n;
+
+        oldcxt = MemoryContextSwitchTo(batchcxt);
+        ids = m->item_ids + n;
+        PackArrayInto(m, chunk, SPI_getbinval(tup, desc, 4, &isnull), INT8OID, sizeof(int64),
+                      ids, items, "item_ids");
+        for (int32 i = 0; i < items; i++)
+            if ((i > 0 && ids[i] <= ids[i - 1]) ||
+                (i == 0 && n > m->domain_start[cur_domain] && ids[0] <= ids[-1]))
+                PacksCorrupt(m, chunk, "its item ids are not ascending after the previous pack's");
+        PackArrayInto(m, chunk, SPI_getbinval(tup, desc, 5, &isnull), INT8OID, sizeof(int64),
+                      m->popularity + n, items, "popularity");
+        PackArrayInto(m, chunk, SPI_getbinval(tup, desc, 6, &isnull), FLOAT4OID, sizeof(float),
+                      m->Y + (size_t) n * m->k, (int64) items * m->k, "factors");
+        PackFloatsFinite(m, chunk, m->Y + (size_t) n * m->k, (int64) items * m->k, "factors");
+        PackArrayInto(m, chunk, SPI_getbinval(tup, desc, 7, &isnull), FLOAT4OID, sizeof(float),
+                      m->item_norms + n, items, "norms");
+        PackFloatsFinite(m, chunk, m->item_norms + n, items, "norms");
+        MemoryContextSwitchTo(oldcxt);
+        MemoryContextReset(batchcxt);
+        n += items;
+    }
+    MemoryContextDelete(batchcxt);
+    m->n_items = n;
+    while (cur_domain < Max(m->n_domains, 1))
+        m->domain_start[++cur_domain] = n;
+}
+
+/*
  * Loads the version described by st into a new context, a child of the
  * current one (SPI's), so an error frees it with the rest.  The caller
  * re-parents it into the cache.
@@ -513,7 +781,6 @@ static ItModel *
 LoadModel(const DeployedStamp *st)
 {
     MemoryContext cxt;
-    MemoryContext batchcxt;
     MemoryContext oldcxt;
     ItModel    *m;
     bool        isnull;
@@ -521,10 +788,8 @@ LoadModel(const DeployedStamp *st)
     TupleDesc   desc;
     Datum       d;
     int64       declared_items;
-    int64       capacity;
-    int64       n = 0;
-    int         cur_domain = 0;
-    Portal      portal;
+    int64       n;
+    uint64      npacks;
 
     cxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer model",
                                 ALLOCSET_DEFAULT_SIZES);
@@ -568,88 +833,28 @@ LoadModel(const DeployedStamp *st)
     ItArrayToFloats(d, m->user_mean, m->k, "user_mean of the model");
     SPI_freetuptable(SPI_tuptable);
 
-    /* The items, in (domain, id) order (the primary key's order). */
-    capacity = Max(declared_items, 16);
-    m->item_ids = ModelAlloc(m, sizeof(int64), capacity);
-    m->popularity = ModelAlloc(m, sizeof(int64), capacity);
-    m->Y = ModelAlloc(m, sizeof(float) * m->k, capacity);
-
-    portal = ItStoreItemCursor(st->name, st->version);
-    batchcxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer load batch",
-                                     ALLOCSET_DEFAULT_SIZES);
-    for (;;)
+    /* The items, in (domain, id) order: packed, else row by row. */
+    npacks = ItStoreItemPacks(st->name, st->version);
+    if (npacks > 0)
     {
-        uint64      i;
-
-        CHECK_FOR_INTERRUPTS();
-        SPI_cursor_fetch(portal, true, IT_LOAD_BATCH);
-        if (SPI_processed == 0)
-            break;
-        desc = SPI_tuptable->tupdesc;
-        if (n + (int64) SPI_processed > IT_MAX_ROWS)
-            ereport(ERROR,
-                    (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-                     errmsg("model \"%s\" has more than %lld items", st->name, (long long) IT_MAX_ROWS)));
-        if (n + (int64) SPI_processed > capacity)
-        {
-            int64       newcap = Max(capacity * 2, n + (int64) SPI_processed);
-
-            newcap = Min(newcap, IT_MAX_ROWS);
-            m->item_ids = repalloc_huge(m->item_ids, sizeof(int64) * newcap);
-            m->popularity = repalloc_huge(m->popularity, sizeof(int64) * newcap);
-            m->Y = repalloc_huge(m->Y, sizeof(float) * m->k * newcap);
-            capacity = newcap;
-        }
-        oldcxt = MemoryContextSwitchTo(batchcxt);
-        for (i = 0; i < SPI_processed; i++)
-        {
-            int64       id;
-            int         dom;
-
-            tup = SPI_tuptable->vals[i];
-            id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-            dom = DatumGetInt16(SPI_getbinval(tup, desc, 4, &isnull));
-            if (dom < 0 || dom >= Max(m->n_domains, 1))
-                ereport(ERROR,
-                        (errcode(ERRCODE_DATA_CORRUPTED),
-                         errmsg("item " INT64_FORMAT " of model \"%s\" has domain %d, which the model does not have",
-                                id, st->name, dom),
-                         errhint("Retrain the model with train(model).")));
-            if (dom < cur_domain || (n > 0 && dom == cur_domain && id <= m->item_ids[n - 1]))
-                elog(ERROR, "item factors of model \"%s\" are not in (domain, id) order", st->name);
-            while (cur_domain < dom)
-                m->domain_start[++cur_domain] = n;
-            m->item_ids[n] = id;
-            ItArrayToFloats(SPI_getbinval(tup, desc, 2, &isnull), m->Y + (size_t) n * m->k, m->k,
-                            "item factors");
-            m->popularity[n] = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-            n++;
-        }
-        MemoryContextSwitchTo(oldcxt);
-        MemoryContextReset(batchcxt);
+        LoadItemPacks(m, SPI_tuptable, npacks);
         SPI_freetuptable(SPI_tuptable);
     }
-    SPI_cursor_close(portal);
-    MemoryContextDelete(batchcxt);
-    m->n_items = n;
-    while (cur_domain < Max(m->n_domains, 1))
-        m->domain_start[++cur_domain] = n;
+    else
+    {
+        SPI_freetuptable(SPI_tuptable);
+        LoadItemRows(m, declared_items);
+    }
+    n = m->n_items;
 
     /* Derived arrays. */
     m->pop_score = ModelAlloc(m, sizeof(float), n);
     m->pop_order = ModelAlloc(m, sizeof(int32), n);
-    m->item_norms = ModelAlloc(m, sizeof(float), n);
     m->YtY = ModelAlloc(m, sizeof(float) * m->k, m->k);
     m->scores = ModelAlloc(m, sizeof(float), n);
     m->max_popularity = 0;
     for (int64 i = 0; i < n; i++)
     {
-        const float *y = m->Y + (size_t) i * m->k;
-        double      ss = 0.0;
-
-        for (int j = 0; j < m->k; j++)
-            ss += (double) y[j] * y[j];
-        m->item_norms[i] = (float) sqrt(ss);
         m->max_popularity = Max(m->max_popularity, m->popularity[i]);
         m->pop_order[i] = (int32) i;
     }

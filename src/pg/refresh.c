@@ -783,6 +783,9 @@ interest_transfer_refresh(PG_FUNCTION_ARGS)
                 WriteUsers(m, &o.contexts[c], m->contexts[c]);
         if (o.nitems > 0)
             items_added = WriteItems(m, &o);
+        /* the packs hold every item row of the version */
+        if (items_added > 0)
+            (void) ItStoreWriteItemPacks(m->name, m->version, m->k, true);
         if (auto_mode || items_added > 0)
             ItStoreTouchModel(m->name, m->version, auto_mode);
         ItEndWrite(&st);

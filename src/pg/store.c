@@ -30,6 +30,7 @@
 #include "utils/rel.h"
 #include "utils/rls.h"
 #include "utils/timestamp.h"
+#include "utils/snapmgr.h"
 
 #include "common.h"
 #include "store.h"
@@ -37,6 +38,8 @@
 /* A batch of factor rows: at most this many rows and float / id values. */
 #define IT_WRITE_ROWS       10000
 #define IT_WRITE_VALUES     (1 << 21)
+/* factor values per item pack (1 MB of floats); a pack holds at least one item */
+#define IT_PACK_VALUES      (1 << 18)
 
 /* A batch of the direct writer: at most this many rows and bytes of values. */
 #define IT_DIRECT_ROWS      1000
@@ -139,6 +142,7 @@ static SPIPlanPtr PlanModelRow = NULL;
 static SPIPlanPtr PlanUserRow = NULL;
 static SPIPlanPtr PlanUserRows = NULL;
 static SPIPlanPtr PlanUserPriorRow = NULL;
+static SPIPlanPtr PlanItemPacks = NULL;
 
 static SPIPlanPtr
 SavedPlan(const char *sql, int nargs, Oid *argtypes)
@@ -181,6 +185,7 @@ PreparePlans(void)
     FreePlan(&PlanUserRow);
     FreePlan(&PlanUserRows);
     FreePlan(&PlanUserPriorRow);
+    FreePlan(&PlanItemPacks);
     if (PlansSchema)
         pfree(PlansSchema);
     PlansSchema = NULL;
@@ -223,6 +228,12 @@ PreparePlans(void)
                            "AND user_id OPERATOR(pg_catalog.=) $3 AND context OPERATOR(pg_catalog.=) %s",
                            ItTable("it_user_factors"), quote_literal_cstr(IT_CONTEXT_SOURCE_MODELS)),
                   3, user_types);
+    PlanItemPacks =
+        SavedPlan(psprintf("SELECT chunk, domain, items, item_ids, popularity, factors, norms FROM %s "
+                           "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
+                           "ORDER BY chunk",
+                           ItTable("it_item_packs")),
+                  2, row_types);
     PlansSchema = MemoryContextStrdup(TopMemoryContext, model_table);
 }
 
@@ -299,14 +310,29 @@ VersionCursor(const char *sql, const char *model, int version)
     return SPI_cursor_open_with_args(NULL, sql, 2, argtypes, values, NULL, true, CURSOR_OPT_NO_SCROLL);
 }
 
+static char *
+ItemCursorSql(void)
+{
+    return psprintf("SELECT item_id, factors, popularity, domain FROM %s "
+                    "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
+                    "ORDER BY domain, item_id",
+                    ItTable("it_item_factors"));
+}
+
 Portal
 ItStoreItemCursor(const char *model, int version)
 {
-    return VersionCursor(psprintf("SELECT item_id, factors, popularity, domain FROM %s "
-                                  "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
-                                  "ORDER BY domain, item_id",
-                                  ItTable("it_item_factors")),
-                         model, version);
+    return VersionCursor(ItemCursorSql(), model, version);
+}
+
+uint64
+ItStoreItemPacks(const char *model, int version)
+{
+    Datum       values[2] = {CStringGetTextDatum(model), Int32GetDatum(version)};
+
+    PreparePlans();
+    Check(SPI_execute_plan(PlanItemPacks, values, NULL, true, 0), SPI_OK_SELECT, "SPI_execute_plan");
+    return SPI_processed;
 }
 
 Portal
@@ -547,8 +573,8 @@ int64
 ItStoreDropModel(const char *model)
 {
     /* every table explicitly, so as not to depend on cascades */
-    static const char *const tables[] = {"it_user_factors", "it_item_factors", "it_prior",
-    "it_model", "it_model_acl"};
+    static const char *const tables[] = {"it_user_factors", "it_item_factors", "it_item_packs",
+    "it_prior", "it_model", "it_model_acl"};
     Oid         argtypes[1] = {TEXTOID};
     Datum       values[1] = {CStringGetTextDatum(model)};
     int64       versions = 0;
@@ -1093,6 +1119,222 @@ ItStoreWriteFactors(const char *model, int version, const ItFactorRows *rows)
     pfree(buf);
     pfree(offsets);
     return written;
+}
+
+/* ------------------------------------------------------------------------
+ * Item packs
+ * ------------------------------------------------------------------------ */
+
+/* The pack being filled: up to cap items of one domain. */
+typedef struct PackBuffer
+{
+    SPIPlanPtr  plan;
+    Datum       values[9];
+    int         k;
+    int64       cap;
+    int64       n;
+    int         domain;
+    int32       chunk;
+    int64      *ids;
+    int64      *popularity;
+    float      *factors;
+    float      *norms;
+} PackBuffer;
+
+static void
+FlushPack(PackBuffer *p)
+{
+    if (p->n == 0)
+        return;
+    it_row_norms(p->factors, p->n, p->k, p->norms);
+    p->values[2] = Int32GetDatum(p->chunk);
+    p->values[3] = Int16GetDatum((int16) p->domain);
+    p->values[4] = Int32GetDatum((int32) p->n);
+    p->values[5] = ItFlatArray(p->ids, p->n, INT8OID, sizeof(int64));
+    p->values[6] = ItFlatArray(p->popularity, p->n, INT8OID, sizeof(int64));
+    p->values[7] = ItFlatArray(p->factors, p->n * p->k, FLOAT4OID, sizeof(float));
+    p->values[8] = ItFlatArray(p->norms, p->n, FLOAT4OID, sizeof(float));
+    Check(SPI_execute_plan(p->plan, p->values, NULL, false, 0), SPI_OK_INSERT, "SPI_execute_plan");
+    for (int i = 5; i <= 8; i++)
+        pfree(DatumGetPointer(p->values[i]));
+    if (p->chunk == PG_INT32_MAX)
+        elog(ERROR, "too many item packs");
+    p->chunk++;
+    p->n = 0;
+}
+
+static void
+StartPacks(PackBuffer *p, const char *model, int version, int k)
+{
+    Oid         argtypes[9] = {TEXTOID, INT4OID, INT4OID, INT2OID, INT4OID, INT8ARRAYOID, INT8ARRAYOID,
+    FLOAT4ARRAYOID, FLOAT4ARRAYOID};
+
+    if (k < 1 || k > IT_MAX_FACTORS)
+        elog(ERROR, "cannot pack items of %d factors", k);
+    memset(p, 0, sizeof(*p));
+    p->k = k;
+    p->cap = Max(1, IT_PACK_VALUES / k);
+    p->ids = palloc(sizeof(int64) * p->cap);
+    p->popularity = palloc(sizeof(int64) * p->cap);
+    p->factors = palloc(sizeof(float) * k * p->cap);
+    p->norms = palloc(sizeof(float) * p->cap);
+    p->values[0] = CStringGetTextDatum(model);
+    p->values[1] = Int32GetDatum(version);
+    p->plan = SPI_prepare(psprintf("INSERT INTO %s (model, version, chunk, domain, items, item_ids, "
+                                   "popularity, factors, norms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                   ItTable("it_item_packs")),
+                          lengthof(argtypes), argtypes);
+    if (p->plan == NULL)
+        elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+}
+
+/* Adds an item; items come in (domain, id) order. */
+static void
+PackItem(PackBuffer *p, int domain, int64 id, const float *factors, int64 popularity)
+{
+    if (p->n == p->cap || (p->n > 0 && domain != p->domain))
+        FlushPack(p);
+    p->domain = domain;
+    p->ids[p->n] = id;
+    if (factors != NULL)
+        memcpy(p->factors + p->n * p->k, factors, sizeof(float) * p->k);
+    p->popularity[p->n] = popularity;
+    p->n++;
+}
+
+int64
+ItStoreWriteItemPacks(const char *model, int version, int k, bool replace)
+{
+    Oid         cursor_types[2] = {TEXTOID, INT4OID};
+    PackBuffer  p;
+    Portal      portal;
+    MemoryContext cxt;
+    MemoryContext oldcxt;
+    int64       total = 0;
+
+    cxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer item packs", ALLOCSET_DEFAULT_SIZES);
+    oldcxt = MemoryContextSwitchTo(cxt);
+    StartPacks(&p, model, version, k);
+    if (replace)
+    {
+        Datum       values[2] = {p.values[0], p.values[1]};
+
+        /* as committed now: writers of a model queue on its lock (ItBeginWrite) */
+        Check(ItExecuteLatest(psprintf("DELETE FROM %s WHERE model OPERATOR(pg_catalog.=) $1 "
+                                       "AND version OPERATOR(pg_catalog.=) $2",
+                                       ItTable("it_item_packs")),
+                              2, cursor_types, values, 0),
+              SPI_OK_DELETE, "SPI_execute_snapshot");
+    }
+
+    /* the rows as committed now and as this transaction wrote them */
+    CommandCounterIncrement();
+    PushActiveSnapshot(GetLatestSnapshot());
+    portal = SPI_cursor_open_with_args(NULL, ItemCursorSql(), 2, cursor_types, p.values, NULL, true,
+                                       CURSOR_OPT_NO_SCROLL);
+    PopActiveSnapshot();
+    for (;;)
+    {
+        SPITupleTable *tt;
+        uint64      nrows;
+
+        CHECK_FOR_INTERRUPTS();
+        SPI_cursor_fetch(portal, true, 1000);
+        tt = SPI_tuptable;
+        nrows = SPI_processed;
+        if (nrows == 0)
+            break;
+        for (uint64 r = 0; r < nrows; r++)
+        {
+            HeapTuple   tup = tt->vals[r];
+            bool        isnull;
+
+            PackItem(&p, DatumGetInt16(SPI_getbinval(tup, tt->tupdesc, 4, &isnull)),
+                     DatumGetInt64(SPI_getbinval(tup, tt->tupdesc, 1, &isnull)), NULL,
+                     DatumGetInt64(SPI_getbinval(tup, tt->tupdesc, 3, &isnull)));
+            ItArrayToFloats(SPI_getbinval(tup, tt->tupdesc, 2, &isnull), p.factors + (p.n - 1) * k, k,
+                            "item factors");
+            total++;
+        }
+        SPI_freetuptable(tt);
+    }
+    FlushPack(&p);
+    SPI_cursor_close(portal);
+    SPI_freeplan(p.plan);
+    MemoryContextSwitchTo(oldcxt);
+    MemoryContextDelete(cxt);
+    return total;
+}
+
+int64
+ItStoreWriteItemPacksFrom(const char *model, int version, int k, const ItItemSet *sets, int nsets)
+{
+    PackBuffer  p;
+    MemoryContext cxt;
+    MemoryContext oldcxt;
+    int64       next[2] = {0, 0};
+    int64       total = 0;
+    int         last_domain = -1;
+    int64       last_id = 0;
+
+    if (nsets < 1 || nsets > lengthof(next))
+        elog(ERROR, "cannot pack %d item sets", nsets);
+    /* a set out of order: read the rows back instead */
+    for (int j = 0; j < nsets; j++)
+        for (int64 i = 1; i < sets[j].n; i++)
+        {
+            int         d0 = sets[j].domains ? sets[j].domains[i - 1] : 0;
+            int         d1 = sets[j].domains ? sets[j].domains[i] : 0;
+
+            if (d1 < d0 || (d1 == d0 && sets[j].ids[i] <= sets[j].ids[i - 1]))
+                return ItStoreWriteItemPacks(model, version, k, false);
+        }
+    cxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer item packs", ALLOCSET_DEFAULT_SIZES);
+    oldcxt = MemoryContextSwitchTo(cxt);
+    StartPacks(&p, model, version, k);
+    /* a merge of the sets, each in (domain, id) order */
+    for (;;)
+    {
+        int         best = -1;
+        int         best_domain = 0;
+        int64       best_id = 0;
+        const ItItemSet *s;
+        int64       i;
+
+        for (int j = 0; j < nsets; j++)
+        {
+            int         dom;
+            int64       id;
+
+            if (next[j] >= sets[j].n)
+                continue;
+            dom = sets[j].domains ? sets[j].domains[next[j]] : 0;
+            id = sets[j].ids[next[j]];
+            if (best < 0 || dom < best_domain || (dom == best_domain && id < best_id))
+            {
+                best = j;
+                best_domain = dom;
+                best_id = id;
+            }
+        }
+        if (best < 0)
+            break;
+        if (best_domain < last_domain || (best_domain == last_domain && best_id <= last_id))
+            elog(ERROR, "items to pack are not in (domain, id) order");
+        s = &sets[best];
+        i = next[best]++;
+        if ((total & 1023) == 0)
+            CHECK_FOR_INTERRUPTS();
+        PackItem(&p, best_domain, best_id, s->factors + i * k, s->popularity ? s->popularity[i] : 0);
+        last_domain = best_domain;
+        last_id = best_id;
+        total++;
+    }
+    FlushPack(&p);
+    SPI_freeplan(p.plan);
+    MemoryContextSwitchTo(oldcxt);
+    MemoryContextDelete(cxt);
+    return total;
 }
 
 /* ------------------------------------------------------------------------

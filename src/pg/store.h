@@ -1,8 +1,9 @@
 /*
  * store.h
  *    Every statement on the extension's own tables (it_model, it_prior,
- *    it_user_factors, it_item_factors, it_model_acl, it_role_pin), in one module (store.c), so the
- *    storage model can be read, changed and upgraded in one place:
+ *    it_user_factors, it_item_factors, it_item_packs, it_model_acl,
+ *    it_role_pin), in one module (store.c), so the storage model can be
+ *    read, changed and upgraded in one place:
  *
  *      the deployed-row lookup and the reads a model load needs (saved
  *      plans, prepared once per schema);
@@ -79,8 +80,15 @@ extern void ItStoreUserVectors(const char *model, int version, const int64 *ids,
 /* A cursor over a version's global user rows in id order: user_id, factors. */
 extern Portal ItStoreUserFactorCursor(const char *model, int version);
 
-/* A cursor over a version's items in id order: item_id, factors, popularity. */
+/* A cursor over a version's items in (domain, id) order: item_id, factors, popularity, domain. */
 extern Portal ItStoreItemCursor(const char *model, int version);
+
+/*
+ * A version's item packs (it_item_packs) in chunk order: chunk, domain,
+ * items, item_ids, popularity, factors, norms.  Returns how many (0: a
+ * version written before packs, read with ItStoreItemCursor).
+ */
+extern uint64 ItStoreItemPacks(const char *model, int version);
 
 /*
  * A cursor over a version's users (global rows) in id order: user_id, and
@@ -242,6 +250,36 @@ typedef struct ItFactorRows
  * them, except for IT_FACTORS_SKIP_EXISTING).
  */
 extern int64 ItStoreWriteFactors(const char *model, int version, const ItFactorRows *rows);
+
+/*
+ * Packs the item rows of a version (k factors), as committed now and as
+ * this transaction wrote them, into it_item_packs: one pass over them in
+ * (domain, id) order, a few thousand items of one domain per pack.  After
+ * the version's item rows (before its it_model row), and after every
+ * change of them, in the same transaction; replace deletes the version's
+ * packs first.
+ * Returns the items packed.
+ */
+extern int64 ItStoreWriteItemPacks(const char *model, int version, int k, bool replace);
+
+/* Items in memory: n of them in (domain, id) order. */
+typedef struct ItItemSet
+{
+    int64       n;
+    const int64 *ids;
+    const float *factors;       /* n * k */
+    const int64 *popularity;    /* NULL: 0 */
+    const int16 *domains;       /* NULL: 0 */
+} ItItemSet;
+
+/*
+ * The same from the items just written from memory: the nsets (1 or 2)
+ * sets, merged, must be every item row of the version (train.c writes the
+ * trained items and the new items of the features prior).  No read back,
+ * unless a set is not in (domain, id) order.
+ */
+extern int64 ItStoreWriteItemPacksFrom(const char *model, int version, int k,
+                                       const ItItemSet *sets, int nsets);
 
 /* ------------------------------------------------------------------------
  * Priors (it_prior)

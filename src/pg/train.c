@@ -744,6 +744,19 @@ WriteModel(const ItVersionBuild *b, const int64 *popularity, const ItDeployDecis
     ItTransferWriteItems(b->transfer, model, version);
     /* the users' vectors in contexts (context.c) */
     ItContextWrite(contexts, d, b->opts, X, Y, model, version);
+    /* every item row written above, packed for loading (store.c) */
+    {
+        ItItemSet   sets[2];
+
+        memset(sets, 0, sizeof(sets));
+        sets[0].n = d->nitems;
+        sets[0].ids = d->item_ids;
+        sets[0].factors = Y;
+        sets[0].popularity = popularity;
+        sets[0].domains = d->item_domain;
+        sets[1].n = ItTransferNewItems(b->transfer, &sets[1].ids, &sets[1].factors);
+        (void) ItStoreWriteItemPacksFrom(model, version, k, sets, 2);
+    }
     /* where the time went: the factor rows are most of the writing */
     phases->write = ItElapsedSeconds(write_start);
     {

@@ -2261,6 +2261,18 @@ ItTransferWriteItems(ItTransferTrain *t, const char *model, int version)
     (void) ItStoreWriteFactors(model, version, &rows);
 }
 
+int64
+ItTransferNewItems(const ItTransferTrain *t, const int64 **ids, const float **factors)
+{
+    *ids = NULL;
+    *factors = NULL;
+    if (t == NULL || t->item.nnew == 0)
+        return 0;
+    *ids = t->item.new_ids;
+    *factors = t->item.new_factors;
+    return t->item.nnew;
+}
+
 void
 ItTransferWrite(ItTransferTrain *t, const char *model, int version)
 {

@@ -62,6 +62,8 @@ extern ItTransferTrain *ItTransferRead(const char *model, const char *user_featu
                                        const ItOptions *options);
 extern void ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm);
 extern void ItTransferWriteItems(ItTransferTrain *t, const char *model, int version);
+/* The new items ItTransferWriteItems writes (ids ascending, domain 0, popularity 0); 0 when none. */
+extern int64 ItTransferNewItems(const ItTransferTrain *t, const int64 **ids, const float **factors);
 extern void ItTransferWrite(ItTransferTrain *t, const char *model, int version);
 extern const char *ItTransferSummary(ItTransferTrain *t);
 /* The seconds ItTransferFit spent choosing the population prior's fold-in weight. */

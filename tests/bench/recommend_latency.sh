@@ -25,7 +25,8 @@
 #   bandwidth the time merely reading the 8-bit item copy's bytes takes
 #            (tests/bench/scan_bandwidth): the floor of the server's scan
 #   load     the first call of a new backend (reads the item factors), and
-#            the second
+#            the second: the median of LOADS (7) new backends, with the
+#            item packs training writes, and from the rows alone
 # Then the ratios: plain SQL p50 / server p50, and the client's extra latency
 # over SELECT 1 (pgbench recommend p50 - SELECT 1 p50).
 set -eu
@@ -81,8 +82,12 @@ SQL
 
 echo "recommend() latency: $ITEMS items, $FACTORS factors, $USERS users ($SEEN seen items each), $CALLS calls, top 10"
 
-# First call of a new backend (loads the model), then the second.
-psql -X -q -At -v ON_ERROR_STOP=1 <<'SQL'
+# First call of a new backend (loads the model), then the second: the
+# median of LOADS new backends, first from the rows alone (a version written
+# before item packs), then from the packs training writes with the rows.
+LOADS=${LOADS:-7}
+first_call() {
+    psql -X -q -At -v ON_ERROR_STOP=1 <<'SQL'
 CREATE TEMP TABLE t (what text, ms float8);
 DO $$
 DECLARE
@@ -90,14 +95,35 @@ DECLARE
 BEGIN
     t0 := clock_timestamp();
     PERFORM * FROM recommend(1, 10);
-    INSERT INTO t VALUES ('first call (loads the model)', extract(epoch FROM clock_timestamp() - t0) * 1e3);
+    INSERT INTO t VALUES ('first', extract(epoch FROM clock_timestamp() - t0) * 1e3);
     t0 := clock_timestamp();
     PERFORM * FROM recommend(2, 10);
-    INSERT INTO t VALUES ('second call', extract(epoch FROM clock_timestamp() - t0) * 1e3);
+    INSERT INTO t VALUES ('second', extract(epoch FROM clock_timestamp() - t0) * 1e3);
 END
 $$;
-SELECT format('load     %s: %s ms', what, round(ms::numeric, 2)) FROM t;
+SELECT string_agg(round(ms::numeric, 2)::text, ' ' ORDER BY what) FROM t;
 SQL
+}
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+loads() {
+    : >"$tmp/load.txt"
+    for i in $(seq "$LOADS"); do first_call >>"$tmp/load.txt"; done
+    echo "load     first call (loads the model from the $1), median of $LOADS backends: $(cut -d' ' -f1 "$tmp/load.txt" | median) ms"
+    echo "load     second call ($1): $(cut -d' ' -f2 "$tmp/load.txt" | median) ms"
+}
+loads rows
+psql -X -q -v ON_ERROR_STOP=1 -v factors="$FACTORS" >/dev/null <<'SQL'
+-- the packs as training writes them (store.c): 4096 items per pack at 64 factors
+INSERT INTO it_item_packs (model, version, chunk, domain, items, item_ids, popularity, factors, norms)
+SELECT 'bench', 1, c, 0, count(*), array_agg(item_id ORDER BY item_id), array_agg(popularity ORDER BY item_id),
+       ARRAY(SELECT unnest(array_agg(factors ORDER BY item_id))),
+       array_agg((SELECT sqrt(sum(f::float8 * f::float8)) FROM unnest(factors) f)::real ORDER BY item_id)
+  FROM (SELECT (row_number() OVER (ORDER BY item_id) - 1) / greatest(1, 262144 / :factors) AS c, *
+          FROM it_item_factors WHERE model = 'bench' AND version = 1) i
+ GROUP BY c;
+VACUUM ANALYZE it_item_packs;
+SQL
+loads packs
 
 # Server side: each call timed inside one backend.
 (psql -X -q -At -v ON_ERROR_STOP=1 -v calls="$CALLS" -v users="$USERS" <<'SQL'

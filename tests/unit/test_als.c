@@ -688,6 +688,32 @@ TEST(gram_matches_loop)
     CHECK(G[0] == 0 && G[80] == 0 && G[5] == 0, "empty gram not zero");
 }
 
+TEST(row_norms_match_pythagoras)
+{
+    /* 3-4-5 and 5-12-13 triangles: exact in float */
+    float       A[3 * 2] = {3, 4, -5, 12, 0, 0};
+    float       norms[3];
+    int         n = 50;
+    int         k = 7;
+    float       B[50 * 7];
+    float       nb[50];
+
+    it_row_norms(A, 3, 2, norms);
+    CHECK(norms[0] == 5.0f && norms[1] == 13.0f && norms[2] == 0.0f,
+          "norms %g %g %g, not 5 13 0", norms[0], norms[1], norms[2]);
+    for (int i = 0; i < n * k; i++)
+        B[i] = (float) (Uniform() - 0.5);
+    it_row_norms(B, n, k, nb);
+    for (int i = 0; i < n; i++)
+    {
+        double      ss = 0;
+
+        for (int j = 0; j < k; j++)
+            ss += (double) B[i * k + j] * B[i * k + j];
+        CHECK_NEAR(nb[i], sqrt(ss), 1e-6);
+    }
+}
+
 /*
  * Planted blocks: 5 groups of users, each seeing a random 30% of its own
  * block of items (and a little noise elsewhere).  The top 10 of unseen
@@ -832,6 +858,7 @@ main(void)
     RUN(chunked_half_step_equals_whole);
     RUN(random_init_range_and_reproducible);
     RUN(gram_matches_loop);
+    RUN(row_norms_match_pythagoras);
     RUN(recovers_planted_blocks);
     RUN(positive_threshold_makes_low_ratings_negatives);
     return unit_summary();
