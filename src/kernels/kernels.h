@@ -350,6 +350,16 @@ int64_t     it_q8_shortlist(const float *scores, float *block_max, int64_t lo, i
                             int32_t *top_idx, float *top_score, int32_t *list, int64_t cap);
 
 /*
+ * it_q8_scores for nq queries at once (each item block read once for
+ * several of them): qx holds the nq queries of it_q8_query, it_q8_query_bytes(k)
+ * apart, sx their scales; query u's scores are scores[u * (hi - lo) ..]
+ * and its block maxima block_max[u * it_q8_blocks(lo, hi) ..], the same
+ * values it_q8_scores gives for that query alone.
+ */
+void        it_q8_scores_many(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
+                              int nq, const int8_t *qx, const float *sx, float *scores, float *block_max);
+
+/*
  * The same with one of its implementations (it_q8_scores picks the best
  * the CPU has), for tests: returns -1, writing nothing, when this CPU
  * cannot run it.
@@ -357,6 +367,9 @@ int64_t     it_q8_shortlist(const float *scores, float *block_max, int64_t lo, i
 #define IT_Q8_PLAIN     0
 #define IT_Q8_AVX2      1
 #define IT_Q8_AVX512    2       /* AVX-512 VNNI */
+int         it_q8_scores_many_variant(int variant, const int8_t *Q, const float *scale, int64_t lo,
+                                      int64_t hi, int k, int nq, const int8_t *qx, const float *sx,
+                                      float *scores, float *block_max);
 int         it_q8_scores_variant(int variant, const int8_t *Q, const float *scale, int64_t lo, int64_t hi,
                                  int k, const int8_t *qx, float sx, float *scores, float *block_max);
 

@@ -23,6 +23,7 @@
  */
 #include <float.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -389,6 +390,220 @@ it_q8_scores(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
         fn = pick;
     }
     fn(Q, scale, lo, hi, k, qx, sx, scores, block_max);
+}
+
+/*
+ * Many queries at once: each item block is read once for up to
+ * IT_Q8_USERS queries, so a batch of users reads the 8-bit copy once per
+ * IT_Q8_USERS users instead of once each.  The integer sums are the same
+ * exact sums as it_q8_scores', and so are the floats made of them.
+ */
+#define IT_Q8_USERS 8
+
+/* Query u's scores and block maxima (see it_q8_scores_many). */
+#define MANY_SCORES(u)  (scores + (size_t) (u) * (size_t) (hi - lo))
+#define MANY_MAX(u)     (block_max + (size_t) (u) * (size_t) nb)
+
+static void
+ManyPlain(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k, int nq,
+          const int8_t *qx, const float *sx, float *scores, float *block_max)
+{
+    int         groups = it_q8_kpad(k) / IT_Q8_GROUP;
+    size_t      qbytes = it_q8_query_bytes(k);
+    int64_t     nb = it_q8_blocks(lo, hi);
+
+    for (int64_t b = lo / IT_Q8_BLOCK; b * IT_Q8_BLOCK < hi; b++)
+    {
+        const int8_t *q = Q + (size_t) b * groups * RUN_BYTES;
+
+        for (int u = 0; u < nq; u++)
+        {
+            const int8_t *x = qx + (size_t) u * qbytes;
+            int32_t     acc[IT_Q8_BLOCK] = {0};
+            float       out[IT_Q8_BLOCK];
+
+            for (int g = 0; g < groups; g++)
+                for (int t = 0; t < IT_Q8_BLOCK; t++)
+                    for (int d = 0; d < IT_Q8_GROUP; d++)
+                        acc[t] += (int32_t) q[(size_t) g * RUN_BYTES + t * IT_Q8_GROUP + d] *
+                            x[g * IT_Q8_GROUP + d];
+            for (int t = 0; t < IT_Q8_BLOCK; t++)
+                out[t] = (float) acc[t] * (scale[b * IT_Q8_BLOCK + t] * sx[u]);
+            StoreBlock(out, b, lo, hi, MANY_SCORES(u), MANY_MAX(u));
+        }
+    }
+}
+
+#ifdef IT_Q8_X86
+/*
+ * With vpdpbusd's unsigned operand the query offset by 128 (x ^ 0x80 per
+ * byte), and 128 times the item's sum of bytes taken off again: one
+ * product per query and group, plus one per group for the sums, instead
+ * of the single scan's two per query.  |sum| <= kp * 255 * 127 fits.
+ */
+__attribute__((target("avx512f,avx512bw,avx512vnni")))
+static void
+ManyAvx512(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k, int nq,
+           const int8_t *qx, const float *sx, float *scores, float *block_max)
+{
+    int         groups = it_q8_kpad(k) / IT_Q8_GROUP;
+    size_t      qbytes = it_q8_query_bytes(k);
+    int64_t     nb = it_q8_blocks(lo, hi);
+    __m512i     ones = _mm512_set1_epi8(1);
+
+    for (int u0 = 0; u0 < nq; u0 += IT_Q8_USERS)
+    {
+        int         n = nq - u0 < IT_Q8_USERS ? nq - u0 : IT_Q8_USERS;
+
+        for (int64_t b = lo / IT_Q8_BLOCK; b * IT_Q8_BLOCK < hi; b++)
+        {
+            const int8_t *q = Q + (size_t) b * groups * RUN_BYTES;
+            __m512i     acc[IT_Q8_USERS];
+            __m512i     sum = _mm512_setzero_si512();
+            __m512      sc = _mm512_loadu_ps(scale + b * IT_Q8_BLOCK);
+            bool        whole = b * IT_Q8_BLOCK >= lo && (b + 1) * IT_Q8_BLOCK <= hi;
+
+            for (int u = 0; u < IT_Q8_USERS; u++)
+                acc[u] = _mm512_setzero_si512();
+            for (int g = 0; g < groups; g++)
+            {
+                __m512i     v = _mm512_loadu_si512((const void *) (q + (size_t) g * RUN_BYTES));
+
+                sum = _mm512_dpbusd_epi32(sum, ones, v);
+                for (int u = 0; u < n; u++)
+                {
+                    int32_t     w;
+
+                    memcpy(&w, qx + (size_t) (u0 + u) * qbytes + g * IT_Q8_GROUP, sizeof(w));
+                    acc[u] = _mm512_dpbusd_epi32(acc[u], _mm512_set1_epi32(w ^ (int32_t) 0x80808080), v);
+                }
+            }
+            sum = _mm512_slli_epi32(sum, 7);
+            for (int u = 0; u < n; u++)
+            {
+                __m512      f = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[u], sum));
+
+                f = _mm512_mul_ps(f, _mm512_mul_ps(sc, _mm512_set1_ps(sx[u0 + u])));
+                if (whole)
+                {
+                    _mm512_storeu_ps(MANY_SCORES(u0 + u) + b * IT_Q8_BLOCK - lo, f);
+                    MANY_MAX(u0 + u)[b - lo / IT_Q8_BLOCK] = _mm512_reduce_max_ps(f);
+                }
+                else
+                {
+                    float       out[IT_Q8_BLOCK];
+
+                    _mm512_storeu_ps(out, f);
+                    StoreBlock(out, b, lo, hi, MANY_SCORES(u0 + u), MANY_MAX(u0 + u));
+                }
+            }
+        }
+    }
+}
+
+/* The single scan's sums (see ScoresAvx2), each block read once for IT_Q8_USERS queries. */
+__attribute__((target("avx2")))
+static void
+ManyAvx2(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k, int nq,
+         const int8_t *qx, const float *sx, float *scores, float *block_max)
+{
+    int         groups = it_q8_kpad(k) / IT_Q8_GROUP;
+    size_t      qbytes = it_q8_query_bytes(k);
+    int64_t     nb = it_q8_blocks(lo, hi);
+    __m256i     ones = _mm256_set1_epi16(1);
+
+    for (int u0 = 0; u0 < nq; u0 += IT_Q8_USERS)
+    {
+        int         n = nq - u0 < IT_Q8_USERS ? nq - u0 : IT_Q8_USERS;
+
+        for (int64_t b = lo / IT_Q8_BLOCK; b * IT_Q8_BLOCK < hi; b++)
+        {
+            const int8_t *q = Q + (size_t) b * groups * RUN_BYTES;
+            __m256i     a0[IT_Q8_USERS];
+            __m256i     a1[IT_Q8_USERS];
+
+            for (int u = 0; u < IT_Q8_USERS; u++)
+                a0[u] = a1[u] = _mm256_setzero_si256();
+            for (int g = 0; g < groups; g++)
+            {
+                __m256i     v0 = _mm256_loadu_si256((const __m256i *) (q + (size_t) g * RUN_BYTES));
+                __m256i     v1 = _mm256_loadu_si256((const __m256i *) (q + (size_t) g * RUN_BYTES + 32));
+
+                for (int u = 0; u < n; u++)
+                {
+                    int32_t     w;
+                    __m256i     xv;
+                    __m256i     ax;
+
+                    memcpy(&w, qx + (size_t) (u0 + u) * qbytes + g * IT_Q8_GROUP, sizeof(w));
+                    xv = _mm256_set1_epi32(w);
+                    ax = _mm256_abs_epi8(xv);
+                    a0[u] = _mm256_add_epi32(a0[u], _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(v0, xv)), ones));
+                    a1[u] = _mm256_add_epi32(a1[u], _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(v1, xv)), ones));
+                }
+            }
+            for (int u = 0; u < n; u++)
+            {
+                __m256      vsx = _mm256_set1_ps(sx[u0 + u]);
+                float       out[IT_Q8_BLOCK];
+
+                _mm256_storeu_ps(out, _mm256_mul_ps(_mm256_cvtepi32_ps(a0[u]),
+                                                    _mm256_mul_ps(_mm256_loadu_ps(scale + b * IT_Q8_BLOCK), vsx)));
+                _mm256_storeu_ps(out + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(a1[u]),
+                                                        _mm256_mul_ps(_mm256_loadu_ps(scale + b * IT_Q8_BLOCK + 8), vsx)));
+                StoreBlock(out, b, lo, hi, MANY_SCORES(u0 + u), MANY_MAX(u0 + u));
+            }
+        }
+    }
+}
+#endif
+
+typedef void (*ManyFn) (const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k, int nq,
+                        const int8_t *qx, const float *sx, float *scores, float *block_max);
+
+static ManyFn
+ManyVariantFn(int variant)
+{
+    if (variant == IT_Q8_PLAIN)
+        return ManyPlain;
+#ifdef IT_Q8_X86
+    __builtin_cpu_init();
+    if (variant == IT_Q8_AVX2 && __builtin_cpu_supports("avx2"))
+        return ManyAvx2;
+    if (variant == IT_Q8_AVX512 && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni"))
+        return ManyAvx512;
+#endif
+    return NULL;
+}
+
+int
+it_q8_scores_many_variant(int variant, const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
+                          int nq, const int8_t *qx, const float *sx, float *scores, float *block_max)
+{
+    ManyFn      fn = ManyVariantFn(variant);
+
+    if (fn == NULL)
+        return -1;
+    fn(Q, scale, lo, hi, k, nq, qx, sx, scores, block_max);
+    return 0;
+}
+
+void
+it_q8_scores_many(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
+                  int nq, const int8_t *qx, const float *sx, float *scores, float *block_max)
+{
+    static ManyFn fn = NULL;
+
+    if (fn == NULL)
+    {
+        ManyFn      pick = NULL;
+
+        for (int v = IT_Q8_AVX512; v >= IT_Q8_PLAIN && pick == NULL; v--)
+            pick = ManyVariantFn(v);
+        fn = pick;
+    }
+    fn(Q, scale, lo, hi, k, nq, qx, sx, scores, block_max);
 }
 
 int64_t

@@ -221,6 +221,24 @@ RankVectorScores(const ItModel *m, const ItInterest *in, int d, float *scores,
 }
 
 /*
+ * RankVectorScores of domain d's scores from the 8-bit scan (it_q8_scores
+ * or it_q8_scores_many, in->x quantised by it_q8_query, whose bound is
+ * query_tol) and their block maxima.
+ */
+static int
+RankQ8Scores(const ItModel *m, const ItInterest *in, int d, const int32 *exclude, int nexclude, int kk,
+             double query_tol, float *scores, float *block_max, int32 *out_idx, float *out_score)
+{
+    int64       lo;
+    int64       hi;
+
+    DomainRange(m, d, &lo, &hi);
+    return RankVectorScores(m, in, d, scores, exclude, nexclude, kk,
+                            m->q8_tol + lo, ItVectorNorm(in->x, m->k) * (1.0 + 1e-5), query_tol,
+                            block_max, m->q8_tol_block, out_idx, out_score);
+}
+
+/*
  * The k best items of domain d (-1: of every item) for an interest, best
  * first: out_idx/out_score must hold min(k, m->n_items) entries.  With
  * exclude_seen, in->seen is skipped.  A vector ranks by x.y (ties by
@@ -273,9 +291,8 @@ TopItems(ItModel *m, const ItInterest *in, bool has_user, int64 user_id, bool ex
 
         it_q8_scores(m->q8, m->q8_scale, lo, hi, m->k, qx, sx, m->scores + lo, block_max);
         pfree(qx);
-        got = RankVectorScores(m, in, d, m->scores + lo, exclude, nexclude, kk,
-                               m->q8_tol + lo, ItVectorNorm(in->x, m->k) * (1.0 + 1e-5), query_tol,
-                               block_max, m->q8_tol_block, out_idx, out_score);
+        got = RankQ8Scores(m, in, d, exclude, nexclude, kk, query_tol, m->scores + lo, block_max,
+                           out_idx, out_score);
         pfree(block_max);
         return got;
     }
@@ -572,8 +589,9 @@ FirstOccurrences(int64 *ids, int n)
 }
 
 /*
- * Scores held at once by recommend_batch: users per matrix product are
- * as many as fit (at least one, at most IT_BATCH_USERS).
+ * Users recommend_batch reads the rows of with one query and scores
+ * together: as many as IT_BATCH_SCORES scores allow (at least one, at
+ * most IT_BATCH_USERS).
  */
 #define IT_BATCH_SCORES     (2 * 1024 * 1024)
 #define IT_BATCH_USERS      64
@@ -587,9 +605,14 @@ FirstOccurrences(int64 *ids, int n)
  * recommend() for many users in one call: the same rows for each user as
  * recommend(user_id, ...) gives, the user first, users in the order given
  * (a repeated user answered once; a NULL array gives no rows, a NULL
- * element is refused as recommend()'s candidates are).  The users served by a vector are
- * scored a batch at a time with one matrix product (cblas_sgemm) instead
- * of one scan of the items each, then ranked exactly as recommend() ranks.
+ * element is refused as recommend()'s candidates are).  The users' rows
+ * are read a batch at a time with one query, and the users served by a
+ * vector are scored together by one pass over the 8-bit item copy
+ * (it_q8_scores_many: each block read once for several users, the same
+ * scores recommend()'s scan gives each alone), then ranked exactly as
+ * recommend() ranks them (block maxima, shortlist, exact rescoring).  A
+ * float matrix product instead reads four times the bytes and ranks every
+ * score, and was slower than one recommend() call per user.
  * Not an overload of recommend(): recommend(NULL, 10) must keep meaning
  * one unknown user.
  */
@@ -607,12 +630,22 @@ interest_transfer_recommend_batch(PG_FUNCTION_ARGS)
     int         c;
     ItModel    *m;
     int32      *volatile cand = NULL;  /* kept across PG_TRY */
-    float      *S;
     int         ncand = 0;
     int64       lo;
     int64       hi;
-    int         batch;
+    int64       nb;
     int         kk;
+    int         batch;
+    size_t      qbytes;
+    float      *S;              /* the scores of a batch's vectors, hi - lo each */
+    float      *BM;             /* their block maxima, nb each */
+    ItInterest *in;
+    int        *row;            /* the user's row of S, or -1: ranked alone */
+    int8_t     *qx;
+    float      *sx;
+    double     *query_tol;
+    int32      *top_idx;
+    float      *top_score;
     MemoryContext batchcxt;
     MemoryContext oldcxt;
 
@@ -636,72 +669,62 @@ interest_transfer_recommend_batch(PG_FUNCTION_ARGS)
 
     DomainRange(m, d, &lo, &hi);
     kk = (int) Min((int64) k, hi - lo);
+    nb = it_q8_blocks(lo, hi);
     batch = (int) Max(1, Min((int64) IT_BATCH_USERS, IT_BATCH_SCORES / Max(hi - lo, 1)));
+    qbytes = it_q8_query_bytes(m->k);
+    /* a batch's buffers: allocated once, so their pages are touched once */
+    S = palloc_extended(sizeof(float) * (Size) batch * (Size) Max(hi - lo, 1), MCXT_ALLOC_HUGE);
+    BM = palloc_extended(sizeof(float) * (Size) batch * (Size) Max(nb, 1), MCXT_ALLOC_HUGE);
+    in = palloc(sizeof(ItInterest) * batch);
+    row = palloc(sizeof(int) * batch);
+    qx = palloc(qbytes * batch);
+    sx = palloc(sizeof(float) * batch);
+    query_tol = palloc(sizeof(double) * batch);
+    top_idx = palloc(sizeof(int32) * Max(kk, 1));
+    top_score = palloc(sizeof(float) * Max(kk, 1));
     batchcxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer recommend_batch",
                                      ALLOCSET_DEFAULT_SIZES);
-    /* the scores of a batch: allocated once, so its pages are touched once */
-    S = palloc_extended(sizeof(float) * (Size) batch * (Size) Max(hi - lo, 1), MCXT_ALLOC_HUGE);
     PG_TRY();
     {
         for (int b0 = 0; b0 < nids; b0 += batch)
         {
             int         n = Min(batch, nids - b0);
-            ItInterest *in;
-            int        *row;        /* the user's row of S, or -1: ranked alone */
-            float      *X;
-            int         nx = 0;
-            int32      *top_idx;
-            float      *top_score;
+            int         nx;
 
             CHECK_FOR_INTERRUPTS();
             oldcxt = MemoryContextSwitchTo(batchcxt);
-            in = palloc(sizeof(ItInterest) * n);
-            row = palloc(sizeof(int) * n);
-            X = palloc(sizeof(float) * (Size) n * m->k);
-            top_idx = palloc(sizeof(int32) * Max(kk, 1));
-            top_score = palloc(sizeof(float) * Max(kk, 1));
 
-            /* who each user is (their rows read in one query each); the vectors of those a product can rank */
+            /* who each user is (their rows read in one query each) */
             if (c >= 0 && m->context_weight != NULL && m->context_weight[c] > 0.0)
                 ItPrefetchUsers(m, ids + b0, n, m->contexts[c]);
             ItPrefetchUsers(m, ids + b0, n, NULL);
+            nx = 0;
             for (int i = 0; i < n; i++)
             {
                 ItUserInterestIn(m, ids[b0 + i], c, &in[i]);
                 row[i] = -1;
                 if (cand == NULL && kk > 0 && in[i].x != NULL && !ItCrossDomainByNeighbours(m, &in[i], d))
                 {
-                    memcpy(X + (size_t) nx * m->k, in[i].x, sizeof(float) * m->k);
+                    query_tol[nx] = it_q8_query(in[i].x, m->k, m->q8_norm_max, qx + qbytes * nx, &sx[nx]);
                     row[i] = nx++;
                 }
             }
+            /* the vectors' scores: the 8-bit copy read once for several users */
             if (nx > 0)
-            {
-                it_score_many(m->Y + (size_t) lo * m->k, hi - lo, m->k, X, nx, S);
-            }
-
+                it_q8_scores_many(m->q8, m->q8_scale, lo, hi, m->k, nx, qx, sx, S, BM);
             for (int i = 0; i < n; i++)
             {
-                int64       user_id = ids[b0 + i];
+                int         got;
 
                 if (row[i] < 0)
                 {
-                    ReturnTopItems(rsinfo, m, &in[i], true, user_id, exclude_seen, d, k, cand, ncand, true);
+                    ReturnTopItems(rsinfo, m, &in[i], true, ids[b0 + i], exclude_seen, d, k, cand, ncand, true);
                     continue;
                 }
-                {
-                    double      tol_scale;
-                    double      tol_const;
-                    int         got;
-
-                    /* the product's sums are within BLAS's bound of the exact scores */
-                    ItScoreTolerance(m, &in[i], &tol_scale, &tol_const);
-                    got = RankVectorScores(m, &in[i], d, S + (size_t) row[i] * (hi - lo),
-                                           exclude_seen ? in[i].seen : NULL, exclude_seen ? in[i].nseen : 0,
-                                           kk, m->item_norms + lo, tol_scale, 0.0, NULL, NULL,
-                                           top_idx, top_score);
-                    PutTopItems(rsinfo, m, &in[i], d, true, user_id, top_idx, top_score, got);
-                }
+                got = RankQ8Scores(m, &in[i], d, exclude_seen ? in[i].seen : NULL, exclude_seen ? in[i].nseen : 0,
+                                   kk, query_tol[row[i]], S + (size_t) row[i] * (hi - lo),
+                                   BM + (size_t) row[i] * nb, top_idx, top_score);
+                PutTopItems(rsinfo, m, &in[i], d, true, ids[b0 + i], top_idx, top_score, got);
             }
             MemoryContextSwitchTo(oldcxt);
             ItForgetPrefetchedUsers();
@@ -714,7 +737,6 @@ interest_transfer_recommend_batch(PG_FUNCTION_ARGS)
     }
     PG_END_TRY();
     MemoryContextDelete(batchcxt);
-    pfree(S);
     PG_RETURN_NULL();
 }
 

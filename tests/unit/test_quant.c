@@ -561,6 +561,88 @@ TEST(exact_top_k_from_the_shortlist)
     free(ys);
 }
 
+/*
+ * it_q8_scores_many gives every query the scores and block maxima
+ * it_q8_scores gives it alone, to the bit, in every implementation: for
+ * numbers of queries around the group of 8, ranges not on block bounds,
+ * k not a multiple of the group, and full-scale bytes (the offset sums).
+ */
+TEST(many_queries_score_as_each_alone)
+{
+    const int   ks[] = {5, 64};
+    const int   nqs[] = {1, 3, 8, 9, 17};
+
+    for (int ki = 0; ki < 2; ki++)
+    {
+        int         k = ks[ki];
+        int64_t     n = 203;
+        float      *Y = MakeItems(n, k);
+        Copy        c;
+        size_t      qb = it_q8_query_bytes(k);
+
+        /* a few items and a query at full scale in every byte */
+        for (int j = 0; j < k; j++)
+            Y[3 * k + j] = (j % 2) ? -2.0f : 2.0f;
+        c = Encode(Y, n, k);
+        for (int ni = 0; ni < 5; ni++)
+        {
+            int         nq = nqs[ni];
+            float      *X = malloc(sizeof(float) * nq * k);
+            int8_t     *qx = malloc(qb * nq);
+            float      *sx = malloc(sizeof(float) * nq);
+            int64_t     lo = 7,
+                        hi = n - 5;
+            int64_t     nb = it_q8_blocks(lo, hi);
+
+            for (int u = 0; u < nq; u++)
+            {
+                for (int j = 0; j < k; j++)
+                    X[u * k + j] = (float) (Uniform() - 0.5) * (u + 1);
+                if (u == 1)
+                    for (int j = 0; j < k; j++)
+                        X[u * k + j] = (j % 3) ? -1.0f : 1.0f;
+                it_q8_query(X + u * k, k, c.qmax, qx + qb * u, &sx[u]);
+            }
+            for (int v = IT_Q8_PLAIN; v <= IT_Q8_AVX512; v++)
+            {
+                float      *many = malloc(sizeof(float) * nq * (hi - lo));
+                float      *many_max = malloc(sizeof(float) * nq * nb);
+                float      *one = malloc(sizeof(float) * (hi - lo));
+                float      *one_max = malloc(sizeof(float) * nb);
+                int         bad = 0;
+
+                if (it_q8_scores_many_variant(v, c.Q, c.scale, lo, hi, k, nq, qx, sx, many, many_max) != 0)
+                {
+                    free(many);
+                    free(many_max);
+                    free(one);
+                    free(one_max);
+                    continue;
+                }
+                for (int u = 0; u < nq; u++)
+                {
+                    CHECK(it_q8_scores_variant(v, c.Q, c.scale, lo, hi, k, qx + qb * u, sx[u], one, one_max) == 0,
+                          "variant %d runs alone", v);
+                    for (int64_t i = 0; i < hi - lo; i++)
+                        bad += memcmp(&one[i], &many[u * (hi - lo) + i], sizeof(float)) != 0;
+                    for (int64_t b = 0; b < nb; b++)
+                        bad += memcmp(&one_max[b], &many_max[u * nb + b], sizeof(float)) != 0;
+                }
+                CHECK(bad == 0, "variant %d, k %d, %d queries: %d values differ from the single scan", v, k, nq, bad);
+                free(many);
+                free(many_max);
+                free(one);
+                free(one_max);
+            }
+            free(X);
+            free(qx);
+            free(sx);
+        }
+        FreeCopy(&c);
+        free(Y);
+    }
+}
+
 int
 main(void)
 {
@@ -570,5 +652,6 @@ main(void)
     RUN(block_maxima_of_a_range);
     RUN(exact_top_k_from_the_8_bit_scores);
     RUN(exact_top_k_from_the_shortlist);
+    RUN(many_queries_score_as_each_alone);
     return unit_summary();
 }
