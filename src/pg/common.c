@@ -32,6 +32,7 @@
 #include "utils/syscache.h"
 
 #include "common.h"
+#include "item_cache.h"
 
 PG_MODULE_MAGIC;
 
@@ -74,6 +75,13 @@ _PG_init(void)
                             2 * 1024 * 1024, 1024, MAX_KILOBYTES,
                             PGC_USERSET, GUC_UNIT_KB,
                             NULL, NULL, NULL);
+    DefineCustomBoolVariable("interest_transfer.item_cache",
+                             gettext_noop("Shares each deployed version's item arrays between backends through a file in the data directory."),
+                             gettext_noop("The first backend that loads a version writes $PGDATA/interest_transfer/; the next ones map it instead of reading the packs."),
+                             &it_item_cache,
+                             true,
+                             PGC_SUSET, 0,
+                             NULL, NULL, NULL);
     MarkGUCPrefixReserved("interest_transfer");
 }
 
