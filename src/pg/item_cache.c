@@ -32,6 +32,7 @@
 
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/hashfn.h"
@@ -40,6 +41,7 @@
 #include "storage/fd.h"
 #include "storage/itemptr.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 
 #include "kernels.h"
 #include "item_cache.h"
@@ -364,7 +366,14 @@ Emit(int fd, const void *data, size_t len)
     return true;
 }
 
-/* Removes this database's files of a model: all, or all but version keep. */
+/* A temporary file this old was left by a backend that died writing it. */
+#define IT_CACHE_STALE_SECONDS 3600
+
+/*
+ * Removes this database's files of a model: all, or all but the file keep.
+ * With keep (after writing it), also the files of dropped databases and
+ * temporary files abandoned by a crash.
+ */
 static void
 RemoveFiles(uint64 name_hash, const char *keep)
 {
@@ -372,6 +381,7 @@ RemoveFiles(uint64 name_hash, const char *keep)
     char        path[MAXPGPATH];
     DIR        *dir;
     struct dirent *de;
+    time_t      now = time(NULL);
 
     CachePrefix(prefix, sizeof(prefix), name_hash);
     dir = AllocateDir(IT_CACHE_DIR);
@@ -379,12 +389,29 @@ RemoveFiles(uint64 name_hash, const char *keep)
         return;
     while ((de = ReadDirExtended(dir, IT_CACHE_DIR, LOG)) != NULL)
     {
-        if (strncmp(de->d_name, prefix, strlen(prefix)) != 0 || strstr(de->d_name, ".tmp.") != NULL)
+        bool        tmp = strstr(de->d_name, ".tmp.") != NULL;
+        bool        remove;
+
+        if (de->d_name[0] == '.')
             continue;
         snprintf(path, sizeof(path), IT_CACHE_DIR "/%s", de->d_name);
-        if (keep != NULL && strcmp(path, keep) == 0)
-            continue;
-        if (unlink(path) != 0 && errno != ENOENT)
+        if (tmp)
+        {
+            struct stat st;
+
+            remove = keep != NULL && stat(path, &st) == 0 && now - st.st_mtime > IT_CACHE_STALE_SECONDS;
+        }
+        else if (strncmp(de->d_name, prefix, strlen(prefix)) == 0)
+            remove = keep == NULL || strcmp(path, keep) != 0;
+        else if (keep == NULL)
+            remove = false;
+        else
+        {
+            Oid         db = (Oid) strtoul(de->d_name, NULL, 10);
+
+            remove = db != InvalidOid && !SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(db));
+        }
+        if (remove && unlink(path) != 0 && errno != ENOENT)
             ereport(LOG,
                     (errcode_for_file_access(),
                      errmsg("could not remove shared item file \"%s\": %m", path)));
