@@ -33,6 +33,7 @@
 
 #include "common.h"
 #include "item_cache.h"
+#include "kernels.h"
 
 PG_MODULE_MAGIC;
 
@@ -54,6 +55,12 @@ void        _PG_init(void);
 void
 _PG_init(void)
 {
+    const char *core;
+
+    /* before any BLAS call: the kernels this CPU can run */
+    core = it_blas_prefer_core();
+    if (core != NULL)
+        elog(DEBUG1, "interest_transfer: OpenBLAS did not know this CPU; loaded its %s kernels", core);
     DefineCustomIntVariable("interest_transfer.threads",
                             gettext_noop("Worker threads used by training (0 = one per core, at most 8)."),
                             gettext_noop("Threads are created for each training step and joined before it returns."),

@@ -70,6 +70,8 @@
 
 #include <cblas.h>
 
+#include "kernels.h"
+
 /* a row whose squared residual is below this is solved */
 #define CG_EPS 1e-20f
 
@@ -787,6 +789,7 @@ main(int argc, char **argv)
     int         reps = 3;
     const char *path = NULL;
     const char *gen = NULL;
+    const char *switched;
     Coo         coo;
     Parts       parts[MAX_REPS];
     double      t0;
@@ -827,6 +830,8 @@ main(int argc, char **argv)
         !(s.reg >= 0) || !(s.alpha >= 0))
         Usage();
 
+    /* the kernels train() gets on this CPU (blas_core.c), for a fair race */
+    switched = it_blas_prefer_core();
     /* one BLAS thread per caller: the rows are the parallel part */
     openblas_set_num_threads(1);
 
@@ -852,6 +857,8 @@ main(int argc, char **argv)
     printf("fit: %d factors, %d iterations, %d CG steps, %d threads, regularization %g, "
            "confidence 1 + %g * weight, YtY p by %s\n", s.k, s.iters, s.cg_steps, s.threads, s.reg, s.alpha,
            use_gemv ? "sgemv (-g)" : "ssymv");
+    printf("OpenBLAS kernels: %s%s\n", it_blas_core_name() ? it_blas_core_name() : "(not OpenBLAS)",
+           switched ? ", loaded in place of the library's fallback for an unknown CPU, as train() does" : "");
     fflush(stdout);
 
     if (s.print_loss)
