@@ -42,21 +42,26 @@ it_blas_core_name(void)
 }
 
 const char *
-it_blas_prefer_core(void)
+it_blas_wanted_core(void)
 {
-    const char *want;
-
     if (openblas_get_corename == NULL || gotoblas_dynamic_init == NULL || gotoblas_dynamic_quit == NULL)
         return NULL;
     /* a choice the user made stands */
     if (getenv("OPENBLAS_CORETYPE") != NULL)
         return NULL;
     __builtin_cpu_init();
-    want = it_blas_core_for(openblas_get_corename(),
+    return it_blas_core_for(openblas_get_corename(),
                             __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"),
                             __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"),
                             __builtin_cpu_supports("avx512bf16"));
+}
+
+const char *
+it_blas_prefer_core(void)
+{
+    const char *want = it_blas_wanted_core();
+
     if (want == NULL)
         return NULL;
     if (setenv("OPENBLAS_CORETYPE", want, 1) != 0)

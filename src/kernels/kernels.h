@@ -33,6 +33,13 @@ const char *it_blas_core_for(const char *current, int avx2_fma, int avx512, int 
 const char *it_blas_core_name(void);
 
 /*
+ * The core it_blas_core_for chooses for the OpenBLAS loaded and this CPU,
+ * or NULL: keep the kernels (OPENBLAS_CORETYPE is set, the BLAS is not a
+ * DYNAMIC_ARCH OpenBLAS, or it knew the CPU).
+ */
+const char *it_blas_wanted_core(void);
+
+/*
  * Reloads OpenBLAS's kernels for the core it_blas_core_for chooses on this
  * CPU, unless OPENBLAS_CORETYPE is set or the BLAS is not a DYNAMIC_ARCH
  * OpenBLAS; returns the core now loaded, or NULL when nothing changed.

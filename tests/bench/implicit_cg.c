@@ -67,6 +67,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cblas.h>
 
@@ -789,7 +790,8 @@ main(int argc, char **argv)
     int         reps = 3;
     const char *path = NULL;
     const char *gen = NULL;
-    const char *switched;
+    const char *want;
+    int         switched;
     Coo         coo;
     Parts       parts[MAX_REPS];
     double      t0;
@@ -830,8 +832,21 @@ main(int argc, char **argv)
         !(s.reg >= 0) || !(s.alpha >= 0))
         Usage();
 
-    /* the kernels train() gets on this CPU (blas_core.c), for a fair race */
-    switched = it_blas_prefer_core();
+    /*
+     * The kernels train() gets on this CPU (blas_core.c), for a fair race:
+     * here by starting again with OPENBLAS_CORETYPE set, before the
+     * library's thread pool has run anything.
+     */
+    want = it_blas_wanted_core();
+    if (want != NULL)
+    {
+        setenv("OPENBLAS_CORETYPE", want, 1);
+        setenv("IMPLICIT_CG_SWITCHED", "1", 1);
+        execv("/proc/self/exe", argv);
+        fprintf(stderr, "implicit_cg: could not start again with OPENBLAS_CORETYPE=%s: %s\n", want, strerror(errno));
+        return 1;
+    }
+    switched = getenv("IMPLICIT_CG_SWITCHED") != NULL;
     /* one BLAS thread per caller: the rows are the parallel part */
     openblas_set_num_threads(1);
 
