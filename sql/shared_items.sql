@@ -5,6 +5,9 @@
 -- Each reload is forced by touching the deployed row, as deploy() does.
 --
 CREATE EXTENSION IF NOT EXISTS interest_transfer;
+-- loaded now, so its start-up lines (which depend on the CPU) are not below
+LOAD 'interest_transfer';
+
 INSERT INTO it_model_acl (model, owner) VALUES ('regress_ic', current_user::regrole) ON CONFLICT DO NOTHING;
 INSERT INTO it_model (model, version, algorithm, deployed, deployed_at, interactions_source,
                       options, factors, users, items, interactions, seconds, loss, history, user_mean)
@@ -17,6 +20,7 @@ INSERT INTO it_user_factors (model, version, user_id, factors, seen) VALUES
 INSERT INTO it_item_packs (model, version, chunk, domain, items, item_ids, popularity, factors, norms) VALUES
   ('regress_ic', 1, 0, 0, 3, '{101,102,103}', '{40,25,40}', '{1,0, 0,1, 0.7,0.7}', '{1,1,0.98994946}'),
   ('regress_ic', 1, 1, 0, 3, '{104,105,106}', '{5,10,0}', '{-1,0.2, 0.9,-0.4, 0.1,0.3}', '{1.0198039,0.98488575,0.31622776}');
+
 CREATE TEMP TABLE files_before AS
   SELECT f FROM pg_ls_dir('interest_transfer', true, false) f;
 CREATE FUNCTION pg_temp.new_files() RETURNS SETOF text LANGUAGE sql AS
@@ -33,169 +37,54 @@ BEGIN
 END $$;
 CREATE FUNCTION pg_temp.file() RETURNS bytea LANGUAGE sql AS
   $$ SELECT pg_read_binary_file('interest_transfer/' || (SELECT * FROM pg_temp.new_files())) $$;
+
 -- loaded from the packs, which writes the file
 SET client_min_messages = debug1;
 SELECT item_id, round(score::numeric, 4) AS score, rank FROM recommend(1, 4, 'regress_ic');
-DEBUG:  interest_transfer: wrote the shared item file of version 1 of model "regress_ic"
-DEBUG:  interest_transfer: loaded version 1 of model "regress_ic", 6 items, from its item packs
- item_id | score  | rank 
----------+--------+------
-     103 | 0.8750 |    1
-     105 | 0.8000 |    2
-     102 | 0.2500 |    3
-     106 | 0.1750 |    4
-(4 rows)
-
 RESET client_min_messages;
 SELECT count(*) AS files FROM pg_temp.new_files();
- files 
--------
-     1
-(1 row)
 
 -- mapped from the file: the same ranking
 SELECT pg_temp.reload();
- reload 
---------
- 
-(1 row)
-
 SET client_min_messages = debug1;
 SELECT item_id, round(score::numeric, 4) AS score, rank FROM recommend(1, 4, 'regress_ic');
-DEBUG:  interest_transfer: loaded version 1 of model "regress_ic", 6 items, from the shared item file
- item_id | score  | rank 
----------+--------+------
-     103 | 0.8750 |    1
-     105 | 0.8000 |    2
-     102 | 0.2500 |    3
-     106 | 0.1750 |    4
-(4 rows)
-
 RESET client_min_messages;
 SELECT item_id, round(score::numeric, 4) AS score, rank FROM recommend(2, 4, 'regress_ic');
- item_id |  score  | rank 
----------+---------+------
-     103 |  0.3500 |    1
-     106 |  0.2500 |    2
-     101 | -0.5000 |    3
-     105 | -0.8500 |    4
-(4 rows)
 
 -- a checksummed byte changed: not used, loaded from the packs and written again
 SELECT pg_temp.write_file(overlay(f PLACING set_byte('\x00'::bytea, 0, get_byte(f, length(f) - 1) # 1)
                                   FROM length(f)))
   FROM pg_temp.file() f;
- write_file 
-------------
- 
-(1 row)
-
 SELECT pg_temp.reload();
- reload 
---------
- 
-(1 row)
-
 SET client_min_messages = debug1;
 SELECT item_id, round(score::numeric, 4) AS score, rank FROM recommend(1, 4, 'regress_ic');
-DEBUG:  interest_transfer: the shared item file of version 1 of model "regress_ic" is damaged (checksum)
-DEBUG:  interest_transfer: wrote the shared item file of version 1 of model "regress_ic"
-DEBUG:  interest_transfer: loaded version 1 of model "regress_ic", 6 items, from its item packs
- item_id | score  | rank 
----------+--------+------
-     103 | 0.8750 |    1
-     105 | 0.8000 |    2
-     102 | 0.2500 |    3
-     106 | 0.1750 |    4
-(4 rows)
-
 RESET client_min_messages;
+
 -- cut short: not used either
 SELECT pg_temp.write_file(substring(f FROM 1 FOR length(f) - 8)) FROM pg_temp.file() f;
- write_file 
-------------
- 
-(1 row)
-
 SELECT pg_temp.reload();
- reload 
---------
- 
-(1 row)
-
 SET client_min_messages = debug1;
 SELECT item_id, round(score::numeric, 4) AS score, rank FROM recommend(1, 4, 'regress_ic');
-DEBUG:  interest_transfer: the shared item file of version 1 of model "regress_ic" is shorter or longer than its header says
-DEBUG:  interest_transfer: wrote the shared item file of version 1 of model "regress_ic"
-DEBUG:  interest_transfer: loaded version 1 of model "regress_ic", 6 items, from its item packs
- item_id | score  | rank 
----------+--------+------
-     103 | 0.8750 |    1
-     105 | 0.8000 |    2
-     102 | 0.2500 |    3
-     106 | 0.1750 |    4
-(4 rows)
-
 RESET client_min_messages;
+
 -- the packs rewritten with other vectors: the old file is not theirs
 DELETE FROM it_item_packs WHERE model = 'regress_ic' AND chunk = 1;
 INSERT INTO it_item_packs (model, version, chunk, domain, items, item_ids, popularity, factors, norms) VALUES
   ('regress_ic', 1, 1, 0, 3, '{104,105,106}', '{5,10,0}', '{2,0, 0.9,-0.4, 0.1,0.3}', '{2,0.98488575,0.31622776}');
 SELECT pg_temp.reload();
- reload 
---------
- 
-(1 row)
-
 SET client_min_messages = debug1;
 SELECT item_id, round(score::numeric, 4) AS score, rank FROM recommend(1, 4, 'regress_ic');
-DEBUG:  interest_transfer: the shared item file of version 1 of model "regress_ic" was written for other packs
-DEBUG:  interest_transfer: wrote the shared item file of version 1 of model "regress_ic"
-DEBUG:  interest_transfer: loaded version 1 of model "regress_ic", 6 items, from its item packs
- item_id | score  | rank 
----------+--------+------
-     104 | 2.0000 |    1
-     103 | 0.8750 |    2
-     105 | 0.8000 |    3
-     102 | 0.2500 |    4
-(4 rows)
-
 RESET client_min_messages;
 SELECT count(*) AS files FROM pg_temp.new_files();
- files 
--------
-     1
-(1 row)
 
 -- off: neither read nor written
 SET interest_transfer.item_cache = off;
 SELECT pg_temp.reload();
- reload 
---------
- 
-(1 row)
-
 SET client_min_messages = debug1;
 SELECT item_id, round(score::numeric, 4) AS score, rank FROM recommend(1, 2, 'regress_ic');
-DEBUG:  interest_transfer: loaded version 1 of model "regress_ic", 6 items, from its item packs
- item_id | score  | rank 
----------+--------+------
-     104 | 2.0000 |    1
-     103 | 0.8750 |    2
-(2 rows)
-
 RESET client_min_messages;
 RESET interest_transfer.item_cache;
+
 -- drop_model removes the model's files
 SELECT drop_model('regress_ic');
- drop_model 
-------------
-          1
-(1 row)
-
 SELECT count(*) AS files FROM pg_temp.new_files();
- files 
--------
-     0
-(1 row)
-
