@@ -105,10 +105,10 @@ tests/bench/bin/scan_bandwidth: tests/bench/scan_bandwidth.c $(KERNEL_LIB) src/k
 IMPLICIT_BLAS_DIR  ?= /usr/lib/$(MULTIARCH)/openblas-pthread
 IMPLICIT_BLAS_LIBS ?= -L$(IMPLICIT_BLAS_DIR) -Wl,-rpath,$(IMPLICIT_BLAS_DIR) -l:libopenblas.so.0
 
-tests/bench/bin/implicit_cg: tests/bench/implicit_cg.c
+tests/bench/bin/implicit_cg: tests/bench/implicit_cg.c src/kernels/blas_core.c src/kernels/kernels.h
 	@test -e $(IMPLICIT_BLAS_DIR)/libopenblas.so.0 || { echo "$(IMPLICIT_BLAS_DIR)/libopenblas.so.0 is missing: install the pthreads OpenBLAS (Debian: libopenblas0-pthread) or set IMPLICIT_BLAS_DIR" >&2; exit 1; }
 	@mkdir -p tests/bench/bin
-	$(CC) $(UNIT_CFLAGS) -fopenmp -o $@ $< $(IMPLICIT_BLAS_LIBS) -lm
+	$(CC) $(UNIT_CFLAGS) -fopenmp -o $@ $< src/kernels/blas_core.c $(IMPLICIT_BLAS_LIBS) -lm
 
 bench-kernels: tests/bench/bin/bench_als
 	tests/bench/bin/bench_als $(BENCH_ARGS)

@@ -18,6 +18,36 @@
 #include <stdint.h>
 
 /* ------------------------------------------------------------------------
+ * OpenBLAS's kernels (blas_core.c)
+ * ------------------------------------------------------------------------ */
+
+/*
+ * The OpenBLAS core type to load instead of current (the core the library
+ * chose) on a CPU with these features, or NULL to keep it: only the
+ * library's fallback for CPUs it does not know ("Prescott") is replaced,
+ * by "Cooperlake", "SkylakeX" or "Haswell" as the features allow.
+ */
+const char *it_blas_core_for(const char *current, int avx2_fma, int avx512, int avx512_bf16);
+
+/* The core type OpenBLAS runs now, or NULL with another BLAS. */
+const char *it_blas_core_name(void);
+
+/*
+ * The core it_blas_core_for chooses for the OpenBLAS loaded and this CPU,
+ * or NULL: keep the kernels (OPENBLAS_CORETYPE is set, the BLAS is not a
+ * DYNAMIC_ARCH OpenBLAS, or it knew the CPU).
+ */
+const char *it_blas_wanted_core(void);
+
+/*
+ * Reloads OpenBLAS's kernels for the core it_blas_core_for chooses on this
+ * CPU, unless OPENBLAS_CORETYPE is set or the BLAS is not a DYNAMIC_ARCH
+ * OpenBLAS; returns the core now loaded, or NULL when nothing changed.
+ * Call once, before any BLAS call and any thread.
+ */
+const char *it_blas_prefer_core(void);
+
+/* ------------------------------------------------------------------------
  * Sparse matrices and id mapping (sparse.c)
  * ------------------------------------------------------------------------ */
 

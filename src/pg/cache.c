@@ -42,6 +42,7 @@
 
 #include "common.h"
 #include "cache.h"
+#include "item_cache.h"
 #include "store.h"
 
 /* Rows fetched per round trip when loading item factors. */
@@ -772,6 +773,38 @@ LoadItemPacks(ItModel *m, SPITupleTable *tt, uint64 npacks)
         m->domain_start[++cur_domain] = n;
 }
 
+/* The arrays derived from the items (after LoadItemPacks or LoadItemRows). */
+static void
+DeriveItemArrays(ItModel *m)
+{
+    int64       n = m->n_items;
+
+    m->pop_score = ModelAlloc(m, sizeof(float), n);
+    m->pop_order = ModelAlloc(m, sizeof(int32), n);
+    m->YtY = ModelAlloc(m, sizeof(float) * m->k, m->k);
+    m->max_popularity = 0;
+    for (int64 i = 0; i < n; i++)
+    {
+        m->max_popularity = Max(m->max_popularity, m->popularity[i]);
+        m->pop_order[i] = (int32) i;
+    }
+    for (int64 i = 0; i < n; i++)
+        m->pop_score[i] = m->max_popularity > 0 ?
+            (float) ((double) m->popularity[i] / (double) m->max_popularity) : 0.0f;
+    SortPopularity = m->popularity;
+    qsort(m->pop_order, n, sizeof(int32), ComparePopularity);
+    SortPopularity = NULL;
+    if (n > 0)
+        it_gram(m->Y, n, m->k, m->YtY);
+    else
+        memset(m->YtY, 0, sizeof(float) * m->k * m->k);
+    m->q8 = ModelAlloc(m, (Size) it_q8_kpad(m->k), it_q8_padded(n));
+    m->q8_scale = ModelAlloc(m, sizeof(float), it_q8_padded(n));
+    m->q8_tol = ModelAlloc(m, sizeof(float), n);
+    m->q8_tol_block = ModelAlloc(m, sizeof(float), it_q8_padded(n) / IT_Q8_BLOCK);
+    it_q8_encode(m->Y, n, m->k, m->q8, m->q8_scale, m->q8_tol, &m->q8_norm_max, m->q8_tol_block);
+}
+
 /*
  * Loads the version described by st into a new context, a child of the
  * current one (SPI's), so an error frees it with the rest.  The caller
@@ -790,6 +823,7 @@ LoadModel(const DeployedStamp *st)
     int64       declared_items;
     int64       n;
     uint64      npacks;
+    const char *from;
 
     cxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer model",
                                 ALLOCSET_DEFAULT_SIZES);
@@ -833,50 +867,45 @@ LoadModel(const DeployedStamp *st)
     ItArrayToFloats(d, m->user_mean, m->k, "user_mean of the model");
     SPI_freetuptable(SPI_tuptable);
 
-    /* The items, in (domain, id) order: packed, else row by row. */
+    /*
+     * The items, in (domain, id) order, with their derived arrays: from the
+     * shared file another backend wrote for these packs, else from the packs
+     * (then written to that file), else row by row (versions before packs).
+     */
     npacks = ItStoreItemPacks(st->name, st->version);
     if (npacks > 0)
     {
-        LoadItemPacks(m, SPI_tuptable, npacks);
+        ItItemCacheKey key;
+
+        ItItemCacheKeyFromPacks(&key, m, SPI_tuptable, npacks, 3, 8, 9);
+        if (ItItemCacheRead(m, &key))
+            from = "the shared item file";
+        else
+        {
+            LoadItemPacks(m, SPI_tuptable, npacks);
+            DeriveItemArrays(m);
+            ItItemCacheWrite(m, &key);
+            from = "its item packs";
+        }
         SPI_freetuptable(SPI_tuptable);
     }
     else
     {
         SPI_freetuptable(SPI_tuptable);
         LoadItemRows(m, declared_items);
+        DeriveItemArrays(m);
+        from = "its item rows";
     }
     n = m->n_items;
+    ereport(DEBUG1,
+            (errmsg_internal("interest_transfer: loaded version %d of model \"%s\", " INT64_FORMAT " items, from %s",
+                             m->version, m->name, n, from)));
 
-    /* Derived arrays. */
-    m->pop_score = ModelAlloc(m, sizeof(float), n);
-    m->pop_order = ModelAlloc(m, sizeof(int32), n);
-    m->YtY = ModelAlloc(m, sizeof(float) * m->k, m->k);
     m->scores = ModelAlloc(m, sizeof(float), n);
-    m->max_popularity = 0;
-    for (int64 i = 0; i < n; i++)
-    {
-        m->max_popularity = Max(m->max_popularity, m->popularity[i]);
-        m->pop_order[i] = (int32) i;
-    }
-    for (int64 i = 0; i < n; i++)
-        m->pop_score[i] = m->max_popularity > 0 ?
-            (float) ((double) m->popularity[i] / (double) m->max_popularity) : 0.0f;
-    SortPopularity = m->popularity;
-    qsort(m->pop_order, n, sizeof(int32), ComparePopularity);
-    SortPopularity = NULL;
-    if (n > 0)
-        it_gram(m->Y, n, m->k, m->YtY);
-    else
-        memset(m->YtY, 0, sizeof(float) * m->k * m->k);
-    m->q8 = ModelAlloc(m, (Size) it_q8_kpad(m->k), it_q8_padded(n));
-    m->q8_scale = ModelAlloc(m, sizeof(float), it_q8_padded(n));
-    m->q8_tol = ModelAlloc(m, sizeof(float), n);
-    m->q8_tol_block = ModelAlloc(m, sizeof(float), it_q8_padded(n) / IT_Q8_BLOCK);
-    it_q8_encode(m->Y, n, m->k, m->q8, m->q8_scale, m->q8_tol, &m->q8_norm_max, m->q8_tol_block);
-
     m->generation = NextGeneration++;
     return m;
 }
+
 
 ItModel *
 ItGetModel(const char *model)

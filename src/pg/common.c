@@ -32,6 +32,8 @@
 #include "utils/syscache.h"
 
 #include "common.h"
+#include "item_cache.h"
+#include "kernels.h"
 
 PG_MODULE_MAGIC;
 
@@ -53,6 +55,12 @@ void        _PG_init(void);
 void
 _PG_init(void)
 {
+    const char *core;
+
+    /* before any BLAS call: the kernels this CPU can run */
+    core = it_blas_prefer_core();
+    if (core != NULL)
+        elog(DEBUG1, "interest_transfer: OpenBLAS did not know this CPU; loaded its %s kernels", core);
     DefineCustomIntVariable("interest_transfer.threads",
                             gettext_noop("Worker threads used by training (0 = one per core, at most 8)."),
                             gettext_noop("Threads are created for each training step and joined before it returns."),
@@ -74,6 +82,13 @@ _PG_init(void)
                             2 * 1024 * 1024, 1024, MAX_KILOBYTES,
                             PGC_USERSET, GUC_UNIT_KB,
                             NULL, NULL, NULL);
+    DefineCustomBoolVariable("interest_transfer.item_cache",
+                             gettext_noop("Shares each deployed version's item arrays between backends through a file in the data directory."),
+                             gettext_noop("The first backend that loads a version writes $PGDATA/interest_transfer/; the next ones map it instead of reading the packs."),
+                             &it_item_cache,
+                             true,
+                             PGC_SUSET, 0,
+                             NULL, NULL, NULL);
     MarkGUCPrefixReserved("interest_transfer");
 }
 

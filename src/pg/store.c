@@ -229,7 +229,7 @@ PreparePlans(void)
                            ItTable("it_user_factors"), quote_literal_cstr(IT_CONTEXT_SOURCE_MODELS)),
                   3, user_types);
     PlanItemPacks =
-        SavedPlan(psprintf("SELECT chunk, domain, items, item_ids, popularity, factors, norms FROM %s "
+        SavedPlan(psprintf("SELECT chunk, domain, items, item_ids, popularity, factors, norms, xmin, ctid FROM %s "
                            "WHERE model OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2 "
                            "ORDER BY chunk",
                            ItTable("it_item_packs")),

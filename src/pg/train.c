@@ -36,6 +36,7 @@
 #include "context.h"
 #include "cross_domain.h"
 #include "interactions.h"
+#include "item_cache.h"
 #include "common.h"
 #include "spi_read.h"
 #include "options.h"
@@ -1177,6 +1178,8 @@ interest_transfer_drop_model(PG_FUNCTION_ARGS)
     if (!ItReadModelAcl(model, true, &acl))
         elog(ERROR, "model \"%s\" vanished", model);
     deleted = ItStoreDropModel(model);
+    /* rolled back, the files are written again on the next load */
+    ItItemCacheForget(model);
     /* roles that no longer own or use a model may be dropped */
     roles = palloc(sizeof(Oid) * (1 + acl.nusers + acl.ntrainers));
     roles[nroles++] = acl.owner;

@@ -334,6 +334,10 @@ main(int argc, char **argv)
     }
     if (ninter > nusers * nitems / 2)
         ninter = nusers * nitems / 2;
+    /* the kernels the extension loads on this CPU */
+    if (it_blas_prefer_core() != NULL)
+        printf("OpenBLAS did not know this CPU: loaded its %s kernels, as the extension does\n",
+               it_blas_core_name());
 
     /* Zipf item popularity: P(item i) ~ 1 / (i + 1)^zipf */
     cdf = Alloc(sizeof(double) * nitems);

@@ -67,8 +67,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cblas.h>
+
+#include "kernels.h"
 
 /* a row whose squared residual is below this is solved */
 #define CG_EPS 1e-20f
@@ -787,6 +790,8 @@ main(int argc, char **argv)
     int         reps = 3;
     const char *path = NULL;
     const char *gen = NULL;
+    const char *want;
+    int         switched;
     Coo         coo;
     Parts       parts[MAX_REPS];
     double      t0;
@@ -827,6 +832,21 @@ main(int argc, char **argv)
         !(s.reg >= 0) || !(s.alpha >= 0))
         Usage();
 
+    /*
+     * The kernels train() gets on this CPU (blas_core.c), for a fair race:
+     * here by starting again with OPENBLAS_CORETYPE set, before the
+     * library's thread pool has run anything.
+     */
+    want = it_blas_wanted_core();
+    if (want != NULL)
+    {
+        setenv("OPENBLAS_CORETYPE", want, 1);
+        setenv("IMPLICIT_CG_SWITCHED", "1", 1);
+        execv("/proc/self/exe", argv);
+        fprintf(stderr, "implicit_cg: could not start again with OPENBLAS_CORETYPE=%s: %s\n", want, strerror(errno));
+        return 1;
+    }
+    switched = getenv("IMPLICIT_CG_SWITCHED") != NULL;
     /* one BLAS thread per caller: the rows are the parallel part */
     openblas_set_num_threads(1);
 
@@ -852,6 +872,8 @@ main(int argc, char **argv)
     printf("fit: %d factors, %d iterations, %d CG steps, %d threads, regularization %g, "
            "confidence 1 + %g * weight, YtY p by %s\n", s.k, s.iters, s.cg_steps, s.threads, s.reg, s.alpha,
            use_gemv ? "sgemv (-g)" : "ssymv");
+    printf("OpenBLAS kernels: %s%s\n", it_blas_core_name() ? it_blas_core_name() : "(not OpenBLAS)",
+           switched ? ", loaded in place of the library's fallback for an unknown CPU, as train() does" : "");
     fflush(stdout);
 
     if (s.print_loss)

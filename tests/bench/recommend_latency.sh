@@ -25,8 +25,10 @@
 #   bandwidth the time merely reading the 8-bit item copy's bytes takes
 #            (tests/bench/scan_bandwidth): the floor of the server's scan
 #   load     the first call of a new backend (reads the item factors), and
-#            the second: the median of LOADS (7) new backends, with the
-#            item packs training writes, and from the rows alone
+#            the second: the median of LOADS (7) new backends, from the rows
+#            alone, from the item packs training writes (with
+#            interest_transfer.item_cache off), and from the shared item
+#            file the first backend wrote
 # Then the ratios: plain SQL p50 / server p50, and the client's extra latency
 # over SELECT 1 (pgbench recommend p50 - SELECT 1 p50).
 set -eu
@@ -84,7 +86,8 @@ echo "recommend() latency: $ITEMS items, $FACTORS factors, $USERS users ($SEEN s
 
 # First call of a new backend (loads the model), then the second: the
 # median of LOADS new backends, first from the rows alone (a version written
-# before item packs), then from the packs training writes with the rows.
+# before item packs), then from the packs training writes with the rows,
+# then from the shared item file (item_cache.c).
 LOADS=${LOADS:-7}
 first_call() {
     psql -X -q -At -v ON_ERROR_STOP=1 <<'SQL'
@@ -123,7 +126,10 @@ SELECT 'bench', 1, c, 0, count(*), array_agg(item_id ORDER BY item_id), array_ag
  GROUP BY c;
 VACUUM ANALYZE it_item_packs;
 SQL
-loads packs
+PGOPTIONS="${PGOPTIONS:-} -c interest_transfer.item_cache=off" loads packs
+# one backend writes the version's shared item file, the next ones map it
+first_call >/dev/null
+loads "shared item file"
 
 # Server side: each call timed inside one backend.
 (psql -X -q -At -v ON_ERROR_STOP=1 -v calls="$CALLS" -v users="$USERS" <<'SQL'
