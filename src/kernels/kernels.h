@@ -358,6 +358,16 @@ double      it_q8_query(const float *x, int k, float qnorm_max, int8_t *qx, floa
 void        it_q8_scores(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
                          const int8_t *qx, float sx, float *scores, float *block_max);
 
+/*
+ * it_q8_scores with the range cut into up to nthreads parts (at most
+ * IT_Q8_MAX_SCAN_THREADS), scanned at once by the caller and threads
+ * started for the call: the same scores and block maxima, bit for bit.
+ * Fewer than 2 blocks per thread: one scan, no thread.
+ */
+#define IT_Q8_MAX_SCAN_THREADS 8
+void        it_q8_scores_threads(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
+                                 const int8_t *qx, float sx, float *scores, float *block_max, int nthreads);
+
 /* The number of blocks items [lo, hi) touch. */
 int64_t     it_q8_blocks(int64_t lo, int64_t hi);
 

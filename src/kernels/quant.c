@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "clones.h"
 
 /*
  * The scan is written three times: AVX-512 VNNI and AVX2 with intrinsics,
@@ -375,9 +376,9 @@ it_q8_scores_variant(int variant, const int8_t *Q, const float *scale, int64_t l
     return 0;
 }
 
-void
-it_q8_scores(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
-             const int8_t *qx, float sx, float *scores, float *block_max)
+/* The best implementation this CPU runs, picked at the first call. */
+static ScoresFn
+BestScoresFn(void)
 {
     static ScoresFn fn = NULL;
 
@@ -389,7 +390,93 @@ it_q8_scores(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
             pick = VariantFn(v);
         fn = pick;
     }
-    fn(Q, scale, lo, hi, k, qx, sx, scores, block_max);
+    return fn;
+}
+
+void
+it_q8_scores(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
+             const int8_t *qx, float sx, float *scores, float *block_max)
+{
+    BestScoresFn()(Q, scale, lo, hi, k, qx, sx, scores, block_max);
+}
+
+/*
+ * it_q8_scores over threads: [lo, hi) cut at block boundaries into
+ * nthreads parts, one scanned by the caller, the others by threads started
+ * for the call (it_start_threads: every signal blocked).  Each item's score
+ * and each block's maximum is computed as it_q8_scores computes it alone,
+ * so the result does not depend on the number of threads.
+ */
+typedef struct ScanPart
+{
+    const int8_t *Q;
+    const float *scale;
+    int64_t     lo;
+    int64_t     hi;
+    int         k;
+    const int8_t *qx;
+    float       sx;
+    float      *scores;
+    float      *block_max;
+} ScanPart;
+
+static void *
+ScanPartRun(void *arg)
+{
+    ScanPart   *p = (ScanPart *) arg;
+
+    it_q8_scores(p->Q, p->scale, p->lo, p->hi, p->k, p->qx, p->sx, p->scores, p->block_max);
+    return NULL;
+}
+
+void
+it_q8_scores_threads(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
+                     const int8_t *qx, float sx, float *scores, float *block_max, int nthreads)
+{
+    ScanPart    parts[IT_Q8_MAX_SCAN_THREADS];
+    void       *args[IT_Q8_MAX_SCAN_THREADS];
+    pthread_t   tids[IT_Q8_MAX_SCAN_THREADS];
+    int64_t     blocks = it_q8_blocks(lo, hi);
+    int64_t     start = lo;
+    int         nparts;
+    int         started;
+
+    if (nthreads > IT_Q8_MAX_SCAN_THREADS)
+        nthreads = IT_Q8_MAX_SCAN_THREADS;
+    if (nthreads < 2 || blocks < 2 * nthreads)
+    {
+        it_q8_scores(Q, scale, lo, hi, k, qx, sx, scores, block_max);
+        return;
+    }
+    /* part t: blocks [blocks * t / n, blocks * (t + 1) / n) of the range */
+    for (nparts = 0; nparts < nthreads; nparts++)
+    {
+        int64_t     end_block = blocks * (nparts + 1) / nthreads;
+        int64_t     end = nparts == nthreads - 1 ? hi : (lo / IT_Q8_BLOCK + end_block) * IT_Q8_BLOCK;
+        int64_t     first_block = blocks * nparts / nthreads;
+        ScanPart   *p = &parts[nparts];
+
+        p->Q = Q;
+        p->scale = scale;
+        p->lo = start;
+        p->hi = end;
+        p->k = k;
+        p->qx = qx;
+        p->sx = sx;
+        p->scores = scores + (start - lo);
+        p->block_max = block_max != NULL ? block_max + first_block : NULL;
+        args[nparts] = p;
+        start = end;
+    }
+    /* picked before any thread reads it */
+    (void) BestScoresFn();
+    started = it_start_threads(ScanPartRun, args + 1, nparts - 1, tids);
+    ScanPartRun(args[0]);
+    /* parts no thread took: this thread scans them */
+    for (int t = 1 + started; t < nparts; t++)
+        ScanPartRun(args[t]);
+    for (int t = 0; t < started; t++)
+        pthread_join(tids[t], NULL);
 }
 
 /*

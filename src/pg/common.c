@@ -40,6 +40,10 @@ PG_MODULE_MAGIC;
 int         it_threads = 0;
 char       *it_default_model = NULL;
 int         it_train_memory_kb = 2 * 1024 * 1024;  /* 2 GB */
+int         it_scan_threads = 0;
+
+/* Items from which a scan is cut between two threads when automatic. */
+#define IT_SCAN_THREADS_FROM 65536
 
 /* The budget ItMemoryBudgetBegin set (NULL context: none). */
 static MemoryContext it_budget_cxt = NULL;
@@ -82,6 +86,13 @@ _PG_init(void)
                             2 * 1024 * 1024, 1024, MAX_KILOBYTES,
                             PGC_USERSET, GUC_UNIT_KB,
                             NULL, NULL, NULL);
+    DefineCustomIntVariable("interest_transfer.scan_threads",
+                            gettext_noop("Threads one recommend() call scans the items' 8-bit copy with (0 = automatic)."),
+                            gettext_noop("Automatic: 2 from 65,536 items on a machine of 2 cores or more, else 1. The scan is bound by memory bandwidth, which one core does not use up."),
+                            &it_scan_threads,
+                            0, 0, IT_Q8_MAX_SCAN_THREADS,
+                            PGC_USERSET, 0,
+                            NULL, NULL, NULL);
     DefineCustomBoolVariable("interest_transfer.item_cache",
                              gettext_noop("Shares each deployed version's item arrays between backends through a file in the data directory."),
                              gettext_noop("The first backend that loads a version writes $PGDATA/interest_transfer/; the next ones map it instead of reading the packs."),
@@ -105,6 +116,20 @@ ItThreads(int requested)
     if (ncpu < 1)
         ncpu = 1;
     return (int) Min(ncpu, 8);
+}
+
+int
+ItScanThreads(int64 n)
+{
+    static long ncpu = 0;
+
+    if (it_scan_threads > 0)
+        return it_scan_threads;
+    if (n < IT_SCAN_THREADS_FROM)
+        return 1;
+    if (ncpu == 0)
+        ncpu = Max(sysconf(_SC_NPROCESSORS_ONLN), 1);
+    return ncpu >= 2 ? 2 : 1;
 }
 
 /*

@@ -31,6 +31,8 @@ extern char *it_default_model;  /* interest_transfer.default_model: "" = none */
 
 /* Worker threads to use for a given request (0 = the GUC's choice). */
 extern int  ItThreads(int requested);
+/* Threads one call scans n items with (interest_transfer.scan_threads). */
+extern int  ItScanThreads(int64 n);
 
 /*
  * The schema the extension lives in, taken from the namespace of the SQL

@@ -289,7 +289,8 @@ TopItems(ItModel *m, const ItInterest *in, bool has_user, int64 user_id, bool ex
         double      query_tol = it_q8_query(in->x, m->k, m->q8_norm_max, qx, &sx);
         int         got;
 
-        it_q8_scores(m->q8, m->q8_scale, lo, hi, m->k, qx, sx, m->scores + lo, block_max);
+        it_q8_scores_threads(m->q8, m->q8_scale, lo, hi, m->k, qx, sx, m->scores + lo, block_max,
+                             ItScanThreads(hi - lo));
         pfree(qx);
         got = RankQ8Scores(m, in, d, exclude, nexclude, kk, query_tol, m->scores + lo, block_max,
                            out_idx, out_score);

@@ -643,6 +643,61 @@ TEST(many_queries_score_as_each_alone)
     }
 }
 
+/* The scan cut between threads gives every score and block maximum of the single scan. */
+TEST(threaded_scan_scores_as_one)
+{
+    const int64_t ranges[][2] = {{0, 5000}, {7, 4093}, {33, 70}, {16, 48}, {0, 1}};
+    int         k = 64;
+    int64_t     n = 5000;
+    float      *Y = MakeItems(n, k);
+    Copy        c = Encode(Y, n, k);
+    int8_t     *qx = malloc(it_q8_query_bytes(k));
+    float      *X = malloc(sizeof(float) * k);
+    float      *one = malloc(sizeof(float) * (n + 1));
+    float      *cut = malloc(sizeof(float) * (n + 1));
+    float      *one_max = malloc(sizeof(float) * (n / IT_Q8_BLOCK + 2));
+    float      *cut_max = malloc(sizeof(float) * (n / IT_Q8_BLOCK + 2));
+    float       sx;
+
+    for (int j = 0; j < k; j++)
+        X[j] = (float) (Uniform() - 0.5);
+    it_q8_query(X, k, c.qmax, qx, &sx);
+    for (int r = 0; r < 5; r++)
+    {
+        int64_t     lo = ranges[r][0],
+                    hi = ranges[r][1];
+        int64_t     nb = it_q8_blocks(lo, hi);
+
+        it_q8_scores(c.Q, c.scale, lo, hi, k, qx, sx, one, one_max);
+        for (int t = 0; t <= IT_Q8_MAX_SCAN_THREADS + 1; t++)
+        {
+            int         bad = 0;
+
+            memset(cut, 0xff, sizeof(float) * (n + 1));
+            memset(cut_max, 0xff, sizeof(float) * (n / IT_Q8_BLOCK + 2));
+            it_q8_scores_threads(c.Q, c.scale, lo, hi, k, qx, sx, cut, cut_max, t);
+            bad += memcmp(one, cut, sizeof(float) * (hi - lo)) != 0;
+            bad += memcmp(one_max, cut_max, sizeof(float) * nb) != 0;
+            /* nothing past the range written */
+            bad += ((uint32_t *) cut)[hi - lo] != 0xffffffffu || ((uint32_t *) cut_max)[nb] != 0xffffffffu;
+            CHECK(bad == 0, "[%lld, %lld) over %d threads differs from one scan",
+                  (long long) lo, (long long) hi, t);
+        }
+    }
+    /* without block maxima */
+    it_q8_scores_threads(c.Q, c.scale, 7, 4093, k, qx, sx, cut, NULL, 2);
+    it_q8_scores(c.Q, c.scale, 7, 4093, k, qx, sx, one, NULL);
+    CHECK(memcmp(one, cut, sizeof(float) * (4093 - 7)) == 0, "scores without block maxima");
+    free(qx);
+    free(X);
+    free(one);
+    free(cut);
+    free(one_max);
+    free(cut_max);
+    FreeCopy(&c);
+    free(Y);
+}
+
 int
 main(void)
 {
@@ -653,5 +708,6 @@ main(void)
     RUN(exact_top_k_from_the_8_bit_scores);
     RUN(exact_top_k_from_the_shortlist);
     RUN(many_queries_score_as_each_alone);
+    RUN(threaded_scan_scores_as_one);
     return unit_summary();
 }
