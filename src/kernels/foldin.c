@@ -76,3 +76,63 @@ it_fold_in(const float *Y, int k, const float *YtY,
     memcpy(x, b, sizeof(float) * k);
     return 0;
 }
+
+int
+it_fold_in_grid(const float *Y, int k, const float *YtY,
+                const int32_t *items, const float *weights, int n,
+                float alpha, float positive_threshold,
+                const float *lambdas, int ngrid,
+                const float *prior, float *X, float *scratch)
+{
+    float      *A0 = scratch;
+    float      *b0 = A0 + (size_t) k * k;
+    float      *A = b0 + k;
+    float      *b = A + (size_t) k * k;
+    const int   one = 1;
+
+    if (k < 1 || ngrid < 1)
+        return -1;
+
+    /* the evidence, shared by every weight: YtY + sum_i (c_i - 1) y_i y_i^T, sum_i c_i p_i y_i */
+    memcpy(A0, YtY, sizeof(float) * k * k);
+    memset(b0, 0, sizeof(float) * k);
+    for (int i = 0; i < n; i++)
+    {
+        const float *y = Y + (size_t) items[i] * k;
+        float       cm1 = alpha * weights[i];
+
+        if (cm1 != 0.0f)
+            cblas_ssyr(CblasRowMajor, CblasUpper, k, cm1, y, 1, A0, k);
+        if (weights[i] >= positive_threshold)
+            cblas_saxpy(k, 1.0f + cm1, y, 1, b0, 1);
+    }
+
+    for (int j = 0; j < ngrid; j++)
+    {
+        float       lambda0 = lambdas[j];
+        float      *x = X + (size_t) j * k;
+        int         info = 0;
+
+        if (n <= 0 && lambda0 > 0.0f)
+        {
+            if (prior != NULL)
+                memcpy(x, prior, sizeof(float) * k);
+            else
+                memset(x, 0, sizeof(float) * k);
+            continue;
+        }
+        memcpy(A, A0, sizeof(float) * k * k);
+        for (int i = 0; i < k; i++)
+            A[(size_t) i * k + i] += lambda0;
+        for (int i = 0; i < k; i++)
+            b[i] = b0[i] + (prior != NULL ? lambda0 * prior[i] : 0.0f);
+        sposv_("L", &k, &one, A, &k, b, &k, &info);
+        if (info != 0)
+            return info;
+        for (int i = 0; i < k; i++)
+            if (!isfinite(b[i]))
+                return -1;
+        memcpy(x, b, sizeof(float) * k);
+    }
+    return 0;
+}

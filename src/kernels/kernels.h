@@ -233,6 +233,20 @@ int         it_fold_in(const float *Y, int k, const float *YtY,
                        float alpha, float positive_threshold, float lambda0,
                        const float *prior, float *x, float *scratch);
 
+/*
+ * it_fold_in for each weight lambdas[0..ngrid) at once: x_j to X + j * k.
+ * The evidence (YtY plus the items' rank-one terms, and the right-hand
+ * side) is formed once and each weight adds only its diagonal and prior
+ * term, so a grid costs n k^2 + ngrid k^3 instead of ngrid (n k^2 + k^3).
+ * scratch must hold 2 (k*k + k) floats.  Returns as it_fold_in (the
+ * first failing weight's status; the vectors before it are written).
+ */
+int         it_fold_in_grid(const float *Y, int k, const float *YtY,
+                            const int32_t *items, const float *weights, int n,
+                            float alpha, float positive_threshold,
+                            const float *lambdas, int ngrid,
+                            const float *prior, float *X, float *scratch);
+
 /* ------------------------------------------------------------------------
  * Top-k selection (topk.c)
  * ------------------------------------------------------------------------ */

@@ -268,15 +268,14 @@ it_fold_in_grid_workspace_floats(int64_t m, int kdim, int ngrid, int k)
 
     if (m < 1 || m > INT32_MAX || kdim < 1 || ngrid < 1 || k < 1)
         return 0;
-    /* the grid's vectors and scores, the scratch of it_fold_in, the flags
-     * of the positives (m bytes, in m floats), the top k values and
+    /* the grid's vectors and scores, the scratch of it_fold_in_grid, the
+     * flags of the positives (m bytes, in m floats), the top k values and
      * indexes */
     if (!MulSize((size_t) ngrid, (size_t) kdim, &rows) ||
         !MulSize((size_t) ngrid, (size_t) m, &scores) ||
-        !MulSize((size_t) kdim, (size_t) kdim, &solve) ||
+        !MulSize((size_t) kdim + 1, 2 * (size_t) kdim, &solve) ||
         !AddSize(rows, scores, &total) ||
         !AddSize(total, solve, &total) ||
-        !AddSize(total, (size_t) kdim, &total) ||
         !AddSize(total, (size_t) m, &total) ||
         !AddSize(total, 2 * (size_t) k, &total))
         return 0;
@@ -404,8 +403,8 @@ it_fold_in_grid_hits_batch(const float *Y, int64_t m, int kdim, const float *YtY
     V = workspace;
     S = V + (size_t) nq * ngrid * kdim;
     scratch = S + (size_t) nq * ngrid * m;
-    flags = (unsigned char *) (scratch + (size_t) kdim * kdim + kdim);
-    top_val = scratch + (size_t) kdim * kdim + kdim + m;
+    flags = (unsigned char *) (scratch + 2 * ((size_t) kdim * kdim + kdim));
+    top_val = scratch + 2 * ((size_t) kdim * kdim + kdim) + m;
     top_idx = (int32_t *) (top_val + k);
     memset(flags, 0, (size_t) m);
 
@@ -424,10 +423,9 @@ it_fold_in_grid_hits_batch(const float *Y, int64_t m, int kdim, const float *YtY
             memset(Vq, 0, sizeof(float) * (size_t) ngrid * kdim);
             continue;
         }
-        for (j = 0; j < ngrid; j++)
-            if (it_fold_in(Y, kdim, YtY, x->revealed, x->weights, x->nrev, alpha, positive_threshold,
-                           lambdas[j], x->prior, Vq + (size_t) j * kdim, scratch) != 0)
-                return 1;
+        if (it_fold_in_grid(Y, kdim, YtY, x->revealed, x->weights, x->nrev, alpha, positive_threshold,
+                            lambdas, ngrid, x->prior, Vq, scratch) != 0)
+            return 1;
     }
 
     /* the scores of every grid, one product */

@@ -239,6 +239,75 @@ TEST(fold_in_negative_below_threshold)
     CHECK(sn2 < sn, "a more confident negative scores lower: %g, %g", sn2, sn);
 }
 
+/*
+ * it_fold_in_grid gives each weight what it_fold_in gives it alone (the
+ * evidence formed once, to rounding), a below-threshold item included;
+ * without items, every positive weight gets the prior; a singular weight
+ * (0 with YtY = 0) fails.
+ */
+TEST(fold_in_grid_equals_one_weight_at_a_time)
+{
+    enum
+    {
+        k = 16, nitems = 40, n = 7, ngrid = 5
+    };
+    float       Y[nitems * k];
+    float       YtY[k * k];
+    float       scratch1[k * k + k];
+    float       scratch2[2 * (k * k + k)];
+    float       prior[k];
+    float       lambdas[ngrid] = {0.01f, 0.3f, 1.0f, 30.0f, 1000.0f};
+    float       X[ngrid * k];
+    float       x[k];
+    int32_t     items[n] = {3, 9, 9, 14, 22, 30, 39};
+    float       w[n] = {1.0f, 2.5f, 0.5f, 4.0f, 0.2f, 1.0f, 7.0f};
+    double      worst = 0;
+
+    for (int i = 0; i < nitems * k; i++)
+        Y[i] = (float) (Uniform() - 0.5);
+    for (int i = 0; i < k; i++)
+        prior[i] = (float) (Uniform() - 0.5);
+    it_gram(Y, nitems, k, YtY);
+    for (int pass = 0; pass < 2; pass++)
+    {
+        const float *pr = pass == 0 ? prior : NULL;
+
+        CHECK(it_fold_in_grid(Y, k, YtY, items, w, n, 3.0f, 0.4f, lambdas, ngrid, pr, X, scratch2) == 0,
+              "status");
+        for (int j = 0; j < ngrid; j++)
+        {
+            double      norm = 0;
+
+            CHECK(it_fold_in(Y, k, YtY, items, w, n, 3.0f, 0.4f, lambdas[j], pr, x, scratch1) == 0, "status");
+            for (int i = 0; i < k; i++)
+                norm = fmax(norm, fabs(x[i]));
+            for (int i = 0; i < k; i++)
+                worst = fmax(worst, fabs(X[j * k + i] - x[i]) / fmax(norm, 1e-6));
+        }
+    }
+    CHECK(worst < 1e-4, "grid differs from one weight at a time by %g", worst);
+
+    /* no items: the prior at every positive weight */
+    CHECK(it_fold_in_grid(Y, k, YtY, NULL, NULL, 0, 3.0f, 0.0f, lambdas, ngrid, prior, X, scratch2) == 0,
+          "status");
+    for (int j = 0; j < ngrid; j++)
+        CHECK(memcmp(X + j * k, prior, sizeof(prior)) == 0, "weight %d is not the prior", j);
+
+    /* YtY = 0 and weight 0: singular */
+    {
+        float       Z[3] = {0, 0, 0};
+        float       ZtZ[9] = {0};
+        float       zs[2 * (9 + 3)];
+        float       lz[2] = {1.0f, 0.0f};
+        float       xz[6];
+        int32_t     it0 = 0;
+        float       w0 = 1.0f;
+
+        CHECK(it_fold_in_grid(Z, 3, ZtZ, &it0, &w0, 1, 1.0f, 0.0f, lz, 2, NULL, xz, zs) != 0,
+              "singular accepted");
+    }
+}
+
 int
 main(void)
 {
@@ -247,5 +316,6 @@ main(void)
     RUN(fold_in_prior_weight_pulls);
     RUN(fold_in_not_positive_definite);
     RUN(fold_in_negative_below_threshold);
+    RUN(fold_in_grid_equals_one_weight_at_a_time);
     return unit_summary();
 }

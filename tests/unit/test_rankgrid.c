@@ -447,7 +447,7 @@ TEST(fold_in_grid_matches_fold_in_and_a_full_sort)
     size_t      wsf = it_fold_in_grid_workspace_floats(M, KD, NG, K);
     int         differ = 0;
 
-    CHECK(wsf == (size_t) NG * KD + (size_t) NG * M + KD * KD + KD + M + 2 * K, "workspace %zu", wsf);
+    CHECK(wsf == (size_t) NG * KD + (size_t) NG * M + 2 * (KD * KD + KD) + M + 2 * K, "workspace %zu", wsf);
     ws = malloc(sizeof(float) * wsf);
     for (int i = 0; i < M * KD; i++)
         Y[i] = UniformSigned();
@@ -504,7 +504,7 @@ TEST(fold_in_grid_strong_prior_ranks_like_the_prior)
     float       w[1] = {5.0f};
     int32_t     pos[3] = {0, 1, 2};
     int32_t     hits[2];
-    float       ws[2 * KD + 2 * M + KD * KD + KD + 2 * M + 2 * K];
+    float       ws[2 * KD + 2 * M + 2 * (KD * KD + KD) + 2 * M + 2 * K];
 
     /* items 1 and 2 point along the prior; item 0 (revealed) and the
      * others along the second axis */
@@ -581,7 +581,7 @@ TEST(fold_in_grid_no_positive_left)
     float       w[1] = {1.0f};
     int32_t     pos[2] = {1, 9};   /* revealed, and out of range */
     int32_t     hits[1] = {7};
-    float       ws[2 + 2 + 4 + 2 + 2 + 2 + 2];
+    float       ws[2 + 2 + 2 * (4 + 2) + 2 + 2 + 2];
 
     CHECK(it_fold_in_grid_hits(Y, 2, 2, YtY, 1.0f, 0.0f, NULL, rev, w, 1, pos, 2, &lambda, 1, 1, ws, hits) == 0,
           "returns 0");
