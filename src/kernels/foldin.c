@@ -16,46 +16,25 @@
 extern void sposv_(const char *uplo, const int *n, const int *nrhs, float *a,
                    const int *lda, float *b, const int *ldb, int *info);
 
-int
-it_fold_in(const float *Y, int k, const float *YtY,
-           const int32_t *items, const float *weights, int n,
-           float alpha, float positive_threshold, float lambda0,
-           const float *prior, float *x, float *scratch)
+/* No evidence: the prior itself (zero without one). */
+static void
+PriorOnly(const float *prior, int k, float *x)
 {
-    float      *A = scratch;
-    float      *b = scratch + (size_t) k * k;
-    const int   one = 1;
-    int         info = 0;
-    int         i;
-
-    if (k < 1)
-        return -1;
-
-    if (n <= 0 && lambda0 > 0.0f)
-    {
-        /* no evidence: the prior itself */
-        if (prior != NULL)
-            memcpy(x, prior, sizeof(float) * k);
-        else
-            memset(x, 0, sizeof(float) * k);
-        return 0;
-    }
-
-    /*
-     * A = YtY + sum_i (c_i - 1) y_i y_i^T + lambda0 I, b = sum_i c_i y_i +
-     * lambda0 prior.  Only the upper triangle (row-major) is formed; LAPACK
-     * sees the same memory as column-major, i.e. as its lower triangle.
-     */
-    memcpy(A, YtY, sizeof(float) * k * k);
-    for (i = 0; i < k; i++)
-        A[(size_t) i * k + i] += lambda0;
-    if (prior != NULL && lambda0 != 0.0f)
-        for (i = 0; i < k; i++)
-            b[i] = lambda0 * prior[i];
+    if (prior != NULL)
+        memcpy(x, prior, sizeof(float) * k);
     else
-        memset(b, 0, sizeof(float) * k);
+        memset(x, 0, sizeof(float) * k);
+}
 
-    for (i = 0; i < n; i++)
+/*
+ * Adds the items' evidence: sum_i (c_i - 1) y_i y_i^T to A (its upper
+ * triangle, row-major) and sum_i c_i p_i y_i to b.
+ */
+static void
+AddEvidence(const float *Y, int k, const int32_t *items, const float *weights, int n,
+            float alpha, float positive_threshold, float *A, float *b)
+{
+    for (int i = 0; i < n; i++)
     {
         const float *y = Y + (size_t) items[i] * k;
         float       cm1 = alpha * weights[i];
@@ -66,15 +45,58 @@ it_fold_in(const float *Y, int k, const float *YtY,
         if (weights[i] >= positive_threshold)
             cblas_saxpy(k, 1.0f + cm1, y, 1, b, 1);
     }
+}
+
+/*
+ * Solves A x = b (A's upper triangle, row-major: LAPACK sees the same
+ * memory as column-major, i.e. as its lower triangle); A and b are
+ * overwritten.  Returns 0, LAPACK's info, or -1 when x is not finite (x
+ * is then left unchanged).
+ */
+static int
+SolveInto(int k, float *A, float *b, float *x)
+{
+    const int   one = 1;
+    int         info = 0;
 
     sposv_("L", &k, &one, A, &k, b, &k, &info);
     if (info != 0)
         return info;
-    for (i = 0; i < k; i++)
+    for (int i = 0; i < k; i++)
         if (!isfinite(b[i]))
             return -1;
     memcpy(x, b, sizeof(float) * k);
     return 0;
+}
+
+int
+it_fold_in(const float *Y, int k, const float *YtY,
+           const int32_t *items, const float *weights, int n,
+           float alpha, float positive_threshold, float lambda0,
+           const float *prior, float *x, float *scratch)
+{
+    float      *A = scratch;
+    float      *b = scratch + (size_t) k * k;
+
+    if (k < 1)
+        return -1;
+    if (n <= 0 && lambda0 > 0.0f)
+    {
+        PriorOnly(prior, k, x);
+        return 0;
+    }
+
+    /* A = YtY + lambda0 I + the evidence, b = lambda0 prior + the evidence */
+    memcpy(A, YtY, sizeof(float) * k * k);
+    for (int i = 0; i < k; i++)
+        A[(size_t) i * k + i] += lambda0;
+    if (prior != NULL && lambda0 != 0.0f)
+        for (int i = 0; i < k; i++)
+            b[i] = lambda0 * prior[i];
+    else
+        memset(b, 0, sizeof(float) * k);
+    AddEvidence(Y, k, items, weights, n, alpha, positive_threshold, A, b);
+    return SolveInto(k, A, b, x);
 }
 
 int
@@ -88,37 +110,24 @@ it_fold_in_grid(const float *Y, int k, const float *YtY,
     float      *b0 = A0 + (size_t) k * k;
     float      *A = b0 + k;
     float      *b = A + (size_t) k * k;
-    const int   one = 1;
 
     if (k < 1 || ngrid < 1)
         return -1;
 
-    /* the evidence, shared by every weight: YtY + sum_i (c_i - 1) y_i y_i^T, sum_i c_i p_i y_i */
+    /* the evidence, shared by every weight */
     memcpy(A0, YtY, sizeof(float) * k * k);
     memset(b0, 0, sizeof(float) * k);
-    for (int i = 0; i < n; i++)
-    {
-        const float *y = Y + (size_t) items[i] * k;
-        float       cm1 = alpha * weights[i];
-
-        if (cm1 != 0.0f)
-            cblas_ssyr(CblasRowMajor, CblasUpper, k, cm1, y, 1, A0, k);
-        if (weights[i] >= positive_threshold)
-            cblas_saxpy(k, 1.0f + cm1, y, 1, b0, 1);
-    }
+    AddEvidence(Y, k, items, weights, n, alpha, positive_threshold, A0, b0);
 
     for (int j = 0; j < ngrid; j++)
     {
         float       lambda0 = lambdas[j];
         float      *x = X + (size_t) j * k;
-        int         info = 0;
+        int         rc;
 
         if (n <= 0 && lambda0 > 0.0f)
         {
-            if (prior != NULL)
-                memcpy(x, prior, sizeof(float) * k);
-            else
-                memset(x, 0, sizeof(float) * k);
+            PriorOnly(prior, k, x);
             continue;
         }
         memcpy(A, A0, sizeof(float) * k * k);
@@ -126,13 +135,9 @@ it_fold_in_grid(const float *Y, int k, const float *YtY,
             A[(size_t) i * k + i] += lambda0;
         for (int i = 0; i < k; i++)
             b[i] = b0[i] + (prior != NULL ? lambda0 * prior[i] : 0.0f);
-        sposv_("L", &k, &one, A, &k, b, &k, &info);
-        if (info != 0)
-            return info;
-        for (int i = 0; i < k; i++)
-            if (!isfinite(b[i]))
-                return -1;
-        memcpy(x, b, sizeof(float) * k);
+        rc = SolveInto(k, A, b, x);
+        if (rc != 0)
+            return rc;
     }
     return 0;
 }
