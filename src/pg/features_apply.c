@@ -122,7 +122,7 @@ ItEncodeTuple(const ItEncoder *e, HeapTuple tup, TupleDesc desc, float *out)
                 {
                     double      x = 0;
 
-                    if (!isnull && !ItFeatureDatumToDouble(d, vt, &x))
+                    if (!isnull && !ItFeatureDatumAsDouble(d, vt, &x))
                         ItFeatureReportValueProblem(VAL_NONFINITE, c->name, "the features", "", 0, 0, NULL);
                     WriteNumber(c, isnull, x, out);
                 }
@@ -268,7 +268,7 @@ EncodeJsonValue(const EncColumn *c, const JsonbValue *v, float *out)
                 else
                     d = DirectFunctionCall3(timestamptz_in, CStringGetDatum(s),
                                             ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
-                if (!ItFeatureDatumToDouble(d, c->type, &x))
+                if (!ItFeatureDatumAsDouble(d, c->type, &x))
                     ItFeatureReportValueProblem(VAL_NONFINITE, c->name, "the features", "", 0, 0, NULL);
                 WriteNumber(c, false, x, out);
             }

@@ -382,7 +382,7 @@ ItEncoderAddTuple(ItEncoderBuilder *b, HeapTuple tup, TupleDesc desc)
             case FEAT_DATE:
                 if (isnull)
                     c->num[row] = get_float8_nan();
-                else if (!ItFeatureDatumToDouble(d, c->type, &c->num[row]))
+                else if (!ItFeatureDatumAsDouble(d, c->type, &c->num[row]))
                     ItFeatureReportValueProblem(VAL_NONFINITE, c->name, b->what, RowWhere(b, id), 0, 0, NULL);
                 break;
             case FEAT_CATEGORY:

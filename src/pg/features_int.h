@@ -74,7 +74,7 @@ extern FeatureKind ItFeatureKindOf(ValueType vt);
 /* The value type of a column type (domains resolved); false if unsupported. */
 extern bool ItFeatureClassifyType(Oid typid, ValueType *vt);
 /* The number a numeric or date value stands for; false for NaN and infinities. */
-extern bool ItFeatureDatumToDouble(Datum d, ValueType vt, double *out);
+extern bool ItFeatureDatumAsDouble(Datum d, ValueType vt, double *out);
 /* The bytes a category value stands for: *len bytes, not NUL-terminated. */
 extern const char *ItFeatureDatumToCategory(Datum d, ValueType vt, int *len);
 /* Checks an array value of a vector column; *len gets its length. */

@@ -141,7 +141,7 @@ ItFeatureClassifyType(Oid typid, ValueType *vt)
  * and infinities (and infinite dates), which cannot be standardised.
  */
 bool
-ItFeatureDatumToDouble(Datum d, ValueType vt, double *out)
+ItFeatureDatumAsDouble(Datum d, ValueType vt, double *out)
 {
     switch (vt)
     {
