@@ -57,7 +57,7 @@ it_q8_kpad(int k)
 size_t
 it_q8_query_bytes(int k)
 {
-    return 3 * (size_t) it_q8_kpad(k);
+    return 4 * (size_t) it_q8_kpad(k);
 }
 
 /* The byte of dimension j of item i. */
@@ -166,6 +166,8 @@ it_q8_query(const float *x, int k, float qnorm_max, int8_t *qx, float *sx)
         /* the positive and negative parts, for vpdpbusd's unsigned operand */
         qx[kp + j] = (int8_t) (v > 0 ? v : 0);
         qx[2 * kp + j] = (int8_t) (v < 0 ? -v : 0);
+        /* offset by 128, for the many-query scan's one unsigned product */
+        qx[3 * kp + j] = (int8_t) (uint8_t) ((int) v + 128);
         if (j < k)
         {
             double      d = (double) x[j] - (double) s * v;
@@ -487,6 +489,9 @@ it_q8_scores_threads(const int8_t *Q, const float *scale, int64_t lo, int64_t hi
  */
 #define IT_Q8_USERS 8
 
+/* The most groups of dimensions the AVX-512 tiles pack on the stack. */
+#define MANY_TILE_GROUPS 256
+
 /* Query u's scores and block maxima (see it_q8_scores_many). */
 #define MANY_SCORES(u)  (scores + (size_t) (u) * (size_t) (hi - lo))
 #define MANY_MAX(u)     (block_max + (size_t) (u) * (size_t) nb)
@@ -523,69 +528,120 @@ ManyPlain(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k, in
 
 #ifdef IT_Q8_X86
 /*
- * With vpdpbusd's unsigned operand the query offset by 128 (x ^ 0x80 per
- * byte), and 128 times the item's sum of bytes taken off again: one
- * product per query and group, plus one per group for the sums, instead
- * of the single scan's two per query.  |sum| <= kp * 255 * 127 fits.
+ * With vpdpbusd's unsigned operand the query offset by 128 (its fourth
+ * part, v + 128 per byte), and 128 times the item's sum of bytes taken
+ * off again: one product per query and group, plus one per group for the
+ * sums, instead of the single scan's two per query.  |sum| <= kp * 255 *
+ * 127 fits.  A tile of U queries keeps its U sums in registers (U is a
+ * constant at every call, so the loops over it unroll): each 64-byte run
+ * of the item copy is loaded once for U products.
+ */
+__attribute__((target("avx2")))
+static void ManyAvx2(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k, int nq,
+                     const int8_t *qx, const float *sx, float *scores, float *block_max);
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline))
+static inline void
+ManyTileAvx512(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k, int u0, const int U,
+               const int8_t *qx, const float *sx, float *scores, float *block_max)
+{
+    int         kp = it_q8_kpad(k);
+    int         groups = kp / IT_Q8_GROUP;
+    size_t      qbytes = it_q8_query_bytes(k);
+    int64_t     nb = it_q8_blocks(lo, hi);
+    int32_t     pk[MANY_TILE_GROUPS * 16];  /* group g of query u at pk[g * U + u] */
+    __m512i     ones = _mm512_set1_epi8(1);
+
+    for (int u = 0; u < U; u++)
+        for (int g = 0; g < groups; g++)
+            memcpy(&pk[g * U + u], qx + (size_t) (u0 + u) * qbytes + 3 * (size_t) kp + g * IT_Q8_GROUP,
+                   sizeof(int32_t));
+    for (int64_t b = lo / IT_Q8_BLOCK; b * IT_Q8_BLOCK < hi; b++)
+    {
+        const int8_t *q = Q + (size_t) b * groups * RUN_BYTES;
+        const int32_t *w = pk;
+        __m512i     sum = _mm512_setzero_si512();
+        __m512      sc = _mm512_loadu_ps(scale + b * IT_Q8_BLOCK);
+        bool        whole = b * IT_Q8_BLOCK >= lo && (b + 1) * IT_Q8_BLOCK <= hi;
+        __m512i     acc[16];
+
+        /* named sums, not an array: GCC keeps them in registers */
+#define TILE_SUMS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
+#define TILE_DECLARE(u) __m512i a##u = _mm512_setzero_si512();
+#define TILE_STEP(u) if (U > u) a##u = _mm512_dpbusd_epi32(a##u, _mm512_set1_epi32(w[u]), v);
+#define TILE_STORE(u) if (U > u) acc[u] = a##u;
+        TILE_SUMS(TILE_DECLARE)
+        for (int g = 0; g < groups; g++, w += U)
+        {
+            __m512i     v = _mm512_loadu_si512((const void *) (q + (size_t) g * RUN_BYTES));
+
+            sum = _mm512_dpbusd_epi32(sum, ones, v);
+            TILE_SUMS(TILE_STEP)
+        }
+        TILE_SUMS(TILE_STORE)
+#undef TILE_SUMS
+#undef TILE_DECLARE
+#undef TILE_STEP
+#undef TILE_STORE
+        sum = _mm512_slli_epi32(sum, 7);
+#pragma GCC unroll 16
+        for (int u = 0; u < U; u++)
+        {
+            __m512      f = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[u], sum));
+
+            f = _mm512_mul_ps(f, _mm512_mul_ps(sc, _mm512_set1_ps(sx[u0 + u])));
+            if (whole)
+            {
+                _mm512_storeu_ps(MANY_SCORES(u0 + u) + b * IT_Q8_BLOCK - lo, f);
+                MANY_MAX(u0 + u)[b - lo / IT_Q8_BLOCK] = _mm512_reduce_max_ps(f);
+            }
+            else
+            {
+                float       out[IT_Q8_BLOCK];
+
+                _mm512_storeu_ps(out, f);
+                StoreBlock(out, b, lo, hi, MANY_SCORES(u0 + u), MANY_MAX(u0 + u));
+            }
+        }
+    }
+}
+
+/*
+ * Tiles of 16 queries, the rest in tiles of 8, 4, 2 and 1; past
+ * MANY_TILE_GROUPS groups (k > 1024) the AVX2 scan, whose sums and
+ * floats are the same.
  */
 __attribute__((target("avx512f,avx512bw,avx512vnni")))
 static void
 ManyAvx512(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k, int nq,
            const int8_t *qx, const float *sx, float *scores, float *block_max)
 {
-    int         groups = it_q8_kpad(k) / IT_Q8_GROUP;
-    size_t      qbytes = it_q8_query_bytes(k);
-    int64_t     nb = it_q8_blocks(lo, hi);
-    __m512i     ones = _mm512_set1_epi8(1);
+    int         u0 = 0;
 
-    for (int u0 = 0; u0 < nq; u0 += IT_Q8_USERS)
+    if (it_q8_kpad(k) / IT_Q8_GROUP > MANY_TILE_GROUPS)
     {
-        int         n = nq - u0 < IT_Q8_USERS ? nq - u0 : IT_Q8_USERS;
-
-        for (int64_t b = lo / IT_Q8_BLOCK; b * IT_Q8_BLOCK < hi; b++)
-        {
-            const int8_t *q = Q + (size_t) b * groups * RUN_BYTES;
-            __m512i     acc[IT_Q8_USERS];
-            __m512i     sum = _mm512_setzero_si512();
-            __m512      sc = _mm512_loadu_ps(scale + b * IT_Q8_BLOCK);
-            bool        whole = b * IT_Q8_BLOCK >= lo && (b + 1) * IT_Q8_BLOCK <= hi;
-
-            for (int u = 0; u < IT_Q8_USERS; u++)
-                acc[u] = _mm512_setzero_si512();
-            for (int g = 0; g < groups; g++)
-            {
-                __m512i     v = _mm512_loadu_si512((const void *) (q + (size_t) g * RUN_BYTES));
-
-                sum = _mm512_dpbusd_epi32(sum, ones, v);
-                for (int u = 0; u < n; u++)
-                {
-                    int32_t     w;
-
-                    memcpy(&w, qx + (size_t) (u0 + u) * qbytes + g * IT_Q8_GROUP, sizeof(w));
-                    acc[u] = _mm512_dpbusd_epi32(acc[u], _mm512_set1_epi32(w ^ (int32_t) 0x80808080), v);
-                }
-            }
-            sum = _mm512_slli_epi32(sum, 7);
-            for (int u = 0; u < n; u++)
-            {
-                __m512      f = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[u], sum));
-
-                f = _mm512_mul_ps(f, _mm512_mul_ps(sc, _mm512_set1_ps(sx[u0 + u])));
-                if (whole)
-                {
-                    _mm512_storeu_ps(MANY_SCORES(u0 + u) + b * IT_Q8_BLOCK - lo, f);
-                    MANY_MAX(u0 + u)[b - lo / IT_Q8_BLOCK] = _mm512_reduce_max_ps(f);
-                }
-                else
-                {
-                    float       out[IT_Q8_BLOCK];
-
-                    _mm512_storeu_ps(out, f);
-                    StoreBlock(out, b, lo, hi, MANY_SCORES(u0 + u), MANY_MAX(u0 + u));
-                }
-            }
-        }
+        ManyAvx2(Q, scale, lo, hi, k, nq, qx, sx, scores, block_max);
+        return;
     }
+    for (; nq - u0 >= 16; u0 += 16)
+        ManyTileAvx512(Q, scale, lo, hi, k, u0, 16, qx, sx, scores, block_max);
+    if (nq - u0 >= 8)
+    {
+        ManyTileAvx512(Q, scale, lo, hi, k, u0, 8, qx, sx, scores, block_max);
+        u0 += 8;
+    }
+    if (nq - u0 >= 4)
+    {
+        ManyTileAvx512(Q, scale, lo, hi, k, u0, 4, qx, sx, scores, block_max);
+        u0 += 4;
+    }
+    if (nq - u0 >= 2)
+    {
+        ManyTileAvx512(Q, scale, lo, hi, k, u0, 2, qx, sx, scores, block_max);
+        u0 += 2;
+    }
+    if (nq - u0 >= 1)
+        ManyTileAvx512(Q, scale, lo, hi, k, u0, 1, qx, sx, scores, block_max);
 }
 
 /* The single scan's sums (see ScoresAvx2), each block read once for IT_Q8_USERS queries. */
