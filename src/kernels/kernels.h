@@ -427,6 +427,50 @@ int         it_q8_scores_many_variant(int variant, const int8_t *Q, const float 
 int         it_q8_scores_variant(int variant, const int8_t *Q, const float *scale, int64_t lo, int64_t hi,
                                  int k, const int8_t *qx, float sx, float *scores, float *block_max);
 
+/*
+ * One query's ranking for it_q8_scores_rank_many: its 8-bit scores of [lo, hi)
+ * and their block maxima (it_q8_scores_many; block_max is overwritten as
+ * it_q8_shortlist does), the float query x (k floats), exclude (sorted,
+ * 0 = item lo) to skip, and the bound on each score's error, tol_scale *
+ * tol[i] + tol_const.  out_idx (item indexes, from item 0) and out_score
+ * hold kk entries; got is how many were written, or -1 when the ranking
+ * needs more room than the scratch has, or x is NULL (rank that query
+ * alone).
+ */
+typedef struct ItQ8Ranking
+{
+    const float *x;
+    const float *scores;
+    float      *block_max;
+    const int32_t *exclude;
+    int64_t     nexclude;
+    double      tol_scale;
+    double      tol_const;
+    int32_t    *out_idx;
+    float      *out_score;
+    int         got;
+} ItQ8Ranking;
+
+/* The scratch it_q8_scores_rank_many needs for kk and nthreads. */
+size_t      it_q8_rank_scratch_bytes(int kk, int nthreads);
+
+/*
+ * it_q8_scores_many over threads (q8_many.c), each query then ranked
+ * (when r is not NULL, r[u] for query u): its kk best items, as
+ * it_q8_shortlist and then it_topk_exact rank them with exact scores x.y
+ * (summed in double, in order: the bits the server reports), ties by the
+ * lower index.  Y holds the float item vectors (k each), tol and
+ * tol_block the it_q8_encode bounds.  The queries are cut into up to
+ * nthreads parts (it_start_threads), whole tiles of 16 each, and a tile's
+ * rankings follow its scan; scores, block maxima and rankings are those
+ * of each query alone.
+ */
+void        it_q8_scores_rank_many(const int8_t *Q, const float *scale, const float *Y, int64_t lo,
+                                   int64_t hi, int k, int nq, const int8_t *qx, const float *sx,
+                                   float *scores, float *block_max, const float *tol,
+                                   const float *tol_block, int kk, ItQ8Ranking *r, void *scratch,
+                                   int nthreads);
+
 /* scores[0..n) = Y[n*k] x  (cblas_sgemv). */
 void        it_score_all(const float *Y, int64_t n, int k, const float *x,
                          float *scores);

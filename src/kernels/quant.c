@@ -778,6 +778,7 @@ it_q8_shortlist(const float *scores, float *block_max, int64_t lo, int64_t hi,
     double      t_k;
     double      t_s = 0.0;
     double      floor_;
+    float       thr;
 
     if (k <= 0 || nb == 0)
         return -1;
@@ -785,44 +786,77 @@ it_q8_shortlist(const float *scores, float *block_max, int64_t lo, int64_t hi,
     for (int64_t x = 0; x < nexclude; x++)
     {
         int64_t     b;
-        float       mx = -INFINITY;
-        int64_t     ex = x;
+        float       v[IT_Q8_BLOCK];
 
         if (exclude[x] < 0 || exclude[x] >= hi - lo)
             continue;
         b = (exclude[x] + lo) / IT_Q8_BLOCK;
         if (x > 0 && exclude[x - 1] >= 0 && (exclude[x - 1] + lo) / IT_Q8_BLOCK == b)
             continue;           /* done at the block's first excluded item */
-        for (int64_t i = b * IT_Q8_BLOCK; i < (b + 1) * IT_Q8_BLOCK; i++)
+        for (int t = 0; t < IT_Q8_BLOCK; t++)
         {
-            if (i < lo || i >= hi)
-                continue;
-            while (ex < nexclude && exclude[ex] < i - lo)
-                ex++;
-            if (ex < nexclude && exclude[ex] == i - lo)
-                continue;
-            mx = scores[i - lo] > mx ? scores[i - lo] : mx;
+            int64_t     i = b * IT_Q8_BLOCK + t;
+            float       sc = i >= lo && i < hi ? scores[i - lo] : -INFINITY;
+
+            v[t] = sc == sc ? sc : -INFINITY;
         }
-        block_max[b - b0] = mx;
+        /* the block's excluded items follow x in exclude (sorted) */
+        for (int64_t ex = x; ex < nexclude && (exclude[ex] + lo) / IT_Q8_BLOCK == b; ex++)
+            v[exclude[ex] + lo - b * IT_Q8_BLOCK] = -INFINITY;
+        /* a tree of maxima (no NaN left), not a chain */
+        for (int w = IT_Q8_BLOCK / 2; w > 0; w /= 2)
+            for (int t = 0; t < w; t++)
+                v[t] = v[t + w] > v[t] ? v[t + w] : v[t];
+        block_max[b - b0] = v[0];
     }
     got = it_topk(block_max, nb, NULL, 0, k, top_idx, top_score);
     if (got < k || !isfinite(top_score[k - 1]) || isnan(tol_scale) || isnan(tol_const))
         return -1;
     t_k = (double) top_score[k - 1];
     for (int64_t b = 0; b < nb; b++)
-        if ((double) block_max[b] >= t_k)
+    {
+        /* the float compare is the double one: t_k is a float */
+        if (block_max[b] >= top_score[k - 1])
         {
             double      t = tol_scale * (double) tol_block[b0 + b] + tol_const;
 
             t_s = t > t_s ? t : t_s;
         }
+    }
     floor_ = t_k - t_s;
     floor_ -= fabs(floor_) * 1e-6 + 1e-30;
     if (!isfinite(floor_))
         return -1;
+    /*
+     * A block below floor_ - (tol_scale * the largest tolerance +
+     * tol_const) is below the floor whatever its own tolerance: most
+     * blocks are, and are ruled out by one float compare (thr, rounded
+     * down, is at most that bound).
+     */
+    {
+        float       m8[8] = {0};
+        float       tmax = 0.0f;
+        int64_t     b = 0;
+        double      bound;
+
+        for (; b + 8 <= nb; b += 8)
+            for (int j = 0; j < 8; j++)
+                m8[j] = tol_block[b0 + b + j] > m8[j] ? tol_block[b0 + b + j] : m8[j];
+        for (; b < nb; b++)
+            tmax = tol_block[b0 + b] > tmax ? tol_block[b0 + b] : tmax;
+        for (int j = 0; j < 8; j++)
+            tmax = m8[j] > tmax ? m8[j] : tmax;
+        bound = floor_ - (tol_scale * (double) tmax + tol_const);
+        thr = (float) bound;
+        if (!((double) thr <= bound))
+            thr = nextafterf(thr, -INFINITY);
+        if (!(thr == thr))
+            thr = -INFINITY;
+    }
     for (int64_t b = 0; b < nb; b++)
     {
-        if (!((double) block_max[b] + tol_scale * (double) tol_block[b0 + b] + tol_const >= floor_))
+        if (block_max[b] < thr ||
+            !((double) block_max[b] + tol_scale * (double) tol_block[b0 + b] + tol_const >= floor_))
             continue;
         for (int64_t i = (b0 + b) * IT_Q8_BLOCK; i < (b0 + b + 1) * IT_Q8_BLOCK; i++)
         {

@@ -594,8 +594,58 @@ FirstOccurrences(int64 *ids, int n)
  * together: as many as IT_BATCH_SCORES scores allow (at least one, at
  * most IT_BATCH_USERS).
  */
-#define IT_BATCH_SCORES     (2 * 1024 * 1024)
-#define IT_BATCH_USERS      64
+#define IT_BATCH_SCORES     (4 * 1024 * 1024)
+#define IT_BATCH_USERS      256
+
+/*
+ * The rankings it_q8_scores_rank_many does for recommend_batch's users
+ * scored by the scan (row[i] >= 0, their row of S and BM): rk[row] with
+ * room for kk items (rk_idx/rk_score, kk per row); without x (a
+ * popularity term in the ranking) a user is ranked alone after, as one
+ * the scratch is too small for is (got -1: RankQ8Scores).  The bounds are
+ * RankQ8Scores' own, so the rows are the ones recommend() gives.
+ */
+static void
+PrepareRankings(const ItModel *m, const ItInterest *in, int n, const int *row, int d, bool exclude_seen,
+                int kk, const double *query_tol, float *S, float *BM, ItQ8Ranking *rk, int32 *rk_idx,
+                float *rk_score)
+{
+    int64       lo;
+    int64       hi;
+    int64       nb;
+
+    DomainRange(m, d, &lo, &hi);
+    nb = it_q8_blocks(lo, hi);
+    for (int i = 0; i < n; i++)
+    {
+        ItQ8Ranking *r;
+        double      blas_scale;
+        double      tol_const;
+
+        if (row[i] < 0)
+            continue;
+        r = &rk[row[i]];
+        memset(r, 0, sizeof(*r));
+        r->got = -1;
+        r->out_idx = rk_idx + (size_t) row[i] * kk;
+        r->out_score = rk_score + (size_t) row[i] * kk;
+        r->scores = S + (size_t) row[i] * (hi - lo);
+        r->block_max = BM + (size_t) row[i] * nb;
+        if (in[i].pop_blend > 0.0f)
+            continue;
+        r->x = in[i].x;
+        if (exclude_seen && in[i].nseen > 0)
+        {
+            int32      *shifted = palloc(sizeof(int32) * in[i].nseen);
+
+            r->nexclude = ExcludeInRange(in[i].seen, in[i].nseen, lo, hi, shifted);
+            r->exclude = shifted;
+        }
+        ItScoreTolerance(m, &in[i], &blas_scale, &tol_const);
+        r->tol_scale = ItVectorNorm(in[i].x, m->k) * (1.0 + 1e-5);
+        r->tol_const = tol_const + query_tol[row[i]];
+    }
+}
 
 /*
  * recommend_batch(user_ids bigint[], k int DEFAULT 10, model text DEFAULT NULL,
@@ -647,6 +697,11 @@ interest_transfer_recommend_batch(PG_FUNCTION_ARGS)
     double     *query_tol;
     int32      *top_idx;
     float      *top_score;
+    int         nthreads;
+    ItQ8Ranking *rk;            /* the rankings of the users of S, by row */
+    int32      *rk_idx;
+    float      *rk_score;
+    void       *scratch;
     MemoryContext batchcxt;
     MemoryContext oldcxt;
 
@@ -683,6 +738,11 @@ interest_transfer_recommend_batch(PG_FUNCTION_ARGS)
     query_tol = palloc(sizeof(double) * batch);
     top_idx = palloc(sizeof(int32) * Max(kk, 1));
     top_score = palloc(sizeof(float) * Max(kk, 1));
+    nthreads = ItScanThreads((int64) batch * (hi - lo));
+    rk = palloc(sizeof(ItQ8Ranking) * batch);
+    rk_idx = palloc(sizeof(int32) * Max(kk, 1) * batch);
+    rk_score = palloc(sizeof(float) * Max(kk, 1) * batch);
+    scratch = palloc(it_q8_rank_scratch_bytes(Max(kk, 1), nthreads));
     batchcxt = AllocSetContextCreate(CurrentMemoryContext, "interest_transfer recommend_batch",
                                      ALLOCSET_DEFAULT_SIZES);
     PG_TRY();
@@ -710,9 +770,16 @@ interest_transfer_recommend_batch(PG_FUNCTION_ARGS)
                     row[i] = nx++;
                 }
             }
-            /* the vectors' scores: the 8-bit copy read once for several users */
+            /*
+             * the vectors' scores, the 8-bit copy read once for several
+             * users, and their rankings
+             */
             if (nx > 0)
-                it_q8_scores_many(m->q8, m->q8_scale, lo, hi, m->k, nx, qx, sx, S, BM);
+            {
+                PrepareRankings(m, in, n, row, d, exclude_seen, kk, query_tol, S, BM, rk, rk_idx, rk_score);
+                it_q8_scores_rank_many(m->q8, m->q8_scale, m->Y, lo, hi, m->k, nx, qx, sx, S, BM, m->q8_tol,
+                                       m->q8_tol_block, kk, rk, scratch, nthreads);
+            }
             for (int i = 0; i < n; i++)
             {
                 int         got;
@@ -720,6 +787,13 @@ interest_transfer_recommend_batch(PG_FUNCTION_ARGS)
                 if (row[i] < 0)
                 {
                     ReturnTopItems(rsinfo, m, &in[i], true, ids[b0 + i], exclude_seen, d, k, cand, ncand, true);
+                    continue;
+                }
+                got = rk[row[i]].got;
+                if (got >= 0)
+                {
+                    PutTopItems(rsinfo, m, &in[i], d, true, ids[b0 + i], rk[row[i]].out_idx,
+                                rk[row[i]].out_score, got);
                     continue;
                 }
                 got = RankQ8Scores(m, &in[i], d, exclude_seen ? in[i].seen : NULL, exclude_seen ? in[i].nseen : 0,

@@ -569,10 +569,11 @@ TEST(exact_top_k_from_the_shortlist)
  */
 TEST(many_queries_score_as_each_alone)
 {
-    const int   ks[] = {5, 64};
-    const int   nqs[] = {1, 3, 8, 9, 17};
+    /* 1030: past the tiles' packed queries (the AVX2 sums instead) */
+    const int   ks[] = {5, 64, 1030};
+    const int   nqs[] = {1, 3, 8, 9, 17, 16, 39};
 
-    for (int ki = 0; ki < 2; ki++)
+    for (int ki = 0; ki < 3; ki++)
     {
         int         k = ks[ki];
         int64_t     n = 203;
@@ -584,7 +585,7 @@ TEST(many_queries_score_as_each_alone)
         for (int j = 0; j < k; j++)
             Y[3 * k + j] = (j % 2) ? -2.0f : 2.0f;
         c = Encode(Y, n, k);
-        for (int ni = 0; ni < 5; ni++)
+        for (int ni = 0; ni < 7; ni++)
         {
             int         nq = nqs[ni];
             float      *X = malloc(sizeof(float) * nq * k);
@@ -698,6 +699,151 @@ TEST(threaded_scan_scores_as_one)
     free(Y);
 }
 
+/* An item index and its exact score, for the reference ranking. */
+typedef struct Ranked
+{
+    float       s;
+    int32_t     i;
+} Ranked;
+
+static int
+CompareRanked(const void *a, const void *b)
+{
+    const Ranked *x = a;
+    const Ranked *y = b;
+
+    if (x->s != y->s)
+        return x->s > y->s ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+/*
+ * Many queries scanned and ranked over threads: each query's scores are
+ * the single scan's, and its top k the top k of a full sort of the exact
+ * float scores (ties, from repeated items, by the lower index), its
+ * excluded items left out, whatever the number of threads.
+ */
+TEST(scores_rank_many_ranks_as_a_full_sort)
+{
+    const int   ks[] = {7, 64};
+    int64_t     n = 3000;
+    int         nq = 37;
+    int         kk = 10;
+    int64_t     lo = 5,
+                hi = 2990;
+
+    for (int ki = 0; ki < 2; ki++)
+    {
+        int         k = ks[ki];
+        float      *Y = MakeItems(n, k);
+        Copy        c;
+        size_t      qb = it_q8_query_bytes(k);
+        int64_t     nb = it_q8_blocks(lo, hi);
+        float      *X = malloc(sizeof(float) * nq * k);
+        int8_t     *qx = malloc(qb * nq);
+        float      *sx = malloc(sizeof(float) * nq);
+        double     *qtol = malloc(sizeof(double) * nq);
+        int32_t    *ex = malloc(sizeof(int32_t) * nq * 40);
+        int        *nex = malloc(sizeof(int) * nq);
+        float      *S = malloc(sizeof(float) * nq * (hi - lo));
+        float      *BM = malloc(sizeof(float) * nq * nb);
+        float      *one = malloc(sizeof(float) * (hi - lo));
+        int32_t    *out_idx = malloc(sizeof(int32_t) * nq * kk);
+        float      *out_score = malloc(sizeof(float) * nq * kk);
+        Ranked     *all = malloc(sizeof(Ranked) * (hi - lo));
+        ItQ8Ranking *r = malloc(sizeof(ItQ8Ranking) * nq);
+        void       *scratch = malloc(it_q8_rank_scratch_bytes(kk, 3));
+
+        /* exact ties: items repeated further on */
+        for (int64_t i = 100; i < 200; i++)
+            memcpy(Y + (i + 1000) * k, Y + i * k, sizeof(float) * k);
+        c = Encode(Y, n, k);
+        for (int u = 0; u < nq; u++)
+        {
+            for (int j = 0; j < k; j++)
+                X[u * k + j] = (float) (Uniform() - 0.5);
+            qtol[u] = it_q8_query(X + u * k, k, c.qmax, qx + qb * u, &sx[u]);
+            /* excluded: ascending, some in one block, some far apart */
+            nex[u] = u % 5 == 0 ? 0 : 40;
+            for (int e = 0; e < nex[u]; e++)
+                ex[u * 40 + e] = (int32_t) (e < 20 ? 16 * u + e : 600 + 61 * e + u);
+        }
+        for (int t = 1; t <= 3; t++)
+        {
+            int         bad_scores = 0;
+            int         bad_rank = 0;
+            int         alone = 0;
+
+            for (int u = 0; u < nq; u++)
+                r[u] = (ItQ8Ranking) {
+                    .x = u == 3 ? NULL : X + u * k, .scores = S + (size_t) u * (hi - lo),
+                    .block_max = BM + (size_t) u * nb, .exclude = ex + u * 40, .nexclude = nex[u],
+                    .tol_scale = sqrt(DotD(X + u * k, X + u * k, k)) * (1.0 + 1e-5), .tol_const = qtol[u],
+                    .out_idx = out_idx + u * kk, .out_score = out_score + u * kk, .got = 99};
+            it_q8_scores_rank_many(c.Q, c.scale, Y, lo, hi, k, nq, qx, sx, S, BM, c.tol, c.tolb, kk, r,
+                                   scratch, t);
+            for (int u = 0; u < nq; u++)
+            {
+                int         w = 0;
+                int         e = 0;
+
+                it_q8_scores(c.Q, c.scale, lo, hi, k, qx + qb * u, sx[u], one, NULL);
+                bad_scores += memcmp(one, S + (size_t) u * (hi - lo), sizeof(float) * (hi - lo)) != 0;
+                if (u == 3)
+                {
+                    CHECK(r[u].got == -1, "a query without x is left to the caller (got %d)", r[u].got);
+                    continue;
+                }
+                for (int64_t i = 0; i < hi - lo; i++)
+                {
+                    while (e < nex[u] && ex[u * 40 + e] < i)
+                        e++;
+                    if (e < nex[u] && ex[u * 40 + e] == i)
+                        continue;
+                    all[w].s = (float) DotD(X + u * k, Y + (lo + i) * k, k);
+                    all[w++].i = (int32_t) (lo + i);
+                }
+                qsort(all, w, sizeof(Ranked), CompareRanked);
+                /* -1: more near ties than the scratch holds (the caller ranks it) */
+                if (r[u].got == -1)
+                {
+                    alone++;
+                    continue;
+                }
+                if (r[u].got != kk)
+                {
+                    bad_rank++;
+                    continue;
+                }
+                for (int j = 0; j < kk; j++)
+                    bad_rank += out_idx[u * kk + j] != all[j].i ||
+                        memcmp(&out_score[u * kk + j], &all[j].s, sizeof(float)) != 0;
+            }
+            CHECK(bad_scores == 0, "k %d, %d threads: %d queries' scores differ from the single scan", k, t,
+                  bad_scores);
+            CHECK(bad_rank == 0, "k %d, %d threads: %d ranks differ from a full sort", k, t, bad_rank);
+            /* these items' norms span 40000x: a few loose bounds, not most */
+            CHECK(alone <= nq / 8, "k %d, %d threads: %d of %d queries left to the caller", k, t, alone, nq);
+        }
+        free(Y);
+        FreeCopy(&c);
+        free(X);
+        free(qx);
+        free(sx);
+        free(qtol);
+        free(ex);
+        free(nex);
+        free(S);
+        free(BM);
+        free(one);
+        free(out_idx);
+        free(out_score);
+        free(all);
+        free(r);
+        free(scratch);
+    }
+}
+
 int
 main(void)
 {
@@ -709,5 +855,6 @@ main(void)
     RUN(exact_top_k_from_the_shortlist);
     RUN(many_queries_score_as_each_alone);
     RUN(threaded_scan_scores_as_one);
+    RUN(scores_rank_many_ranks_as_a_full_sort);
     return unit_summary();
 }
