@@ -658,10 +658,11 @@ PrepareRankings(const ItModel *m, const ItInterest *in, int n, const int *row, i
  * (a repeated user answered once; a NULL array gives no rows, a NULL
  * element is refused as recommend()'s candidates are).  The users' rows
  * are read a batch at a time with one query, and the users served by a
- * vector are scored together by one pass over the 8-bit item copy
- * (it_q8_scores_many: each block read once for several users, the same
- * scores recommend()'s scan gives each alone), then ranked exactly as
- * recommend() ranks them (block maxima, shortlist, exact rescoring).  A
+ * vector are scored 16 at a time by one pass over the 8-bit item copy and
+ * ranked right after, over the scan threads (it_q8_scores_rank_many: each
+ * block read once for 16 users, the same scores recommend()'s scan gives
+ * each alone, ranked exactly as recommend() ranks them: block maxima,
+ * shortlist, exact rescoring).  A
  * float matrix product instead reads four times the bytes and ranks every
  * score, and was slower than one recommend() call per user.
  * Not an overload of recommend(): recommend(NULL, 10) must keep meaning
