@@ -331,6 +331,31 @@ it_start_threads(void *(*fn) (void *), void **args, int n, pthread_t *tids)
     return started;
 }
 
+/* The most threads it_run_parts starts; further parts run on the caller. */
+#define IT_RUN_PARTS_MAX 64
+
+/*
+ * Runs fn(args[0..n)) to the end: args[0] on the calling thread, the
+ * others on threads it_start_threads starts, any part no thread took on
+ * the calling thread too; returns when every part is done.
+ */
+void
+it_run_parts(void *(*fn) (void *), void **args, int n)
+{
+    pthread_t   tids[IT_RUN_PARTS_MAX];
+    int         want = n - 1 < IT_RUN_PARTS_MAX ? n - 1 : IT_RUN_PARTS_MAX;
+    int         started;
+
+    if (n <= 0)
+        return;
+    started = want > 0 ? it_start_threads(fn, args + 1, want, tids) : 0;
+    fn(args[0]);
+    for (int t = 1 + started; t < n; t++)
+        fn(args[t]);
+    for (int t = 0; t < started; t++)
+        pthread_join(tids[t], NULL);
+}
+
 /*
  * A dense product asked of the calling thread by worker t: out = sign * P A
  * for nb rows.  One per worker, on its own cache lines.

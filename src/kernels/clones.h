@@ -25,4 +25,11 @@
 #include <pthread.h>
 int         it_start_threads(void *(*fn) (void *), void **args, int n, pthread_t *tids);
 
+/*
+ * Runs fn(args[i]) for i in [0, n): args[0] on the caller, the others on
+ * threads it starts (it_start_threads), the caller taking any part no
+ * thread took; returns when all are done.
+ */
+void        it_run_parts(void *(*fn) (void *), void **args, int n);
+
 #endif                          /* IT_CLONES_H */

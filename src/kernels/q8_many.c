@@ -167,8 +167,6 @@ it_q8_scores_rank_many(const int8_t *Q, const float *scale, const float *Y, int6
 {
     ManyPart    parts[IT_Q8_MANY_MAX_THREADS];
     void       *args[IT_Q8_MANY_MAX_THREADS];
-    pthread_t   tids[IT_Q8_MANY_MAX_THREADS];
-    int         started;
     size_t      qbytes = it_q8_query_bytes(k);
     int64_t     nb = it_q8_blocks(lo, hi);
     size_t      each = RankPartBytes(kk);
@@ -187,13 +185,7 @@ it_q8_scores_rank_many(const int8_t *Q, const float *scale, const float *Y, int6
     /* the scan is picked before any thread reads it */
     if (n > 1)
         it_q8_scores_many(Q, scale, lo, hi, k, 0, qx, sx, scores, block_max);
-    /* the caller takes the first part, started threads the others (the caller any not taken) */
     for (int t = 0; t < n; t++)
         args[t] = &parts[t];
-    started = n > 1 ? it_start_threads(ManyRun, args + 1, n - 1, tids) : 0;
-    ManyRun(args[0]);
-    for (int t = 1 + started; t < n; t++)
-        ManyRun(args[t]);
-    for (int t = 0; t < started; t++)
-        pthread_join(tids[t], NULL);
+    it_run_parts(ManyRun, args, n);
 }

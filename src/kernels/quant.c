@@ -437,11 +437,9 @@ it_q8_scores_threads(const int8_t *Q, const float *scale, int64_t lo, int64_t hi
 {
     ScanPart    parts[IT_Q8_MAX_SCAN_THREADS];
     void       *args[IT_Q8_MAX_SCAN_THREADS];
-    pthread_t   tids[IT_Q8_MAX_SCAN_THREADS];
     int64_t     blocks = it_q8_blocks(lo, hi);
     int64_t     start = lo;
     int         nparts;
-    int         started;
 
     if (nthreads > IT_Q8_MAX_SCAN_THREADS)
         nthreads = IT_Q8_MAX_SCAN_THREADS;
@@ -472,19 +470,13 @@ it_q8_scores_threads(const int8_t *Q, const float *scale, int64_t lo, int64_t hi
     }
     /* picked before any thread reads it */
     (void) BestScoresFn();
-    started = it_start_threads(ScanPartRun, args + 1, nparts - 1, tids);
-    ScanPartRun(args[0]);
-    /* parts no thread took: this thread scans them */
-    for (int t = 1 + started; t < nparts; t++)
-        ScanPartRun(args[t]);
-    for (int t = 0; t < started; t++)
-        pthread_join(tids[t], NULL);
+    it_run_parts(ScanPartRun, args, nparts);
 }
 
 /*
  * Many queries at once: each item block is read once for up to
- * IT_Q8_USERS queries, so a batch of users reads the 8-bit copy once per
- * IT_Q8_USERS users instead of once each.  The integer sums are the same
+ * IT_Q8_USERS queries (16 in the AVX-512 tiles), so a batch of users reads
+ * the 8-bit copy once per tile of users instead of once per user.  The integer sums are the same
  * exact sums as it_q8_scores', and so are the floats made of them.
  */
 #define IT_Q8_USERS 8
