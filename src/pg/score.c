@@ -220,6 +220,13 @@ RankVectorScores(const ItModel *m, const ItInterest *in, int d, float *scores,
     return got;
 }
 
+/* The scale of the 8-bit scores' item tolerances (m->q8_tol) for in->x. */
+static double
+Q8ToleranceScale(const ItModel *m, const ItInterest *in)
+{
+    return ItVectorNorm(in->x, m->k) * (1.0 + 1e-5);
+}
+
 /*
  * RankVectorScores of domain d's scores from the 8-bit scan (it_q8_scores
  * or it_q8_scores_many, in->x quantised by it_q8_query, whose bound is
@@ -234,7 +241,7 @@ RankQ8Scores(const ItModel *m, const ItInterest *in, int d, const int32 *exclude
 
     DomainRange(m, d, &lo, &hi);
     return RankVectorScores(m, in, d, scores, exclude, nexclude, kk,
-                            m->q8_tol + lo, ItVectorNorm(in->x, m->k) * (1.0 + 1e-5), query_tol,
+                            m->q8_tol + lo, Q8ToleranceScale(m, in), query_tol,
                             block_max, m->q8_tol_block, out_idx, out_score);
 }
 
@@ -641,8 +648,9 @@ PrepareRankings(const ItModel *m, const ItInterest *in, int n, const int *row, i
             r->nexclude = ExcludeInRange(in[i].seen, in[i].nseen, lo, hi, shifted);
             r->exclude = shifted;
         }
+        /* RankQ8Scores' bounds (RankVectorScores adds the same tol_const) */
         ItScoreTolerance(m, &in[i], &blas_scale, &tol_const);
-        r->tol_scale = ItVectorNorm(in[i].x, m->k) * (1.0 + 1e-5);
+        r->tol_scale = Q8ToleranceScale(m, &in[i]);
         r->tol_const = tol_const + query_tol[row[i]];
     }
 }
