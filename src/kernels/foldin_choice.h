@@ -173,6 +173,7 @@ typedef struct ItSimulateBuffers
     int        *qreveal;        /* n * nreveal */
     int32_t    *hits;           /* n * nreveal * entries */
     float      *ws;             /* it_fold_in_grid_batch_workspace_floats(m, k, ngrid, eval_k, n * nreveal) */
+    const ItGramBasis *basis;   /* NULL, or YtY's (it_gram_basis; see it_fold_in_grid_hits_batch) */
 } ItSimulateBuffers;
 
 /*

@@ -247,6 +247,53 @@ int         it_fold_in_grid(const float *Y, int k, const float *YtY,
                             const float *lambdas, int ngrid,
                             const float *prior, float *X, float *scratch);
 
+/*
+ * The eigendecomposition YtY = Q diag(evals) Q^T of a Gram matrix (LAPACK
+ * dsyev, in double), for many fold-ins against the same YtY
+ * (it_fold_in_grid_basis).  Row j of Vt is the j-th eigenvector; evals
+ * ascend.  work holds one fold-in at a time of at most maxrank items and
+ * maxgrid weights: one caller at a time.
+ */
+typedef struct ItGramBasis
+{
+    int         k;
+    int         maxrank;
+    int         maxgrid;
+    double     *Vt;             /* k * k */
+    double     *evals;          /* k */
+    double     *work;
+} ItGramBasis;
+
+/*
+ * The doubles it_gram_basis needs in mem for these sizes (0 when they
+ * are not positive or overflow).
+ */
+size_t      it_gram_basis_doubles(int k, int maxrank, int maxgrid);
+
+/*
+ * Decomposes YtY (k x k, its upper triangle read, row-major) into basis,
+ * whose arrays point into mem (it_gram_basis_doubles(k, maxrank, maxgrid)
+ * doubles).  Returns 0, LAPACK's info, or -1 on invalid arguments or a
+ * YtY that is not finite.
+ */
+int         it_gram_basis(const float *YtY, int k, int maxrank, int maxgrid,
+                          double *mem, ItGramBasis *basis);
+
+/*
+ * it_fold_in_grid against the YtY basis was made of, solved in its
+ * eigenvector basis: YtY + lambda I is diagonal there, and the items'
+ * terms are a rank-n update (Woodbury), so the weights cost O(n^2 k) each
+ * after O(n k^2) for the items, instead of O(k^3) each; in double.  n at
+ * most basis->maxrank, ngrid at most basis->maxgrid, every weight > 0, or
+ * -1.  Returns 0; 1 when a system is singular or not positive definite;
+ * -1 when a solution is not finite (X is then partly written).
+ */
+int         it_fold_in_grid_basis(const float *Y, const ItGramBasis *basis,
+                                  const int32_t *items, const float *weights, int n,
+                                  float alpha, float positive_threshold,
+                                  const float *lambdas, int ngrid,
+                                  const float *prior, float *X);
+
 /* ------------------------------------------------------------------------
  * Top-k selection (topk.c)
  * ------------------------------------------------------------------------ */

@@ -312,7 +312,7 @@ it_fold_in_grid_hits_blend(const float *Y, int64_t m, int kdim, const float *YtY
     q.pos = pos;
     q.npos = npos;
     q.prior = prior;
-    return it_fold_in_grid_hits_batch(Y, m, kdim, YtY, alpha, positive_threshold, blend, &q, 1,
+    return it_fold_in_grid_hits_batch(Y, m, kdim, YtY, NULL, alpha, positive_threshold, blend, &q, 1,
                                       lambdas, ngrid, k, workspace, hits);
 }
 
@@ -364,7 +364,7 @@ MarkLeft(unsigned char *flags, int64_t m, const ItGridQuery *q)
 
 int
 it_fold_in_grid_hits_batch(const float *Y, int64_t m, int kdim, const float *YtY,
-                           float alpha, float positive_threshold, const ItPopBlend *blend,
+                           const ItGramBasis *basis, float alpha, float positive_threshold, const ItPopBlend *blend,
                            const ItGridQuery *queries, int nq,
                            const float *lambdas, int ngrid, int k,
                            float *workspace, int32_t *hits)
@@ -423,8 +423,14 @@ it_fold_in_grid_hits_batch(const float *Y, int64_t m, int kdim, const float *YtY
             memset(Vq, 0, sizeof(float) * (size_t) ngrid * kdim);
             continue;
         }
-        if (it_fold_in_grid(Y, kdim, YtY, x->revealed, x->weights, x->nrev, alpha, positive_threshold,
-                            lambdas, ngrid, x->prior, Vq, scratch) != 0)
+        if (basis != NULL && basis->k == kdim && x->nrev <= basis->maxrank && ngrid <= basis->maxgrid)
+        {
+            if (it_fold_in_grid_basis(Y, basis, x->revealed, x->weights, x->nrev, alpha, positive_threshold,
+                                      lambdas, ngrid, x->prior, Vq) != 0)
+                return 1;
+        }
+        else if (it_fold_in_grid(Y, kdim, YtY, x->revealed, x->weights, x->nrev, alpha, positive_threshold,
+                                 lambdas, ngrid, x->prior, Vq, scratch) != 0)
             return 1;
     }
 

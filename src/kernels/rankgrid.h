@@ -144,11 +144,17 @@ typedef struct ItGridQuery
  * cblas_sgemm of nq * ngrid rows, which packs Y once for them all instead
  * of once per query.  workspace:
  * it_fold_in_grid_batch_workspace_floats(m, kdim, ngrid, k, nq) floats
- * (nq = 1: it_fold_in_grid_workspace_floats).  Returns 0; -1 on invalid
+ * (nq = 1: it_fold_in_grid_workspace_floats).  basis: NULL, or YtY's
+ * (it_gram_basis), in which the grids of queries of at most
+ * basis->maxrank revealed items are solved (it_fold_in_grid_basis: the
+ * same vectors to rounding, several times faster); the others, and all
+ * without a basis, by it_fold_in_grid.  Returns 0; -1 on invalid
  * arguments; 1 when a fold-in cannot be solved.
  */
+struct ItGramBasis;
 size_t      it_fold_in_grid_batch_workspace_floats(int64_t m, int kdim, int ngrid, int k, int nq);
 int         it_fold_in_grid_hits_batch(const float *Y, int64_t m, int kdim, const float *YtY,
+                                       const struct ItGramBasis *basis,
                                        float alpha, float positive_threshold, const ItPopBlend *blend,
                                        const ItGridQuery *queries, int nq,
                                        const float *lambdas, int ngrid, int k,

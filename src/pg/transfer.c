@@ -933,6 +933,9 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
     const float **bpriors;
     ItFoldInSums sums;
     ItPopBlend  blend;
+    ItGramBasis basis;
+    double     *bmem;
+    int         rc;
     uint64      salt = it_mix64(t->o.seed ^ UINT64CONST(0x666f6c642d696e));
 
     memset(out, 0, sizeof(*out));
@@ -1003,6 +1006,9 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
     buf.hits = AllocChecked((int64) nq * IT_FOLD_NENTRIES, sizeof(int32), "fold-in rows");
     brows = AllocChecked(batch, sizeof(int64), "fold-in rows");
     bpriors = AllocChecked(batch, sizeof(float *), "fold-in rows");
+    bmem = AllocChecked((int64) it_gram_basis_doubles(k, FoldInReveal[IT_FOLD_NREVEAL - 1], IT_FOLD_NGRID),
+                        sizeof(double), "fold-in basis");
+    buf.basis = &basis;
 
     for (int64 g0 = 0; g0 < nsel; g0 += group)
     {
@@ -1010,6 +1016,10 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
 
         Y = LeaveOutItems(t, selrows + g0, g1 - g0, YtY);
         out->groups++;
+        /* every simulation folds into this YtY: solved in its eigenvector basis */
+        rc = it_gram_basis(YtY, k, FoldInReveal[IT_FOLD_NREVEAL - 1], IT_FOLD_NGRID, bmem, &basis);
+        if (rc != 0)
+            elog(ERROR, "could not decompose the leave-out gram matrix (status %d)", rc);
         for (int64 s0 = g0; s0 < g1; s0 += batch)
         {
             int         n = (int) Min(batch, g1 - s0);
@@ -1064,6 +1074,7 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
     pfree(buf.hits);
     pfree(brows);
     pfree(bpriors);
+    pfree(bmem);
 }
 
 /* The weight and the blend of grid entry e of a fold-in choice. */

@@ -3,6 +3,7 @@
  *    Unit tests of fold-in with a prior (foldin.c).
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels.h"
@@ -308,6 +309,104 @@ TEST(fold_in_grid_equals_one_weight_at_a_time)
     }
 }
 
+/*
+ * The grid in the eigenvector basis of YtY (Woodbury) solves the same
+ * systems as one Cholesky per weight: with a prior and without, items
+ * repeated, below the threshold and of weight zero, weights from far
+ * below YtY's scale to far above it.
+ */
+TEST(fold_in_grid_in_the_basis_equals_one_weight_at_a_time)
+{
+    enum
+    {
+        k = 24, nitems = 60, n = 8, ngrid = 6
+    };
+    float       Y[nitems * k];
+    float       YtY[k * k];
+    float       scratch1[k * k + k];
+    float       prior[k];
+    float       lambdas[ngrid] = {0.003f, 0.1f, 1.0f, 10.0f, 300.0f, 1e4f};
+    float       X[ngrid * k];
+    float       x[k];
+    int32_t     items[n] = {2, 5, 5, 11, 23, 31, 40, 59};
+    float       w[n] = {1.0f, 2.5f, 0.5f, 4.0f, 0.0f, 1.0f, 7.0f, 0.3f};
+    double     *mem = malloc(sizeof(double) * it_gram_basis_doubles(k, n, ngrid));
+    ItGramBasis basis;
+    double      worst = 0;
+
+    for (int i = 0; i < nitems * k; i++)
+        Y[i] = (float) (Uniform() - 0.5);
+    for (int i = 0; i < k; i++)
+        prior[i] = (float) (Uniform() - 0.5);
+    it_gram(Y, nitems, k, YtY);
+    CHECK(it_gram_basis_doubles(k, n, ngrid) > (size_t) k * k, "workspace");
+    CHECK(it_gram_basis_doubles(0, n, ngrid) == 0 && it_gram_basis_doubles(k, 0, ngrid) == 0, "sizes refused");
+    CHECK(it_gram_basis(YtY, k, n, ngrid, mem, &basis) == 0, "decomposed");
+    for (int j = 1; j < k; j++)
+        CHECK(basis.evals[j] >= basis.evals[j - 1], "eigenvalues ascend");
+    for (int pass = 0; pass < 4; pass++)
+    {
+        const float *pr = pass % 2 == 0 ? prior : NULL;
+        int         nn = pass < 2 ? n : 3;
+        float       thr = pass < 2 ? 0.4f : 0.0f;
+
+        CHECK(it_fold_in_grid_basis(Y, &basis, items, w, nn, 3.0f, thr, lambdas, ngrid, pr, X) == 0,
+              "status, pass %d", pass);
+        for (int j = 0; j < ngrid; j++)
+        {
+            double      norm = 0;
+
+            CHECK(it_fold_in(Y, k, YtY, items, w, nn, 3.0f, thr, lambdas[j], pr, x, scratch1) == 0, "status");
+            for (int i = 0; i < k; i++)
+                norm = fmax(norm, fabs(x[i]));
+            for (int i = 0; i < k; i++)
+                worst = fmax(worst, fabs(X[j * k + i] - x[i]) / fmax(norm, 1e-6));
+        }
+    }
+    CHECK(worst < 1e-4, "the basis differs from one weight at a time by %g", worst);
+
+    /* alpha 0: no rank-one terms, only the right-hand side */
+    CHECK(it_fold_in_grid_basis(Y, &basis, items, w, n, 0.0f, 0.4f, lambdas, ngrid, prior, X) == 0, "alpha 0");
+    CHECK(it_fold_in(Y, k, YtY, items, w, n, 0.0f, 0.4f, lambdas[2], prior, x, scratch1) == 0, "alpha 0");
+    for (int i = 0; i < k; i++)
+        CHECK(fabs(X[2 * k + i] - x[i]) < 1e-3 * (1.0 + fabs(x[i])), "alpha 0, entry %d: %g vs %g", i,
+              X[2 * k + i], x[i]);
+
+    /* no items: the prior at every weight */
+    CHECK(it_fold_in_grid_basis(Y, &basis, NULL, NULL, 0, 3.0f, 0.0f, lambdas, ngrid, prior, X) == 0, "status");
+    for (int j = 0; j < ngrid; j++)
+        CHECK(memcmp(X + j * k, prior, sizeof(prior)) == 0, "weight %d is not the prior", j);
+
+    /* more items or weights than the workspace holds, a weight not positive */
+    CHECK(it_fold_in_grid_basis(Y, &basis, items, w, n, 3.0f, 0.0f, lambdas, ngrid + 1, prior, X) == -1,
+          "too many weights accepted");
+    {
+        float       bad[ngrid] = {1.0f, 0.0f, 1.0f, 1.0f, 1.0f, 1.0f};
+        int32_t     many[n + 1] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+        float       wm[n + 1] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+
+        CHECK(it_fold_in_grid_basis(Y, &basis, items, w, n, 3.0f, 0.0f, bad, ngrid, prior, X) == -1,
+              "weight 0 accepted");
+        CHECK(it_fold_in_grid_basis(Y, &basis, many, wm, n + 1, 3.0f, 0.0f, lambdas, ngrid, prior, X) == -1,
+              "too many items accepted");
+    }
+
+    /* not a Gram matrix: YtY = -5 I, weight 1 is not positive definite */
+    {
+        float       neg[k * k];
+
+        memset(neg, 0, sizeof(neg));
+        for (int i = 0; i < k; i++)
+            neg[i * k + i] = -5.0f;
+        CHECK(it_gram_basis(neg, k, n, ngrid, mem, &basis) == 0, "decomposed");
+        CHECK(it_fold_in_grid_basis(Y, &basis, items, w, n, 3.0f, 0.0f, lambdas, ngrid, prior, X) == 1,
+              "not positive definite accepted");
+        neg[1] = NAN;
+        CHECK(it_gram_basis(neg, k, n, ngrid, mem, &basis) == -1, "a NaN decomposed");
+    }
+    free(mem);
+}
+
 int
 main(void)
 {
@@ -317,5 +416,6 @@ main(void)
     RUN(fold_in_not_positive_definite);
     RUN(fold_in_negative_below_threshold);
     RUN(fold_in_grid_equals_one_weight_at_a_time);
+    RUN(fold_in_grid_in_the_basis_equals_one_weight_at_a_time);
     return unit_summary();
 }

@@ -570,7 +570,8 @@ TEST(simulate_user_reveals_the_first_in_hash_order)
 /*
  * Simulating users a batch at a time gives the sums of simulating them one
  * by one (the products are summed in another order, so a near tie at the
- * k-th place may turn: allowed once per few hundred rankings).
+ * k-th place may turn: allowed once per few hundred rankings), and so
+ * does solving the grids in the basis of YtY.
  */
 TEST(simulate_users_in_batches_sums_as_one_by_one)
 {
@@ -596,6 +597,10 @@ TEST(simulate_users_in_batches_sums_as_one_by_one)
     float       revw[10];
     int64_t     total = 0;
     int64_t     diff = 0;
+    int64_t     diffb = 0;
+    ItFoldInSums inbasis;
+    ItGramBasis basis;
+    double     *bmem;
 
     MakeModel(&md, 60, 40, k, 7);
     YtY = malloc(sizeof(float) * k * k);
@@ -617,12 +622,16 @@ TEST(simulate_users_in_batches_sums_as_one_by_one)
     buf.qreveal = malloc(sizeof(int) * nq);
     buf.hits = malloc(sizeof(int32_t) * nq * 6);
     buf.ws = malloc(sizeof(float) * it_fold_in_grid_batch_workspace_floats(md.nitems, k, 3, 10, nq));
+    buf.basis = NULL;
+    bmem = malloc(sizeof(double) * it_gram_basis_doubles(k, 10, 3));
+    CHECK(it_gram_basis(YtY, k, 10, 3, bmem, &basis) == 0, "basis");
     CHECK(it_fold_in_grid_batch_workspace_floats(md.nitems, k, 3, 10, 1) ==
           it_fold_in_grid_workspace_floats(md.nitems, k, 3, 10), "one query: the workspace of one");
     memset(&one, 0, sizeof(one));
     memset(&batched, 0, sizeof(batched));
     one.nreveal = batched.nreveal = 2;
     one.ngrid = batched.ngrid = 6;
+    inbasis = batched;
     for (int64_t u0 = 0; u0 < md.nusers; u0 += B)
     {
         int         n = (int) (md.nusers - u0 < B ? md.nusers - u0 : B);
@@ -639,6 +648,11 @@ TEST(simulate_users_in_batches_sums_as_one_by_one)
         CHECK(it_fold_in_simulate_users(&md.R, NULL, rows, n, 5, 0.0f, reveal, 2, md.Y, md.nitems, k, YtY,
                                         2.0f, priors, &blend, lambdas, 3, 10, &buf, &batched,
                                         &solve) == IT_FOLD_OK, "a batch");
+        buf.basis = &basis;
+        CHECK(it_fold_in_simulate_users(&md.R, NULL, rows, n, 5, 0.0f, reveal, 2, md.Y, md.nitems, k, YtY,
+                                        2.0f, priors, &blend, lambdas, 3, 10, &buf, &inbasis,
+                                        &solve) == IT_FOLD_OK, "a batch in the basis");
+        buf.basis = NULL;
     }
     for (int r = 0; r < 2; r++)
     {
@@ -647,11 +661,16 @@ TEST(simulate_users_in_batches_sums_as_one_by_one)
         for (int g = 0; g < 6; g++)
         {
             int64_t     d = one.hitsum[r * 6 + g] - batched.hitsum[r * 6 + g];
+            int64_t     e = one.hitsum[r * 6 + g] - inbasis.hitsum[r * 6 + g];
 
             total += one.hitsum[r * 6 + g];
             diff += d < 0 ? -d : d;
+            diffb += e < 0 ? -e : e;
         }
+        CHECK(one.users[r] == inbasis.users[r], "reveal %d: %lld users one by one, %lld in the basis", r,
+              (long long) one.users[r], (long long) inbasis.users[r]);
     }
+    CHECK(diffb <= 2, "hits in the basis differ by %lld", (long long) diffb);
     CHECK(one.users[0] > 20 && one.users[1] > 5, "users simulated: %lld and %lld",
           (long long) one.users[0], (long long) one.users[1]);
     CHECK(total > 0 && diff <= 2, "hits %lld, differing by %lld", (long long) total, (long long) diff);
@@ -667,6 +686,7 @@ TEST(simulate_users_in_batches_sums_as_one_by_one)
     free(buf.qreveal);
     free(buf.hits);
     free(buf.ws);
+    free(bmem);
     FreeModel(&md);
 }
 
