@@ -355,7 +355,7 @@ it_fold_in_simulate_users(const ItCsr *R, const double *times, const int64_t *ro
     }
     if (nq == 0)
         return IT_FOLD_OK;
-    rc = it_fold_in_grid_hits_batch(Y, m, k, YtY, buf->basis, alpha, min_weight, blend, buf->queries, nq,
+    rc = it_fold_in_grid_hits_batch(Y, m, k, YtY, buf->basis, buf->threads, alpha, min_weight, blend, buf->queries, nq,
                                     lambdas, ngrid, eval_k, buf->ws, buf->hits);
     if (rc != 0)
     {

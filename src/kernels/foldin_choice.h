@@ -172,8 +172,9 @@ typedef struct ItSimulateBuffers
     ItGridQuery *queries;       /* n * nreveal */
     int        *qreveal;        /* n * nreveal */
     int32_t    *hits;           /* n * nreveal * entries */
-    float      *ws;             /* it_fold_in_grid_batch_workspace_floats(m, k, ngrid, eval_k, n * nreveal) */
+    float      *ws;             /* it_fold_in_grid_batch_workspace_floats(m, k, ngrid, eval_k, n * nreveal, threads) */
     const ItGramBasis *basis;   /* NULL, or YtY's (it_gram_basis; see it_fold_in_grid_hits_batch) */
+    int         threads;        /* of the rankings (it_fold_in_grid_hits_batch) */
 } ItSimulateBuffers;
 
 /*

@@ -12,6 +12,7 @@
 
 #include "kernels.h"
 #include "rankgrid.h"
+#include "clones.h"
 
 /* a * b into *out; 0 on overflow */
 static int
@@ -312,21 +313,26 @@ it_fold_in_grid_hits_blend(const float *Y, int64_t m, int kdim, const float *YtY
     q.pos = pos;
     q.npos = npos;
     q.prior = prior;
-    return it_fold_in_grid_hits_batch(Y, m, kdim, YtY, NULL, alpha, positive_threshold, blend, &q, 1,
+    return it_fold_in_grid_hits_batch(Y, m, kdim, YtY, NULL, 1, alpha, positive_threshold, blend, &q, 1,
                                       lambdas, ngrid, k, workspace, hits);
 }
 
 size_t
-it_fold_in_grid_batch_workspace_floats(int64_t m, int kdim, int ngrid, int k, int nq)
+it_fold_in_grid_batch_workspace_floats(int64_t m, int kdim, int ngrid, int k, int nq, int threads)
 {
     size_t      one = it_fold_in_grid_workspace_floats(m, kdim, ngrid, k);
     size_t      more;
     size_t      total;
 
-    /* the vectors and scores of the other nq - 1 queries */
-    if (one == 0 || nq < 1 ||
+    /*
+     * the vectors and scores of the other nq - 1 queries; the flags and the
+     * top k of each further thread
+     */
+    if (one == 0 || nq < 1 || threads < 1 || threads > IT_GRID_MAX_THREADS ||
         !MulSize((size_t) (nq - 1), (size_t) ngrid * ((size_t) kdim + (size_t) m), &more) ||
-        !AddSize(one, more, &total))
+        !AddSize(one, more, &total) ||
+        !MulSize((size_t) (threads - 1), (size_t) m + 2 * (size_t) k, &more) ||
+        !AddSize(total, more, &total))
         return 0;
     return total;
 }
@@ -362,9 +368,60 @@ MarkLeft(unsigned char *flags, int64_t m, const ItGridQuery *q)
     return left;
 }
 
+/* The rankings of queries [q0, q1) of a batch, on one thread. */
+typedef struct GridTopPart
+{
+    const float *S;             /* the batch's scores */
+    const ItGridQuery *queries;
+    int         q0,
+                q1;
+    int64_t     m;
+    int         ngrid;
+    const ItPopBlend *blend;
+    int         k;
+    unsigned char *flags;       /* m, all clear */
+    float      *top_val;        /* k */
+    int32_t    *top_idx;        /* k */
+    int32_t    *hits;           /* the batch's */
+} GridTopPart;
+
+static void *
+GridTopRun(void *arg)
+{
+    const GridTopPart *p = arg;
+    const ItPopBlend *blend = p->blend;
+    int         nb = blend ? blend->nblend : 1;
+    int         entries = p->ngrid * nb;
+
+    for (int q = p->q0; q < p->q1; q++)
+    {
+        const ItGridQuery *x = &p->queries[q];
+        int32_t    *hq = p->hits + (size_t) q * entries;
+
+        if (hq[0] == -1)
+            continue;
+        (void) MarkLeft(p->flags, p->m, x);
+        for (int j = 0; j < p->ngrid; j++)
+            for (int b = 0; b < nb; b++)
+            {
+                const float *row = p->S + ((size_t) q * p->ngrid + j) * p->m;
+                int         ntop;
+
+                if (blend != NULL)
+                    ntop = it_topk_blend(row, blend->pop, blend->blends[b], p->m, x->revealed, x->nrev, p->k,
+                                         p->top_idx, p->top_val);
+                else
+                    ntop = it_topk(row, p->m, x->revealed, x->nrev, p->k, p->top_idx, p->top_val);
+                hq[j * nb + b] = CountHits(p->top_idx, ntop, p->flags);
+            }
+        MarkPositives(p->flags, p->m, x->pos, x->npos, 0);
+    }
+    return NULL;
+}
+
 int
 it_fold_in_grid_hits_batch(const float *Y, int64_t m, int kdim, const float *YtY,
-                           const ItGramBasis *basis, float alpha, float positive_threshold, const ItPopBlend *blend,
+                           const ItGramBasis *basis, int threads, float alpha, float positive_threshold, const ItPopBlend *blend,
                            const ItGridQuery *queries, int nq,
                            const float *lambdas, int ngrid, int k,
                            float *workspace, int32_t *hits)
@@ -380,6 +437,7 @@ it_fold_in_grid_hits_batch(const float *Y, int64_t m, int kdim, const float *YtY
     int         j;
 
     if (Y == NULL || YtY == NULL || m < 1 || m > INT32_MAX || kdim < 1 ||
+        threads < 1 || threads > IT_GRID_MAX_THREADS ||
         queries == NULL || nq < 1 || lambdas == NULL || ngrid < 1 ||
         k < 1 || workspace == NULL || hits == NULL ||
         (size_t) nq * (size_t) ngrid > (size_t) INT32_MAX)
@@ -438,28 +496,44 @@ it_fold_in_grid_hits_batch(const float *Y, int64_t m, int kdim, const float *YtY
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq * ngrid, (int) m, kdim,
                 1.0f, V, kdim, Y, kdim, 0.0f, S, (int) m);
 
-    for (int q = 0; q < nq; q++)
+    /* the rankings, the queries split between the threads */
     {
-        const ItGridQuery *x = &queries[q];
-        int32_t    *hq = hits + (size_t) q * entries;
+        GridTopPart parts[IT_GRID_MAX_THREADS];
+        void       *args[IT_GRID_MAX_THREADS];
+        int         nparts = threads < nq ? threads : nq;
+        float      *more = top_val + 2 * (size_t) k;
 
-        if (hq[0] == -1)
-            continue;
-        (void) MarkLeft(flags, m, x);
-        for (j = 0; j < ngrid; j++)
-            for (int b = 0; b < nb; b++)
+        for (int t = 0; t < nparts; t++)
+        {
+            GridTopPart *p = &parts[t];
+
+            p->S = S;
+            p->queries = queries;
+            p->q0 = (int) ((int64_t) nq * t / nparts);
+            p->q1 = (int) ((int64_t) nq * (t + 1) / nparts);
+            p->m = m;
+            p->ngrid = ngrid;
+            p->blend = blend;
+            p->k = k;
+            p->hits = hits;
+            if (t == 0)
             {
-                const float *row = S + ((size_t) q * ngrid + j) * m;
-                int         ntop;
-
-                if (blend != NULL)
-                    ntop = it_topk_blend(row, blend->pop, blend->blends[b], m, x->revealed, x->nrev, k,
-                                         top_idx, top_val);
-                else
-                    ntop = it_topk(row, m, x->revealed, x->nrev, k, top_idx, top_val);
-                hq[j * nb + b] = CountHits(top_idx, ntop, flags);
+                p->flags = flags;
+                p->top_val = top_val;
+                p->top_idx = top_idx;
             }
-        MarkPositives(flags, m, x->pos, x->npos, 0);
+            else
+            {
+                /* thread t's m flags (in m floats) and top k, after the first's */
+                p->flags = (unsigned char *) more;
+                p->top_val = more + m;
+                p->top_idx = (int32_t *) (p->top_val + k);
+                memset(p->flags, 0, (size_t) m);
+                more += m + 2 * (size_t) k;
+            }
+            args[t] = p;
+        }
+        it_run_parts(GridTopRun, args, nparts);
     }
     return 0;
 }

@@ -143,18 +143,21 @@ typedef struct ItGridQuery
  * ngrid without blend).  The scores of every query's grid are one
  * cblas_sgemm of nq * ngrid rows, which packs Y once for them all instead
  * of once per query.  workspace:
- * it_fold_in_grid_batch_workspace_floats(m, kdim, ngrid, k, nq) floats
- * (nq = 1: it_fold_in_grid_workspace_floats).  basis: NULL, or YtY's
+ * it_fold_in_grid_batch_workspace_floats(m, kdim, ngrid, k, nq, threads)
+ * floats (nq = 1, threads = 1: it_fold_in_grid_workspace_floats).  The
+ * rankings are split between threads threads (1 to IT_GRID_MAX_THREADS;
+ * the products stay on the caller), which changes no hit.  basis: NULL, or YtY's
  * (it_gram_basis), in which the grids of queries of at most
  * basis->maxrank revealed items are solved (it_fold_in_grid_basis: the
  * same vectors to rounding, several times faster); the others, and all
  * without a basis, by it_fold_in_grid.  Returns 0; -1 on invalid
  * arguments; 1 when a fold-in cannot be solved.
  */
+#define IT_GRID_MAX_THREADS 64
 struct ItGramBasis;
-size_t      it_fold_in_grid_batch_workspace_floats(int64_t m, int kdim, int ngrid, int k, int nq);
+size_t      it_fold_in_grid_batch_workspace_floats(int64_t m, int kdim, int ngrid, int k, int nq, int threads);
 int         it_fold_in_grid_hits_batch(const float *Y, int64_t m, int kdim, const float *YtY,
-                                       const struct ItGramBasis *basis,
+                                       const struct ItGramBasis *basis, int threads,
                                        float alpha, float positive_threshold, const ItPopBlend *blend,
                                        const ItGridQuery *queries, int nq,
                                        const float *lambdas, int ngrid, int k,

@@ -991,7 +991,8 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
      */
     batch = (int) Max(1, Min(IT_FOLD_BATCH, IT_FOLD_BATCH_SCORES / ((double) IT_FOLD_NREVEAL * IT_FOLD_NGRID * m)));
     nq = batch * IT_FOLD_NREVEAL;
-    wsf = it_fold_in_grid_batch_workspace_floats(m, k, IT_FOLD_NGRID, IT_PRIOR_EVAL_K, nq);
+    buf.threads = Min(ItThreads(t->o.threads), IT_GRID_MAX_THREADS);
+    wsf = it_fold_in_grid_batch_workspace_floats(m, k, IT_FOLD_NGRID, IT_PRIOR_EVAL_K, nq, buf.threads);
     if (wsf == 0)
         ereport(ERROR,
                 (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),

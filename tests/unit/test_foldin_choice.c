@@ -599,6 +599,7 @@ TEST(simulate_users_in_batches_sums_as_one_by_one)
     int64_t     diff = 0;
     int64_t     diffb = 0;
     ItFoldInSums inbasis;
+    ItFoldInSums threaded;
     ItGramBasis basis;
     double     *bmem;
 
@@ -621,17 +622,22 @@ TEST(simulate_users_in_batches_sums_as_one_by_one)
     buf.queries = malloc(sizeof(ItGridQuery) * nq);
     buf.qreveal = malloc(sizeof(int) * nq);
     buf.hits = malloc(sizeof(int32_t) * nq * 6);
-    buf.ws = malloc(sizeof(float) * it_fold_in_grid_batch_workspace_floats(md.nitems, k, 3, 10, nq));
+    buf.ws = malloc(sizeof(float) * it_fold_in_grid_batch_workspace_floats(md.nitems, k, 3, 10, nq, 3));
     buf.basis = NULL;
+    buf.threads = 1;
     bmem = malloc(sizeof(double) * it_gram_basis_doubles(k, 10, 3));
     CHECK(it_gram_basis(YtY, k, 10, 3, bmem, &basis) == 0, "basis");
-    CHECK(it_fold_in_grid_batch_workspace_floats(md.nitems, k, 3, 10, 1) ==
+    CHECK(it_fold_in_grid_batch_workspace_floats(md.nitems, k, 3, 10, 1, 1) ==
           it_fold_in_grid_workspace_floats(md.nitems, k, 3, 10), "one query: the workspace of one");
+    CHECK(it_fold_in_grid_batch_workspace_floats(md.nitems, k, 3, 10, 1, 0) == 0 &&
+          it_fold_in_grid_batch_workspace_floats(md.nitems, k, 3, 10, 1, IT_GRID_MAX_THREADS + 1) == 0,
+          "thread counts refused");
     memset(&one, 0, sizeof(one));
     memset(&batched, 0, sizeof(batched));
     one.nreveal = batched.nreveal = 2;
     one.ngrid = batched.ngrid = 6;
     inbasis = batched;
+    threaded = batched;
     for (int64_t u0 = 0; u0 < md.nusers; u0 += B)
     {
         int         n = (int) (md.nusers - u0 < B ? md.nusers - u0 : B);
@@ -652,7 +658,13 @@ TEST(simulate_users_in_batches_sums_as_one_by_one)
         CHECK(it_fold_in_simulate_users(&md.R, NULL, rows, n, 5, 0.0f, reveal, 2, md.Y, md.nitems, k, YtY,
                                         2.0f, priors, &blend, lambdas, 3, 10, &buf, &inbasis,
                                         &solve) == IT_FOLD_OK, "a batch in the basis");
+        /* the rankings on three threads: the same hits, exactly */
+        buf.threads = 3;
+        CHECK(it_fold_in_simulate_users(&md.R, NULL, rows, n, 5, 0.0f, reveal, 2, md.Y, md.nitems, k, YtY,
+                                        2.0f, priors, &blend, lambdas, 3, 10, &buf, &threaded,
+                                        &solve) == IT_FOLD_OK, "a batch on three threads");
         buf.basis = NULL;
+        buf.threads = 1;
     }
     for (int r = 0; r < 2; r++)
     {
@@ -671,6 +683,9 @@ TEST(simulate_users_in_batches_sums_as_one_by_one)
               (long long) one.users[r], (long long) inbasis.users[r]);
     }
     CHECK(diffb <= 2, "hits in the basis differ by %lld", (long long) diffb);
+    CHECK(memcmp(threaded.users, inbasis.users, sizeof(threaded.users)) == 0 &&
+          memcmp(threaded.hitsum, inbasis.hitsum, sizeof(threaded.hitsum)) == 0,
+          "three threads' sums differ from one thread's");
     CHECK(one.users[0] > 20 && one.users[1] > 5, "users simulated: %lld and %lld",
           (long long) one.users[0], (long long) one.users[1]);
     CHECK(total > 0 && diff <= 2, "hits %lld, differing by %lld", (long long) total, (long long) diff);
