@@ -481,6 +481,8 @@ it_fold_in_grid_hits_batch(const float *Y, int64_t m, int kdim, const float *YtY
             memset(Vq, 0, sizeof(float) * (size_t) ngrid * kdim);
             continue;
         }
+        /* ranked below; not -1, whatever the buffer held before */
+        hits[(size_t) q * entries] = 0;
         if (basis != NULL && basis->k == kdim && x->nrev <= basis->maxrank && ngrid <= basis->maxgrid)
         {
             if (it_fold_in_grid_basis(Y, basis, x->revealed, x->weights, x->nrev, alpha, positive_threshold,

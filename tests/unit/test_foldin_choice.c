@@ -651,6 +651,8 @@ TEST(simulate_users_in_batches_sums_as_one_by_one)
                                            2.0f, priors[b], &blend, lambdas, 3, 10, buf.ent, buf.pos, rev, revw,
                                            ws, &one, &solve) == IT_FOLD_OK, "one user");
         }
+        /* whatever the buffer held before: a -1 of an earlier batch's user with nothing left */
+        memset(buf.hits, 0xff, sizeof(int32_t) * nq * 6);
         CHECK(it_fold_in_simulate_users(&md.R, NULL, rows, n, 5, 0.0f, reveal, 2, md.Y, md.nitems, k, YtY,
                                         2.0f, priors, &blend, lambdas, 3, 10, &buf, &batched,
                                         &solve) == IT_FOLD_OK, "a batch");
