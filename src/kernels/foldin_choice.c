@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "clones.h"
 #include "foldin_choice.h"
 #include "kernels.h"
 #include "rankgrid.h"
@@ -374,6 +376,119 @@ it_fold_in_simulate_users(const ItCsr *R, const double *times, const int64_t *ro
         sums->users[r]++;
     }
     return IT_FOLD_OK;
+}
+
+/* ------------------------------------------------------------------------
+ * A prior's simulations, whole
+ * ------------------------------------------------------------------------ */
+
+static double
+NowSeconds(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
+}
+
+static int
+RunFail(ItFoldInRun *run, int status, int stage, int detail)
+{
+    run->status = status;
+    run->stage = stage;
+    run->detail = detail;
+    return status;
+}
+
+static int
+RunGroups(ItFoldInRun *run)
+{
+    int         maxrev;
+
+    if (run->R == NULL || run->Rt == NULL || run->rows == NULL || run->priors == NULL ||
+        run->nsel < 1 || run->group < 1 || run->batch < 1 || run->reveal == NULL || run->nreveal < 1)
+        return RunFail(run, IT_FOLD_EINVAL, 0, 0);
+    maxrev = run->reveal[run->nreveal - 1];
+    for (int64_t g0 = 0; g0 < run->nsel; g0 += run->group)
+    {
+        int64_t     g1 = g0 + run->group < run->nsel ? g0 + run->group : run->nsel;
+        ItGramBasis basis;
+        int         rc;
+
+        rc = it_leave_out_items(run->R, run->Rt, run->X, run->Y, run->k, &run->als, run->rows + g0, g1 - g0,
+                                run->chunk_flops, &run->lo, run->Ylo, run->YtY,
+                                run->should_stop, run->should_stop_arg);
+        if (rc != IT_FOLD_OK)
+            return RunFail(run, rc, 1, rc);
+        run->groups++;
+        /* every simulation of the group folds into this YtY: solved in its eigenvector basis */
+        rc = it_gram_basis(run->YtY, run->k, maxrev, run->ngrid, run->bmem, &basis);
+        if (rc != 0)
+            return RunFail(run, IT_FOLD_ESOLVE, 2, rc);
+        run->sim.basis = &basis;
+        for (int64_t s0 = g0; s0 < g1; s0 += run->batch)
+        {
+            int         n = (int) (g1 - s0 < run->batch ? g1 - s0 : run->batch);
+            int         solve;
+
+            if (run->should_stop != NULL && run->should_stop(run->should_stop_arg))
+                return RunFail(run, IT_FOLD_ESTOPPED, 3, 0);
+            rc = it_fold_in_simulate_users(run->R, run->times, run->rows + s0, n, run->salt, run->min_weight,
+                                           run->reveal, run->nreveal, run->Ylo, run->Rt->nrows, run->k,
+                                           run->YtY, run->als.alpha, run->priors + s0, run->blend,
+                                           run->lambdas, run->ngrid, run->eval_k, &run->sim, &run->sums,
+                                           &solve);
+            if (rc != IT_FOLD_OK)
+                return RunFail(run, rc, 3, solve);
+        }
+        run->sim.basis = NULL;
+    }
+    return IT_FOLD_OK;
+}
+
+int
+it_fold_in_run(ItFoldInRun *run)
+{
+    double      start = NowSeconds();
+
+    run->status = IT_FOLD_OK;
+    run->stage = 0;
+    run->detail = 0;
+    run->groups = 0;
+    memset(run->sums.hitsum, 0, sizeof(run->sums.hitsum));
+    memset(run->sums.users, 0, sizeof(run->sums.users));
+    (void) RunGroups(run);
+    run->sim.basis = NULL;
+    run->seconds = NowSeconds() - start;
+    return run->status;
+}
+
+static void *
+RunThread(void *arg)
+{
+    (void) it_fold_in_run((ItFoldInRun *) arg);
+    return NULL;
+}
+
+int
+it_fold_in_run_start(ItFoldInRun *run)
+{
+    void       *arg = run;
+
+    run->started = it_start_threads(RunThread, &arg, 1, &run->thread) == 1;
+    return run->started;
+}
+
+int
+it_fold_in_run_join(ItFoldInRun *run)
+{
+    if (run->started)
+    {
+        pthread_join(run->thread, NULL);
+        run->started = 0;
+        return run->status;
+    }
+    return it_fold_in_run(run);
 }
 
 /* ------------------------------------------------------------------------

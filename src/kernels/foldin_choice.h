@@ -21,6 +21,7 @@
 #ifndef IT_FOLDIN_CHOICE_H
 #define IT_FOLDIN_CHOICE_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -190,6 +191,77 @@ int         it_fold_in_simulate_users(const ItCsr *R, const double *times, const
                                       float alpha, const float *const *priors,
                                       const ItPopBlend *blend, const float *lambdas, int ngrid, int eval_k,
                                       const ItSimulateBuffers *buf, ItFoldInSums *sums, int *solve_status);
+
+/*
+ * The simulations of one prior, whole (it_fold_in_run): the users
+ * rows[0..nsel) (rows of R) in groups of group users; for each group the
+ * item vectors without it (it_leave_out_items with als and chunk_flops,
+ * into Ylo and YtY), YtY's basis (it_gram_basis into bmem, for
+ * reveal[nreveal - 1] items and ngrid weights), then its users batch at a
+ * time (it_fold_in_simulate_users, user i around priors[i]), summed into
+ * sums (its nreveal and ngrid set; the run zeroes the rest).  should_stop (may be
+ * NULL) is asked before each leave-out block and each batch.
+ */
+typedef struct ItFoldInRun
+{
+    /* the trained model */
+    const ItCsr *R;
+    const ItCsr *Rt;
+    const float *X;
+    const float *Y;
+    const double *times;
+    int         k;
+    ItAlsParams als;
+    double      chunk_flops;
+    /* the simulated users */
+    const int64_t *rows;
+    const float *const *priors;
+    int64_t     nsel;
+    int64_t     group;
+    int         batch;
+    /* the simulation */
+    uint64_t    salt;
+    float       min_weight;
+    const int  *reveal;
+    int         nreveal;
+    const ItPopBlend *blend;
+    const float *lambdas;
+    int         ngrid;
+    int         eval_k;
+    /* buffers: lo for the largest group, Ylo nitems * k, YtY k * k */
+    ItLeaveOutBuffers lo;
+    float      *Ylo;
+    float      *YtY;
+    double     *bmem;
+    ItSimulateBuffers sim;      /* for batch users; sim.basis is set here */
+    int         (*should_stop) (void *arg);
+    void       *should_stop_arg;
+    /* out */
+    ItFoldInSums sums;
+    int64_t     groups;         /* groups left out */
+    int         status;         /* IT_FOLD_OK or the error */
+    int         stage;          /* where it failed: 1 leave-out, 2 basis, 3 simulation */
+    int         detail;         /* the failing step's own status */
+    double      seconds;        /* the run's wall time */
+    /* it_fold_in_run_start's thread */
+    int         started;
+    pthread_t   thread;
+} ItFoldInRun;
+
+/* Runs run on the calling thread; returns run->status. */
+int         it_fold_in_run(ItFoldInRun *run);
+
+/*
+ * Starts it_fold_in_run(run) on a thread of its own (every signal
+ * blocked), whose should_stop must be safe there; returns 1 when the
+ * thread started, 0 when not (it_fold_in_run_join then runs it).  Until
+ * the join the caller may not call BLAS: OpenBLAS's serial library is
+ * not safe from two threads at once.
+ */
+int         it_fold_in_run_start(ItFoldInRun *run);
+
+/* Waits for the thread it_fold_in_run_start started, or runs run here; returns run->status. */
+int         it_fold_in_run_join(ItFoldInRun *run);
 
 /* The outcome of the simulations of one prior. */
 typedef struct ItFoldInChoice

@@ -11,6 +11,7 @@
 #include <float.h>
 #include <math.h>
 
+#include "access/genam.h"
 #include "access/heapam.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -27,6 +28,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/relcache.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
 #include "utils/timestamp.h"
@@ -980,6 +982,48 @@ WriteFactorsDirect(const char *model, int version, const ItFactorRows *rows, int
         pfree(dbuf);
     /* the statements after this one see the rows */
     CommandCounterIncrement();
+    return true;
+}
+
+bool
+ItStoreFactorsRunNoUserCode(void)
+{
+    for (int side = 0; side < 2; side++)
+    {
+        bool        users = side == 0;
+        Oid         relid = get_relname_relid(users ? "it_user_factors" : "it_item_factors",
+                                              get_namespace_oid(ItSchemaName(), false));
+        AttrNumber  attnos[IT_FACTOR_COLUMNS];
+        Relation    rel;
+        bool        plain;
+
+        if (!OidIsValid(relid) ||
+            pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK ||
+            check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
+            return false;
+        rel = table_open(relid, AccessShareLock);
+        plain = DirectWritable(rel, users ? UserColumns : ItemColumns, users ? UserColumnTypes : ItemColumnTypes,
+                               users ? lengthof(UserColumns) : lengthof(ItemColumns), attnos) &&
+            (rel->rd_att->constr == NULL || rel->rd_att->constr->num_check == 0);
+        if (plain)
+        {
+            List       *indexes = RelationGetIndexList(rel);
+            ListCell   *lc;
+
+            foreach(lc, indexes)
+            {
+                Relation    ind = index_open(lfirst_oid(lc), AccessShareLock);
+
+                if (RelationGetIndexExpressions(ind) != NIL || RelationGetIndexPredicate(ind) != NIL)
+                    plain = false;
+                index_close(ind, AccessShareLock);
+            }
+            list_free(indexes);
+        }
+        table_close(rel, AccessShareLock);
+        if (!plain)
+            return false;
+    }
     return true;
 }
 

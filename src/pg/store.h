@@ -252,6 +252,16 @@ typedef struct ItFactorRows
 extern int64 ItStoreWriteFactors(const char *model, int version, const ItFactorRows *rows);
 
 /*
+ * Whether ItStoreWriteFactors writes both factor tables directly, running
+ * no code of anyone's but PostgreSQL's own: plain tables of the expected
+ * columns, insertable by the current role, no row security, triggers,
+ * rules, CHECK constraints, or index expressions and predicates.  Work
+ * that may not share the backend with arbitrary functions (BLAS on
+ * another thread) runs beside such writes only.
+ */
+extern bool ItStoreFactorsRunNoUserCode(void);
+
+/*
  * Packs the item rows of a version (k factors), as committed now and as
  * this transaction wrote them, into it_item_packs: one pass over them in
  * (domain, id) order, a few thousand items of one domain per pack.  After

@@ -642,6 +642,41 @@ DecideDeploy(const char *model, ItTrainData *d, const ItOptions *o, ItDeployDeci
  * Writing a version
  * ------------------------------------------------------------------------ */
 
+/* The version's user and item factor rows. */
+static void
+WriteFactorTables(const ItVersionBuild *b, int version, const int64 *popularity)
+{
+    ItTrainData *d = b->d;
+    int         k = (int) b->opts->factors;
+    ItFactorRows rows;
+
+    memset(&rows, 0, sizeof(rows));
+    rows.users = true;
+    rows.mode = IT_FACTORS_INSERT;
+    rows.source = "model";
+    rows.k = k;
+    rows.n = d->nusers;
+    rows.ids = d->user_ids;
+    rows.factors = b->X;
+    rows.seen_ptr = d->R.indptr;
+    rows.seen_index = d->R.indices;
+    rows.seen_ids = d->item_ids;
+    rows.domains = d->item_domain;
+    (void) ItStoreWriteFactors(b->model, version, &rows);
+
+    memset(&rows, 0, sizeof(rows));
+    rows.users = false;
+    rows.mode = IT_FACTORS_INSERT;
+    rows.source = "model";
+    rows.k = k;
+    rows.n = d->nitems;
+    rows.ids = d->item_ids;
+    rows.factors = b->Y;
+    rows.popularity = popularity;
+    rows.domains = d->item_domain;
+    (void) ItStoreWriteFactors(b->model, version, &rows);
+}
+
 /*
  * Writes a version from its factors, deployed when the decision says so:
  * the factor rows first, then the it_model row, once, with the seconds of
@@ -654,7 +689,10 @@ DecideDeploy(const char *model, ItTrainData *d, const ItOptions *o, ItDeployDeci
  * the matrix built, ALS (or the factors read, for import_model), the
  * context vectors, the cross-domain choice, the side models (priors), the
  * population prior's fold-in weight, the if_better check, and writing the
- * factor rows.
+ * factor rows.  The fold-in weight's simulations run on a thread of their
+ * own while the factor rows are written (metrics->'fold_in_beside_write',
+ * unless user code runs in those writes): the two phases then overlap, and
+ * write leaves out the wait for the simulations.
  */
 typedef struct ItTrainPhases
 {
@@ -667,6 +705,7 @@ typedef struct ItTrainPhases
     double      fold_in_weight;
     double      deploy;
     double      write;
+    bool        fold_in_beside_write;   /* the fold-in weight's simulations ran while the rows were written */
 } ItTrainPhases;
 
 static char *
@@ -674,9 +713,9 @@ PhasesJson(const ItTrainPhases *p)
 {
     return psprintf("\"phases\": {\"read\": %.4f, \"map\": %.4f, \"als\": %.4f, \"contexts\": %.4f, "
                     "\"cross_domain\": %.4f, \"priors\": %.4f, \"fold_in_weight\": %.4f, "
-                    "\"deploy\": %.4f, \"write\": %.4f}",
+                    "\"deploy\": %.4f, \"write\": %.4f}, \"fold_in_beside_write\": %s",
                     p->read, p->map, p->als, p->contexts, p->cross_domain, p->priors,
-                    p->fold_in_weight, p->deploy, p->write);
+                    p->fold_in_weight, p->deploy, p->write, p->fold_in_beside_write ? "true" : "false");
 }
 
 static int
@@ -691,13 +730,14 @@ WriteModel(const ItVersionBuild *b, const int64 *popularity, const ItDeployDecis
     int         k = (int) b->opts->factors;
     ItWriteState st;
     const char *summary;
-    ItFactorRows rows;
     ItModelRow row;
     Oid         owner;
     int         version;
     double     *sum;
     float      *mean;
     instr_time  write_start;
+    instr_time  wait_start;
+    double      waited;
 
     /* population prior: the mean user vector */
     sum = palloc0(sizeof(double) * k);
@@ -716,31 +756,27 @@ WriteModel(const ItVersionBuild *b, const int64 *popularity, const ItDeployDecis
         ItSyncRolePins(&owner, 1);
     version = ItStoreNextVersion(model);
 
-    memset(&rows, 0, sizeof(rows));
-    rows.users = true;
-    rows.mode = IT_FACTORS_INSERT;
-    rows.source = "model";
-    rows.k = k;
-    rows.n = d->nusers;
-    rows.ids = d->user_ids;
-    rows.factors = X;
-    rows.seen_ptr = d->R.indptr;
-    rows.seen_index = d->R.indices;
-    rows.seen_ids = d->item_ids;
-    rows.domains = d->item_domain;
-    (void) ItStoreWriteFactors(model, version, &rows);
-
-    memset(&rows, 0, sizeof(rows));
-    rows.users = false;
-    rows.mode = IT_FACTORS_INSERT;
-    rows.source = "model";
-    rows.k = k;
-    rows.n = d->nitems;
-    rows.ids = d->item_ids;
-    rows.factors = Y;
-    rows.popularity = popularity;
-    rows.domains = d->item_domain;
-    (void) ItStoreWriteFactors(model, version, &rows);
+    /*
+     * The population prior's fold-in weight is chosen on a thread of its
+     * own while the factor rows are written (when nothing but PostgreSQL
+     * runs in the writes); the rest of the writing needs the choice, or
+     * calls BLAS.
+     */
+    ItTransferStartPopulation(b->transfer);
+    PG_TRY();
+    {
+        WriteFactorTables(b, version, popularity);
+    }
+    PG_CATCH();
+    {
+        ItTransferStopPopulation(b->transfer);
+        PG_RE_THROW();
+    }
+    PG_END_TRY();
+    INSTR_TIME_SET_CURRENT(wait_start);
+    phases->fold_in_beside_write = ItTransferFinishPopulation(b->transfer);
+    waited = ItElapsedSeconds(wait_start);
+    phases->fold_in_weight = ItTransferFoldInSeconds(b->transfer);
     /* the new items' factor rows (transfer.c) */
     ItTransferWriteItems(b->transfer, model, version);
     /* the users' vectors in contexts (context.c) */
@@ -759,7 +795,7 @@ WriteModel(const ItVersionBuild *b, const int64 *popularity, const ItDeployDecis
         (void) ItStoreWriteItemPacksFrom(model, version, k, sets, 2);
     }
     /* where the time went: the factor rows are most of the writing */
-    phases->write = ItElapsedSeconds(write_start);
+    phases->write = ItElapsedSeconds(write_start) - waited;
     {
         char       *json = PhasesJson(phases);
 
@@ -874,6 +910,8 @@ ItBuildVersion(ItVersionBuild *b, ItTrainResult *res)
     trained.X = b->X;
     trained.Y = b->Y;
     t_mark = ItElapsedSeconds(b->start);
+    /* the population prior's fold-in weight: beside the writes (WriteModel) */
+    ItTransferDeferPopulation(b->transfer);
     ItTransferFit(b->transfer, &trained);
     t_priors = ItElapsedSeconds(b->start) - t_mark;
     DecideDeploy(model, d, opts, &decision);

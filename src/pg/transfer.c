@@ -393,6 +393,9 @@ struct ItTransferTrain
     const char *model;
     FoldInChoice pop_fold;      /* fold-in weight of the population prior */
     double      pop_seconds;    /* the time its choice took */
+    bool        pop_defer;      /* ItTransferDeferPopulation: run beside the writes */
+    struct FoldInJob *pop_job;  /* prepared, not yet finished (pop_defer) */
+    float      *pop_mean;       /* its prior, while pop_job lives */
     const ItTrainedModel *tm;   /* during ItTransferFit */
     float      *pop;            /* during ItTransferFit: items' popularity / its maximum */
 };
@@ -811,64 +814,6 @@ MappedUsers(ItTransferTrain *t, PriorSide *s, const ItMlpLayout *layout,
 #define IT_FOLD_CHUNK_FLOPS 4.0e7
 
 /*
- * The item vectors as if the users rows[0..n) had not been trained on
- * (it_leave_out_items: one item half-step of ALS with the training's
- * options and CG steps, warm from the trained Y, the users' vectors
- * fixed, on the interactions without theirs), with Y'Y of the result in
- * YtY.  Against the trained Y, fold-in from a few of a trained user's
- * items finds the others because Y was fitted to them: on MovieLens 100k
- * the simulated precision of weak priors was 0.1 above what new users
- * then got, and the weight chosen 50 times too small.  About one
- * iteration of ALS over the items.
- */
-static float *
-LeaveOutItems(ItTransferTrain *t, const int64 *rows, int64 n, float *YtY)
-{
-    const ItTrainedModel *tm = t->tm;
-    int         k = tm->k;
-    int64       kept = tm->Rt->nnz - it_leave_out_removed(tm->R, rows, n);
-    ItLeaveOutBuffers buf;
-    ItAlsParams p;
-    float      *Y;
-    int         rc;
-
-    p.factors = k;
-    p.regularization = (float) t->o.regularization;
-    p.alpha = tm->alpha;
-    p.cg_steps = t->o.cg_steps;
-    p.threads = ItThreads(t->o.threads);
-    p.positive_threshold = (float) t->o.min_weight;
-
-    buf.out = AllocChecked(tm->nusers, sizeof(bool), "fold-in users");
-    buf.indptr = AllocChecked(tm->nitems + 1, sizeof(int64), "leave-out interactions");
-    buf.indices = AllocChecked(Max(kept, 1), sizeof(int32), "leave-out interactions");
-    buf.data = AllocChecked(Max(kept, 1), sizeof(float), "leave-out interactions");
-    buf.Xs = AllocChecked(Max(n, 1) * k, sizeof(float), "leave-out vectors");
-    buf.G = AllocChecked((int64) k * k, sizeof(float), "leave-out gram matrix");
-    buf.XtX = AllocChecked((int64) k * k, sizeof(float), "leave-out gram matrix");
-    buf.scratch = AllocChecked((int64) it_als_scratch_floats(k, p.threads), sizeof(float),
-                               "leave-out workspace");
-    Y = AllocChecked(tm->nitems * k, sizeof(float), "leave-out item vectors");
-
-    rc = it_leave_out_items(tm->R, tm->Rt, tm->X, tm->Y, k, &p, rows, n, IT_FOLD_CHUNK_FLOPS,
-                            &buf, Y, YtY, PriorCheckInterrupts, NULL);
-    if (rc == IT_FOLD_ENONFINITE)
-        elog(ERROR, "the leave-out item vectors are not finite");
-    if (rc != IT_FOLD_OK)
-        elog(ERROR, "could not compute the leave-out item vectors (status %d)", rc);
-
-    pfree(buf.out);
-    pfree(buf.indptr);
-    pfree(buf.indices);
-    pfree(buf.data);
-    pfree(buf.Xs);
-    pfree(buf.G);
-    pfree(buf.XtX);
-    pfree(buf.scratch);
-    return Y;
-}
-
-/*
  * The blends of the fold-in grid: FoldInBlendGrid times the mean, over
  * the simulated users sel[0..n) (indexes into the priors), of their
  * prior's largest score against the trained items (1 when that is not
@@ -900,56 +845,82 @@ FoldInBlends(const float *Y, int64 m, int k, const float *priors, bool shared,
 }
 
 /*
- * Chooses the fold-in weight of a prior by simulation on the first users
- * of rows[0..nrows) (rows of R, in this order) that have enough
- * positives, whose prior is priors + i * k (shared: priors for all).
- * Leaves out->c.measured false when too few users qualify.
+ * A prior's simulations in flight: prepared on the calling thread
+ * (FoldInPrepare), run there or on a thread of their own (it_fold_in_run,
+ * it_fold_in_run_start), finished on the calling thread (FoldInFinish).
+ * The simulated users' item vectors are left out of Y a group at a time
+ * (it_leave_out_items: one item half-step of ALS with the training's
+ * options and CG steps, warm from the trained Y, the users' vectors fixed,
+ * on the interactions without theirs): against the trained Y, fold-in
+ * from a few of a trained user's items finds the others because Y was
+ * fitted to them: on MovieLens 100k the simulated precision of weak
+ * priors was 0.1 above what new users then got, and the weight chosen 50
+ * times too small.  About one iteration of ALS over the items per group.
  */
-static void
-ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
-                   const float *priors, bool shared, FoldInChoice *out)
+typedef struct FoldInJob
+{
+    ItFoldInRun run;
+    ItPopBlend  blend;
+    instr_time  start;
+    double      prepare_seconds;
+    volatile sig_atomic_t abort;    /* set by the calling thread: stop soon */
+} FoldInJob;
+
+
+/*
+ * should_stop of a run on its own thread: reads flags, nothing else (the
+ * calling thread raises the interrupt itself, ItTransferFinishPopulation).
+ */
+static int
+FoldInJobStop(void *arg)
+{
+    const FoldInJob *job = arg;
+
+    return job->abort || QueryCancelPending || ProcDiePending;
+}
+
+/*
+ * Prepares the simulations of a prior's fold-in weight on the first users
+ * of rows[0..nrows) (rows of R, in this order) that have enough
+ * positives, whose prior is priors + i * k (shared: priors for all), into
+ * job (every buffer allocated here).  Returns false, with out->users[0]
+ * the users found, when too few qualify or nothing can be chosen.
+ */
+static bool
+FoldInPrepare(ItTransferTrain *t, const int64 *rows, int64 nrows,
+              const float *priors, bool shared, FoldInJob *job, FoldInChoice *out)
 {
     const ItTrainedModel *tm = t->tm;
     const ItCsr *R = tm->R;
     int64       m = tm->nitems;
     int         k = tm->k;
     float       min_weight = (float) t->o.min_weight;
-    instr_time  start;
+    ItFoldInRun *run = &job->run;
     double      cap_d;
     int64       cap;
     int64       group;
     int64       maxlen = 0;
     int64       nsel;
+    int64       removed_min = -1;
     int64      *sel;            /* indexes into rows of the simulated users */
     int64      *selrows;
-    float      *Y;
-    float      *YtY;
+    const float **spriors;
     size_t      wsf;
     float      *ws;
     int         batch;
     int         nq;
-    ItSimulateBuffers buf;
-    int64      *brows;
-    const float **bpriors;
-    ItFoldInSums sums;
-    ItPopBlend  blend;
-    ItGramBasis basis;
-    double     *bmem;
-    int         rc;
-    uint64      salt = it_mix64(t->o.seed ^ UINT64CONST(0x666f6c642d696e));
+    int         threads = ItThreads(t->o.threads);
 
     memset(out, 0, sizeof(*out));
-    memset(&sums, 0, sizeof(sums));
-    sums.nreveal = IT_FOLD_NREVEAL;
-    sums.ngrid = IT_FOLD_NENTRIES;
-    INSTR_TIME_SET_CURRENT(start);
+    memset(job, 0, sizeof(*job));
+    INSTR_TIME_SET_CURRENT(job->start);
     if (m < 1 || nrows < 1)
-        return;
+        return false;
 
     /* the grid, in units of the mean of diag(Y'Y) of the trained items */
-    YtY = AllocChecked((int64) k * k, sizeof(float), "fold-in gram matrix");
-    if (it_fold_in_lambdas(tm->Y, m, k, FoldInGrid, IT_FOLD_NGRID, YtY, out->lambdas) != IT_FOLD_OK)
-        return;
+    run->YtY = AllocChecked((int64) k * k, sizeof(float), "fold-in gram matrix");
+    if (it_fold_in_lambdas(tm->Y, m, k, FoldInGrid, IT_FOLD_NGRID, run->YtY, out->lambdas) != IT_FOLD_OK)
+        return false;
 
     /*
      * The users: the first with enough positives, as many as the work
@@ -969,8 +940,11 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
     if (nsel < IT_FOLD_MIN_USERS)
     {
         out->users[0] = nsel;
-        return;
+        return false;
     }
+    spriors = AllocChecked(nsel, sizeof(float *), "fold-in users");
+    for (int64 i = 0; i < nsel; i++)
+        spriors[i] = shared ? priors : priors + sel[i] * k;
 
     wsf = it_fold_in_grid_workspace_floats(m, k, IT_FOLD_NGRID, IT_PRIOR_EVAL_K);
     if (wsf == 0)
@@ -980,9 +954,35 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
     ws = AllocChecked((int64) wsf, sizeof(float), "fold-in workspace");
     FoldInBlends(tm->Y, m, k, priors, shared, sel, nsel, ws, out->blends);
     pfree(ws);
-    blend.pop = t->pop;
-    blend.blends = out->blends;
-    blend.nblend = IT_FOLD_NBLEND;
+    job->blend.pop = t->pop;
+    job->blend.blends = out->blends;
+    job->blend.nblend = IT_FOLD_NBLEND;
+
+    /* the leave-out step's buffers, for the group that keeps the most interactions */
+    for (int64 g0 = 0; g0 < nsel; g0 += group)
+    {
+        int64       removed = it_leave_out_removed(R, selrows + g0, Min(nsel, g0 + group) - g0);
+
+        removed_min = removed_min < 0 ? removed : Min(removed_min, removed);
+    }
+    run->als.factors = k;
+    run->als.regularization = (float) t->o.regularization;
+    run->als.alpha = tm->alpha;
+    run->als.cg_steps = t->o.cg_steps;
+    run->als.threads = threads;
+    run->als.positive_threshold = (float) t->o.min_weight;
+    run->lo.out = AllocChecked(tm->nusers, sizeof(bool), "fold-in users");
+    run->lo.indptr = AllocChecked(m + 1, sizeof(int64), "leave-out interactions");
+    run->lo.indices = AllocChecked(Max(tm->Rt->nnz - removed_min, 1), sizeof(int32), "leave-out interactions");
+    run->lo.data = AllocChecked(Max(tm->Rt->nnz - removed_min, 1), sizeof(float), "leave-out interactions");
+    run->lo.Xs = AllocChecked(Min(group, nsel) * k, sizeof(float), "leave-out vectors");
+    run->lo.G = AllocChecked((int64) k * k, sizeof(float), "leave-out gram matrix");
+    run->lo.XtX = AllocChecked((int64) k * k, sizeof(float), "leave-out gram matrix");
+    run->lo.scratch = AllocChecked((int64) it_als_scratch_floats(k, threads), sizeof(float),
+                                   "leave-out workspace");
+    run->Ylo = AllocChecked(m * k, sizeof(float), "leave-out item vectors");
+    run->bmem = AllocChecked((int64) it_gram_basis_doubles(k, FoldInReveal[IT_FOLD_NREVEAL - 1], IT_FOLD_NGRID),
+                             sizeof(double), "fold-in basis");
 
     /*
      * The users are simulated a batch at a time, so that the scores of all
@@ -991,57 +991,85 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
      */
     batch = (int) Max(1, Min(IT_FOLD_BATCH, IT_FOLD_BATCH_SCORES / ((double) IT_FOLD_NREVEAL * IT_FOLD_NGRID * m)));
     nq = batch * IT_FOLD_NREVEAL;
-    buf.threads = Min(ItThreads(t->o.threads), IT_GRID_MAX_THREADS);
-    wsf = it_fold_in_grid_batch_workspace_floats(m, k, IT_FOLD_NGRID, IT_PRIOR_EVAL_K, nq, buf.threads);
+    run->sim.threads = Min(threads, IT_GRID_MAX_THREADS);
+    wsf = it_fold_in_grid_batch_workspace_floats(m, k, IT_FOLD_NGRID, IT_PRIOR_EVAL_K, nq, run->sim.threads);
     if (wsf == 0)
         ereport(ERROR,
                 (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
                  errmsg("too many items to choose the fold-in prior weight: " INT64_FORMAT, m)));
-    buf.ws = AllocChecked((int64) wsf, sizeof(float), "fold-in workspace");
-    buf.ent = AllocChecked(Max(maxlen, 1), sizeof(ItRevealEntry), "fold-in rows");
-    buf.pos = AllocChecked(Max(maxlen, 1) * batch, sizeof(int32), "fold-in rows");
-    buf.rev = AllocChecked((int64) FoldInReveal[IT_FOLD_NREVEAL - 1] * nq, sizeof(int32), "fold-in rows");
-    buf.revw = AllocChecked((int64) FoldInReveal[IT_FOLD_NREVEAL - 1] * nq, sizeof(float), "fold-in rows");
-    buf.queries = AllocChecked(nq, sizeof(ItGridQuery), "fold-in rows");
-    buf.qreveal = AllocChecked(nq, sizeof(int), "fold-in rows");
-    buf.hits = AllocChecked((int64) nq * IT_FOLD_NENTRIES, sizeof(int32), "fold-in rows");
-    brows = AllocChecked(batch, sizeof(int64), "fold-in rows");
-    bpriors = AllocChecked(batch, sizeof(float *), "fold-in rows");
-    bmem = AllocChecked((int64) it_gram_basis_doubles(k, FoldInReveal[IT_FOLD_NREVEAL - 1], IT_FOLD_NGRID),
-                        sizeof(double), "fold-in basis");
-    buf.basis = &basis;
+    run->sim.ws = AllocChecked((int64) wsf, sizeof(float), "fold-in workspace");
+    run->sim.ent = AllocChecked(Max(maxlen, 1), sizeof(ItRevealEntry), "fold-in rows");
+    run->sim.pos = AllocChecked(Max(maxlen, 1) * batch, sizeof(int32), "fold-in rows");
+    run->sim.rev = AllocChecked((int64) FoldInReveal[IT_FOLD_NREVEAL - 1] * nq, sizeof(int32), "fold-in rows");
+    run->sim.revw = AllocChecked((int64) FoldInReveal[IT_FOLD_NREVEAL - 1] * nq, sizeof(float), "fold-in rows");
+    run->sim.queries = AllocChecked(nq, sizeof(ItGridQuery), "fold-in rows");
+    run->sim.qreveal = AllocChecked(nq, sizeof(int), "fold-in rows");
+    run->sim.hits = AllocChecked((int64) nq * IT_FOLD_NENTRIES, sizeof(int32), "fold-in rows");
 
-    for (int64 g0 = 0; g0 < nsel; g0 += group)
-    {
-        int64       g1 = Min(nsel, g0 + group);
+    run->R = R;
+    run->Rt = tm->Rt;
+    run->X = tm->X;
+    run->Y = tm->Y;
+    run->times = tm->times;
+    run->k = k;
+    run->chunk_flops = IT_FOLD_CHUNK_FLOPS;
+    run->rows = selrows;
+    run->priors = spriors;
+    run->nsel = nsel;
+    run->group = group;
+    run->batch = batch;
+    run->salt = it_mix64(t->o.seed ^ UINT64CONST(0x666f6c642d696e));
+    run->min_weight = min_weight;
+    run->reveal = FoldInReveal;
+    run->nreveal = IT_FOLD_NREVEAL;
+    run->blend = &job->blend;
+    run->lambdas = out->lambdas;
+    run->ngrid = IT_FOLD_NGRID;
+    run->eval_k = IT_PRIOR_EVAL_K;
+    run->sums.nreveal = IT_FOLD_NREVEAL;
+    run->sums.ngrid = IT_FOLD_NENTRIES;
+    run->should_stop = PriorCheckInterrupts;
+    run->should_stop_arg = NULL;
+    pfree(sel);
+    job->prepare_seconds = ItElapsedSeconds(job->start);
+    return true;
+}
 
-        Y = LeaveOutItems(t, selrows + g0, g1 - g0, YtY);
-        out->groups++;
-        /* every simulation folds into this YtY: solved in its eigenvector basis */
-        rc = it_gram_basis(YtY, k, FoldInReveal[IT_FOLD_NREVEAL - 1], IT_FOLD_NGRID, bmem, &basis);
-        if (rc != 0)
-            elog(ERROR, "could not decompose the leave-out gram matrix (status %d)", rc);
-        for (int64 s0 = g0; s0 < g1; s0 += batch)
-        {
-            int         n = (int) Min(batch, g1 - s0);
-            int         solve;
+/* Frees what FoldInPrepare allocated (the run is over). */
+static void
+FoldInFree(FoldInJob *job)
+{
+    ItFoldInRun *run = &job->run;
+    void       *bufs[] = {run->YtY, (void *) run->rows, (void *) run->priors, run->lo.out, run->lo.indptr,
+                          run->lo.indices, run->lo.data, run->lo.Xs, run->lo.G, run->lo.XtX, run->lo.scratch,
+                          run->Ylo, run->bmem, run->sim.ws, run->sim.ent, run->sim.pos, run->sim.rev,
+                          run->sim.revw, run->sim.queries, run->sim.qreveal, run->sim.hits};
 
-            CHECK_FOR_INTERRUPTS();
-            for (int b = 0; b < n; b++)
-            {
-                int64       i = sel[s0 + b];
+    for (int i = 0; i < (int) lengthof(bufs); i++)
+        if (bufs[i] != NULL)
+            pfree(bufs[i]);
+}
 
-                brows[b] = rows[i];
-                bpriors[b] = shared ? priors : priors + i * k;
-            }
-            if (it_fold_in_simulate_users(R, tm->times, brows, n, salt, min_weight, FoldInReveal, IT_FOLD_NREVEAL,
-                                          Y, m, k, YtY, tm->alpha, bpriors, &blend,
-                                          out->lambdas, IT_FOLD_NGRID, IT_PRIOR_EVAL_K,
-                                          &buf, &sums, &solve) != IT_FOLD_OK)
-                elog(ERROR, "could not fold in a trained user to choose the fold-in prior weight (status %d)", solve);
-        }
-        pfree(Y);
-    }
+/*
+ * The choice from a run that is over: its errors raised, the criterion,
+ * the users, the time (the preparation's and the run's own).
+ */
+static void
+FoldInFinish(FoldInJob *job, FoldInChoice *out)
+{
+    ItFoldInRun *run = &job->run;
+
+    CHECK_FOR_INTERRUPTS();
+    if (run->status == IT_FOLD_ENONFINITE && run->stage == 1)
+        elog(ERROR, "the leave-out item vectors are not finite");
+    if (run->status != IT_FOLD_OK && run->stage == 1)
+        elog(ERROR, "could not compute the leave-out item vectors (status %d)", run->status);
+    if (run->status != IT_FOLD_OK && run->stage == 2)
+        elog(ERROR, "could not decompose the leave-out gram matrix (status %d)", run->detail);
+    if (run->status != IT_FOLD_OK)
+        elog(ERROR, "could not fold in a trained user to choose the fold-in prior weight (status %d, %d)",
+             run->status, run->detail);
+    out->groups = (int) run->groups;
 
     /*
      * The criterion: the mean over the simulations with enough users.  The
@@ -1050,32 +1078,37 @@ ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
      * "largest entry" is the most popularity, then the strongest weight.
      */
     {
-        ItFoldInSums bysum = sums;
+        ItFoldInSums bysum = run->sums;
 
         for (int r = 0; r < IT_FOLD_NREVEAL; r++)
             for (int g = 0; g < IT_FOLD_NGRID; g++)
                 for (int b = 0; b < IT_FOLD_NBLEND; b++)
                     bysum.hitsum[r * IT_FOLD_NENTRIES + b * IT_FOLD_NGRID + g] =
-                        sums.hitsum[r * IT_FOLD_NENTRIES + g * IT_FOLD_NBLEND + b];
+                        run->sums.hitsum[r * IT_FOLD_NENTRIES + g * IT_FOLD_NBLEND + b];
         it_fold_in_choose(&bysum, IT_PRIOR_EVAL_K, IT_FOLD_MIN_USERS, &out->c);
     }
     for (int r = 0; r < IT_FOLD_NREVEAL; r++)
-        out->users[r] = sums.users[r];
-    out->seconds = ItElapsedSeconds(start);
-    pfree(sel);
-    pfree(selrows);
-    pfree(YtY);
-    pfree(buf.ws);
-    pfree(buf.ent);
-    pfree(buf.pos);
-    pfree(buf.rev);
-    pfree(buf.revw);
-    pfree(buf.queries);
-    pfree(buf.qreveal);
-    pfree(buf.hits);
-    pfree(brows);
-    pfree(bpriors);
-    pfree(bmem);
+        out->users[r] = run->sums.users[r];
+    out->seconds = job->prepare_seconds + run->seconds;
+    FoldInFree(job);
+}
+
+/*
+ * Chooses the fold-in weight of a prior by simulation on the first users
+ * of rows[0..nrows) (rows of R, in this order) that have enough
+ * positives, whose prior is priors + i * k (shared: priors for all).
+ * Leaves out->c.measured false when too few users qualify.
+ */
+static void
+ChooseFoldInWeight(ItTransferTrain *t, const int64 *rows, int64 nrows,
+                   const float *priors, bool shared, FoldInChoice *out)
+{
+    FoldInJob   job;
+
+    if (!FoldInPrepare(t, rows, nrows, priors, shared, &job, out))
+        return;
+    (void) it_fold_in_run(&job.run);
+    FoldInFinish(&job, out);
 }
 
 /* The weight and the blend of grid entry e of a fold-in choice. */
@@ -1974,6 +2007,15 @@ FitSide(ItTransferTrain *t, PriorSide *s, const SideData *sd)
     pfree(f.YtY);
 }
 
+/* The NOTICE of the population prior's choice, when it was measured. */
+static void
+PopulationNotice(ItTransferTrain *t)
+{
+    if (t->pop_fold.c.measured)
+        ereport(NOTICE,
+                (errmsg("%s", FoldInMessage(&t->pop_fold, "population", "trained users"))));
+}
+
 /*
  * The fold-in weight of the population prior, which serves new users
  * without a features prior: the mean of the trained users' vectors,
@@ -2014,15 +2056,101 @@ PopulationFoldIn(ItTransferTrain *t)
         rows[i] = order[i].row;
     CHECK_FOR_INTERRUPTS();
 
-    ChooseFoldInWeight(t, rows, n, mean, true, &t->pop_fold);
-    if (t->pop_fold.c.measured)
-        ereport(NOTICE,
-                (errmsg("%s", FoldInMessage(&t->pop_fold, "population", "trained users"))));
+    if (t->pop_defer)
+    {
+        /* run later, beside the writes (ItTransferStartPopulation) */
+        FoldInJob  *job = AllocChecked(1, sizeof(FoldInJob), "fold-in simulations");
+
+        if (FoldInPrepare(t, rows, n, mean, true, job, &t->pop_fold))
+        {
+            t->pop_job = job;
+            t->pop_mean = mean;
+            mean = NULL;
+        }
+        else
+            pfree(job);
+    }
+    else
+    {
+        ChooseFoldInWeight(t, rows, n, mean, true, &t->pop_fold);
+        PopulationNotice(t);
+    }
     pfree(sum);
-    pfree(mean);
+    if (mean != NULL)
+        pfree(mean);
     pfree(order);
     pfree(rows);
     CHECK_FOR_INTERRUPTS();
+}
+
+void
+ItTransferDeferPopulation(ItTransferTrain *t)
+{
+    if (t != NULL)
+        t->pop_defer = true;
+}
+
+void
+ItTransferStartPopulation(ItTransferTrain *t)
+{
+    FoldInJob  *job = t != NULL ? t->pop_job : NULL;
+
+    if (job == NULL || !ItStoreFactorsRunNoUserCode())
+        return;
+    job->run.should_stop = FoldInJobStop;
+    job->run.should_stop_arg = job;
+    (void) it_fold_in_run_start(&job->run);
+}
+
+void
+ItTransferStopPopulation(ItTransferTrain *t)
+{
+    FoldInJob  *job = t != NULL ? t->pop_job : NULL;
+
+    if (job == NULL)
+        return;
+    if (job->run.started)
+    {
+        job->abort = 1;
+        (void) it_fold_in_run_join(&job->run);
+    }
+    t->pop_job = NULL;
+}
+
+bool
+ItTransferFinishPopulation(ItTransferTrain *t)
+{
+    FoldInJob  *job = t != NULL ? t->pop_job : NULL;
+    bool        beside;
+
+    if (job == NULL)
+        return false;
+    beside = job->run.started;
+    /* not started: here, on this thread, interruptible as ever */
+    if (!job->run.started)
+    {
+        job->run.should_stop = PriorCheckInterrupts;
+        job->run.should_stop_arg = NULL;
+    }
+    (void) it_fold_in_run_join(&job->run);
+    if (job->run.status == IT_FOLD_ESTOPPED)
+    {
+        /* stopped for a cancel: raise it; for anything else, run again here */
+        CHECK_FOR_INTERRUPTS();
+        job->run.should_stop = PriorCheckInterrupts;
+        job->run.should_stop_arg = NULL;
+        (void) it_fold_in_run(&job->run);
+    }
+    t->pop_job = NULL;
+    t->pop_seconds += job->run.seconds;
+    FoldInFinish(job, &t->pop_fold);
+    pfree(job);
+    pfree(t->pop_mean);
+    t->pop_mean = NULL;
+    pfree(t->pop);
+    t->pop = NULL;
+    PopulationNotice(t);
+    return beside;
 }
 
 /*
@@ -2182,8 +2310,12 @@ ItTransferFit(ItTransferTrain *t, const ItTrainedModel *tm)
         t->pop_seconds = ItElapsedSeconds(start);
     }
     t->tm = NULL;
-    pfree(t->pop);
-    t->pop = NULL;
+    /* a deferred choice still ranks with them */
+    if (t->pop_job == NULL)
+    {
+        pfree(t->pop);
+        t->pop = NULL;
+    }
     MemoryContextSwitchTo(old);
 }
 

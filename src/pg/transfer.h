@@ -66,7 +66,23 @@ extern void ItTransferWriteItems(ItTransferTrain *t, const char *model, int vers
 extern int64 ItTransferNewItems(const ItTransferTrain *t, const int64 **ids, const float **factors);
 extern void ItTransferWrite(ItTransferTrain *t, const char *model, int version);
 extern const char *ItTransferSummary(ItTransferTrain *t);
-/* The seconds ItTransferFit spent choosing the population prior's fold-in weight. */
+/*
+ * The population prior's fold-in weight, beside the writes: after
+ * ItTransferDeferPopulation, ItTransferFit only prepares its simulations;
+ * ItTransferStartPopulation starts them on a thread of their own (when
+ * the factor writes run no user code, ItStoreFactorsRunNoUserCode: the
+ * thread calls BLAS, and the caller may not until the end), and
+ * ItTransferFinishPopulation waits for them (or runs them, when they did
+ * not start) and makes the choice, before ItTransferSummary and
+ * ItTransferWrite.  ItTransferStopPopulation, for error paths, stops and
+ * waits for the thread without raising anything.
+ */
+extern void ItTransferDeferPopulation(ItTransferTrain *t);
+extern void ItTransferStartPopulation(ItTransferTrain *t);
+extern void ItTransferStopPopulation(ItTransferTrain *t);
+/* Returns whether the simulations ran on their own thread. */
+extern bool ItTransferFinishPopulation(ItTransferTrain *t);
+/* The seconds the choice of the population prior's fold-in weight took (so far). */
 extern double ItTransferFoldInSeconds(const ItTransferTrain *t);
 extern void ItTransferEnd(ItTransferTrain *t);
 

@@ -202,7 +202,9 @@ mid_version=$(sort -n "$tmp/train.txt" | sed -n "$(( (REPS + 1) / 2 ))p" | cut -
 echo "train() median of $REPS: $train_s s (whole SQL call, timed by the client)"
 echo "phases of version $mid_version (it_model.metrics->'phases', seconds):"
 phases bench "$mid_version"
-psql -X -q -At -v ON_ERROR_STOP=1 -c "SELECT format('  not in the phases: %s s of the call (writing the model, commit, client)',
+psql -X -q -At -v ON_ERROR_STOP=1 -c "SELECT format('  fold_in_weight ran beside write: %s', coalesce(metrics->>'fold_in_beside_write', 'false'))
+    FROM it_model WHERE model = 'bench' AND version = $mid_version"
+psql -X -q -At -v ON_ERROR_STOP=1 -c "SELECT format('  not in the phases: %s s of the call (writing the model, commit, client; negative when phases overlap)',
     round(($train_s - sum(value::text::numeric)), 3)) FROM it_model, jsonb_each(metrics->'phases') WHERE model = 'bench' AND version = $mid_version"
 
 # the same interactions, and train()'s arithmetic, for the stand-in

@@ -707,6 +707,173 @@ TEST(simulate_users_in_batches_sums_as_one_by_one)
     FreeModel(&md);
 }
 
+/* should_stop that asks to stop at its n-th call (n counted down in arg). */
+static int
+StopAtCall(void *arg)
+{
+    int        *left = arg;
+
+    return --(*left) <= 0;
+}
+
+/*
+ * A prior's simulations run whole (it_fold_in_run) sum as its steps one
+ * after the other do, on the calling thread or on a thread of their own,
+ * and stop when asked.
+ */
+TEST(fold_in_run_sums_as_its_steps_on_any_thread)
+{
+    Model       md;
+    int         k = 6;
+    int         reveal[2] = {3, 10};
+    float       lambdas[3] = {0.1f, 1.0f, 10.0f};
+    float       blends[2] = {0.0f, 0.5f};
+    int64_t     rows[80];
+    const float *priors[80];
+    float      *prior = malloc(sizeof(float) * k);
+    float      *pop;
+    ItPopBlend  blend;
+    ItFoldInRun run;
+    ItFoldInSums ref;
+    int         B = 5;
+    int         nq = B * 2;
+    int         left;
+    int64_t     group = 20;
+    ItGramBasis basis;
+
+    MakeModel(&md, 80, 40, k, 7);
+    pop = malloc(sizeof(float) * md.nitems);
+    for (int64_t i = 0; i < md.nitems; i++)
+        pop[i] = (float) ((i * 5) % 13) / 13.0f;
+    for (int j = 0; j < k; j++)
+        prior[j] = 0.05f * (float) (j + 1);
+    for (int i = 0; i < 80; i++)
+    {
+        rows[i] = 79 - i;
+        priors[i] = i % 3 ? prior : NULL;
+    }
+    blend.pop = pop;
+    blend.blends = blends;
+    blend.nblend = 2;
+
+    memset(&run, 0, sizeof(run));
+    run.R = &md.R;
+    run.Rt = &md.Rt;
+    run.X = md.X;
+    run.Y = md.Y;
+    run.k = k;
+    AlsParams(&run.als, k);
+    run.chunk_flops = 1e3;
+    run.rows = rows;
+    run.priors = priors;
+    run.nsel = 80;
+    run.group = group;
+    run.batch = B;
+    run.salt = 5;
+    run.reveal = reveal;
+    run.nreveal = 2;
+    run.blend = &blend;
+    run.lambdas = lambdas;
+    run.ngrid = 3;
+    run.eval_k = 10;
+    AllocLeaveOut(&md, rows, 0, &run.als, &run.lo);
+    free(run.lo.Xs);
+    run.lo.Xs = malloc(sizeof(float) * group * k);
+    run.Ylo = malloc(sizeof(float) * md.nitems * k);
+    run.YtY = malloc(sizeof(float) * k * k);
+    run.bmem = malloc(sizeof(double) * it_gram_basis_doubles(k, 10, 3));
+    run.sim.ws = malloc(sizeof(float) * it_fold_in_grid_batch_workspace_floats(md.nitems, k, 3, 10, nq, 2));
+    run.sim.ent = malloc(sizeof(ItRevealEntry) * md.nitems);
+    run.sim.pos = malloc(sizeof(int32_t) * md.nitems * B);
+    run.sim.rev = malloc(sizeof(int32_t) * 10 * nq);
+    run.sim.revw = malloc(sizeof(float) * 10 * nq);
+    run.sim.queries = malloc(sizeof(ItGridQuery) * nq);
+    run.sim.qreveal = malloc(sizeof(int) * nq);
+    run.sim.hits = malloc(sizeof(int32_t) * nq * 6);
+    run.sim.threads = 2;
+    run.sums.nreveal = 2;
+    run.sums.ngrid = 6;
+
+    /* the steps one after the other */
+    memset(&ref, 0, sizeof(ref));
+    ref.nreveal = 2;
+    ref.ngrid = 6;
+    for (int64_t g0 = 0; g0 < 80; g0 += group)
+    {
+        int         solve;
+
+        CHECK(it_leave_out_items(&md.R, &md.Rt, md.X, md.Y, k, &run.als, rows + g0, group, 1e3, &run.lo,
+                                 run.Ylo, run.YtY, NULL, NULL) == IT_FOLD_OK, "leave-out");
+        CHECK(it_gram_basis(run.YtY, k, 10, 3, run.bmem, &basis) == 0, "basis");
+        run.sim.basis = &basis;
+        for (int64_t s0 = g0; s0 < g0 + group; s0 += B)
+            CHECK(it_fold_in_simulate_users(&md.R, NULL, rows + s0, B, 5, 0.0f, reveal, 2, run.Ylo, md.nitems,
+                                            k, run.YtY, run.als.alpha, priors + s0, &blend, lambdas, 3, 10,
+                                            &run.sim, &ref, &solve) == IT_FOLD_OK, "simulate");
+        run.sim.basis = NULL;
+    }
+    CHECK(ref.users[0] > 40 && ref.users[1] > 5, "users simulated: %lld and %lld",
+          (long long) ref.users[0], (long long) ref.users[1]);
+
+    /* here, twice (the sums start from zero each time), then on a thread */
+    for (int pass = 0; pass < 3; pass++)
+    {
+        int         rc;
+
+        if (pass < 2)
+            rc = it_fold_in_run(&run);
+        else
+        {
+            CHECK(it_fold_in_run_start(&run) == 1, "thread started");
+            rc = it_fold_in_run_join(&run);
+            CHECK(!run.started, "joined");
+        }
+        CHECK(rc == IT_FOLD_OK && run.status == IT_FOLD_OK, "pass %d: status %d", pass, rc);
+        CHECK(run.groups == 4, "pass %d: %lld groups", pass, (long long) run.groups);
+        CHECK(memcmp(run.sums.users, ref.users, sizeof(ref.users)) == 0 &&
+              memcmp(run.sums.hitsum, ref.hitsum, sizeof(ref.hitsum)) == 0,
+              "pass %d: the sums differ from the steps'", pass);
+        CHECK(run.seconds >= 0.0, "seconds");
+    }
+
+    /* asked to stop at the first call and at a later one; here and on a thread */
+    for (int at = 1; at <= 3; at += 2)
+        for (int thread = 0; thread < 2; thread++)
+        {
+            left = at;
+            run.should_stop = StopAtCall;
+            run.should_stop_arg = &left;
+            if (thread)
+            {
+                CHECK(it_fold_in_run_start(&run) == 1, "thread started");
+                CHECK(it_fold_in_run_join(&run) == IT_FOLD_ESTOPPED, "stopped at call %d on a thread", at);
+            }
+            else
+                CHECK(it_fold_in_run(&run) == IT_FOLD_ESTOPPED, "stopped at call %d", at);
+        }
+    run.should_stop = NULL;
+
+    /* nothing to simulate */
+    run.nsel = 0;
+    CHECK(it_fold_in_run(&run) == IT_FOLD_EINVAL, "no users accepted");
+
+    FreeLeaveOut(&run.lo);
+    free(run.Ylo);
+    free(run.YtY);
+    free(run.bmem);
+    free(run.sim.ws);
+    free(run.sim.ent);
+    free(run.sim.pos);
+    free(run.sim.rev);
+    free(run.sim.revw);
+    free(run.sim.queries);
+    free(run.sim.qreveal);
+    free(run.sim.hits);
+    free(pop);
+    free(prior);
+    FreeModel(&md);
+}
+
 TEST(choose_takes_the_best_mean_precision_and_the_larger_weight_on_ties)
 {
     ItFoldInSums sums;
@@ -820,6 +987,7 @@ main(void)
     RUN(lambdas_follow_the_scale_of_the_items);
     RUN(simulate_user_reveals_the_first_in_hash_order);
     RUN(simulate_users_in_batches_sums_as_one_by_one);
+    RUN(fold_in_run_sums_as_its_steps_on_any_thread);
     RUN(choose_takes_the_best_mean_precision_and_the_larger_weight_on_ties);
     RUN(choose_takes_the_largest_weight_within_one_standard_error);
     return unit_summary();
