@@ -57,6 +57,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
+#include "storage/ipc.h"
 #include "utils/memutils.h"
 
 #include "foldin_choice.h"
@@ -2090,16 +2091,42 @@ ItTransferDeferPopulation(ItTransferTrain *t)
         t->pop_defer = true;
 }
 
+/*
+ * The run on its own thread, while there is one: a FATAL error (the
+ * backend terminated) leaves through proc_exit, not through the writes'
+ * PG_CATCH, and the thread must be stopped and joined before the process
+ * tears down what it uses (OpenBLAS's buffers among them).
+ */
+static FoldInJob *RunningJob = NULL;
+
+static void
+StopRunningJob(int code, Datum arg)
+{
+    if (RunningJob != NULL && RunningJob->run.started)
+    {
+        RunningJob->abort = 1;
+        (void) it_fold_in_run_join(&RunningJob->run);
+    }
+    RunningJob = NULL;
+}
+
 void
 ItTransferStartPopulation(ItTransferTrain *t)
 {
+    static bool registered = false;
     FoldInJob  *job = t != NULL ? t->pop_job : NULL;
 
     if (job == NULL || !ItStoreFactorsRunNoUserCode())
         return;
+    if (!registered)
+    {
+        before_shmem_exit(StopRunningJob, (Datum) 0);
+        registered = true;
+    }
     job->run.should_stop = FoldInJobStop;
     job->run.should_stop_arg = job;
-    (void) it_fold_in_run_start(&job->run);
+    if (it_fold_in_run_start(&job->run))
+        RunningJob = job;
 }
 
 void
@@ -2114,6 +2141,7 @@ ItTransferStopPopulation(ItTransferTrain *t)
         job->abort = 1;
         (void) it_fold_in_run_join(&job->run);
     }
+    RunningJob = NULL;
     t->pop_job = NULL;
 }
 
@@ -2133,6 +2161,7 @@ ItTransferFinishPopulation(ItTransferTrain *t)
         job->run.should_stop_arg = NULL;
     }
     (void) it_fold_in_run_join(&job->run);
+    RunningJob = NULL;
     if (job->run.status == IT_FOLD_ESTOPPED)
     {
         /* stopped for a cancel: raise it; for anything else, run again here */
