@@ -789,6 +789,15 @@ TEXTOID, INT2OID};
 
 #define IT_FACTOR_COLUMNS 9
 
+/* Whether the current role may insert into relid without row security (then rows may go in directly). */
+static bool
+DirectInsertable(Oid relid)
+{
+    return OidIsValid(relid) &&
+        pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) == ACLCHECK_OK &&
+        check_enable_rls(relid, InvalidOid, true) != RLS_ENABLED;
+}
+
 /* Whether rel is a plain table of exactly the columns names[0..n) of types; attnos: where each is. */
 static bool
 DirectWritable(Relation rel, const char *const *names, const Oid *types, int n, AttrNumber *attnos)
@@ -886,9 +895,7 @@ WriteFactorsDirect(const char *model, int version, const ItFactorRows *rows, int
     int         nbatch = 0;
     Size        bytes = 0;
 
-    if (!OidIsValid(relid) ||
-        pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK ||
-        check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
+    if (!DirectInsertable(relid))
         return false;
     rel = table_open(relid, RowExclusiveLock);
     if (!DirectWritable(rel, rows->users ? UserColumns : ItemColumns,
@@ -997,9 +1004,7 @@ ItStoreFactorsRunNoUserCode(void)
         Relation    rel;
         bool        plain;
 
-        if (!OidIsValid(relid) ||
-            pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK ||
-            check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
+        if (!DirectInsertable(relid))
             return false;
         rel = table_open(relid, AccessShareLock);
         plain = DirectWritable(rel, users ? UserColumns : ItemColumns, users ? UserColumnTypes : ItemColumnTypes,

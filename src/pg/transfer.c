@@ -2099,15 +2099,22 @@ ItTransferDeferPopulation(ItTransferTrain *t)
  */
 static FoldInJob *RunningJob = NULL;
 
+/* Stops job's thread, if it runs, and waits for it; raises nothing. */
+static void
+AbortJob(FoldInJob *job)
+{
+    if (job != NULL && job->run.started)
+    {
+        job->abort = 1;
+        (void) it_fold_in_run_join(&job->run);
+    }
+    RunningJob = NULL;
+}
+
 static void
 StopRunningJob(int code, Datum arg)
 {
-    if (RunningJob != NULL && RunningJob->run.started)
-    {
-        RunningJob->abort = 1;
-        (void) it_fold_in_run_join(&RunningJob->run);
-    }
-    RunningJob = NULL;
+    AbortJob(RunningJob);
 }
 
 void
@@ -2136,12 +2143,7 @@ ItTransferStopPopulation(ItTransferTrain *t)
 
     if (job == NULL)
         return;
-    if (job->run.started)
-    {
-        job->abort = 1;
-        (void) it_fold_in_run_join(&job->run);
-    }
-    RunningJob = NULL;
+    AbortJob(job);
     t->pop_job = NULL;
 }
 
