@@ -195,19 +195,36 @@ PrefetchRow(const float *row, int k)
  *   CG pass:               out += sum_j w_j (y_j . p) y_j
  *
  * with w_j = alpha r_j and p the current x (residual) or search direction.
+ * With loss (residual pass only), *loss += sum_j c_j (p_j - s_j)^2 - s_j^2,
+ * s_j = y_j . p as above, c_j = 1 + alpha r_j, in double: the row's
+ * observed part of the objective at the x the solve starts from, which
+ * costs the pass almost nothing (it_als_half_step_loss).
  * Each item's row is read once: its dot product is followed at once by its
  * update.  This version is for k = 16 nv: p and the accumulators stay in
  * registers; SparsePass picks it for the common sizes.
  */
+/* c (p - s)^2 - s^2 of one entry of raw weight r, s = x.y */
+static inline double
+RowLossTerm(float r, float alpha, float thr, float s)
+{
+    double      c = 1.0 + (double) alpha * r;
+    double      pv = r >= thr ? 1.0 : 0.0;
+    double      sv = s;
+
+    return c * (pv - sv) * (pv - sv) - sv * sv;
+}
+
 #define IT_DEFINE_SPARSE_PASS(NV) \
 IT_INLINE void \
 SparsePass##NV(const int32_t *restrict idx, const float *restrict r, \
                int64_t m, int64_t mpf, const float *restrict Y, float alpha, float thr, \
-               const int init, const float *restrict p, float *restrict out) \
+               const int init, const float *restrict p, float *restrict out, \
+               double *restrict loss) \
 { \
     const int   k = (NV) * 16; \
     ItV16       pv[NV]; \
     ItV16       acc[NV]; \
+    double      lsum = loss ? *loss : 0.0; \
     int64_t     j; \
     int         c; \
  \
@@ -237,6 +254,8 @@ SparsePass##NV(const int32_t *restrict idx, const float *restrict r, \
             sv += yv[c] * pv[c]; \
         HSUMV(sv, d); \
         coef = init ? (r[j] >= thr ? 1.0f + w : 0.0f) - w * d : w * d; \
+        if (init && loss) \
+            lsum += RowLossTerm(r[j], alpha, thr, d); \
         IT_UNROLL \
         for (c = 0; c < (NV); c++) \
             acc[c] += coef * yv[c]; \
@@ -244,6 +263,8 @@ SparsePass##NV(const int32_t *restrict idx, const float *restrict r, \
     IT_UNROLL \
     for (c = 0; c < (NV); c++) \
         STOREV(out + 16 * c, acc[c]); \
+    if (loss) \
+        *loss = lsum; \
 }
 
 IT_DEFINE_SPARSE_PASS(1)
@@ -257,8 +278,9 @@ IT_DEFINE_SPARSE_PASS(8)
 IT_INLINE void
 SparsePassAny(const int32_t *restrict idx, const float *restrict r,
               int64_t m, int64_t mpf, const float *restrict Y, int k, float alpha, float thr, int init,
-              const float *restrict p, float *restrict out)
+              const float *restrict p, float *restrict out, double *restrict loss)
 {
+    double      lsum = loss ? *loss : 0.0;
     int64_t     j;
 
     for (j = 0; j < m; j++)
@@ -270,37 +292,41 @@ SparsePassAny(const int32_t *restrict idx, const float *restrict r,
         if (IT_PREFETCH_AHEAD > 0 && j + IT_PREFETCH_AHEAD < mpf)
             PrefetchRow(Y + (size_t) idx[j + IT_PREFETCH_AHEAD] * k, k);
         d = Dot(y, p, k);
+        if (init && loss)
+            lsum += RowLossTerm(r[j], alpha, thr, d);
         Axpy(out, init ? (r[j] >= thr ? 1.0f + w : 0.0f) - w * d : w * d, y, k);
     }
+    if (loss)
+        *loss = lsum;
 }
 
 IT_INLINE void
 SparsePass(const int32_t *restrict idx, const float *restrict r,
            int64_t m, int64_t mpf, const float *restrict Y, int k, float alpha, float thr, int init,
-           const float *restrict p, float *restrict out)
+           const float *restrict p, float *restrict out, double *restrict loss)
 {
     switch (k)
     {
         case 16:
-            SparsePass1(idx, r, m, mpf, Y, alpha, thr, init, p, out);
+            SparsePass1(idx, r, m, mpf, Y, alpha, thr, init, p, out, loss);
             break;
         case 32:
-            SparsePass2(idx, r, m, mpf, Y, alpha, thr, init, p, out);
+            SparsePass2(idx, r, m, mpf, Y, alpha, thr, init, p, out, loss);
             break;
         case 48:
-            SparsePass3(idx, r, m, mpf, Y, alpha, thr, init, p, out);
+            SparsePass3(idx, r, m, mpf, Y, alpha, thr, init, p, out, loss);
             break;
         case 64:
-            SparsePass4(idx, r, m, mpf, Y, alpha, thr, init, p, out);
+            SparsePass4(idx, r, m, mpf, Y, alpha, thr, init, p, out, loss);
             break;
         case 96:
-            SparsePass6(idx, r, m, mpf, Y, alpha, thr, init, p, out);
+            SparsePass6(idx, r, m, mpf, Y, alpha, thr, init, p, out, loss);
             break;
         case 128:
-            SparsePass8(idx, r, m, mpf, Y, alpha, thr, init, p, out);
+            SparsePass8(idx, r, m, mpf, Y, alpha, thr, init, p, out, loss);
             break;
         default:
-            SparsePassAny(idx, r, m, mpf, Y, k, alpha, thr, init, p, out);
+            SparsePassAny(idx, r, m, mpf, Y, k, alpha, thr, init, p, out, loss);
             break;
     }
 }
@@ -387,6 +413,7 @@ typedef struct AlsShared
     int         cg_steps;
     float       alpha;
     float       thr;            /* positives: r >= thr */
+    double     *row_loss;       /* NULL, or each row's loss term at the X it starts from */
     int64_t     row_begin;
     int64_t     row_end;
     pthread_mutex_t claim;      /* guards next */
@@ -503,28 +530,31 @@ WaitDense(AlsShared *s, int t)
 }
 
 /*
- * out = sparse part of one row (see SparsePass), starting from zero; the
- * calling thread, when workers run, looks at their requests every
- * IT_SERVE_ENTRIES entries (the pieces add up to the same sums: the
- * accumulators go through out unchanged).
+ * out = sparse part of one row (see SparsePass), starting from zero, and
+ * *loss (when not NULL) its loss term; the calling thread, when workers
+ * run, looks at their requests every IT_SERVE_ENTRIES entries (the pieces
+ * add up to the same sums: the accumulators go through out and *loss
+ * unchanged).
  */
 IT_INLINE void
 SparseRow(AlsShared *s, int serve, const int32_t *idx, const float *r,
-          int64_t m, int64_t mpf, int init, const float *p, float *out)
+          int64_t m, int64_t mpf, int init, const float *p, float *out, double *loss)
 {
     int64_t     j;
 
     memset(out, 0, sizeof(float) * s->k);
+    if (loss)
+        *loss = 0.0;
     if (!serve)
     {
-        SparsePass(idx, r, m, mpf, s->Y, s->k, s->alpha, s->thr, init, p, out);
+        SparsePass(idx, r, m, mpf, s->Y, s->k, s->alpha, s->thr, init, p, out, loss);
         return;
     }
     for (j = 0; j < m; j += IT_SERVE_ENTRIES)
     {
         int64_t     n = m - j < IT_SERVE_ENTRIES ? m - j : IT_SERVE_ENTRIES;
 
-        SparsePass(idx + j, r + j, n, mpf - j, s->Y, s->k, s->alpha, s->thr, init, p, out);
+        SparsePass(idx + j, r + j, n, mpf - j, s->Y, s->k, s->alpha, s->thr, init, p, out, loss);
         Serve(s);
     }
 }
@@ -566,7 +596,9 @@ AlsBlock(AlsShared *s, int t, int64_t b0, int64_t b1, float *scratch)
         if (m > 0)
             SparseRow(s, serve, Rm->indices + start, Rm->data + start, m,
                       Rm->indptr[b1] - start, 1, X + (size_t) u * k,
-                      Sb + (size_t) b * k);
+                      Sb + (size_t) b * k, s->row_loss ? s->row_loss + u : NULL);
+        else if (s->row_loss)
+            s->row_loss[u] = 0.0;
     }
     WaitDense(s, t);
     for (b = 0; b < nb; b++)
@@ -604,7 +636,7 @@ AlsBlock(AlsShared *s, int t, int64_t b0, int64_t b1, float *scratch)
 
             if (active[b] != 0.0f)
                 SparseRow(s, serve, Rm->indices + start, Rm->data + start, m, m,
-                          0, Pb + (size_t) b * k, Sb + (size_t) b * k);
+                          0, Pb + (size_t) b * k, Sb + (size_t) b * k, NULL);
         }
         WaitDense(s, t);
         any = 0;
@@ -721,6 +753,15 @@ it_als_half_step(const ItCsr *R, const float *Y, const float *YtY,
                  float *X, const ItAlsParams *p,
                  int64_t row_begin, int64_t row_end, float *scratch)
 {
+    it_als_half_step_loss(R, Y, YtY, X, p, row_begin, row_end, scratch, NULL);
+}
+
+void
+it_als_half_step_loss(const ItCsr *R, const float *Y, const float *YtY,
+                      float *X, const ItAlsParams *p,
+                      int64_t row_begin, int64_t row_end, float *scratch,
+                      double *row_loss)
+{
     AlsShared   s;
     int         k = p->factors;
     int         threads = p->threads < 1 ? 1 : p->threads;
@@ -758,6 +799,7 @@ it_als_half_step(const ItCsr *R, const float *Y, const float *YtY,
     s.cg_steps = p->cg_steps;
     s.alpha = p->alpha;
     s.thr = p->positive_threshold;
+    s.row_loss = row_loss;
     s.row_begin = row_begin;
     s.row_end = row_end;
     s.next = row_begin;
@@ -1006,18 +1048,28 @@ it_als_loss_gram_mt(const ItCsr *R, const float *X, const float *Y,
         xnorm += s.sums[i][2];
     }
     if (XtX != NULL)
-    {
-        /* sum_u x_u^T YtY x_u = trace(XtX YtY) = sum_ij XtX_ij YtY_ij */
-        size_t      e;
-
-        for (e = 0; e < (size_t) k * k; e++)
-            quad += (double) XtX[e] * YtY[e];
-        for (i = 0; i < k; i++)
-            xnorm += XtX[(size_t) i * k + i];
-    }
+        return it_als_loss_dense(XtX, YtY, k, reg) + observed;
     for (i = 0; i < k; i++)
         ynorm += YtY[(size_t) i * k + i];
     return quad + observed + (double) reg * (xnorm + ynorm);
+}
+
+double
+it_als_loss_dense(const float *XtX, const float *YtY, int k, float reg)
+{
+    double      quad = 0.0;
+    double      xnorm = 0.0;
+    double      ynorm = 0.0;
+
+    /* sum_u x_u^T YtY x_u = trace(XtX YtY) = sum_ij XtX_ij YtY_ij */
+    for (size_t e = 0; e < (size_t) k * k; e++)
+        quad += (double) XtX[e] * YtY[e];
+    for (int i = 0; i < k; i++)
+    {
+        xnorm += XtX[(size_t) i * k + i];
+        ynorm += YtY[(size_t) i * k + i];
+    }
+    return quad + (double) reg * (xnorm + ynorm);
 }
 
 double

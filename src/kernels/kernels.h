@@ -191,6 +191,25 @@ void        it_als_half_step(const ItCsr *R, const float *Y, const float *YtY,
 size_t      it_als_scratch_floats(int k, int threads);
 
 /*
+ * it_als_half_step that also leaves in row_loss[u], for each row u of
+ * [row_begin, row_end), the row's observed part of the objective at the
+ * X[u] the solve starts from: sum_i c_ui (p_ui - s_ui)^2 - s_ui^2, s_ui =
+ * x_u.y_i as the solve computes it (in float), summed in double; 0 for a
+ * row with no entries.  Summed over the rows, plus it_als_loss_dense of
+ * the starting X's gram matrix, it is the objective of the X the step
+ * starts from (it_als_loss_gram to rounding), almost for free: the solve
+ * computes every s_ui anyway.  row_loss NULL: it_als_half_step.
+ */
+void        it_als_half_step_loss(const ItCsr *R, const float *Y, const float *YtY,
+                                  float *X, const ItAlsParams *p,
+                                  int64_t row_begin, int64_t row_end,
+                                  float *scratch, double *row_loss);
+
+/* The objective's terms that are not per entry, from the gram matrices:
+ * trace(XtX YtY) + reg (trace XtX + trace YtY). */
+double      it_als_loss_dense(const float *XtX, const float *YtY, int k, float reg);
+
+/*
  * The full training objective above (every cell of the matrix, computed
  * with the YtY trick, so O(nnz k + n k^2)), including regularisation,
  * accumulated in double.  YtY must be Y^T Y.  Single-threaded.

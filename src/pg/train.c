@@ -346,10 +346,14 @@ ChunkEnd(const ItCsr *R, int64 begin, int k, int cg_steps, int threads)
     return end;
 }
 
-/* One half-step over every row of R, in chunks, interruptible between them. */
+/*
+ * One half-step over every row of R, in chunks, interruptible between
+ * them; with row_loss, each row's loss term at the X it starts from
+ * (it_als_half_step_loss).
+ */
 static void
 HalfStep(const ItCsr *R, const float *Y, const float *YtY, float *X,
-         const ItAlsParams *p, float *scratch)
+         const ItAlsParams *p, float *scratch, double *row_loss)
 {
     int64       begin = 0;
 
@@ -358,7 +362,7 @@ HalfStep(const ItCsr *R, const float *Y, const float *YtY, float *X,
         int64       end = ChunkEnd(R, begin, p->factors, p->cg_steps, p->threads);
 
         CHECK_FOR_INTERRUPTS();
-        it_als_half_step(R, Y, YtY, X, p, begin, end, scratch);
+        it_als_half_step_loss(R, Y, YtY, X, p, begin, end, scratch, row_loss);
         begin = end;
     }
     CHECK_FOR_INTERRUPTS();
@@ -386,9 +390,33 @@ QuietFit(const ItInteractionMatrix *d, const ItOptions *o, float *X, float *Y)
     pfree(history.data);
 }
 
+/* Iteration it's loss into history (and a NOTICE unless quiet); errors when it is not finite. */
+static void
+ReportIteration(StringInfo history, int it, int iterations, double loss, double elapsed, bool quiet)
+{
+    if (!isfinite(loss))
+        ereport(ERROR,
+                (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+                 errmsg("training diverged at iteration %d (loss is not finite)", it),
+                 errhint("Scale the weights down, or use a smaller alpha or a larger regularization.")));
+    appendStringInfo(history, "%s{\"iteration\": %d, \"loss\": ", it > 1 ? ", " : "", it);
+    AppendDouble(history, loss);
+    appendStringInfo(history, ", \"seconds\": %.3f}", elapsed);
+    if (!quiet)
+        ereport(NOTICE,
+                (errmsg("iteration %d/%d: loss %.6g, %.1f s elapsed, about %.1f s left",
+                        it, iterations, loss, elapsed,
+                        elapsed / it * (iterations - it))));
+}
+
 /*
  * Fits X and Y; returns the last loss, fills history (a JSON array).
- * quiet: no NOTICE per iteration (a validation fit).
+ * quiet: no NOTICE per iteration (a validation fit).  The loss of an
+ * iteration's X and Y is summed by the next iteration's user half-step,
+ * which computes every x_u.y_i of it as it starts (it_als_half_step_loss);
+ * only the last iteration's takes a pass of its own.  Its line (and the
+ * check that it is finite) therefore comes a half-step late; its seconds
+ * are the iteration's own.
  */
 static double
 Fit(ItTrainData *d, const ItOptions *o, float *X, float *Y, StringInfo history, bool quiet)
@@ -402,6 +430,9 @@ Fit(ItTrainData *d, const ItOptions *o, float *X, float *Y, StringInfo history, 
     float      *scratch;
     float       scale = (float) (IT_INIT_SCALE / sqrt((double) k));
     double      loss = 0;
+    double      dense_loss = 0;
+    double      elapsed = 0;
+    double     *row_loss;
     instr_time  start;
 
     p.factors = k;
@@ -419,41 +450,36 @@ Fit(ItTrainData *d, const ItOptions *o, float *X, float *Y, StringInfo history, 
     it_random_init(X, d->nusers, k, seed, scale);
     it_random_init(Y, d->nitems, k, seed ^ UINT64CONST(0xD1B54A32D192ED03), scale);
 
+    row_loss = ItAllocArray(d->nusers, sizeof(double));
     INSTR_TIME_SET_CURRENT(start);
     appendStringInfoChar(history, '[');
     it_gram(Y, d->nitems, k, YtY);
     for (int it = 1; it <= iterations; it++)
     {
-        double      elapsed;
-
         CHECK_FOR_INTERRUPTS();
-        HalfStep(&d->R, Y, YtY, X, &p, scratch);
+        HalfStep(&d->R, Y, YtY, X, &p, scratch, it > 1 ? row_loss : NULL);
+        if (it > 1)
+        {
+            /* the previous iteration's loss: its dense terms, and the rows in order */
+            loss = dense_loss;
+            for (int64 u = 0; u < d->nusers; u++)
+                loss += row_loss[u];
+            ReportIteration(history, it - 1, iterations, loss, elapsed, quiet);
+        }
         it_gram(X, d->nusers, k, XtX);
         CHECK_FOR_INTERRUPTS();
-        HalfStep(&d->Rt, X, XtX, Y, &p, scratch);
+        HalfStep(&d->Rt, X, XtX, Y, &p, scratch, NULL);
         it_gram(Y, d->nitems, k, YtY);
         CHECK_FOR_INTERRUPTS();
-        /* the same sum for any thread count (fixed partition of the rows) */
-        loss = it_als_loss_gram_mt(&d->R, X, Y, XtX, YtY, k, p.regularization, p.alpha,
-                                   p.positive_threshold, p.threads);
-        if (!isfinite(loss))
-            ereport(ERROR,
-                    (errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-                     errmsg("training diverged at iteration %d (loss is not finite)", it),
-                     errhint("Scale the weights down, or use a smaller alpha or a larger regularization.")));
+        dense_loss = it_als_loss_dense(XtX, YtY, k, p.regularization);
         elapsed = ItElapsedSeconds(start);
-
-        appendStringInfo(history, "%s{\"iteration\": %d, \"loss\": ", it > 1 ? ", " : "", it);
-        AppendDouble(history, loss);
-        appendStringInfo(history, ", \"seconds\": %.3f}", elapsed);
-
-        if (!quiet)
-            ereport(NOTICE,
-                    (errmsg("iteration %d/%d: loss %.6g, %.1f s elapsed, about %.1f s left",
-                            it, iterations, loss, elapsed,
-                            elapsed / it * (iterations - it))));
     }
+    /* the last one's (iterations >= 1): a pass of its own, the same sum for any thread count */
+    loss = it_als_loss_gram_mt(&d->R, X, Y, XtX, YtY, k, p.regularization, p.alpha,
+                               p.positive_threshold, p.threads);
+    ReportIteration(history, iterations, iterations, loss, ItElapsedSeconds(start), quiet);
     appendStringInfoChar(history, ']');
+    pfree(row_loss);
 
     /* the loss is finite, but a factor could still not be with reg = 0 */
     for (int64 j = 0; j < d->nusers * k; j++)

@@ -433,6 +433,105 @@ TEST(loss_matches_brute_force)
     FreePair(&p);
 }
 
+/*
+ * it_als_half_step_loss: the same vectors as it_als_half_step, and row
+ * losses that add up, with the dense terms, to the objective of the X the
+ * step started from; the same per row for 1 and 3 threads.  Row 0 holds
+ * every item, longer than the pieces the calling thread serves requests
+ * between; rows r % 17 == 5 are empty; weights below the threshold are
+ * not positives.  k 64 takes the register path, k 5 the generic one.
+ */
+TEST(half_step_loss_is_starting_loss)
+{
+    const int   ks[] = {64, 5};
+
+    for (int ki = 0; ki < 2; ki++)
+    {
+        int         k = ks[ki];
+        int         nu = 400;
+        int         ni = 1500;
+        int64_t     cap = (int64_t) nu * ni;
+        int32_t    *rows = malloc(sizeof(int32_t) * cap);
+        int32_t    *cols = malloc(sizeof(int32_t) * cap);
+        float      *vals = malloc(sizeof(float) * cap);
+        int64_t     n = 0;
+        Pair        p;
+        float      *X0 = malloc(sizeof(float) * nu * k);
+        float      *Y = malloc(sizeof(float) * ni * k);
+        float      *Xa = malloc(sizeof(float) * nu * k);
+        float      *Xb = malloc(sizeof(float) * nu * k);
+        float      *Xc = malloc(sizeof(float) * nu * k);
+        double     *la = malloc(sizeof(double) * nu);
+        double     *lb = malloc(sizeof(double) * nu);
+        float      *XtX = malloc(sizeof(float) * k * k);
+        float      *YtY = malloc(sizeof(float) * k * k);
+        float      *scratch = malloc(sizeof(float) * it_als_scratch_floats(k, 3));
+        ItAlsParams prm = {0};
+        double      ref;
+        double      got;
+
+        for (int r = 0; r < nu; r++)
+            for (int c = 0; c < ni; c++)
+                if (r % 17 != 5 && (r == 0 || Uniform() < 0.03))
+                {
+                    rows[n] = r;
+                    cols[n] = c;
+                    vals[n] = (float) (1 + Rand() % 4);
+                    n++;
+                }
+        BuildPair(&p, nu, ni, n, rows, cols, vals);
+        it_random_init(X0, nu, k, 7, 0.3f);
+        it_random_init(Y, ni, k, 8, 0.3f);
+        it_gram(X0, nu, k, XtX);
+        it_gram(Y, ni, k, YtY);
+        prm.factors = k;
+        prm.regularization = 0.5f;
+        prm.alpha = 2.0f;
+        prm.cg_steps = 3;
+        prm.positive_threshold = 2.0f;
+        ref = it_als_loss_gram(&p.R, X0, Y, XtX, YtY, k, prm.regularization, prm.alpha,
+                               prm.positive_threshold);
+
+        memcpy(Xa, X0, sizeof(float) * nu * k);
+        memcpy(Xb, X0, sizeof(float) * nu * k);
+        memcpy(Xc, X0, sizeof(float) * nu * k);
+        for (int u = 0; u < nu; u++)
+            la[u] = lb[u] = -1.0;
+        prm.threads = 1;
+        it_als_half_step_loss(&p.R, Y, YtY, Xa, &prm, 0, nu, scratch, la);
+        prm.threads = 3;
+        it_als_half_step_loss(&p.R, Y, YtY, Xb, &prm, 0, nu, scratch, lb);
+        it_als_half_step(&p.R, Y, YtY, Xc, &prm, 0, nu, scratch);
+
+        CHECK(memcmp(Xb, Xc, sizeof(float) * nu * k) == 0, "k %d: the loss changed the vectors", k);
+        CHECK(memcmp(Xa, Xb, sizeof(float) * nu * k) == 0, "k %d: 1 and 3 threads differ", k);
+        got = it_als_loss_dense(XtX, YtY, k, prm.regularization);
+        for (int u = 0; u < nu; u++)
+        {
+            CHECK(la[u] == lb[u], "k %d row %d: %.17g with 1 thread, %.17g with 3", k, u, la[u], lb[u]);
+            if (u % 17 == 5)
+                CHECK(la[u] == 0.0, "k %d: empty row %d has loss %g", k, u, la[u]);
+            got += la[u];
+        }
+        CHECK(fabs(got - ref) <= 1e-5 * fabs(ref), "k %d: loss %.9g, objective %.9g", k, got, ref);
+
+        FreePair(&p);
+        free(rows);
+        free(cols);
+        free(vals);
+        free(X0);
+        free(Y);
+        free(Xa);
+        free(Xb);
+        free(Xc);
+        free(la);
+        free(lb);
+        free(XtX);
+        free(YtY);
+        free(scratch);
+    }
+}
+
 TEST(same_seed_same_factors_any_threads)
 {
     int         k = 16;
@@ -852,6 +951,7 @@ main(void)
     RUN(few_cg_steps_improve_but_do_not_solve);
     RUN(loss_never_rises);
     RUN(loss_matches_brute_force);
+    RUN(half_step_loss_is_starting_loss);
     RUN(same_seed_same_factors_any_threads);
     RUN(threads_identical_many_blocks);
     RUN(heavy_rows_threads_and_chunks);
