@@ -229,32 +229,36 @@ it_fold_in_reveal_order(const ItCsr *R, const double *times, int64_t row, uint64
 
 /* The first nrev entries in reveal order, in ascending item order, to rev/revw. */
 static void
-RevealFirst(const ItRevealEntry *ent, int nrev, int32_t *rev, float *revw)
+RevealFirst(const ItRevealEntry *ent, int nrev, const int32_t *rank, int32_t *rev, float *revw)
 {
     for (int a = 0; a < nrev; a++)
     {
+        int32_t     item = rank ? rank[ent[a].item] : ent[a].item;
         int         c = a;
 
-        while (c > 0 && rev[c - 1] > ent[a].item)
+        while (c > 0 && rev[c - 1] > item)
         {
             rev[c] = rev[c - 1];
             revw[c] = revw[c - 1];
             c--;
         }
-        rev[c] = ent[a].item;
+        rev[c] = item;
         revw[c] = ent[a].w;
     }
 }
 
-/* The row's positives (entries of weight >= min_weight) to pos; returns how many. */
+/*
+ * The row's positives (entries of weight >= min_weight) to pos, renumbered
+ * by rank when not NULL; returns how many.
+ */
 static int64_t
-RowPositives(const ItCsr *R, int64_t row, float min_weight, int32_t *pos)
+RowPositives(const ItCsr *R, int64_t row, float min_weight, const int32_t *rank, int32_t *pos)
 {
     int64_t     npos = 0;
 
     for (int64_t e = R->indptr[row]; e < R->indptr[row + 1]; e++)
         if (R->data[e] >= min_weight)
-            pos[npos++] = R->indices[e];
+            pos[npos++] = rank ? rank[R->indices[e]] : R->indices[e];
     return npos;
 }
 
@@ -278,7 +282,7 @@ it_fold_in_simulate_user(const ItCsr *R, const double *times, int64_t row, uint6
         nreveal > sums->nreveal || ngrid < 1 || entries < 1 || entries > sums->ngrid ||
         sums->ngrid > IT_FOLD_MAX_GRID)
         return IT_FOLD_EINVAL;
-    npos = RowPositives(R, row, min_weight, pos);
+    npos = RowPositives(R, row, min_weight, NULL, pos);
     it_fold_in_reveal_order(R, times, row, salt, ent);
 
     for (int r = 0; r < nreveal; r++)
@@ -288,7 +292,7 @@ it_fold_in_simulate_user(const ItCsr *R, const double *times, int64_t row, uint6
 
         if (npos < nrev + 1)
             continue;
-        RevealFirst(ent, nrev, rev, revw);
+        RevealFirst(ent, nrev, NULL, rev, revw);
         rc = it_fold_in_grid_hits_blend(Y, m, k, YtY, alpha, min_weight, prior, blend, rev, revw, nrev,
                                         pos, npos, lambdas, ngrid, eval_k, ws, hits);
         if (rc != 0)
@@ -333,7 +337,7 @@ it_fold_in_simulate_users(const ItCsr *R, const double *times, const int64_t *ro
 
         if (row < 0 || row >= R->nrows)
             return IT_FOLD_EINVAL;
-        npos = RowPositives(R, row, min_weight, pos);
+        npos = RowPositives(R, row, min_weight, buf->rank, pos);
         posused += npos;
         it_fold_in_reveal_order(R, times, row, salt, buf->ent);
         for (int r = 0; r < nreveal; r++)
@@ -344,7 +348,7 @@ it_fold_in_simulate_users(const ItCsr *R, const double *times, const int64_t *ro
 
             if (npos < reveal[r] + 1)
                 continue;
-            RevealFirst(buf->ent, reveal[r], rev, revw);
+            RevealFirst(buf->ent, reveal[r], buf->rank, rev, revw);
             q->revealed = rev;
             q->weights = revw;
             q->nrev = reveal[r];
@@ -408,6 +412,9 @@ RunGroups(ItFoldInRun *run)
     if (run->R == NULL || run->Rt == NULL || run->rows == NULL || run->priors == NULL ||
         run->nsel < 1 || run->group < 1 || run->batch < 1 || run->reveal == NULL || run->nreveal < 1)
         return RunFail(run, IT_FOLD_EINVAL, 0, 0);
+    if (run->order != NULL && (run->rank == NULL || run->Yp == NULL))
+        return RunFail(run, IT_FOLD_EINVAL, 0, 0);
+    run->sim.rank = run->order != NULL ? run->rank : NULL;
     maxrev = run->reveal[run->nreveal - 1];
     for (int64_t g0 = 0; g0 < run->nsel; g0 += run->group)
     {
@@ -421,6 +428,11 @@ RunGroups(ItFoldInRun *run)
         if (rc != IT_FOLD_OK)
             return RunFail(run, rc, 1, rc);
         run->groups++;
+        /* the vectors renumbered most popular first, as the blend's popularity is */
+        if (run->order != NULL)
+            for (int64_t p = 0; p < run->Rt->nrows; p++)
+                memcpy(run->Yp + (size_t) p * run->k, run->Ylo + (size_t) run->order[p] * run->k,
+                       sizeof(float) * (size_t) run->k);
         /* every simulation of the group folds into this YtY: solved in its eigenvector basis */
         rc = it_gram_basis(run->YtY, run->k, maxrev, run->ngrid, run->bmem, &basis);
         if (rc != 0)
@@ -434,7 +446,8 @@ RunGroups(ItFoldInRun *run)
             if (run->should_stop != NULL && run->should_stop(run->should_stop_arg))
                 return RunFail(run, IT_FOLD_ESTOPPED, 3, 0);
             rc = it_fold_in_simulate_users(run->R, run->times, run->rows + s0, n, run->salt, run->min_weight,
-                                           run->reveal, run->nreveal, run->Ylo, run->Rt->nrows, run->k,
+                                           run->reveal, run->nreveal, run->order ? run->Yp : run->Ylo,
+                                           run->Rt->nrows, run->k,
                                            run->YtY, run->als.alpha, run->priors + s0, run->blend,
                                            run->lambdas, run->ngrid, run->eval_k, &run->sim, &run->sums,
                                            &solve);

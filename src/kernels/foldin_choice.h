@@ -175,6 +175,7 @@ typedef struct ItSimulateBuffers
     int32_t    *hits;           /* n * nreveal * entries */
     float      *ws;             /* it_fold_in_grid_batch_workspace_floats(m, k, ngrid, eval_k, n * nreveal, threads) */
     const ItGramBasis *basis;   /* NULL, or YtY's (it_gram_basis; see it_fold_in_grid_hits_batch) */
+    const int32_t *rank;        /* NULL, or item i of R is row rank[i] of Y (the items renumbered) */
     int         threads;        /* of the rankings (it_fold_in_grid_hits_batch) */
 } ItSimulateBuffers;
 
@@ -228,6 +229,15 @@ typedef struct ItFoldInRun
     const float *lambdas;
     int         ngrid;
     int         eval_k;
+    /*
+     * NULL, or the items renumbered most popular first (blend->pop then in
+     * that order, blend->sorted): order[p] the item numbered p, rank[i]
+     * item i's number; Yp (nitems * k) receives the leave-out vectors in
+     * that order, and the simulations rank them there (the same hits).
+     */
+    const int32_t *order;
+    const int32_t *rank;
+    float      *Yp;
     /* buffers: lo for the largest group, Ylo nitems * k, YtY k * k */
     ItLeaveOutBuffers lo;
     float      *Ylo;

@@ -340,6 +340,27 @@ int         it_topk_blend(const float *scores, const float *pop, float blend, in
                           int k, int32_t *out_idx, float *out_score);
 
 /*
+ * Top k over items in order of popularity.  it_topk_bound_blocks(n):
+ * the blocks of scores[0..n) it_topk_block_maxima bounds (of 64 items,
+ * the last one shorter); it_topk_block_maxima: bmax[b] the largest score
+ * of block b, bsuffix[b] the largest of blocks b and after (NaN left out,
+ * -inf for none), both of it_topk_bound_blocks(n) floats.
+ * it_topk_blend_sorted: it_topk_blend's answer, exactly, when pop (NULL
+ * when blend is 0) is non-increasing, blend >= 0 and bmax, bsuffix are
+ * those of scores: once k items are kept, a block that cannot beat the
+ * worst of them (its largest score plus blend times its first item's
+ * popularity) is skipped, and the scan stops where no later block can.
+ * Scores computed for items sorted by popularity (most popular first)
+ * are mostly ranked from their first blocks.
+ */
+int64_t     it_topk_bound_blocks(int64_t n);
+void        it_topk_block_maxima(const float *scores, int64_t n, float *bmax, float *bsuffix);
+int         it_topk_blend_sorted(const float *scores, const float *pop, float blend, int64_t n,
+                                 const int32_t *exclude, int64_t nexclude,
+                                 const float *bmax, const float *bsuffix,
+                                 int k, int32_t *out_idx, float *out_score);
+
+/*
  * Exact ranking of near ties.  scores[0..n) approximates an exact score
  * exact(arg, i) (a BLAS product sums in an order, with or without FMA,
  * that depends on the kernel and the number of rows, so its last bits

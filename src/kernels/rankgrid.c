@@ -259,6 +259,17 @@ it_als_row_losses(const float *U, int shared, int64_t n, int k,
     return 0;
 }
 
+/*
+ * What each thread ranking a batch uses: the flags of the positives (m
+ * bytes, in m floats), the top k values and indexes, a row's block
+ * maxima and suffix maxima (it_topk_block_maxima).  m <= INT32_MAX.
+ */
+static size_t
+GridThreadFloats(int64_t m, int k)
+{
+    return (size_t) m + 2 * (size_t) k + 2 * (size_t) it_topk_bound_blocks(m);
+}
+
 size_t
 it_fold_in_grid_workspace_floats(int64_t m, int kdim, int ngrid, int k)
 {
@@ -271,14 +282,13 @@ it_fold_in_grid_workspace_floats(int64_t m, int kdim, int ngrid, int k)
         return 0;
     /* the grid's vectors and scores, the scratch of it_fold_in_grid, the
      * flags of the positives (m bytes, in m floats), the top k values and
-     * indexes */
+     * indexes, the block bounds of a row (GridThreadFloats) */
     if (!MulSize((size_t) ngrid, (size_t) kdim, &rows) ||
         !MulSize((size_t) ngrid, (size_t) m, &scores) ||
         !MulSize((size_t) kdim + 1, 2 * (size_t) kdim, &solve) ||
         !AddSize(rows, scores, &total) ||
         !AddSize(total, solve, &total) ||
-        !AddSize(total, (size_t) m, &total) ||
-        !AddSize(total, 2 * (size_t) k, &total))
+        !AddSize(total, GridThreadFloats(m, k), &total))
         return 0;
     return total;
 }
@@ -331,7 +341,7 @@ it_fold_in_grid_batch_workspace_floats(int64_t m, int kdim, int ngrid, int k, in
     if (one == 0 || nq < 1 || threads < 1 || threads > IT_GRID_MAX_THREADS ||
         !MulSize((size_t) (nq - 1), (size_t) ngrid * ((size_t) kdim + (size_t) m), &more) ||
         !AddSize(one, more, &total) ||
-        !MulSize((size_t) (threads - 1), (size_t) m + 2 * (size_t) k, &more) ||
+        !MulSize((size_t) (threads - 1), GridThreadFloats(m, k), &more) ||
         !AddSize(total, more, &total))
         return 0;
     return total;
@@ -382,6 +392,8 @@ typedef struct GridTopPart
     unsigned char *flags;       /* m, all clear */
     float      *top_val;        /* k */
     int32_t    *top_idx;        /* k */
+    float      *bmax;           /* it_topk_bound_blocks(m) */
+    float      *bsuffix;        /* the same */
     int32_t    *hits;           /* the batch's */
 } GridTopPart;
 
@@ -402,18 +414,27 @@ GridTopRun(void *arg)
             continue;
         (void) MarkLeft(p->flags, p->m, x);
         for (int j = 0; j < p->ngrid; j++)
+        {
+            const float *row = p->S + ((size_t) q * p->ngrid + j) * p->m;
+
+            /* one row's bounds serve all its blends */
+            if (blend != NULL && blend->sorted)
+                it_topk_block_maxima(row, p->m, p->bmax, p->bsuffix);
             for (int b = 0; b < nb; b++)
             {
-                const float *row = p->S + ((size_t) q * p->ngrid + j) * p->m;
                 int         ntop;
 
-                if (blend != NULL)
+                if (blend != NULL && blend->sorted)
+                    ntop = it_topk_blend_sorted(row, blend->pop, blend->blends[b], p->m, x->revealed, x->nrev,
+                                                p->bmax, p->bsuffix, p->k, p->top_idx, p->top_val);
+                else if (blend != NULL)
                     ntop = it_topk_blend(row, blend->pop, blend->blends[b], p->m, x->revealed, x->nrev, p->k,
                                          p->top_idx, p->top_val);
                 else
                     ntop = it_topk(row, p->m, x->revealed, x->nrev, p->k, p->top_idx, p->top_val);
                 hq[j * nb + b] = CountHits(p->top_idx, ntop, p->flags);
             }
+        }
         MarkPositives(p->flags, p->m, x->pos, x->npos, 0);
     }
     return NULL;
@@ -446,6 +467,10 @@ it_fold_in_grid_hits_batch(const float *Y, int64_t m, int kdim, const float *YtY
     {
         if (blend->pop == NULL || blend->blends == NULL || blend->nblend < 1)
             return -1;
+        if (blend->sorted)
+            for (int64_t i = 1; i < m; i++)
+                if (!(blend->pop[i] <= blend->pop[i - 1]))
+                    return -1;
         for (int b = 0; b < blend->nblend; b++)
             if (!(blend->blends[b] >= 0.0f && isfinite(blend->blends[b])))
                 return -1;
@@ -503,7 +528,9 @@ it_fold_in_grid_hits_batch(const float *Y, int64_t m, int kdim, const float *YtY
         GridTopPart parts[IT_GRID_MAX_THREADS];
         void       *args[IT_GRID_MAX_THREADS];
         int         nparts = threads < nq ? threads : nq;
-        float      *more = top_val + 2 * (size_t) k;
+        float      *bounds = top_val + 2 * (size_t) k;    /* the first thread's */
+        size_t      nblk = (size_t) it_topk_bound_blocks(m);
+        float      *more = bounds + 2 * nblk;
 
         for (int t = 0; t < nparts; t++)
         {
@@ -523,16 +550,19 @@ it_fold_in_grid_hits_batch(const float *Y, int64_t m, int kdim, const float *YtY
                 p->flags = flags;
                 p->top_val = top_val;
                 p->top_idx = top_idx;
+                p->bmax = bounds;
             }
             else
             {
-                /* thread t's m flags (in m floats) and top k, after the first's */
+                /* thread t's m flags (in m floats), top k and bounds, after the first's */
                 p->flags = (unsigned char *) more;
                 p->top_val = more + m;
                 p->top_idx = (int32_t *) (p->top_val + k);
+                p->bmax = p->top_val + 2 * (size_t) k;
                 memset(p->flags, 0, (size_t) m);
-                more += m + 2 * (size_t) k;
+                more += GridThreadFloats(m, k);
             }
+            p->bsuffix = p->bmax + nblk;
             args[t] = p;
         }
         it_run_parts(GridTopRun, args, nparts);

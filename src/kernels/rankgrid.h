@@ -98,13 +98,17 @@ size_t      it_fold_in_grid_workspace_floats(int64_t m, int kdim, int ngrid, int
 /*
  * A popularity term mixed into a ranking: item i scores
  * x . Y_i + blends[b] * pop[i], for each b in [0, nblend).  pop: m
- * floats (the popularity / its maximum, as serving scores it).
+ * floats (the popularity / its maximum, as serving scores it).  sorted:
+ * pop is non-increasing (the items are numbered most popular first), and
+ * the rankings bound blocks of items instead of reading every score
+ * (it_topk_blend_sorted; the same answers).
  */
 typedef struct ItPopBlend
 {
     const float *pop;
     const float *blends;
     int         nblend;
+    int         sorted;
 } ItPopBlend;
 
 /*

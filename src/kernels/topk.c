@@ -286,6 +286,170 @@ it_topk_blend(const float *scores, const float *pop, float blend, int64_t n,
     return TopK(scores, pop, blend, n, exclude, nexclude, k, out_idx, out_score);
 }
 
+/* ------------------------------------------------------------------------
+ * Top k over items in order of popularity, with block bounds
+ * ------------------------------------------------------------------------ */
+
+int64_t
+it_topk_bound_blocks(int64_t n)
+{
+    return n > 0 ? (n + IT_TOPK_BLOCK - 1) / IT_TOPK_BLOCK : 0;
+}
+
+/* The largest of s[0..n) (n <= IT_TOPK_BLOCK), NaN left out; -inf when none. */
+IT_CLONES static float
+BlockMax(const float *restrict s, int64_t n)
+{
+    float       mx = -INFINITY;
+
+    if (n == IT_TOPK_BLOCK)
+    {
+        TopkV16     m = -INFINITY - (TopkV16) {0};
+
+        for (int j = 0; j < IT_TOPK_BLOCK; j += 16)
+        {
+            TopkV16     v;
+            TopkI16     gt,
+                        vi,
+                        mi;
+
+            memcpy(&v, s + j, sizeof(v));
+            gt = v > m;         /* false for NaN: it is left out */
+            memcpy(&vi, &v, sizeof(vi));
+            memcpy(&mi, &m, sizeof(mi));
+            mi = (gt & vi) | (~gt & mi);
+            memcpy(&m, &mi, sizeof(m));
+        }
+        for (int j = 0; j < 16; j++)
+            if (m[j] > mx)
+                mx = m[j];
+        return mx;
+    }
+    for (int64_t j = 0; j < n; j++)
+        if (s[j] > mx)
+            mx = s[j];
+    return mx;
+}
+
+void
+it_topk_block_maxima(const float *scores, int64_t n, float *bmax, float *bsuffix)
+{
+    int64_t     nblk = it_topk_bound_blocks(n);
+    float       run = -INFINITY;
+
+    for (int64_t b = 0; b < nblk; b++)
+    {
+        int64_t     i0 = b * IT_TOPK_BLOCK;
+
+        bmax[b] = BlockMax(scores + i0, Min64(n - i0, IT_TOPK_BLOCK));
+    }
+    for (int64_t b = nblk - 1; b >= 0; b--)
+    {
+        if (bmax[b] > run)
+            run = bmax[b];
+        bsuffix[b] = run;
+    }
+}
+
+/*
+ * Whether no item of a block (or of all the blocks from one on) can beat
+ * worst: their scores are at most smax and their popularity at most p0,
+ * so score + blend * pop is at most smax + blend * p0 (blend >= 0),
+ * bounded here in double with a margin far above the rounding of the
+ * float expression the scan computes.
+ */
+static inline int
+BelowWorst(float smax, float blend, float p0, float worst)
+{
+    double      bound = (double) smax + (double) blend * (double) p0;
+
+    if (smax == -INFINITY)
+        return 1;               /* nothing but NaN */
+    bound += fabs(bound) * 1e-6 + 1e-30;
+    return bound < (double) worst;
+}
+
+int
+it_topk_blend_sorted(const float *scores, const float *pop, float blend, int64_t n,
+                     const int32_t *exclude, int64_t nexclude,
+                     const float *bmax, const float *bsuffix,
+                     int k, int32_t *out_idx, float *out_score)
+{
+    int64_t     nblk;
+    int64_t     e = 0;
+    int         size = 0;
+    float       worst = -INFINITY;
+    int         end;
+
+    if (k <= 0 || n <= 0)
+        return 0;
+    if (n > INT32_MAX)
+        n = INT32_MAX;          /* indexes are int32 */
+    if (blend == 0.0f)
+        pop = NULL;
+    nblk = it_topk_bound_blocks(n);
+
+    for (int64_t b = 0; b < nblk; b++)
+    {
+        int64_t     i0 = b * IT_TOPK_BLOCK;
+        int64_t     i1 = Min64(n, i0 + IT_TOPK_BLOCK);
+        float       p0 = pop ? pop[i0] : 0.0f;
+
+        if (size == k)
+        {
+            /* the items from here on are at most as popular as item i0 */
+            if (BelowWorst(bsuffix[b], blend, p0, worst))
+                break;
+            if (BelowWorst(bmax[b], blend, p0, worst) ||
+                FirstAbove(scores + i0, pop ? pop + i0 : NULL, blend, i1 - i0, worst) == i1 - i0)
+                continue;
+        }
+        for (int64_t i = i0; i < i1; i++)
+        {
+            float       s;
+
+            while (e < nexclude && exclude[e] < i)
+                e++;
+            if (e < nexclude && exclude[e] == i)
+                continue;
+            s = ScoreAt(scores, pop, blend, i);
+            if (s != s)
+                continue;
+            if (size < k)
+            {
+                out_idx[size] = (int32_t) i;
+                out_score[size] = s;
+                SiftUp(out_idx, out_score, size);
+                size++;
+            }
+            else if (s > worst)
+            {
+                out_idx[0] = (int32_t) i;
+                out_score[0] = s;
+                SiftDown(out_idx, out_score, size, 0);
+            }
+            else
+                continue;
+            if (size == k)
+                worst = out_score[0];
+        }
+    }
+
+    /* heap sort: the worst goes to the back, best ends up first */
+    for (end = size - 1; end > 0; end--)
+    {
+        int32_t     ti = out_idx[0];
+        float       ts = out_score[0];
+
+        out_idx[0] = out_idx[end];
+        out_score[0] = out_score[end];
+        out_idx[end] = ti;
+        out_score[end] = ts;
+        SiftDown(out_idx, out_score, end, 0);
+    }
+    return size;
+}
+
 static int
 CompareIndex(const void *a, const void *b)
 {

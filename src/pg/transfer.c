@@ -862,6 +862,7 @@ typedef struct FoldInJob
 {
     ItFoldInRun run;
     ItPopBlend  blend;
+    float      *pop_sorted;     /* blend.pop: the popularity, most popular first */
     instr_time  start;
     double      prepare_seconds;
     volatile sig_atomic_t abort;    /* set by the calling thread: stop soon */
@@ -878,6 +879,60 @@ FoldInJobStop(void *arg)
     const FoldInJob *job = arg;
 
     return job->abort || QueryCancelPending || ProcDiePending;
+}
+
+/* An item and its popularity, to sort by. */
+typedef struct PopItem
+{
+    float       pop;
+    int32       item;
+} PopItem;
+
+/* Most popular first; ties: the lower item. */
+static int
+ComparePopItems(const void *a, const void *b)
+{
+    const PopItem *x = a;
+    const PopItem *y = b;
+
+    if (x->pop != y->pop)
+        return x->pop > y->pop ? -1 : 1;
+    return (x->item > y->item) - (x->item < y->item);
+}
+
+/*
+ * The simulations rank the items renumbered most popular first: a ranking
+ * with a popularity blend then reads the first blocks of scores and
+ * bounds the rest (it_topk_blend_sorted), instead of reading every score
+ * once per blend.  The order, its inverse, the popularity in it and the
+ * buffer of the vectors in it into job.
+ */
+static void
+SortByPopularity(const float *pop, int64 m, int k, FoldInJob *job)
+{
+    PopItem    *items = AllocChecked(m, sizeof(PopItem), "item order");
+    int32      *order = AllocChecked(m, sizeof(int32), "item order");
+    int32      *rank = AllocChecked(m, sizeof(int32), "item order");
+
+    for (int64 i = 0; i < m; i++)
+    {
+        items[i].pop = isfinite(pop[i]) ? pop[i] : 0.0f;
+        items[i].item = (int32) i;
+    }
+    qsort(items, m, sizeof(PopItem), ComparePopItems);
+    job->pop_sorted = AllocChecked(m, sizeof(float), "item order");
+    for (int64 p = 0; p < m; p++)
+    {
+        order[p] = items[p].item;
+        rank[items[p].item] = (int32) p;
+        job->pop_sorted[p] = items[p].pop;
+    }
+    pfree(items);
+    job->run.order = order;
+    job->run.rank = rank;
+    job->run.Yp = AllocChecked(m * k, sizeof(float), "fold-in item vectors");
+    job->blend.pop = job->pop_sorted;
+    job->blend.sorted = 1;
 }
 
 /*
@@ -955,9 +1010,10 @@ FoldInPrepare(ItTransferTrain *t, const int64 *rows, int64 nrows,
     ws = AllocChecked((int64) wsf, sizeof(float), "fold-in workspace");
     FoldInBlends(tm->Y, m, k, priors, shared, sel, nsel, ws, out->blends);
     pfree(ws);
-    job->blend.pop = t->pop;
     job->blend.blends = out->blends;
     job->blend.nblend = IT_FOLD_NBLEND;
+    if (t->pop != NULL)
+        SortByPopularity(t->pop, m, k, job);
 
     /* the leave-out step's buffers, for the group that keeps the most interactions */
     for (int64 g0 = 0; g0 < nsel; g0 += group)
@@ -1044,7 +1100,8 @@ FoldInFree(FoldInJob *job)
     void       *bufs[] = {run->YtY, (void *) run->rows, (void *) run->priors, run->lo.out, run->lo.indptr,
                           run->lo.indices, run->lo.data, run->lo.Xs, run->lo.G, run->lo.XtX, run->lo.scratch,
                           run->Ylo, run->bmem, run->sim.ws, run->sim.ent, run->sim.pos, run->sim.rev,
-                          run->sim.revw, run->sim.queries, run->sim.qreveal, run->sim.hits};
+                          run->sim.revw, run->sim.queries, run->sim.qreveal, run->sim.hits,
+                          (void *) run->order, (void *) run->rank, run->Yp, job->pop_sorted};
 
     for (int i = 0; i < (int) lengthof(bufs); i++)
         if (bufs[i] != NULL)
@@ -2132,6 +2189,12 @@ ItTransferStartPopulation(ItTransferTrain *t)
     }
     job->run.should_stop = FoldInJobStop;
     job->run.should_stop_arg = job;
+    /*
+     * The leave-out half-step on one thread: beside the writer, a second
+     * one mostly left the first spinning while it waited for a core (the
+     * vectors are the same for any thread count).
+     */
+    job->run.als.threads = 1;
     if (it_fold_in_run_start(&job->run))
         RunningJob = job;
 }

@@ -447,7 +447,8 @@ TEST(fold_in_grid_matches_fold_in_and_a_full_sort)
     size_t      wsf = it_fold_in_grid_workspace_floats(M, KD, NG, K);
     int         differ = 0;
 
-    CHECK(wsf == (size_t) NG * KD + (size_t) NG * M + 2 * (KD * KD + KD) + M + 2 * K, "workspace %zu", wsf);
+    CHECK(wsf == (size_t) NG * KD + (size_t) NG * M + 2 * (KD * KD + KD) + M + 2 * K + 2 * (size_t) it_topk_bound_blocks(M),
+          "workspace %zu", wsf);
     ws = malloc(sizeof(float) * wsf);
     for (int i = 0; i < M * KD; i++)
         Y[i] = UniformSigned();

@@ -193,6 +193,93 @@ TEST(topk_blend_equals_blended_buffer)
     CHECK(bad == 0, "%d blended top-k lists differ from the buffer's", bad);
 }
 
+/*
+ * it_topk_blend_sorted gives it_topk_blend's answer exactly when the
+ * popularity is non-increasing: many ties (scores and popularity on a
+ * coarse grid), NaN scores, exclusions, every length around the 64-item
+ * blocks, blends from none to popularity alone, scores that fall with
+ * popularity (the scan stops early) or not.
+ */
+TEST(topk_blend_sorted_equals_topk_blend)
+{
+    const float blends[] = {0.0f, 0.1f, 1.0f, 10.0f, 1000.0f};
+    int         bad = 0;
+
+    for (int trial = 0; trial < 300; trial++)
+    {
+        int         n = trial < 140 ? 1 + trial : 1 + Rand() % 5000;
+        int         nex = Rand() % 12;
+        int         k = 1 + Rand() % 40;
+        int         falling = trial % 2;
+        int64_t     nblk = it_topk_bound_blocks(n);
+        float      *scores = malloc(sizeof(float) * n);
+        float      *pop = malloc(sizeof(float) * n);
+        float      *bmax = malloc(sizeof(float) * nblk);
+        float      *bsuf = malloc(sizeof(float) * nblk);
+        int32_t    *ex = malloc(sizeof(int32_t) * (nex + 1));
+        int32_t     idx[40],
+                    ridx[40];
+        float       sc[40],
+                    rsc[40];
+        float       p = 1.0f;
+
+        for (int i = 0; i < n; i++)
+        {
+            /* popularity falls in steps of 1/64, with runs of ties */
+            if (Rand() % 3 == 0 && p > 0.0f)
+                p -= 1.0f / 64.0f;
+            pop[i] = p > 0.0f ? p : 0.0f;
+            scores[i] = (float) ((int) (Rand() % 41) - 20) / 8.0f;
+            if (falling)
+                scores[i] += 4.0f * pop[i];
+            if (Rand() % 97 == 0)
+                scores[i] = NAN;
+        }
+        for (int i = 0; i < nex; i++)
+            ex[i] = (int32_t) (Rand() % n);
+        for (int i = 1; i < nex; i++)
+            for (int j = i; j > 0 && ex[j - 1] > ex[j]; j--)
+            {
+                int32_t     t = ex[j];
+
+                ex[j] = ex[j - 1];
+                ex[j - 1] = t;
+            }
+        it_topk_block_maxima(scores, n, bmax, bsuf);
+        for (int b = 0; b < (int) (sizeof(blends) / sizeof(blends[0])); b++)
+        {
+            int         got = it_topk_blend_sorted(scores, pop, blends[b], n, ex, nex, bmax, bsuf, k, idx, sc);
+            int         want = it_topk_blend(scores, pop, blends[b], n, ex, nex, k, ridx, rsc);
+
+            if (got != want)
+                bad++;
+            for (int i = 0; i < got && i < want; i++)
+                if (idx[i] != ridx[i] || !(sc[i] == rsc[i]))
+                {
+                    bad++;
+                    break;
+                }
+        }
+        /* the maxima themselves */
+        for (int64_t b = 0; b < nblk; b++)
+        {
+            float       mx = -INFINITY;
+
+            for (int64_t i = b * 64; i < n && i < (b + 1) * 64; i++)
+                if (scores[i] > mx)
+                    mx = scores[i];
+            if (!(bmax[b] == mx) || !(bsuf[b] >= bmax[b]) || (b + 1 < nblk && !(bsuf[b] >= bsuf[b + 1])))
+                bad++;
+        }
+        free(scores);
+        free(pop);
+        free(bmax);
+        free(bsuf);
+        free(ex);
+    }
+    CHECK(bad == 0, "%d answers differ from it_topk_blend", bad);
+}
+
 TEST(topk_edge_cases)
 {
     float       scores[5] = {3, 1, 4, 1, 5};
@@ -356,6 +443,7 @@ main(void)
 {
     RUN(topk_equals_full_sort);
     RUN(topk_blend_equals_blended_buffer);
+    RUN(topk_blend_sorted_equals_topk_blend);
     RUN(topk_edge_cases);
     RUN(topk_ties_by_lower_index);
     RUN(score_all_matches_loop);
