@@ -70,6 +70,23 @@ SiftUp(int32_t *idx, float *sc, int i)
     sc[i] = vs;
 }
 
+/* Heap sort of a full min-heap: the worst goes to the back, best ends up first. */
+static void
+HeapSort(int32_t *idx, float *sc, int size)
+{
+    for (int end = size - 1; end > 0; end--)
+    {
+        int32_t     ti = idx[0];
+        float       ts = sc[0];
+
+        idx[0] = idx[end];
+        sc[0] = sc[end];
+        idx[end] = ti;
+        sc[end] = ts;
+        SiftDown(idx, sc, end, 0);
+    }
+}
+
 /*
  * The scan below is a filter: once the heap is full, a block of scores is
  * looked at one by one only when one of them beats the worst kept score.
@@ -196,7 +213,6 @@ TopK(const float *scores, const float *pop, float blend, int64_t n,
     int         size = 0;
     int64_t     i = 0;
     int64_t     e = 0;
-    int         end;
 
     if (k <= 0 || n <= 0)
         return 0;
@@ -253,18 +269,7 @@ TopK(const float *scores, const float *pop, float blend, int64_t n,
             i++;                /* skip the excluded index */
     }
 
-    /* heap sort: the worst goes to the back, best ends up first */
-    for (end = size - 1; end > 0; end--)
-    {
-        int32_t     ti = out_idx[0];
-        float       ts = out_score[0];
-
-        out_idx[0] = out_idx[end];
-        out_score[0] = out_score[end];
-        out_idx[end] = ti;
-        out_score[end] = ts;
-        SiftDown(out_idx, out_score, end, 0);
-    }
+    HeapSort(out_idx, out_score, size);
     return size;
 }
 
@@ -379,7 +384,6 @@ it_topk_blend_sorted(const float *scores, const float *pop, float blend, int64_t
     int64_t     e = 0;
     int         size = 0;
     float       worst = -INFINITY;
-    int         end;
 
     if (k <= 0 || n <= 0)
         return 0;
@@ -435,18 +439,7 @@ it_topk_blend_sorted(const float *scores, const float *pop, float blend, int64_t
         }
     }
 
-    /* heap sort: the worst goes to the back, best ends up first */
-    for (end = size - 1; end > 0; end--)
-    {
-        int32_t     ti = out_idx[0];
-        float       ts = out_score[0];
-
-        out_idx[0] = out_idx[end];
-        out_score[0] = out_score[end];
-        out_idx[end] = ti;
-        out_score[end] = ts;
-        SiftDown(out_idx, out_score, end, 0);
-    }
+    HeapSort(out_idx, out_score, size);
     return size;
 }
 

@@ -138,6 +138,22 @@ TEST(topk_equals_full_sort)
  * them.  Values are multiples of 1/16 and blends powers of two, so that
  * every sum is exact whether or not the compiler fuses it.
  */
+/* nex random indexes of [0, n), sorted ascending (repeats allowed). */
+static void
+RandomExclusions(int32_t *ex, int nex, int n)
+{
+    for (int i = 0; i < nex; i++)
+        ex[i] = (int32_t) (Rand() % n);
+    for (int i = 1; i < nex; i++)
+        for (int j = i; j > 0 && ex[j - 1] > ex[j]; j--)
+        {
+            int32_t     t = ex[j];
+
+            ex[j] = ex[j - 1];
+            ex[j - 1] = t;
+        }
+}
+
 TEST(topk_blend_equals_blended_buffer)
 {
     const float blends[] = {0.0f, 0.25f, 2.0f};
@@ -162,16 +178,7 @@ TEST(topk_blend_equals_blended_buffer)
             scores[i] = (float) ((int) (Rand() % 201) - 100) / 16.0f;
             pop[i] = (float) (Rand() % 17) / 16.0f;
         }
-        for (int i = 0; i < nex; i++)
-            ex[i] = (int32_t) (Rand() % n);
-        for (int i = 1; i < nex; i++)
-            for (int j = i; j > 0 && ex[j - 1] > ex[j]; j--)
-            {
-                int32_t     t = ex[j];
-
-                ex[j] = ex[j - 1];
-                ex[j - 1] = t;
-            }
+        RandomExclusions(ex, nex, n);
         for (int b = 0; b < 3; b++)
         {
             int         got;
@@ -235,16 +242,7 @@ TEST(topk_blend_sorted_equals_topk_blend)
             if (Rand() % 97 == 0)
                 scores[i] = NAN;
         }
-        for (int i = 0; i < nex; i++)
-            ex[i] = (int32_t) (Rand() % n);
-        for (int i = 1; i < nex; i++)
-            for (int j = i; j > 0 && ex[j - 1] > ex[j]; j--)
-            {
-                int32_t     t = ex[j];
-
-                ex[j] = ex[j - 1];
-                ex[j - 1] = t;
-            }
+        RandomExclusions(ex, nex, n);
         it_topk_block_maxima(scores, n, bmax, bsuf);
         for (int b = 0; b < (int) (sizeof(blends) / sizeof(blends[0])); b++)
         {
