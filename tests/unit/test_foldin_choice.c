@@ -611,6 +611,8 @@ TEST(simulate_users_in_batches_sums_as_one_by_one)
         pop[i] = (float) ((i * 7) % 11) / 11.0f;
     for (int j = 0; j < k; j++)
         prior[j] = 0.1f * (float) (j + 1);
+    memset(&blend, 0, sizeof(blend));
+    memset(&buf, 0, sizeof(buf));
     blend.pop = pop;
     blend.blends = blends;
     blend.nblend = 2;
@@ -752,6 +754,7 @@ TEST(fold_in_run_sums_as_its_steps_on_any_thread)
         rows[i] = 79 - i;
         priors[i] = i % 3 ? prior : NULL;
     }
+    memset(&blend, 0, sizeof(blend));
     blend.pop = pop;
     blend.blends = blends;
     blend.nblend = 2;
@@ -834,6 +837,54 @@ TEST(fold_in_run_sums_as_its_steps_on_any_thread)
               memcmp(run.sums.hitsum, ref.hitsum, sizeof(ref.hitsum)) == 0,
               "pass %d: the sums differ from the steps'", pass);
         CHECK(run.seconds >= 0.0, "seconds");
+    }
+
+    /* the items renumbered most popular first (ties: the lower item): the same sums */
+    {
+        int32_t    *order = malloc(sizeof(int32_t) * md.nitems);
+        int32_t    *rank = malloc(sizeof(int32_t) * md.nitems);
+        float      *spop = malloc(sizeof(float) * md.nitems);
+        ItPopBlend  sorted = blend;
+
+        /* insertion sort: most popular first, ties by the lower item */
+        for (int i = 0; i < (int) md.nitems; i++)
+        {
+            int         c = i;
+
+            while (c > 0 && pop[order[c - 1]] < pop[i])
+            {
+                order[c] = order[c - 1];
+                c--;
+            }
+            order[c] = i;
+        }
+        for (int p = 0; p < (int) md.nitems; p++)
+        {
+            rank[order[p]] = p;
+            spop[p] = pop[order[p]];
+        }
+        sorted.pop = spop;
+        sorted.sorted = 1;
+        run.blend = &sorted;
+        run.order = order;
+        run.rank = rank;
+        run.Yp = malloc(sizeof(float) * md.nitems * k);
+        CHECK(it_fold_in_run(&run) == IT_FOLD_OK, "renumbered: status %d stage %d detail %d", run.status, run.stage, run.detail);
+        CHECK(memcmp(run.sums.users, ref.users, sizeof(ref.users)) == 0 &&
+              memcmp(run.sums.hitsum, ref.hitsum, sizeof(ref.hitsum)) == 0,
+              "renumbered: the sums differ from the steps'");
+        /* a popularity said to be sorted that is not is refused */
+        sorted.pop = pop;
+        CHECK(it_fold_in_run(&run) == IT_FOLD_EINVAL, "unsorted popularity: status %d", run.status);
+        run.blend = &blend;
+        run.order = NULL;
+        run.rank = NULL;
+        free(run.Yp);
+        run.Yp = NULL;
+        run.sim.rank = NULL;
+        free(order);
+        free(rank);
+        free(spop);
     }
 
     /* asked to stop at the first call and at a later one; here and on a thread */
