@@ -448,3 +448,14 @@ ItAllocArray(int64 n, Size size)
     ItChargeMemory((double) n * (double) size, "training arrays");
     return MemoryContextAllocHuge(CurrentMemoryContext, Max(mul_size((Size) n, size), 1));
 }
+
+int
+ItCompareScoredItems(const void *a, const void *b)
+{
+    const ItScoredItem *x = a;
+    const ItScoredItem *y = b;
+
+    if (x->score != y->score)
+        return x->score > y->score ? -1 : 1;
+    return (x->idx > y->idx) - (x->idx < y->idx);
+}

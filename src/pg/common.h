@@ -97,6 +97,15 @@ extern int  it_train_memory_kb;
 extern void ItMemoryBudgetBegin(const char *model, MemoryContext ctx);
 extern void ItChargeMemory(double bytes, const char *what);
 
+/* An item index and its score, to sort: best first, ties by the lower index (ItCompareScoredItems, for qsort). */
+typedef struct ItScoredItem
+{
+    int32       idx;
+    float       score;
+} ItScoredItem;
+
+extern int ItCompareScoredItems(const void *a, const void *b);
+
 /*
  * The elements of a bigint[] argument named what ("items", "users"), in the
  * current context; ERRORs on a NULL element or more than one dimension.

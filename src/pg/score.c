@@ -321,24 +321,6 @@ TopItems(ItModel *m, const ItInterest *in, bool has_user, int64 user_id, bool ex
     return written;
 }
 
-/* A candidate item and its score, for ranking candidates. */
-typedef struct ScoredCandidate
-{
-    int32       idx;
-    float       score;
-} ScoredCandidate;
-
-static int
-CompareScoredCandidates(const void *a, const void *b)
-{
-    const ScoredCandidate *x = a;
-    const ScoredCandidate *y = b;
-
-    if (x->score != y->score)
-        return x->score > y->score ? -1 : 1;
-    return (x->idx > y->idx) - (x->idx < y->idx);
-}
-
 /*
  * The k best of the candidate items (indexes, sorted, distinct; all of
  * domain d when d >= 0), scored as TopItems scores every item: the exact
@@ -349,7 +331,7 @@ static int
 TopCandidates(ItModel *m, const ItInterest *in, bool has_user, int64 user_id, bool exclude_seen, int d,
               const int32 *cand, int ncand, int k, int32 *out_idx, float *out_score)
 {
-    ScoredCandidate *sc = palloc(sizeof(ScoredCandidate) * Max(ncand, 1));
+    ItScoredItem *sc = palloc(sizeof(ItScoredItem) * Max(ncand, 1));
     float      *nb = NULL;
     int         n = 0;
 
@@ -368,7 +350,7 @@ TopCandidates(ItModel *m, const ItInterest *in, bool has_user, int64 user_id, bo
         sc[n].score = nb ? nb[idx - m->domain_start[d]] : in->x ? ItItemScore(m, in, idx) : m->pop_score[idx];
         n++;
     }
-    qsort(sc, n, sizeof(ScoredCandidate), CompareScoredCandidates);
+    qsort(sc, n, sizeof(ItScoredItem), ItCompareScoredItems);
     n = Min(n, k);
     for (int i = 0; i < n; i++)
     {

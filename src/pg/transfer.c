@@ -881,25 +881,6 @@ FoldInJobStop(void *arg)
     return job->abort || QueryCancelPending || ProcDiePending;
 }
 
-/* An item and its popularity, to sort by. */
-typedef struct PopItem
-{
-    float       pop;
-    int32       item;
-} PopItem;
-
-/* Most popular first; ties: the lower item. */
-static int
-ComparePopItems(const void *a, const void *b)
-{
-    const PopItem *x = a;
-    const PopItem *y = b;
-
-    if (x->pop != y->pop)
-        return x->pop > y->pop ? -1 : 1;
-    return (x->item > y->item) - (x->item < y->item);
-}
-
 /*
  * The simulations rank the items renumbered most popular first: a ranking
  * with a popularity blend then reads the first blocks of scores and
@@ -910,22 +891,23 @@ ComparePopItems(const void *a, const void *b)
 static void
 SortByPopularity(const float *pop, int64 m, int k, FoldInJob *job)
 {
-    PopItem    *items = AllocChecked(m, sizeof(PopItem), "item order");
+    ItScoredItem *items = AllocChecked(m, sizeof(ItScoredItem), "item order");
     int32      *order = AllocChecked(m, sizeof(int32), "item order");
     int32      *rank = AllocChecked(m, sizeof(int32), "item order");
 
     for (int64 i = 0; i < m; i++)
     {
-        items[i].pop = isfinite(pop[i]) ? pop[i] : 0.0f;
-        items[i].item = (int32) i;
+        items[i].score = isfinite(pop[i]) ? pop[i] : 0.0f;
+        items[i].idx = (int32) i;
     }
-    qsort(items, m, sizeof(PopItem), ComparePopItems);
+    /* most popular first; ties: the lower item */
+    qsort(items, m, sizeof(ItScoredItem), ItCompareScoredItems);
     job->pop_sorted = AllocChecked(m, sizeof(float), "item order");
     for (int64 p = 0; p < m; p++)
     {
-        order[p] = items[p].item;
-        rank[items[p].item] = (int32) p;
-        job->pop_sorted[p] = items[p].pop;
+        order[p] = items[p].idx;
+        rank[items[p].idx] = (int32) p;
+        job->pop_sorted[p] = items[p].score;
     }
     pfree(items);
     job->run.order = order;
