@@ -473,6 +473,19 @@ void        it_q8_scores_threads(const int8_t *Q, const float *scale, int64_t lo
 int64_t     it_q8_blocks(int64_t lo, int64_t hi);
 
 /*
+ * One query for it_q8_shortlist to scan a block of again: the 8-bit copy
+ * (Q, scale, k) and the query (it_q8_query's qx and sx).
+ */
+typedef struct ItQ8Rescan
+{
+    const int8_t *Q;
+    const float *scale;
+    int         k;
+    const int8_t *qx;
+    float       sx;
+} ItQ8Rescan;
+
+/*
  * A superset of it_topk_candidates' candidates (so of the exact top k)
  * from it_q8_scores' scores and block_max of items [lo, hi), with
  * tolerances tol(i) = tol_scale * tol[i - lo] + tol_const (tol_block: the
@@ -483,19 +496,23 @@ int64_t     it_q8_blocks(int64_t lo, int64_t hi);
  * found (fewer than k blocks with a finite maximum, infinite scores):
  * then rank all the scores.  block_max is overwritten (the blocks of
  * excluded items get their maximum without them); top_idx/top_score: k
- * entries of scratch.
+ * entries of scratch.  list_score, when not NULL, gets the listed items'
+ * scores beside list.  With scores NULL (block maxima from
+ * it_q8_scores_many without scores) the few blocks it reads are scanned
+ * again for rescan's query alone: the same list, a fraction of the bytes.
  */
-int64_t     it_q8_shortlist(const float *scores, float *block_max, int64_t lo, int64_t hi,
-                            const int32_t *exclude, int64_t nexclude, int k,
+int64_t     it_q8_shortlist(const float *scores, const ItQ8Rescan *rescan, float *block_max, int64_t lo,
+                            int64_t hi, const int32_t *exclude, int64_t nexclude, int k,
                             const float *tol, const float *tol_block, double tol_scale, double tol_const,
-                            int32_t *top_idx, float *top_score, int32_t *list, int64_t cap);
+                            int32_t *top_idx, float *top_score, int32_t *list, float *list_score, int64_t cap);
 
 /*
  * it_q8_scores for nq queries at once (each item block read once for
  * several of them): qx holds the nq queries of it_q8_query, it_q8_query_bytes(k)
  * apart, sx their scales; query u's scores are scores[u * (hi - lo) ..]
  * and its block maxima block_max[u * it_q8_blocks(lo, hi) ..], the same
- * values it_q8_scores gives for that query alone.
+ * values it_q8_scores gives for that query alone.  With scores NULL only
+ * the block maxima are written.
  */
 void        it_q8_scores_many(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
                               int nq, const int8_t *qx, const float *sx, float *scores, float *block_max);
@@ -516,8 +533,9 @@ int         it_q8_scores_variant(int variant, const int8_t *Q, const float *scal
 
 /*
  * One query's ranking for it_q8_scores_rank_many: its 8-bit scores of [lo, hi)
- * and their block maxima (it_q8_scores_many; block_max is overwritten as
- * it_q8_shortlist does), the float query x (k floats), exclude (sorted,
+ * (NULL when the call keeps no scores) and their block maxima
+ * (it_q8_scores_many; block_max is overwritten as it_q8_shortlist
+ * does), the float query x (k floats), exclude (sorted,
  * 0 = item lo) to skip, and the bound on each score's error, tol_scale *
  * tol[i] + tol_const.  out_idx (item indexes, from item 0) and out_score
  * hold kk entries; got is how many were written, or -1 when the ranking
@@ -550,7 +568,10 @@ size_t      it_q8_rank_scratch_bytes(int kk, int nthreads);
  * tol_block the it_q8_encode bounds.  The queries are cut into up to
  * nthreads parts (it_start_threads), whole tiles of 16 each, and a tile's
  * rankings follow its scan; scores, block maxima and rankings are those
- * of each query alone.
+ * of each query alone.  With scores NULL the scan writes only the block
+ * maxima (r[u].scores must be NULL too) and each ranking scans the few
+ * blocks its shortlist reads again (it_q8_shortlist's rescan): the same
+ * rankings without writing and reading back every score.
  */
 void        it_q8_scores_rank_many(const int8_t *Q, const float *scale, const float *Y, int64_t lo,
                                    int64_t hi, int k, int nq, const int8_t *qx, const float *sx,

@@ -5,7 +5,9 @@
  *    each part, 16 queries at a time, scanned (it_q8_scores_many) and
  *    ranked (it_q8_shortlist, then it_topk_exact on exact scores) while
  *    the scores are in the cache, so every query gets the same scores and
- *    the same top k as it does alone.
+ *    the same top k as it does alone.  Without scores the scan writes
+ *    only the block maxima, and a ranking scans again the few blocks its
+ *    shortlist reads.
  *
  * Plain C, no PostgreSQL headers: see kernels.h for the contracts.
  */
@@ -101,8 +103,10 @@ ExactScore(const void *arg, int64_t i)
 }
 
 static void
-RankOne(const ManyPart *p, ItQ8Ranking *r)
+RankOne(const ManyPart *p, int u)
 {
+    ItQ8Ranking *r = &p->r[u];
+    ItQ8Rescan  rescan = {p->Q, p->scale, p->k, p->qx + (size_t) u * it_q8_query_bytes(p->k), p->sx[u]};
     int64_t     cap = (int64_t) p->kk + IT_Q8_RANK_SLACK;
     int64_t     capc = (int64_t) p->kk + IT_Q8_EXACT_SLACK;
     int32_t    *list = (int32_t *) p->scratch;
@@ -119,15 +123,13 @@ RankOne(const ManyPart *p, ItQ8Ranking *r)
     r->got = -1;
     if (r->x == NULL || p->kk <= 0)
         return;
-    n = it_q8_shortlist(r->scores, r->block_max, p->lo, p->hi, r->exclude, r->nexclude, p->kk,
-                        p->tol + p->lo, p->tol_block, r->tol_scale, r->tol_const, top_idx, top_score, list, cap);
+    n = it_q8_shortlist(r->scores, &rescan, r->block_max, p->lo, p->hi, r->exclude, r->nexclude, p->kk,
+                        p->tol + p->lo, p->tol_block, r->tol_scale, r->tol_const, top_idx, top_score, list,
+                        sub_score, cap);
     if (n < 0 || n > cap)
         return;
     for (int64_t i = 0; i < n; i++)
-    {
-        sub_score[i] = r->scores[list[i]];
         sub_tol[i] = p->tol[p->lo + list[i]];
-    }
     r->got = it_topk_exact(sub_score, n, NULL, 0, p->kk, sub_tol, r->tol_scale, r->tol_const,
                            ExactScore, &arg, cand, cand_score, capc, &need, r->out_idx, r->out_score);
     for (int i = 0; i < r->got; i++)
@@ -150,11 +152,11 @@ ManyRun(void *arg)
         int         n = p->nq - u0 < 16 ? p->nq - u0 : 16;
 
         it_q8_scores_many(p->Q, p->scale, p->lo, p->hi, p->k, n, p->qx + (size_t) u0 * qbytes, p->sx + u0,
-                          p->scores + (size_t) u0 * (size_t) (p->hi - p->lo),
+                          p->scores ? p->scores + (size_t) u0 * (size_t) (p->hi - p->lo) : NULL,
                           p->block_max + (size_t) u0 * (size_t) nb);
         if (p->r != NULL)
             for (int u = u0; u < u0 + n; u++)
-                RankOne(p, &p->r[u]);
+                RankOne(p, u);
     }
     return NULL;
 }
@@ -179,7 +181,7 @@ it_q8_scores_rank_many(const int8_t *Q, const float *scale, const float *Y, int6
         int         u1 = t == n - 1 ? nq : (int) ((int64_t) nq * (t + 1) / n) / 16 * 16;
 
         parts[t] = (ManyPart) {Q, scale, Y, lo, hi, k, u1 - u0, qx + (size_t) u0 * qbytes, sx + u0,
-            scores + (size_t) u0 * (size_t) (hi - lo), block_max + (size_t) u0 * (size_t) nb,
+            scores ? scores + (size_t) u0 * (size_t) (hi - lo) : NULL, block_max + (size_t) u0 * (size_t) nb,
             r != NULL ? r + u0 : NULL, tol, tol_block, kk, (char *) scratch + (size_t) t * each};
     }
     /* the scan is picked before any thread reads it */

@@ -193,7 +193,8 @@ it_q8_query(const float *x, int k, float qnorm_max, int8_t *qx, float *sx)
 
 /*
  * The items of block b in [lo, hi) get the block's scores acc
- * (IT_Q8_BLOCK floats), and block_max (when not NULL) their largest.
+ * (IT_Q8_BLOCK floats) when scores is not NULL, and block_max (when not
+ * NULL) their largest.
  */
 static inline void
 StoreBlock(const float *acc, int64_t b, int64_t lo, int64_t hi, float *scores, float *block_max)
@@ -204,7 +205,8 @@ StoreBlock(const float *acc, int64_t b, int64_t lo, int64_t hi, float *scores, f
     for (int t = 0; t < IT_Q8_BLOCK; t++)
         if (first + t >= lo && first + t < hi)
         {
-            scores[first + t - lo] = acc[t];
+            if (scores)
+                scores[first + t - lo] = acc[t];
             mx = acc[t] > mx ? acc[t] : mx;
         }
     if (block_max)
@@ -485,7 +487,7 @@ it_q8_scores_threads(const int8_t *Q, const float *scale, int64_t lo, int64_t hi
 #define MANY_TILE_GROUPS 256
 
 /* Query u's scores and block maxima (see it_q8_scores_many). */
-#define MANY_SCORES(u)  (scores + (size_t) (u) * (size_t) (hi - lo))
+#define MANY_SCORES(u)  (scores ? scores + (size_t) (u) * (size_t) (hi - lo) : NULL)
 #define MANY_MAX(u)     (block_max + (size_t) (u) * (size_t) nb)
 
 static void
@@ -596,7 +598,8 @@ ManyTileAvx512(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int 
             f = _mm512_mul_ps(f, _mm512_mul_ps(sc, _mm512_set1_ps(sx[u0 + u])));
             if (whole)
             {
-                _mm512_storeu_ps(MANY_SCORES(u0 + u) + b * IT_Q8_BLOCK - lo, f);
+                if (scores != NULL)
+                    _mm512_storeu_ps(MANY_SCORES(u0 + u) + b * IT_Q8_BLOCK - lo, f);
                 MANY_MAX(u0 + u)[b - lo / IT_Q8_BLOCK] = _mm512_reduce_max_ps(f);
             }
             else
@@ -768,11 +771,34 @@ it_q8_blocks(int64_t lo, int64_t hi)
  * scores[i] + tol(i) >= w - tolS >= T - tS.  Only the blocks where some
  * item can reach that are read again.
  */
+/*
+ * The scores of block b's items in [lo, hi) at v[i - b * IT_Q8_BLOCK]
+ * (-inf for the others): from scores, or when it is NULL scanned again
+ * for this block alone (it_q8_scores: the same integer sums, so the same
+ * floats, as the scan that gave the block maxima).
+ */
+static void
+ShortlistBlock(const float *scores, const ItQ8Rescan *rescan, int64_t b, int64_t lo, int64_t hi,
+               float v[IT_Q8_BLOCK])
+{
+    int64_t     first = b * IT_Q8_BLOCK;
+    int64_t     blo = first > lo ? first : lo;
+    int64_t     bhi = first + IT_Q8_BLOCK < hi ? first + IT_Q8_BLOCK : hi;
+
+    for (int t = 0; t < IT_Q8_BLOCK; t++)
+        v[t] = -INFINITY;
+    if (scores != NULL)
+        memcpy(v + (blo - first), scores + (blo - lo), sizeof(float) * (size_t) (bhi - blo));
+    else
+        it_q8_scores(rescan->Q, rescan->scale, blo, bhi, rescan->k, rescan->qx, rescan->sx,
+                     v + (blo - first), NULL);
+}
+
 int64_t
-it_q8_shortlist(const float *scores, float *block_max, int64_t lo, int64_t hi,
+it_q8_shortlist(const float *scores, const ItQ8Rescan *rescan, float *block_max, int64_t lo, int64_t hi,
                 const int32_t *exclude, int64_t nexclude, int k,
                 const float *tol, const float *tol_block, double tol_scale, double tol_const,
-                int32_t *top_idx, float *top_score, int32_t *list, int64_t cap)
+                int32_t *top_idx, float *top_score, int32_t *list, float *list_score, int64_t cap)
 {
     int64_t     nb = it_q8_blocks(lo, hi);
     int64_t     b0 = lo / IT_Q8_BLOCK;
@@ -784,7 +810,7 @@ it_q8_shortlist(const float *scores, float *block_max, int64_t lo, int64_t hi,
     double      floor_;
     float       thr;
 
-    if (k <= 0 || nb == 0)
+    if (k <= 0 || nb == 0 || (scores == NULL && rescan == NULL))
         return -1;
     /* the blocks of excluded items: their maximum over the others */
     for (int64_t x = 0; x < nexclude; x++)
@@ -797,13 +823,9 @@ it_q8_shortlist(const float *scores, float *block_max, int64_t lo, int64_t hi,
         b = (exclude[x] + lo) / IT_Q8_BLOCK;
         if (x > 0 && exclude[x - 1] >= 0 && (exclude[x - 1] + lo) / IT_Q8_BLOCK == b)
             continue;           /* done at the block's first excluded item */
+        ShortlistBlock(scores, rescan, b, lo, hi, v);
         for (int t = 0; t < IT_Q8_BLOCK; t++)
-        {
-            int64_t     i = b * IT_Q8_BLOCK + t;
-            float       sc = i >= lo && i < hi ? scores[i - lo] : -INFINITY;
-
-            v[t] = sc == sc ? sc : -INFINITY;
-        }
+            v[t] = v[t] == v[t] ? v[t] : -INFINITY;
         /* the block's excluded items follow x in exclude (sorted) */
         for (int64_t ex = x; ex < nexclude && (exclude[ex] + lo) / IT_Q8_BLOCK == b; ex++)
             v[exclude[ex] + lo - b * IT_Q8_BLOCK] = -INFINITY;
@@ -859,20 +881,29 @@ it_q8_shortlist(const float *scores, float *block_max, int64_t lo, int64_t hi,
     }
     for (int64_t b = 0; b < nb; b++)
     {
+        float       v[IT_Q8_BLOCK];
+
         if (block_max[b] < thr ||
             !((double) block_max[b] + tol_scale * (double) tol_block[b0 + b] + tol_const >= floor_))
             continue;
+        ShortlistBlock(scores, rescan, b0 + b, lo, hi, v);
         for (int64_t i = (b0 + b) * IT_Q8_BLOCK; i < (b0 + b + 1) * IT_Q8_BLOCK; i++)
         {
+            float       sc = v[i - (b0 + b) * IT_Q8_BLOCK];
+
             if (i < lo || i >= hi ||
-                !((double) scores[i - lo] + tol_scale * (double) tol[i - lo] + tol_const >= floor_))
+                !((double) sc + tol_scale * (double) tol[i - lo] + tol_const >= floor_))
                 continue;
             while (e < nexclude && exclude[e] < i - lo)
                 e++;
             if (e < nexclude && exclude[e] == i - lo)
                 continue;
             if (total < cap)
+            {
                 list[total] = (int32_t) (i - lo);
+                if (list_score != NULL)
+                    list_score[total] = sc;
+            }
             total++;
         }
     }

@@ -113,8 +113,8 @@ RankShortlist(const ItModel *m, const ItInterest *in, int64 lo, int64 hi, float 
     for (;;)
     {
         list = list ? repalloc_huge(list, sizeof(int32) * cap) : palloc_extended(sizeof(int32) * cap, MCXT_ALLOC_HUGE);
-        n = it_q8_shortlist(scores, block_max, lo, hi, exclude, nexclude, kk, norms, norms_block,
-                            tol_scale, tol_const, top_idx, top_score, list, cap);
+        n = it_q8_shortlist(scores, NULL, block_max, lo, hi, exclude, nexclude, kk, norms, norms_block,
+                            tol_scale, tol_const, top_idx, top_score, list, NULL, cap);
         if (n <= cap)
             break;
         cap = n;
@@ -580,23 +580,22 @@ FirstOccurrences(int64 *ids, int n)
 
 /*
  * Users recommend_batch reads the rows of with one query and scores
- * together: as many as IT_BATCH_SCORES scores allow (at least one, at
- * most IT_BATCH_USERS).
+ * together: as many as IT_BATCH_MAXIMA block maxima allow (at least one,
+ * at most IT_BATCH_USERS).
  */
-#define IT_BATCH_SCORES     (4 * 1024 * 1024)
+#define IT_BATCH_MAXIMA     (4 * 1024 * 1024)
 #define IT_BATCH_USERS      256
 
 /*
  * The rankings it_q8_scores_rank_many does for recommend_batch's users
- * scored by the scan (row[i] >= 0, their row of S and BM): rk[row] with
- * room for kk items (rk_idx/rk_score, kk per row); without x (a
- * popularity term in the ranking) a user is ranked alone after, as one
- * the scratch is too small for is (got -1: RankQ8Scores).  The bounds are
+ * scored by the scan (row[i] >= 0, their row of BM): rk[row] with room
+ * for kk items (rk_idx/rk_score, kk per row); one the scratch is too
+ * small for is ranked alone after (got -1: RankQ8Scores).  The bounds are
  * RankQ8Scores' own, so the rows are the ones recommend() gives.
  */
 static void
 PrepareRankings(const ItModel *m, const ItInterest *in, int n, const int *row, int d, bool exclude_seen,
-                int kk, const double *query_tol, float *S, float *BM, ItQ8Ranking *rk, int32 *rk_idx,
+                int kk, const double *query_tol, float *BM, ItQ8Ranking *rk, int32 *rk_idx,
                 float *rk_score)
 {
     int64       lo;
@@ -618,10 +617,8 @@ PrepareRankings(const ItModel *m, const ItInterest *in, int n, const int *row, i
         r->got = -1;
         r->out_idx = rk_idx + (size_t) row[i] * kk;
         r->out_score = rk_score + (size_t) row[i] * kk;
-        r->scores = S + (size_t) row[i] * (hi - lo);
+        r->scores = NULL;
         r->block_max = BM + (size_t) row[i] * nb;
-        if (in[i].pop_blend > 0.0f)
-            continue;
         r->x = in[i].x;
         if (exclude_seen && in[i].nseen > 0)
         {
@@ -652,7 +649,11 @@ PrepareRankings(const ItModel *m, const ItInterest *in, int n, const int *row, i
  * ranked right after, over the scan threads (it_q8_scores_rank_many: each
  * block read once for 16 users, the same scores recommend()'s scan gives
  * each alone, ranked exactly as recommend() ranks them: block maxima,
- * shortlist, exact rescoring).  A
+ * shortlist, exact rescoring).  The pass keeps only each block's
+ * maximum, not every score: the few blocks a shortlist reads are scanned
+ * again for that user, and a user the pass cannot rank (a shortlist past
+ * the scratch) is scanned again alone.  Users ranked with a popularity
+ * term (folded in) are served one by one.  A
  * float matrix product instead reads four times the bytes and ranks every
  * score, and was slower than one recommend() call per user.
  * Not an overload of recommend(): recommend(NULL, 10) must keep meaning
@@ -679,10 +680,9 @@ interest_transfer_recommend_batch(PG_FUNCTION_ARGS)
     int         kk;
     int         batch;
     size_t      qbytes;
-    float      *S;              /* the scores of a batch's vectors, hi - lo each */
-    float      *BM;             /* their block maxima, nb each */
+    float      *BM;             /* the block maxima of a batch's vectors, nb each */
     ItInterest *in;
-    int        *row;            /* the user's row of S, or -1: ranked alone */
+    int        *row;            /* the user's row of BM, or -1: ranked alone */
     int8_t     *qx;
     float      *sx;
     double     *query_tol;
@@ -717,10 +717,9 @@ interest_transfer_recommend_batch(PG_FUNCTION_ARGS)
     DomainRange(m, d, &lo, &hi);
     kk = (int) Min((int64) k, hi - lo);
     nb = it_q8_blocks(lo, hi);
-    batch = (int) Max(1, Min((int64) IT_BATCH_USERS, IT_BATCH_SCORES / Max(hi - lo, 1)));
+    batch = (int) Max(1, Min((int64) IT_BATCH_USERS, IT_BATCH_MAXIMA / Max(nb, 1)));
     qbytes = it_q8_query_bytes(m->k);
     /* a batch's buffers: allocated once, so their pages are touched once */
-    S = palloc_extended(sizeof(float) * (Size) batch * (Size) Max(hi - lo, 1), MCXT_ALLOC_HUGE);
     BM = palloc_extended(sizeof(float) * (Size) batch * (Size) Max(nb, 1), MCXT_ALLOC_HUGE);
     in = palloc(sizeof(ItInterest) * batch);
     row = palloc(sizeof(int) * batch);
@@ -755,7 +754,9 @@ interest_transfer_recommend_batch(PG_FUNCTION_ARGS)
             {
                 ItUserInterestIn(m, ids[b0 + i], c, &in[i]);
                 row[i] = -1;
-                if (cand == NULL && kk > 0 && in[i].x != NULL && !ItCrossDomainByNeighbours(m, &in[i], d))
+                /* a popularity term in the ranking: served alone, its scores all needed */
+                if (cand == NULL && kk > 0 && in[i].x != NULL && !(in[i].pop_blend > 0.0f) &&
+                    !ItCrossDomainByNeighbours(m, &in[i], d))
                 {
                     query_tol[nx] = it_q8_query(in[i].x, m->k, m->q8_norm_max, qx + qbytes * nx, &sx[nx]);
                     row[i] = nx++;
@@ -767,8 +768,8 @@ interest_transfer_recommend_batch(PG_FUNCTION_ARGS)
              */
             if (nx > 0)
             {
-                PrepareRankings(m, in, n, row, d, exclude_seen, kk, query_tol, S, BM, rk, rk_idx, rk_score);
-                it_q8_scores_rank_many(m->q8, m->q8_scale, m->Y, lo, hi, m->k, nx, qx, sx, S, BM, m->q8_tol,
+                PrepareRankings(m, in, n, row, d, exclude_seen, kk, query_tol, BM, rk, rk_idx, rk_score);
+                it_q8_scores_rank_many(m->q8, m->q8_scale, m->Y, lo, hi, m->k, nx, qx, sx, NULL, BM, m->q8_tol,
                                        m->q8_tol_block, kk, rk, scratch, nthreads);
             }
             for (int i = 0; i < n; i++)
@@ -787,8 +788,11 @@ interest_transfer_recommend_batch(PG_FUNCTION_ARGS)
                                 rk[row[i]].out_score, got);
                     continue;
                 }
+                /* scanned again alone, as recommend() scans (m->scores is ours here) */
+                it_q8_scores_threads(m->q8, m->q8_scale, lo, hi, m->k, qx + qbytes * row[i], sx[row[i]],
+                                     m->scores + lo, BM + (size_t) row[i] * nb, ItScanThreads(hi - lo));
                 got = RankQ8Scores(m, &in[i], d, exclude_seen ? in[i].seen : NULL, exclude_seen ? in[i].nseen : 0,
-                                   kk, query_tol[row[i]], S + (size_t) row[i] * (hi - lo),
+                                   kk, query_tol[row[i]], m->scores + lo,
                                    BM + (size_t) row[i] * nb, top_idx, top_score);
                 PutTopItems(rsinfo, m, &in[i], d, true, ids[b0 + i], top_idx, top_score, got);
             }

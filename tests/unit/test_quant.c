@@ -467,6 +467,15 @@ TEST(exact_top_k_from_the_shortlist)
     int         missing = 0;
     int64_t     listed = 0;
     int         runs = 0;
+    float      *list_score = malloc(sizeof(float) * n);
+    int32_t    *list2 = malloc(sizeof(int32_t) * n);
+    float      *list_score2 = malloc(sizeof(float) * n);
+    float      *bm2 = malloc(sizeof(float) * (n / IT_Q8_BLOCK + 2));
+    float      *rescores = malloc(sizeof(float) * n);
+    int8_t     *qxr = malloc(it_q8_query_bytes(k));
+    float       sxr = 0.0f;
+    int         wrong_scores = 0;
+    int         rescanned_differ = 0;
 
     for (int i = 0; i < 20; i++)
         memcpy(Y + (400 + i) * k, Y + (300 + i) * k, sizeof(float) * k);
@@ -501,8 +510,8 @@ TEST(exact_top_k_from_the_shortlist)
                     ex[b] = t;
                 }
         {
-            int64_t     nl = it_q8_shortlist(scores, bm, lo, hi, ex, nex, 20, c.tol + lo, c.tolb, xn, qb,
-                                             top_idx, top_score, list, n);
+            int64_t     nl = it_q8_shortlist(scores, NULL, bm, lo, hi, ex, nex, 20, c.tol + lo, c.tolb, xn, qb,
+                                             top_idx, top_score, list, list_score, n);
             ExactArg    a = {Y + lo * k, x, k};
             int64_t     need;
             int64_t     nc;
@@ -513,6 +522,21 @@ TEST(exact_top_k_from_the_shortlist)
                 continue;
             listed += nl;
             runs++;
+            /* the listed items' scores; without the scores, the same list from the maxima */
+            for (int64_t i = 0; i < nl; i++)
+                wrong_scores += memcmp(&list_score[i], &scores[list[i]], sizeof(float)) != 0;
+            {
+                ItQ8Rescan  rs;
+                int64_t     nl2;
+
+                it_q8_query(x, k, c.qmax, qxr, &sxr);
+                rs = (ItQ8Rescan) {c.Q, c.scale, k, qxr, sxr};
+                it_q8_scores(c.Q, c.scale, lo, hi, k, qxr, sxr, rescores, bm2);
+                nl2 = it_q8_shortlist(NULL, &rs, bm2, lo, hi, ex, nex, 20, c.tol + lo, c.tolb, xn, qb,
+                                      top_idx, top_score, list2, list_score2, n);
+                rescanned_differ += nl2 != nl || memcmp(list2, list, sizeof(int32_t) * (size_t) nl) != 0 ||
+                    memcmp(list_score2, list_score, sizeof(float) * (size_t) nl) != 0;
+            }
             /* every candidate of the whole range is listed */
             got = it_topk(scores, hi - lo, ex, nex, 20, top_idx, top_score);
             nc = it_topk_candidates(scores, hi - lo, ex, nex, 20, top_idx, top_score, got, c.tol + lo, xn, qb,
@@ -542,12 +566,18 @@ TEST(exact_top_k_from_the_shortlist)
         }
     }
     CHECK(bad == 0 && missing == 0, "%d of %d top-20 lists differ, %d candidates not listed", bad, runs, missing);
+    CHECK(wrong_scores == 0, "%d listed scores are not the items' scores", wrong_scores);
+    CHECK(rescanned_differ == 0, "%d of %d shortlists from scanned blocks differ", rescanned_differ, runs);
     printf("    shortlist: %.1f items of %lld on average\n", runs ? (double) listed / runs : 0.0, (long long) n);
 
     /* fewer blocks than k: no shortlist */
     ScanMax(&c, IT_Q8_AVX512 + 1, x, 0, 40, scores, bm, &(double) {0});
-    CHECK(it_q8_shortlist(scores, bm, 0, 40, NULL, 0, 5, c.tol, c.tolb, 1.0, 0.0, top_idx, top_score, list, n) == -1,
+    CHECK(it_q8_shortlist(scores, NULL, bm, 0, 40, NULL, 0, 5, c.tol, c.tolb, 1.0, 0.0, top_idx, top_score, list,
+                          NULL, n) == -1,
           "3 blocks, k 5: a shortlist");
+    CHECK(it_q8_shortlist(NULL, NULL, bm, 0, n, NULL, 0, 5, c.tol, c.tolb, 1.0, 0.0, top_idx, top_score, list,
+                          NULL, n) == -1,
+          "neither scores nor a query to scan: a shortlist");
     free(Y);
     FreeCopy(&c);
     free(x);
@@ -558,6 +588,12 @@ TEST(exact_top_k_from_the_shortlist)
     free(sub);
     free(subtol);
     free(cand_score);
+    free(list_score);
+    free(list2);
+    free(list_score2);
+    free(bm2);
+    free(rescores);
+    free(qxr);
     free(ys);
 }
 
@@ -721,7 +757,9 @@ CompareRanked(const void *a, const void *b)
  * Many queries scanned and ranked over threads: each query's scores are
  * the single scan's, and its top k the top k of a full sort of the exact
  * float scores (ties, from repeated items, by the lower index), its
- * excluded items left out, whatever the number of threads.
+ * excluded items left out, whatever the number of threads; without the
+ * scores kept (block maxima only, blocks scanned again), the very same
+ * rankings.
  */
 TEST(scores_rank_many_ranks_as_a_full_sort)
 {
@@ -753,6 +791,9 @@ TEST(scores_rank_many_ranks_as_a_full_sort)
         Ranked     *all = malloc(sizeof(Ranked) * (hi - lo));
         ItQ8Ranking *r = malloc(sizeof(ItQ8Ranking) * nq);
         void       *scratch = malloc(it_q8_rank_scratch_bytes(kk, 3));
+        int32_t    *kept_idx = malloc(sizeof(int32_t) * nq * kk);
+        float      *kept_score = malloc(sizeof(float) * nq * kk);
+        int        *kept_got = malloc(sizeof(int) * nq);
 
         /* exact ties: items repeated further on */
         for (int64_t i = 100; i < 200; i++)
@@ -768,27 +809,44 @@ TEST(scores_rank_many_ranks_as_a_full_sort)
             for (int e = 0; e < nex[u]; e++)
                 ex[u * 40 + e] = (int32_t) (e < 20 ? 16 * u + e : 600 + 61 * e + u);
         }
-        for (int t = 1; t <= 3; t++)
+        for (int run = 0; run < 6; run++)
         {
+            int         t = 1 + run % 3;
+            int         keep = run % 2 == 0;    /* each thread count both ways */
             int         bad_scores = 0;
             int         bad_rank = 0;
             int         alone = 0;
+            int         differ = 0;
 
             for (int u = 0; u < nq; u++)
                 r[u] = (ItQ8Ranking) {
-                    .x = u == 3 ? NULL : X + u * k, .scores = S + (size_t) u * (hi - lo),
+                    .x = u == 3 ? NULL : X + u * k, .scores = keep ? S + (size_t) u * (hi - lo) : NULL,
                     .block_max = BM + (size_t) u * nb, .exclude = ex + u * 40, .nexclude = nex[u],
                     .tol_scale = sqrt(DotD(X + u * k, X + u * k, k)) * (1.0 + 1e-5), .tol_const = qtol[u],
                     .out_idx = out_idx + u * kk, .out_score = out_score + u * kk, .got = 99};
-            it_q8_scores_rank_many(c.Q, c.scale, Y, lo, hi, k, nq, qx, sx, S, BM, c.tol, c.tolb, kk, r,
-                                   scratch, t);
+            it_q8_scores_rank_many(c.Q, c.scale, Y, lo, hi, k, nq, qx, sx, keep ? S : NULL, BM, c.tol, c.tolb,
+                                   kk, r, scratch, t);
             for (int u = 0; u < nq; u++)
             {
                 int         w = 0;
                 int         e = 0;
 
-                it_q8_scores(c.Q, c.scale, lo, hi, k, qx + qb * u, sx[u], one, NULL);
-                bad_scores += memcmp(one, S + (size_t) u * (hi - lo), sizeof(float) * (hi - lo)) != 0;
+                if (keep)
+                {
+                    it_q8_scores(c.Q, c.scale, lo, hi, k, qx + qb * u, sx[u], one, NULL);
+                    bad_scores += memcmp(one, S + (size_t) u * (hi - lo), sizeof(float) * (hi - lo)) != 0;
+                    kept_got[u] = r[u].got;
+                    if (r[u].got > 0)
+                    {
+                        memcpy(kept_idx + u * kk, out_idx + u * kk, sizeof(int32_t) * r[u].got);
+                        memcpy(kept_score + u * kk, out_score + u * kk, sizeof(float) * r[u].got);
+                    }
+                }
+                else
+                    differ += r[u].got != kept_got[u] ||
+                        (r[u].got > 0 && (memcmp(kept_idx + u * kk, out_idx + u * kk, sizeof(int32_t) * r[u].got) ||
+                                          memcmp(kept_score + u * kk, out_score + u * kk,
+                                                 sizeof(float) * r[u].got)));
                 if (u == 3)
                 {
                     CHECK(r[u].got == -1, "a query without x is left to the caller (got %d)", r[u].got);
@@ -822,6 +880,8 @@ TEST(scores_rank_many_ranks_as_a_full_sort)
             CHECK(bad_scores == 0, "k %d, %d threads: %d queries' scores differ from the single scan", k, t,
                   bad_scores);
             CHECK(bad_rank == 0, "k %d, %d threads: %d ranks differ from a full sort", k, t, bad_rank);
+            CHECK(differ == 0, "k %d, %d threads: %d rankings without the scores differ from those with them",
+                  k, t, differ);
             /* these items' norms span 40000x: a few loose bounds, not most */
             CHECK(alone <= nq / 8, "k %d, %d threads: %d of %d queries left to the caller", k, t, alone, nq);
         }
@@ -834,6 +894,9 @@ TEST(scores_rank_many_ranks_as_a_full_sort)
         free(ex);
         free(nex);
         free(S);
+        free(kept_idx);
+        free(kept_score);
+        free(kept_got);
         free(BM);
         free(one);
         free(out_idx);
