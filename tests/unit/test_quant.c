@@ -601,7 +601,8 @@ TEST(exact_top_k_from_the_shortlist)
  * it_q8_scores_many gives every query the scores and block maxima
  * it_q8_scores gives it alone, to the bit, in every implementation: for
  * numbers of queries around the group of 8, ranges not on block bounds,
- * k not a multiple of the group, and full-scale bytes (the offset sums).
+ * k not a multiple of the group, and full-scale bytes (the offset sums);
+ * and with no scores asked for, the same block maxima alone.
  */
 TEST(many_queries_score_as_each_alone)
 {
@@ -666,6 +667,14 @@ TEST(many_queries_score_as_each_alone)
                         bad += memcmp(&one_max[b], &many_max[u * nb + b], sizeof(float)) != 0;
                 }
                 CHECK(bad == 0, "variant %d, k %d, %d queries: %d values differ from the single scan", v, k, nq, bad);
+                {
+                    float      *maxima = malloc(sizeof(float) * nq * nb);
+
+                    CHECK(it_q8_scores_many_variant(v, c.Q, c.scale, lo, hi, k, nq, qx, sx, NULL, maxima) == 0 &&
+                          memcmp(maxima, many_max, sizeof(float) * nq * nb) == 0,
+                          "variant %d, k %d, %d queries: the maxima without the scores differ", v, k, nq);
+                    free(maxima);
+                }
                 free(many);
                 free(many_max);
                 free(one);
