@@ -763,15 +763,6 @@ it_q8_blocks(int64_t lo, int64_t hi)
 }
 
 /*
- * The k best blocks (by their largest score of a non-excluded item) hold
- * k distinct items scoring at least T, the k-th largest block maximum, so
- * the k-th best score w is at least T, and the k best items are in
- * blocks whose maximum is at least T: their largest tolerance tolS is at
- * most that of those blocks, tS.  An item it_topk_candidates keeps has
- * scores[i] + tol(i) >= w - tolS >= T - tS.  Only the blocks where some
- * item can reach that are read again.
- */
-/*
  * The scores of block b's items in [lo, hi) at v[i - b * IT_Q8_BLOCK]
  * (-inf for the others): from scores, or when it is NULL scanned again
  * for this block alone (it_q8_scores: the same integer sums, so the same
@@ -794,6 +785,15 @@ ShortlistBlock(const float *scores, const ItQ8Rescan *rescan, int64_t b, int64_t
                      v + (blo - first), NULL);
 }
 
+/*
+ * The k best blocks (by their largest score of a non-excluded item) hold
+ * k distinct items scoring at least T, the k-th largest block maximum, so
+ * the k-th best score w is at least T, and the k best items are in
+ * blocks whose maximum is at least T: their largest tolerance tolS is at
+ * most that of those blocks, tS.  An item it_topk_candidates keeps has
+ * scores[i] + tol(i) >= w - tolS >= T - tS.  Only the blocks where some
+ * item can reach that are read again.
+ */
 int64_t
 it_q8_shortlist(const float *scores, const ItQ8Rescan *rescan, float *block_max, int64_t lo, int64_t hi,
                 const int32_t *exclude, int64_t nexclude, int k,
