@@ -1241,7 +1241,8 @@ typedef struct SideFit
     ItMlpEpoch *history;
     ItMlpTrainResult res;
     float      *params;         /* the fitted model (the side's, for the first slice) */
-    double      seconds;
+    double      seconds;        /* matching the rows, splitting them, fitting */
+    double      check_seconds;  /* the gate: validation, cross-fits, the blend */
 
     /* PredictValidation: the features prior of the validation rows */
     float      *Uval;           /* nval * k */
@@ -1881,6 +1882,7 @@ SideMetrics(ItTransferTrain *t, PriorSide *s, const SideData *sd, const SideFit 
     AppendKeyNumber(b, "best_epoch", f->res.best_epoch + 1);
     AppendKeyNumber(b, "best_val_loss", f->res.best_val_loss);
     AppendKeyNumber(b, "seconds", f->seconds);
+    AppendKeyNumber(b, "check_seconds", f->check_seconds);
     if (item)
         AppendKeyNumber(b, "new_items", (double) s->nnew);
     if (fold)
@@ -2018,6 +2020,7 @@ FitSide(ItTransferTrain *t, PriorSide *s, const SideData *sd)
     SplitSideRows(t, s, sd, &f, 0);
     if (!TrainSideModel(t, s, sd, &f, start))
         return;
+    INSTR_TIME_SET_CURRENT(start);
     PredictValidation(t, s, sd, &f);
     CompareWithoutFeatures(t, s, sd, &f);
     RankValidation(s, sd, &f);
@@ -2033,6 +2036,7 @@ FitSide(ItTransferTrain *t, PriorSide *s, const SideData *sd)
     }
     ChooseBlend(&f);
     DecideSide(s, &f);
+    f.check_seconds = ItElapsedSeconds(start);
 
     if (s->info->kind == PRIOR_SIDE_ITEM)
         NewItems(t, s, &f.layout, f.unmatched, f.nun);
@@ -2587,10 +2591,17 @@ ItTransferSummary(ItTransferTrain *t)
     return summary.data;
 }
 
+/*
+ * The time of every fold-in weight choice: the population prior's and
+ * those of the features priors of users (the source's too), which run
+ * inside ItTransferFit.
+ */
 double
 ItTransferFoldInSeconds(const ItTransferTrain *t)
 {
-    return t != NULL ? t->pop_seconds : 0.0;
+    if (t == NULL)
+        return 0.0;
+    return t->pop_seconds + t->user.fold.seconds + t->source.fold.seconds;
 }
 
 void

@@ -242,8 +242,11 @@ version=$1
 echo "train() with user_features and item_features: $(awk -v ms="$2" 'BEGIN { printf "%.3f", ms / 1000 }') s (whole SQL call)"
 echo "phases (it_model.metrics->'phases', seconds):"
 phases feat "$version"
-psql -X -q -At -v ON_ERROR_STOP=1 -c "SELECT format('  %s prior: used %s, precision@10 %s vs popularity %s', kind, metrics->>'use_features',
-    round((metrics->>'precision')::numeric, 4), round((metrics->>'baseline_precision')::numeric, 4))
+psql -X -q -At -v ON_ERROR_STOP=1 -c "SELECT format('  %s prior: used %s, precision@10 %s vs popularity %s; fit %s s (%s of %s epochs, %s rows), check %s s, fold-in weight %s s',
+    kind, metrics->>'use_features',
+    round((metrics->>'precision')::numeric, 4), round((metrics->>'baseline_precision')::numeric, 4),
+    round((metrics->>'seconds')::numeric, 3), metrics->>'epochs_run', metrics->>'epochs_allowed', metrics->>'training_rows',
+    round((metrics->>'check_seconds')::numeric, 3), coalesce(round((metrics->>'fold_in_seconds')::numeric, 3)::text, '-'))
   FROM it_prior WHERE model = 'feat' AND version = $version AND kind IN ('user_features', 'item_features') ORDER BY kind"
 awk -v p="$(phase feat "$version" priors)" -v a="$(phase feat "$version" als)" 'BEGIN {
     if (a > 0) printf "priors / als = %.3f / %.3f = %.2f (goal <= 1: %s)\n", p, a, p / a, (p <= a) ? "met" : "not met"

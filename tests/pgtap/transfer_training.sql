@@ -87,7 +87,7 @@ BEGIN
 END $$;
 \o
 
-SELECT plan(65);
+SELECT plan(67);
 
 -- the encoder rows of informative features
 SELECT results_eq($$SELECT side FROM feature_priors WHERE model = 'trn' ORDER BY side$$,
@@ -274,6 +274,23 @@ SELECT matches((SELECT metrics->'notices'->>0 FROM feature_priors WHERE model = 
                '^user features could not be checked: none of the [0-9]+ validation users has a positive',
                'and a NOTICE says so');
 SELECT is((SELECT count(*) FROM feature_priors WHERE model = 'trn_plain'), 0::bigint, 'no features, no encoder rows');
+
+-- where the priors' time went: each side's fit and check inside the priors
+-- phase, every fold-in weight choice (the population's and the user
+-- features prior's) in the fold_in_weight phase
+SELECT ok((SELECT bool_and((f.metrics->>'seconds')::float8 > 0 AND (f.metrics->>'check_seconds')::float8 > 0)
+                  AND (m.metrics->'phases'->>'priors')::float8 + 0.001 >=
+                      sum((f.metrics->>'seconds')::float8 + (f.metrics->>'check_seconds')::float8)
+             FROM feature_priors f JOIN it_model m USING (model, version)
+            WHERE f.model = 'trn' AND f.version = 1
+            GROUP BY m.metrics),
+          'each prior keeps its fit and check seconds, and the priors phase holds them');
+SELECT ok((SELECT (m.metrics->'phases'->>'fold_in_weight')::float8 + 0.001 >=
+                  (f.metrics->>'fold_in_seconds')::float8 + (m.metrics->>'fold_in_seconds')::float8
+                  AND (f.metrics->>'fold_in_seconds')::float8 > 0
+             FROM feature_priors f JOIN it_model m USING (model, version)
+            WHERE f.model = 'trn' AND f.version = 1 AND f.side = 'user'),
+          'the fold_in_weight phase holds the user features prior''s fold-in weight choice and the population''s');
 
 -- the same data, options and seed: the same models (train(model) retrains
 -- with the stored definition)
