@@ -714,9 +714,10 @@ WriteFactorTables(const ItVersionBuild *b, int version, const int64 *popularity)
  * and shown by a DEBUG1 line: the source's rows read, the ids mapped and
  * the matrix built, ALS (or the factors read, for import_model), the
  * context vectors, the cross-domain choice, the side models (priors), the
- * population prior's fold-in weight, the if_better check, and writing the
- * factor rows.  The fold-in weight's simulations run on a thread of their
- * own while the factor rows are written (metrics->'fold_in_beside_write',
+ * fold-in weights (the population prior's and the users' features
+ * prior's), the if_better check, and writing the factor rows.  The
+ * population prior's simulations run on a thread of their own while the
+ * factor rows are written (metrics->'fold_in_beside_write',
  * unless user code runs in those writes): the two phases then overlap, and
  * write leaves out the wait for the simulations.
  */
