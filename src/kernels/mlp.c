@@ -1075,6 +1075,9 @@ CheckTrainArgs(const ItMlpLayout *layout, const ItMlpData *data,
     if (p->epochs < 1 || p->batch < 1 || p->patience < 0 || p->eval_k < 0 ||
         p->eval_max_rows < 0 || p->threads < 1)
         return IT_MLP_EINVAL;
+    if (p->converge_window < 0 || p->converge_window > IT_MLP_MAX_CONVERGE_WINDOW ||
+        !(p->converge_tol >= 0.0f && p->converge_tol < 1.0f))
+        return IT_MLP_EINVAL;
     if (!(p->val_fraction >= 0.0f && p->val_fraction <= 0.9f))
         return IT_MLP_EINVAL;
     if (!(p->alpha >= 0.0f) || !isfinite(p->alpha))
@@ -1488,10 +1491,13 @@ it_mlp_train(float *params, const ItMlpLayout *layout,
                 best_epoch = -1,
                 bad = 0,
                 status = IT_MLP_OK,
+                stop = IT_MLP_STOP_EPOCHS,
                 can_rank;
     double      best_loss = INFINITY,
                 best_prec = NAN,
-                base_prec;
+                base_prec,
+                first_loss = NAN;
+    double      best_at[IT_MLP_MAX_CONVERGE_WINDOW + 1];  /* a ring */
 
     if (CheckTrainArgs(layout, data, p) != IT_MLP_OK || params == NULL ||
         workspace == NULL)
@@ -1640,8 +1646,25 @@ it_mlp_train(float *params, const ItMlpLayout *layout,
             }
             else if (p->patience > 0 && ++bad >= p->patience)
             {
+                stop = IT_MLP_STOP_PATIENCE;
                 epoch++;
                 break;
+            }
+            if (epoch == 0)
+                first_loss = vloss;
+            if (p->converge_window > 0)
+            {
+                int         wnd = p->converge_window;
+
+                best_at[epoch % (wnd + 1)] = best_loss;
+                if (epoch >= wnd && first_loss > best_loss &&
+                    best_at[(epoch - wnd) % (wnd + 1)] - best_loss <=
+                    (double) p->converge_tol * (first_loss - best_loss))
+                {
+                    stop = IT_MLP_STOP_CONVERGED;
+                    epoch++;
+                    break;
+                }
             }
         }
         else
@@ -1665,6 +1688,7 @@ it_mlp_train(float *params, const ItMlpLayout *layout,
         result->best_val_loss = nval > 0 ? best_loss : NAN;
         result->best_val_precision = best_prec;
         result->base_val_precision = base_prec;
+        result->stop = stop;
     }
     return status;
 }

@@ -152,6 +152,9 @@ typedef struct ItMlpData
     const float *baseline;
 } ItMlpData;
 
+/* Most epochs of the convergence stop's window. */
+#define IT_MLP_MAX_CONVERGE_WINDOW 16
+
 typedef struct ItMlpTrainParams
 {
     float       lr;             /* Adam step size, e.g. 1e-3 */
@@ -162,6 +165,11 @@ typedef struct ItMlpTrainParams
     int         epochs;         /* maximum number of epochs >= 1 */
     int         batch;          /* minibatch rows >= 1 */
     int         patience;       /* epochs without improvement; 0 = never stop early */
+    int         converge_window;    /* 0 = off; else at most IT_MLP_MAX_CONVERGE_WINDOW */
+    float       converge_tol;   /* stop when the best validation loss of the
+                                 * last converge_window epochs improved by at
+                                 * most converge_tol times its improvement
+                                 * since the first epoch, in [0, 1) */
     uint64_t    seed;           /* shuffling and the drawn validation rows */
     float       val_fraction;   /* used when data->val_rows is NULL; [0, 0.9] */
 
@@ -237,7 +245,12 @@ typedef struct ItMlpTrainResult
     double      best_val_loss;
     double      best_val_precision;
     double      base_val_precision; /* the baseline's, NaN without one */
+    int         stop;           /* why training ended: an IT_MLP_STOP_ */
 } ItMlpTrainResult;
+
+#define IT_MLP_STOP_EPOCHS      0   /* ran p->epochs (or was stopped, failed) */
+#define IT_MLP_STOP_PATIENCE    1   /* p->patience epochs without a better loss */
+#define IT_MLP_STOP_CONVERGED   2   /* the convergence stop */
 
 /*
  * Bytes of workspace it_mlp_train and it_mlp_objective need for data->n

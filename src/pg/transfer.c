@@ -109,6 +109,23 @@
 #define IT_PRIOR_NNZ_COST       6.0
 #define IT_PRIOR_MIN_EPOCHS     4
 
+/*
+ * When the budget caps the epochs, the fit also ends once it has
+ * converged: when the best validation loss of the last
+ * IT_PRIOR_CONVERGE_WINDOW epochs improved by at most IT_PRIOR_CONVERGE_TOL
+ * of its improvement since the first epoch.  Measured on 1M interactions,
+ * 100k users x 10k items, 64 factors: the items' model (category, price)
+ * stops after 15 of the 24 epochs the budget allows, precision@10 0.1416
+ * against 0.1418 after 24 (0.141 after 72); the users' model, still
+ * improving, runs all of its 7.  A tolerance of 0.05 stopped the items
+ * after 9 (0.140) but cost a planted test set 0.10 of precision.  Fits the
+ * budget does not cap (small data: MovieLens 100k runs 70 epochs in
+ * 0.2 s) keep only prior_patience: there the last epochs are cheap and
+ * still move the precision.
+ */
+#define IT_PRIOR_CONVERGE_WINDOW 3
+#define IT_PRIOR_CONVERGE_TOL   0.005
+
 /* Validation rows at most (their loss is computed every epoch). */
 #define IT_PRIOR_MAX_VAL_ROWS   5000
 
@@ -1436,6 +1453,11 @@ FitFeaturesModel(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *
     p->epochs = f->epochs;
     p->batch = o->batch;
     p->patience = o->patience;
+    if (f->epochs < o->epochs)
+    {
+        p->converge_window = IT_PRIOR_CONVERGE_WINDOW;
+        p->converge_tol = (float) IT_PRIOR_CONVERGE_TOL;
+    }
     p->seed = o->seed;
     p->val_fraction = (float) o->validation;
     p->vector_weight = (float) o->vector_weight;
@@ -1878,6 +1900,9 @@ SideMetrics(ItTransferTrain *t, PriorSide *s, const SideData *sd, const SideFit 
     AppendKeyNumber(b, "min_weight", t->o.min_weight);
     AppendKeyNumber(b, "epochs_run", f->res.epochs_run);
     AppendKeyNumber(b, "epochs_allowed", f->epochs);
+    appendStringInfo(b, ", \"stopped\": \"%s\"",
+                     f->res.stop == IT_MLP_STOP_CONVERGED ? "converged" :
+                     f->res.stop == IT_MLP_STOP_PATIENCE ? "patience" : "epochs");
     AppendKeyNumber(b, "training_rows", (double) f->ntrain);
     AppendKeyNumber(b, "best_epoch", f->res.best_epoch + 1);
     AppendKeyNumber(b, "best_val_loss", f->res.best_val_loss);

@@ -87,7 +87,7 @@ BEGIN
 END $$;
 \o
 
-SELECT plan(67);
+SELECT plan(68);
 
 -- the encoder rows of informative features
 SELECT results_eq($$SELECT side FROM feature_priors WHERE model = 'trn' ORDER BY side$$,
@@ -119,6 +119,12 @@ SELECT ok((SELECT (metrics->>'popularity_blend')::float8 >= 0
                   AND jsonb_array_length(metrics->'history') = (metrics->>'epochs_run')::int
              FROM it_prior WHERE model = 'trn' AND kind = 'user_features'),
           'metrics: popularity_blend >= 0, prior_variance, rows evaluated, one history entry per epoch');
+SELECT is((SELECT count(*) FROM it_prior
+            WHERE model = 'trn' AND kind IN ('user_features', 'item_features')
+              AND metrics->>'stopped' IN ('epochs', 'patience', 'converged')
+              AND (metrics->>'stopped' <> 'epochs' OR metrics->>'epochs_run' = metrics->>'epochs_allowed')
+              AND (metrics->>'stopped' <> 'converged' OR (metrics->>'epochs_allowed')::int < 200)),
+          2::bigint, 'each side says why its fit ended; only a fit the work budget capped stops on convergence');
 SELECT matches((SELECT metrics->'notices'->>0 FROM it_prior WHERE model = 'trn' AND kind = 'user_features'),
                '^user features model: precision@10 0\.[0-9]+ on [0-9]+ validation users, popularity 0\.[0-9]+',
                'the NOTICE about the user model is kept in its metrics');

@@ -954,6 +954,91 @@ StopAtOnce(void *arg)
     return 1;
 }
 
+/*
+ * The convergence stop ends a fit whose validation loss has flattened,
+ * where patience (off here) would not: it stops before the epoch limit,
+ * exactly where the rule holds first, keeps the best epoch, and ranks
+ * about as well as the full run.  Without the window it runs every epoch
+ * and says why it stopped.
+ */
+TEST(test_convergence_stop)
+{
+    Planted     s;
+    ItMlpLayout lay = {10, 1, {32, 0, 0}, 8};
+    size_t      P = it_mlp_param_count(&lay);
+    float      *params = Alloc(sizeof(float) * P);
+    float      *full = Alloc(sizeof(float) * P);
+    ItMlpEpoch  hist[120],
+                hfull[120];
+    ItMlpData   data;
+    ItMlpTrainParams p;
+    ItMlpTrainResult res,
+                rfull;
+    RankCheck   ev,
+                evfull;
+    void       *ws;
+    int         ntrain = 600,
+                n = 800,
+                wnd = 3,
+                e,
+                rc;
+    double      best[120],
+                b = INFINITY;
+
+    MakePlanted(&s, n, ntrain, 91);
+    PlantedData(&s, ntrain, &data);
+    it_mlp_default_params(&p);
+    p.epochs = 120;
+    p.patience = 0;
+    ws = Alloc(it_mlp_train_workspace_size(&lay, &p, data.n, s.m));
+
+    it_mlp_init(params, &lay, 5);
+    rc = it_mlp_train(params, &lay, &data, &p, ws, hfull, &rfull);
+    CHECK(rc == IT_MLP_OK, "status %d", rc);
+    CHECK(rfull.epochs_run == 120 && rfull.stop == IT_MLP_STOP_EPOCHS,
+          "without a window every epoch runs (%d, stop %d)", rfull.epochs_run, rfull.stop);
+    memcpy(full, params, sizeof(float) * P);
+
+    p.converge_window = wnd;
+    p.converge_tol = 0.005f;
+    it_mlp_init(params, &lay, 5);
+    rc = it_mlp_train(params, &lay, &data, &p, ws, hist, &res);
+    CHECK(rc == IT_MLP_OK, "status %d", rc);
+    printf("# convergence stop after %d of 120 epochs (best %d)\n", res.epochs_run,
+           res.best_epoch + 1);
+    CHECK(res.stop == IT_MLP_STOP_CONVERGED, "stopped converged (%d)", res.stop);
+    CHECK(res.epochs_run > wnd && res.epochs_run < 120, "before the limit (%d)",
+          res.epochs_run);
+    /* the same epochs as the full run up to there, and the rule first holds at the last */
+    for (e = 0; e < res.epochs_run; e++)
+    {
+        CHECK(hist[e].val_loss == hfull[e].val_loss, "epoch %d as in the full run", e);
+        if (hist[e].val_loss < b)
+            b = hist[e].val_loss;
+        best[e] = b;
+    }
+    for (e = wnd; e < res.epochs_run; e++)
+    {
+        int         holds = best[e - wnd] - best[e] <= 0.005 * (hist[0].val_loss - best[e]);
+
+        CHECK(holds == (e == res.epochs_run - 1), "rule at epoch %d: %d", e, holds);
+    }
+    CHECK(res.best_val_loss == best[res.epochs_run - 1] &&
+          hist[res.best_epoch].val_loss == res.best_val_loss, "keeps the best epoch");
+    CHECK(rfull.best_val_loss < res.best_val_loss, "the full run gets a little further");
+
+    HeldOutPrecision(&s, params, &lay, ntrain, n, &ev);
+    HeldOutPrecision(&s, full, &lay, ntrain, n, &evfull);
+    printf("# held-out precision@10 %.3f stopped, %.3f full, popularity %.3f\n",
+           ev.precision, evfull.precision, ev.base_precision);
+    CHECK(ev.precision >= evfull.precision - 0.02 && ev.precision >= 1.8 * ev.base_precision,
+          "ranks about as well (%g against %g)", ev.precision, evfull.precision);
+    free(ws);
+    FreePlanted(&s);
+    free(params);
+    free(full);
+}
+
 TEST(test_init_output_bias)
 {
     Planted     s;
@@ -1275,6 +1360,13 @@ TEST(test_bad_arguments)
     p2 = p; p2.lr = 0.5f; p2.weight_decay = 2.0f;
     EXPECT_EINVAL(data, p2, "decay of the whole weight per step");
     p2 = p; p2.eval_k = -1;             EXPECT_EINVAL(data, p2, "precision at -1");
+    p2 = p; p2.converge_window = -1;    EXPECT_EINVAL(data, p2, "negative window");
+    p2 = p; p2.converge_window = IT_MLP_MAX_CONVERGE_WINDOW + 1;
+    EXPECT_EINVAL(data, p2, "window past its ring");
+    p2 = p; p2.converge_window = 3; p2.converge_tol = 1.0f;
+    EXPECT_EINVAL(data, p2, "tolerance of the whole improvement");
+    p2 = p; p2.converge_window = 3; p2.converge_tol = NAN;
+    EXPECT_EINVAL(data, p2, "tolerance NaN");
     d2 = data; d2.YtY = NULL;           EXPECT_EINVAL(d2, p, "ALS loss without YtY");
     d2 = data; d2.targets = NULL; p2 = p; p2.vector_weight = 0.5f;
     EXPECT_EINVAL(d2, p2, "vector loss without targets");
@@ -1339,6 +1431,7 @@ main(void)
     RUN(test_linear_model);
     RUN(test_deterministic);
     RUN(test_early_stopping_keeps_best);
+    RUN(test_convergence_stop);
     RUN(test_init_output_bias);
     RUN(test_positive_threshold);
     RUN(test_should_stop);
