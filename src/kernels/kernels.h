@@ -473,8 +473,32 @@ void        it_q8_scores_threads(const int8_t *Q, const float *scale, int64_t lo
 int64_t     it_q8_blocks(int64_t lo, int64_t hi);
 
 /*
+ * The 4-bit copy (quant.c): half the 8-bit copy's bytes, for the first
+ * pass over many items.  Q holds it_q4_bytes(n, k) bytes (it_q4_runs(k)
+ * runs of 64 bytes per block of IT_Q8_BLOCK items), scale, tol,
+ * *qnorm_max and tol_block as it_q8_encode's, with the same contract: for
+ * any x, it_q4_scores' score of item i (x quantised by it_q8_query with
+ * this copy's *qnorm_max) is within |x| * tol[i] + it_q8_query's bound of
+ * the float dot product y_i . x.  The bound is about 16 times the 8-bit
+ * copy's, so more items are scored exactly after the scan.
+ */
+int         it_q4_runs(int k);
+size_t      it_q4_bytes(int64_t n, int k);
+void        it_q4_encode(const float *Y, int64_t n, int k, uint8_t *Q, float *scale, float *tol,
+                         float *qnorm_max, float *tol_block);
+
+/* it_q8_scores, it_q8_scores_threads and it_q8_scores_variant of the 4-bit copy. */
+void        it_q4_scores(const uint8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
+                         const int8_t *qx, float sx, float *scores, float *block_max);
+void        it_q4_scores_threads(const uint8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
+                                 const int8_t *qx, float sx, float *scores, float *block_max, int nthreads);
+int         it_q4_scores_variant(int variant, const uint8_t *Q, const float *scale, int64_t lo, int64_t hi,
+                                 int k, const int8_t *qx, float sx, float *scores, float *block_max);
+
+/*
  * One query for it_q8_shortlist to scan a block of again: the 8-bit copy
- * (Q, scale, k) and the query (it_q8_query's qx and sx).
+ * (Q, scale, k) and the query (it_q8_query's qx and sx); or, when Q4 is
+ * not NULL, the 4-bit copy Q4 (scale its scales: it_q4_scores).
  */
 typedef struct ItQ8Rescan
 {
@@ -483,6 +507,7 @@ typedef struct ItQ8Rescan
     int         k;
     const int8_t *qx;
     float       sx;
+    const uint8_t *Q4;
 } ItQ8Rescan;
 
 /*
@@ -505,6 +530,28 @@ int64_t     it_q8_shortlist(const float *scores, const ItQ8Rescan *rescan, float
                             int64_t hi, const int32_t *exclude, int64_t nexclude, int k,
                             const float *tol, const float *tol_block, double tol_scale, double tol_const,
                             int32_t *top_idx, float *top_score, int32_t *list, float *list_score, int64_t cap);
+
+/*
+ * it_q8_shortlist from the 4-bit copy's block maxima (q4: the 4-bit copy
+ * and the 8-bit query, for the blocks of excluded items; tol4_block and
+ * tol4_const its bounds): the blocks that can hold one of the k best items
+ * are scored again from the 8-bit copy (Q8, scale8; tol8 indexed from lo,
+ * tol8_block by block, tol8_const the query's bound for that copy), and
+ * the items of those blocks that can reach the k-th best score by the
+ * 8-bit bounds are listed (i - lo, ascending, not excluded) with their
+ * 8-bit scores in list_score (when not NULL), as many as fit in cap.
+ * Returns their number, or -1 when there is no bound (rank the range
+ * otherwise).  Reads only the candidate blocks of the 8-bit copy.
+ * block_max (it_q8_blocks(lo, hi) entries) is overwritten; blocks
+ * (it_q8_blocks(lo, hi) entries) and block_scores (IT_Q8_BLOCK times
+ * that) are scratch; top_idx/top_score: k entries of scratch.
+ */
+int64_t     it_q4_shortlist(const ItQ8Rescan *q4, float *block_max, int64_t lo, int64_t hi,
+                            const int32_t *exclude, int64_t nexclude, int k, const float *tol4_block,
+                            double tol_scale, double tol4_const, const int8_t *Q8, const float *scale8,
+                            const float *tol8, const float *tol8_block, double tol8_const,
+                            int32_t *top_idx, float *top_score, int32_t *blocks, float *block_scores,
+                            int32_t *list, float *list_score, int64_t cap);
 
 /*
  * it_q8_scores for nq queries at once (each item block read once for

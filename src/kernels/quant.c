@@ -214,9 +214,10 @@ StoreBlock(const float *acc, int64_t b, int64_t lo, int64_t hi, float *scores, f
 }
 
 static void
-ScoresPlain(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
+ScoresPlain(const void *Qv, const float *scale, int64_t lo, int64_t hi, int k,
             const int8_t *qx, float sx, float *scores, float *block_max)
 {
+    const int8_t *Q = Qv;
     int         groups = it_q8_kpad(k) / IT_Q8_GROUP;
 
     for (int64_t b = lo / IT_Q8_BLOCK; b * IT_Q8_BLOCK < hi; b++)
@@ -237,15 +238,69 @@ ScoresPlain(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
 }
 
 #ifdef IT_Q8_X86
+/* A block's 16 scores from a 512-bit scan: as StoreBlock stores them. */
+__attribute__((target("avx512f")))
+static inline void
+StoreBlock512(__m512 acc, int64_t b, int64_t lo, int64_t hi, float *scores, float *block_max)
+{
+    if (b * IT_Q8_BLOCK >= lo && (b + 1) * IT_Q8_BLOCK <= hi)
+    {
+        if (scores)
+            _mm512_storeu_ps(scores + b * IT_Q8_BLOCK - lo, acc);
+        if (block_max)
+            block_max[b - lo / IT_Q8_BLOCK] = _mm512_reduce_max_ps(acc);
+    }
+    else
+    {
+        float       out[IT_Q8_BLOCK];
+
+        _mm512_storeu_ps(out, acc);
+        StoreBlock(out, b, lo, hi, scores, block_max);
+    }
+}
+
+/* The same from a 256-bit scan's two halves. */
+__attribute__((target("avx2")))
+static inline void
+StoreBlock256(__m256 s0, __m256 s1, int64_t b, int64_t lo, int64_t hi, float *scores, float *block_max)
+{
+    if (b * IT_Q8_BLOCK >= lo && (b + 1) * IT_Q8_BLOCK <= hi)
+    {
+        if (scores)
+        {
+            _mm256_storeu_ps(scores + b * IT_Q8_BLOCK - lo, s0);
+            _mm256_storeu_ps(scores + b * IT_Q8_BLOCK - lo + 8, s1);
+        }
+        if (block_max)
+        {
+            __m256      m8 = _mm256_max_ps(s0, s1);
+            __m128      m4 = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
+
+            m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+            m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+            block_max[b - lo / IT_Q8_BLOCK] = _mm_cvtss_f32(m4);
+        }
+    }
+    else
+    {
+        float       out[IT_Q8_BLOCK];
+
+        _mm256_storeu_ps(out, s0);
+        _mm256_storeu_ps(out + 8, s1);
+        StoreBlock(out, b, lo, hi, scores, block_max);
+    }
+}
+
 /*
  * vpdpbusd multiplies unsigned by signed bytes: qx is split into its
  * positive and negative parts (both unsigned), two sums per block.
  */
 __attribute__((target("avx512f,avx512bw,avx512vnni")))
 static void
-ScoresAvx512(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
+ScoresAvx512(const void *Qv, const float *scale, int64_t lo, int64_t hi, int k,
              const int8_t *qx, float sx, float *scores, float *block_max)
 {
+    const int8_t *Q = Qv;
     int         kp = it_q8_kpad(k);
     int         groups = kp / IT_Q8_GROUP;
     __m512      vsx = _mm512_set1_ps(sx);
@@ -270,19 +325,7 @@ ScoresAvx512(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
         }
         acc = _mm512_cvtepi32_ps(_mm512_sub_epi32(pos, neg));
         acc = _mm512_mul_ps(acc, _mm512_mul_ps(_mm512_loadu_ps(scale + b * IT_Q8_BLOCK), vsx));
-        if (b * IT_Q8_BLOCK >= lo && (b + 1) * IT_Q8_BLOCK <= hi)
-        {
-            _mm512_storeu_ps(scores + b * IT_Q8_BLOCK - lo, acc);
-            if (block_max)
-                block_max[b - lo / IT_Q8_BLOCK] = _mm512_reduce_max_ps(acc);
-        }
-        else
-        {
-            float       out[IT_Q8_BLOCK];
-
-            _mm512_storeu_ps(out, acc);
-            StoreBlock(out, b, lo, hi, scores, block_max);
-        }
+        StoreBlock512(acc, b, lo, hi, scores, block_max);
     }
 }
 
@@ -293,9 +336,10 @@ ScoresAvx512(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
  */
 __attribute__((target("avx2")))
 static void
-ScoresAvx2(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
+ScoresAvx2(const void *Qv, const float *scale, int64_t lo, int64_t hi, int k,
            const int8_t *qx, float sx, float *scores, float *block_max)
 {
+    const int8_t *Q = Qv;
     int         groups = it_q8_kpad(k) / IT_Q8_GROUP;
     __m256      vsx = _mm256_set1_ps(sx);
     __m256i     ones = _mm256_set1_epi16(1);
@@ -307,7 +351,6 @@ ScoresAvx2(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
         __m256i     a1 = _mm256_setzero_si256();
         __m256      s0;
         __m256      s1;
-        float       out[IT_Q8_BLOCK];
 
         for (int g = 0; g < groups; g++)
         {
@@ -325,54 +368,62 @@ ScoresAvx2(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
         }
         s0 = _mm256_mul_ps(_mm256_cvtepi32_ps(a0), _mm256_mul_ps(_mm256_loadu_ps(scale + b * IT_Q8_BLOCK), vsx));
         s1 = _mm256_mul_ps(_mm256_cvtepi32_ps(a1), _mm256_mul_ps(_mm256_loadu_ps(scale + b * IT_Q8_BLOCK + 8), vsx));
-        if (b * IT_Q8_BLOCK >= lo && (b + 1) * IT_Q8_BLOCK <= hi)
-        {
-            _mm256_storeu_ps(scores + b * IT_Q8_BLOCK - lo, s0);
-            _mm256_storeu_ps(scores + b * IT_Q8_BLOCK - lo + 8, s1);
-            if (block_max)
-            {
-                __m256      m8 = _mm256_max_ps(s0, s1);
-                __m128      m4 = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
-
-                m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-                m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
-                block_max[b - lo / IT_Q8_BLOCK] = _mm_cvtss_f32(m4);
-            }
-        }
-        else
-        {
-            _mm256_storeu_ps(out, s0);
-            _mm256_storeu_ps(out + 8, s1);
-            StoreBlock(out, b, lo, hi, scores, block_max);
-        }
+        StoreBlock256(s0, s1, b, lo, hi, scores, block_max);
     }
 }
 #endif
 
-typedef void (*ScoresFn) (const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
-                          const int8_t *qx, float sx, float *scores, float *block_max);
+/* A scan of either copy (the 8-bit one's Q is int8_t, the 4-bit one's uint8_t). */
+typedef void (*AnyScoresFn) (const void *Q, const float *scale, int64_t lo, int64_t hi, int k,
+                             const int8_t *qx, float sx, float *scores, float *block_max);
 
-static ScoresFn
-VariantFn(int variant)
+/* A copy's scans by variant (IT_Q8_PLAIN, IT_Q8_AVX2, IT_Q8_AVX512). */
+#ifdef IT_Q8_X86
+#define X86_SCAN(fn) fn
+#else
+#define X86_SCAN(fn) NULL
+#endif
+static const AnyScoresFn Q8Scans[3] = {ScoresPlain, X86_SCAN(ScoresAvx2), X86_SCAN(ScoresAvx512)};
+
+/* scans[variant] when this CPU runs it, else NULL. */
+static AnyScoresFn
+VariantOf(const AnyScoresFn *scans, int variant)
 {
     if (variant == IT_Q8_PLAIN)
-        return ScoresPlain;
+        return scans[IT_Q8_PLAIN];
 #ifdef IT_Q8_X86
     __builtin_cpu_init();
     if (variant == IT_Q8_AVX2 && __builtin_cpu_supports("avx2"))
-        return ScoresAvx2;
+        return scans[IT_Q8_AVX2];
     if (variant == IT_Q8_AVX512 && __builtin_cpu_supports("avx512f") &&
         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni"))
-        return ScoresAvx512;
+        return scans[IT_Q8_AVX512];
 #endif
     return NULL;
 }
+
+/* The best of scans this CPU runs, picked at the first call (kept in *picked). */
+static AnyScoresFn
+BestOf(const AnyScoresFn *scans, AnyScoresFn *picked)
+{
+    if (*picked == NULL)
+    {
+        AnyScoresFn pick = NULL;
+
+        for (int v = IT_Q8_AVX512; v >= IT_Q8_PLAIN && pick == NULL; v--)
+            pick = VariantOf(scans, v);
+        *picked = pick;
+    }
+    return *picked;
+}
+
+static AnyScoresFn Q8Best = NULL;
 
 int
 it_q8_scores_variant(int variant, const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
                      const int8_t *qx, float sx, float *scores, float *block_max)
 {
-    ScoresFn    fn = VariantFn(variant);
+    AnyScoresFn fn = VariantOf(Q8Scans, variant);
 
     if (fn == NULL)
         return -1;
@@ -380,40 +431,312 @@ it_q8_scores_variant(int variant, const int8_t *Q, const float *scale, int64_t l
     return 0;
 }
 
-/* The best implementation this CPU runs, picked at the first call. */
-static ScoresFn
-BestScoresFn(void)
-{
-    static ScoresFn fn = NULL;
-
-    if (fn == NULL)
-    {
-        ScoresFn    pick = NULL;
-
-        for (int v = IT_Q8_AVX512; v >= IT_Q8_PLAIN && pick == NULL; v--)
-            pick = VariantFn(v);
-        fn = pick;
-    }
-    return fn;
-}
-
 void
 it_q8_scores(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
              const int8_t *qx, float sx, float *scores, float *block_max)
 {
-    BestScoresFn()(Q, scale, lo, hi, k, qx, sx, scores, block_max);
+    BestOf(Q8Scans, &Q8Best)(Q, scale, lo, hi, k, qx, sx, scores, block_max);
+}
+
+/* ------------------------------------------------------------------------
+ * The 4-bit copy: half the bytes of the 8-bit one, for the first pass
+ * over large item sets.
+ *
+ * Layout: the 8-bit copy's blocks of 16 items and groups of 4 dimensions,
+ * two groups to a 64-byte run: byte (b, r, t, d) holds dimension 8r + d
+ * of item b * 16 + t in its low nibble and dimension 8r + 4 + d in its
+ * high one, each as u = q + 8 with q = round(y / scale) in [-7, 7] (so u
+ * is in [1, 15]; the padding dimensions and items are q = 0, u = 8):
+ *   Q[((b * R + r) * 16 + t) * 4 + d],  R = it_q4_runs(k)
+ * The 8-bit query qx (it_q8_query) is the signed operand: the score is
+ * (float) (sum_j u_j qx_j - 8 sum_j qx_j) * (scale[i] * sx), the integer
+ * sum exact, so the bound has the 8-bit copy's form.
+ * ------------------------------------------------------------------------ */
+
+int
+it_q4_runs(int k)
+{
+    int         groups = it_q8_kpad(k) / IT_Q8_GROUP;
+
+    return (groups + 1) / 2;
+}
+
+size_t
+it_q4_bytes(int64_t n, int k)
+{
+    return (size_t) it_q8_padded(n) * (size_t) it_q4_runs(k) * IT_Q8_GROUP;
+}
+
+/* v / s rounded and clamped to [-7, 7] (s > 0). */
+static inline int
+Quantise4(float v, float s)
+{
+    float       r = rintf(v / s);
+
+    return (int) (r > 7.0f ? 7.0f : r < -7.0f ? -7.0f : r);
+}
+
+void
+it_q4_encode(const float *Y, int64_t n, int k, uint8_t *Q, float *scale, float *tol, float *qnorm_max,
+             float *tol_block)
+{
+    int64_t     padded = it_q8_padded(n);
+    int         runs = it_q4_runs(k);
+    double      qmax = 0.0;
+
+    /* every nibble 8: q = 0 */
+    memset(Q, 0x88, it_q4_bytes(n, k));
+    for (int64_t i = n; i < padded; i++)
+        scale[i] = 0.0f;
+    for (int64_t b = 0; b < padded / IT_Q8_BLOCK; b++)
+        tol_block[b] = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+    {
+        const float *y = Y + (size_t) i * k;
+        float       mx = 0.0f;
+        float       s;
+        double      rr = 0.0;
+        double      yy = 0.0;
+        double      qq = 0.0;
+        double      bound;
+
+        for (int j = 0; j < k; j++)
+        {
+            float       a = fabsf(y[j]);
+
+            mx = a > mx ? a : mx;
+        }
+        s = mx / 7.0f;
+        for (int j = 0; j < k; j++)
+        {
+            int         v = s > 0.0f ? Quantise4(y[j], s) : 0;
+            double      sq = (double) s * v;
+            double      d = (double) y[j] - sq;
+            int         r = j / (2 * IT_Q8_GROUP);
+            int         high = (j / IT_Q8_GROUP) % 2;
+            size_t      at = (((size_t) (i / IT_Q8_BLOCK) * runs + r) * IT_Q8_BLOCK + i % IT_Q8_BLOCK) *
+                IT_Q8_GROUP + j % IT_Q8_GROUP;
+            uint8_t     u = (uint8_t) (v + 8);
+
+            Q[at] = high ? (uint8_t) ((Q[at] & 0x0F) | (u << 4)) : (uint8_t) ((Q[at] & 0xF0) | u);
+            rr += d * d;
+            yy += (double) y[j] * y[j];
+            qq += sq * sq;
+        }
+        scale[i] = s;
+        /* as it_q8_encode's: the rounding to 4 bits, and the float dot's */
+        bound = sqrt(rr) + (2.0 * k + 8.0) * (double) FLT_EPSILON * (sqrt(yy) + sqrt(rr));
+        tol[i] = nextafterf((float) bound, INFINITY);
+        if (tol[i] > tol_block[i / IT_Q8_BLOCK])
+            tol_block[i / IT_Q8_BLOCK] = tol[i];
+        qmax = sqrt(qq) > qmax ? sqrt(qq) : qmax;
+    }
+    *qnorm_max = n > 0 ? nextafterf((float) qmax, INFINITY) : 0.0f;
+}
+
+/* 8 times the sum of the query's bytes: the offset of the nibbles taken off. */
+static inline int32_t
+Q4Offset(const int8_t *qx, int k)
+{
+    int32_t     sum = 0;
+    int         kp = it_q8_kpad(k);
+
+    for (int j = 0; j < kp; j++)
+        sum += qx[j];
+    return 8 * sum;
+}
+
+/* The 4 query bytes of group g (0 past the last group: the padding nibbles). */
+static inline int32_t
+Q4QueryWord(const int8_t *qx, int k, int g)
+{
+    int32_t     w = 0;
+
+    if (g < (k + IT_Q8_GROUP - 1) / IT_Q8_GROUP)
+        memcpy(&w, qx + g * IT_Q8_GROUP, sizeof(w));
+    return w;
+}
+
+static void
+Q4ScoresPlain(const void *Qv, const float *scale, int64_t lo, int64_t hi, int k,
+              const int8_t *qx, float sx, float *scores, float *block_max)
+{
+    const uint8_t *Q = Qv;
+    int         runs = it_q4_runs(k);
+    int         groups = it_q8_kpad(k) / IT_Q8_GROUP;
+    int32_t     off = Q4Offset(qx, k);
+
+    for (int64_t b = lo / IT_Q8_BLOCK; b * IT_Q8_BLOCK < hi; b++)
+    {
+        const uint8_t *q = Q + (size_t) b * runs * RUN_BYTES;
+        int32_t     acc[IT_Q8_BLOCK] = {0};
+        float       out[IT_Q8_BLOCK];
+
+        for (int r = 0; r < runs; r++)
+            for (int t = 0; t < IT_Q8_BLOCK; t++)
+                for (int d = 0; d < IT_Q8_GROUP; d++)
+                {
+                    uint8_t     byte = q[(size_t) r * RUN_BYTES + t * IT_Q8_GROUP + d];
+
+                    acc[t] += (int32_t) (byte & 0x0F) * qx[2 * r * IT_Q8_GROUP + d];
+                    if (2 * r + 1 < groups)
+                        acc[t] += (int32_t) (byte >> 4) * qx[(2 * r + 1) * IT_Q8_GROUP + d];
+                }
+        for (int t = 0; t < IT_Q8_BLOCK; t++)
+            out[t] = (float) (acc[t] - off) * (scale[b * IT_Q8_BLOCK + t] * sx);
+        StoreBlock(out, b, lo, hi, scores, block_max);
+    }
+}
+
+#ifdef IT_Q8_X86
+/*
+ * The SIMD scans broadcast the query's words from an array on the stack
+ * (Q4Words), up to Q4_MAX_WORDS of them (k <= 1024); a longer query is
+ * scanned by the plain loop, to the same bits.
+ */
+#define Q4_MAX_WORDS 256
+
+/* The query's 4-byte words, two per run, 0 past the last group; false when they do not fit. */
+static bool
+Q4Words(const int8_t *qx, int k, int32_t *words)
+{
+    int         runs = it_q4_runs(k);
+
+    if (2 * runs > Q4_MAX_WORDS)
+        return false;
+    for (int g = 0; g < 2 * runs; g++)
+        words[g] = Q4QueryWord(qx, k, g);
+    return true;
+}
+
+/* vpdpbusd: the nibbles are its unsigned operand, the query bytes the signed one. */
+__attribute__((target("avx512f,avx512bw,avx512vnni")))
+static void
+Q4ScoresAvx512(const void *Qv, const float *scale, int64_t lo, int64_t hi, int k,
+               const int8_t *qx, float sx, float *scores, float *block_max)
+{
+    const uint8_t *Q = Qv;
+    int         runs = it_q4_runs(k);
+    int32_t     words[Q4_MAX_WORDS];
+    __m512      vsx = _mm512_set1_ps(sx);
+    __m512i     nib = _mm512_set1_epi8(0x0F);
+    __m512i     voff;
+
+    if (!Q4Words(qx, k, words))
+    {
+        Q4ScoresPlain(Qv, scale, lo, hi, k, qx, sx, scores, block_max);
+        return;
+    }
+    voff = _mm512_set1_epi32(Q4Offset(qx, k));
+    for (int64_t b = lo / IT_Q8_BLOCK; b * IT_Q8_BLOCK < hi; b++)
+    {
+        const uint8_t *q = Q + (size_t) b * runs * RUN_BYTES;
+        __m512i     a0 = _mm512_setzero_si512();
+        __m512i     a1 = _mm512_setzero_si512();
+        __m512      acc;
+
+        for (int r = 0; r < runs; r++)
+        {
+            __m512i     v = _mm512_loadu_si512((const void *) (q + (size_t) r * RUN_BYTES));
+
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_and_si512(v, nib), _mm512_set1_epi32(words[2 * r]));
+            a1 = _mm512_dpbusd_epi32(a1, _mm512_and_si512(_mm512_srli_epi16(v, 4), nib),
+                                     _mm512_set1_epi32(words[2 * r + 1]));
+        }
+        acc = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_add_epi32(a0, a1), voff));
+        acc = _mm512_mul_ps(acc, _mm512_mul_ps(_mm512_loadu_ps(scale + b * IT_Q8_BLOCK), vsx));
+        StoreBlock512(acc, b, lo, hi, scores, block_max);
+    }
 }
 
 /*
- * it_q8_scores over threads: [lo, hi) cut at block boundaries into
- * nthreads parts, one scanned by the caller, the others by threads started
- * for the call (it_start_threads: every signal blocked).  Each item's score
- * and each block's maximum is computed as it_q8_scores computes it alone,
- * so the result does not depend on the number of threads.
+ * maddubs: the nibbles unsigned, the query bytes signed; a 16-bit pair is
+ * at most 2 * 15 * 128, two pairs added 7680: no saturation.
+ */
+__attribute__((target("avx2")))
+static void
+Q4ScoresAvx2(const void *Qv, const float *scale, int64_t lo, int64_t hi, int k,
+             const int8_t *qx, float sx, float *scores, float *block_max)
+{
+    const uint8_t *Q = Qv;
+    int         runs = it_q4_runs(k);
+    int32_t     words[Q4_MAX_WORDS];
+    __m256      vsx = _mm256_set1_ps(sx);
+    __m256i     ones = _mm256_set1_epi16(1);
+    __m256i     nib = _mm256_set1_epi8(0x0F);
+    __m256i     voff;
+
+    if (!Q4Words(qx, k, words))
+    {
+        Q4ScoresPlain(Qv, scale, lo, hi, k, qx, sx, scores, block_max);
+        return;
+    }
+    voff = _mm256_set1_epi32(Q4Offset(qx, k));
+    for (int64_t b = lo / IT_Q8_BLOCK; b * IT_Q8_BLOCK < hi; b++)
+    {
+        const uint8_t *q = Q + (size_t) b * runs * RUN_BYTES;
+        __m256i     a0 = _mm256_setzero_si256();
+        __m256i     a1 = _mm256_setzero_si256();
+        __m256      s0;
+        __m256      s1;
+
+        for (int r = 0; r < runs; r++)
+        {
+            __m256i     xl = _mm256_set1_epi32(words[2 * r]);
+            __m256i     xh = _mm256_set1_epi32(words[2 * r + 1]);
+            __m256i     v0 = _mm256_loadu_si256((const __m256i *) (q + (size_t) r * RUN_BYTES));
+            __m256i     v1 = _mm256_loadu_si256((const __m256i *) (q + (size_t) r * RUN_BYTES + 32));
+            __m256i     p0 = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(v0, nib), xl),
+                                              _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v0, 4), nib), xh));
+            __m256i     p1 = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(v1, nib), xl),
+                                              _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v1, 4), nib), xh));
+
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(p0, ones));
+            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(p1, ones));
+        }
+        s0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(a0, voff)),
+                           _mm256_mul_ps(_mm256_loadu_ps(scale + b * IT_Q8_BLOCK), vsx));
+        s1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(a1, voff)),
+                           _mm256_mul_ps(_mm256_loadu_ps(scale + b * IT_Q8_BLOCK + 8), vsx));
+        StoreBlock256(s0, s1, b, lo, hi, scores, block_max);
+    }
+}
+#endif
+
+
+static const AnyScoresFn Q4Scans[3] = {Q4ScoresPlain, X86_SCAN(Q4ScoresAvx2), X86_SCAN(Q4ScoresAvx512)};
+static AnyScoresFn Q4Best = NULL;
+
+int
+it_q4_scores_variant(int variant, const uint8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
+                     const int8_t *qx, float sx, float *scores, float *block_max)
+{
+    AnyScoresFn fn = VariantOf(Q4Scans, variant);
+
+    if (fn == NULL)
+        return -1;
+    fn(Q, scale, lo, hi, k, qx, sx, scores, block_max);
+    return 0;
+}
+
+void
+it_q4_scores(const uint8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
+             const int8_t *qx, float sx, float *scores, float *block_max)
+{
+    BestOf(Q4Scans, &Q4Best)(Q, scale, lo, hi, k, qx, sx, scores, block_max);
+}
+
+/*
+ * A scan over threads: [lo, hi) cut at block boundaries into nthreads
+ * parts, one scanned by the caller, the others by threads started for
+ * the call (it_start_threads: every signal blocked).  Each item's score
+ * and each block's maximum is computed as fn computes it alone, so the
+ * result does not depend on the number of threads.
  */
 typedef struct ScanPart
 {
-    const int8_t *Q;
+    AnyScoresFn fn;
+    const void *Q;
     const float *scale;
     int64_t     lo;
     int64_t     hi;
@@ -429,13 +752,13 @@ ScanPartRun(void *arg)
 {
     ScanPart   *p = (ScanPart *) arg;
 
-    it_q8_scores(p->Q, p->scale, p->lo, p->hi, p->k, p->qx, p->sx, p->scores, p->block_max);
+    p->fn(p->Q, p->scale, p->lo, p->hi, p->k, p->qx, p->sx, p->scores, p->block_max);
     return NULL;
 }
 
-void
-it_q8_scores_threads(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
-                     const int8_t *qx, float sx, float *scores, float *block_max, int nthreads)
+static void
+ScanThreads(AnyScoresFn fn, const void *Q, const float *scale, int64_t lo, int64_t hi, int k,
+            const int8_t *qx, float sx, float *scores, float *block_max, int nthreads)
 {
     ScanPart    parts[IT_Q8_MAX_SCAN_THREADS];
     void       *args[IT_Q8_MAX_SCAN_THREADS];
@@ -447,7 +770,7 @@ it_q8_scores_threads(const int8_t *Q, const float *scale, int64_t lo, int64_t hi
         nthreads = IT_Q8_MAX_SCAN_THREADS;
     if (nthreads < 2 || blocks < 2 * nthreads)
     {
-        it_q8_scores(Q, scale, lo, hi, k, qx, sx, scores, block_max);
+        fn(Q, scale, lo, hi, k, qx, sx, scores, block_max);
         return;
     }
     /* part t: blocks [blocks * t / n, blocks * (t + 1) / n) of the range */
@@ -458,6 +781,7 @@ it_q8_scores_threads(const int8_t *Q, const float *scale, int64_t lo, int64_t hi
         int64_t     first_block = blocks * nparts / nthreads;
         ScanPart   *p = &parts[nparts];
 
+        p->fn = fn;
         p->Q = Q;
         p->scale = scale;
         p->lo = start;
@@ -465,14 +789,35 @@ it_q8_scores_threads(const int8_t *Q, const float *scale, int64_t lo, int64_t hi
         p->k = k;
         p->qx = qx;
         p->sx = sx;
-        p->scores = scores + (start - lo);
+        p->scores = scores != NULL ? scores + (start - lo) : NULL;
         p->block_max = block_max != NULL ? block_max + first_block : NULL;
         args[nparts] = p;
         start = end;
     }
-    /* picked before any thread reads it */
-    (void) BestScoresFn();
     it_run_parts(ScanPartRun, args, nparts);
+}
+
+static void
+Q8Scores(const void *Q, const float *scale, int64_t lo, int64_t hi, int k,
+         const int8_t *qx, float sx, float *scores, float *block_max)
+{
+    it_q8_scores(Q, scale, lo, hi, k, qx, sx, scores, block_max);
+}
+
+void
+it_q8_scores_threads(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
+                     const int8_t *qx, float sx, float *scores, float *block_max, int nthreads)
+{
+    /* picked before any thread reads it */
+    (void) BestOf(Q8Scans, &Q8Best);
+    ScanThreads(Q8Scores, Q, scale, lo, hi, k, qx, sx, scores, block_max, nthreads);
+}
+
+void
+it_q4_scores_threads(const uint8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
+                     const int8_t *qx, float sx, float *scores, float *block_max, int nthreads)
+{
+    ScanThreads(BestOf(Q4Scans, &Q4Best), Q, scale, lo, hi, k, qx, sx, scores, block_max, nthreads);
 }
 
 /*
@@ -780,6 +1125,9 @@ ShortlistBlock(const float *scores, const ItQ8Rescan *rescan, int64_t b, int64_t
         v[t] = -INFINITY;
     if (scores != NULL)
         memcpy(v + (blo - first), scores + (blo - lo), sizeof(float) * (size_t) (bhi - blo));
+    else if (rescan->Q4 != NULL)
+        it_q4_scores(rescan->Q4, rescan->scale, blo, bhi, rescan->k, rescan->qx, rescan->sx,
+                     v + (blo - first), NULL);
     else
         it_q8_scores(rescan->Q, rescan->scale, blo, bhi, rescan->k, rescan->qx, rescan->sx,
                      v + (blo - first), NULL);
@@ -793,25 +1141,30 @@ ShortlistBlock(const float *scores, const ItQ8Rescan *rescan, int64_t b, int64_t
  * most that of those blocks, tS.  An item it_topk_candidates keeps has
  * scores[i] + tol(i) >= w - tolS >= T - tS.  Only the blocks where some
  * item can reach that are read again.
+ *
+ * ShortlistFloor: that floor, T - tS, and thr, a float at most floor -
+ * (tol_scale * the largest tolerance + tol_const): a block whose maximum
+ * is below thr is below the floor whatever its own tolerance, one float
+ * compare.  block_max gets the blocks of excluded items their maximum
+ * without them.  False when there is no such bound.
  */
-int64_t
-it_q8_shortlist(const float *scores, const ItQ8Rescan *rescan, float *block_max, int64_t lo, int64_t hi,
-                const int32_t *exclude, int64_t nexclude, int k,
-                const float *tol, const float *tol_block, double tol_scale, double tol_const,
-                int32_t *top_idx, float *top_score, int32_t *list, float *list_score, int64_t cap)
+static bool
+ShortlistFloor(const float *scores, const ItQ8Rescan *rescan, float *block_max, int64_t lo, int64_t hi,
+               const int32_t *exclude, int64_t nexclude, int k, const float *tol_block,
+               double tol_scale, double tol_const, int32_t *top_idx, float *top_score,
+               double *floor_out, float *thr_out, double *tol_max_out)
 {
     int64_t     nb = it_q8_blocks(lo, hi);
     int64_t     b0 = lo / IT_Q8_BLOCK;
-    int64_t     total = 0;
-    int64_t     e = 0;
     int         got;
     double      t_k;
     double      t_s = 0.0;
     double      floor_;
     float       thr;
+    float       tmax = 0.0f;
 
     if (k <= 0 || nb == 0 || (scores == NULL && rescan == NULL))
-        return -1;
+        return false;
     /* the blocks of excluded items: their maximum over the others */
     for (int64_t x = 0; x < nexclude; x++)
     {
@@ -837,7 +1190,7 @@ it_q8_shortlist(const float *scores, const ItQ8Rescan *rescan, float *block_max,
     }
     got = it_topk(block_max, nb, NULL, 0, k, top_idx, top_score);
     if (got < k || !isfinite(top_score[k - 1]) || isnan(tol_scale) || isnan(tol_const))
-        return -1;
+        return false;
     t_k = (double) top_score[k - 1];
     for (int64_t b = 0; b < nb; b++)
     {
@@ -852,16 +1205,9 @@ it_q8_shortlist(const float *scores, const ItQ8Rescan *rescan, float *block_max,
     floor_ = t_k - t_s;
     floor_ -= fabs(floor_) * 1e-6 + 1e-30;
     if (!isfinite(floor_))
-        return -1;
-    /*
-     * A block below floor_ - (tol_scale * the largest tolerance +
-     * tol_const) is below the floor whatever its own tolerance: most
-     * blocks are, and are ruled out by one float compare (thr, rounded
-     * down, is at most that bound).
-     */
+        return false;
     {
         float       m8[8] = {0};
-        float       tmax = 0.0f;
         int64_t     b = 0;
         double      bound;
 
@@ -879,6 +1225,29 @@ it_q8_shortlist(const float *scores, const ItQ8Rescan *rescan, float *block_max,
         if (!(thr == thr))
             thr = -INFINITY;
     }
+    *floor_out = floor_;
+    *thr_out = thr;
+    if (tol_max_out != NULL)
+        *tol_max_out = tol_scale * (double) tmax + tol_const;
+    return true;
+}
+
+int64_t
+it_q8_shortlist(const float *scores, const ItQ8Rescan *rescan, float *block_max, int64_t lo, int64_t hi,
+                const int32_t *exclude, int64_t nexclude, int k,
+                const float *tol, const float *tol_block, double tol_scale, double tol_const,
+                int32_t *top_idx, float *top_score, int32_t *list, float *list_score, int64_t cap)
+{
+    int64_t     nb = it_q8_blocks(lo, hi);
+    int64_t     b0 = lo / IT_Q8_BLOCK;
+    int64_t     total = 0;
+    int64_t     e = 0;
+    double      floor_;
+    float       thr;
+
+    if (!ShortlistFloor(scores, rescan, block_max, lo, hi, exclude, nexclude, k, tol_block, tol_scale, tol_const,
+                        top_idx, top_score, &floor_, &thr, NULL))
+        return -1;
     for (int64_t b = 0; b < nb; b++)
     {
         float       v[IT_Q8_BLOCK];
@@ -901,6 +1270,164 @@ it_q8_shortlist(const float *scores, const ItQ8Rescan *rescan, float *block_max,
             if (total < cap)
             {
                 list[total] = (int32_t) (i - lo);
+                if (list_score != NULL)
+                    list_score[total] = sc;
+            }
+            total++;
+        }
+    }
+    return total;
+}
+
+/*
+ * The 8-bit scores of block b's items (absolute b) at v (-inf outside
+ * [lo, hi) and for the excluded items: exclude sorted, relative to lo;
+ * *e, the first entry not before the block, moves past it).  Returns the
+ * block's largest score.
+ */
+static float
+Q8BlockScores(const int8_t *Q8, const float *scale8, const ItQ8Rescan *q, int64_t b, int64_t lo, int64_t hi,
+              const int32_t *exclude, int64_t nexclude, int64_t *e, float *v)
+{
+    int64_t     first = b * IT_Q8_BLOCK;
+    int64_t     blo = first > lo ? first : lo;
+    int64_t     bhi = first + IT_Q8_BLOCK < hi ? first + IT_Q8_BLOCK : hi;
+    float       mx = -INFINITY;
+
+    for (int t = 0; t < IT_Q8_BLOCK; t++)
+        v[t] = -INFINITY;
+    it_q8_scores(Q8, scale8, blo, bhi, q->k, q->qx, q->sx, v + (blo - first), NULL);
+    while (*e < nexclude && exclude[*e] < blo - lo)
+        (*e)++;
+    for (; *e < nexclude && exclude[*e] < bhi - lo; (*e)++)
+        v[exclude[*e] + lo - first] = -INFINITY;
+    for (int t = 0; t < IT_Q8_BLOCK; t++)
+        mx = v[t] > mx ? v[t] : mx;     /* the scan's scores are not NaN: x is finite */
+    return mx;
+}
+
+/* How many candidate blocks ahead it_q4_shortlist fetches. */
+#define Q4_AHEAD 8
+
+int64_t
+it_q4_shortlist(const ItQ8Rescan *q4, float *block_max, int64_t lo, int64_t hi,
+                const int32_t *exclude, int64_t nexclude, int k, const float *tol4_block,
+                double tol_scale, double tol4_const, const int8_t *Q8, const float *scale8,
+                const float *tol8, const float *tol8_block, double tol8_const,
+                int32_t *top_idx, float *top_score, int32_t *blocks, float *block_scores,
+                int32_t *list, float *list_score, int64_t cap)
+{
+    int64_t     nb = it_q8_blocks(lo, hi);
+    int64_t     b0 = lo / IT_Q8_BLOCK;
+    int64_t     nc = 0;
+    int64_t     e = 0;
+    int64_t     total = 0;
+    double      floor_;
+    float       thr;
+    double      t_s = 0.0;
+    double      tol4_max;
+    int         got;
+    size_t      block_bytes = (size_t) it_q8_kpad(q4 != NULL ? q4->k : 0) * IT_Q8_BLOCK;
+
+    if (q4 == NULL || q4->Q4 == NULL ||
+        !ShortlistFloor(NULL, q4, block_max, lo, hi, exclude, nexclude, k, tol4_block, tol_scale, tol4_const,
+                        top_idx, top_score, &floor_, &thr, &tol4_max))
+        return -1;
+
+    /*
+     * A higher floor from the k best 4-bit blocks scored from the 8-bit
+     * copy: they hold k distinct items whose 8-bit scores are at least the
+     * smallest of their maxima, T8, so the k-th best score is at least T8
+     * - tS8 (their largest 8-bit tolerance), a bound far tighter than the
+     * 4-bit one's T - tS.  The blocks of the k best items are the same.
+     */
+    {
+        double      t8 = INFINITY;
+        double      ts8 = 0.0;
+        float       v[IT_Q8_BLOCK];
+
+        for (int g = 0; g < k; g++)
+        {
+            int64_t     b = b0 + top_idx[g];
+            int64_t     eg = 0;
+            double      t = tol_scale * (double) tol8_block[b] + tol8_const;
+            float       mx = Q8BlockScores(Q8, scale8, q4, b, lo, hi, exclude, nexclude, &eg, v);
+
+            t8 = (double) mx < t8 ? (double) mx : t8;
+            ts8 = t > ts8 ? t : ts8;
+        }
+        t8 -= ts8;
+        t8 -= fabs(t8) * 1e-6 + 1e-30;
+        if (isfinite(t8) && t8 > floor_)
+        {
+            double      bound = t8 - tol4_max;
+
+            floor_ = t8;
+            thr = (float) bound;
+            if (!((double) thr <= bound))
+                thr = nextafterf(thr, -INFINITY);
+            if (!(thr == thr))
+                thr = -INFINITY;
+        }
+    }
+
+    /* the candidate blocks */
+    for (int64_t b = 0; b < nb; b++)
+        if (block_max[b] >= thr &&
+            (double) block_max[b] + tol_scale * (double) tol4_block[b0 + b] + tol4_const >= floor_)
+            blocks[nc++] = (int32_t) (b0 + b);
+
+    /*
+     * Scored from the 8-bit copy: their scores at block_scores[c *
+     * IT_Q8_BLOCK ..] (-inf outside [lo, hi) and for the excluded items),
+     * their maxima at block_max[c].  The blocks are scattered: each is
+     * fetched a few blocks ahead of its scan, so that their reads overlap.
+     */
+    for (int64_t c = 0; c < nc; c++)
+    {
+        if (c + Q4_AHEAD < nc)
+        {
+            const char *ahead = (const char *) Q8 + (size_t) blocks[c + Q4_AHEAD] * block_bytes;
+
+            for (size_t off = 0; off < block_bytes; off += 64)
+                __builtin_prefetch(ahead + off);
+        }
+        block_max[c] = Q8BlockScores(Q8, scale8, q4, blocks[c], lo, hi, exclude, nexclude, &e,
+                                     block_scores + c * IT_Q8_BLOCK);
+    }
+
+    /* the 8-bit floor over the candidates, as ShortlistFloor's over all blocks */
+    got = it_topk(block_max, nc, NULL, 0, k, top_idx, top_score);
+    if (got < k || !isfinite(top_score[k - 1]) || isnan(tol8_const))
+        return -1;
+    for (int64_t c = 0; c < nc; c++)
+        if (block_max[c] >= top_score[k - 1])
+        {
+            double      t = tol_scale * (double) tol8_block[blocks[c]] + tol8_const;
+
+            t_s = t > t_s ? t : t_s;
+        }
+    floor_ = (double) top_score[k - 1] - t_s;
+    floor_ -= fabs(floor_) * 1e-6 + 1e-30;
+    if (!isfinite(floor_))
+        return -1;
+    for (int64_t c = 0; c < nc; c++)
+    {
+        int64_t     first = (int64_t) blocks[c] * IT_Q8_BLOCK;
+
+        if (!((double) block_max[c] + tol_scale * (double) tol8_block[blocks[c]] + tol8_const >= floor_))
+            continue;
+        for (int t = 0; t < IT_Q8_BLOCK; t++)
+        {
+            float       sc = block_scores[c * IT_Q8_BLOCK + t];
+
+            /* -inf: outside the range or excluded */
+            if (sc == -INFINITY ||
+                !((double) sc + tol_scale * (double) tol8[first + t - lo] + tol8_const >= floor_))
+                continue;
+            if (total < cap)
+            {
+                list[total] = (int32_t) (first + t - lo);
                 if (list_score != NULL)
                     list_score[total] = sc;
             }

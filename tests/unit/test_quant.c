@@ -5,6 +5,8 @@
  *    queries, zero vectors, large norms, saturating bytes, k not a multiple
  *    of the group or block) and is not loose, and the exact top k found
  *    from the 8-bit scores is the top k of a full sort of the float scores.
+ *    The tests of a single query's scan run twice: for the 8-bit copy and
+ *    for the 4-bit one (it_q4_*), whose contract is the same.
  */
 #include <stdint.h>
 #include <string.h>
@@ -41,12 +43,16 @@ DotD(const float *a, const float *b, int k)
     return s;
 }
 
-/* The 8-bit copy of n items, with room for every implementation's use. */
+/* The copy the single-query tests scan: 8 or 4 bits. */
+static int  Bits = 8;
+
+/* The 8-bit (or 4-bit: Q4) copy of n items, with room for every implementation's use. */
 typedef struct Copy
 {
     int64_t     n;
     int         k;
     int8_t     *Q;
+    uint8_t    *Q4;
     float      *scale;
     float      *tol;
     float       qmax;
@@ -63,7 +69,11 @@ Encode(const float *Y, int64_t n, int k)
     c.scale = malloc(sizeof(float) * padded);
     c.tol = malloc(sizeof(float) * (n > 0 ? n : 1));
     c.tolb = malloc(sizeof(float) * (padded / IT_Q8_BLOCK + 1));
-    it_q8_encode(Y, n, k, c.Q, c.scale, c.tol, &c.qmax, c.tolb);
+    c.Q4 = Bits == 4 ? malloc(it_q4_bytes(n, k)) : NULL;
+    if (Bits == 4)
+        it_q4_encode(Y, n, k, c.Q4, c.scale, c.tol, &c.qmax, c.tolb);
+    else
+        it_q8_encode(Y, n, k, c.Q, c.scale, c.tol, &c.qmax, c.tolb);
     return c;
 }
 
@@ -71,6 +81,7 @@ static void
 FreeCopy(Copy *c)
 {
     free(c->Q);
+    free(c->Q4);
     free(c->scale);
     free(c->tol);
     free(c->tolb);
@@ -90,12 +101,31 @@ ScanMax(const Copy *c, int v, const float *x, int64_t lo, int64_t hi, float *sco
     int         ok = 1;
 
     *bound = it_q8_query(x, c->k, c->qmax, qx, &sx);
-    if (v <= IT_Q8_AVX512)
+    if (v <= IT_Q8_AVX512 && c->Q4)
+        ok = it_q4_scores_variant(v, c->Q4, c->scale, lo, hi, c->k, qx, sx, scores, block_max) == 0;
+    else if (v <= IT_Q8_AVX512)
         ok = it_q8_scores_variant(v, c->Q, c->scale, lo, hi, c->k, qx, sx, scores, block_max) == 0;
+    else if (c->Q4)
+        it_q4_scores(c->Q4, c->scale, lo, hi, c->k, qx, sx, scores, block_max);
     else
         it_q8_scores(c->Q, c->scale, lo, hi, c->k, qx, sx, scores, block_max);
     free(qx);
     return ok;
+}
+
+/* The copy's scan of a quantised query, on one thread or over nthreads (< 0: it_q*_scores). */
+static void
+ScanQuery(const Copy *c, const int8_t *qx, float sx, int64_t lo, int64_t hi, float *scores, float *block_max,
+          int nthreads)
+{
+    if (c->Q4 && nthreads < 0)
+        it_q4_scores(c->Q4, c->scale, lo, hi, c->k, qx, sx, scores, block_max);
+    else if (c->Q4)
+        it_q4_scores_threads(c->Q4, c->scale, lo, hi, c->k, qx, sx, scores, block_max, nthreads);
+    else if (nthreads < 0)
+        it_q8_scores(c->Q, c->scale, lo, hi, c->k, qx, sx, scores, block_max);
+    else
+        it_q8_scores_threads(c->Q, c->scale, lo, hi, c->k, qx, sx, scores, block_max, nthreads);
 }
 
 static int
@@ -188,9 +218,15 @@ TEST(scores_within_the_bound_and_the_bound_is_tight)
                     }
                 }
         }
-        CHECK(outside == 0, "k %d: %lld scores outside their bound or differing", k, (long long) outside);
-        /* 8 bits: each part of the bound is a few percent of |y| |x| */
-        CHECK(rel / nrel < 0.05, "k %d: mean item bound %.4f |y|", k, rel / nrel);
+        CHECK(outside == 0, "%d bits, k %d: %lld scores outside their bound or differing", Bits, k,
+              (long long) outside);
+        /*
+         * Each part of the bound is a few percent of |y| |x|: the item's,
+         * 1 / (2 * 127) of |y| for a uniform item at 8 bits, 1 / (2 * 7) at
+         * 4 (the spikes lose more); the query is 8-bit in both.
+         */
+        CHECK(rel / nrel < (Bits == 8 ? 0.05 : 0.2), "%d bits, k %d: mean item bound %.4f |y|", Bits, k,
+              rel / nrel);
         CHECK(qrel / nrel < 0.05, "k %d: mean query bound %.4f |x| max |y|", k, qrel / nrel);
         for (int64_t b = 0; b < padded / IT_Q8_BLOCK; b++)
         {
@@ -344,6 +380,21 @@ ExactDot(const void *arg, int64_t idx)
     const ExactArg *a = arg;
 
     return (float) DotD(a->Y + idx * a->k, a->x, a->k);
+}
+
+/* n indexes sorted ascending in place (an exclusion list). */
+static void
+SortIndexes(int32_t *v, int n)
+{
+    for (int a = 0; a < n; a++)
+        for (int b = a + 1; b < n; b++)
+            if (v[b] < v[a])
+            {
+                int32_t     t = v[a];
+
+                v[a] = v[b];
+                v[b] = t;
+            }
 }
 
 /* The k best by ExactDot, ties by the lower index, by a full sort. */
@@ -500,15 +551,7 @@ TEST(exact_top_k_from_the_shortlist)
             ex[nex++] = top_idx[e];
         ex[nex++] = 1;
         ex[nex++] = (int32_t) (hi - lo - 1);
-        for (int a = 0; a < nex; a++)
-            for (int b = a + 1; b < nex; b++)
-                if (ex[b] < ex[a])
-                {
-                    int32_t     t = ex[a];
-
-                    ex[a] = ex[b];
-                    ex[b] = t;
-                }
+        SortIndexes(ex, nex);
         {
             int64_t     nl = it_q8_shortlist(scores, NULL, bm, lo, hi, ex, nex, 20, c.tol + lo, c.tolb, xn, qb,
                                              top_idx, top_score, list, list_score, n);
@@ -530,8 +573,12 @@ TEST(exact_top_k_from_the_shortlist)
                 int64_t     nl2;
 
                 it_q8_query(x, k, c.qmax, qxr, &sxr);
-                rs = (ItQ8Rescan) {c.Q, c.scale, k, qxr, sxr};
-                it_q8_scores(c.Q, c.scale, lo, hi, k, qxr, sxr, rescores, bm2);
+                rs = (ItQ8Rescan) {c.Q, c.scale, k, qxr, sxr, c.Q4};
+                /* the 4-bit scan writes the maxima alone; the 8-bit one always writes scores */
+                if (c.Q4)
+                    it_q4_scores(c.Q4, c.scale, lo, hi, k, qxr, sxr, NULL, bm2);
+                else
+                    it_q8_scores(c.Q, c.scale, lo, hi, k, qxr, sxr, rescores, bm2);
                 nl2 = it_q8_shortlist(NULL, &rs, bm2, lo, hi, ex, nex, 20, c.tol + lo, c.tolb, xn, qb,
                                       top_idx, top_score, list2, list_score2, n);
                 rescanned_differ += nl2 != nl || memcmp(list2, list, sizeof(int32_t) * (size_t) nl) != 0 ||
@@ -595,6 +642,184 @@ TEST(exact_top_k_from_the_shortlist)
     free(rescores);
     free(qxr);
     free(ys);
+}
+
+/*
+ * it_q4_shortlist: from the 4-bit scan's block maxima alone, the 8-bit
+ * scores of the few items that can be among the k best; ranked exactly
+ * (it_topk_exact on those scores and the 8-bit bounds), the top k of a
+ * full sort, over ranges not aligned to blocks and with the best items
+ * excluded; it lists every item of that top k with the 8-bit scan's
+ * scores, and about as few items as the 8-bit scan's own shortlist.
+ */
+TEST(exact_top_k_from_the_4_bit_shortlist)
+{
+    int         ks[] = {24, 64, 7};
+    int         saved = Bits;
+
+    for (int kt = 0; kt < 3; kt++)
+    {
+        int         k = ks[kt];
+        int64_t     n = 9000;
+        float      *Y = MakeItems(n, k);
+        Copy        c8;
+        Copy        c4;
+        float      *x = malloc(sizeof(float) * k);
+        float      *scores = malloc(sizeof(float) * n);
+        float      *bm = malloc(sizeof(float) * (n / IT_Q8_BLOCK + 2));
+        float      *bm8 = malloc(sizeof(float) * (n / IT_Q8_BLOCK + 2));
+        int32_t    *blocks = malloc(sizeof(int32_t) * (n / IT_Q8_BLOCK + 2));
+        float      *block_scores = malloc(sizeof(float) * (it_q8_padded(n) + IT_Q8_BLOCK));
+        int32_t    *list = malloc(sizeof(int32_t) * n);
+        float      *list_score = malloc(sizeof(float) * n);
+        int32_t    *list8 = malloc(sizeof(int32_t) * n);
+        int32_t    *cand = malloc(sizeof(int32_t) * n);
+        float      *cand_score = malloc(sizeof(float) * n);
+        float      *subtol = malloc(sizeof(float) * n);
+        float      *ys = malloc(sizeof(float) * n * k);
+        int8_t     *qx = malloc(it_q8_query_bytes(k));
+        int32_t     top_idx[20];
+        float       top_score[20];
+        int32_t     out[20];
+        float       out_score[20];
+        int32_t     ref[20];
+        int         bad = 0;
+        int         unlisted = 0;
+        int         wrong_scores = 0;
+        int64_t     listed = 0;
+        int64_t     listed8 = 0;
+        int         runs = 0;
+
+        /* k 64: items of one scale, whose best scores are close together */
+        if (k == 64)
+            for (int64_t i = 0; i < n * k; i++)
+                Y[i] = (float) (Uniform() - 0.5);
+        for (int i = 0; i < 20; i++)
+            memcpy(Y + (400 + i) * k, Y + (300 + i) * k, sizeof(float) * k);
+        Bits = 8;
+        c8 = Encode(Y, n, k);
+        Bits = 4;
+        c4 = Encode(Y, n, k);
+        for (int trial = 0; trial < 20; trial++)
+        {
+            int64_t     lo = trial % 3 == 0 ? 0 : 9 + trial;
+            int64_t     hi = trial % 2 == 0 ? n : n - 3 - trial;
+            int32_t     ex[8];
+            int         nex = 0;
+            double      xn;
+            double      tol4;
+            double      tol8;
+            float       sx;
+            int         nref;
+            ItQ8Rescan  rs;
+            int64_t     nl;
+            int64_t     nl8;
+            int64_t     need;
+            int         got;
+            ExactArg    a;
+
+            for (int j = 0; j < k; j++)
+                x[j] = (float) (Uniform() - 0.5);
+            if (trial % 5 == 1)
+                x[trial % k] = 3.0f;
+            xn = sqrt(DotD(x, x, k));
+            tol8 = it_q8_query(x, k, c8.qmax, qx, &sx);
+            tol4 = it_q8_query(x, k, c4.qmax, qx, &sx);
+            /* exclude the 8-bit scan's best 3 and a few others (sorted, relative to lo) */
+            it_q8_scores(c8.Q, c8.scale, lo, hi, k, qx, sx, scores, bm8);
+            nref = it_topk(scores, hi - lo, NULL, 0, 3, top_idx, top_score);
+            for (int e = 0; e < nref; e++)
+                ex[nex++] = top_idx[e];
+            ex[nex++] = 2;
+            ex[nex++] = (int32_t) (hi - lo - 2);
+            SortIndexes(ex, nex);
+            /* the 8-bit shortlist, for the comparison */
+            nl8 = it_q8_shortlist(scores, NULL, bm8, lo, hi, ex, nex, 20, c8.tol + lo, c8.tolb, xn, tol8,
+                                  top_idx, top_score, list8, NULL, n);
+            /* the 4-bit scan writes the block maxima alone */
+            it_q4_scores(c4.Q4, c4.scale, lo, hi, k, qx, sx, NULL, bm);
+            rs = (ItQ8Rescan) {NULL, c4.scale, k, qx, sx, c4.Q4};
+            nl = it_q4_shortlist(&rs, bm, lo, hi, ex, nex, 20, c4.tolb, xn, tol4, c8.Q, c8.scale, c8.tol + lo,
+                                 c8.tolb, tol8, top_idx, top_score, blocks, block_scores, list, list_score, n);
+            CHECK(nl >= 20 && nl < (hi - lo) / 4, "k %d trial %d: 4-bit shortlist of %lld", k, trial, (long long) nl);
+            if (nl < 20)
+                continue;
+            runs++;
+            listed += nl;
+            for (int64_t i = 0; i < nl; i++)
+            {
+                wrong_scores += memcmp(&list_score[i], &scores[list[i]], sizeof(float)) != 0;
+                if (i > 0 && list[i] <= list[i - 1])
+                    wrong_scores++;
+                for (int e = 0; e < nex; e++)
+                    wrong_scores += list[i] == ex[e];
+            }
+            /* every item of the exact top 20 is listed */
+            nref = Reference(Y + lo * k, x, hi - lo, k, ex, nex, 20, ref);
+            for (int r = 0; r < nref; r++)
+            {
+                int64_t     j = 0;
+
+                while (j < nl && list[j] != ref[r])
+                    j++;
+                unlisted += j == nl;
+            }
+            listed8 += nl8;
+            for (int64_t i = 0; i < nl; i++)
+            {
+                subtol[i] = c8.tol[lo + list[i]];
+                memcpy(ys + i * k, Y + (lo + list[i]) * k, sizeof(float) * k);
+            }
+            a = (ExactArg) {ys, x, k};
+            got = it_topk_exact(list_score, nl, NULL, 0, 20, subtol, xn, tol8, ExactDot, &a, cand, cand_score, n,
+                                &need, out, out_score);
+            for (int i = 0; i < got; i++)
+                out[i] = list[out[i]];
+            if (got != nref || memcmp(out, ref, sizeof(int32_t) * nref) != 0)
+                bad++;
+        }
+        CHECK(bad == 0, "k %d: %d of %d top-20 lists differ from the exact ranking", k, bad, runs);
+        CHECK(unlisted == 0, "k %d: %d items of the exact top 20 not listed", k, unlisted);
+        /* its 8-bit floor is found among fewer blocks: a few more items than the 8-bit shortlist's */
+        CHECK(listed <= 3 * listed8 + 20 * runs, "k %d: %lld items listed, the 8-bit shortlist %lld", k,
+              (long long) listed, (long long) listed8);
+        CHECK(wrong_scores == 0, "k %d: %d listed scores not the 8-bit ones, out of order or excluded", k,
+              wrong_scores);
+        printf("    k %d: 4-bit shortlist %.1f items of %lld on average (the 8-bit one %.1f)\n", k,
+               runs ? (double) listed / runs : 0.0, (long long) n, runs ? (double) listed8 / runs : 0.0);
+
+        /* fewer blocks than k: no shortlist */
+        it_q4_scores(c4.Q4, c4.scale, 0, 40, k, qx, 1.0f, NULL, bm);
+        {
+            ItQ8Rescan  rs = {NULL, c4.scale, k, qx, 1.0f, c4.Q4};
+
+            CHECK(it_q4_shortlist(&rs, bm, 0, 40, NULL, 0, 5, c4.tolb, 1.0, 0.0, c8.Q, c8.scale, c8.tol, c8.tolb,
+                                  0.0, top_idx, top_score, blocks, block_scores, list, list_score, n) == -1,
+                  "k %d: 3 blocks, top 5: a shortlist", k);
+            rs.Q4 = NULL;
+            CHECK(it_q4_shortlist(&rs, bm, 0, n, NULL, 0, 5, c4.tolb, 1.0, 0.0, c8.Q, c8.scale, c8.tol, c8.tolb,
+                                  0.0, top_idx, top_score, blocks, block_scores, list, list_score, n) == -1,
+                  "k %d: no 4-bit copy: a shortlist", k);
+        }
+        FreeCopy(&c8);
+        FreeCopy(&c4);
+        free(Y);
+        free(x);
+        free(scores);
+        free(bm);
+        free(bm8);
+        free(blocks);
+        free(block_scores);
+        free(list);
+        free(list_score);
+        free(list8);
+        free(cand);
+        free(cand_score);
+        free(subtol);
+        free(ys);
+        free(qx);
+    }
+    Bits = saved;
 }
 
 /*
@@ -714,14 +939,14 @@ TEST(threaded_scan_scores_as_one)
                     hi = ranges[r][1];
         int64_t     nb = it_q8_blocks(lo, hi);
 
-        it_q8_scores(c.Q, c.scale, lo, hi, k, qx, sx, one, one_max);
+        ScanQuery(&c, qx, sx, lo, hi, one, one_max, -1);
         for (int t = 0; t <= IT_Q8_MAX_SCAN_THREADS + 1; t++)
         {
             int         bad = 0;
 
             memset(cut, 0xff, sizeof(float) * (n + 1));
             memset(cut_max, 0xff, sizeof(float) * (n / IT_Q8_BLOCK + 2));
-            it_q8_scores_threads(c.Q, c.scale, lo, hi, k, qx, sx, cut, cut_max, t);
+            ScanQuery(&c, qx, sx, lo, hi, cut, cut_max, t);
             bad += memcmp(one, cut, sizeof(float) * (hi - lo)) != 0;
             bad += memcmp(one_max, cut_max, sizeof(float) * nb) != 0;
             /* nothing past the range written */
@@ -731,8 +956,8 @@ TEST(threaded_scan_scores_as_one)
         }
     }
     /* without block maxima */
-    it_q8_scores_threads(c.Q, c.scale, 7, 4093, k, qx, sx, cut, NULL, 2);
-    it_q8_scores(c.Q, c.scale, 7, 4093, k, qx, sx, one, NULL);
+    ScanQuery(&c, qx, sx, 7, 4093, cut, NULL, 2);
+    ScanQuery(&c, qx, sx, 7, 4093, one, NULL, -1);
     CHECK(memcmp(one, cut, sizeof(float) * (4093 - 7)) == 0, "scores without block maxima");
     free(qx);
     free(X);
@@ -928,5 +1153,15 @@ main(void)
     RUN(many_queries_score_as_each_alone);
     RUN(threaded_scan_scores_as_one);
     RUN(scores_rank_many_ranks_as_a_full_sort);
+    /* the single query's tests again, of the 4-bit copy */
+    Bits = 4;
+    printf("# the 4-bit copy\n");
+    RUN(scores_within_the_bound_and_the_bound_is_tight);
+    RUN(a_range_scores_its_items_only);
+    RUN(block_maxima_of_a_range);
+    RUN(exact_top_k_from_the_8_bit_scores);
+    RUN(exact_top_k_from_the_shortlist);
+    RUN(threaded_scan_scores_as_one);
+    RUN(exact_top_k_from_the_4_bit_shortlist);
     return unit_summary();
 }
