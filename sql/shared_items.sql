@@ -50,6 +50,11 @@ SET client_min_messages = debug1;
 SELECT item_id, round(score::numeric, 4) AS score, rank FROM recommend(1, 4, 'regress_ic');
 RESET client_min_messages;
 SELECT item_id, round(score::numeric, 4) AS score, rank FROM recommend(2, 4, 'regress_ic');
+-- the 4-bit copy, mapped from the file too: the same rankings
+SET interest_transfer.scan_bits = '4';
+SELECT item_id, round(score::numeric, 4) AS score, rank FROM recommend(1, 4, 'regress_ic');
+SELECT item_id, round(score::numeric, 4) AS score, rank FROM recommend(2, 4, 'regress_ic');
+RESET interest_transfer.scan_bits;
 
 -- a checksummed byte changed: not used, loaded from the packs and written again
 SELECT pg_temp.write_file(overlay(f PLACING set_byte('\x00'::bytea, 0, get_byte(f, length(f) - 1) # 1)

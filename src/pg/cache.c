@@ -803,6 +803,11 @@ DeriveItemArrays(ItModel *m)
     m->q8_tol = ModelAlloc(m, sizeof(float), n);
     m->q8_tol_block = ModelAlloc(m, sizeof(float), it_q8_padded(n) / IT_Q8_BLOCK);
     it_q8_encode(m->Y, n, m->k, m->q8, m->q8_scale, m->q8_tol, &m->q8_norm_max, m->q8_tol_block);
+    m->q4 = ModelAlloc(m, it_q4_bytes(n, m->k), 1);
+    m->q4_scale = ModelAlloc(m, sizeof(float), it_q8_padded(n));
+    m->q4_tol = ModelAlloc(m, sizeof(float), n);
+    m->q4_tol_block = ModelAlloc(m, sizeof(float), it_q8_padded(n) / IT_Q8_BLOCK);
+    it_q4_encode(m->Y, n, m->k, m->q4, m->q4_scale, m->q4_tol, &m->q4_norm_max, m->q4_tol_block);
 }
 
 /*
@@ -901,7 +906,9 @@ LoadModel(const DeployedStamp *st)
             (errmsg_internal("interest_transfer: loaded version %d of model \"%s\", " INT64_FORMAT " items, from %s",
                              m->version, m->name, n, from)));
 
-    m->scores = ModelAlloc(m, sizeof(float), n);
+    m->scores = ModelAlloc(m, sizeof(float), it_q8_padded(n));
+    m->block_max = ModelAlloc(m, sizeof(float), it_q8_blocks(0, n) + 1);
+    m->block_list = ModelAlloc(m, sizeof(int32), it_q8_blocks(0, n) + 1);
     m->generation = NextGeneration++;
     return m;
 }

@@ -82,8 +82,12 @@ typedef struct ItModel
     float      *item_norms;     /* |Y_i| (cosine similarity) */
     float      *YtY;            /* k * k, Y^T Y (fold-in) */
     float      *user_mean;      /* k, mean warm-user vector (population prior) */
-    float      *scores;         /* n_items scratch for one ranking; only
-                                 * between calls that cannot re-enter */
+    float      *scores;         /* it_q8_padded(n_items) scratch for one
+                                 * ranking; only between calls that cannot
+                                 * re-enter */
+    float      *block_max;      /* the same for its block maxima and a list
+                                 * of blocks: it_q8_blocks(0, n_items) + 1 */
+    int32      *block_list;
 
     /*
      * The 8-bit copy of Y (it_q8_encode) that recommend() scans first,
@@ -95,6 +99,16 @@ typedef struct ItModel
     float      *q8_tol;         /* n_items */
     float       q8_norm_max;    /* the largest 8-bit item's norm (it_q8_query) */
     float      *q8_tol_block;   /* it_q8_padded(n_items) / IT_Q8_BLOCK: each block's largest q8_tol */
+
+    /*
+     * The 4-bit copy (it_q4_encode): half the bytes again, scanned first
+     * over many items (ItScanBits), with its own bounds.
+     */
+    uint8_t    *q4;             /* it_q4_bytes(n_items, k) */
+    float      *q4_scale;       /* it_q8_padded(n_items) */
+    float      *q4_tol;         /* n_items */
+    float       q4_norm_max;
+    float      *q4_tol_block;   /* it_q8_padded(n_items) / IT_Q8_BLOCK */
 
     /*
      * Domains of the items (a domain column in interactions): items are in

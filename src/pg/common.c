@@ -41,9 +41,20 @@ int         it_threads = 0;
 char       *it_default_model = NULL;
 int         it_train_memory_kb = 2 * 1024 * 1024;  /* 2 GB */
 int         it_scan_threads = 0;
+int         it_scan_bits = 0;
+
+static const struct config_enum_entry it_scan_bits_options[] = {
+    {"auto", 0, false},
+    {"8", 8, false},
+    {"4", 4, false},
+    {NULL, 0, false}
+};
 
 /* Items from which a scan is cut between two threads when automatic. */
 #define IT_SCAN_THREADS_FROM 65536
+
+/* Items from which recommend() scans the 4-bit copy first when automatic. */
+#define IT_SCAN_4BIT_FROM 262144
 
 /* The budget ItMemoryBudgetBegin set (NULL context: none). */
 static MemoryContext it_budget_cxt = NULL;
@@ -93,6 +104,13 @@ _PG_init(void)
                             0, 0, IT_Q8_MAX_SCAN_THREADS,
                             PGC_USERSET, 0,
                             NULL, NULL, NULL);
+    DefineCustomEnumVariable("interest_transfer.scan_bits",
+                             gettext_noop("Bits of the item copy one recommend() call scans first (auto, 8 or 4)."),
+                             gettext_noop("auto: 4 from 262,144 items, else 8. Either way the top k is exact: the items the copy's error bound cannot rule out are scored again with the full vectors, which at 4 bits are more of them."),
+                             &it_scan_bits,
+                             0, it_scan_bits_options,
+                             PGC_USERSET, 0,
+                             NULL, NULL, NULL);
     DefineCustomBoolVariable("interest_transfer.item_cache",
                              gettext_noop("Shares each deployed version's item arrays between backends through a file in the data directory."),
                              gettext_noop("The first backend that loads a version writes $PGDATA/interest_transfer/; the next ones map it instead of reading the packs."),
@@ -101,6 +119,14 @@ _PG_init(void)
                              PGC_SUSET, 0,
                              NULL, NULL, NULL);
     MarkGUCPrefixReserved("interest_transfer");
+}
+
+int
+ItScanBits(int64 n)
+{
+    if (it_scan_bits == 4 || it_scan_bits == 8)
+        return it_scan_bits;
+    return n >= IT_SCAN_4BIT_FROM ? 4 : 8;
 }
 
 int

@@ -34,6 +34,9 @@ extern int  ItThreads(int requested);
 /* Threads one call scans n items with (interest_transfer.scan_threads). */
 extern int  ItScanThreads(int64 n);
 
+/* The bits of the copy a scan of n items reads first (interest_transfer.scan_bits): 4 or 8. */
+extern int  ItScanBits(int64 n);
+
 /*
  * The schema the extension lives in, taken from the namespace of the SQL
  * function being called, and schema-qualified, quoted names of its tables

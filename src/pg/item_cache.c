@@ -52,7 +52,7 @@ bool        it_item_cache = true;
 #define IT_CACHE_DIR        "interest_transfer"
 #define IT_CACHE_MAGIC      "ITITEMS"
 /* raise when the layout of any array below changes */
-#define IT_CACHE_FORMAT     1
+#define IT_CACHE_FORMAT     2
 #define IT_CACHE_ALIGN      64
 
 typedef enum CacheArray
@@ -68,6 +68,10 @@ typedef enum CacheArray
     A_Q8_SCALE,
     A_Q8_TOL,
     A_Q8_TOL_BLOCK,
+    A_Q4,
+    A_Q4_SCALE,
+    A_Q4_TOL,
+    A_Q4_TOL_BLOCK,
     A_DOMAIN_START,
     N_ARRAYS
 } CacheArray;
@@ -86,6 +90,7 @@ typedef struct FileHeader
     int64       n_items;
     int32       n_starts;       /* entries of domain_start */
     float       q8_norm_max;
+    float       q4_norm_max;
     int64       max_popularity;
     uint64      offset[N_ARRAYS];
     uint64      size[N_ARRAYS];
@@ -199,6 +204,10 @@ ArraySizes(int k, int64 n, int n_starts, uint64 *size)
     size[A_Q8_SCALE] = sizeof(float) * padded;
     size[A_Q8_TOL] = sizeof(float) * (uint64) n;
     size[A_Q8_TOL_BLOCK] = sizeof(float) * (padded / IT_Q8_BLOCK);
+    size[A_Q4] = (uint64) it_q4_bytes(n, k);
+    size[A_Q4_SCALE] = sizeof(float) * padded;
+    size[A_Q4_TOL] = sizeof(float) * (uint64) n;
+    size[A_Q4_TOL_BLOCK] = sizeof(float) * (padded / IT_Q8_BLOCK);
     size[A_DOMAIN_START] = sizeof(int64) * (uint64) n_starts;
 }
 
@@ -216,6 +225,10 @@ ArrayPointers(const ItModel *m, const void **p)
     p[A_Q8_SCALE] = m->q8_scale;
     p[A_Q8_TOL] = m->q8_tol;
     p[A_Q8_TOL_BLOCK] = m->q8_tol_block;
+    p[A_Q4] = m->q4;
+    p[A_Q4_SCALE] = m->q4_scale;
+    p[A_Q4_TOL] = m->q4_tol;
+    p[A_Q4_TOL_BLOCK] = m->q4_tol_block;
     p[A_DOMAIN_START] = m->domain_start;
 }
 
@@ -324,6 +337,7 @@ ItItemCacheRead(ItModel *m, const ItItemCacheKey *key)
     m->n_items = h->n_items;
     m->max_popularity = h->max_popularity;
     m->q8_norm_max = h->q8_norm_max;
+    m->q4_norm_max = h->q4_norm_max;
     m->item_ids = (int64 *) (base + h->offset[A_ITEM_IDS]);
     m->popularity = (int64 *) (base + h->offset[A_POPULARITY]);
     m->Y = (float *) (base + h->offset[A_Y]);
@@ -335,6 +349,10 @@ ItItemCacheRead(ItModel *m, const ItItemCacheKey *key)
     m->q8_scale = (float *) (base + h->offset[A_Q8_SCALE]);
     m->q8_tol = (float *) (base + h->offset[A_Q8_TOL]);
     m->q8_tol_block = (float *) (base + h->offset[A_Q8_TOL_BLOCK]);
+    m->q4 = (uint8_t *) (base + h->offset[A_Q4]);
+    m->q4_scale = (float *) (base + h->offset[A_Q4_SCALE]);
+    m->q4_tol = (float *) (base + h->offset[A_Q4_TOL]);
+    m->q4_tol_block = (float *) (base + h->offset[A_Q4_TOL_BLOCK]);
     memcpy(m->domain_start, starts, h->size[A_DOMAIN_START]);
     return true;
 }
@@ -453,6 +471,7 @@ ItItemCacheWrite(const ItModel *m, const ItItemCacheKey *key)
     h.n_items = m->n_items;
     h.n_starts = NumStarts(m);
     h.q8_norm_max = m->q8_norm_max;
+    h.q4_norm_max = m->q4_norm_max;
     h.max_popularity = m->max_popularity;
     ArraySizes(m->k, m->n_items, h.n_starts, h.size);
     pos = sizeof(FileHeader) + h.key_size;

@@ -34,7 +34,7 @@ extern void ItItemCacheKeyFromPacks(ItItemCacheKey *key, const ItModel *m, SPITu
                                     uint64 npacks, int items_col, int xmin_col, int tid_col);
 
 /*
- * Fills m's item arrays (item_ids ... q8_tol_block, n_items, domain_start)
+ * Fills m's item arrays (item_ids ... q4_tol_block, n_items, domain_start)
  * from the file written for key, mapped copy-on-write and unmapped when
  * m->cxt goes; false, with m unchanged, when there is no valid file.
  */

@@ -246,6 +246,78 @@ RankQ8Scores(const ItModel *m, const ItInterest *in, int d, const int32 *exclude
 }
 
 /*
+ * The kk best of domain d's items for a vector interest without a
+ * popularity term, from the 4-bit copy (an eighth of the float matrix's
+ * bytes): its scan writes only the block maxima, the blocks that can hold
+ * one of the kk best are scored again from the 8-bit copy
+ * (it_q4_shortlist), and the few items its bounds leave are scored
+ * exactly.  The same ranking as RankQ8Scores'.  Returns -1 when there is
+ * no shortlist (rank with the 8-bit copy instead).
+ */
+static int
+RankQ4(ItModel *m, const ItInterest *in, int d, const int32 *exclude, int nexclude, int kk,
+       int32 *out_idx, float *out_score)
+{
+    int64       lo;
+    int64       hi;
+    int8_t     *qx = palloc(it_q8_query_bytes(m->k));
+    float       sx;
+    double      tol4;
+    double      tol8;
+    double      blas_scale;
+    double      pop_tol;
+    double      tol_scale = Q8ToleranceScale(m, in);
+    ItQ8Rescan  rescan;
+    int32      *shifted = NULL;
+    int32      *top_idx = palloc(sizeof(int32) * kk);
+    float      *top_score = palloc(sizeof(float) * kk);
+    /* the 8-bit bounds leave about as many items as kk: room for far more */
+    int64       cap = (int64) kk + 4096;
+    int32      *list = palloc_extended(sizeof(int32) * cap, MCXT_ALLOC_HUGE);
+    float      *list_score = palloc_extended(sizeof(float) * cap, MCXT_ALLOC_HUGE);
+    int64       n;
+    int         got = -1;
+
+    DomainRange(m, d, &lo, &hi);
+    if (lo > 0 && nexclude > 0)
+    {
+        shifted = palloc(sizeof(int32) * nexclude);
+        nexclude = ExcludeInRange(exclude, nexclude, lo, hi, shifted);
+        exclude = shifted;
+    }
+    /* one 8-bit query for both copies (the same qx and sx): only the bounds differ */
+    tol8 = it_q8_query(in->x, m->k, m->q8_norm_max, qx, &sx);
+    tol4 = it_q8_query(in->x, m->k, m->q4_norm_max, qx, &sx);
+    ItScoreTolerance(m, in, &blas_scale, &pop_tol);
+    rescan = (ItQ8Rescan) {NULL, m->q4_scale, m->k, qx, sx, m->q4};
+    it_q4_scores_threads(m->q4, m->q4_scale, lo, hi, m->k, qx, sx, NULL, m->block_max, ItScanThreads(hi - lo));
+    n = it_q4_shortlist(&rescan, m->block_max, lo, hi, exclude, nexclude, kk, m->q4_tol_block,
+                        tol_scale, tol4 + pop_tol, m->q8, m->q8_scale, m->q8_tol + lo, m->q8_tol_block,
+                        tol8 + pop_tol, top_idx, top_score, m->block_list, m->scores, list, list_score, cap);
+    if (n >= 0 && n <= cap)
+    {
+        float      *sub_norm = palloc_extended(sizeof(float) * Max(n, 1), MCXT_ALLOC_HUGE);
+        ItScoreArg  arg = {m, in, lo, list};
+
+        for (int64 i = 0; i < n; i++)
+            sub_norm[i] = m->q8_tol[lo + list[i]];
+        got = ExactTopK(list_score, n, NULL, 0, kk, sub_norm, tol_scale, tol8 + pop_tol,
+                        ExactItemScore, &arg, out_idx, out_score);
+        for (int i = 0; i < got; i++)
+            out_idx[i] = (int32) (lo + list[out_idx[i]]);
+        pfree(sub_norm);
+    }
+    pfree(list);
+    pfree(list_score);
+    pfree(top_idx);
+    pfree(top_score);
+    pfree(qx);
+    if (shifted)
+        pfree(shifted);
+    return got;
+}
+
+/*
  * The k best items of domain d (-1: of every item) for an interest, best
  * first: out_idx/out_score must hold min(k, m->n_items) entries.  With
  * exclude_seen, in->seen is skipped.  A vector ranks by x.y (ties by
@@ -287,22 +359,29 @@ TopItems(ItModel *m, const ItInterest *in, bool has_user, int64 user_id, bool ex
         /*
          * The 8-bit copy first (a quarter of the bytes to read), scored
          * against an 8-bit copy of x, then the items the two roundings'
-         * bound cannot rule out scored exactly.  Nothing below can reload
-         * the model: m->scores stays ours.
+         * bound cannot rule out scored exactly; over many items the 4-bit
+         * copy before it (RankQ4).  Nothing below can reload the model:
+         * m->scores and m->block_max stay ours.
          */
-        int8_t     *qx = palloc(it_q8_query_bytes(m->k));
-        float      *block_max = palloc_extended(sizeof(float) * Max(it_q8_blocks(lo, hi), 1), MCXT_ALLOC_HUGE);
+        int8_t     *qx;
+        float      *block_max = m->block_max;
         float       sx;
-        double      query_tol = it_q8_query(in->x, m->k, m->q8_norm_max, qx, &sx);
+        double      query_tol;
         int         got;
 
+        if (!(in->pop_blend > 0.0f) && ItScanBits(hi - lo) == 4)
+        {
+            got = RankQ4(m, in, d, exclude, nexclude, kk, out_idx, out_score);
+            if (got >= 0)
+                return got;
+        }
+        qx = palloc(it_q8_query_bytes(m->k));
+        query_tol = it_q8_query(in->x, m->k, m->q8_norm_max, qx, &sx);
         it_q8_scores_threads(m->q8, m->q8_scale, lo, hi, m->k, qx, sx, m->scores + lo, block_max,
                              ItScanThreads(hi - lo));
         pfree(qx);
-        got = RankQ8Scores(m, in, d, exclude, nexclude, kk, query_tol, m->scores + lo, block_max,
-                           out_idx, out_score);
-        pfree(block_max);
-        return got;
+        return RankQ8Scores(m, in, d, exclude, nexclude, kk, query_tol, m->scores + lo, block_max,
+                            out_idx, out_score);
     }
 
     /* Popularity: walk the precomputed order, skipping excluded items. */
