@@ -541,7 +541,8 @@ int64_t     it_q8_shortlist(const float *scores, const ItQ8Rescan *rescan, float
  * 8-bit bounds are listed (i - lo, ascending, not excluded) with their
  * 8-bit scores in list_score (when not NULL), as many as fit in cap.
  * Returns their number, or -1 when there is no bound (rank the range
- * otherwise).  Reads only the candidate blocks of the 8-bit copy.
+ * otherwise).  Reads only the candidate blocks of the 8-bit copy, over up
+ * to nthreads threads when there are many (the same list for any number).
  * block_max (it_q8_blocks(lo, hi) entries) is overwritten; blocks
  * (it_q8_blocks(lo, hi) entries) and block_scores (IT_Q8_BLOCK times
  * that) are scratch; top_idx/top_score: k entries of scratch.
@@ -551,7 +552,7 @@ int64_t     it_q4_shortlist(const ItQ8Rescan *q4, float *block_max, int64_t lo, 
                             double tol_scale, double tol4_const, const int8_t *Q8, const float *scale8,
                             const float *tol8, const float *tol8_block, double tol8_const,
                             int32_t *top_idx, float *top_score, int32_t *blocks, float *block_scores,
-                            int32_t *list, float *list_score, int64_t cap);
+                            int32_t *list, float *list_score, int64_t cap, int nthreads);
 
 /*
  * it_q8_scores for nq queries at once (each item block read once for

@@ -1309,18 +1309,85 @@ Q8BlockScores(const int8_t *Q8, const float *scale8, const ItQ8Rescan *q, int64_
 /* How many candidate blocks ahead it_q4_shortlist fetches. */
 #define Q4_AHEAD 8
 
+/* The fewest candidate blocks per thread worth a thread. */
+#define Q4_BLOCKS_PER_THREAD 256
+
+/*
+ * Candidate blocks [from, to) of it_q4_shortlist scored from the 8-bit
+ * copy: their scores at block_scores[c * IT_Q8_BLOCK ..] (-inf outside
+ * [lo, hi) and for the excluded items), their maxima at block_max[c].
+ * The blocks are scattered: each is fetched a few blocks ahead of its
+ * scan, so that their reads overlap.
+ */
+typedef struct Q4Blocks
+{
+    const int8_t *Q8;
+    const float *scale8;
+    const ItQ8Rescan *q;
+    int64_t     lo;
+    int64_t     hi;
+    const int32_t *exclude;
+    int64_t     nexclude;
+    const int32_t *blocks;
+    float      *block_max;
+    float      *block_scores;
+    int64_t     from;
+    int64_t     to;
+    size_t      block_bytes;
+} Q4Blocks;
+
+static void *
+Q4BlocksRun(void *arg)
+{
+    const Q4Blocks *p = arg;
+    int64_t     e = 0;
+    int64_t     first;
+
+    if (p->from >= p->to)
+        return NULL;
+    /* the first excluded item not before block from (exclude is sorted) */
+    first = (int64_t) p->blocks[p->from] * IT_Q8_BLOCK - p->lo;
+    {
+        int64_t     a = 0;
+        int64_t     z = p->nexclude;
+
+        while (a < z)
+        {
+            int64_t     mid = a + (z - a) / 2;
+
+            if (p->exclude[mid] < first)
+                a = mid + 1;
+            else
+                z = mid;
+        }
+        e = a;
+    }
+    for (int64_t c = p->from; c < p->to; c++)
+    {
+        if (c + Q4_AHEAD < p->to)
+        {
+            const char *ahead = (const char *) p->Q8 + (size_t) p->blocks[c + Q4_AHEAD] * p->block_bytes;
+
+            for (size_t off = 0; off < p->block_bytes; off += 64)
+                __builtin_prefetch(ahead + off);
+        }
+        p->block_max[c] = Q8BlockScores(p->Q8, p->scale8, p->q, p->blocks[c], p->lo, p->hi, p->exclude,
+                                        p->nexclude, &e, p->block_scores + c * IT_Q8_BLOCK);
+    }
+    return NULL;
+}
+
 int64_t
 it_q4_shortlist(const ItQ8Rescan *q4, float *block_max, int64_t lo, int64_t hi,
                 const int32_t *exclude, int64_t nexclude, int k, const float *tol4_block,
                 double tol_scale, double tol4_const, const int8_t *Q8, const float *scale8,
                 const float *tol8, const float *tol8_block, double tol8_const,
                 int32_t *top_idx, float *top_score, int32_t *blocks, float *block_scores,
-                int32_t *list, float *list_score, int64_t cap)
+                int32_t *list, float *list_score, int64_t cap, int nthreads)
 {
     int64_t     nb = it_q8_blocks(lo, hi);
     int64_t     b0 = lo / IT_Q8_BLOCK;
     int64_t     nc = 0;
-    int64_t     e = 0;
     int64_t     total = 0;
     double      floor_;
     float       thr;
@@ -1378,22 +1445,28 @@ it_q4_shortlist(const ItQ8Rescan *q4, float *block_max, int64_t lo, int64_t hi,
             blocks[nc++] = (int32_t) (b0 + b);
 
     /*
-     * Scored from the 8-bit copy: their scores at block_scores[c *
-     * IT_Q8_BLOCK ..] (-inf outside [lo, hi) and for the excluded items),
-     * their maxima at block_max[c].  The blocks are scattered: each is
-     * fetched a few blocks ahead of its scan, so that their reads overlap.
+     * Scored from the 8-bit copy (Q4BlocksRun), cut between threads when
+     * there are many: each block's scores are the same whoever scores it.
      */
-    for (int64_t c = 0; c < nc; c++)
     {
-        if (c + Q4_AHEAD < nc)
-        {
-            const char *ahead = (const char *) Q8 + (size_t) blocks[c + Q4_AHEAD] * block_bytes;
+        Q4Blocks    parts[IT_Q8_MAX_SCAN_THREADS];
+        void       *args[IT_Q8_MAX_SCAN_THREADS];
+        int         np = nthreads < 1 ? 1 : nthreads > IT_Q8_MAX_SCAN_THREADS ? IT_Q8_MAX_SCAN_THREADS : nthreads;
 
-            for (size_t off = 0; off < block_bytes; off += 64)
-                __builtin_prefetch(ahead + off);
+        if (nc < (int64_t) np * Q4_BLOCKS_PER_THREAD)
+            np = 1;
+        for (int t = 0; t < np; t++)
+        {
+            parts[t] = (Q4Blocks) {Q8, scale8, q4, lo, hi, exclude, nexclude, blocks, block_max, block_scores,
+                                   nc * t / np, nc * (t + 1) / np, block_bytes};
+            args[t] = &parts[t];
         }
-        block_max[c] = Q8BlockScores(Q8, scale8, q4, blocks[c], lo, hi, exclude, nexclude, &e,
-                                     block_scores + c * IT_Q8_BLOCK);
+        /* picked before any thread reads it */
+        (void) BestOf(Q8Scans, &Q8Best);
+        if (np == 1)
+            Q4BlocksRun(&parts[0]);
+        else
+            it_run_parts(Q4BlocksRun, args, np);
     }
 
     /* the 8-bit floor over the candidates, as ShortlistFloor's over all blocks */

@@ -293,7 +293,8 @@ RankQ4(ItModel *m, const ItInterest *in, int d, const int32 *exclude, int nexclu
     it_q4_scores_threads(m->q4, m->q4_scale, lo, hi, m->k, qx, sx, NULL, m->block_max, ItScanThreads(hi - lo));
     n = it_q4_shortlist(&rescan, m->block_max, lo, hi, exclude, nexclude, kk, m->q4_tol_block,
                         tol_scale, tol4 + pop_tol, m->q8, m->q8_scale, m->q8_tol + lo, m->q8_tol_block,
-                        tol8 + pop_tol, top_idx, top_score, m->block_list, m->scores, list, list_score, cap);
+                        tol8 + pop_tol, top_idx, top_score, m->block_list, m->scores, list, list_score, cap,
+                        ItScanThreads(hi - lo));
     if (n >= 0 && n <= cap)
     {
         float      *sub_norm = palloc_extended(sizeof(float) * Max(n, 1), MCXT_ALLOC_HUGE);

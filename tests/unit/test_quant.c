@@ -740,7 +740,8 @@ TEST(exact_top_k_from_the_4_bit_shortlist)
             it_q4_scores(c4.Q4, c4.scale, lo, hi, k, qx, sx, NULL, bm);
             rs = (ItQ8Rescan) {NULL, c4.scale, k, qx, sx, c4.Q4};
             nl = it_q4_shortlist(&rs, bm, lo, hi, ex, nex, 20, c4.tolb, xn, tol4, c8.Q, c8.scale, c8.tol + lo,
-                                 c8.tolb, tol8, top_idx, top_score, blocks, block_scores, list, list_score, n);
+                                 c8.tolb, tol8, top_idx, top_score, blocks, block_scores, list, list_score, n,
+                                 1 + trial % 3);
             CHECK(nl >= 20 && nl < (hi - lo) / 4, "k %d trial %d: 4-bit shortlist of %lld", k, trial, (long long) nl);
             if (nl < 20)
                 continue;
@@ -794,11 +795,11 @@ TEST(exact_top_k_from_the_4_bit_shortlist)
             ItQ8Rescan  rs = {NULL, c4.scale, k, qx, 1.0f, c4.Q4};
 
             CHECK(it_q4_shortlist(&rs, bm, 0, 40, NULL, 0, 5, c4.tolb, 1.0, 0.0, c8.Q, c8.scale, c8.tol, c8.tolb,
-                                  0.0, top_idx, top_score, blocks, block_scores, list, list_score, n) == -1,
+                                  0.0, top_idx, top_score, blocks, block_scores, list, list_score, n, 1) == -1,
                   "k %d: 3 blocks, top 5: a shortlist", k);
             rs.Q4 = NULL;
             CHECK(it_q4_shortlist(&rs, bm, 0, n, NULL, 0, 5, c4.tolb, 1.0, 0.0, c8.Q, c8.scale, c8.tol, c8.tolb,
-                                  0.0, top_idx, top_score, blocks, block_scores, list, list_score, n) == -1,
+                                  0.0, top_idx, top_score, blocks, block_scores, list, list_score, n, 1) == -1,
                   "k %d: no 4-bit copy: a shortlist", k);
         }
         FreeCopy(&c8);
@@ -819,6 +820,101 @@ TEST(exact_top_k_from_the_4_bit_shortlist)
         free(ys);
         free(qx);
     }
+    Bits = saved;
+}
+
+/*
+ * it_q4_shortlist cut between threads (many candidate blocks: a long top
+ * list over many items) gives the list and scores of one thread, with
+ * excluded items in several parts.
+ */
+TEST(four_bit_shortlist_over_threads_lists_as_one)
+{
+    int         k = 16;
+    int64_t     n = 60000;
+    int         kk = 1500;
+    int         saved = Bits;
+    float      *Y = malloc(sizeof(float) * n * k);
+    Copy        c8;
+    Copy        c4;
+    float       x[16];
+    int8_t     *qx = malloc(it_q8_query_bytes(k));
+    float      *bm = malloc(sizeof(float) * (n / IT_Q8_BLOCK + 2));
+    float      *bm0 = malloc(sizeof(float) * (n / IT_Q8_BLOCK + 2));
+    int32_t    *blocks = malloc(sizeof(int32_t) * (n / IT_Q8_BLOCK + 2));
+    float      *block_scores = malloc(sizeof(float) * (it_q8_padded(n) + IT_Q8_BLOCK));
+    int32_t    *top_idx = malloc(sizeof(int32_t) * kk);
+    float      *top_score = malloc(sizeof(float) * kk);
+    int32_t    *one = malloc(sizeof(int32_t) * n);
+    float      *one_score = malloc(sizeof(float) * n);
+    int32_t    *cut = malloc(sizeof(int32_t) * n);
+    float      *cut_score = malloc(sizeof(float) * n);
+    int32_t     ex[40];
+    int64_t     lo = 5;
+    int64_t     hi = n - 7;
+    int64_t     n1;
+    float       sx;
+    double      xn;
+    double      tol4;
+    double      tol8;
+    ItQ8Rescan  rs;
+
+    for (int64_t i = 0; i < n * k; i++)
+        Y[i] = (float) (Uniform() - 0.5);
+    Bits = 8;
+    c8 = Encode(Y, n, k);
+    Bits = 4;
+    c4 = Encode(Y, n, k);
+    for (int j = 0; j < k; j++)
+        x[j] = (float) (Uniform() - 0.5);
+    xn = sqrt(DotD(x, x, k));
+    tol8 = it_q8_query(x, k, c8.qmax, qx, &sx);
+    tol4 = it_q8_query(x, k, c4.qmax, qx, &sx);
+    /* the 40 best items excluded: they are spread over the blocks, and would all be listed */
+    {
+        float      *all = malloc(sizeof(float) * n);
+        float       exs[40];
+
+        it_q8_scores(c8.Q, c8.scale, lo, hi, k, qx, sx, all, NULL);
+        it_topk(all, hi - lo, NULL, 0, 40, ex, exs);
+        SortIndexes(ex, 40);
+        free(all);
+    }
+    it_q4_scores(c4.Q4, c4.scale, lo, hi, k, qx, sx, NULL, bm0);
+    rs = (ItQ8Rescan) {NULL, c4.scale, k, qx, sx, c4.Q4};
+    memcpy(bm, bm0, sizeof(float) * it_q8_blocks(lo, hi));
+    n1 = it_q4_shortlist(&rs, bm, lo, hi, ex, 40, kk, c4.tolb, xn, tol4, c8.Q, c8.scale, c8.tol + lo, c8.tolb,
+                         tol8, top_idx, top_score, blocks, block_scores, one, one_score, n, 1);
+    CHECK(n1 >= kk, "one thread: a shortlist of %lld", (long long) n1);
+    for (int t = 2; t <= 5; t += 3)
+    {
+        int64_t     nt;
+
+        memcpy(bm, bm0, sizeof(float) * it_q8_blocks(lo, hi));
+        nt = it_q4_shortlist(&rs, bm, lo, hi, ex, 40, kk, c4.tolb, xn, tol4, c8.Q, c8.scale, c8.tol + lo, c8.tolb,
+                             tol8, top_idx, top_score, blocks, block_scores, cut, cut_score, n, t);
+        CHECK(nt == n1 && memcmp(cut, one, sizeof(int32_t) * (size_t) n1) == 0 &&
+              memcmp(cut_score, one_score, sizeof(float) * (size_t) n1) == 0,
+              "%d threads: a list of %lld, one thread %lld, or other items or scores", t, (long long) nt,
+              (long long) n1);
+    }
+    for (int64_t i = 0; i < n1; i++)
+        for (int e = 0; e < 40; e++)
+            CHECK(one[i] != ex[e], "excluded item %d listed", ex[e]);
+    FreeCopy(&c8);
+    FreeCopy(&c4);
+    free(Y);
+    free(qx);
+    free(bm);
+    free(bm0);
+    free(blocks);
+    free(block_scores);
+    free(top_idx);
+    free(top_score);
+    free(one);
+    free(one_score);
+    free(cut);
+    free(cut_score);
     Bits = saved;
 }
 
@@ -1163,5 +1259,6 @@ main(void)
     RUN(exact_top_k_from_the_shortlist);
     RUN(threaded_scan_scores_as_one);
     RUN(exact_top_k_from_the_4_bit_shortlist);
+    RUN(four_bit_shortlist_over_threads_lists_as_one);
     return unit_summary();
 }
