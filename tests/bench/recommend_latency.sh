@@ -22,8 +22,10 @@
 #   baseline pgbench SELECT 1 (round-trip floor), and the same top-10 in plain
 #            SQL (dot products over unnest, 20 calls, 3 above 200000 items),
 #            for the ratios
-#   bandwidth the time merely reading the 8-bit item copy's bytes takes
-#            (tests/bench/scan_bandwidth): the floor of the server's scan
+#   bandwidth the time merely reading the 8-bit and the 4-bit item copies'
+#            bytes takes on one core (tests/bench/scan_bandwidth): the floor
+#            of a one-thread scan (from 262,144 items the server scans the
+#            4-bit copy first, interest_transfer.scan_bits)
 #   load     the first call of a new backend (reads the item factors), and
 #            the second: the median of LOADS (7) new backends, from the rows
 #            alone, from the item packs training writes (with
@@ -162,6 +164,7 @@ SQL
 # The same machine merely reading the bytes the server's first pass scans.
 make -s -C "$here" PG_CONFIG="$(command -v pg_config)" tests/bench/bin/scan_bandwidth >/dev/null
 "$here/tests/bench/bin/scan_bandwidth" "$ITEMS" "$FACTORS"
+"$here/tests/bench/bin/scan_bandwidth" "$ITEMS" "$FACTORS" 200 4
 
 # Client round trip, one call per transaction.
 cat >"$tmp/rec.sql" <<EOF

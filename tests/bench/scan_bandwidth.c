@@ -2,11 +2,12 @@
  * scan_bandwidth.c
  *    The memory-bandwidth floor of recommend()'s first pass: reads a
  *    buffer of the 8-bit item copy's size (it_q8_padded(items) *
- *    it_q8_kpad(factors) bytes) again and again and reports the median
+ *    it_q8_kpad(factors) bytes), or with BITS 4 of the 4-bit copy's
+ *    (it_q4_bytes), again and again on one core and reports the median
  *    pass, so that a scan's time can be compared with the time merely
  *    reading its bytes takes on this machine, in the same run.
  *
- *    scan_bandwidth ITEMS FACTORS [PASSES]
+ *    scan_bandwidth ITEMS FACTORS [PASSES] [BITS]
  *
  * A program, not a test: no PostgreSQL, the kernel library for the sizes.
  */
@@ -79,18 +80,19 @@ main(int argc, char **argv)
     int64_t     items = argc > 1 ? atoll(argv[1]) : 100000;
     int         factors = argc > 2 ? atoi(argv[2]) : 64;
     int         passes = argc > 3 ? atoi(argv[3]) : 200;
+    int         bits = argc > 4 ? atoi(argv[4]) : 8;
     size_t      bytes;
     uint8_t    *buf;
     double     *t;
     uint64_t    sink = 0;
     int         avx2 = 0;
 
-    if (items <= 0 || factors <= 0 || passes <= 0)
+    if (items <= 0 || factors <= 0 || passes <= 0 || (bits != 8 && bits != 4))
     {
-        fprintf(stderr, "usage: scan_bandwidth ITEMS FACTORS [PASSES]\n");
+        fprintf(stderr, "usage: scan_bandwidth ITEMS FACTORS [PASSES] [BITS (8 or 4)]\n");
         return 2;
     }
-    bytes = (size_t) it_q8_padded(items) * it_q8_kpad(factors);
+    bytes = bits == 4 ? it_q4_bytes(items, factors) : (size_t) it_q8_padded(items) * it_q8_kpad(factors);
     bytes = (bytes + 127) / 128 * 128;
     buf = aligned_alloc(64, bytes);
     t = malloc(sizeof(double) * passes);
@@ -118,9 +120,9 @@ main(int argc, char **argv)
             t[p] = Now() - t0;
     }
     qsort(t, passes, sizeof(double), CompareDoubles);
-    printf("bandwidth reading %.1f MB (the 8-bit item copy) %d times: median %.1f us (%.1f GB/s), "
-           "fastest %.1f us: no scan of it is faster\n",
-           bytes / 1e6, passes, t[passes / 2] * 1e6, bytes / t[passes / 2] / 1e9, t[0] * 1e6);
+    printf("bandwidth reading %.1f MB (the %d-bit item copy) on one core %d times: median %.1f us (%.1f GB/s), "
+           "fastest %.1f us: no one-thread scan of it is faster\n",
+           bytes / 1e6, bits, passes, t[passes / 2] * 1e6, bytes / t[passes / 2] / 1e9, t[0] * 1e6);
     Sink = sink;
     free(buf);
     free(t);
