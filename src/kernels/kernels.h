@@ -472,6 +472,9 @@ void        it_q8_scores_threads(const int8_t *Q, const float *scale, int64_t lo
 /* The number of blocks items [lo, hi) touch. */
 int64_t     it_q8_blocks(int64_t lo, int64_t hi);
 
+/* Picks the scans of both copies this CPU runs: call before threads that scan start. */
+void        it_scan_pick(void);
+
 /*
  * The 4-bit copy (quant.c): half the 8-bit copy's bytes, for the first
  * pass over many items.  Q holds it_q4_bytes(n, k) bytes (it_q4_runs(k)

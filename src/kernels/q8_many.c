@@ -184,9 +184,12 @@ it_q8_scores_rank_many(const int8_t *Q, const float *scale, const float *Y, int6
             scores ? scores + (size_t) u0 * (size_t) (hi - lo) : NULL, block_max + (size_t) u0 * (size_t) nb,
             r != NULL ? r + u0 : NULL, tol, tol_block, kk, (char *) scratch + (size_t) t * each};
     }
-    /* the scan is picked before any thread reads it */
+    /* the scans are picked before any thread reads them (the rankings' rescans too) */
     if (n > 1)
+    {
         it_q8_scores_many(Q, scale, lo, hi, k, 0, qx, sx, scores, block_max);
+        it_scan_pick();
+    }
     for (int t = 0; t < n; t++)
         args[t] = &parts[t];
     it_run_parts(ManyRun, args, n);

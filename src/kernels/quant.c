@@ -805,11 +805,18 @@ Q8Scores(const void *Q, const float *scale, int64_t lo, int64_t hi, int k,
 }
 
 void
+it_scan_pick(void)
+{
+    (void) BestOf(Q8Scans, &Q8Best);
+    (void) BestOf(Q4Scans, &Q4Best);
+}
+
+void
 it_q8_scores_threads(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
                      const int8_t *qx, float sx, float *scores, float *block_max, int nthreads)
 {
     /* picked before any thread reads it */
-    (void) BestOf(Q8Scans, &Q8Best);
+    it_scan_pick();
     ScanThreads(Q8Scores, Q, scale, lo, hi, k, qx, sx, scores, block_max, nthreads);
 }
 
@@ -1462,7 +1469,7 @@ it_q4_shortlist(const ItQ8Rescan *q4, float *block_max, int64_t lo, int64_t hi,
             args[t] = &parts[t];
         }
         /* picked before any thread reads it */
-        (void) BestOf(Q8Scans, &Q8Best);
+        it_scan_pick();
         if (np == 1)
             Q4BlocksRun(&parts[0]);
         else

@@ -38,9 +38,17 @@ CREATE TEMP TABLE exact AS
 SELECT u.user_id, i.item_id, (SELECT sum(a * b) FROM unnest(u.factors, i.factors) AS t(a, b)) AS score
   FROM it_user_factors u, item_vec i
  WHERE u.model = 'bits' AND u.user_id <= 40 AND NOT i.item_id = ANY (u.seen);
+-- a version without items (its rows written directly)
+INSERT INTO it_model_acl (model, owner) VALUES ('bits_empty', current_user::regrole) ON CONFLICT DO NOTHING;
+INSERT INTO it_model (model, version, algorithm, deployed, deployed_at, interactions_source,
+                      options, factors, users, items, interactions, seconds, loss, history, user_mean)
+VALUES ('bits_empty', 1, 'als', true, now(),
+        'SELECT 0::bigint AS user_id, 0::bigint AS item_id WHERE false', '{"factors": 2}', 2, 1, 0, 0, 0, 0,
+        '[]', '{0,0}');
+INSERT INTO it_user_factors (model, version, user_id, factors, seen) VALUES ('bits_empty', 1, 1, '{1,0.25}', '{}');
 \o
 
-SELECT plan(9);
+SELECT plan(11);
 
 SELECT is((SELECT boot_val FROM pg_settings WHERE name = 'interest_transfer.scan_bits'), 'auto',
           'automatic by default');
@@ -62,6 +70,10 @@ SELECT is((SELECT count(*)
             WHERE x.score > f.tenth + 1e-4 * (abs(f.tenth) + 1)
               AND NOT EXISTS (SELECT 1 FROM four r WHERE r.user_id = x.user_id AND r.item_id = x.item_id)),
           0::bigint, 'no unseen item left out scores above the tenth returned');
+SET LOCAL interest_transfer.scan_bits = '4';
+SELECT is((SELECT count(*) FROM recommend(1, 4, 'bits_empty')), 0::bigint, 'a version without items: no rows at 4 bits');
+SET LOCAL interest_transfer.scan_bits = '8';
+SELECT is((SELECT count(*) FROM recommend(1, 4, 'bits_empty')), 0::bigint, 'and at 8');
 SELECT throws_ok($$SET interest_transfer.scan_bits = '2'$$, '22023', NULL, 'bits other than 4 or 8 are refused');
 
 SELECT * FROM finish();
