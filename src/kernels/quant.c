@@ -1313,6 +1313,25 @@ Q8BlockScores(const int8_t *Q8, const float *scale8, const ItQ8Rescan *q, int64_
     return mx;
 }
 
+/* The first entry of exclude (sorted) not below first. */
+static int64_t
+FirstExcluded(const int32_t *exclude, int64_t nexclude, int64_t first)
+{
+    int64_t     a = 0;
+    int64_t     z = nexclude;
+
+    while (a < z)
+    {
+        int64_t     mid = a + (z - a) / 2;
+
+        if (exclude[mid] < first)
+            a = mid + 1;
+        else
+            z = mid;
+    }
+    return a;
+}
+
 /* How many candidate blocks ahead it_q4_shortlist fetches. */
 #define Q4_AHEAD 8
 
@@ -1347,28 +1366,12 @@ static void *
 Q4BlocksRun(void *arg)
 {
     const Q4Blocks *p = arg;
-    int64_t     e = 0;
-    int64_t     first;
+    int64_t     e;
 
     if (p->from >= p->to)
         return NULL;
-    /* the first excluded item not before block from (exclude is sorted) */
-    first = (int64_t) p->blocks[p->from] * IT_Q8_BLOCK - p->lo;
-    {
-        int64_t     a = 0;
-        int64_t     z = p->nexclude;
-
-        while (a < z)
-        {
-            int64_t     mid = a + (z - a) / 2;
-
-            if (p->exclude[mid] < first)
-                a = mid + 1;
-            else
-                z = mid;
-        }
-        e = a;
-    }
+    /* the first excluded item not before block from */
+    e = FirstExcluded(p->exclude, p->nexclude, (int64_t) p->blocks[p->from] * IT_Q8_BLOCK - p->lo);
     for (int64_t c = p->from; c < p->to; c++)
     {
         if (c + Q4_AHEAD < p->to)
@@ -1423,7 +1426,7 @@ it_q4_shortlist(const ItQ8Rescan *q4, float *block_max, int64_t lo, int64_t hi,
         for (int g = 0; g < k; g++)
         {
             int64_t     b = b0 + top_idx[g];
-            int64_t     eg = 0;
+            int64_t     eg = FirstExcluded(exclude, nexclude, b * IT_Q8_BLOCK - lo);
             double      t = tol_scale * (double) tol8_block[b] + tol8_const;
             float       mx = Q8BlockScores(Q8, scale8, q4, b, lo, hi, exclude, nexclude, &eg, v);
 
