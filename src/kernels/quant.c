@@ -1140,6 +1140,24 @@ ShortlistBlock(const float *scores, const ItQ8Rescan *rescan, int64_t b, int64_t
                      v + (blo - first), NULL);
 }
 
+/* t lowered a little: a floor the roundings of the sums behind it cannot lift. */
+static inline double
+FloorSlack(double t)
+{
+    return t - (fabs(t) * 1e-6 + 1e-30);
+}
+
+/* A float at most bound (-inf when bound is NaN): one float compare against it rules a block out. */
+static inline float
+FloatBelow(double bound)
+{
+    float       f = (float) bound;
+
+    if (!((double) f <= bound))
+        f = nextafterf(f, -INFINITY);
+    return f == f ? f : -INFINITY;
+}
+
 /*
  * The k best blocks (by their largest score of a non-excluded item) hold
  * k distinct items scoring at least T, the k-th largest block maximum, so
@@ -1209,14 +1227,12 @@ ShortlistFloor(const float *scores, const ItQ8Rescan *rescan, float *block_max, 
             t_s = t > t_s ? t : t_s;
         }
     }
-    floor_ = t_k - t_s;
-    floor_ -= fabs(floor_) * 1e-6 + 1e-30;
+    floor_ = FloorSlack(t_k - t_s);
     if (!isfinite(floor_))
         return false;
     {
         float       m8[8] = {0};
         int64_t     b = 0;
-        double      bound;
 
         for (; b + 8 <= nb; b += 8)
             for (int j = 0; j < 8; j++)
@@ -1225,12 +1241,7 @@ ShortlistFloor(const float *scores, const ItQ8Rescan *rescan, float *block_max, 
             tmax = tol_block[b0 + b] > tmax ? tol_block[b0 + b] : tmax;
         for (int j = 0; j < 8; j++)
             tmax = m8[j] > tmax ? m8[j] : tmax;
-        bound = floor_ - (tol_scale * (double) tmax + tol_const);
-        thr = (float) bound;
-        if (!((double) thr <= bound))
-            thr = nextafterf(thr, -INFINITY);
-        if (!(thr == thr))
-            thr = -INFINITY;
+        thr = FloatBelow(floor_ - (tol_scale * (double) tmax + tol_const));
     }
     *floor_out = floor_;
     *thr_out = thr;
@@ -1433,18 +1444,11 @@ it_q4_shortlist(const ItQ8Rescan *q4, float *block_max, int64_t lo, int64_t hi,
             t8 = (double) mx < t8 ? (double) mx : t8;
             ts8 = t > ts8 ? t : ts8;
         }
-        t8 -= ts8;
-        t8 -= fabs(t8) * 1e-6 + 1e-30;
+        t8 = FloorSlack(t8 - ts8);
         if (isfinite(t8) && t8 > floor_)
         {
-            double      bound = t8 - tol4_max;
-
             floor_ = t8;
-            thr = (float) bound;
-            if (!((double) thr <= bound))
-                thr = nextafterf(thr, -INFINITY);
-            if (!(thr == thr))
-                thr = -INFINITY;
+            thr = FloatBelow(t8 - tol4_max);
         }
     }
 
@@ -1490,8 +1494,7 @@ it_q4_shortlist(const ItQ8Rescan *q4, float *block_max, int64_t lo, int64_t hi,
 
             t_s = t > t_s ? t : t_s;
         }
-    floor_ = (double) top_score[k - 1] - t_s;
-    floor_ -= fabs(floor_) * 1e-6 + 1e-30;
+    floor_ = FloorSlack((double) top_score[k - 1] - t_s);
     if (!isfinite(floor_))
         return -1;
     for (int64_t c = 0; c < nc; c++)
