@@ -158,6 +158,24 @@ ExcludeInRange(const int32 *set, int n, int64 lo, int64 hi, int32 *out)
     return w;
 }
 
+/*
+ * exclude (sorted model indexes) for a ranking whose index 0 is item lo:
+ * exclude itself when lo is 0, else a palloc'd list of its entries in
+ * [lo, hi), shifted by -lo (*nexclude becomes their number).  Free it when
+ * it is not exclude.
+ */
+static const int32 *
+ExcludeFrom(const int32 *exclude, int *nexclude, int64 lo, int64 hi)
+{
+    int32      *shifted;
+
+    if (lo == 0 || *nexclude == 0)
+        return exclude;
+    shifted = palloc(sizeof(int32) * *nexclude);
+    *nexclude = ExcludeInRange(exclude, *nexclude, lo, hi, shifted);
+    return shifted;
+}
+
 /* The items of domain d (-1: every item) are [*lo, *hi). */
 static void
 DomainRange(const ItModel *m, int d, int64 *lo, int64 *hi)
@@ -185,7 +203,7 @@ RankVectorScores(const ItModel *m, const ItInterest *in, int d, float *scores,
     int64       hi;
     double      blas_scale;
     double      tol_const;
-    int32      *shifted = NULL;
+    const int32 *given = exclude;
     int         got;
 
     DomainRange(m, d, &lo, &hi);
@@ -195,12 +213,7 @@ RankVectorScores(const ItModel *m, const ItInterest *in, int d, float *scores,
         if (in->pop_blend > 0.0f)
             for (int64 i = 0; i < hi - lo; i++)
                 scores[i] += in->pop_blend * m->pop_score[lo + i];
-        if (lo > 0 && nexclude > 0)
-        {
-            shifted = palloc(sizeof(int32) * nexclude);
-            nexclude = ExcludeInRange(exclude, nexclude, lo, hi, shifted);
-            exclude = shifted;
-        }
+        exclude = ExcludeFrom(exclude, &nexclude, lo, hi);
         /* the popularity term's part of the tolerance */
         ItScoreTolerance(m, in, &blas_scale, &tol_const);
         tol_const += scan_tol;
@@ -215,8 +228,8 @@ RankVectorScores(const ItModel *m, const ItInterest *in, int d, float *scores,
     }
     for (int i = 0; i < got; i++)
         out_idx[i] += (int32) lo;
-    if (shifted)
-        pfree(shifted);
+    if (exclude != given)
+        pfree((void *) exclude);
     return got;
 }
 
@@ -268,7 +281,7 @@ RankQ4(ItModel *m, const ItInterest *in, int d, const int32 *exclude, int nexclu
     double      pop_tol;
     double      tol_scale = Q8ToleranceScale(m, in);
     ItQ8Rescan  rescan;
-    int32      *shifted = NULL;
+    const int32 *given = exclude;
     int32      *top_idx = palloc(sizeof(int32) * kk);
     float      *top_score = palloc(sizeof(float) * kk);
     /* the 8-bit bounds leave about as many items as kk: room for far more */
@@ -279,12 +292,7 @@ RankQ4(ItModel *m, const ItInterest *in, int d, const int32 *exclude, int nexclu
     int         got = -1;
 
     DomainRange(m, d, &lo, &hi);
-    if (lo > 0 && nexclude > 0)
-    {
-        shifted = palloc(sizeof(int32) * nexclude);
-        nexclude = ExcludeInRange(exclude, nexclude, lo, hi, shifted);
-        exclude = shifted;
-    }
+    exclude = ExcludeFrom(exclude, &nexclude, lo, hi);
     /* one 8-bit query for both copies (the same qx and sx): only the bounds differ */
     tol8 = it_q8_query(in->x, m->k, m->q8_norm_max, qx, &sx);
     tol4 = it_q8_query(in->x, m->k, m->q4_norm_max, qx, &sx);
@@ -313,8 +321,8 @@ RankQ4(ItModel *m, const ItInterest *in, int d, const int32 *exclude, int nexclu
     pfree(top_idx);
     pfree(top_score);
     pfree(qx);
-    if (shifted)
-        pfree(shifted);
+    if (exclude != given)
+        pfree((void *) exclude);
     return got;
 }
 
