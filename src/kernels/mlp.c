@@ -11,6 +11,7 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -244,9 +245,9 @@ ForwardBlock(const float *params, const ItMlpLayout *layout,
             size_t      cnt = (size_t) nb * nout;
             size_t      i;
 
+            /* a select, not a conditional store, so that it vectorises */
             for (i = 0; i < cnt; i++)
-                if (!(dst[i] > 0.0f))
-                    dst[i] = 0.0f;
+                dst[i] = dst[i] > 0.0f ? dst[i] : 0.0f;
             in = dst;
             act += cnt;
         }
@@ -306,8 +307,7 @@ BackwardBlock(const float *params, const ItMlpLayout *layout,
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, nin, nout,
                         1.0f, dz, nout, params + w_off, nin, 0.0f, next, nin);
             for (i = 0; i < cnt; i++)
-                if (!(in[i] > 0.0f))
-                    next[i] = 0.0f;
+                next[i] = in[i] > 0.0f ? next[i] : 0.0f;
             dz = next;
         }
     }
@@ -596,6 +596,46 @@ AxpyLanes(float a, const float *restrict y, float *restrict g, int k)
 /* Positives ahead of the current one whose item vector is prefetched. */
 #define IT_MLP_PREFETCH 6
 
+/* Prefetches the item vectors of the first IT_MLP_PREFETCH entries of row. */
+static inline void
+PrefetchRowStart(const ItMlpData *data, int32_t row, int k)
+{
+    int64_t     start = data->indptr[row];
+    int64_t     end = data->indptr[row + 1];
+    int64_t     e;
+    int         line;
+
+    for (e = start; e < end && e < start + IT_MLP_PREFETCH; e++)
+        for (line = 0; line < k; line += 16)
+            __builtin_prefetch(data->Y + (size_t) data->indices[e] * k + line);
+}
+
+/*
+ * Before row rows[b] of [b0, b1): the rows come in a shuffled order, so
+ * each one's entry in row_map, its CSR offsets, its entries and its first
+ * item vectors are all cache misses, each needing the one before.  They
+ * are fetched in a pipeline: row_map 4 rows ahead, the offsets 3 ahead,
+ * the entries 2 ahead, the item vectors of the next row.
+ */
+static inline void
+PrefetchRowsAhead(const ItMlpData *data, const int32_t *rows, int b, int b1, int k)
+{
+    if (b + 4 < b1 && data->row_map)
+        __builtin_prefetch(data->row_map + rows[b + 4]);
+    if (b + 3 < b1)
+        __builtin_prefetch(data->indptr + DataRow(data, rows[b + 3]));
+    if (b + 2 < b1)
+    {
+        int64_t     e = data->indptr[DataRow(data, rows[b + 2])];
+
+        __builtin_prefetch(data->indices + e);
+        if (data->weights)
+            __builtin_prefetch(data->weights + e);
+    }
+    if (b + 1 < b1)
+        PrefetchRowStart(data, DataRow(data, rows[b + 1]), k);
+}
+
 /*
  * The positives' part of the interaction loss of one row with output x:
  * the sum over its positives of c (1 - s)^2 - s^2, s = x.y_i, and when g
@@ -616,9 +656,7 @@ RowPositives(const ItMlpData *data, int32_t row, const ItMlpTrainParams *p,
     int64_t     e;
     int         line;
 
-    for (e = start; e < end && e < start + IT_MLP_PREFETCH; e++)
-        for (line = 0; line < k; line += 16)
-            __builtin_prefetch(data->Y + (size_t) data->indices[e] * k + line);
+    PrefetchRowStart(data, row, k);
     for (e = start; e < end; e++)
     {
         const float *y = data->Y + (size_t) data->indices[e] * k;
@@ -646,7 +684,7 @@ RowPositives(const ItMlpData *data, int32_t row, const ItMlpTrainParams *p,
  * gradient added to dout's rows.  Touches only those rows: the worker
  * threads run it on disjoint ranges (and call nothing else).
  */
-static void
+IT_CLONES static void
 InteractionRows(const MlpCtx *ctx, const int32_t *rows, int b0, int b1, double f,
                 double scale, float *dout)
 {
@@ -654,8 +692,7 @@ InteractionRows(const MlpCtx *ctx, const int32_t *rows, int b0, int b1, double f
     const ItMlpTrainParams *p = ctx->p;
     MlpWork    *w = ctx->w;
     int         k = ctx->layout->output;
-    int         b,
-                j;
+    int         b;
 
     for (b = b0; b < b1; b++)
     {
@@ -666,6 +703,7 @@ InteractionRows(const MlpCtx *ctx, const int32_t *rows, int b0, int b1, double f
         double      fu = f;
         double      l = 0.0;
 
+        PrefetchRowsAhead(data, rows, b, b1, k);
         if (p->user_normalise)
         {
             double      cs = RowConfidence(data, row, p);
@@ -673,12 +711,10 @@ InteractionRows(const MlpCtx *ctx, const int32_t *rows, int b0, int b1, double f
             if (cs > 0.0)
                 fu = f / cs;
         }
-        for (j = 0; j < k; j++)
-        {
-            l += (double) x[j] * gx[j];
-            if (g)
-                g[j] += (float) (scale * fu * 2.0 * gx[j]);
-        }
+        /* x'YtY x and its gradient, in the vectorised loops of the positives */
+        l = DotLanes(x, gx, k);
+        if (g)
+            AxpyLanes((float) (scale * fu * 2.0), gx, g, k);
         l += RowPositives(data, row, p, x, g, scale * fu, k);
         w->lrow[b] = fu * l;
     }
@@ -689,24 +725,29 @@ InteractionRows(const MlpCtx *ctx, const int32_t *rows, int b0, int b1, double f
  * rows of a block are cut into ranges of about equal positives, the
  * calling thread takes the first, each worker one of the others; each
  * row's loss goes to its own slot and the calling thread sums them in
- * order, so the result does not depend on the threads.  The workers wait
- * between blocks (a condition variable) and are started and joined by
- * it_mlp_train; they call no BLAS and nothing outside this file and libc.
- * Blocks with fewer than IT_MLP_POOL_MIN_POSITIVES positives, where
- * waking a thread costs about what it saves, stay on the calling thread.
+ * order, so the result does not depend on the threads.  They are started
+ * and joined by it_mlp_train and call no BLAS and nothing outside this
+ * file and libc.  A block of users takes some ten microseconds, about
+ * what waking a thread from a condition variable costs on a virtual
+ * machine: so between blocks a worker spins (IT_MLP_POOL_SPINS pauses,
+ * a few hundred microseconds, longer than the calling thread's products
+ * between two blocks) and only then sleeps on the condition variable, and
+ * the calling thread waits for the workers spinning.  Blocks with fewer than
+ * IT_MLP_POOL_MIN_POSITIVES positives stay on the calling thread.
  */
-#define IT_MLP_POOL_MIN_POSITIVES 2048
+#define IT_MLP_POOL_MIN_POSITIVES 256
+#define IT_MLP_POOL_SPINS       (1 << 14)
 
 typedef struct MlpPool
 {
-    pthread_mutex_t mu;
+    pthread_mutex_t mu;         /* guards sleepers; go's mutex */
     pthread_cond_t go;
-    pthread_cond_t done;
     int         nthreads;       /* the calling thread included */
     int         started;        /* workers running */
-    uint64_t    generation;     /* of the current block */
-    int         pending;        /* workers still on it */
-    int         quit;
+    int         sleepers;       /* workers waiting on go */
+    uint64_t    generation;     /* atomic: of the current block */
+    int         pending;        /* atomic: workers still on it */
+    int         quit;           /* atomic */
     /* the current block */
     const MlpCtx *ctx;
     const int32_t *rows;
@@ -722,6 +763,46 @@ typedef struct MlpPool
     }           args[IT_ALS_MAX_THREADS];
 } MlpPool;
 
+static inline void
+CpuRelax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Waits until the pool's generation is no longer seen, or it quits. */
+static void
+PoolWait(MlpPool *pool, uint64_t seen)
+{
+    int         spins;
+
+    for (spins = 0; spins < IT_MLP_POOL_SPINS; spins++)
+    {
+        if (__atomic_load_n(&pool->generation, __ATOMIC_ACQUIRE) != seen ||
+            __atomic_load_n(&pool->quit, __ATOMIC_ACQUIRE))
+            return;
+        CpuRelax();
+    }
+    pthread_mutex_lock(&pool->mu);
+    pool->sleepers++;
+    while (__atomic_load_n(&pool->generation, __ATOMIC_ACQUIRE) == seen &&
+           !__atomic_load_n(&pool->quit, __ATOMIC_ACQUIRE))
+        pthread_cond_wait(&pool->go, &pool->mu);
+    pool->sleepers--;
+    pthread_mutex_unlock(&pool->mu);
+}
+
+/* Wakes the workers that sleep (those that spin see the store themselves). */
+static void
+PoolWake(MlpPool *pool)
+{
+    pthread_mutex_lock(&pool->mu);
+    if (pool->sleepers > 0)
+        pthread_cond_broadcast(&pool->go);
+    pthread_mutex_unlock(&pool->mu);
+}
+
 static void *
 PoolWorker(void *arg)
 {
@@ -731,28 +812,13 @@ PoolWorker(void *arg)
 
     for (;;)
     {
-        int         b0,
-                    b1;
-
-        pthread_mutex_lock(&pool->mu);
-        while (pool->generation == seen && !pool->quit)
-            pthread_cond_wait(&pool->go, &pool->mu);
-        if (pool->quit)
-        {
-            pthread_mutex_unlock(&pool->mu);
+        PoolWait(pool, seen);
+        if (__atomic_load_n(&pool->quit, __ATOMIC_ACQUIRE))
             return NULL;
-        }
-        seen = pool->generation;
-        b0 = pool->cut[a->t];
-        b1 = pool->cut[a->t + 1];
-        pthread_mutex_unlock(&pool->mu);
-
-        InteractionRows(pool->ctx, pool->rows, b0, b1, pool->f, pool->scale, pool->dout);
-
-        pthread_mutex_lock(&pool->mu);
-        if (--pool->pending == 0)
-            pthread_cond_signal(&pool->done);
-        pthread_mutex_unlock(&pool->mu);
+        seen = __atomic_load_n(&pool->generation, __ATOMIC_ACQUIRE);
+        InteractionRows(pool->ctx, pool->rows, pool->cut[a->t], pool->cut[a->t + 1],
+                        pool->f, pool->scale, pool->dout);
+        __atomic_fetch_sub(&pool->pending, 1, __ATOMIC_RELEASE);
     }
 }
 
@@ -770,7 +836,6 @@ PoolStart(MlpPool *pool, int threads)
         return false;
     pthread_mutex_init(&pool->mu, NULL);
     pthread_cond_init(&pool->go, NULL);
-    pthread_cond_init(&pool->done, NULL);
     for (t = 1; t < threads; t++)
     {
         pool->args[t - 1].pool = pool;
@@ -783,7 +848,6 @@ PoolStart(MlpPool *pool, int threads)
     {
         pthread_mutex_destroy(&pool->mu);
         pthread_cond_destroy(&pool->go);
-        pthread_cond_destroy(&pool->done);
         return false;
     }
     return true;
@@ -794,15 +858,12 @@ PoolStop(MlpPool *pool)
 {
     int         t;
 
-    pthread_mutex_lock(&pool->mu);
-    pool->quit = 1;
-    pthread_cond_broadcast(&pool->go);
-    pthread_mutex_unlock(&pool->mu);
+    __atomic_store_n(&pool->quit, 1, __ATOMIC_RELEASE);
+    PoolWake(pool);
     for (t = 0; t < pool->started; t++)
         pthread_join(pool->tids[t], NULL);
     pthread_mutex_destroy(&pool->mu);
     pthread_cond_destroy(&pool->go);
-    pthread_cond_destroy(&pool->done);
 }
 
 /*
@@ -840,23 +901,25 @@ PoolRun(MlpPool *pool, const MlpCtx *ctx, const int32_t *rows, int nb, double f,
     while (t <= pool->nthreads)
         pool->cut[t++] = nb;
 
-    pthread_mutex_lock(&pool->mu);
     pool->ctx = ctx;
     pool->rows = rows;
     pool->f = f;
     pool->scale = scale;
     pool->dout = dout;
-    pool->pending = pool->started;
-    pool->generation++;
-    pthread_cond_broadcast(&pool->go);
-    pthread_mutex_unlock(&pool->mu);
+    __atomic_store_n(&pool->pending, pool->started, __ATOMIC_RELAXED);
+    __atomic_store_n(&pool->generation, pool->generation + 1, __ATOMIC_RELEASE);
+    PoolWake(pool);
 
     InteractionRows(ctx, rows, pool->cut[0], pool->cut[1], f, scale, dout);
 
-    pthread_mutex_lock(&pool->mu);
-    while (pool->pending > 0)
-        pthread_cond_wait(&pool->done, &pool->mu);
-    pthread_mutex_unlock(&pool->mu);
+    for (unsigned spins = 1; __atomic_load_n(&pool->pending, __ATOMIC_ACQUIRE) > 0; spins++)
+    {
+        /* a worker may be descheduled (more threads than cores): let it run */
+        if (spins % 4096 == 0)
+            sched_yield();
+        else
+            CpuRelax();
+    }
     return true;
 }
 
@@ -925,8 +988,13 @@ GatherRows(const MlpCtx *ctx, const int32_t *rows, int nb)
     int         b;
 
     for (b = 0; b < nb; b++)
+    {
+        /* shuffled rows: fetch a few ahead (a row of inputs is short) */
+        if (b + 4 < nb)
+            __builtin_prefetch(ctx->data->X + (size_t) rows[b + 4] * d);
         memcpy(ctx->w->xb + (size_t) b * d, ctx->data->X + (size_t) rows[b] * d,
                sizeof(float) * d);
+    }
 }
 
 /*
@@ -1448,7 +1516,7 @@ it_mlp_population_vector(const ItMlpData *data, const ItMlpTrainParams *p,
  * while no worker runs: with workers, every IT_MLP_POOL_STOP_BATCHES
  * minibatches, between stopping them and starting them again.
  */
-#define IT_MLP_POOL_STOP_BATCHES 16
+#define IT_MLP_POOL_STOP_BATCHES 64
 
 static int
 CheckStop(MlpCtx *ctx, MlpPool *pool, const ItMlpTrainParams *p, int64_t t)

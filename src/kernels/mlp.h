@@ -188,7 +188,7 @@ typedef struct ItMlpTrainParams
 
     /*
      * Called on the calling thread (never from another thread) once per
-     * minibatch (when worker threads run, every 16 minibatches, while
+     * minibatch (when worker threads run, every 64 minibatches, while
      * they are stopped), between parameter updates; a non-zero return stops
      * training with IT_MLP_ESTOPPED (params then hold the best epoch so
      * far, or when no epoch has finished the initial parameters, with the

@@ -1201,7 +1201,7 @@ StopAfter(void *arg)
 /*
  * Worker threads share the interaction loss of batches with many
  * positives: the same parameters, losses and precisions as one thread, to
- * the bit; should_stop is then asked every 16 minibatches, while they are
+ * the bit; should_stop is then asked every 64 minibatches, while they are
  * stopped, and still stops training.
  */
 TEST(test_threads_same_result)
@@ -1233,7 +1233,7 @@ TEST(test_threads_same_result)
     data.baseline = s.popularity;
     it_mlp_default_params(&p);
     p.epochs = 20;
-    p.batch = 256;              /* 2 minibatches an epoch, 13 positives a row */
+    p.batch = 128;              /* 4 minibatches an epoch, 13 positives a row */
     p.patience = 0;
     p.should_stop = StopAfter;
     p.should_stop_arg = &never;
@@ -1242,13 +1242,13 @@ TEST(test_threads_same_result)
     stop_calls = 0;
     it_mlp_init(one, &lay, 5);
     rc = it_mlp_train(one, &lay, &data, &p, ws, h1, &r1);
-    CHECK(rc == IT_MLP_OK && stop_calls == 40, "one thread: status %d, asked %d times", rc, stop_calls);
+    CHECK(rc == IT_MLP_OK && stop_calls == 80, "one thread: status %d, asked %d times", rc, stop_calls);
 
     p.threads = 3;
     stop_calls = 0;
     it_mlp_init(three, &lay, 5);
     rc = it_mlp_train(three, &lay, &data, &p, ws, h3, &r3);
-    CHECK(rc == IT_MLP_OK && stop_calls == 3, "three threads: status %d, asked %d times (the workers ran)",
+    CHECK(rc == IT_MLP_OK && stop_calls == 2, "three threads: status %d, asked %d times (the workers ran)",
           rc, stop_calls);
     CHECK(memcmp(one, three, sizeof(float) * P) == 0, "the same parameters");
     for (i = 0; i < 20; i++)
@@ -1256,21 +1256,21 @@ TEST(test_threads_same_result)
               h1[i].val_precision == h3[i].val_precision, "epoch %d the same", i + 1);
     CHECK(r1.best_epoch == r3.best_epoch && r1.best_val_loss == r3.best_val_loss, "the same best epoch");
 
-    /* stopping: asked before minibatch 16, training ends there */
+    /* stopping: asked before minibatch 64, training ends there */
     p.should_stop_arg = &limit;
     stop_calls = 0;
     it_mlp_init(three, &lay, 5);
     rc = it_mlp_train(three, &lay, &data, &p, ws, h3, &r3);
-    CHECK(rc == IT_MLP_ESTOPPED && stop_calls == 2 && r3.epochs_run == 8,
+    CHECK(rc == IT_MLP_ESTOPPED && stop_calls == 2 && r3.epochs_run == 16,
           "stopped: status %d, asked %d times, %d epochs", rc, stop_calls, r3.epochs_run);
 
     /* a batch with few positives stays on the calling thread: asked every minibatch */
-    p.batch = 64;
+    p.batch = 16;
     p.should_stop_arg = &never;
     stop_calls = 0;
     it_mlp_init(three, &lay, 5);
     rc = it_mlp_train(three, &lay, &data, &p, ws, h3, &r3);
-    CHECK(rc == IT_MLP_OK && stop_calls == 20 * 7, "batches of 64: asked %d times", stop_calls);
+    CHECK(rc == IT_MLP_OK && stop_calls == 20 * 25, "batches of 16: asked %d times", stop_calls);
     FreePlanted(&s);
     free(one);
     free(three);
