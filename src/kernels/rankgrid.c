@@ -197,8 +197,9 @@ it_rank_grid_precision(const float *U, int shared, int64_t n, int kdim,
                         int         ntop,
                                     hits;
 
-                        Blend(block + (size_t) b * m, pop, blends[j], m, blended);
-                        ntop = it_topk(blended, m, NULL, 0, k, top_idx, top_val);
+                        /* the blend computed on the fly, as Blend would write it */
+                        ntop = it_topk_blend(block + (size_t) b * m, pop, blends[j], m,
+                                             NULL, 0, k, top_idx, top_val);
                         hits = CountHits(top_idx, ntop, flags);
                         precision[j] += (double) hits / k;
                         if (row_hits)
@@ -221,6 +222,30 @@ it_rank_grid_precision(const float *U, int shared, int64_t n, int kdim,
     return 0;
 }
 
+/*
+ * x . y in double over DOT_LANES partial sums in a fixed order (a single
+ * running sum is a chain of dependent additions, and the compiler may not
+ * reorder it): the same result on every machine with the same rounding.
+ */
+#define DOT_LANES 8
+
+static inline double
+DotDouble(const float *restrict x, const float *restrict y, int k)
+{
+    double      acc[DOT_LANES] = {0};
+    double      s;
+    int         j = 0,
+                q;
+
+    for (; j + DOT_LANES <= k; j += DOT_LANES)
+        for (q = 0; q < DOT_LANES; q++)
+            acc[q] += (double) x[j + q] * y[j + q];
+    s = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+    for (; j < k; j++)
+        s += (double) x[j] * y[j];
+    return s;
+}
+
 int
 it_als_row_losses(const float *U, int shared, int64_t n, int k,
                   const float *Y, const float *YtY,
@@ -240,18 +265,16 @@ it_als_row_losses(const float *U, int shared, int64_t n, int k,
         if (r == 0 || !shared)
             cblas_sgemv(CblasRowMajor, CblasNoTrans, k, k, 1.0f, YtY, k, x, 1,
                         0.0f, workspace, 1);
-        for (int j = 0; j < k; j++)
-            l += (double) x[j] * workspace[j];
+        l = DotDouble(x, workspace, k);
         for (int64_t e = ptr[r]; e < ptr[r + 1]; e++)
         {
             const float *y = Y + (size_t) idx[e] * k;
             double      c = 1.0 + (double) alpha * w[e];
-            double      sc = 0.0;
+            double      sc;
 
             if (!(w[e] >= pos_min_weight))
                 continue;
-            for (int j = 0; j < k; j++)
-                sc += (double) x[j] * y[j];
+            sc = DotDouble(x, y, k);
             l += c * (1.0 - sc) * (1.0 - sc) - sc * sc;
         }
         out[r] = l;
