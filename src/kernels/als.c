@@ -480,14 +480,6 @@ Serve(AlsShared *s)
     }
 }
 
-static inline void
-CpuRelax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
-
 /*
  * Dense part of a block for thread t: the calling thread (t = 0) computes
  * it at once; a worker posts it to the calling thread and collects it with
@@ -524,7 +516,7 @@ WaitDense(AlsShared *s, int t)
         if (++spins % 4096 == 0)
             sched_yield();
         else
-            CpuRelax();
+            it_cpu_relax();
     }
     __atomic_store_n(&q->state, IT_REQ_IDLE, __ATOMIC_RELAXED);
 }
@@ -832,7 +824,7 @@ it_als_half_step_loss(const ItCsr *R, const float *Y, const float *YtY,
     while (__atomic_load_n(&s.finished, __ATOMIC_ACQUIRE) < s.workers)
     {
         Serve(&s);
-        CpuRelax();
+        it_cpu_relax();
     }
     for (t = 0; t < s.workers; t++)
         pthread_join(tids[t], NULL);

@@ -32,4 +32,13 @@ int         it_start_threads(void *(*fn) (void *), void **args, int n, pthread_t
  */
 void        it_run_parts(void *(*fn) (void *), void **args, int n);
 
+/* One pause of a thread spinning on another's flag (x86's PAUSE). */
+static inline void
+it_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 #endif                          /* IT_CLONES_H */

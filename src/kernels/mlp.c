@@ -763,14 +763,6 @@ typedef struct MlpPool
     }           args[IT_ALS_MAX_THREADS];
 } MlpPool;
 
-static inline void
-CpuRelax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
-
 /* Waits until the pool's generation is no longer seen, or it quits. */
 static void
 PoolWait(MlpPool *pool, uint64_t seen)
@@ -782,7 +774,7 @@ PoolWait(MlpPool *pool, uint64_t seen)
         if (__atomic_load_n(&pool->generation, __ATOMIC_ACQUIRE) != seen ||
             __atomic_load_n(&pool->quit, __ATOMIC_ACQUIRE))
             return;
-        CpuRelax();
+        it_cpu_relax();
     }
     pthread_mutex_lock(&pool->mu);
     pool->sleepers++;
@@ -918,7 +910,7 @@ PoolRun(MlpPool *pool, const MlpCtx *ctx, const int32_t *rows, int nb, double f,
         if (spins % 4096 == 0)
             sched_yield();
         else
-            CpuRelax();
+            it_cpu_relax();
     }
     return true;
 }
