@@ -643,7 +643,7 @@ PrefetchRowsAhead(const ItMlpData *data, const int32_t *rows, int b, int b1, int
  * are read in the order of the row's entries, scattered over Y (for the
  * item side, the users' vectors: larger than the caches), so those of
  * the positives a few entries ahead are prefetched while the current one
- * is computed.  Compiled for the machine's vector units (clones.h); the
+ * is computed (the first ones were, by InteractionRows).  Compiled for the machine's vector units (clones.h); the
  * order of the additions is the same in every clone.
  */
 IT_CLONES static double
@@ -656,7 +656,6 @@ RowPositives(const ItMlpData *data, int32_t row, const ItMlpTrainParams *p,
     int64_t     e;
     int         line;
 
-    PrefetchRowStart(data, row, k);
     for (e = start; e < end; e++)
     {
         const float *y = data->Y + (size_t) data->indices[e] * k;
@@ -703,6 +702,8 @@ InteractionRows(const MlpCtx *ctx, const int32_t *rows, int b0, int b1, double f
         double      fu = f;
         double      l = 0.0;
 
+        if (b == b0)
+            PrefetchRowStart(data, row, k);     /* no row before fetched it */
         PrefetchRowsAhead(data, rows, b, b1, k);
         if (p->user_normalise)
         {
