@@ -32,6 +32,48 @@ int         it_start_threads(void *(*fn) (void *), void **args, int n, pthread_t
  */
 void        it_run_parts(void *(*fn) (void *), void **args, int n);
 
+/*
+ * A team for one call (team.c): the calling thread and up to
+ * IT_TEAM_MAX - 1 workers, started by it_team_start and joined by
+ * it_team_stop before the call returns.  it_team_run(team, fn, args, n)
+ * runs fn(args[0]) on the caller and fn(args[t]) on worker t, any part no
+ * worker sits at on the caller too, and returns when all are done; a
+ * worker spins up to spins pauses for the next job before it sleeps.
+ * it_team_start returns false, and it_team_run then runs every part on
+ * the caller, when no worker would start (threads < 2).
+ */
+#include <stdbool.h>
+#include <stdint.h>
+
+#define IT_TEAM_MAX 64
+
+typedef struct ItTeam
+{
+    pthread_mutex_t mu;         /* guards sleepers; go's mutex */
+    pthread_cond_t go;
+    int         nthreads;       /* the calling thread included */
+    int         started;        /* workers running */
+    int         sleepers;       /* workers waiting on go */
+    unsigned    spins;
+    uint64_t    generation;     /* atomic: of the current job */
+    int         pending;        /* atomic: workers still on it */
+    int         quit;           /* atomic */
+    /* the current job */
+    void       *(*fn) (void *);
+    void      **args;
+    int         nparts;
+    pthread_t   tids[IT_TEAM_MAX];
+    struct ItTeamSeat
+    {
+        struct ItTeam *team;
+        int         t;
+    }           seats[IT_TEAM_MAX];
+} ItTeam;
+
+bool        it_team_start(ItTeam *team, int threads, unsigned spins);
+void        it_team_run(ItTeam *team, void *(*fn) (void *), void **args, int n);
+void        it_team_stop(ItTeam *team);
+
 /* One pause of a thread spinning on another's flag (x86's PAUSE). */
 static inline void
 it_cpu_relax(void)

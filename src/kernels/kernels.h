@@ -535,8 +535,8 @@ int64_t     it_q8_shortlist(const float *scores, const ItQ8Rescan *rescan, float
                             int32_t *top_idx, float *top_score, int32_t *list, float *list_score, int64_t cap);
 
 /*
- * it_q8_shortlist from the 4-bit copy's block maxima (q4: the 4-bit copy
- * and the 8-bit query, for the blocks of excluded items; tol4_block and
+ * it_q8_shortlist from the 4-bit copy's block maxima, which it scans first
+ * into block_max (q4: the 4-bit copy and the 8-bit query; tol4_block and
  * tol4_const its bounds): the blocks that can hold one of the k best items
  * are scored again from the 8-bit copy (Q8, scale8; tol8 indexed from lo,
  * tol8_block by block, tol8_const the query's bound for that copy), and
@@ -544,9 +544,10 @@ int64_t     it_q8_shortlist(const float *scores, const ItQ8Rescan *rescan, float
  * 8-bit bounds are listed (i - lo, ascending, not excluded) with their
  * 8-bit scores in list_score (when not NULL), as many as fit in cap.
  * Returns their number, or -1 when there is no bound (rank the range
- * otherwise).  Reads only the candidate blocks of the 8-bit copy, over up
- * to nthreads threads when there are many (the same list for any number).
- * block_max (it_q8_blocks(lo, hi) entries) is overwritten; blocks
+ * otherwise).  Scans the 4-bit copy, and then reads only the candidate
+ * blocks of the 8-bit copy, over up to nthreads threads (started once for
+ * both, joined before it returns): the same list for any number.
+ * block_max (it_q8_blocks(lo, hi) entries) is scratch; blocks
  * (it_q8_blocks(lo, hi) entries) and block_scores (IT_Q8_BLOCK times
  * that) are scratch; top_idx/top_score: k entries of scratch.
  */

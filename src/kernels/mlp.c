@@ -10,8 +10,6 @@
  * Top-k selection is it_topk (topk.c).
  */
 #include <math.h>
-#include <pthread.h>
-#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -739,124 +737,44 @@ InteractionRows(const MlpCtx *ctx, const int32_t *rows, int b0, int b1, double f
 #define IT_MLP_POOL_MIN_POSITIVES 256
 #define IT_MLP_POOL_SPINS       (1 << 14)
 
-typedef struct MlpPool
+typedef struct MlpPart
 {
-    pthread_mutex_t mu;         /* guards sleepers; go's mutex */
-    pthread_cond_t go;
-    int         nthreads;       /* the calling thread included */
-    int         started;        /* workers running */
-    int         sleepers;       /* workers waiting on go */
-    uint64_t    generation;     /* atomic: of the current block */
-    int         pending;        /* atomic: workers still on it */
-    int         quit;           /* atomic */
-    /* the current block */
     const MlpCtx *ctx;
     const int32_t *rows;
+    int         from;
+    int         to;
     double      f;
     double      scale;
     float      *dout;
-    int         cut[IT_ALS_MAX_THREADS + 1];
-    pthread_t   tids[IT_ALS_MAX_THREADS];
-    struct MlpWorkerArg
-    {
-        struct MlpPool *pool;
-        int         t;
-    }           args[IT_ALS_MAX_THREADS];
+} MlpPart;
+
+typedef struct MlpPool
+{
+    ItTeam      team;
+    MlpPart     parts[IT_TEAM_MAX];
+    void       *args[IT_TEAM_MAX];
 } MlpPool;
 
-/* Waits until the pool's generation is no longer seen, or it quits. */
-static void
-PoolWait(MlpPool *pool, uint64_t seen)
-{
-    int         spins;
-
-    for (spins = 0; spins < IT_MLP_POOL_SPINS; spins++)
-    {
-        if (__atomic_load_n(&pool->generation, __ATOMIC_ACQUIRE) != seen ||
-            __atomic_load_n(&pool->quit, __ATOMIC_ACQUIRE))
-            return;
-        it_cpu_relax();
-    }
-    pthread_mutex_lock(&pool->mu);
-    pool->sleepers++;
-    while (__atomic_load_n(&pool->generation, __ATOMIC_ACQUIRE) == seen &&
-           !__atomic_load_n(&pool->quit, __ATOMIC_ACQUIRE))
-        pthread_cond_wait(&pool->go, &pool->mu);
-    pool->sleepers--;
-    pthread_mutex_unlock(&pool->mu);
-}
-
-/* Wakes the workers that sleep (those that spin see the store themselves). */
-static void
-PoolWake(MlpPool *pool)
-{
-    pthread_mutex_lock(&pool->mu);
-    if (pool->sleepers > 0)
-        pthread_cond_broadcast(&pool->go);
-    pthread_mutex_unlock(&pool->mu);
-}
-
 static void *
-PoolWorker(void *arg)
+PoolPart(void *arg)
 {
-    struct MlpWorkerArg *a = arg;
-    MlpPool    *pool = a->pool;
-    uint64_t    seen = 0;
+    const MlpPart *part = arg;
 
-    for (;;)
-    {
-        PoolWait(pool, seen);
-        if (__atomic_load_n(&pool->quit, __ATOMIC_ACQUIRE))
-            return NULL;
-        seen = __atomic_load_n(&pool->generation, __ATOMIC_ACQUIRE);
-        InteractionRows(pool->ctx, pool->rows, pool->cut[a->t], pool->cut[a->t + 1],
-                        pool->f, pool->scale, pool->dout);
-        __atomic_fetch_sub(&pool->pending, 1, __ATOMIC_RELEASE);
-    }
+    InteractionRows(part->ctx, part->rows, part->from, part->to, part->f, part->scale, part->dout);
+    return NULL;
 }
 
 /* Starts the workers; false (and nothing running) when none would start. */
 static bool
 PoolStart(MlpPool *pool, int threads)
 {
-    void       *argp[IT_ALS_MAX_THREADS];
-    int         t;
-
-    memset(pool, 0, sizeof(*pool));
-    if (threads > IT_ALS_MAX_THREADS)
-        threads = IT_ALS_MAX_THREADS;
-    if (threads < 2)
-        return false;
-    pthread_mutex_init(&pool->mu, NULL);
-    pthread_cond_init(&pool->go, NULL);
-    for (t = 1; t < threads; t++)
-    {
-        pool->args[t - 1].pool = pool;
-        pool->args[t - 1].t = t;
-        argp[t - 1] = &pool->args[t - 1];
-    }
-    pool->started = it_start_threads(PoolWorker, argp, threads - 1, pool->tids);
-    pool->nthreads = pool->started + 1;
-    if (pool->started == 0)
-    {
-        pthread_mutex_destroy(&pool->mu);
-        pthread_cond_destroy(&pool->go);
-        return false;
-    }
-    return true;
+    return it_team_start(&pool->team, threads, IT_MLP_POOL_SPINS);
 }
 
 static void
 PoolStop(MlpPool *pool)
 {
-    int         t;
-
-    __atomic_store_n(&pool->quit, 1, __ATOMIC_RELEASE);
-    PoolWake(pool);
-    for (t = 0; t < pool->started; t++)
-        pthread_join(pool->tids[t], NULL);
-    pthread_mutex_destroy(&pool->mu);
-    pthread_cond_destroy(&pool->go);
+    it_team_stop(&pool->team);
 }
 
 /*
@@ -870,6 +788,8 @@ PoolRun(MlpPool *pool, const MlpCtx *ctx, const int32_t *rows, int nb, double f,
     const ItMlpData *data = ctx->data;
     int64_t     total = 0,
                 acc = 0;
+    int         nthreads = pool->team.nthreads;
+    int         cut[IT_TEAM_MAX + 1];
     int         b,
                 t = 1;
 
@@ -882,37 +802,24 @@ PoolRun(MlpPool *pool, const MlpCtx *ctx, const int32_t *rows, int nb, double f,
     if (total < IT_MLP_POOL_MIN_POSITIVES)
         return false;
     /* cut where the positives (plus one a row) reach t / nthreads of them */
-    pool->cut[0] = 0;
-    for (b = 0; b < nb && t < pool->nthreads; b++)
+    cut[0] = 0;
+    for (b = 0; b < nb && t < nthreads; b++)
     {
         int32_t     row = DataRow(data, rows[b]);
 
         acc += data->indptr[row + 1] - data->indptr[row] + 1;
-        while (t < pool->nthreads && acc * pool->nthreads >= total * t)
-            pool->cut[t++] = b + 1;
+        while (t < nthreads && acc * nthreads >= total * t)
+            cut[t++] = b + 1;
     }
-    while (t <= pool->nthreads)
-        pool->cut[t++] = nb;
+    while (t <= nthreads)
+        cut[t++] = nb;
 
-    pool->ctx = ctx;
-    pool->rows = rows;
-    pool->f = f;
-    pool->scale = scale;
-    pool->dout = dout;
-    __atomic_store_n(&pool->pending, pool->started, __ATOMIC_RELAXED);
-    __atomic_store_n(&pool->generation, pool->generation + 1, __ATOMIC_RELEASE);
-    PoolWake(pool);
-
-    InteractionRows(ctx, rows, pool->cut[0], pool->cut[1], f, scale, dout);
-
-    for (unsigned spins = 1; __atomic_load_n(&pool->pending, __ATOMIC_ACQUIRE) > 0; spins++)
+    for (t = 0; t < nthreads; t++)
     {
-        /* a worker may be descheduled (more threads than cores): let it run */
-        if (spins % 4096 == 0)
-            sched_yield();
-        else
-            it_cpu_relax();
+        pool->parts[t] = (MlpPart) {ctx, rows, cut[t], cut[t + 1], f, scale, dout};
+        pool->args[t] = &pool->parts[t];
     }
+    it_team_run(&pool->team, PoolPart, pool->args, nthreads);
     return true;
 }
 

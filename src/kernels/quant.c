@@ -727,13 +727,18 @@ it_q4_scores(const uint8_t *Q, const float *scale, int64_t lo, int64_t hi, int k
 }
 
 /*
- * A scan over threads: [lo, hi) cut at block boundaries into nthreads
- * parts, one scanned by the caller, the others by threads started for
- * the call (it_start_threads: every signal blocked).  Each item's score
- * and each block's maximum is computed as fn computes it alone, so the
- * result does not depend on the number of threads.
+ * A scan over threads: [lo, hi) cut at block boundaries into chunks (about
+ * 8 per thread, at most SCAN_CHUNK_BLOCKS blocks each) that the caller and
+ * the threads claim one at a time, so a thread that starts late takes
+ * fewer; the threads are started
+ * for the call (it_run_parts, it_start_threads: every signal blocked) or
+ * are the caller's team.  Each item's score and each block's maximum is
+ * computed as fn computes it alone, so the result depends neither on the
+ * number of threads nor on who scanned which chunk.
  */
-typedef struct ScanPart
+#define SCAN_CHUNK_BLOCKS 1024
+
+typedef struct ScanJob
 {
     AnyScoresFn fn;
     const void *Q;
@@ -745,27 +750,43 @@ typedef struct ScanPart
     float       sx;
     float      *scores;
     float      *block_max;
-} ScanPart;
+    int64_t     chunk;          /* blocks a chunk */
+    int64_t     nchunks;
+    int64_t     next;           /* atomic: the next chunk to claim */
+} ScanJob;
 
 static void *
-ScanPartRun(void *arg)
+ScanClaim(void *arg)
 {
-    ScanPart   *p = (ScanPart *) arg;
+    ScanJob    *j = arg;
+    int64_t     b0 = j->lo / IT_Q8_BLOCK;
 
-    p->fn(p->Q, p->scale, p->lo, p->hi, p->k, p->qx, p->sx, p->scores, p->block_max);
-    return NULL;
+    for (;;)
+    {
+        int64_t     c = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+        int64_t     from;
+        int64_t     to;
+
+        if (c >= j->nchunks)
+            return NULL;
+        from = c == 0 ? j->lo : (b0 + c * j->chunk) * IT_Q8_BLOCK;
+        to = (b0 + (c + 1) * j->chunk) * IT_Q8_BLOCK;
+        to = to < j->hi ? to : j->hi;
+        j->fn(j->Q, j->scale, from, to, j->k, j->qx, j->sx, j->scores != NULL ? j->scores + (from - j->lo) : NULL,
+              j->block_max != NULL ? j->block_max + c * j->chunk : NULL);
+    }
 }
 
 static void
 ScanThreads(AnyScoresFn fn, const void *Q, const float *scale, int64_t lo, int64_t hi, int k,
-            const int8_t *qx, float sx, float *scores, float *block_max, int nthreads)
+            const int8_t *qx, float sx, float *scores, float *block_max, int nthreads, ItTeam *team)
 {
-    ScanPart    parts[IT_Q8_MAX_SCAN_THREADS];
     void       *args[IT_Q8_MAX_SCAN_THREADS];
     int64_t     blocks = it_q8_blocks(lo, hi);
-    int64_t     start = lo;
-    int         nparts;
+    ScanJob     job = {fn, Q, scale, lo, hi, k, qx, sx, scores, block_max};
 
+    if (team != NULL)
+        nthreads = team->nthreads;
     if (nthreads > IT_Q8_MAX_SCAN_THREADS)
         nthreads = IT_Q8_MAX_SCAN_THREADS;
     if (nthreads < 2 || blocks < 2 * nthreads)
@@ -773,28 +794,15 @@ ScanThreads(AnyScoresFn fn, const void *Q, const float *scale, int64_t lo, int64
         fn(Q, scale, lo, hi, k, qx, sx, scores, block_max);
         return;
     }
-    /* part t: blocks [blocks * t / n, blocks * (t + 1) / n) of the range */
-    for (nparts = 0; nparts < nthreads; nparts++)
-    {
-        int64_t     end_block = blocks * (nparts + 1) / nthreads;
-        int64_t     end = nparts == nthreads - 1 ? hi : (lo / IT_Q8_BLOCK + end_block) * IT_Q8_BLOCK;
-        int64_t     first_block = blocks * nparts / nthreads;
-        ScanPart   *p = &parts[nparts];
-
-        p->fn = fn;
-        p->Q = Q;
-        p->scale = scale;
-        p->lo = start;
-        p->hi = end;
-        p->k = k;
-        p->qx = qx;
-        p->sx = sx;
-        p->scores = scores != NULL ? scores + (start - lo) : NULL;
-        p->block_max = block_max != NULL ? block_max + first_block : NULL;
-        args[nparts] = p;
-        start = end;
-    }
-    it_run_parts(ScanPartRun, args, nparts);
+    job.chunk = (blocks + 8 * nthreads - 1) / (8 * nthreads);
+    job.chunk = job.chunk < SCAN_CHUNK_BLOCKS ? job.chunk : SCAN_CHUNK_BLOCKS;
+    job.nchunks = (blocks + job.chunk - 1) / job.chunk;
+    for (int t = 0; t < nthreads; t++)
+        args[t] = &job;
+    if (team != NULL)
+        it_team_run(team, ScanClaim, args, nthreads);
+    else
+        it_run_parts(ScanClaim, args, nthreads);
 }
 
 static void
@@ -817,14 +825,14 @@ it_q8_scores_threads(const int8_t *Q, const float *scale, int64_t lo, int64_t hi
 {
     /* picked before any thread reads it */
     it_scan_pick();
-    ScanThreads(Q8Scores, Q, scale, lo, hi, k, qx, sx, scores, block_max, nthreads);
+    ScanThreads(Q8Scores, Q, scale, lo, hi, k, qx, sx, scores, block_max, nthreads, NULL);
 }
 
 void
 it_q4_scores_threads(const uint8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
                      const int8_t *qx, float sx, float *scores, float *block_max, int nthreads)
 {
-    ScanThreads(BestOf(Q4Scans, &Q4Best), Q, scale, lo, hi, k, qx, sx, scores, block_max, nthreads);
+    ScanThreads(BestOf(Q4Scans, &Q4Best), Q, scale, lo, hi, k, qx, sx, scores, block_max, nthreads, NULL);
 }
 
 /*
@@ -1159,6 +1167,67 @@ FloatBelow(double bound)
 }
 
 /*
+ * The largest tolerance of the blocks whose maximum reaches t (*at: -inf
+ * and NaN maxima do not) and of every block (*all), over blocks [0, nb)
+ * (tolerances are not negative); one pass in vector lanes.
+ */
+IT_CLONES static void
+BlockTolMax(const float *restrict block_max, const float *restrict tol_block, int64_t nb, float t,
+            float *at, float *all)
+{
+    float       a8[8] = {0};
+    float       m8[8] = {0};
+    float       a = 0.0f;
+    float       m = 0.0f;
+    int64_t     b = 0;
+
+    for (; b + 8 <= nb; b += 8)
+        for (int j = 0; j < 8; j++)
+        {
+            float       tb = tol_block[b + j];
+
+            a8[j] = (block_max[b + j] >= t) & (tb > a8[j]) ? tb : a8[j];
+            m8[j] = tb > m8[j] ? tb : m8[j];
+        }
+    for (; b < nb; b++)
+    {
+        a = block_max[b] >= t && tol_block[b] > a ? tol_block[b] : a;
+        m = tol_block[b] > m ? tol_block[b] : m;
+    }
+    for (int j = 0; j < 8; j++)
+    {
+        a = a8[j] > a ? a8[j] : a;
+        m = m8[j] > m ? m8[j] : m;
+    }
+    *at = a;
+    *all = m;
+}
+
+/* The first i in [from, n) with v[i] >= t (n when none): 16 compares a test. */
+IT_CLONES static int64_t
+FirstAtLeast(const float *restrict v, int64_t from, int64_t n, float t)
+{
+    int64_t     i = from;
+
+    for (; i < n && (i & 15) != 0; i++)
+        if (v[i] >= t)
+            return i;
+    for (; i + 16 <= n; i += 16)
+    {
+        int         any = 0;
+
+        for (int j = 0; j < 16; j++)
+            any |= v[i + j] >= t;
+        if (any)
+            break;
+    }
+    for (; i < n; i++)
+        if (v[i] >= t)
+            return i;
+    return n;
+}
+
+/*
  * The k best blocks (by their largest score of a non-excluded item) hold
  * k distinct items scoring at least T, the k-th largest block maximum, so
  * the k-th best score w is at least T, and the k best items are in
@@ -1186,7 +1255,8 @@ ShortlistFloor(const float *scores, const ItQ8Rescan *rescan, float *block_max, 
     double      t_s = 0.0;
     double      floor_;
     float       thr;
-    float       tmax = 0.0f;
+    float       tmax;
+    float       t_at;
 
     if (k <= 0 || nb == 0 || (scores == NULL && rescan == NULL))
         return false;
@@ -1214,35 +1284,20 @@ ShortlistFloor(const float *scores, const ItQ8Rescan *rescan, float *block_max, 
         block_max[b - b0] = v[0];
     }
     got = it_topk(block_max, nb, NULL, 0, k, top_idx, top_score);
-    if (got < k || !isfinite(top_score[k - 1]) || isnan(tol_scale) || isnan(tol_const))
+    if (got < k || !isfinite(top_score[k - 1]) || !(tol_scale >= 0.0) || isnan(tol_const))
         return false;
     t_k = (double) top_score[k - 1];
-    for (int64_t b = 0; b < nb; b++)
+    BlockTolMax(block_max, tol_block + b0, nb, top_score[k - 1], &t_at, &tmax);
+    /* the largest t = tol_scale * tol + tol_const is that of the largest tol (tol_scale >= 0) */
     {
-        /* the float compare is the double one: t_k is a float */
-        if (block_max[b] >= top_score[k - 1])
-        {
-            double      t = tol_scale * (double) tol_block[b0 + b] + tol_const;
+        double      t = tol_scale * (double) t_at + tol_const;
 
-            t_s = t > t_s ? t : t_s;
-        }
+        t_s = t > t_s ? t : t_s;
     }
     floor_ = FloorSlack(t_k - t_s);
     if (!isfinite(floor_))
         return false;
-    {
-        float       m8[8] = {0};
-        int64_t     b = 0;
-
-        for (; b + 8 <= nb; b += 8)
-            for (int j = 0; j < 8; j++)
-                m8[j] = tol_block[b0 + b + j] > m8[j] ? tol_block[b0 + b + j] : m8[j];
-        for (; b < nb; b++)
-            tmax = tol_block[b0 + b] > tmax ? tol_block[b0 + b] : tmax;
-        for (int j = 0; j < 8; j++)
-            tmax = m8[j] > tmax ? m8[j] : tmax;
-        thr = FloatBelow(floor_ - (tol_scale * (double) tmax + tol_const));
-    }
+    thr = FloatBelow(floor_ - (tol_scale * (double) tmax + tol_const));
     *floor_out = floor_;
     *thr_out = thr;
     if (tol_max_out != NULL)
@@ -1346,15 +1401,18 @@ FirstExcluded(const int32_t *exclude, int64_t nexclude, int64_t first)
 /* How many candidate blocks ahead it_q4_shortlist fetches. */
 #define Q4_AHEAD 8
 
-/* The fewest candidate blocks per thread worth a thread. */
-#define Q4_BLOCKS_PER_THREAD 256
+/* Candidate blocks a thread claims at a time. */
+#define Q4_BLOCKS_CHUNK 32
+
+/* Pauses a worker of it_q4_shortlist's team spins between its two jobs. */
+#define Q4_TEAM_SPINS (1u << 14)
 
 /*
- * Candidate blocks [from, to) of it_q4_shortlist scored from the 8-bit
- * copy: their scores at block_scores[c * IT_Q8_BLOCK ..] (-inf outside
- * [lo, hi) and for the excluded items), their maxima at block_max[c].
- * The blocks are scattered: each is fetched a few blocks ahead of its
- * scan, so that their reads overlap.
+ * Candidate blocks [0, nc) of it_q4_shortlist scored from the 8-bit copy,
+ * in chunks the threads claim: their scores at block_scores[c *
+ * IT_Q8_BLOCK ..] (-inf outside [lo, hi) and for the excluded items),
+ * their maxima at block_max[c].  The blocks are scattered: each is
+ * fetched a few blocks ahead of its scan, so that their reads overlap.
  */
 typedef struct Q4Blocks
 {
@@ -1368,34 +1426,40 @@ typedef struct Q4Blocks
     const int32_t *blocks;
     float      *block_max;
     float      *block_scores;
-    int64_t     from;
-    int64_t     to;
+    int64_t     nc;
     size_t      block_bytes;
+    int64_t     next;           /* atomic: the next chunk to claim */
 } Q4Blocks;
 
 static void *
 Q4BlocksRun(void *arg)
 {
-    const Q4Blocks *p = arg;
-    int64_t     e;
+    Q4Blocks   *p = arg;
 
-    if (p->from >= p->to)
-        return NULL;
-    /* the first excluded item not before block from */
-    e = FirstExcluded(p->exclude, p->nexclude, (int64_t) p->blocks[p->from] * IT_Q8_BLOCK - p->lo);
-    for (int64_t c = p->from; c < p->to; c++)
+    for (;;)
     {
-        if (c + Q4_AHEAD < p->to)
-        {
-            const char *ahead = (const char *) p->Q8 + (size_t) p->blocks[c + Q4_AHEAD] * p->block_bytes;
+        int64_t     from = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED) * Q4_BLOCKS_CHUNK;
+        int64_t     to = from + Q4_BLOCKS_CHUNK < p->nc ? from + Q4_BLOCKS_CHUNK : p->nc;
+        int64_t     e;
 
-            for (size_t off = 0; off < p->block_bytes; off += 64)
-                __builtin_prefetch(ahead + off);
+        if (from >= p->nc)
+            return NULL;
+        /* the first excluded item not before block from */
+        e = FirstExcluded(p->exclude, p->nexclude, (int64_t) p->blocks[from] * IT_Q8_BLOCK - p->lo);
+        for (int64_t c = from; c < to; c++)
+        {
+            /* the chunk's first blocks at its start, then one block ahead each */
+            for (int64_t a = c == from ? c : c + Q4_AHEAD; a <= c + Q4_AHEAD && a < to; a++)
+            {
+                const char *ahead = (const char *) p->Q8 + (size_t) p->blocks[a] * p->block_bytes;
+
+                for (size_t off = 0; off < p->block_bytes; off += 64)
+                    __builtin_prefetch(ahead + off);
+            }
+            p->block_max[c] = Q8BlockScores(p->Q8, p->scale8, p->q, p->blocks[c], p->lo, p->hi, p->exclude,
+                                            p->nexclude, &e, p->block_scores + c * IT_Q8_BLOCK);
         }
-        p->block_max[c] = Q8BlockScores(p->Q8, p->scale8, p->q, p->blocks[c], p->lo, p->hi, p->exclude,
-                                        p->nexclude, &e, p->block_scores + c * IT_Q8_BLOCK);
     }
-    return NULL;
 }
 
 int64_t
@@ -1409,18 +1473,30 @@ it_q4_shortlist(const ItQ8Rescan *q4, float *block_max, int64_t lo, int64_t hi,
     int64_t     nb = it_q8_blocks(lo, hi);
     int64_t     b0 = lo / IT_Q8_BLOCK;
     int64_t     nc = 0;
-    int64_t     total = 0;
+    int64_t     total = -1;
     double      floor_;
     float       thr;
     double      t_s = 0.0;
     double      tol4_max;
     int         got;
     size_t      block_bytes = (size_t) it_q8_kpad(q4 != NULL ? q4->k : 0) * IT_Q8_BLOCK;
+    ItTeam      team;
 
-    if (q4 == NULL || q4->Q4 == NULL ||
-        !ShortlistFloor(NULL, q4, block_max, lo, hi, exclude, nexclude, k, tol4_block, tol_scale, tol4_const,
-                        top_idx, top_score, &floor_, &thr, &tol4_max))
+    if (q4 == NULL || q4->Q4 == NULL)
         return -1;
+    nthreads = nthreads > IT_Q8_MAX_SCAN_THREADS ? IT_Q8_MAX_SCAN_THREADS : nthreads;
+    /* picked before any thread reads them */
+    it_scan_pick();
+    /*
+     * One team for the call's two shared passes (the scan, the candidate
+     * blocks): the workers are started once, and spin while the caller
+     * finds the candidates in between.
+     */
+    (void) it_team_start(&team, nb >= 2 * (int64_t) nthreads ? nthreads : 1, Q4_TEAM_SPINS);
+    ScanThreads(Q4Best, q4->Q4, q4->scale, lo, hi, q4->k, q4->qx, q4->sx, NULL, block_max, 1, &team);
+    if (!ShortlistFloor(NULL, q4, block_max, lo, hi, exclude, nexclude, k, tol4_block, tol_scale, tol4_const,
+                        top_idx, top_score, &floor_, &thr, &tol4_max))
+        goto done;
 
     /*
      * A higher floor from the k best 4-bit blocks scored from the 8-bit
@@ -1452,41 +1528,32 @@ it_q4_shortlist(const ItQ8Rescan *q4, float *block_max, int64_t lo, int64_t hi,
         }
     }
 
-    /* the candidate blocks */
-    for (int64_t b = 0; b < nb; b++)
-        if (block_max[b] >= thr &&
-            (double) block_max[b] + tol_scale * (double) tol4_block[b0 + b] + tol4_const >= floor_)
+    /* the candidate blocks: one float compare rules most out, 16 at a time */
+    for (int64_t b = FirstAtLeast(block_max, 0, nb, thr); b < nb; b = FirstAtLeast(block_max, b + 1, nb, thr))
+        if ((double) block_max[b] + tol_scale * (double) tol4_block[b0 + b] + tol4_const >= floor_)
             blocks[nc++] = (int32_t) (b0 + b);
 
     /*
-     * Scored from the 8-bit copy (Q4BlocksRun), cut between threads when
-     * there are many: each block's scores are the same whoever scores it.
+     * Scored from the 8-bit copy (Q4BlocksRun), by the team when there
+     * are many: each block's scores are the same whoever scores it.
      */
     {
-        Q4Blocks    parts[IT_Q8_MAX_SCAN_THREADS];
+        Q4Blocks    job = {Q8, scale8, q4, lo, hi, exclude, nexclude, blocks, block_max, block_scores, nc,
+                           block_bytes, 0};
         void       *args[IT_Q8_MAX_SCAN_THREADS];
-        int         np = nthreads < 1 ? 1 : nthreads > IT_Q8_MAX_SCAN_THREADS ? IT_Q8_MAX_SCAN_THREADS : nthreads;
 
-        if (nc < (int64_t) np * Q4_BLOCKS_PER_THREAD)
-            np = 1;
-        for (int t = 0; t < np; t++)
-        {
-            parts[t] = (Q4Blocks) {Q8, scale8, q4, lo, hi, exclude, nexclude, blocks, block_max, block_scores,
-                                   nc * t / np, nc * (t + 1) / np, block_bytes};
-            args[t] = &parts[t];
-        }
-        /* picked before any thread reads it */
-        it_scan_pick();
-        if (np == 1)
-            Q4BlocksRun(&parts[0]);
+        for (int t = 0; t < team.nthreads; t++)
+            args[t] = &job;
+        if (nc >= 2 * Q4_BLOCKS_CHUNK)
+            it_team_run(&team, Q4BlocksRun, args, team.nthreads);
         else
-            it_run_parts(Q4BlocksRun, args, np);
+            Q4BlocksRun(&job);
     }
 
     /* the 8-bit floor over the candidates, as ShortlistFloor's over all blocks */
     got = it_topk(block_max, nc, NULL, 0, k, top_idx, top_score);
     if (got < k || !isfinite(top_score[k - 1]) || isnan(tol8_const))
-        return -1;
+        goto done;
     for (int64_t c = 0; c < nc; c++)
         if (block_max[c] >= top_score[k - 1])
         {
@@ -1496,7 +1563,8 @@ it_q4_shortlist(const ItQ8Rescan *q4, float *block_max, int64_t lo, int64_t hi,
         }
     floor_ = FloorSlack((double) top_score[k - 1] - t_s);
     if (!isfinite(floor_))
-        return -1;
+        goto done;
+    total = 0;
     for (int64_t c = 0; c < nc; c++)
     {
         int64_t     first = (int64_t) blocks[c] * IT_Q8_BLOCK;
@@ -1520,5 +1588,7 @@ it_q4_shortlist(const ItQ8Rescan *q4, float *block_max, int64_t lo, int64_t hi,
             total++;
         }
     }
+done:
+    it_team_stop(&team);
     return total;
 }

@@ -265,7 +265,8 @@ RankQ8Scores(const ItModel *m, const ItInterest *in, int d, const int32 *exclude
  * one of the kk best are scored again from the 8-bit copy
  * (it_q4_shortlist), and the few items its bounds leave are scored
  * exactly.  The same ranking as RankQ8Scores'.  Returns -1 when there is
- * no shortlist (rank with the 8-bit copy instead).
+ * no shortlist (rank with the 8-bit copy instead): m->block_max is then
+ * overwritten.
  */
 static int
 RankQ4(ItModel *m, const ItInterest *in, int d, const int32 *exclude, int nexclude, int kk,
@@ -298,7 +299,6 @@ RankQ4(ItModel *m, const ItInterest *in, int d, const int32 *exclude, int nexclu
     tol4 = it_q8_query(in->x, m->k, m->q4_norm_max, qx, &sx);
     ItScoreTolerance(m, in, &blas_scale, &pop_tol);
     rescan = (ItQ8Rescan) {NULL, m->q4_scale, m->k, qx, sx, m->q4};
-    it_q4_scores_threads(m->q4, m->q4_scale, lo, hi, m->k, qx, sx, NULL, m->block_max, ItScanThreads(hi - lo));
     n = it_q4_shortlist(&rescan, m->block_max, lo, hi, exclude, nexclude, kk, m->q4_tol_block,
                         tol_scale, tol4 + pop_tol, m->q8, m->q8_scale, m->q8_tol + lo, m->q8_tol_block,
                         tol8 + pop_tol, top_idx, top_score, m->block_list, m->scores, list, list_score, cap,

@@ -736,8 +736,7 @@ TEST(exact_top_k_from_the_4_bit_shortlist)
             /* the 8-bit shortlist, for the comparison */
             nl8 = it_q8_shortlist(scores, NULL, bm8, lo, hi, ex, nex, 20, c8.tol + lo, c8.tolb, xn, tol8,
                                   top_idx, top_score, list8, NULL, n);
-            /* the 4-bit scan writes the block maxima alone */
-            it_q4_scores(c4.Q4, c4.scale, lo, hi, k, qx, sx, NULL, bm);
+            /* the shortlist scans the 4-bit copy for the block maxima itself */
             rs = (ItQ8Rescan) {NULL, c4.scale, k, qx, sx, c4.Q4};
             nl = it_q4_shortlist(&rs, bm, lo, hi, ex, nex, 20, c4.tolb, xn, tol4, c8.Q, c8.scale, c8.tol + lo,
                                  c8.tolb, tol8, top_idx, top_score, blocks, block_scores, list, list_score, n,
@@ -790,7 +789,6 @@ TEST(exact_top_k_from_the_4_bit_shortlist)
                runs ? (double) listed / runs : 0.0, (long long) n, runs ? (double) listed8 / runs : 0.0);
 
         /* fewer blocks than k: no shortlist */
-        it_q4_scores(c4.Q4, c4.scale, 0, 40, k, qx, 1.0f, NULL, bm);
         {
             ItQ8Rescan  rs = {NULL, c4.scale, k, qx, 1.0f, c4.Q4};
 
@@ -824,9 +822,9 @@ TEST(exact_top_k_from_the_4_bit_shortlist)
 }
 
 /*
- * it_q4_shortlist cut between threads (many candidate blocks: a long top
- * list over many items) gives the list and scores of one thread, with
- * excluded items in several parts.
+ * it_q4_shortlist cut between threads (its scan, and many candidate
+ * blocks: a long top list over many items) gives the list and scores of
+ * one thread, with excluded items in several parts.
  */
 TEST(four_bit_shortlist_over_threads_lists_as_one)
 {
@@ -840,7 +838,6 @@ TEST(four_bit_shortlist_over_threads_lists_as_one)
     float       x[16];
     int8_t     *qx = malloc(it_q8_query_bytes(k));
     float      *bm = malloc(sizeof(float) * (n / IT_Q8_BLOCK + 2));
-    float      *bm0 = malloc(sizeof(float) * (n / IT_Q8_BLOCK + 2));
     int32_t    *blocks = malloc(sizeof(int32_t) * (n / IT_Q8_BLOCK + 2));
     float      *block_scores = malloc(sizeof(float) * (it_q8_padded(n) + IT_Q8_BLOCK));
     int32_t    *top_idx = malloc(sizeof(int32_t) * kk);
@@ -880,9 +877,9 @@ TEST(four_bit_shortlist_over_threads_lists_as_one)
         SortIndexes(ex, 40);
         free(all);
     }
-    it_q4_scores(c4.Q4, c4.scale, lo, hi, k, qx, sx, NULL, bm0);
     rs = (ItQ8Rescan) {NULL, c4.scale, k, qx, sx, c4.Q4};
-    memcpy(bm, bm0, sizeof(float) * it_q8_blocks(lo, hi));
+    /* block_max is scratch that the shortlist's own scan fills: start it with NaN */
+    memset(bm, 0xFF, sizeof(float) * it_q8_blocks(lo, hi));
     n1 = it_q4_shortlist(&rs, bm, lo, hi, ex, 40, kk, c4.tolb, xn, tol4, c8.Q, c8.scale, c8.tol + lo, c8.tolb,
                          tol8, top_idx, top_score, blocks, block_scores, one, one_score, n, 1);
     CHECK(n1 >= kk, "one thread: a shortlist of %lld", (long long) n1);
@@ -890,7 +887,7 @@ TEST(four_bit_shortlist_over_threads_lists_as_one)
     {
         int64_t     nt;
 
-        memcpy(bm, bm0, sizeof(float) * it_q8_blocks(lo, hi));
+        memset(bm, 0xFF, sizeof(float) * it_q8_blocks(lo, hi));
         nt = it_q4_shortlist(&rs, bm, lo, hi, ex, 40, kk, c4.tolb, xn, tol4, c8.Q, c8.scale, c8.tol + lo, c8.tolb,
                              tol8, top_idx, top_score, blocks, block_scores, cut, cut_score, n, t);
         CHECK(nt == n1 && memcmp(cut, one, sizeof(int32_t) * (size_t) n1) == 0 &&
@@ -906,7 +903,6 @@ TEST(four_bit_shortlist_over_threads_lists_as_one)
     free(Y);
     free(qx);
     free(bm);
-    free(bm0);
     free(blocks);
     free(block_scores);
     free(top_idx);
