@@ -476,10 +476,29 @@ int64_t     it_q8_blocks(int64_t lo, int64_t hi);
 void        it_scan_pick(void);
 
 /*
+ * The 4-bit copy's scales, one entry a block: item b * IT_Q8_BLOCK + t has
+ * the scale (float) m[t] * unit (it_q4_scale), unit the largest scale of
+ * the block's items / 255, so that the scan reads a byte an item beside
+ * its nibbles instead of a float.
+ */
+typedef struct ItQ4Scales
+{
+    float       unit;
+    uint8_t     m[IT_Q8_BLOCK];
+} ItQ4Scales;
+
+static inline float
+it_q4_scale(const ItQ4Scales *scale, int64_t i)
+{
+    return (float) scale[i / IT_Q8_BLOCK].m[i % IT_Q8_BLOCK] * scale[i / IT_Q8_BLOCK].unit;
+}
+
+/*
  * The 4-bit copy (quant.c): half the 8-bit copy's bytes, for the first
  * pass over many items.  Q holds it_q4_bytes(n, k) bytes (it_q4_runs(k)
- * runs of 64 bytes per block of IT_Q8_BLOCK items), scale, tol,
- * *qnorm_max and tol_block as it_q8_encode's, with the same contract: for
+ * runs of 64 bytes per block of IT_Q8_BLOCK items), scale
+ * it_q8_padded(n) / IT_Q8_BLOCK entries; tol, *qnorm_max and tol_block
+ * as it_q8_encode's, with the same contract: for
  * any x, it_q4_scores' score of item i (x quantised by it_q8_query with
  * this copy's *qnorm_max) is within |x| * tol[i] + it_q8_query's bound of
  * the float dot product y_i . x.  The bound is about 16 times the 8-bit
@@ -487,21 +506,21 @@ void        it_scan_pick(void);
  */
 int         it_q4_runs(int k);
 size_t      it_q4_bytes(int64_t n, int k);
-void        it_q4_encode(const float *Y, int64_t n, int k, uint8_t *Q, float *scale, float *tol,
+void        it_q4_encode(const float *Y, int64_t n, int k, uint8_t *Q, ItQ4Scales *scale, float *tol,
                          float *qnorm_max, float *tol_block);
 
 /* it_q8_scores, it_q8_scores_threads and it_q8_scores_variant of the 4-bit copy. */
-void        it_q4_scores(const uint8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
+void        it_q4_scores(const uint8_t *Q, const ItQ4Scales *scale, int64_t lo, int64_t hi, int k,
                          const int8_t *qx, float sx, float *scores, float *block_max);
-void        it_q4_scores_threads(const uint8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
+void        it_q4_scores_threads(const uint8_t *Q, const ItQ4Scales *scale, int64_t lo, int64_t hi, int k,
                                  const int8_t *qx, float sx, float *scores, float *block_max, int nthreads);
-int         it_q4_scores_variant(int variant, const uint8_t *Q, const float *scale, int64_t lo, int64_t hi,
+int         it_q4_scores_variant(int variant, const uint8_t *Q, const ItQ4Scales *scale, int64_t lo, int64_t hi,
                                  int k, const int8_t *qx, float sx, float *scores, float *block_max);
 
 /*
  * One query for it_q8_shortlist to scan a block of again: the 8-bit copy
  * (Q, scale, k) and the query (it_q8_query's qx and sx); or, when Q4 is
- * not NULL, the 4-bit copy Q4 (scale its scales: it_q4_scores).
+ * not NULL, the 4-bit copy Q4 (scale4 its scales: it_q4_scores).
  */
 typedef struct ItQ8Rescan
 {
@@ -511,6 +530,7 @@ typedef struct ItQ8Rescan
     const int8_t *qx;
     float       sx;
     const uint8_t *Q4;
+    const struct ItQ4Scales *scale4;
 } ItQ8Rescan;
 
 /*

@@ -214,10 +214,11 @@ StoreBlock(const float *acc, int64_t b, int64_t lo, int64_t hi, float *scores, f
 }
 
 static void
-ScoresPlain(const void *Qv, const float *scale, int64_t lo, int64_t hi, int k,
+ScoresPlain(const void *Qv, const void *scalev, int64_t lo, int64_t hi, int k,
             const int8_t *qx, float sx, float *scores, float *block_max)
 {
     const int8_t *Q = Qv;
+    const float *scale = scalev;
     int         groups = it_q8_kpad(k) / IT_Q8_GROUP;
 
     for (int64_t b = lo / IT_Q8_BLOCK; b * IT_Q8_BLOCK < hi; b++)
@@ -297,10 +298,11 @@ StoreBlock256(__m256 s0, __m256 s1, int64_t b, int64_t lo, int64_t hi, float *sc
  */
 __attribute__((target("avx512f,avx512bw,avx512vnni")))
 static void
-ScoresAvx512(const void *Qv, const float *scale, int64_t lo, int64_t hi, int k,
+ScoresAvx512(const void *Qv, const void *scalev, int64_t lo, int64_t hi, int k,
              const int8_t *qx, float sx, float *scores, float *block_max)
 {
     const int8_t *Q = Qv;
+    const float *scale = scalev;
     int         kp = it_q8_kpad(k);
     int         groups = kp / IT_Q8_GROUP;
     __m512      vsx = _mm512_set1_ps(sx);
@@ -336,10 +338,11 @@ ScoresAvx512(const void *Qv, const float *scale, int64_t lo, int64_t hi, int k,
  */
 __attribute__((target("avx2")))
 static void
-ScoresAvx2(const void *Qv, const float *scale, int64_t lo, int64_t hi, int k,
+ScoresAvx2(const void *Qv, const void *scalev, int64_t lo, int64_t hi, int k,
            const int8_t *qx, float sx, float *scores, float *block_max)
 {
     const int8_t *Q = Qv;
+    const float *scale = scalev;
     int         groups = it_q8_kpad(k) / IT_Q8_GROUP;
     __m256      vsx = _mm256_set1_ps(sx);
     __m256i     ones = _mm256_set1_epi16(1);
@@ -374,7 +377,7 @@ ScoresAvx2(const void *Qv, const float *scale, int64_t lo, int64_t hi, int k,
 #endif
 
 /* A scan of either copy (the 8-bit one's Q is int8_t, the 4-bit one's uint8_t). */
-typedef void (*AnyScoresFn) (const void *Q, const float *scale, int64_t lo, int64_t hi, int k,
+typedef void (*AnyScoresFn) (const void *Q, const void *scale, int64_t lo, int64_t hi, int k,
                              const int8_t *qx, float sx, float *scores, float *block_max);
 
 /* A copy's scans by variant (IT_Q8_PLAIN, IT_Q8_AVX2, IT_Q8_AVX512). */
@@ -449,8 +452,10 @@ it_q8_scores(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
  * is in [1, 15]; the padding dimensions and items are q = 0, u = 8):
  *   Q[((b * R + r) * 16 + t) * 4 + d],  R = it_q4_runs(k)
  * The 8-bit query qx (it_q8_query) is the signed operand: the score is
- * (float) (sum_j u_j qx_j - 8 sum_j qx_j) * (scale[i] * sx), the integer
- * sum exact, so the bound has the 8-bit copy's form.
+ * (float) (sum_j u_j qx_j - 8 sum_j qx_j) * (s_i * sx), the integer sum
+ * exact, so the bound has the 8-bit copy's form.  The item's scale s_i is
+ * (float) m * unit (ItQ4Scales: a byte an item, a float a block), 20
+ * bytes a block beside its 512 of nibbles at 64 factors instead of 64.
  * ------------------------------------------------------------------------ */
 
 int
@@ -477,7 +482,7 @@ Quantise4(float v, float s)
 }
 
 void
-it_q4_encode(const float *Y, int64_t n, int k, uint8_t *Q, float *scale, float *tol, float *qnorm_max,
+it_q4_encode(const float *Y, int64_t n, int k, uint8_t *Q, ItQ4Scales *scale, float *tol, float *qnorm_max,
              float *tol_block)
 {
     int64_t     padded = it_q8_padded(n);
@@ -486,27 +491,53 @@ it_q4_encode(const float *Y, int64_t n, int k, uint8_t *Q, float *scale, float *
 
     /* every nibble 8: q = 0 */
     memset(Q, 0x88, it_q4_bytes(n, k));
-    for (int64_t i = n; i < padded; i++)
-        scale[i] = 0.0f;
+    memset(scale, 0, sizeof(ItQ4Scales) * (size_t) (padded / IT_Q8_BLOCK));
     for (int64_t b = 0; b < padded / IT_Q8_BLOCK; b++)
+    {
+        int64_t     end = (b + 1) * IT_Q8_BLOCK < n ? (b + 1) * IT_Q8_BLOCK : n;
+        float       item_mx[IT_Q8_BLOCK] = {0};
+        float       block_mx = 0.0f;
+        float       unit;
+
         tol_block[b] = 0.0f;
+        for (int64_t i = b * IT_Q8_BLOCK; i < end; i++)
+        {
+            for (int j = 0; j < k; j++)
+            {
+                float       a = fabsf(Y[(size_t) i * k + j]);
+
+                item_mx[i % IT_Q8_BLOCK] = a > item_mx[i % IT_Q8_BLOCK] ? a : item_mx[i % IT_Q8_BLOCK];
+            }
+            block_mx = item_mx[i % IT_Q8_BLOCK] > block_mx ? item_mx[i % IT_Q8_BLOCK] : block_mx;
+        }
+        /*
+         * Item i's scale (float) m * unit, m = ceil(max |y_i| / 7 / unit)
+         * in [1, 255]: its own scale rounded up to a 255th of the
+         * block's largest (an item far smaller than that gets 1).
+         */
+        unit = block_mx / 7.0f / 255.0f;
+        scale[b].unit = unit;
+        for (int64_t i = b * IT_Q8_BLOCK; i < end; i++)
+        {
+            float       want = item_mx[i % IT_Q8_BLOCK] / 7.0f;
+            float       m = unit > 0.0f ? ceilf(want / unit) : 0.0f;
+
+            if (!(want > 0.0f) || !(unit > 0.0f))
+                m = 0.0f;
+            else
+                m = m < 1.0f ? 1.0f : m > 255.0f ? 255.0f : m;
+            scale[b].m[i % IT_Q8_BLOCK] = (uint8_t) m;
+        }
+    }
     for (int64_t i = 0; i < n; i++)
     {
         const float *y = Y + (size_t) i * k;
-        float       mx = 0.0f;
-        float       s;
+        float       s = it_q4_scale(scale, i);
         double      rr = 0.0;
         double      yy = 0.0;
         double      qq = 0.0;
         double      bound;
 
-        for (int j = 0; j < k; j++)
-        {
-            float       a = fabsf(y[j]);
-
-            mx = a > mx ? a : mx;
-        }
-        s = mx / 7.0f;
         for (int j = 0; j < k; j++)
         {
             int         v = s > 0.0f ? Quantise4(y[j], s) : 0;
@@ -523,7 +554,6 @@ it_q4_encode(const float *Y, int64_t n, int k, uint8_t *Q, float *scale, float *
             yy += (double) y[j] * y[j];
             qq += sq * sq;
         }
-        scale[i] = s;
         /* as it_q8_encode's: the rounding to 4 bits, and the float dot's */
         bound = sqrt(rr) + (2.0 * k + 8.0) * (double) FLT_EPSILON * (sqrt(yy) + sqrt(rr));
         tol[i] = nextafterf((float) bound, INFINITY);
@@ -558,10 +588,11 @@ Q4QueryWord(const int8_t *qx, int k, int g)
 }
 
 static void
-Q4ScoresPlain(const void *Qv, const float *scale, int64_t lo, int64_t hi, int k,
+Q4ScoresPlain(const void *Qv, const void *scalev, int64_t lo, int64_t hi, int k,
               const int8_t *qx, float sx, float *scores, float *block_max)
 {
     const uint8_t *Q = Qv;
+    const ItQ4Scales *scale = scalev;
     int         runs = it_q4_runs(k);
     int         groups = it_q8_kpad(k) / IT_Q8_GROUP;
     int32_t     off = Q4Offset(qx, k);
@@ -583,7 +614,7 @@ Q4ScoresPlain(const void *Qv, const float *scale, int64_t lo, int64_t hi, int k,
                         acc[t] += (int32_t) (byte >> 4) * qx[(2 * r + 1) * IT_Q8_GROUP + d];
                 }
         for (int t = 0; t < IT_Q8_BLOCK; t++)
-            out[t] = (float) (acc[t] - off) * (scale[b * IT_Q8_BLOCK + t] * sx);
+            out[t] = (float) (acc[t] - off) * (((float) scale[b].m[t] * scale[b].unit) * sx);
         StoreBlock(out, b, lo, hi, scores, block_max);
     }
 }
@@ -612,10 +643,11 @@ Q4Words(const int8_t *qx, int k, int32_t *words)
 /* vpdpbusd: the nibbles are its unsigned operand, the query bytes the signed one. */
 __attribute__((target("avx512f,avx512bw,avx512vnni")))
 static void
-Q4ScoresAvx512(const void *Qv, const float *scale, int64_t lo, int64_t hi, int k,
+Q4ScoresAvx512(const void *Qv, const void *scalev, int64_t lo, int64_t hi, int k,
                const int8_t *qx, float sx, float *scores, float *block_max)
 {
     const uint8_t *Q = Qv;
+    const ItQ4Scales *scale = scalev;
     int         runs = it_q4_runs(k);
     int32_t     words[Q4_MAX_WORDS];
     __m512      vsx = _mm512_set1_ps(sx);
@@ -624,7 +656,7 @@ Q4ScoresAvx512(const void *Qv, const float *scale, int64_t lo, int64_t hi, int k
 
     if (!Q4Words(qx, k, words))
     {
-        Q4ScoresPlain(Qv, scale, lo, hi, k, qx, sx, scores, block_max);
+        Q4ScoresPlain(Qv, scalev, lo, hi, k, qx, sx, scores, block_max);
         return;
     }
     voff = _mm512_set1_epi32(Q4Offset(qx, k));
@@ -634,6 +666,7 @@ Q4ScoresAvx512(const void *Qv, const float *scale, int64_t lo, int64_t hi, int k
         __m512i     a0 = _mm512_setzero_si512();
         __m512i     a1 = _mm512_setzero_si512();
         __m512      acc;
+        __m512      ms;
 
         for (int r = 0; r < runs; r++)
         {
@@ -644,7 +677,8 @@ Q4ScoresAvx512(const void *Qv, const float *scale, int64_t lo, int64_t hi, int k
                                      _mm512_set1_epi32(words[2 * r + 1]));
         }
         acc = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_add_epi32(a0, a1), voff));
-        acc = _mm512_mul_ps(acc, _mm512_mul_ps(_mm512_loadu_ps(scale + b * IT_Q8_BLOCK), vsx));
+        ms = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *) scale[b].m)));
+        acc = _mm512_mul_ps(acc, _mm512_mul_ps(_mm512_mul_ps(ms, _mm512_set1_ps(scale[b].unit)), vsx));
         StoreBlock512(acc, b, lo, hi, scores, block_max);
     }
 }
@@ -655,10 +689,11 @@ Q4ScoresAvx512(const void *Qv, const float *scale, int64_t lo, int64_t hi, int k
  */
 __attribute__((target("avx2")))
 static void
-Q4ScoresAvx2(const void *Qv, const float *scale, int64_t lo, int64_t hi, int k,
+Q4ScoresAvx2(const void *Qv, const void *scalev, int64_t lo, int64_t hi, int k,
              const int8_t *qx, float sx, float *scores, float *block_max)
 {
     const uint8_t *Q = Qv;
+    const ItQ4Scales *scale = scalev;
     int         runs = it_q4_runs(k);
     int32_t     words[Q4_MAX_WORDS];
     __m256      vsx = _mm256_set1_ps(sx);
@@ -668,7 +703,7 @@ Q4ScoresAvx2(const void *Qv, const float *scale, int64_t lo, int64_t hi, int k,
 
     if (!Q4Words(qx, k, words))
     {
-        Q4ScoresPlain(Qv, scale, lo, hi, k, qx, sx, scores, block_max);
+        Q4ScoresPlain(Qv, scalev, lo, hi, k, qx, sx, scores, block_max);
         return;
     }
     voff = _mm256_set1_epi32(Q4Offset(qx, k));
@@ -677,6 +712,9 @@ Q4ScoresAvx2(const void *Qv, const float *scale, int64_t lo, int64_t hi, int k,
         const uint8_t *q = Q + (size_t) b * runs * RUN_BYTES;
         __m256i     a0 = _mm256_setzero_si256();
         __m256i     a1 = _mm256_setzero_si256();
+        __m256      u;
+        __m256      m0;
+        __m256      m1;
         __m256      s0;
         __m256      s1;
 
@@ -694,10 +732,11 @@ Q4ScoresAvx2(const void *Qv, const float *scale, int64_t lo, int64_t hi, int k,
             a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(p0, ones));
             a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(p1, ones));
         }
-        s0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(a0, voff)),
-                           _mm256_mul_ps(_mm256_loadu_ps(scale + b * IT_Q8_BLOCK), vsx));
-        s1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(a1, voff)),
-                           _mm256_mul_ps(_mm256_loadu_ps(scale + b * IT_Q8_BLOCK + 8), vsx));
+        u = _mm256_set1_ps(scale[b].unit);
+        m0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *) scale[b].m)));
+        m1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *) (scale[b].m + 8))));
+        s0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(a0, voff)), _mm256_mul_ps(_mm256_mul_ps(m0, u), vsx));
+        s1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(a1, voff)), _mm256_mul_ps(_mm256_mul_ps(m1, u), vsx));
         StoreBlock256(s0, s1, b, lo, hi, scores, block_max);
     }
 }
@@ -708,7 +747,7 @@ static const AnyScoresFn Q4Scans[3] = {Q4ScoresPlain, X86_SCAN(Q4ScoresAvx2), X8
 static AnyScoresFn Q4Best = NULL;
 
 int
-it_q4_scores_variant(int variant, const uint8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
+it_q4_scores_variant(int variant, const uint8_t *Q, const ItQ4Scales *scale, int64_t lo, int64_t hi, int k,
                      const int8_t *qx, float sx, float *scores, float *block_max)
 {
     AnyScoresFn fn = VariantOf(Q4Scans, variant);
@@ -720,7 +759,7 @@ it_q4_scores_variant(int variant, const uint8_t *Q, const float *scale, int64_t 
 }
 
 void
-it_q4_scores(const uint8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
+it_q4_scores(const uint8_t *Q, const ItQ4Scales *scale, int64_t lo, int64_t hi, int k,
              const int8_t *qx, float sx, float *scores, float *block_max)
 {
     BestOf(Q4Scans, &Q4Best)(Q, scale, lo, hi, k, qx, sx, scores, block_max);
@@ -742,7 +781,7 @@ typedef struct ScanJob
 {
     AnyScoresFn fn;
     const void *Q;
-    const float *scale;
+    const void *scale;
     int64_t     lo;
     int64_t     hi;
     int         k;
@@ -778,7 +817,7 @@ ScanClaim(void *arg)
 }
 
 static void
-ScanThreads(AnyScoresFn fn, const void *Q, const float *scale, int64_t lo, int64_t hi, int k,
+ScanThreads(AnyScoresFn fn, const void *Q, const void *scale, int64_t lo, int64_t hi, int k,
             const int8_t *qx, float sx, float *scores, float *block_max, int nthreads, ItTeam *team)
 {
     void       *args[IT_Q8_MAX_SCAN_THREADS];
@@ -806,7 +845,7 @@ ScanThreads(AnyScoresFn fn, const void *Q, const float *scale, int64_t lo, int64
 }
 
 static void
-Q8Scores(const void *Q, const float *scale, int64_t lo, int64_t hi, int k,
+Q8Scores(const void *Q, const void *scale, int64_t lo, int64_t hi, int k,
          const int8_t *qx, float sx, float *scores, float *block_max)
 {
     it_q8_scores(Q, scale, lo, hi, k, qx, sx, scores, block_max);
@@ -829,7 +868,7 @@ it_q8_scores_threads(const int8_t *Q, const float *scale, int64_t lo, int64_t hi
 }
 
 void
-it_q4_scores_threads(const uint8_t *Q, const float *scale, int64_t lo, int64_t hi, int k,
+it_q4_scores_threads(const uint8_t *Q, const ItQ4Scales *scale, int64_t lo, int64_t hi, int k,
                      const int8_t *qx, float sx, float *scores, float *block_max, int nthreads)
 {
     ScanThreads(BestOf(Q4Scans, &Q4Best), Q, scale, lo, hi, k, qx, sx, scores, block_max, nthreads, NULL);
@@ -1141,7 +1180,7 @@ ShortlistBlock(const float *scores, const ItQ8Rescan *rescan, int64_t b, int64_t
     if (scores != NULL)
         memcpy(v + (blo - first), scores + (blo - lo), sizeof(float) * (size_t) (bhi - blo));
     else if (rescan->Q4 != NULL)
-        it_q4_scores(rescan->Q4, rescan->scale, blo, bhi, rescan->k, rescan->qx, rescan->sx,
+        it_q4_scores(rescan->Q4, rescan->scale4, blo, bhi, rescan->k, rescan->qx, rescan->sx,
                      v + (blo - first), NULL);
     else
         it_q8_scores(rescan->Q, rescan->scale, blo, bhi, rescan->k, rescan->qx, rescan->sx,
@@ -1493,7 +1532,7 @@ it_q4_shortlist(const ItQ8Rescan *q4, float *block_max, int64_t lo, int64_t hi,
      * finds the candidates in between.
      */
     (void) it_team_start(&team, nb >= 2 * (int64_t) nthreads ? nthreads : 1, Q4_TEAM_SPINS);
-    ScanThreads(Q4Best, q4->Q4, q4->scale, lo, hi, q4->k, q4->qx, q4->sx, NULL, block_max, 1, &team);
+    ScanThreads(Q4Best, q4->Q4, q4->scale4, lo, hi, q4->k, q4->qx, q4->sx, NULL, block_max, 1, &team);
     if (!ShortlistFloor(NULL, q4, block_max, lo, hi, exclude, nexclude, k, tol4_block, tol_scale, tol4_const,
                         top_idx, top_score, &floor_, &thr, &tol4_max))
         goto done;

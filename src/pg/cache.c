@@ -804,7 +804,7 @@ DeriveItemArrays(ItModel *m)
     m->q8_tol_block = ModelAlloc(m, sizeof(float), it_q8_padded(n) / IT_Q8_BLOCK);
     it_q8_encode(m->Y, n, m->k, m->q8, m->q8_scale, m->q8_tol, &m->q8_norm_max, m->q8_tol_block);
     m->q4 = ModelAlloc(m, 1, (int64) it_q4_bytes(n, m->k));
-    m->q4_scale = ModelAlloc(m, sizeof(float), it_q8_padded(n));
+    m->q4_scale = ModelAlloc(m, sizeof(ItQ4Scales), it_q8_padded(n) / IT_Q8_BLOCK);
     m->q4_tol = ModelAlloc(m, sizeof(float), n);
     m->q4_tol_block = ModelAlloc(m, sizeof(float), it_q8_padded(n) / IT_Q8_BLOCK);
     it_q4_encode(m->Y, n, m->k, m->q4, m->q4_scale, m->q4_tol, &m->q4_norm_max, m->q4_tol_block);

@@ -105,7 +105,7 @@ typedef struct ItModel
      * over many items (ItScanBits), with its own bounds.
      */
     uint8_t    *q4;             /* it_q4_bytes(n_items, k) */
-    float      *q4_scale;       /* it_q8_padded(n_items) */
+    ItQ4Scales *q4_scale;       /* it_q8_padded(n_items) / IT_Q8_BLOCK: one a block */
     float      *q4_tol;         /* n_items */
     float       q4_norm_max;
     float      *q4_tol_block;   /* it_q8_padded(n_items) / IT_Q8_BLOCK */

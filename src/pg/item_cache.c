@@ -52,7 +52,7 @@ bool        it_item_cache = true;
 #define IT_CACHE_DIR        "interest_transfer"
 #define IT_CACHE_MAGIC      "ITITEMS"
 /* raise when the layout of any array below changes */
-#define IT_CACHE_FORMAT     2
+#define IT_CACHE_FORMAT     3
 #define IT_CACHE_ALIGN      64
 
 typedef enum CacheArray
@@ -205,7 +205,7 @@ ArraySizes(int k, int64 n, int n_starts, uint64 *size)
     size[A_Q8_TOL] = sizeof(float) * (uint64) n;
     size[A_Q8_TOL_BLOCK] = sizeof(float) * (padded / IT_Q8_BLOCK);
     size[A_Q4] = (uint64) it_q4_bytes(n, k);
-    size[A_Q4_SCALE] = sizeof(float) * padded;
+    size[A_Q4_SCALE] = sizeof(ItQ4Scales) * (padded / IT_Q8_BLOCK);
     size[A_Q4_TOL] = sizeof(float) * (uint64) n;
     size[A_Q4_TOL_BLOCK] = sizeof(float) * (padded / IT_Q8_BLOCK);
     size[A_DOMAIN_START] = sizeof(int64) * (uint64) n_starts;
@@ -350,7 +350,7 @@ ItItemCacheRead(ItModel *m, const ItItemCacheKey *key)
     m->q8_tol = (float *) (base + h->offset[A_Q8_TOL]);
     m->q8_tol_block = (float *) (base + h->offset[A_Q8_TOL_BLOCK]);
     m->q4 = (uint8_t *) (base + h->offset[A_Q4]);
-    m->q4_scale = (float *) (base + h->offset[A_Q4_SCALE]);
+    m->q4_scale = (ItQ4Scales *) (base + h->offset[A_Q4_SCALE]);
     m->q4_tol = (float *) (base + h->offset[A_Q4_TOL]);
     m->q4_tol_block = (float *) (base + h->offset[A_Q4_TOL_BLOCK]);
     memcpy(m->domain_start, starts, h->size[A_DOMAIN_START]);

@@ -298,7 +298,7 @@ RankQ4(ItModel *m, const ItInterest *in, int d, const int32 *exclude, int nexclu
     tol8 = it_q8_query(in->x, m->k, m->q8_norm_max, qx, &sx);
     tol4 = it_q8_query(in->x, m->k, m->q4_norm_max, qx, &sx);
     ItScoreTolerance(m, in, &blas_scale, &pop_tol);
-    rescan = (ItQ8Rescan) {NULL, m->q4_scale, m->k, qx, sx, m->q4};
+    rescan = (ItQ8Rescan) {NULL, NULL, m->k, qx, sx, m->q4, m->q4_scale};
     n = it_q4_shortlist(&rescan, m->block_max, lo, hi, exclude, nexclude, kk, m->q4_tol_block,
                         tol_scale, tol4 + pop_tol, m->q8, m->q8_scale, m->q8_tol + lo, m->q8_tol_block,
                         tol8 + pop_tol, top_idx, top_score, m->block_list, m->scores, list, list_score, cap,

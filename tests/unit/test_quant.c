@@ -8,6 +8,7 @@
  *    The tests of a single query's scan run twice: for the 8-bit copy and
  *    for the 4-bit one (it_q4_*), whose contract is the same.
  */
+#include <float.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -53,7 +54,8 @@ typedef struct Copy
     int         k;
     int8_t     *Q;
     uint8_t    *Q4;
-    float      *scale;
+    float      *scale;          /* the 8-bit copy's */
+    ItQ4Scales *scale4;         /* the 4-bit copy's */
     float      *tol;
     float       qmax;
     float      *tolb;
@@ -70,8 +72,9 @@ Encode(const float *Y, int64_t n, int k)
     c.tol = malloc(sizeof(float) * (n > 0 ? n : 1));
     c.tolb = malloc(sizeof(float) * (padded / IT_Q8_BLOCK + 1));
     c.Q4 = Bits == 4 ? malloc(it_q4_bytes(n, k)) : NULL;
+    c.scale4 = Bits == 4 ? malloc(sizeof(ItQ4Scales) * (size_t) (padded / IT_Q8_BLOCK + 1)) : NULL;
     if (Bits == 4)
-        it_q4_encode(Y, n, k, c.Q4, c.scale, c.tol, &c.qmax, c.tolb);
+        it_q4_encode(Y, n, k, c.Q4, c.scale4, c.tol, &c.qmax, c.tolb);
     else
         it_q8_encode(Y, n, k, c.Q, c.scale, c.tol, &c.qmax, c.tolb);
     return c;
@@ -83,6 +86,7 @@ FreeCopy(Copy *c)
     free(c->Q);
     free(c->Q4);
     free(c->scale);
+    free(c->scale4);
     free(c->tol);
     free(c->tolb);
 }
@@ -102,11 +106,11 @@ ScanMax(const Copy *c, int v, const float *x, int64_t lo, int64_t hi, float *sco
 
     *bound = it_q8_query(x, c->k, c->qmax, qx, &sx);
     if (v <= IT_Q8_AVX512 && c->Q4)
-        ok = it_q4_scores_variant(v, c->Q4, c->scale, lo, hi, c->k, qx, sx, scores, block_max) == 0;
+        ok = it_q4_scores_variant(v, c->Q4, c->scale4, lo, hi, c->k, qx, sx, scores, block_max) == 0;
     else if (v <= IT_Q8_AVX512)
         ok = it_q8_scores_variant(v, c->Q, c->scale, lo, hi, c->k, qx, sx, scores, block_max) == 0;
     else if (c->Q4)
-        it_q4_scores(c->Q4, c->scale, lo, hi, c->k, qx, sx, scores, block_max);
+        it_q4_scores(c->Q4, c->scale4, lo, hi, c->k, qx, sx, scores, block_max);
     else
         it_q8_scores(c->Q, c->scale, lo, hi, c->k, qx, sx, scores, block_max);
     free(qx);
@@ -119,9 +123,9 @@ ScanQuery(const Copy *c, const int8_t *qx, float sx, int64_t lo, int64_t hi, flo
           int nthreads)
 {
     if (c->Q4 && nthreads < 0)
-        it_q4_scores(c->Q4, c->scale, lo, hi, c->k, qx, sx, scores, block_max);
+        it_q4_scores(c->Q4, c->scale4, lo, hi, c->k, qx, sx, scores, block_max);
     else if (c->Q4)
-        it_q4_scores_threads(c->Q4, c->scale, lo, hi, c->k, qx, sx, scores, block_max, nthreads);
+        it_q4_scores_threads(c->Q4, c->scale4, lo, hi, c->k, qx, sx, scores, block_max, nthreads);
     else if (nthreads < 0)
         it_q8_scores(c->Q, c->scale, lo, hi, c->k, qx, sx, scores, block_max);
     else
@@ -210,7 +214,11 @@ TEST(scores_within_the_bound_and_the_bound_is_tight)
                 {
                     double      yn = sqrt(DotD(Y + i * k, Y + i * k, k));
 
-                    if (yn > 0.0)
+                    /*
+                     * At 4 bits an item below a 255th of its block's
+                     * largest has that step, not its own (checked below)
+                     */
+                    if (yn > 0.0 && (Bits == 8 || c.scale4[i / IT_Q8_BLOCK].m[i % IT_Q8_BLOCK] > 1))
                     {
                         rel += c.tol[i] / yn;
                         qrel += qb / (c.qmax * sqrt(DotD(x, x, k)));
@@ -236,10 +244,23 @@ TEST(scores_within_the_bound_and_the_bound_is_tight)
                 mx = c.tol[i] > mx ? c.tol[i] : mx;
             CHECK(c.tolb[b] == mx, "k %d block %lld: tol %g, the largest %g", k, (long long) b, c.tolb[b], mx);
         }
+        /* 4 bits: within half a step of the item's scale in every dimension */
+        for (int64_t i = 0; i < n && Bits == 4; i++)
+        {
+            double      si = it_q4_scale(c.scale4, i);
+            double      yn = sqrt(DotD(Y + i * k, Y + i * k, k));
+
+            CHECK(c.tol[i] <= si / 2.0 * sqrt(k) * (1.0 + 1e-5) + (2.0 * k + 9.0) * FLT_EPSILON * 2.0 * yn + 1e-30,
+                  "k %d item %lld: bound %g, scale %g", k, (long long) i, c.tol[i], si);
+        }
         for (int64_t i = 0; i < n; i++)
             if (i % 13 == 0)
-                CHECK(c.scale[i] == 0.0f && c.tol[i] >= 0.0f && c.tol[i] < 1e-30f, "zero item %lld: scale %g tol %g",
-                      (long long) i, c.scale[i], c.tol[i]);
+            {
+                float       si = Bits == 4 ? it_q4_scale(c.scale4, i) : c.scale[i];
+
+                CHECK(si == 0.0f && c.tol[i] >= 0.0f && c.tol[i] < 1e-30f, "zero item %lld: scale %g tol %g",
+                      (long long) i, si, c.tol[i]);
+            }
         free(Y);
         FreeCopy(&c);
         free(x);
@@ -573,10 +594,10 @@ TEST(exact_top_k_from_the_shortlist)
                 int64_t     nl2;
 
                 it_q8_query(x, k, c.qmax, qxr, &sxr);
-                rs = (ItQ8Rescan) {c.Q, c.scale, k, qxr, sxr, c.Q4};
+                rs = (ItQ8Rescan) {c.Q, c.scale, k, qxr, sxr, c.Q4, c.scale4};
                 /* the 4-bit scan writes the maxima alone; the 8-bit one always writes scores */
                 if (c.Q4)
-                    it_q4_scores(c.Q4, c.scale, lo, hi, k, qxr, sxr, NULL, bm2);
+                    it_q4_scores(c.Q4, c.scale4, lo, hi, k, qxr, sxr, NULL, bm2);
                 else
                     it_q8_scores(c.Q, c.scale, lo, hi, k, qxr, sxr, rescores, bm2);
                 nl2 = it_q8_shortlist(NULL, &rs, bm2, lo, hi, ex, nex, 20, c.tol + lo, c.tolb, xn, qb,
@@ -737,7 +758,7 @@ TEST(exact_top_k_from_the_4_bit_shortlist)
             nl8 = it_q8_shortlist(scores, NULL, bm8, lo, hi, ex, nex, 20, c8.tol + lo, c8.tolb, xn, tol8,
                                   top_idx, top_score, list8, NULL, n);
             /* the shortlist scans the 4-bit copy for the block maxima itself */
-            rs = (ItQ8Rescan) {NULL, c4.scale, k, qx, sx, c4.Q4};
+            rs = (ItQ8Rescan) {NULL, NULL, k, qx, sx, c4.Q4, c4.scale4};
             nl = it_q4_shortlist(&rs, bm, lo, hi, ex, nex, 20, c4.tolb, xn, tol4, c8.Q, c8.scale, c8.tol + lo,
                                  c8.tolb, tol8, top_idx, top_score, blocks, block_scores, list, list_score, n,
                                  1 + trial % 3);
@@ -790,7 +811,7 @@ TEST(exact_top_k_from_the_4_bit_shortlist)
 
         /* fewer blocks than k: no shortlist */
         {
-            ItQ8Rescan  rs = {NULL, c4.scale, k, qx, 1.0f, c4.Q4};
+            ItQ8Rescan  rs = {NULL, NULL, k, qx, 1.0f, c4.Q4, c4.scale4};
 
             CHECK(it_q4_shortlist(&rs, bm, 0, 40, NULL, 0, 5, c4.tolb, 1.0, 0.0, c8.Q, c8.scale, c8.tol, c8.tolb,
                                   0.0, top_idx, top_score, blocks, block_scores, list, list_score, n, 1) == -1,
@@ -877,7 +898,7 @@ TEST(four_bit_shortlist_over_threads_lists_as_one)
         SortIndexes(ex, 40);
         free(all);
     }
-    rs = (ItQ8Rescan) {NULL, c4.scale, k, qx, sx, c4.Q4};
+    rs = (ItQ8Rescan) {NULL, NULL, k, qx, sx, c4.Q4, c4.scale4};
     /* block_max is scratch that the shortlist's own scan fills: start it with NaN */
     memset(bm, 0xFF, sizeof(float) * it_q8_blocks(lo, hi));
     n1 = it_q4_shortlist(&rs, bm, lo, hi, ex, 40, kk, c4.tolb, xn, tol4, c8.Q, c8.scale, c8.tol + lo, c8.tolb,
