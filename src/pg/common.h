@@ -31,8 +31,8 @@ extern char *it_default_model;  /* interest_transfer.default_model: "" = none */
 
 /* Worker threads to use for a given request (0 = the GUC's choice). */
 extern int  ItThreads(int requested);
-/* Threads one call scans n items with (interest_transfer.scan_threads). */
-extern int  ItScanThreads(int64 n);
+/* Threads one call scans n items at bits (8 or 4) with (interest_transfer.scan_threads). */
+extern int  ItScanThreads(int64 n, int bits);
 
 /* The bits of the copy a scan of n items reads first (interest_transfer.scan_bits): 4 or 8. */
 extern int  ItScanBits(int64 n);

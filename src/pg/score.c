@@ -302,7 +302,7 @@ RankQ4(ItModel *m, const ItInterest *in, int d, const int32 *exclude, int nexclu
     n = it_q4_shortlist(&rescan, m->block_max, lo, hi, exclude, nexclude, kk, m->q4_tol_block,
                         tol_scale, tol4 + pop_tol, m->q8, m->q8_scale, m->q8_tol + lo, m->q8_tol_block,
                         tol8 + pop_tol, top_idx, top_score, m->block_list, m->scores, list, list_score, cap,
-                        ItScanThreads(hi - lo));
+                        ItScanThreads(hi - lo, 4));
     if (n >= 0 && n <= cap)
     {
         float      *sub_norm = palloc_extended(sizeof(float) * Max(n, 1), MCXT_ALLOC_HUGE);
@@ -387,7 +387,7 @@ TopItems(ItModel *m, const ItInterest *in, bool has_user, int64 user_id, bool ex
         qx = palloc(it_q8_query_bytes(m->k));
         query_tol = it_q8_query(in->x, m->k, m->q8_norm_max, qx, &sx);
         it_q8_scores_threads(m->q8, m->q8_scale, lo, hi, m->k, qx, sx, m->scores + lo, block_max,
-                             ItScanThreads(hi - lo));
+                             ItScanThreads(hi - lo, 8));
         pfree(qx);
         return RankQ8Scores(m, in, d, exclude, nexclude, kk, query_tol, m->scores + lo, block_max,
                             out_idx, out_score);
@@ -816,7 +816,7 @@ interest_transfer_recommend_batch(PG_FUNCTION_ARGS)
     query_tol = palloc(sizeof(double) * batch);
     top_idx = palloc(sizeof(int32) * Max(kk, 1));
     top_score = palloc(sizeof(float) * Max(kk, 1));
-    nthreads = ItScanThreads((int64) batch * (hi - lo));
+    nthreads = ItScanThreads((int64) batch * (hi - lo), 8);
     rk = palloc(sizeof(ItQ8Ranking) * batch);
     rk_idx = palloc(sizeof(int32) * Max(kk, 1) * batch);
     rk_score = palloc(sizeof(float) * Max(kk, 1) * batch);
@@ -878,7 +878,7 @@ interest_transfer_recommend_batch(PG_FUNCTION_ARGS)
                 }
                 /* scanned again alone, as recommend() scans (m->scores is ours here) */
                 it_q8_scores_threads(m->q8, m->q8_scale, lo, hi, m->k, qx + qbytes * row[i], sx[row[i]],
-                                     m->scores + lo, BM + (size_t) row[i] * nb, ItScanThreads(hi - lo));
+                                     m->scores + lo, BM + (size_t) row[i] * nb, ItScanThreads(hi - lo, 8));
                 got = RankQ8Scores(m, &in[i], d, exclude_seen ? in[i].seen : NULL, exclude_seen ? in[i].nseen : 0,
                                    kk, query_tol[row[i]], m->scores + lo,
                                    BM + (size_t) row[i] * nb, top_idx, top_score);
