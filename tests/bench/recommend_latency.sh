@@ -23,9 +23,12 @@
 #            SQL (dot products over unnest, 20 calls, 3 above 200000 items),
 #            for the ratios
 #   bandwidth the time merely reading the 8-bit and the 4-bit item copies'
-#            bytes takes on one core (tests/bench/scan_bandwidth): the floor
-#            of a one-thread scan (from 262,144 items the server scans the
-#            4-bit copy first, interest_transfer.scan_bits)
+#            bytes (with their scales) takes on one core
+#            (tests/bench/scan_bandwidth): the floor of a one-thread scan
+#            (from 32,768 items the server scans the 4-bit copy first,
+#            interest_transfer.scan_bits); from 262,144 items, where the
+#            server cuts that scan between two threads, also on two threads
+#            started and joined per read, as recommend() starts its own
 #   load     the first call of a new backend (reads the item factors), and
 #            the second: the median of LOADS (7) new backends, from the rows
 #            alone, from the item packs training writes (with
@@ -165,6 +168,7 @@ SQL
 make -s -C "$here" PG_CONFIG="$(command -v pg_config)" tests/bench/bin/scan_bandwidth >/dev/null
 "$here/tests/bench/bin/scan_bandwidth" "$ITEMS" "$FACTORS"
 "$here/tests/bench/bin/scan_bandwidth" "$ITEMS" "$FACTORS" 200 4
+[ "$ITEMS" -ge 262144 ] && "$here/tests/bench/bin/scan_bandwidth" "$ITEMS" "$FACTORS" 200 4 2
 
 # Client round trip, one call per transaction.
 cat >"$tmp/rec.sql" <<EOF

@@ -1,16 +1,20 @@
 /*
  * scan_bandwidth.c
  *    The memory-bandwidth floor of recommend()'s first pass: reads a
- *    buffer of the 8-bit item copy's size (it_q8_padded(items) *
- *    it_q8_kpad(factors) bytes), or with BITS 4 of the 4-bit copy's
- *    (it_q4_bytes), again and again on one core and reports the median
- *    pass, so that a scan's time can be compared with the time merely
- *    reading its bytes takes on this machine, in the same run.
+ *    buffer of the 8-bit item copy's size with its scales
+ *    (it_q8_padded(items) * (it_q8_kpad(factors) + 4) bytes), or with BITS
+ *    4 of the 4-bit copy's (it_q4_bytes and an ItQ4Scales a block), again
+ *    and again and reports the median pass, so that a scan's time can be
+ *    compared with the time merely reading its bytes takes on this
+ *    machine, in the same run.  With THREADS > 1 the buffer is cut into
+ *    that many parts, read at once by the caller and threads started and
+ *    joined for each pass, as a recommend() call starts its scan thread.
  *
- *    scan_bandwidth ITEMS FACTORS [PASSES] [BITS]
+ *    scan_bandwidth ITEMS FACTORS [PASSES] [BITS] [THREADS]
  *
  * A program, not a test: no PostgreSQL, the kernel library for the sizes.
  */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +69,28 @@ Now(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* One thread's part of a pass. */
+typedef struct ReadPart
+{
+    const uint8_t *buf;
+    size_t      bytes;
+    int         avx2;
+    uint64_t    sum;
+} ReadPart;
+
+static void *
+ReadRun(void *arg)
+{
+    ReadPart   *p = arg;
+
+#if defined(__GNUC__) && defined(__x86_64__)
+    p->sum = p->avx2 ? ReadAvx2(p->buf, p->bytes) : ReadPlain(p->buf, p->bytes);
+#else
+    p->sum = ReadPlain(p->buf, p->bytes);
+#endif
+    return NULL;
+}
+
 static int
 CompareDoubles(const void *a, const void *b)
 {
@@ -81,19 +107,23 @@ main(int argc, char **argv)
     int         factors = argc > 2 ? atoi(argv[2]) : 64;
     int         passes = argc > 3 ? atoi(argv[3]) : 200;
     int         bits = argc > 4 ? atoi(argv[4]) : 8;
+    int         threads = argc > 5 ? atoi(argv[5]) : 1;
     size_t      bytes;
+    ReadPart    parts[8];
+    pthread_t   tids[8];
     uint8_t    *buf;
     double     *t;
     uint64_t    sink = 0;
     int         avx2 = 0;
 
-    if (items <= 0 || factors <= 0 || passes <= 0 || (bits != 8 && bits != 4))
+    if (items <= 0 || factors <= 0 || passes <= 0 || (bits != 8 && bits != 4) || threads < 1 || threads > 8)
     {
-        fprintf(stderr, "usage: scan_bandwidth ITEMS FACTORS [PASSES] [BITS (8 or 4)]\n");
+        fprintf(stderr, "usage: scan_bandwidth ITEMS FACTORS [PASSES] [BITS (8 or 4)] [THREADS (1 to 8)]\n");
         return 2;
     }
-    bytes = bits == 4 ? it_q4_bytes(items, factors) : (size_t) it_q8_padded(items) * it_q8_kpad(factors);
-    bytes = (bytes + 127) / 128 * 128;
+    bytes = bits == 4 ? it_q4_bytes(items, factors) + sizeof(ItQ4Scales) * (size_t) (it_q8_padded(items) / IT_Q8_BLOCK) :
+        (size_t) it_q8_padded(items) * (it_q8_kpad(factors) + sizeof(float));
+    bytes = (bytes + 128 * threads - 1) / (128 * threads) * (128 * threads);
     buf = aligned_alloc(64, bytes);
     t = malloc(sizeof(double) * passes);
     if (buf == NULL || t == NULL)
@@ -110,19 +140,36 @@ main(int argc, char **argv)
     for (int p = -3; p < passes; p++)
     {
         double      t0 = Now();
+        int         ok[8] = {0};
 
-#if defined(__GNUC__) && defined(__x86_64__)
-        sink += avx2 ? ReadAvx2(buf, bytes) : ReadPlain(buf, bytes);
-#else
-        sink += ReadPlain(buf, bytes);
-#endif
+        for (int i = 0; i < threads; i++)
+            parts[i] = (ReadPart) {buf + bytes / threads * i, bytes / threads, avx2, 0};
+        for (int i = 1; i < threads; i++)
+            ok[i] = pthread_create(&tids[i], NULL, ReadRun, &parts[i]) == 0;
+        ReadRun(&parts[0]);
+        for (int i = 1; i < threads; i++)
+        {
+            if (ok[i])
+                pthread_join(tids[i], NULL);
+            else
+                ReadRun(&parts[i]);
+        }
+        for (int i = 0; i < threads; i++)
+            sink += parts[i].sum;
         if (p >= 0)
             t[p] = Now() - t0;
     }
     qsort(t, passes, sizeof(double), CompareDoubles);
-    printf("bandwidth reading %.1f MB (the %d-bit item copy) on one core %d times: median %.1f us (%.1f GB/s), "
-           "fastest %.1f us: no one-thread scan of it is faster\n",
-           bytes / 1e6, bits, passes, t[passes / 2] * 1e6, bytes / t[passes / 2] / 1e9, t[0] * 1e6);
+    if (threads == 1)
+        printf("bandwidth reading %.1f MB (the %d-bit item copy and its scales) on one core %d times: median %.1f us "
+               "(%.1f GB/s), fastest %.1f us: no one-thread scan of it is faster\n",
+               bytes / 1e6, bits, passes, t[passes / 2] * 1e6, bytes / t[passes / 2] / 1e9, t[0] * 1e6);
+    else
+        printf("bandwidth reading %.1f MB (the %d-bit item copy and its scales) on %d threads (started and joined "
+               "each time) %d times: median %.1f us (%.1f GB/s), fastest %.1f us: no scan of it over %d threads is "
+               "faster\n",
+               bytes / 1e6, bits, threads, passes, t[passes / 2] * 1e6, bytes / t[passes / 2] / 1e9, t[0] * 1e6,
+               threads);
     Sink = sink;
     free(buf);
     free(t);
