@@ -79,21 +79,17 @@ void        _PG_init(void);
 
 /*
  * Whether CheckExtensionVersion found the extension at the library's
- * version and nothing may have changed it since: DROP EXTENSION, CREATE
- * EXTENSION and ALTER EXTENSION UPDATE drop, create or replace functions
- * (a pg_proc invalidation) or change tables (a relcache one), and either
- * makes the next call check again.
+ * version and nothing may have changed it since: DROP EXTENSION and
+ * CREATE EXTENSION drop and create functions, and every upgrade script
+ * replaces some (sql/interest_transfer--*--*.sql), each a pg_proc
+ * invalidation that makes the next call check again.  (Not a relcache
+ * callback: a backend has only 10 of those slots, and running out is
+ * FATAL.)
  */
 static bool it_version_checked = false;
 
 static void
 ForgetVersionCheck(Datum arg, int cacheid, uint32 hashvalue)
-{
-    it_version_checked = false;
-}
-
-static void
-ForgetVersionCheckRel(Datum arg, Oid relid)
 {
     it_version_checked = false;
 }
@@ -104,7 +100,6 @@ _PG_init(void)
     const char *core;
 
     CacheRegisterSyscacheCallback(PROCOID, ForgetVersionCheck, (Datum) 0);
-    CacheRegisterRelcacheCallback(ForgetVersionCheckRel, (Datum) 0);
 
     /* before any BLAS call: the kernels this CPU can run */
     core = it_blas_prefer_core();
@@ -196,9 +191,9 @@ ItScanThreads(int64 n, int bits)
  * The library works on the schema of its own release only: an older
  * extension version (the package was upgraded, ALTER EXTENSION not yet
  * run) gets a clear error instead of failing on a missing column.  Checked
- * once per backend and extension, and again after any invalidation that
- * may come from changing the extension (it_version_checked): the lookup
- * by name cost about 12 us of every recommend() call.
+ * once per backend and extension, and again after any pg_proc
+ * invalidation, which changing the extension causes (it_version_checked):
+ * the lookup by name cost about 12 us of every recommend() call.
  */
 static void
 CheckExtensionVersion(void)
