@@ -191,14 +191,14 @@ ItScanThreads(int64 n, int bits)
  * The library works on the schema of its own release only: an older
  * extension version (the package was upgraded, ALTER EXTENSION not yet
  * run) gets a clear error instead of failing on a missing column.  Checked
- * once per backend and extension, and again after any pg_proc
- * invalidation, which changing the extension causes (it_version_checked):
- * the lookup by name cost about 12 us of every recommend() call.
+ * again after any pg_proc invalidation, which creating, dropping or
+ * updating the extension causes (it_version_checked), the version read
+ * each time: the lookup by name cost about 12 us of every recommend()
+ * call.
  */
 static void
 CheckExtensionVersion(void)
 {
-    static Oid  checked_ext = InvalidOid;
     Oid         ext;
     Relation    rel;
     ScanKeyData key;
@@ -206,16 +206,17 @@ CheckExtensionVersion(void)
     HeapTuple   tup;
     char       *version = NULL;
 
+    /*
+     * Invalidations another session committed while this transaction runs
+     * are read only at the next lock taken; the lookup below took one, so
+     * take them here (a look at a shared flag when there are none).
+     */
+    AcceptInvalidationMessages();
     if (it_version_checked)
         return;
     ext = get_extension_oid("interest_transfer", true);
     if (!OidIsValid(ext))
         return;
-    if (ext == checked_ext)
-    {
-        it_version_checked = true;
-        return;
-    }
     rel = table_open(ExtensionRelationId, AccessShareLock);
     ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(ext));
     scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
@@ -236,7 +237,6 @@ CheckExtensionVersion(void)
                  errmsg("extension interest_transfer is at version %s, but its library is version %s",
                         version ? version : "?", IT_VERSION),
                  errhint("Run ALTER EXTENSION interest_transfer UPDATE.")));
-    checked_ext = ext;
     it_version_checked = true;
 }
 
