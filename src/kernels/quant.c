@@ -769,9 +769,9 @@ it_q4_scores(const uint8_t *Q, const ItQ4Scales *scale, int64_t lo, int64_t hi, 
  * A scan over threads: [lo, hi) cut at block boundaries into chunks (about
  * 8 per thread, at most SCAN_CHUNK_BLOCKS blocks each) that the caller and
  * the threads claim one at a time, so a thread that starts late takes
- * fewer; the threads are started
- * for the call (it_run_parts, it_start_threads: every signal blocked) or
- * are the caller's team.  Each item's score and each block's maximum is
+ * fewer; the threads are started for the call (it_run_parts,
+ * it_start_threads: every signal blocked) or are the caller's team
+ * (nthreads: its size).  Each item's score and each block's maximum is
  * computed as fn computes it alone, so the result depends neither on the
  * number of threads nor on who scanned which chunk.
  */
@@ -824,8 +824,6 @@ ScanThreads(AnyScoresFn fn, const void *Q, const void *scale, int64_t lo, int64_
     int64_t     blocks = it_q8_blocks(lo, hi);
     ScanJob     job = {fn, Q, scale, lo, hi, k, qx, sx, scores, block_max};
 
-    if (team != NULL)
-        nthreads = team->nthreads;
     if (nthreads > IT_Q8_MAX_SCAN_THREADS)
         nthreads = IT_Q8_MAX_SCAN_THREADS;
     if (nthreads < 2 || blocks < 2 * nthreads)
@@ -1532,7 +1530,7 @@ it_q4_shortlist(const ItQ8Rescan *q4, float *block_max, int64_t lo, int64_t hi,
      * finds the candidates in between.
      */
     (void) it_team_start(&team, nb >= 2 * (int64_t) nthreads ? nthreads : 1, Q4_TEAM_SPINS);
-    ScanThreads(Q4Best, q4->Q4, q4->scale4, lo, hi, q4->k, q4->qx, q4->sx, NULL, block_max, 1, &team);
+    ScanThreads(Q4Best, q4->Q4, q4->scale4, lo, hi, q4->k, q4->qx, q4->sx, NULL, block_max, team.nthreads, &team);
     if (!ShortlistFloor(NULL, q4, block_max, lo, hi, exclude, nexclude, k, tol4_block, tol_scale, tol4_const,
                         top_idx, top_score, &floor_, &thr, &tol4_max))
         goto done;
