@@ -48,14 +48,13 @@
 #include "clones.h"
 #include "kernels.h"
 
-/* The sparse loops are IT_CLONES (clones.h): vector units however the build was configured. */
+/*
+ * The sparse loops are in als_kernel.h, compiled for the baseline, AVX2
+ * and AVX-512 with the vectors each holds in registers, and picked when
+ * the first half-step runs (AlsKernels).
+ */
 
 #define IT_INLINE static inline __attribute__((always_inline))
-
-/* 16 floats; loads and stores go through memcpy (unaligned). */
-typedef float ItV16 __attribute__((vector_size(64)));
-typedef float ItV8 __attribute__((vector_size(32)));
-typedef float ItV4 __attribute__((vector_size(16)));
 
 /* entries after which a block of rows is cut short (see ClaimBlock) */
 #define IT_ALS_BLOCK_NNZ 8192
@@ -66,105 +65,6 @@ typedef float ItV4 __attribute__((vector_size(16)));
 
 /* floats per cache line, for aligning the scratch buffers */
 #define IT_LINE_FLOATS 16
-
-/*
- * Vector loads, stores and sums are macros: functions taking or returning
- * ItV16 would change the calling convention between the clones.
- */
-#define LOADV(p) \
-    __extension__ ({ ItV16 v_; memcpy(&v_, (p), sizeof(v_)); v_; })
-#define STOREV(p, v) \
-    do { ItV16 s_ = (v); memcpy((p), &s_, sizeof(s_)); } while (0)
-
-/* sum of the 16 lanes of v, as a tree in a fixed order */
-#define HSUMV(v, out) \
-    do { \
-        ItV8        h8_; \
-        ItV8        g8_; \
-        ItV4        h4_; \
-        ItV4        g4_; \
-        memcpy(&h8_, &(v), sizeof(h8_)); \
-        memcpy(&g8_, (const char *) &(v) + sizeof(h8_), sizeof(g8_)); \
-        h8_ += g8_; \
-        memcpy(&h4_, &h8_, sizeof(h4_)); \
-        memcpy(&g4_, (const char *) &h8_ + sizeof(h4_), sizeof(g4_)); \
-        h4_ += g4_; \
-        (out) = (h4_[0] + h4_[2]) + (h4_[1] + h4_[3]); \
-    } while (0)
-
-/* a . b, summed in a fixed order */
-IT_INLINE float
-Dot(const float *restrict a, const float *restrict b, int k)
-{
-    ItV16       s0 = {0};
-    ItV16       s1 = {0};
-    float       s;
-    int         i = 0;
-
-    for (; i + 32 <= k; i += 32)
-    {
-        s0 += LOADV(a + i) * LOADV(b + i);
-        s1 += LOADV(a + i + 16) * LOADV(b + i + 16);
-    }
-    if (i + 16 <= k)
-    {
-        s0 += LOADV(a + i) * LOADV(b + i);
-        i += 16;
-    }
-    s0 += s1;
-    HSUMV(s0, s);
-    for (; i < k; i++)
-        s += a[i] * b[i];
-    return s;
-}
-
-/* y += a x */
-IT_INLINE void
-Axpy(float *restrict y, float a, const float *restrict x, int k)
-{
-    int         i = 0;
-
-    for (; i + 16 <= k; i += 16)
-        STOREV(y + i, LOADV(y + i) + a * LOADV(x + i));
-    for (; i < k; i++)
-        y[i] += a * x[i];
-}
-
-/* y = a + b */
-IT_INLINE void
-Add(float *restrict y, const float *restrict a, const float *restrict b, int k)
-{
-    int         i = 0;
-
-    for (; i + 16 <= k; i += 16)
-        STOREV(y + i, LOADV(a + i) + LOADV(b + i));
-    for (; i < k; i++)
-        y[i] = a[i] + b[i];
-}
-
-/* y += x */
-IT_INLINE void
-AddTo(float *restrict y, const float *restrict x, int k)
-{
-    int         i = 0;
-
-    for (; i + 16 <= k; i += 16)
-        STOREV(y + i, LOADV(y + i) + LOADV(x + i));
-    for (; i < k; i++)
-        y[i] += x[i];
-}
-
-/* y = x + beta y */
-IT_INLINE void
-Xpby(float *restrict y, const float *restrict x, float beta, int k)
-{
-    int         i = 0;
-
-    for (; i + 16 <= k; i += 16)
-        STOREV(y + i, LOADV(x + i) + beta * LOADV(y + i));
-    for (; i < k; i++)
-        y[i] = x[i] + beta * y[i];
-}
 
 IT_INLINE void
 PrefetchRow(const float *row, int k)
@@ -188,7 +88,7 @@ PrefetchRow(const float *row, int k)
 #endif
 
 /*
- * One pass over a row's entries (items idx[0..m), raw weights r; the
+ * SparsePass (als_kernel.h): one pass over a row's entries (items idx[0..m), raw weights r; the
  * items idx[m..mpf) that follow, in the next rows, are prefetched too):
  *
  *   residual pass (init):  out += sum_j (p_j (1 + w_j) - w_j (y_j . p)) y_j
@@ -200,9 +100,10 @@ PrefetchRow(const float *row, int k)
  * observed part of the objective at the x the solve starts from, which
  * costs the pass almost nothing (it_als_half_step_loss).
  * Each item's row is read once: its dot product is followed at once by its
- * update.  This version is for k = 16 nv: p and the accumulators stay in
- * registers; SparsePass picks it for the common sizes.
+ * update.  For k = 16 nv (the common sizes) p and the accumulators are
+ * held in vectors.
  */
+
 /* c (p - s)^2 - s^2 of one entry of raw weight r, s = x.y */
 static inline double
 RowLossTerm(float r, float alpha, float thr, float s)
@@ -212,123 +113,6 @@ RowLossTerm(float r, float alpha, float thr, float s)
     double      sv = s;
 
     return c * (pv - sv) * (pv - sv) - sv * sv;
-}
-
-#define IT_DEFINE_SPARSE_PASS(NV) \
-IT_INLINE void \
-SparsePass##NV(const int32_t *restrict idx, const float *restrict r, \
-               int64_t m, int64_t mpf, const float *restrict Y, float alpha, float thr, \
-               const int init, const float *restrict p, float *restrict out, \
-               double *restrict loss) \
-{ \
-    const int   k = (NV) * 16; \
-    ItV16       pv[NV]; \
-    ItV16       acc[NV]; \
-    double      lsum = loss ? *loss : 0.0; \
-    int64_t     j; \
-    int         c; \
- \
-    IT_UNROLL \
-    for (c = 0; c < (NV); c++) \
-    { \
-        pv[c] = LOADV(p + 16 * c); \
-        acc[c] = LOADV(out + 16 * c); \
-    } \
-    for (j = 0; j < m; j++) \
-    { \
-        const float *y = Y + (size_t) idx[j] * k; \
-        ItV16       yv[NV]; \
-        ItV16       sv; \
-        float       d; \
-        float       w = alpha * r[j]; \
-        float       coef; \
- \
-        if (IT_PREFETCH_AHEAD > 0 && j + IT_PREFETCH_AHEAD < mpf) \
-            PrefetchRow(Y + (size_t) idx[j + IT_PREFETCH_AHEAD] * k, k); \
-        IT_UNROLL \
-        for (c = 0; c < (NV); c++) \
-            yv[c] = LOADV(y + 16 * c); \
-        sv = yv[0] * pv[0]; \
-        IT_UNROLL \
-        for (c = 1; c < (NV); c++) \
-            sv += yv[c] * pv[c]; \
-        HSUMV(sv, d); \
-        coef = init ? (r[j] >= thr ? 1.0f + w : 0.0f) - w * d : w * d; \
-        if (init && loss) \
-            lsum += RowLossTerm(r[j], alpha, thr, d); \
-        IT_UNROLL \
-        for (c = 0; c < (NV); c++) \
-            acc[c] += coef * yv[c]; \
-    } \
-    IT_UNROLL \
-    for (c = 0; c < (NV); c++) \
-        STOREV(out + 16 * c, acc[c]); \
-    if (loss) \
-        *loss = lsum; \
-}
-
-IT_DEFINE_SPARSE_PASS(1)
-IT_DEFINE_SPARSE_PASS(2)
-IT_DEFINE_SPARSE_PASS(3)
-IT_DEFINE_SPARSE_PASS(4)
-IT_DEFINE_SPARSE_PASS(6)
-IT_DEFINE_SPARSE_PASS(8)
-
-/* the same for any k */
-IT_INLINE void
-SparsePassAny(const int32_t *restrict idx, const float *restrict r,
-              int64_t m, int64_t mpf, const float *restrict Y, int k, float alpha, float thr, int init,
-              const float *restrict p, float *restrict out, double *restrict loss)
-{
-    double      lsum = loss ? *loss : 0.0;
-    int64_t     j;
-
-    for (j = 0; j < m; j++)
-    {
-        const float *y = Y + (size_t) idx[j] * k;
-        float       w = alpha * r[j];
-        float       d;
-
-        if (IT_PREFETCH_AHEAD > 0 && j + IT_PREFETCH_AHEAD < mpf)
-            PrefetchRow(Y + (size_t) idx[j + IT_PREFETCH_AHEAD] * k, k);
-        d = Dot(y, p, k);
-        if (init && loss)
-            lsum += RowLossTerm(r[j], alpha, thr, d);
-        Axpy(out, init ? (r[j] >= thr ? 1.0f + w : 0.0f) - w * d : w * d, y, k);
-    }
-    if (loss)
-        *loss = lsum;
-}
-
-IT_INLINE void
-SparsePass(const int32_t *restrict idx, const float *restrict r,
-           int64_t m, int64_t mpf, const float *restrict Y, int k, float alpha, float thr, int init,
-           const float *restrict p, float *restrict out, double *restrict loss)
-{
-    switch (k)
-    {
-        case 16:
-            SparsePass1(idx, r, m, mpf, Y, alpha, thr, init, p, out, loss);
-            break;
-        case 32:
-            SparsePass2(idx, r, m, mpf, Y, alpha, thr, init, p, out, loss);
-            break;
-        case 48:
-            SparsePass3(idx, r, m, mpf, Y, alpha, thr, init, p, out, loss);
-            break;
-        case 64:
-            SparsePass4(idx, r, m, mpf, Y, alpha, thr, init, p, out, loss);
-            break;
-        case 96:
-            SparsePass6(idx, r, m, mpf, Y, alpha, thr, init, p, out, loss);
-            break;
-        case 128:
-            SparsePass8(idx, r, m, mpf, Y, alpha, thr, init, p, out, loss);
-            break;
-        default:
-            SparsePassAny(idx, r, m, mpf, Y, k, alpha, thr, init, p, out, loss);
-            break;
-    }
 }
 
 /*
@@ -423,6 +207,7 @@ typedef struct AlsShared
     float      *thread_scratch;
     size_t      thread_stride;
     AlsRequest  req[IT_ALS_MAX_THREADS];
+    const struct AlsKernelSet *kernels; /* chosen by the calling thread */
 } AlsShared;
 
 /* n floats rounded up to whole cache lines */
@@ -522,155 +307,123 @@ WaitDense(AlsShared *s, int t)
 }
 
 /*
- * out = sparse part of one row (see SparsePass), starting from zero, and
- * *loss (when not NULL) its loss term; the calling thread, when workers
- * run, looks at their requests every IT_SERVE_ENTRIES entries (the pieces
- * add up to the same sums: the accumulators go through out and *loss
- * unchanged).
+ * The kernels of each vector width (als_kernel.h): with GCC on x86-64,
+ * 4 floats for the baseline, 8 for x86-64-v3 (AVX2, FMA) and 16 for
+ * x86-64-v4 (AVX-512), the widest the machine runs chosen by
+ * AlsKernels; elsewhere the one width the build's flags allow.
  */
-IT_INLINE void
-SparseRow(AlsShared *s, int serve, const int32_t *idx, const float *r,
-          int64_t m, int64_t mpf, int init, const float *p, float *out, double *loss)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    !defined(IT_NO_TARGET_CLONES)
+#define IT_ALS_WIDTHS 3
+#define ALS_W 4
+#define ALS_SUFFIX _w4
+#define ALS_TARGET
+#include "als_kernel.h"
+#define ALS_W 8
+#define ALS_SUFFIX _w8
+#define ALS_TARGET __attribute__((target("arch=x86-64-v3")))
+#include "als_kernel.h"
+#define ALS_W 16
+#define ALS_SUFFIX _w16
+#define ALS_TARGET __attribute__((target("arch=x86-64-v4")))
+#include "als_kernel.h"
+#else
+#define IT_ALS_WIDTHS 1
+#if defined(IT_ALS_ONE_WIDTH)
+/* given by the build */
+#elif defined(__AVX512F__)
+#define IT_ALS_ONE_WIDTH 16
+#elif defined(__AVX2__)
+#define IT_ALS_ONE_WIDTH 8
+#else
+#define IT_ALS_ONE_WIDTH 4
+#endif
+#define ALS_W IT_ALS_ONE_WIDTH
+#define ALS_SUFFIX _w
+#define ALS_TARGET
+#include "als_kernel.h"
+#endif
+
+struct AlsKernelSet
 {
-    int64_t     j;
+    int         width;
+    void        (*block) (AlsShared *s, int t, int64_t b0, int64_t b1, float *scratch);
+    void        (*loss_rows) (const ItCsr *R, const float *X, const float *Y, int k,
+                              float alpha, float thr, int want_quad, int64_t u0,
+                              int64_t u1, double *sums);
+};
+typedef struct AlsKernelSet AlsKernelSet;
 
-    memset(out, 0, sizeof(float) * s->k);
-    if (loss)
-        *loss = 0.0;
-    if (!serve)
-    {
-        SparsePass(idx, r, m, mpf, s->Y, s->k, s->alpha, s->thr, init, p, out, loss);
-        return;
-    }
-    for (j = 0; j < m; j += IT_SERVE_ENTRIES)
-    {
-        int64_t     n = m - j < IT_SERVE_ENTRIES ? m - j : IT_SERVE_ENTRIES;
+#if IT_ALS_WIDTHS == 3
+static const AlsKernelSet als_kernels[3] = {
+    {4, AlsBlock_w4, LossRows_w4},
+    {8, AlsBlock_w8, LossRows_w8},
+    {16, AlsBlock_w16, LossRows_w16},
+};
 
-        SparsePass(idx + j, r + j, n, mpf - j, s->Y, s->k, s->alpha, s->thr, init, p, out, loss);
-        Serve(s);
-    }
+/* whether this machine runs als_kernels[i] */
+static int
+AlsKernelRuns(int i)
+{
+    if (i == 1)
+        return __builtin_cpu_supports("x86-64-v3");
+    if (i == 2)
+        return __builtin_cpu_supports("x86-64-v4");
+    return i == 0;
+}
+#else
+static const AlsKernelSet als_kernels[1] = {{IT_ALS_ONE_WIDTH, AlsBlock_w, LossRows_w}};
+
+static int
+AlsKernelRuns(int i)
+{
+    return i == 0;
+}
+#endif
+
+/* index into als_kernels, -1 until chosen (read and written atomically) */
+static int  als_choice = -1;
+
+static int
+AlsBestKernel(void)
+{
+    int         i = IT_ALS_WIDTHS - 1;
+
+    while (i > 0 && !AlsKernelRuns(i))
+        i--;
+    return i;
 }
 
-/*
- * The CG solve of the rows [b0, b1) of one block by thread t, with its
- * scratch R, P, D (dense part), S (sparse part, then A_u p), nb * k each,
- * and rs, active (nb floats each).  A row's arithmetic does not depend on
- * the thread: the dense parts are the same sgemm calls whoever runs the
- * block.
- */
-IT_CLONES static void
-AlsBlock(AlsShared *s, int t, int64_t b0, int64_t b1, float *scratch)
+static const AlsKernelSet *
+AlsKernels(void)
 {
-    const ItCsr *Rm = s->R;
-    float      *X = s->X;
-    const int   k = s->k;
-    const int   nb = (int) (b1 - b0);
-    const int   serve = (t == 0 && s->workers > 0);
-    float      *Rb = scratch;
-    float      *Pb = Rb + (size_t) IT_ALS_BLOCK * k;
-    float      *Db = Pb + (size_t) IT_ALS_BLOCK * k;
-    float      *Sb = Db + (size_t) IT_ALS_BLOCK * k;
-    float      *rs = Sb + (size_t) IT_ALS_BLOCK * k;
-    float      *active = rs + IT_ALS_BLOCK;
-    int         any = 0;
-    int         b;
-    int         step;
+    int         c = __atomic_load_n(&als_choice, __ATOMIC_RELAXED);
 
-    /* R = b - A x: the dense part -X (YtY + reg I), and the sparse part */
-    AskDense(s, t, X + (size_t) b0 * k, Db, nb, -1.0f);
-    for (b = 0; b < nb; b++)
+    if (c < 0)
     {
-        int64_t     u = b0 + b;
-        int64_t     start = Rm->indptr[u];
-        int64_t     m = Rm->indptr[u + 1] - start;
-
-        /* + sum_j (c_j - (c_j - 1) y_j.x) y_j, c_j = 1 + alpha r_j */
-        if (m > 0)
-            SparseRow(s, serve, Rm->indices + start, Rm->data + start, m,
-                      Rm->indptr[b1] - start, 1, X + (size_t) u * k,
-                      Sb + (size_t) b * k, s->row_loss ? s->row_loss + u : NULL);
-        else if (s->row_loss)
-            s->row_loss[u] = 0.0;
+        c = AlsBestKernel();
+        __atomic_store_n(&als_choice, c, __ATOMIC_RELAXED);
     }
-    WaitDense(s, t);
-    for (b = 0; b < nb; b++)
+    return &als_kernels[c];
+}
+
+int
+it_als_vector_width(int width)
+{
+    int         i;
+
+    if (width == 0)
     {
-        int64_t     u = b0 + b;
-        float      *res = Rb + (size_t) b * k;
-        float      *pv = Pb + (size_t) b * k;
-
-        if (Rm->indptr[u + 1] <= Rm->indptr[u])
-        {
-            memset(X + (size_t) u * k, 0, sizeof(float) * k);
-            memset(pv, 0, sizeof(float) * k);
-            active[b] = 0.0f;
-            continue;
-        }
-        Add(res, Db + (size_t) b * k, Sb + (size_t) b * k, k);
-        memcpy(pv, res, sizeof(float) * k);
-        rs[b] = Dot(res, res, k);
-        active[b] = (rs[b] >= IT_CG_EPS) ? 1.0f : 0.0f;
-        any |= active[b] != 0.0f;
+        __atomic_store_n(&als_choice, AlsBestKernel(), __ATOMIC_RELAXED);
+        return AlsKernels()->width;
     }
-
-    for (step = 0; step < s->cg_steps && any; step++)
-    {
-        int         last = (step == s->cg_steps - 1);
-
-        /* A P: the dense part P (YtY + reg I) for the whole block ... */
-        AskDense(s, t, Pb, Db, nb, 1.0f);
-        /* ... and + sum_j alpha r_j (y_j . p) y_j */
-        for (b = 0; b < nb; b++)
+    for (i = 0; i < IT_ALS_WIDTHS; i++)
+        if (als_kernels[i].width == width && AlsKernelRuns(i))
         {
-            int64_t     u = b0 + b;
-            int64_t     start = Rm->indptr[u];
-            int64_t     m = Rm->indptr[u + 1] - start;
-
-            if (active[b] != 0.0f)
-                SparseRow(s, serve, Rm->indices + start, Rm->data + start, m, m,
-                          0, Pb + (size_t) b * k, Sb + (size_t) b * k, NULL);
+            __atomic_store_n(&als_choice, i, __ATOMIC_RELAXED);
+            return width;
         }
-        WaitDense(s, t);
-        any = 0;
-        for (b = 0; b < nb; b++)
-        {
-            float      *x = X + (size_t) (b0 + b) * k;
-            float      *res = Rb + (size_t) b * k;
-            float      *pv = Pb + (size_t) b * k;
-            float      *ap = Sb + (size_t) b * k;
-            float       pap;
-            float       a;
-            float       rsnew;
-            float       beta;
-
-            if (active[b] == 0.0f)
-                continue;
-            AddTo(ap, Db + (size_t) b * k, k);
-            pap = Dot(pv, ap, k);
-            if (!(pap > 0.0f) || !isfinite(pap))
-            {
-                memset(pv, 0, sizeof(float) * k);
-                active[b] = 0.0f;
-                continue;
-            }
-            a = rs[b] / pap;
-            Axpy(x, a, pv, k);
-            if (last)
-                continue;
-            Axpy(res, -a, ap, k);
-            rsnew = Dot(res, res, k);
-            if (!(rsnew >= IT_CG_EPS))
-            {
-                memset(pv, 0, sizeof(float) * k);
-                active[b] = 0.0f;
-                continue;
-            }
-            beta = rsnew / rs[b];
-            rs[b] = rsnew;
-            Xpby(pv, res, beta, k);
-            any = 1;
-        }
-    }
+    return 0;
 }
 
 /*
@@ -718,7 +471,7 @@ AlsRun(AlsShared *s, int t)
 
     while (ClaimBlock(s, &b0, &b1))
     {
-        AlsBlock(s, t, b0, b1, scratch);
+        s->kernels->block(s, t, b0, b1, scratch);
         if (t == 0 && s->workers > 0)
             Serve(s);
     }
@@ -799,6 +552,7 @@ it_als_half_step_loss(const ItCsr *R, const float *Y, const float *YtY,
     s.finished = 0;
     s.thread_scratch = base + RoundLine((size_t) k * k);
     s.thread_stride = ThreadScratch(k);
+    s.kernels = AlsKernels();
 
     if (threads > IT_ALS_MAX_THREADS)
         threads = IT_ALS_MAX_THREADS;
@@ -886,51 +640,6 @@ it_row_norms(const float *A, int64_t n, int k, float *norms)
     }
 }
 
-/*
- * Over the rows [u0, u1): sums[0] = sum_u sum_i [c_ui (1 - s)^2 - s^2],
- * s = x_u . y_i, the correction of the observed cells to the all-zero
- * target objective; when want_quad, sums[2] = sum_u |x_u|^2 (sums[1] is
- * QuadRows's, on the calling thread).
- */
-IT_CLONES static void
-LossRows(const ItCsr *R, const float *X, const float *Y,
-         int k, float alpha, float thr, int want_quad, int64_t u0, int64_t u1,
-         double *sums)
-{
-    double      obs = 0.0;
-    double      xn = 0.0;
-    int64_t     u;
-
-    for (u = u0; u < u1; u++)
-    {
-        const float *x = X + (size_t) u * k;
-        int64_t     start = R->indptr[u];
-        int64_t     m = R->indptr[u + 1] - start;
-        const int32_t *idx = R->indices + start;
-        const float *r = R->data + start;
-        double      row = 0.0;
-        int64_t     j;
-
-        for (j = 0; j < m; j++)
-        {
-            double      sv;
-            double      c = 1.0 + (double) alpha * r[j];
-            double      pv = r[j] >= thr ? 1.0 : 0.0;
-
-            if (j + IT_PREFETCH_AHEAD < m)
-                PrefetchRow(Y + (size_t) idx[j + IT_PREFETCH_AHEAD] * k, k);
-            sv = Dot(x, Y + (size_t) idx[j] * k, k);
-            row += c * (pv - sv) * (pv - sv) - sv * sv;
-        }
-        obs += row;
-        if (want_quad)
-            xn += Dot(x, x, k);
-    }
-    sums[0] = obs;
-    sums[1] = 0.0;
-    sums[2] = xn;
-}
-
 /* rows of G per sgemv in QuadRows */
 #define IT_QUAD_SLAB 64
 
@@ -977,6 +686,7 @@ typedef struct LossShared
     float       thr;
     int         want_quad;
     int64_t     next;           /* atomic: next part */
+    const AlsKernelSet *kernels;    /* chosen by the calling thread */
     double      sums[IT_LOSS_PARTS][3];
 } LossShared;
 
@@ -990,9 +700,9 @@ LossWorker(void *arg)
     {
         int64_t     n = s->R->nrows;
 
-        LossRows(s->R, s->X, s->Y, s->k, s->alpha, s->thr, s->want_quad,
-                 n * part / IT_LOSS_PARTS, n * (part + 1) / IT_LOSS_PARTS,
-                 s->sums[part]);
+        s->kernels->loss_rows(s->R, s->X, s->Y, s->k, s->alpha, s->thr, s->want_quad,
+                              n * part / IT_LOSS_PARTS, n * (part + 1) / IT_LOSS_PARTS,
+                              s->sums[part]);
     }
     return NULL;
 }
@@ -1021,6 +731,7 @@ it_als_loss_gram_mt(const ItCsr *R, const float *X, const float *Y,
     s.thr = positive_threshold;
     s.want_quad = XtX == NULL;
     s.next = 0;
+    s.kernels = AlsKernels();
     if (threads > IT_ALS_MAX_THREADS)
         threads = IT_ALS_MAX_THREADS;
     for (t = 1; t < threads; t++)

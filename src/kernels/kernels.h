@@ -191,6 +191,17 @@ void        it_als_half_step(const ItCsr *R, const float *Y, const float *YtY,
 size_t      it_als_scratch_floats(int k, int threads);
 
 /*
+ * The vector width, in floats, of the sparse loops of the half-steps and
+ * of it_als_loss_gram_mt: 0 picks the widest this machine runs (what the
+ * first call does by itself), 4, 8 or 16 asks for that one.  Returns the
+ * width now used, or 0 (and changes nothing) when the machine or the
+ * build cannot run the one asked for.  Widths agree to rounding (the
+ * sums are taken in the same order, but targets may contract to FMA
+ * differently); for the unit tests and benchmarks.  Not thread-safe against running half-steps.
+ */
+int         it_als_vector_width(int width);
+
+/*
  * it_als_half_step that also leaves in row_loss[u], for each row u of
  * [row_begin, row_end), the row's observed part of the objective at the
  * X[u] the solve starts from: sum_i c_ui (p_ui - s_ui)^2 - s_ui^2, s_ui =

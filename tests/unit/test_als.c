@@ -944,6 +944,87 @@ TEST(positive_threshold_makes_low_ratings_negatives)
     FreePair(&p);
 }
 
+/*
+ * The sparse loops compiled for each vector width the machine runs give
+ * the same half-step and loss: bit for bit between widths whose targets
+ * both contract multiply-adds to FMA (8 and 16), to rounding against the
+ * baseline's 4.  Covers k with a vector pass of its own (16, 64, 128) and
+ * the loop for any k (40).
+ */
+TEST(vector_widths_agree)
+{
+    int         ks[] = {64, 40, 128, 16};
+    int         widths[] = {4, 8, 16};
+    int         runs = 0;
+
+    CHECK(it_als_vector_width(0) >= 4, "the machine's widest width must run");
+    CHECK(it_als_vector_width(3) == 0, "a width without kernels must be refused");
+    for (int t = 0; t < 4; t++)
+    {
+        int         k = ks[t];
+        int         nu = 700;
+        int         ni = 300;
+        Pair        p;
+        float      *Y = malloc(sizeof(float) * ni * k);
+        float      *YtY = malloc(sizeof(float) * k * k);
+        float      *X[3];
+        double     *rl[3];
+        double      loss[3];
+        int         ran[3] = {0, 0, 0};
+        ItAlsParams prm = {k, 0.1f, 3.0f, 3, 2, 0.0f};
+        float      *scratch = malloc(sizeof(float) * it_als_scratch_floats(k, 2));
+
+        RandomPair(&p, nu, ni, 0.05);
+        it_random_init(Y, ni, k, 10, 0.1f);
+        it_gram(Y, ni, k, YtY);
+        for (int w = 0; w < 3; w++)
+        {
+            X[w] = malloc(sizeof(float) * nu * k);
+            rl[w] = malloc(sizeof(double) * nu);
+            if (it_als_vector_width(widths[w]) != widths[w])
+                continue;
+            ran[w] = 1;
+            runs++;
+            it_random_init(X[w], nu, k, 9, 0.1f);
+            it_als_half_step_loss(&p.R, Y, YtY, X[w], &prm, 0, nu, scratch, rl[w]);
+            loss[w] = it_als_loss_gram_mt(&p.R, X[w], Y, NULL, YtY, k, 0.1f, 3.0f, 0.0f, 2);
+        }
+        for (int w = 1; w < 3; w++)
+        {
+            double      maxabs = 0.0,
+                        maxdiff = 0.0;
+
+            if (!ran[w] || !ran[0])
+                continue;
+            for (int64_t i = 0; i < (int64_t) nu * k; i++)
+            {
+                maxabs = fmax(maxabs, fabs(X[0][i]));
+                maxdiff = fmax(maxdiff, fabs(X[w][i] - X[0][i]));
+            }
+            CHECK(maxabs > 0.01 && maxdiff <= 1e-4 * maxabs,
+                  "k %d: width %d differs from width 4 by %g (largest factor %g)",
+                  k, widths[w], maxdiff, maxabs);
+            CHECK(fabs(loss[w] - loss[0]) <= 1e-5 * fabs(loss[0]),
+                  "k %d: loss at width %d %.9g, at width 4 %.9g", k, widths[w], loss[w], loss[0]);
+        }
+        for (int w = 0; w < 3; w++)
+        {
+            free(X[w]);
+            free(rl[w]);
+        }
+        free(Y);
+        free(YtY);
+        free(scratch);
+        FreePair(&p);
+    }
+    CHECK(runs >= 4, "only %d runs", runs);
+    /* a dispatching build on x86-64 always has the baseline */
+#if defined(__x86_64__) && !defined(IT_NO_TARGET_CLONES)
+    CHECK(it_als_vector_width(4) == 4, "the baseline width must run");
+#endif
+    CHECK(it_als_vector_width(0) >= 4, "the machine's widest width");
+}
+
 int
 main(void)
 {
@@ -961,5 +1042,6 @@ main(void)
     RUN(row_norms_match_pythagoras);
     RUN(recovers_planted_blocks);
     RUN(positive_threshold_makes_low_ratings_negatives);
+    RUN(vector_widths_agree);
     return unit_summary();
 }
