@@ -307,38 +307,24 @@ WaitDense(AlsShared *s, int t)
 }
 
 /*
- * The kernels of each vector width (als_kernel.h): with GCC on x86-64,
- * 4 floats for the baseline, 8 for x86-64-v3 (AVX2, FMA) and 16 for
- * x86-64-v4 (AVX-512), the widest the machine runs chosen by
- * AlsKernels; elsewhere the one width the build's flags allow.
+ * The kernels of each vector width (als_kernel.h), in the sets of
+ * clones.h, the widest the machine runs chosen by AlsKernels.
  */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
-    !defined(IT_NO_TARGET_CLONES)
-#define IT_ALS_WIDTHS 3
+#if IT_WIDTH_SETS == 3
 #define ALS_W 4
 #define ALS_SUFFIX _w4
 #define ALS_TARGET
 #include "als_kernel.h"
 #define ALS_W 8
 #define ALS_SUFFIX _w8
-#define ALS_TARGET __attribute__((target("arch=x86-64-v3")))
+#define ALS_TARGET IT_TARGET_V3
 #include "als_kernel.h"
 #define ALS_W 16
 #define ALS_SUFFIX _w16
-#define ALS_TARGET __attribute__((target("arch=x86-64-v4")))
+#define ALS_TARGET IT_TARGET_V4
 #include "als_kernel.h"
 #else
-#define IT_ALS_WIDTHS 1
-#if defined(IT_ALS_ONE_WIDTH)
-/* given by the build */
-#elif defined(__AVX512F__)
-#define IT_ALS_ONE_WIDTH 16
-#elif defined(__AVX2__)
-#define IT_ALS_ONE_WIDTH 8
-#else
-#define IT_ALS_ONE_WIDTH 4
-#endif
-#define ALS_W IT_ALS_ONE_WIDTH
+#define ALS_W IT_ONE_WIDTH
 #define ALS_SUFFIX _w
 #define ALS_TARGET
 #include "als_kernel.h"
@@ -354,45 +340,18 @@ struct AlsKernelSet
 };
 typedef struct AlsKernelSet AlsKernelSet;
 
-#if IT_ALS_WIDTHS == 3
+#if IT_WIDTH_SETS == 3
 static const AlsKernelSet als_kernels[3] = {
     {4, AlsBlock_w4, LossRows_w4},
     {8, AlsBlock_w8, LossRows_w8},
     {16, AlsBlock_w16, LossRows_w16},
 };
-
-/* whether this machine runs als_kernels[i] */
-static int
-AlsKernelRuns(int i)
-{
-    if (i == 1)
-        return __builtin_cpu_supports("x86-64-v3");
-    if (i == 2)
-        return __builtin_cpu_supports("x86-64-v4");
-    return i == 0;
-}
 #else
-static const AlsKernelSet als_kernels[1] = {{IT_ALS_ONE_WIDTH, AlsBlock_w, LossRows_w}};
-
-static int
-AlsKernelRuns(int i)
-{
-    return i == 0;
-}
+static const AlsKernelSet als_kernels[1] = {{IT_ONE_WIDTH, AlsBlock_w, LossRows_w}};
 #endif
 
 /* index into als_kernels, -1 until chosen (read and written atomically) */
 static int  als_choice = -1;
-
-static int
-AlsBestKernel(void)
-{
-    int         i = IT_ALS_WIDTHS - 1;
-
-    while (i > 0 && !AlsKernelRuns(i))
-        i--;
-    return i;
-}
 
 static const AlsKernelSet *
 AlsKernels(void)
@@ -401,7 +360,7 @@ AlsKernels(void)
 
     if (c < 0)
     {
-        c = AlsBestKernel();
+        c = it_best_width_set();
         __atomic_store_n(&als_choice, c, __ATOMIC_RELAXED);
     }
     return &als_kernels[c];
@@ -414,11 +373,11 @@ it_als_vector_width(int width)
 
     if (width == 0)
     {
-        __atomic_store_n(&als_choice, AlsBestKernel(), __ATOMIC_RELAXED);
+        __atomic_store_n(&als_choice, it_best_width_set(), __ATOMIC_RELAXED);
         return AlsKernels()->width;
     }
-    for (i = 0; i < IT_ALS_WIDTHS; i++)
-        if (als_kernels[i].width == width && AlsKernelRuns(i))
+    for (i = 0; i < IT_WIDTH_SETS; i++)
+        if (als_kernels[i].width == width && it_width_set_runs(i))
         {
             __atomic_store_n(&als_choice, i, __ATOMIC_RELAXED);
             return width;

@@ -18,6 +18,59 @@
 #endif
 
 /*
+ * Kernels written for one vector width (als_kernel.h, topk_kernel.h) are
+ * built in IT_WIDTH_SETS sets: with GCC on x86-64, set 0 at 4 floats for
+ * the baseline, set 1 at 8 under IT_TARGET_V3 (AVX2, FMA) and set 2 at 16
+ * under IT_TARGET_V4 (AVX-512); elsewhere one set at IT_ONE_WIDTH, the
+ * widest the build's flags allow.  A vector wider than the target's
+ * registers is no vector to GCC: it keeps it in memory, and lowers a
+ * compare of it to a branch per lane.  it_width_set_runs(i) says whether
+ * this machine runs set i.
+ */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    !defined(IT_NO_TARGET_CLONES)
+#define IT_WIDTH_SETS 3
+#define IT_TARGET_V3 __attribute__((target("arch=x86-64-v3")))
+#define IT_TARGET_V4 __attribute__((target("arch=x86-64-v4")))
+static inline int
+it_width_set_runs(int i)
+{
+    if (i == 1)
+        return __builtin_cpu_supports("x86-64-v3");
+    if (i == 2)
+        return __builtin_cpu_supports("x86-64-v4");
+    return i == 0;
+}
+#else
+#define IT_WIDTH_SETS 1
+#if defined(IT_ONE_WIDTH)
+/* given by the build */
+#elif defined(__AVX512F__)
+#define IT_ONE_WIDTH 16
+#elif defined(__AVX2__)
+#define IT_ONE_WIDTH 8
+#else
+#define IT_ONE_WIDTH 4
+#endif
+static inline int
+it_width_set_runs(int i)
+{
+    return i == 0;
+}
+#endif
+
+/* The widest set this machine runs. */
+static inline int
+it_best_width_set(void)
+{
+    int         i = IT_WIDTH_SETS - 1;
+
+    while (i > 0 && !it_width_set_runs(i))
+        i--;
+    return i;
+}
+
+/*
  * Starts n threads running fn(args[i]) with every signal blocked (als.c);
  * returns how many started, in tids[0..).  Worker threads of the kernels
  * call neither BLAS nor anything outside src/kernels and libc.

@@ -366,6 +366,15 @@ int         it_topk_blend(const float *scores, const float *pop, float blend, in
  */
 int64_t     it_topk_bound_blocks(int64_t n);
 void        it_topk_block_maxima(const float *scores, int64_t n, float *bmax, float *bsuffix);
+
+/*
+ * The vector width, in floats, of the block checks of the top-k scans
+ * (it_topk, it_topk_blend, it_topk_blend_sorted, it_topk_block_maxima,
+ * it_topk_candidates): as it_als_vector_width.  Every width gives the
+ * same answers (the checks are compares); for the unit tests and
+ * benchmarks.  Not thread-safe against running scans.
+ */
+int         it_topk_vector_width(int width);
 int         it_topk_blend_sorted(const float *scores, const float *pop, float blend, int64_t n,
                                  const int32_t *exclude, int64_t nexclude,
                                  const float *bmax, const float *bsuffix,

@@ -100,102 +100,80 @@ HeapSort(int32_t *idx, float *sc, int size)
 
 #define IT_TOPK_BLOCK 64
 
-/* 16 floats (one AVX-512 register, two AVX2 or four SSE ones) */
-typedef float TopkV16 __attribute__((vector_size(64)));
-typedef int32_t TopkI16 __attribute__((vector_size(64)));
-typedef int64_t TopkL8 __attribute__((vector_size(64)));
+/* The block checks at each vector width (topk_kernel.h), in the sets of clones.h. */
+#if IT_WIDTH_SETS == 3
+#define TOPK_W 4
+#define TOPK_SUFFIX _w4
+#define TOPK_TARGET
+#include "topk_kernel.h"
+#define TOPK_W 8
+#define TOPK_SUFFIX _w8
+#define TOPK_TARGET IT_TARGET_V3
+#include "topk_kernel.h"
+#define TOPK_W 16
+#define TOPK_SUFFIX _w16
+#define TOPK_TARGET IT_TARGET_V4
+#include "topk_kernel.h"
+#else
+#define TOPK_W IT_ONE_WIDTH
+#define TOPK_SUFFIX _w
+#define TOPK_TARGET
+#include "topk_kernel.h"
+#endif
 
-/* Whether a lane of a compare's result is set. */
-static inline int
-AnyLane(const TopkI16 *m)
+typedef struct TopkKernelSet
 {
-    TopkL8      l;
+    int         width;
+    int64_t     (*first_above) (const float *s, const float *pop, float blend, int64_t n,
+                                float worst);
+    int64_t     (*first_candidate_block) (const float *s, const float *norms, int64_t n,
+                                          double tol_scale, double threshold);
+    void        (*block_maxima) (const float *s, int64_t n, int64_t nb, float *bmax);
+} TopkKernelSet;
 
-    memcpy(&l, m, sizeof(l));
-    return ((l[0] | l[1]) | (l[2] | l[3]) | ((l[4] | l[5]) | (l[6] | l[7]))) != 0;
-}
+#if IT_WIDTH_SETS == 3
+static const TopkKernelSet topk_kernels[3] = {
+    {4, FirstAbove_w4, FirstCandidateBlock_w4, BlockMaxima_w4},
+    {8, FirstAbove_w8, FirstCandidateBlock_w8, BlockMaxima_w8},
+    {16, FirstAbove_w16, FirstCandidateBlock_w16, BlockMaxima_w16},
+};
+#else
+static const TopkKernelSet topk_kernels[1] = {
+    {IT_ONE_WIDTH, FirstAbove_w, FirstCandidateBlock_w, BlockMaxima_w},
+};
+#endif
 
-/*
- * Where the first block of IT_TOPK_BLOCK scores of [0, n) with a score
- * (plus blend * pop when pop is given) above worst starts, blocks counted
- * from 0 (the last one may be shorter); n when there is none.  One call
- * runs over all the blocks a heap skips, each checked as one vector
- * compare per 16 scores and one test of the block's lanes.
- */
-IT_CLONES static int64_t
-FirstAbove(const float *restrict s, const float *restrict pop, float blend, int64_t n, float worst)
+/* index into topk_kernels, -1 until chosen (read and written atomically) */
+static int  topk_choice = -1;
+
+static const TopkKernelSet *
+TopkKernels(void)
 {
-    TopkV16     w = worst - (TopkV16) {0};
-    TopkV16     b = blend - (TopkV16) {0};
-    int64_t     i = 0;
+    int         c = __atomic_load_n(&topk_choice, __ATOMIC_RELAXED);
 
-    for (; i + IT_TOPK_BLOCK <= n; i += IT_TOPK_BLOCK)
+    if (c < 0)
     {
-        TopkI16     any = {0};
-
-        if (pop == NULL)
-            for (int j = 0; j < IT_TOPK_BLOCK; j += 16)
-            {
-                TopkV16     v;
-
-                memcpy(&v, s + i + j, sizeof(v));
-                any |= v > w;
-            }
-        else
-            for (int j = 0; j < IT_TOPK_BLOCK; j += 16)
-            {
-                TopkV16     v,
-                            p;
-
-                memcpy(&v, s + i + j, sizeof(v));
-                memcpy(&p, pop + i + j, sizeof(p));
-                any |= v + b * p > w;
-            }
-        if (AnyLane(&any))
-            return i;
+        c = it_best_width_set();
+        __atomic_store_n(&topk_choice, c, __ATOMIC_RELAXED);
     }
-    /* the last, shorter block */
-    for (int64_t j = i; j < n; j++)
-        if (pop == NULL ? s[j] > worst : s[j] + blend * pop[j] > worst)
-            return i;
-    return n;
+    return &topk_kernels[c];
 }
 
-typedef double TopkD8 __attribute__((vector_size(64)));
-typedef float TopkV8 __attribute__((vector_size(32)));
-
-/*
- * Whether one of IT_TOPK_BLOCK items has (double) s + tol_scale * norm
- * (norm 0 when norms is NULL) >= threshold, 8 at a time, with a margin
- * so that it says yes whenever the scalar loop of it_topk_candidates would.
- */
-IT_CLONES static int
-AnyCandidate(const float *restrict s, const float *restrict norms, double tol_scale, double threshold)
+int
+it_topk_vector_width(int width)
 {
-    TopkL8      any = {0};
-    /* a hair lower: a fused multiply-add here must not skip what the scalar loop keeps */
-    TopkD8      th = (threshold - fabs(threshold) * 1e-12 - 1e-300) - (TopkD8) {0};
-    TopkD8      ts = tol_scale - (TopkD8) {0};
-
-    for (int i = 0; i < IT_TOPK_BLOCK; i += 8)
+    if (width == 0)
     {
-        TopkV8      a;
-        TopkD8      v;
-
-        memcpy(&a, s + i, sizeof(a));
-        v = __builtin_convertvector(a, TopkD8);
-        if (norms != NULL)
+        __atomic_store_n(&topk_choice, it_best_width_set(), __ATOMIC_RELAXED);
+        return TopkKernels()->width;
+    }
+    for (int i = 0; i < IT_WIDTH_SETS; i++)
+        if (topk_kernels[i].width == width && it_width_set_runs(i))
         {
-            TopkV8      b;
-
-            memcpy(&b, norms + i, sizeof(b));
-            v += ts * __builtin_convertvector(b, TopkD8);
+            __atomic_store_n(&topk_choice, i, __ATOMIC_RELAXED);
+            return width;
         }
-        any |= v >= th;
-    }
-    for (int j = 1; j < 8; j++)
-        any[0] |= any[j];
-    return any[0] != 0;
+    return 0;
 }
 
 /* The score of item i: scores[i], plus blend * pop[i] when pop is given. */
@@ -213,6 +191,7 @@ TopK(const float *scores, const float *pop, float blend, int64_t n,
     int         size = 0;
     int64_t     i = 0;
     int64_t     e = 0;
+    const TopkKernelSet *kern = TopkKernels();
 
     if (k <= 0 || n <= 0)
         return 0;
@@ -249,7 +228,7 @@ TopK(const float *scores, const float *pop, float blend, int64_t n,
             {
                 int64_t     bend;
 
-                i += FirstAbove(scores + i, pop ? pop + i : NULL, blend, stop - i, worst);
+                i += kern->first_above(scores + i, pop ? pop + i : NULL, blend, stop - i, worst);
                 bend = Min64(stop, i + IT_TOPK_BLOCK);
                 for (; i < bend; i++)
                 {
@@ -301,53 +280,13 @@ it_topk_bound_blocks(int64_t n)
     return n > 0 ? (n + IT_TOPK_BLOCK - 1) / IT_TOPK_BLOCK : 0;
 }
 
-/* The largest of s[0..n) (n <= IT_TOPK_BLOCK), NaN left out; -inf when none. */
-IT_CLONES static float
-BlockMax(const float *restrict s, int64_t n)
-{
-    float       mx = -INFINITY;
-
-    if (n == IT_TOPK_BLOCK)
-    {
-        TopkV16     m = -INFINITY - (TopkV16) {0};
-
-        for (int j = 0; j < IT_TOPK_BLOCK; j += 16)
-        {
-            TopkV16     v;
-            TopkI16     gt,
-                        vi,
-                        mi;
-
-            memcpy(&v, s + j, sizeof(v));
-            gt = v > m;         /* false for NaN: it is left out */
-            memcpy(&vi, &v, sizeof(vi));
-            memcpy(&mi, &m, sizeof(mi));
-            mi = (gt & vi) | (~gt & mi);
-            memcpy(&m, &mi, sizeof(m));
-        }
-        for (int j = 0; j < 16; j++)
-            if (m[j] > mx)
-                mx = m[j];
-        return mx;
-    }
-    for (int64_t j = 0; j < n; j++)
-        if (s[j] > mx)
-            mx = s[j];
-    return mx;
-}
-
 void
 it_topk_block_maxima(const float *scores, int64_t n, float *bmax, float *bsuffix)
 {
     int64_t     nblk = it_topk_bound_blocks(n);
     float       run = -INFINITY;
 
-    for (int64_t b = 0; b < nblk; b++)
-    {
-        int64_t     i0 = b * IT_TOPK_BLOCK;
-
-        bmax[b] = BlockMax(scores + i0, Min64(n - i0, IT_TOPK_BLOCK));
-    }
+    TopkKernels()->block_maxima(scores, n, nblk, bmax);
     for (int64_t b = nblk - 1; b >= 0; b--)
     {
         if (bmax[b] > run)
@@ -384,6 +323,7 @@ it_topk_blend_sorted(const float *scores, const float *pop, float blend, int64_t
     int64_t     e = 0;
     int         size = 0;
     float       worst = -INFINITY;
+    const TopkKernelSet *kern = TopkKernels();
 
     if (k <= 0 || n <= 0)
         return 0;
@@ -405,7 +345,7 @@ it_topk_blend_sorted(const float *scores, const float *pop, float blend, int64_t
             if (BelowWorst(bsuffix[b], blend, p0, worst))
                 break;
             if (BelowWorst(bmax[b], blend, p0, worst) ||
-                FirstAbove(scores + i0, pop ? pop + i0 : NULL, blend, i1 - i0, worst) == i1 - i0)
+                kern->first_above(scores + i0, pop ? pop + i0 : NULL, blend, i1 - i0, worst) == i1 - i0)
                 continue;
         }
         for (int64_t i = i0; i < i1; i++)
@@ -462,6 +402,7 @@ it_topk_candidates(const float *scores, int64_t n,
     int64_t     total = 0;
     int64_t     e = 0;
     double      tol_s = 0.0;
+    const TopkKernelSet *kern = TopkKernels();
     double      threshold;
 
     if (got <= 0)
@@ -496,12 +437,13 @@ it_topk_candidates(const float *scores, int64_t n,
     {
         double      v;
 
-        /* most blocks hold no candidate: one vector check each */
-        if (i % IT_TOPK_BLOCK == 0 && i + IT_TOPK_BLOCK <= n &&
-            !AnyCandidate(scores + i, norms ? norms + i : NULL, tol_scale, threshold))
+        /* most blocks hold no candidate: on to the next that may */
+        if (i % IT_TOPK_BLOCK == 0)
         {
-            i += IT_TOPK_BLOCK - 1;
-            continue;
+            i += kern->first_candidate_block(scores + i, norms ? norms + i : NULL, n - i,
+                                             tol_scale, threshold);
+            if (i >= n)
+                break;
         }
         v = (double) scores[i];
         if (norms)

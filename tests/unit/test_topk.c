@@ -436,12 +436,44 @@ TEST(score_many_matches_loop_and_add_scaled)
     free(p);
 }
 
+/*
+ * The block checks' widths: the machine's widest runs, a width without
+ * checks is refused, and in a build with every width the baseline's 4
+ * always runs.
+ */
+TEST(topk_vector_width_choice)
+{
+    int         widest = it_topk_vector_width(0);
+
+    CHECK(widest == 4 || widest == 8 || widest == 16, "widest width %d", widest);
+    CHECK(it_topk_vector_width(3) == 0, "a width without checks must be refused");
+    CHECK(it_topk_vector_width(0) == widest, "the choice back to the widest");
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(IT_NO_TARGET_CLONES)
+    CHECK(it_topk_vector_width(4) == 4, "the baseline width must run");
+    it_topk_vector_width(0);
+#endif
+}
+
 int
 main(void)
 {
-    RUN(topk_equals_full_sort);
-    RUN(topk_blend_equals_blended_buffer);
-    RUN(topk_blend_sorted_equals_topk_blend);
+    const int   widths[] = {4, 8, 16};
+
+    RUN(topk_vector_width_choice);
+    /* the scans against their references at every width this machine runs */
+    for (int w = 0; w < 3; w++)
+    {
+        if (it_topk_vector_width(widths[w]) != widths[w])
+        {
+            printf("# block checks of %d floats: not on this machine\n", widths[w]);
+            continue;
+        }
+        printf("# block checks of %d floats\n", widths[w]);
+        RUN(topk_equals_full_sort);
+        RUN(topk_blend_equals_blended_buffer);
+        RUN(topk_blend_sorted_equals_topk_blend);
+    }
+    it_topk_vector_width(0);
     RUN(topk_edge_cases);
     RUN(topk_ties_by_lower_index);
     RUN(score_all_matches_loop);

@@ -331,7 +331,15 @@ main(void)
     RUN(exact_scores_only_candidates);
     RUN(exact_reports_buffer_size);
     RUN(exact_fewer_items_than_k);
-    RUN(candidates_bound);
-    RUN(candidates_over_blocks_match_a_plain_loop);
+    /* the candidates' block checks at every width this machine runs */
+    for (int w = 4; w <= 16; w *= 2)
+    {
+        if (it_topk_vector_width(w) != w)
+            continue;
+        printf("# block checks of %d floats\n", w);
+        RUN(candidates_bound);
+        RUN(candidates_over_blocks_match_a_plain_loop);
+    }
+    it_topk_vector_width(0);
     return unit_summary();
 }
