@@ -332,7 +332,6 @@ WaitDense(AlsShared *s, int t)
 
 struct AlsKernelSet
 {
-    int         width;
     void        (*block) (AlsShared *s, int t, int64_t b0, int64_t b1, float *scratch);
     void        (*loss_rows) (const ItCsr *R, const float *X, const float *Y, int k,
                               float alpha, float thr, int want_quad, int64_t u0,
@@ -342,47 +341,27 @@ typedef struct AlsKernelSet AlsKernelSet;
 
 #if IT_WIDTH_SETS == 3
 static const AlsKernelSet als_kernels[3] = {
-    {4, AlsBlock_w4, LossRows_w4},
-    {8, AlsBlock_w8, LossRows_w8},
-    {16, AlsBlock_w16, LossRows_w16},
+    {AlsBlock_w4, LossRows_w4},
+    {AlsBlock_w8, LossRows_w8},
+    {AlsBlock_w16, LossRows_w16},
 };
 #else
-static const AlsKernelSet als_kernels[1] = {{IT_ONE_WIDTH, AlsBlock_w, LossRows_w}};
+static const AlsKernelSet als_kernels[1] = {{AlsBlock_w, LossRows_w}};
 #endif
 
-/* index into als_kernels, -1 until chosen (read and written atomically) */
+/* index into als_kernels (it_width_choice) */
 static int  als_choice = -1;
 
 static const AlsKernelSet *
 AlsKernels(void)
 {
-    int         c = __atomic_load_n(&als_choice, __ATOMIC_RELAXED);
-
-    if (c < 0)
-    {
-        c = it_best_width_set();
-        __atomic_store_n(&als_choice, c, __ATOMIC_RELAXED);
-    }
-    return &als_kernels[c];
+    return &als_kernels[it_width_choice(&als_choice)];
 }
 
 int
 it_als_vector_width(int width)
 {
-    int         i;
-
-    if (width == 0)
-    {
-        __atomic_store_n(&als_choice, it_best_width_set(), __ATOMIC_RELAXED);
-        return AlsKernels()->width;
-    }
-    for (i = 0; i < IT_WIDTH_SETS; i++)
-        if (als_kernels[i].width == width && it_width_set_runs(i))
-        {
-            __atomic_store_n(&als_choice, i, __ATOMIC_RELAXED);
-            return width;
-        }
-    return 0;
+    return it_width_choose(&als_choice, width);
 }
 
 /*

@@ -59,6 +59,17 @@ it_width_set_runs(int i)
 }
 #endif
 
+/* The floats per vector of set i. */
+static inline int
+it_width_of_set(int i)
+{
+#if IT_WIDTH_SETS == 3
+    return 4 << i;
+#else
+    return IT_ONE_WIDTH;
+#endif
+}
+
 /* The widest set this machine runs. */
 static inline int
 it_best_width_set(void)
@@ -68,6 +79,38 @@ it_best_width_set(void)
     while (i > 0 && !it_width_set_runs(i))
         i--;
     return i;
+}
+
+/*
+ * A file's choice of set, -1 until its kernels first run (read and
+ * written atomically): it_width_choice returns it, the widest set on
+ * first use; it_width_choose sets it to the set of width floats (0: the
+ * widest) and returns the width now used, or 0, changing nothing, when
+ * this machine or build has no such set.
+ */
+static inline int
+it_width_choice(int *choice)
+{
+    int         c = __atomic_load_n(choice, __ATOMIC_RELAXED);
+
+    if (c < 0)
+    {
+        c = it_best_width_set();
+        __atomic_store_n(choice, c, __ATOMIC_RELAXED);
+    }
+    return c;
+}
+
+static inline int
+it_width_choose(int *choice, int width)
+{
+    for (int i = 0; i < IT_WIDTH_SETS; i++)
+        if (width == 0 ? i == it_best_width_set() : it_width_of_set(i) == width && it_width_set_runs(i))
+        {
+            __atomic_store_n(choice, i, __ATOMIC_RELAXED);
+            return it_width_of_set(i);
+        }
+    return 0;
 }
 
 /*

@@ -123,7 +123,6 @@ HeapSort(int32_t *idx, float *sc, int size)
 
 typedef struct TopkKernelSet
 {
-    int         width;
     int64_t     (*first_above) (const float *s, const float *pop, float blend, int64_t n,
                                 float worst);
     int64_t     (*first_candidate_block) (const float *s, const float *norms, int64_t n,
@@ -133,47 +132,29 @@ typedef struct TopkKernelSet
 
 #if IT_WIDTH_SETS == 3
 static const TopkKernelSet topk_kernels[3] = {
-    {4, FirstAbove_w4, FirstCandidateBlock_w4, BlockMaxima_w4},
-    {8, FirstAbove_w8, FirstCandidateBlock_w8, BlockMaxima_w8},
-    {16, FirstAbove_w16, FirstCandidateBlock_w16, BlockMaxima_w16},
+    {FirstAbove_w4, FirstCandidateBlock_w4, BlockMaxima_w4},
+    {FirstAbove_w8, FirstCandidateBlock_w8, BlockMaxima_w8},
+    {FirstAbove_w16, FirstCandidateBlock_w16, BlockMaxima_w16},
 };
 #else
 static const TopkKernelSet topk_kernels[1] = {
-    {IT_ONE_WIDTH, FirstAbove_w, FirstCandidateBlock_w, BlockMaxima_w},
+    {FirstAbove_w, FirstCandidateBlock_w, BlockMaxima_w},
 };
 #endif
 
-/* index into topk_kernels, -1 until chosen (read and written atomically) */
+/* index into topk_kernels (it_width_choice) */
 static int  topk_choice = -1;
 
 static const TopkKernelSet *
 TopkKernels(void)
 {
-    int         c = __atomic_load_n(&topk_choice, __ATOMIC_RELAXED);
-
-    if (c < 0)
-    {
-        c = it_best_width_set();
-        __atomic_store_n(&topk_choice, c, __ATOMIC_RELAXED);
-    }
-    return &topk_kernels[c];
+    return &topk_kernels[it_width_choice(&topk_choice)];
 }
 
 int
 it_topk_vector_width(int width)
 {
-    if (width == 0)
-    {
-        __atomic_store_n(&topk_choice, it_best_width_set(), __ATOMIC_RELAXED);
-        return TopkKernels()->width;
-    }
-    for (int i = 0; i < IT_WIDTH_SETS; i++)
-        if (topk_kernels[i].width == width && it_width_set_runs(i))
-        {
-            __atomic_store_n(&topk_choice, i, __ATOMIC_RELAXED);
-            return width;
-        }
-    return 0;
+    return it_width_choose(&topk_choice, width);
 }
 
 /* The score of item i: scores[i], plus blend * pop[i] when pop is given. */
