@@ -1338,10 +1338,13 @@ BestConstant(MlpCtx *ctx, const int32_t *rows, int64_t nrows, float *sys,
 /*
  * Shifts the output bias so that the mean output over rows[0..nrows) is
  * the best constant prediction (BestConstant), which the features then
- * only have to correct.  Nothing changes when there is none.
+ * only have to correct, and copies that prediction to constant (k floats)
+ * when it is not NULL.  Nothing changes, and false is returned, when
+ * there is none.
  */
-static void
-InitOutputBias(MlpCtx *ctx, float *params, const int32_t *rows, int64_t nrows)
+static bool
+InitOutputBias(MlpCtx *ctx, float *params, const int32_t *rows, int64_t nrows,
+               float *constant)
 {
     const ItMlpLayout *layout = ctx->layout;
     const ItMlpTrainParams *p = ctx->p;
@@ -1355,7 +1358,9 @@ InitOutputBias(MlpCtx *ctx, float *params, const int32_t *rows, int64_t nrows)
                 b_off;
 
     if (BestConstant(ctx, rows, nrows, w->sys, w->item_acc) != 0)
-        return;
+        return false;
+    if (constant)
+        memcpy(constant, best, sizeof(float) * k);
 
     /* mean output of the current parameters over the rows */
     memset(mean, 0, sizeof(float) * k);
@@ -1373,6 +1378,7 @@ InitOutputBias(MlpCtx *ctx, float *params, const int32_t *rows, int64_t nrows)
     LayerParams(layout, layout->nhidden, &w_off, &b_off);
     for (j = 0; j < k; j++)
         params[b_off + j] += best[j] - mean[j];
+    return true;
 }
 
 size_t
@@ -1469,6 +1475,7 @@ it_mlp_train(float *params, const ItMlpLayout *layout,
                 bad = 0,
                 status = IT_MLP_OK,
                 stop = IT_MLP_STOP_EPOCHS,
+                have_constant = 0,
                 can_rank;
     double      best_loss = INFINITY,
                 best_prec = NAN,
@@ -1554,7 +1561,8 @@ it_mlp_train(float *params, const ItMlpLayout *layout,
     if (can_rank && nval > 0 && data->baseline != NULL)
         base_prec = Precision(&ctx, params, val, neval, data->baseline);
     if (p->init_output_bias)
-        InitOutputBias(&ctx, params, train, ntrain);
+        have_constant = InitOutputBias(&ctx, params, train, ntrain, p->constant_out) &&
+            p->constant_out != NULL;
     memcpy(w.best, params, sizeof(float) * P);
 
     for (epoch = 0; epoch < p->epochs; epoch++)
@@ -1666,6 +1674,7 @@ it_mlp_train(float *params, const ItMlpLayout *layout,
         result->best_val_precision = best_prec;
         result->base_val_precision = base_prec;
         result->stop = stop;
+        result->have_constant = have_constant;
     }
     return status;
 }

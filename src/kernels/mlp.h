@@ -199,6 +199,16 @@ typedef struct ItMlpTrainParams
      */
     int         (*should_stop) (void *arg);
     void       *should_stop_arg;
+
+    /*
+     * layout->output floats, or NULL.  With init_output_bias, receives
+     * the best constant output of the training rows, the vector
+     * it_mlp_population_vector computes over them (the same sums in the
+     * same order), so a caller that compares the fit with it need not
+     * solve for it again; result->have_constant says whether there was
+     * one.
+     */
+    float      *constant_out;
 } ItMlpTrainParams;
 
 /*
@@ -246,6 +256,7 @@ typedef struct ItMlpTrainResult
     double      best_val_precision;
     double      base_val_precision; /* the baseline's, NaN without one */
     int         stop;           /* why training ended: an IT_MLP_STOP_ */
+    int         have_constant;  /* p->constant_out was written */
 } ItMlpTrainResult;
 
 #define IT_MLP_STOP_EPOCHS      0   /* ran p->epochs (or was stopped, failed) */

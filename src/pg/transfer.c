@@ -1473,6 +1473,9 @@ FitFeaturesModel(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *
     p->threads = ItThreads(o->threads);
     p->should_stop = PriorCheckInterrupts;
     p->should_stop_arg = NULL;
+    /* the model without features, which the gate compares it with */
+    f->cvec = AllocChecked(sd->k, sizeof(float), "features prior");
+    p->constant_out = f->cvec;
 
     memset(&f->data, 0, sizeof(f->data));
     f->data.n = f->nused;
@@ -1633,19 +1636,13 @@ CompareWithoutFeatures(ItTransferTrain *t, PriorSide *s, const SideData *sd, Sid
     double     *rel_f;
     double     *rel_c;
 
-    f->cvec = AllocChecked(k, sizeof(float), "features prior");
-    {
-        ItMlpData   d2 = f->data;
-        size_t      cwsf = it_mlp_population_workspace_floats(k, sd->m);
-        float      *cws = AllocChecked((int64) Max(cwsf, 1), sizeof(float), "features prior workspace");
-
-        d2.n = f->ntrain;
-        d2.row_map = f->umap + nval;
-        d2.val_rows = NULL;
-        d2.nval = 0;
-        f->have_const = cwsf > 0 && it_mlp_population_vector(&d2, &f->p, k, f->cvec, cws) == IT_MLP_OK;
-        pfree(cws);
-    }
+    /*
+     * The best constant vector of the training rows: the fit started
+     * from it (init_output_bias) and kept it in f->cvec, which saves
+     * solving for it again (on the items of 100k users, one rank-one
+     * update per user: 0.14 s).
+     */
+    f->have_const = f->res.have_constant;
 
     f->z_loss = NAN;
     f->z_rel = NAN;

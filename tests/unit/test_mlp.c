@@ -1105,6 +1105,84 @@ TEST(test_init_output_bias)
     free(grad);
 }
 
+/*
+ * constant_out receives the best constant vector of the training rows,
+ * the one it_mlp_population_vector computes over them (validation rows
+ * left out), and asking for it changes nothing in the fit; without
+ * init_output_bias there is none.
+ */
+TEST(test_constant_out)
+{
+    Planted     s;
+    ItMlpLayout lay = {10, 1, {12, 0, 0}, 8};
+    size_t      P = it_mlp_param_count(&lay);
+    float      *params = Alloc(sizeof(float) * P);
+    float      *plain = Alloc(sizeof(float) * P);
+    float      *pw;
+    float       c[8],
+                x[8];
+    int32_t     val[50];
+    ItMlpData   data,
+                d2;
+    ItMlpTrainParams p;
+    ItMlpTrainResult res;
+    void       *ws;
+    int         i,
+                rc;
+    double      maxd = 0.0,
+                size = 0.0;
+
+    MakePlanted(&s, 200, 200, 37);
+    PlantedData(&s, 200, &data);
+    for (i = 0; i < 50; i++)
+        val[i] = 150 + i;       /* the training rows are then 0..149, in order */
+    data.val_rows = val;
+    data.nval = 50;
+    it_mlp_default_params(&p);
+    p.epochs = 3;
+    p.alpha = 0.7f;
+    ws = Alloc(it_mlp_train_workspace_size(&lay, &p, data.n, s.m));
+
+    it_mlp_init(plain, &lay, 3);
+    rc = it_mlp_train(plain, &lay, &data, &p, ws, NULL, &res);
+    CHECK(rc == IT_MLP_OK && !res.have_constant, "status %d, have_constant %d without constant_out",
+          rc, res.have_constant);
+
+    for (i = 0; i < 8; i++)
+        c[i] = NAN;
+    p.constant_out = c;
+    it_mlp_init(params, &lay, 3);
+    rc = it_mlp_train(params, &lay, &data, &p, ws, NULL, &res);
+    CHECK(rc == IT_MLP_OK && res.have_constant, "status %d, have_constant %d", rc, res.have_constant);
+    CHECK(memcmp(params, plain, sizeof(float) * P) == 0, "the same fit with constant_out");
+
+    d2 = data;
+    d2.n = 150;
+    d2.val_rows = NULL;
+    d2.nval = 0;
+    pw = Alloc(sizeof(float) * it_mlp_population_workspace_floats(8, s.m));
+    CHECK(it_mlp_population_vector(&d2, &p, 8, x, pw) == IT_MLP_OK, "population vector");
+    for (i = 0; i < 8; i++)
+    {
+        CHECK(isfinite(c[i]), "constant_out[%d] written", i);
+        maxd = fmax(maxd, fabs((double) c[i] - x[i]));
+        size = fmax(size, fabs((double) x[i]));
+    }
+    CHECK(size > 0.0 && maxd <= 1e-6 * size, "constant_out differs from the population vector by %g (size %g)",
+          maxd, size);
+
+    p.init_output_bias = 0;
+    it_mlp_init(params, &lay, 3);
+    rc = it_mlp_train(params, &lay, &data, &p, ws, NULL, &res);
+    CHECK(rc == IT_MLP_OK && !res.have_constant, "none without init_output_bias (%d)", res.have_constant);
+
+    free(pw);
+    free(ws);
+    FreePlanted(&s);
+    free(params);
+    free(plain);
+}
+
 /* Entries below pos_min_weight count as unseen items. */
 TEST(test_positive_threshold)
 {
@@ -1433,6 +1511,7 @@ main(void)
     RUN(test_early_stopping_keeps_best);
     RUN(test_convergence_stop);
     RUN(test_init_output_bias);
+    RUN(test_constant_out);
     RUN(test_positive_threshold);
     RUN(test_should_stop);
     RUN(test_threads_same_result);
