@@ -86,6 +86,7 @@ extern double ItElapsedSeconds(instr_time start);
 
 /* n elements of size bytes in the current context, may exceed 1 GB; ERROR (program_limit_exceeded) when too many. */
 extern void *ItAllocArray(int64 n, Size size);
+extern void *ItAllocFactorArray(int64 n, Size size);
 
 /*
  * The memory budget of training (interest_transfer.train_memory): from

@@ -1040,8 +1040,8 @@ TrainModel(const char *model, const ItDefinition *def, ItTrainResult *res)
     b.keys = ItPrepareInteractions(&d, &opts, &options, model, def->stored);
     b.t_read = ItElapsedSeconds(b.start);
 
-    b.X = ItAllocArray(d.nusers * k, sizeof(float));
-    b.Y = ItAllocArray(d.nitems * k, sizeof(float));
+    b.X = ItAllocFactorArray(d.nusers * k, sizeof(float));
+    b.Y = ItAllocFactorArray(d.nitems * k, sizeof(float));
     initStringInfo(&history);
     b.loss = Fit(&d, &opts, b.X, b.Y, &history, false);
     b.t_factors = ItElapsedSeconds(b.start);
