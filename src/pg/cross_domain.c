@@ -165,8 +165,8 @@ Simulate(const ItInteractionMatrix *d, const ItOptions *o, ItCrossDomainFit fit,
     int32      *counts = memset(ItAllocArray(Max(d->nusers, 1), sizeof(int32)), 0,
                                 sizeof(int32) * Max(d->nusers, 1));
     int64      *touched = ItAllocArray(Max(d->nusers, 1), sizeof(int64));
-    float      *Xs = ItAllocArray(Max(d->nusers, 1) * (int64) k, sizeof(float));
-    float      *Ys = ItAllocArray(Max(d->nitems, 1) * (int64) k, sizeof(float));
+    float      *Xs = ItAllocFactorArray(Max(d->nusers, 1) * (int64) k, sizeof(float));
+    float      *Ys = ItAllocFactorArray(Max(d->nitems, 1) * (int64) k, sizeof(float));
     ItCsr       R;
     ItCsr       Rt;
     int32       top[IT_CROSS_K];

@@ -522,8 +522,8 @@ ValidationPrecision(ItTrainData *split, const ItOptions *o, const int32 *held_us
                     int64 *counted)
 {
     int         k = (int) o->factors;
-    float      *X = ItAllocArray(split->nusers * k, sizeof(float));
-    float      *Y = ItAllocArray(split->nitems * k, sizeof(float));
+    float      *X = ItAllocFactorArray(split->nusers * k, sizeof(float));
+    float      *Y = ItAllocFactorArray(split->nitems * k, sizeof(float));
     float      *scores = ItAllocArray(split->nitems, sizeof(float));
     int32      *top_idx = palloc(sizeof(int32) * IT_VALIDATION_K);
     float      *top_score = palloc(sizeof(float) * IT_VALIDATION_K);

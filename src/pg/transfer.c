@@ -1269,8 +1269,7 @@ typedef struct SideFit
     float      *pos_w;
     int64       neval;          /* the first neval are ranked */
 
-    /* CompareWithoutFeatures: the best constant vector */
-    bool        have_const;
+    /* the best constant vector of the training rows (the fit's, when res.have_constant) */
     float      *cvec;
     double      mean_loss_f;
     double      mean_loss_c;
@@ -1473,7 +1472,12 @@ FitFeaturesModel(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *
     p->threads = ItThreads(o->threads);
     p->should_stop = PriorCheckInterrupts;
     p->should_stop_arg = NULL;
-    /* the model without features, which the gate compares it with */
+    /*
+     * The model without features, which the gate compares it with: the
+     * fit starts from it (init_output_bias) and keeps it, which saves
+     * solving for it again (on the items of 100k users, one rank-one
+     * update per user: 0.14 s).
+     */
     f->cvec = AllocChecked(sd->k, sizeof(float), "features prior");
     p->constant_out = f->cvec;
 
@@ -1618,10 +1622,10 @@ PredictValidation(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit 
 }
 
 /*
- * The same model without features, the best constant vector on the
- * training rows, and the loss of each validation row with and without
- * features: how many standard errors the features improve it by (the
- * test, IT_PRIOR_MIN_Z).
+ * The loss of each validation row with and without features (the model
+ * without features being the fit's best constant vector of the training
+ * rows): how many standard errors the features improve it by (the test,
+ * IT_PRIOR_MIN_Z).
  */
 static void
 CompareWithoutFeatures(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *f)
@@ -1636,14 +1640,6 @@ CompareWithoutFeatures(ItTransferTrain *t, PriorSide *s, const SideData *sd, Sid
     double     *rel_f;
     double     *rel_c;
 
-    /*
-     * The best constant vector of the training rows: the fit started
-     * from it (init_output_bias) and kept it in f->cvec, which saves
-     * solving for it again (on the items of 100k users, one rank-one
-     * update per user: 0.14 s).
-     */
-    f->have_const = f->res.have_constant;
-
     f->z_loss = NAN;
     f->z_rel = NAN;
     loss_f = AllocChecked(nval, sizeof(double), "validation losses");
@@ -1655,13 +1651,13 @@ CompareWithoutFeatures(ItTransferTrain *t, PriorSide *s, const SideData *sd, Sid
 
         if (it_als_row_losses(f->Uval, 0, nval, k, sd->Y, f->YtY, f->pos_ptr, f->pos_idx, f->pos_w,
                               sd->alpha, min_weight, lws, loss_f) != 0 ||
-            (f->have_const &&
+            (f->res.have_constant &&
              it_als_row_losses(f->cvec, 1, nval, k, sd->Y, f->YtY, f->pos_ptr, f->pos_idx, f->pos_w,
                                sd->alpha, min_weight, lws, loss_c) != 0))
             elog(ERROR, "could not compute the validation losses of %s", s->info->what);
         pfree(lws);
     }
-    if (f->have_const)
+    if (f->res.have_constant)
     {
         it_mean_difference(loss_c, loss_f, nval, &d_loss, &f->z_loss);
         f->gate_rows = nval;
@@ -1722,7 +1718,7 @@ RankValidation(PriorSide *s, const SideData *sd, SideFit *f)
         pop[i] = maxbase > 0 ? (float) (sd->base[i] / maxbase) : 0.0f;
 
     /* blends in units of the typical top score: that of the constant vector */
-    if (f->have_const)
+    if (f->res.have_constant)
     {
         for (int64 i = 0; i < m; i++)
         {
@@ -1750,7 +1746,7 @@ RankValidation(PriorSide *s, const SideData *sd, SideFit *f)
                                f->hits) != 0)
         elog(ERROR, "could not rank the validation rows of %s", s->info->what);
     CHECK_FOR_INTERRUPTS();
-    if (f->have_const &&
+    if (f->res.have_constant &&
         it_rank_grid_precision(f->cvec, 1, f->neval, k, sd->Y, m, pop, f->blends, f->nblend,
                                f->pos_ptr, f->pos_idx, IT_PRIOR_EVAL_K, rws, f->cprec, &cusers,
                                f->chits) != 0)
@@ -1785,7 +1781,7 @@ ChooseBlend(SideFit *f)
     {
         if (f->prec[j] > f->prec[f->best])
             f->best = j;
-        if (f->have_const && f->cprec[j] > f->cprec[f->cbest])
+        if (f->res.have_constant && f->cprec[j] > f->cprec[f->cbest])
             f->cbest = j;
     }
     f->p_feat = f->prec[f->best];
@@ -1793,7 +1789,7 @@ ChooseBlend(SideFit *f)
                               &d_pop, &f->z_pop);
     f->p_const = NAN;
     f->z_const = NAN;
-    if (f->have_const)
+    if (f->res.have_constant)
     {
         f->p_const = f->cprec[f->cbest];
         it_paired_hits_difference(f->hits, f->nblend, f->best, f->chits, f->nblend, f->cbest, f->neval,
@@ -1813,7 +1809,7 @@ DecideSide(PriorSide *s, SideFit *f)
 {
     const PriorSideInfo *in = s->info;
     bool        beats_pop = f->users > 0 && f->p_feat > f->pprec;
-    bool        informative = !f->have_const || f->z_loss >= IT_PRIOR_MIN_Z;
+    bool        informative = !f->res.have_constant || f->z_loss >= IT_PRIOR_MIN_Z;
 
     s->use_features = beats_pop && informative;
     s->precision = f->p_feat;
@@ -1881,7 +1877,7 @@ SideMetrics(ItTransferTrain *t, PriorSide *s, const SideData *sd, const SideFit 
     AppendKeyNumber(b, "baseline_precision", f->pprec);
     AppendKeyNumber(b, "no_features_precision", f->p_const);
     AppendKeyNumber(b, "validation_loss", f->mean_loss_f);
-    AppendKeyNumber(b, "no_features_validation_loss", f->have_const ? f->mean_loss_c : NAN);
+    AppendKeyNumber(b, "no_features_validation_loss", f->res.have_constant ? f->mean_loss_c : NAN);
     AppendKeyNumber(b, "loss_z", f->z_loss);
     AppendKeyNumber(b, "loss_z_relative", f->z_rel);
     AppendKeyNumber(b, "precision_z_vs_baseline", f->z_pop);
@@ -1915,7 +1911,7 @@ SideMetrics(ItTransferTrain *t, PriorSide *s, const SideData *sd, const SideFit 
         appendStringInfo(b, "%s{\"blend\": ", j > 0 ? ", " : "");
         AppendRounded(b, f->blends[j]);
         AppendKeyNumber(b, "precision", f->prec[j]);
-        AppendKeyNumber(b, "no_features_precision", f->have_const ? f->cprec[j] : NAN);
+        AppendKeyNumber(b, "no_features_precision", f->res.have_constant ? f->cprec[j] : NAN);
         appendStringInfoChar(b, '}');
     }
     appendStringInfoString(b, "], \"history\": [");
@@ -1994,7 +1990,7 @@ CrossFitSlice(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *f, 
     {
         PredictValidation(t, s, sd, &g);
         CompareWithoutFeatures(t, s, sd, &g);
-        if (g.have_const)
+        if (g.res.have_constant)
         {
             RankValidation(s, sd, &g);
             MemoryContextSwitchTo(old);
@@ -2047,7 +2043,7 @@ FitSide(ItTransferTrain *t, PriorSide *s, const SideData *sd)
     CompareWithoutFeatures(t, s, sd, &f);
     RankValidation(s, sd, &f);
     f.folds = 1;
-    if (f.have_const)
+    if (f.res.have_constant)
         for (int fold = 1; fold < GateFolds(&f); fold++)
             CrossFitSlice(t, s, sd, &f, fold);
     if (f.folds > 1)
