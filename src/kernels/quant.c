@@ -873,12 +873,12 @@ it_q4_scores_threads(const uint8_t *Q, const ItQ4Scales *scale, int64_t lo, int6
 }
 
 /*
- * Many queries at once: each item block is read once for up to
- * IT_Q8_USERS queries (16 in the AVX-512 tiles), so a batch of users reads
- * the 8-bit copy once per tile of users instead of once per user.  The integer sums are the same
- * exact sums as it_q8_scores', and so are the floats made of them.
+ * Many queries at once: each item block is read from memory once for up
+ * to 16 queries (the AVX-512 tiles, and ManyAvx2's chunks), so a batch of
+ * users reads the 8-bit copy once per 16 users instead of once per user.
+ * The integer sums are the same exact sums as it_q8_scores', and so are
+ * the floats made of them.
  */
-#define IT_Q8_USERS 8
 
 /* The most groups of dimensions the AVX-512 tiles pack on the stack. */
 #define MANY_TILE_GROUPS 256
@@ -1048,7 +1048,74 @@ ManyAvx512(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k, i
         ManyTileAvx512(Q, scale, lo, hi, k, u0, 1, qx, sx, scores, block_max);
 }
 
-/* The single scan's sums (see ScoresAvx2), each block read once for IT_Q8_USERS queries. */
+/* The most queries ManyAvx2 reads a chunk of blocks for, and the blocks of a chunk. */
+#define MANY_AVX2_QUERIES 16
+#define MANY_AVX2_CHUNK 16
+
+/*
+ * ManyAvx2's products for U queries (U is a constant at every call, so
+ * the loop over it unrolls and its 2U sums stay in registers) over the
+ * blocks [b0, b1): the single scan's sums (see ScoresAvx2) and floats.
+ * pw and pa hold group g of query u, and its absolute bytes, at g * U + u.
+ */
+__attribute__((target("avx2"), always_inline))
+static inline void
+ManyTileAvx2(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int groups, int64_t b0, int64_t b1,
+             const int U, const int32_t *pw, const int32_t *pa, const float *sx, float *const *scores,
+             float *const *block_max)
+{
+    __m256i     ones = _mm256_set1_epi16(1);
+
+    for (int64_t b = b0; b < b1; b++)
+    {
+        const int8_t *q = Q + (size_t) b * groups * RUN_BYTES;
+        const int32_t *w = pw;
+        const int32_t *a = pa;
+        __m256      sc0 = _mm256_loadu_ps(scale + b * IT_Q8_BLOCK);
+        __m256      sc1 = _mm256_loadu_ps(scale + b * IT_Q8_BLOCK + 8);
+
+#define TILE_SUMS(X) X(0) X(1) X(2) X(3)
+#define TILE_DECLARE(u) __m256i l##u = _mm256_setzero_si256(), h##u = _mm256_setzero_si256();
+#define TILE_STEP(u) \
+        if (U > u) \
+        { \
+            __m256i xv = _mm256_set1_epi32(w[u]); \
+            __m256i ax = _mm256_set1_epi32(a[u]); \
+            l##u = _mm256_add_epi32(l##u, _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(v0, xv)), ones)); \
+            h##u = _mm256_add_epi32(h##u, _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(v1, xv)), ones)); \
+        }
+#define TILE_STORE(u) \
+        if (U > u) \
+        { \
+            __m256 vsx = _mm256_set1_ps(sx[u]); \
+            StoreBlock256(_mm256_mul_ps(_mm256_cvtepi32_ps(l##u), _mm256_mul_ps(sc0, vsx)), \
+                          _mm256_mul_ps(_mm256_cvtepi32_ps(h##u), _mm256_mul_ps(sc1, vsx)), \
+                          b, lo, hi, scores[u], block_max[u]); \
+        }
+        TILE_SUMS(TILE_DECLARE)
+        for (int g = 0; g < groups; g++, w += U, a += U)
+        {
+            __m256i     v0 = _mm256_loadu_si256((const __m256i *) (q + (size_t) g * RUN_BYTES));
+            __m256i     v1 = _mm256_loadu_si256((const __m256i *) (q + (size_t) g * RUN_BYTES + 32));
+
+            TILE_SUMS(TILE_STEP)
+        }
+        TILE_SUMS(TILE_STORE)
+#undef TILE_SUMS
+#undef TILE_DECLARE
+#undef TILE_STEP
+#undef TILE_STORE
+    }
+}
+
+/*
+ * The single scan's sums (see ScoresAvx2) for up to MANY_AVX2_QUERIES
+ * queries at a time: a chunk of MANY_AVX2_CHUNK blocks (16 kB at 64
+ * dimensions, in the first-level cache) is read from memory once and
+ * then for each tile of 4 queries, the most whose 8 sums fit the 16
+ * registers beside the item bytes.  Each query's broadcast words and
+ * their absolute values are packed once per call.
+ */
 __attribute__((target("avx2")))
 static void
 ManyAvx2(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k, int nq,
@@ -1057,48 +1124,58 @@ ManyAvx2(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k, int
     int         groups = it_q8_kpad(k) / IT_Q8_GROUP;
     size_t      qbytes = it_q8_query_bytes(k);
     int64_t     nb = it_q8_blocks(lo, hi);
-    __m256i     ones = _mm256_set1_epi16(1);
+    int64_t     bfirst = lo / IT_Q8_BLOCK;
+    int64_t     bend = hi > lo ? (hi - 1) / IT_Q8_BLOCK + 1 : bfirst;
+    int32_t     pw[MANY_TILE_GROUPS * 4];
+    int32_t     pa[MANY_TILE_GROUPS * 4];
 
-    for (int u0 = 0; u0 < nq; u0 += IT_Q8_USERS)
+    if (groups > MANY_TILE_GROUPS)
     {
-        int         n = nq - u0 < IT_Q8_USERS ? nq - u0 : IT_Q8_USERS;
+        /* past 1024 dimensions: one query at a time, as the single scan */
+        for (int u = 0; u < nq; u++)
+            ScoresAvx2(Q, scale, lo, hi, k, qx + (size_t) u * qbytes, sx[u], MANY_SCORES(u), MANY_MAX(u));
+        return;
+    }
+    for (int u0 = 0; u0 < nq; u0 += MANY_AVX2_QUERIES)
+    {
+        int         n = nq - u0 < MANY_AVX2_QUERIES ? nq - u0 : MANY_AVX2_QUERIES;
 
-        for (int64_t b = lo / IT_Q8_BLOCK; b * IT_Q8_BLOCK < hi; b++)
+        for (int64_t c0 = bfirst; c0 < bend; c0 += MANY_AVX2_CHUNK)
         {
-            const int8_t *q = Q + (size_t) b * groups * RUN_BYTES;
-            __m256i     a0[IT_Q8_USERS];
-            __m256i     a1[IT_Q8_USERS];
+            int64_t     c1 = bend - c0 < MANY_AVX2_CHUNK ? bend : c0 + MANY_AVX2_CHUNK;
 
-            for (int u = 0; u < IT_Q8_USERS; u++)
-                a0[u] = a1[u] = _mm256_setzero_si256();
-            for (int g = 0; g < groups; g++)
+            for (int t0 = 0; t0 < n; t0 += 4)
             {
-                __m256i     v0 = _mm256_loadu_si256((const __m256i *) (q + (size_t) g * RUN_BYTES));
-                __m256i     v1 = _mm256_loadu_si256((const __m256i *) (q + (size_t) g * RUN_BYTES + 32));
+                int         U = n - t0 < 4 ? n - t0 : 4;
+                float      *ts[4];
+                float      *tm[4];
+                int         u1 = u0 + t0;
 
-                for (int u = 0; u < n; u++)
+                /* packed again per chunk: 2 kB of stores against 16 kB of products */
+                for (int u = 0; u < U; u++)
                 {
-                    int32_t     w;
-                    __m256i     xv;
-                    __m256i     ax;
+                    const int8_t *x = qx + (size_t) (u1 + u) * qbytes;
 
-                    memcpy(&w, qx + (size_t) (u0 + u) * qbytes + g * IT_Q8_GROUP, sizeof(w));
-                    xv = _mm256_set1_epi32(w);
-                    ax = _mm256_abs_epi8(xv);
-                    a0[u] = _mm256_add_epi32(a0[u], _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(v0, xv)), ones));
-                    a1[u] = _mm256_add_epi32(a1[u], _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(v1, xv)), ones));
+                    for (int g = 0; g < groups; g++)
+                    {
+                        int8_t      ab[IT_Q8_GROUP];
+
+                        for (int d = 0; d < IT_Q8_GROUP; d++)
+                            ab[d] = (int8_t) (x[g * IT_Q8_GROUP + d] < 0 ? -x[g * IT_Q8_GROUP + d] : x[g * IT_Q8_GROUP + d]);
+                        memcpy(&pw[g * U + u], x + g * IT_Q8_GROUP, sizeof(int32_t));
+                        memcpy(&pa[g * U + u], ab, sizeof(int32_t));
+                    }
+                    ts[u] = scores ? MANY_SCORES(u1 + u) : NULL;
+                    tm[u] = block_max ? MANY_MAX(u1 + u) : NULL;
                 }
-            }
-            for (int u = 0; u < n; u++)
-            {
-                __m256      vsx = _mm256_set1_ps(sx[u0 + u]);
-                float       out[IT_Q8_BLOCK];
-
-                _mm256_storeu_ps(out, _mm256_mul_ps(_mm256_cvtepi32_ps(a0[u]),
-                                                    _mm256_mul_ps(_mm256_loadu_ps(scale + b * IT_Q8_BLOCK), vsx)));
-                _mm256_storeu_ps(out + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(a1[u]),
-                                                        _mm256_mul_ps(_mm256_loadu_ps(scale + b * IT_Q8_BLOCK + 8), vsx)));
-                StoreBlock(out, b, lo, hi, MANY_SCORES(u0 + u), MANY_MAX(u0 + u));
+                if (U == 4)
+                    ManyTileAvx2(Q, scale, lo, hi, groups, c0, c1, 4, pw, pa, sx + u1, ts, tm);
+                else if (U == 3)
+                    ManyTileAvx2(Q, scale, lo, hi, groups, c0, c1, 3, pw, pa, sx + u1, ts, tm);
+                else if (U == 2)
+                    ManyTileAvx2(Q, scale, lo, hi, groups, c0, c1, 2, pw, pa, sx + u1, ts, tm);
+                else
+                    ManyTileAvx2(Q, scale, lo, hi, groups, c0, c1, 1, pw, pa, sx + u1, ts, tm);
             }
         }
     }
