@@ -1114,7 +1114,7 @@ ManyTileAvx2(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int gr
  * dimensions, in the first-level cache) is read from memory once and
  * then for each tile of 4 queries, the most whose 8 sums fit the 16
  * registers beside the item bytes.  Each query's broadcast words and
- * their absolute values are packed once per call.
+ * their absolute values are packed once per tile of queries.
  */
 __attribute__((target("avx2")))
 static void
@@ -1126,8 +1126,9 @@ ManyAvx2(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k, int
     int64_t     nb = it_q8_blocks(lo, hi);
     int64_t     bfirst = lo / IT_Q8_BLOCK;
     int64_t     bend = hi > lo ? (hi - 1) / IT_Q8_BLOCK + 1 : bfirst;
-    int32_t     pw[MANY_TILE_GROUPS * 4];
-    int32_t     pa[MANY_TILE_GROUPS * 4];
+    /* tile t's packed words (4 queries) at [t * MANY_TILE_GROUPS * 4 ..] */
+    int32_t     pw[MANY_AVX2_QUERIES * MANY_TILE_GROUPS];
+    int32_t     pa[MANY_AVX2_QUERIES * MANY_TILE_GROUPS];
 
     if (groups > MANY_TILE_GROUPS)
     {
@@ -1140,6 +1141,29 @@ ManyAvx2(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k, int
     {
         int         n = nq - u0 < MANY_AVX2_QUERIES ? nq - u0 : MANY_AVX2_QUERIES;
 
+        /* each query's words and their absolute bytes, once for all the chunks */
+        for (int t0 = 0; t0 < n; t0 += 4)
+        {
+            int         U = n - t0 < 4 ? n - t0 : 4;
+            int32_t    *tw = pw + (size_t) t0 * MANY_TILE_GROUPS;
+            int32_t    *ta = pa + (size_t) t0 * MANY_TILE_GROUPS;
+
+            for (int u = 0; u < U; u++)
+            {
+                const int8_t *x = qx + (size_t) (u0 + t0 + u) * qbytes;
+
+                for (int g = 0; g < groups; g++)
+                {
+                    int8_t      ab[IT_Q8_GROUP];
+
+                    /* as _mm256_abs_epi8 (-128 stays 0x80: the unsigned 128) */
+                    for (int d = 0; d < IT_Q8_GROUP; d++)
+                        ab[d] = (int8_t) (x[g * IT_Q8_GROUP + d] < 0 ? -x[g * IT_Q8_GROUP + d] : x[g * IT_Q8_GROUP + d]);
+                    memcpy(&tw[g * U + u], x + g * IT_Q8_GROUP, sizeof(int32_t));
+                    memcpy(&ta[g * U + u], ab, sizeof(int32_t));
+                }
+            }
+        }
         for (int64_t c0 = bfirst; c0 < bend; c0 += MANY_AVX2_CHUNK)
         {
             int64_t     c1 = bend - c0 < MANY_AVX2_CHUNK ? bend : c0 + MANY_AVX2_CHUNK;
@@ -1147,35 +1171,25 @@ ManyAvx2(const int8_t *Q, const float *scale, int64_t lo, int64_t hi, int k, int
             for (int t0 = 0; t0 < n; t0 += 4)
             {
                 int         U = n - t0 < 4 ? n - t0 : 4;
+                const int32_t *tw = pw + (size_t) t0 * MANY_TILE_GROUPS;
+                const int32_t *ta = pa + (size_t) t0 * MANY_TILE_GROUPS;
                 float      *ts[4];
                 float      *tm[4];
                 int         u1 = u0 + t0;
 
-                /* packed again per chunk: 2 kB of stores against 16 kB of products */
                 for (int u = 0; u < U; u++)
                 {
-                    const int8_t *x = qx + (size_t) (u1 + u) * qbytes;
-
-                    for (int g = 0; g < groups; g++)
-                    {
-                        int8_t      ab[IT_Q8_GROUP];
-
-                        for (int d = 0; d < IT_Q8_GROUP; d++)
-                            ab[d] = (int8_t) (x[g * IT_Q8_GROUP + d] < 0 ? -x[g * IT_Q8_GROUP + d] : x[g * IT_Q8_GROUP + d]);
-                        memcpy(&pw[g * U + u], x + g * IT_Q8_GROUP, sizeof(int32_t));
-                        memcpy(&pa[g * U + u], ab, sizeof(int32_t));
-                    }
                     ts[u] = scores ? MANY_SCORES(u1 + u) : NULL;
                     tm[u] = block_max ? MANY_MAX(u1 + u) : NULL;
                 }
                 if (U == 4)
-                    ManyTileAvx2(Q, scale, lo, hi, groups, c0, c1, 4, pw, pa, sx + u1, ts, tm);
+                    ManyTileAvx2(Q, scale, lo, hi, groups, c0, c1, 4, tw, ta, sx + u1, ts, tm);
                 else if (U == 3)
-                    ManyTileAvx2(Q, scale, lo, hi, groups, c0, c1, 3, pw, pa, sx + u1, ts, tm);
+                    ManyTileAvx2(Q, scale, lo, hi, groups, c0, c1, 3, tw, ta, sx + u1, ts, tm);
                 else if (U == 2)
-                    ManyTileAvx2(Q, scale, lo, hi, groups, c0, c1, 2, pw, pa, sx + u1, ts, tm);
+                    ManyTileAvx2(Q, scale, lo, hi, groups, c0, c1, 2, tw, ta, sx + u1, ts, tm);
                 else
-                    ManyTileAvx2(Q, scale, lo, hi, groups, c0, c1, 1, pw, pa, sx + u1, ts, tm);
+                    ManyTileAvx2(Q, scale, lo, hi, groups, c0, c1, 1, tw, ta, sx + u1, ts, tm);
             }
         }
     }
