@@ -49,6 +49,8 @@ trap cleanup EXIT INT TERM
 
 if [ -z "${PGHOST:-}" ]; then
     own_cluster=1
+    # the server runs as "postgres" when started as root: it must reach $tmp/pg
+    chmod 755 "$tmp"
     eval "$("$here/tests/pgcluster" start "$tmp/pg")"
 fi
 export PGDATABASE=it_bench_foldin

@@ -58,8 +58,9 @@ trap cleanup EXIT INT TERM
 
 if [ -z "${PGHOST:-}" ]; then
     own_cluster=1
-    eval "$("$here/tests/pgcluster" start "$tmp/pg")"
+    # the server runs as "postgres" when started as root: it must reach $tmp/pg
     [ "$(id -u)" = 0 ] && chmod 777 "$tmp"
+    eval "$("$here/tests/pgcluster" start "$tmp/pg")"
 fi
 export PGDATABASE=it_bench
 dropdb --if-exists it_bench >/dev/null 2>&1 || true
