@@ -4,7 +4,9 @@
  *    of rankings mixed with a popularity term over a grid of mixing
  *    weights, and the implicit-ALS loss row by row.  See rankgrid.h.
  */
+#include <float.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -279,6 +281,397 @@ it_als_row_losses(const float *U, int shared, int64_t n, int k,
         }
         out[r] = l;
     }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * it_rank_grid_precision from an 8-bit first pass, over threads
+ * ------------------------------------------------------------------------ */
+
+/* The most threads it_rank_grid_precision_q8 starts. */
+#define IT_RANK_Q8_MAX_THREADS 8
+
+/* Room for candidates beyond k in an exact ranking (more: ranked exactly). */
+#define IT_RANK_Q8_SLACK 256
+
+/* The fewest rows a thread ranks. */
+#define IT_RANK_Q8_MIN_ROWS 8
+
+/* Rows scanned together. */
+#define IT_RANK_Q8_TILE 16
+
+static size_t
+AlignUp(size_t v)
+{
+    return (v + 63) & ~(size_t) 63;
+}
+
+/* Byte offsets of the workspace's parts; 0 on overflow. */
+typedef struct RankQ8Layout
+{
+    size_t      q,
+                scale,
+                tol,
+                tol_block,
+                hits,
+                parts,          /* the threads' parts start here, */
+                part;           /* each this long: */
+    size_t      p_scores,
+                p_blended,
+                p_flags,
+                p_cand,
+                p_cand_score,
+                p_top_idx,
+                p_top_val,
+                p_qx,
+                p_bmax;
+    size_t      total;
+} RankQ8Layout;
+
+static int
+RankQ8Parts(int64_t n, int nthreads)
+{
+    int         parts = nthreads < IT_RANK_Q8_MAX_THREADS ? nthreads : IT_RANK_Q8_MAX_THREADS;
+
+    if (parts > n / IT_RANK_Q8_MIN_ROWS)
+        parts = (int) (n / IT_RANK_Q8_MIN_ROWS);
+    return parts < 1 ? 1 : parts;
+}
+
+static int
+RankQ8Sizes(int64_t m, int kdim, int64_t n, int nblend, int k, int nthreads, RankQ8Layout *l)
+{
+    size_t      padded,
+                cap,
+                v,
+                off = 0;
+    int         ok = 1;
+
+    if (m < 1 || m > INT32_MAX || kdim < 1 || kdim > 65536 || n < 0 || nblend < 1 || k < 1 ||
+        nthreads < 1)
+        return 0;
+    padded = (size_t) it_q8_padded(m);
+    cap = (size_t) k + IT_RANK_Q8_SLACK;
+#define SLOT(field, count, size) \
+    do { \
+        l->field = off; \
+        ok = ok && MulSize((size_t) (count), (size_t) (size), &v) && AddSize(off, v, &off) && \
+            AddSize(off, 63, &off); \
+        off &= ~(size_t) 63; \
+    } while (0)
+    SLOT(q, padded, it_q8_kpad(kdim));
+    SLOT(scale, padded, sizeof(float));
+    SLOT(tol, padded, sizeof(float));
+    SLOT(tol_block, padded / IT_Q8_BLOCK, sizeof(float));
+    ok = ok && MulSize((size_t) n, (size_t) nblend, &v);
+    SLOT(hits, ok ? v : 0, sizeof(int32_t));
+    l->parts = off;
+    off = 0;
+    ok = ok && MulSize((size_t) m, IT_RANK_Q8_TILE, &v);
+    SLOT(p_scores, ok ? v : 0, sizeof(float));
+    SLOT(p_blended, m, sizeof(float));
+    SLOT(p_flags, m, 1);
+    SLOT(p_cand, cap, sizeof(int32_t));
+    SLOT(p_cand_score, cap, sizeof(float));
+    SLOT(p_top_idx, k, sizeof(int32_t));
+    SLOT(p_top_val, k, sizeof(float));
+    SLOT(p_qx, it_q8_query_bytes(kdim), IT_RANK_Q8_TILE);
+    SLOT(p_bmax, it_q8_blocks(0, m), IT_RANK_Q8_TILE * sizeof(float));
+#undef SLOT
+    l->part = off;
+    ok = ok && MulSize(l->part, (size_t) RankQ8Parts(n, nthreads), &v) && AddSize(l->parts, v, &l->total) &&
+        AddSize(l->total, 64, &l->total);
+    return ok;
+}
+
+size_t
+it_rank_grid_q8_workspace_bytes(int64_t m, int kdim, int64_t n, int nblend, int k, int nthreads)
+{
+    RankQ8Layout l;
+
+    return RankQ8Sizes(m, kdim, n, nblend, k, nthreads, &l) ? l.total : 0;
+}
+
+typedef struct RankQ8Shared
+{
+    const float *U;
+    int         kdim;
+    const float *Y;
+    int64_t     m;
+    const float *pop;
+    const float *blends;
+    int         nblend;
+    const int64_t *pos_ptr;
+    const int32_t *pos_idx;
+    int         k;
+    const int8_t *Q;
+    const float *scale;
+    const float *tol;
+    float       qnorm;
+    double      ymax;           /* the largest |y_i| */
+    double      tmax;           /* the largest tol[i] */
+    double      pmax;           /* the largest |pop[i]| */
+    int32_t    *hits;
+} RankQ8Shared;
+
+typedef struct RankQ8Part
+{
+    const RankQ8Shared *sh;
+    /* encoding: items [lo, hi), their largest |y|, tol and |pop| */
+    int64_t     lo,
+                hi;
+    int8_t     *Q;
+    float      *scale,
+               *tol,
+               *tol_block;
+    float       qnorm;
+    double      ymax,
+                tmax,
+                pmax;
+    /* ranking: rows [r0, r1) and this part's scratch */
+    int64_t     r0,
+                r1;
+    char       *scratch;
+    const RankQ8Layout *l;
+} RankQ8Part;
+
+static void *
+RankQ8Encode(void *arg)
+{
+    RankQ8Part *p = arg;
+    const RankQ8Shared *sh = p->sh;
+    int         kdim = sh->kdim;
+
+    it_q8_encode(sh->Y + (size_t) p->lo * kdim, p->hi - p->lo, kdim, p->Q, p->scale, p->tol, &p->qnorm,
+                 p->tol_block);
+    p->ymax = p->tmax = p->pmax = 0.0;
+    for (int64_t i = p->lo; i < p->hi; i++)
+    {
+        double      yy = 0.0;
+
+        for (int j = 0; j < kdim; j++)
+            yy += (double) sh->Y[(size_t) i * kdim + j] * sh->Y[(size_t) i * kdim + j];
+        p->ymax = sqrt(yy) > p->ymax ? sqrt(yy) : p->ymax;
+        p->tmax = p->tol[i - p->lo] > p->tmax ? p->tol[i - p->lo] : p->tmax;
+        if (sh->pop != NULL)
+            p->pmax = fabs((double) sh->pop[i]) > p->pmax ? fabs((double) sh->pop[i]) : p->pmax;
+    }
+    return NULL;
+}
+
+typedef struct ExactBlendArg
+{
+    const float *x;
+    const float *Y;
+    int         kdim;
+    const float *pop;
+    float       blend;
+} ExactBlendArg;
+
+/* The exact score of item i: x.y_i summed in double, then the blend in float. */
+static float
+ExactBlend(const void *arg, int64_t i)
+{
+    const ExactBlendArg *a = arg;
+    float       s = (float) DotDouble(a->x, a->Y + (size_t) i * a->kdim, a->kdim);
+
+    return a->blend != 0.0f ? s + a->blend * a->pop[i] : s;
+}
+
+/* One row's rankings from its 8-bit scores (NULL: from its exact scores alone). */
+static void
+RankQ8Row(const RankQ8Shared *sh, const RankQ8Layout *l, char *scratch, int64_t r,
+          const float *scores, double xn, double qtol)
+{
+    int64_t     m = sh->m;
+    int64_t     cap = (int64_t) sh->k + IT_RANK_Q8_SLACK;
+    float      *blended = (float *) (scratch + l->p_blended);
+    unsigned char *flags = (unsigned char *) (scratch + l->p_flags);
+    int32_t    *cand = (int32_t *) (scratch + l->p_cand);
+    float      *cand_score = (float *) (scratch + l->p_cand_score);
+    int32_t    *top_idx = (int32_t *) (scratch + l->p_top_idx);
+    float      *top_val = (float *) (scratch + l->p_top_val);
+    const int32_t *pos = sh->pos_idx + sh->pos_ptr[r];
+    int64_t     npos = sh->pos_ptr[r + 1] - sh->pos_ptr[r];
+    int32_t    *hr = sh->hits + (size_t) r * sh->nblend;
+
+    MarkPositives(flags, m, pos, npos, 1);
+    for (int j = 0; j < sh->nblend; j++)
+    {
+        float       b = sh->blends[j];
+        ExactBlendArg ea = {sh->U + (size_t) r * sh->kdim, sh->Y, sh->kdim, sh->pop, b};
+        const float *sc = scores;
+        int64_t     need;
+        int         got = -1;
+
+        if (scores != NULL)
+        {
+            double      tc = qtol;
+
+            if (b != 0.0f)
+            {
+                /* the blend adds the rounding of two float additions to the bound */
+                for (int64_t i = 0; i < m; i++)
+                    blended[i] = scores[i] + b * sh->pop[i];
+                sc = blended;
+                tc += 4.0 * FLT_EPSILON * (xn * (sh->ymax + sh->tmax) + qtol + fabs((double) b) * sh->pmax);
+            }
+            got = it_topk_exact(sc, m, NULL, 0, sh->k, sh->tol, xn, tc, ExactBlend, &ea, cand, cand_score,
+                                cap, &need, top_idx, top_val);
+        }
+        if (got < 0)
+        {
+            for (int64_t i = 0; i < m; i++)
+                blended[i] = ExactBlend(&ea, i);
+            got = it_topk(blended, m, NULL, 0, sh->k, top_idx, top_val);
+        }
+        hr[j] = CountHits(top_idx, got, flags);
+    }
+    MarkPositives(flags, m, pos, npos, 0);
+}
+
+/*
+ * A part's rows, IT_RANK_Q8_TILE at a time: the rows with a positive
+ * scanned together (it_q8_scores_many reads each block of the copy once
+ * for all of them), then ranked from their scores while they are in the
+ * cache.
+ */
+static void *
+RankQ8Rows(void *arg)
+{
+    RankQ8Part *p = arg;
+    const RankQ8Shared *sh = p->sh;
+    const RankQ8Layout *l = p->l;
+    int64_t     m = sh->m;
+    int         kdim = sh->kdim;
+    size_t      qbytes = it_q8_query_bytes(kdim);
+    float      *scores = (float *) (p->scratch + l->p_scores);
+    unsigned char *flags = (unsigned char *) (p->scratch + l->p_flags);
+    int8_t     *qx = (int8_t *) (p->scratch + l->p_qx);
+    float       sx[IT_RANK_Q8_TILE];
+    double      xn[IT_RANK_Q8_TILE],
+                qtol[IT_RANK_Q8_TILE];
+    int64_t     row[IT_RANK_Q8_TILE];
+
+    memset(flags, 0, (size_t) m);
+    for (int64_t r0 = p->r0; r0 < p->r1; r0 += IT_RANK_Q8_TILE)
+    {
+        int64_t     r1 = r0 + IT_RANK_Q8_TILE < p->r1 ? r0 + IT_RANK_Q8_TILE : p->r1;
+        int         nt = 0;
+
+        for (int64_t r = r0; r < r1; r++)
+        {
+            const float *x = sh->U + (size_t) r * kdim;
+            double      nn = 0.0;
+
+            if (MarkPositives(flags, m, sh->pos_idx + sh->pos_ptr[r], sh->pos_ptr[r + 1] - sh->pos_ptr[r], 1) == 0)
+            {
+                for (int j = 0; j < sh->nblend; j++)
+                    sh->hits[(size_t) r * sh->nblend + j] = -1;
+                continue;
+            }
+            MarkPositives(flags, m, sh->pos_idx + sh->pos_ptr[r], sh->pos_ptr[r + 1] - sh->pos_ptr[r], 0);
+            for (int j = 0; j < kdim; j++)
+                nn += (double) x[j] * x[j];
+            nn = sqrt(nn);
+            if (!isfinite(nn))
+            {
+                /* not finite: ranked from its exact scores, as its float ones would be */
+                RankQ8Row(sh, l, p->scratch, r, NULL, 0.0, 0.0);
+                continue;
+            }
+            xn[nt] = nn;
+            qtol[nt] = it_q8_query(x, kdim, sh->qnorm, qx + qbytes * nt, &sx[nt]);
+            row[nt++] = r;
+        }
+        if (nt == 0)
+            continue;
+        it_q8_scores_many(sh->Q, sh->scale, 0, m, kdim, nt, qx, sx, scores, (float *) (p->scratch + l->p_bmax));
+        for (int u = 0; u < nt; u++)
+            RankQ8Row(sh, l, p->scratch, row[u], scores + (size_t) u * m, xn[u], qtol[u]);
+    }
+    return NULL;
+}
+
+int
+it_rank_grid_precision_q8(const float *U, int64_t n, int kdim, const float *Y, int64_t m,
+                          const float *pop, const float *blends, int nblend,
+                          const int64_t *pos_ptr, const int32_t *pos_idx, int k,
+                          void *workspace, int nthreads,
+                          double *precision, int64_t *users, int32_t *row_hits)
+{
+    RankQ8Layout l;
+    RankQ8Shared sh;
+    RankQ8Part  parts[IT_RANK_Q8_MAX_THREADS];
+    void       *args[IT_RANK_Q8_MAX_THREADS];
+    char       *base;
+    int64_t     nblocks = it_q8_padded(m) / IT_Q8_BLOCK;
+    int64_t     counted = 0;
+    int         np,
+                ne;
+
+    if (U == NULL || Y == NULL || blends == NULL || pos_ptr == NULL || (pos_idx == NULL && n > 0) ||
+        workspace == NULL || precision == NULL || users == NULL ||
+        !RankQ8Sizes(m, kdim, n, nblend, k, nthreads, &l))
+        return -1;
+    for (int j = 0; j < nblend; j++)
+        if (blends[j] != 0.0f && pop == NULL)
+            return -1;
+    base = (char *) AlignUp((uintptr_t) workspace);
+    np = RankQ8Parts(n, nthreads);
+    sh = (RankQ8Shared) {U, kdim, Y, m, pop, blends, nblend, pos_ptr, pos_idx, k,
+        (const int8_t *) (base + l.q), (const float *) (base + l.scale), (const float *) (base + l.tol),
+        0.0f, 0.0, 0.0, 0.0, row_hits != NULL ? row_hits : (int32_t *) (base + l.hits)};
+
+    /* the 8-bit copy, whole blocks of items a part */
+    ne = (int) (nblocks < np ? nblocks : np);
+    for (int t = 0; t < ne; t++)
+    {
+        int64_t     b0 = nblocks * t / ne,
+                    b1 = nblocks * (t + 1) / ne;
+        int64_t     lo = b0 * IT_Q8_BLOCK,
+                    hi = b1 * IT_Q8_BLOCK < m ? b1 * IT_Q8_BLOCK : m;
+
+        parts[t] = (RankQ8Part) {&sh, lo, hi, (int8_t *) (base + l.q) + (size_t) lo * it_q8_kpad(kdim),
+            (float *) (base + l.scale) + lo, (float *) (base + l.tol) + lo,
+            (float *) (base + l.tol_block) + b0, 0.0f, 0.0, 0.0, 0.0, 0, 0, NULL, &l};
+        args[t] = &parts[t];
+    }
+    it_run_parts(RankQ8Encode, args, ne);
+    for (int t = 0; t < ne; t++)
+    {
+        sh.qnorm = parts[t].qnorm > sh.qnorm ? parts[t].qnorm : sh.qnorm;
+        sh.ymax = parts[t].ymax > sh.ymax ? parts[t].ymax : sh.ymax;
+        sh.tmax = parts[t].tmax > sh.tmax ? parts[t].tmax : sh.tmax;
+        sh.pmax = parts[t].pmax > sh.pmax ? parts[t].pmax : sh.pmax;
+    }
+
+    /* the rows, cut between the threads; each row's hits in its own slots */
+    it_scan_pick();
+    for (int t = 0; t < np; t++)
+    {
+        parts[t] = (RankQ8Part) {&sh, 0, 0, NULL, NULL, NULL, NULL, 0.0f, 0.0, 0.0, 0.0,
+            n * t / np, n * (t + 1) / np, base + l.parts + (size_t) t * l.part, &l};
+        args[t] = &parts[t];
+    }
+    it_run_parts(RankQ8Rows, args, np);
+
+    /* summed in row order, as it_rank_grid_precision sums */
+    for (int j = 0; j < nblend; j++)
+        precision[j] = 0.0;
+    for (int64_t r = 0; r < n; r++)
+    {
+        const int32_t *hr = sh.hits + (size_t) r * nblend;
+
+        if (hr[0] < 0)
+            continue;
+        counted++;
+        for (int j = 0; j < nblend; j++)
+            precision[j] += (double) hr[j] / k;
+    }
+    for (int j = 0; j < nblend; j++)
+        precision[j] = counted > 0 ? precision[j] / (double) counted : 0.0;
+    *users = counted;
     return 0;
 }
 

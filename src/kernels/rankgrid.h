@@ -7,7 +7,8 @@
  *    weights, to choose that weight; and the paired statistics that
  *    compare two rankings or two losses row by row.  Plain C, no PostgreSQL headers; the
  *    conventions of kernels.h hold (caller-allocated buffers, no
- *    allocation, no printing, no threads).
+ *    allocation, no printing; threads only where a function takes a
+ *    number of them, and they call no BLAS).
  */
 #ifndef IT_RANKGRID_H
 #define IT_RANKGRID_H
@@ -51,6 +52,30 @@ int         it_rank_grid_precision(const float *U, int shared, int64_t n, int kd
                                    int k, float *workspace,
                                    double *precision, int64_t *users,
                                    int32_t *row_hits);
+
+/*
+ * it_rank_grid_precision for n rows of U (not shared), with the rankings
+ * exact by the scores x.y_i summed in double then blends[j] * pop[i]
+ * added in float (where it_rank_grid_precision ranks by sgemm's float
+ * products: the two differ only between items whose scores tie to the
+ * last bits), found from an 8-bit copy of Y (it_q8_encode, made here)
+ * whose scores it_topk_exact re-ranks exactly.  The copy and the rows are
+ * cut between up to nthreads threads (it_run_parts); each row's hits go
+ * to their own slots and are summed in row order, so the result does not
+ * depend on the threads.  About four times fewer cycles than the float
+ * products, and on several threads (they call no BLAS).  workspace:
+ * it_rank_grid_q8_workspace_bytes(m, kdim, n, nblend, k, nthreads) bytes,
+ * any alignment (0 on overflow or bad sizes).  Returns 0, or -1 on
+ * invalid arguments (nothing written).
+ */
+size_t      it_rank_grid_q8_workspace_bytes(int64_t m, int kdim, int64_t n, int nblend, int k,
+                                            int nthreads);
+int         it_rank_grid_precision_q8(const float *U, int64_t n, int kdim, const float *Y,
+                                      int64_t m, const float *pop, const float *blends,
+                                      int nblend, const int64_t *pos_ptr,
+                                      const int32_t *pos_idx, int k, void *workspace,
+                                      int nthreads, double *precision, int64_t *users,
+                                      int32_t *row_hits);
 
 /*
  * The implicit-ALS loss of each of n vectors against its row of a CSR

@@ -86,6 +86,10 @@
 #define IT_PRIOR_EVAL_WORK      4.0e9
 #define IT_PRIOR_EVAL_MIN_ROWS  500
 
+/* From this many rows, rankings without blends come from an 8-bit copy
+ * (it_rank_grid_precision_q8; RankValidation). */
+#define IT_PRIOR_Q8_ROWS        64
+
 /*
  * Precision in the per-epoch history: on at most this many multiply-adds
  * per epoch (rows * items * factors), at most 2000 rows, and not at all
@@ -1699,7 +1703,7 @@ CompareWithoutFeatures(ItTransferTrain *t, PriorSide *s, const SideData *sd, Sid
  * baseline alone.
  */
 static void
-RankValidation(PriorSide *s, const SideData *sd, SideFit *f)
+RankValidation(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *f)
 {
     int64       m = sd->m;
     int         k = sd->k;
@@ -1741,9 +1745,36 @@ RankValidation(PriorSide *s, const SideData *sd, SideFit *f)
     f->hits = AllocChecked(f->neval * f->nblend, sizeof(int32), "validation hits");
     f->chits = AllocChecked(f->neval * f->nblend, sizeof(int32), "validation hits");
     f->phits = AllocChecked(f->neval, sizeof(int32), "validation hits");
-    if (it_rank_grid_precision(f->Uval, 0, f->neval, k, sd->Y, m, pop, f->blends, f->nblend,
-                               f->pos_ptr, f->pos_idx, IT_PRIOR_EVAL_K, rws, f->prec, &f->users,
-                               f->hits) != 0)
+    if (f->nblend == 1 && f->neval >= IT_PRIOR_Q8_ROWS)
+    {
+        /*
+         * the rows' own vectors: from an 8-bit copy of the other side,
+         * exact, over threads (items of 100k users: 0.150 -> 0.062 s).
+         * Not with blends: each is then a pass that writes the blended
+         * scores and two that rank them, where the float path ranks in
+         * one (the users of 10k items, 8 blends: 0.127 -> 0.172 s).
+         */
+        int         threads = ItThreads(t->o.threads);
+        size_t      bytes = it_rank_grid_q8_workspace_bytes(m, k, f->neval, f->nblend, IT_PRIOR_EVAL_K,
+                                                            threads);
+        void       *qws;
+
+        if (bytes == 0 || bytes > (size_t) PG_INT64_MAX)
+            ereport(ERROR,
+                    (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                     errmsg("ranking the validation rows of %s needs too much memory", s->info->what),
+                     errhint("Train on a sample, or with fewer factors.")));
+        /* charged to the budget of training, as every allocation here */
+        qws = AllocChecked((int64) bytes, 1, "the validation rankings");
+        if (it_rank_grid_precision_q8(f->Uval, f->neval, k, sd->Y, m, pop, f->blends, f->nblend,
+                                      f->pos_ptr, f->pos_idx, IT_PRIOR_EVAL_K, qws, threads, f->prec,
+                                      &f->users, f->hits) != 0)
+            elog(ERROR, "could not rank the validation rows of %s", s->info->what);
+        pfree(qws);
+    }
+    else if (it_rank_grid_precision(f->Uval, 0, f->neval, k, sd->Y, m, pop, f->blends, f->nblend,
+                                    f->pos_ptr, f->pos_idx, IT_PRIOR_EVAL_K, rws, f->prec, &f->users,
+                                    f->hits) != 0)
         elog(ERROR, "could not rank the validation rows of %s", s->info->what);
     CHECK_FOR_INTERRUPTS();
     if (f->res.have_constant &&
@@ -1992,7 +2023,7 @@ CrossFitSlice(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *f, 
         CompareWithoutFeatures(t, s, sd, &g);
         if (g.res.have_constant)
         {
-            RankValidation(s, sd, &g);
+            RankValidation(t, s, sd, &g);
             MemoryContextSwitchTo(old);
             f->mean_loss_f = (f->mean_loss_f * f->gate_rows + g.mean_loss_f * g.nval) / (f->gate_rows + g.nval);
             f->mean_loss_c = (f->mean_loss_c * f->gate_rows + g.mean_loss_c * g.nval) / (f->gate_rows + g.nval);
@@ -2041,7 +2072,7 @@ FitSide(ItTransferTrain *t, PriorSide *s, const SideData *sd)
     INSTR_TIME_SET_CURRENT(start);
     PredictValidation(t, s, sd, &f);
     CompareWithoutFeatures(t, s, sd, &f);
-    RankValidation(s, sd, &f);
+    RankValidation(t, s, sd, &f);
     f.folds = 1;
     if (f.res.have_constant)
         for (int fold = 1; fold < GateFolds(&f); fold++)

@@ -3,6 +3,7 @@
  *    Unit tests of the blended precision grid (rankgrid.c) against a
  *    reference that sorts every item.
  */
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -181,6 +182,90 @@ TEST(matches_full_sort_per_row)
     /* the grid is not degenerate: the blends rank differently */
     CHECK(prec[0] != prec[3], "blend 0 and 100 give %g and %g", prec[0], prec[3]);
     free(ws);
+    FreeCase(&c);
+}
+
+/*
+ * The 8-bit path ranks like the float path where every score is exact
+ * (small integers: many ties, broken by the lower index), with blends,
+ * rows without positives and a row that is not finite; over three
+ * threads it gives the same hits and precisions, to the bit, as over one.
+ * More items than a few 8-bit blocks, not a whole number of them, and
+ * more rows than a tile of scans.
+ */
+TEST(q8_path_matches_the_float_path)
+{
+    Case        c;
+    float       blends[4] = {0.0f, 0.5f, 2.0f, 100.0f};
+    double      pf[4],
+                p1[4],
+                p3[4];
+    int64_t     uf,
+                u1,
+                u3;
+    int         k = 10;
+    float      *ws;
+    void       *q1,
+               *q3;
+    int32_t    *hf,
+               *h1,
+               *h3;
+    size_t      b1,
+                b3;
+
+    MakeCase(&c, 70, 300, 5, 7);
+    for (int d = 0; d < c.kdim; d++)
+        c.U[3 * c.kdim + d] = d == 2 ? NAN : 1.0f;      /* row 3: not finite */
+    hf = malloc(sizeof(int32_t) * c.n * 4);
+    h1 = malloc(sizeof(int32_t) * c.n * 4);
+    h3 = malloc(sizeof(int32_t) * c.n * 4);
+    ws = malloc(sizeof(float) * it_rank_grid_workspace_floats(c.m, k));
+    b1 = it_rank_grid_q8_workspace_bytes(c.m, c.kdim, c.n, 4, k, 1);
+    b3 = it_rank_grid_q8_workspace_bytes(c.m, c.kdim, c.n, 4, k, 3);
+    CHECK(b1 > 0 && b3 > b1, "workspace %zu for one thread, %zu for three", b1, b3);
+    q1 = malloc(b1);
+    q3 = malloc(b3);
+    CHECK(it_rank_grid_precision(c.U, 0, c.n, c.kdim, c.Y, c.m, c.pop, blends, 4,
+                                 c.ptr, c.idx, k, ws, pf, &uf, hf) == 0, "float path");
+    CHECK(it_rank_grid_precision_q8(c.U, c.n, c.kdim, c.Y, c.m, c.pop, blends, 4, c.ptr, c.idx, k,
+                                    (char *) q1 + 1, 1, p1, &u1, h1) == 0, "8-bit path, one thread");
+    CHECK(it_rank_grid_precision_q8(c.U, c.n, c.kdim, c.Y, c.m, c.pop, blends, 4, c.ptr, c.idx, k,
+                                    q3, 3, p3, &u3, h3) == 0, "8-bit path, three threads");
+    for (int r = 0; r < c.n; r++)
+        for (int j = 0; j < 4; j++)
+            CHECK(h1[r * 4 + j] == hf[r * 4 + j], "row %d blend %d: %d hits, the float path %d",
+                  r, j, h1[r * 4 + j], hf[r * 4 + j]);
+    CHECK(h1[3 * 4] == 0, "the row that is not finite hits nothing: %d", h1[3 * 4]);
+    CHECK(memcmp(h1, h3, sizeof(int32_t) * c.n * 4) == 0, "three threads: the same hits");
+    CHECK(u1 == uf && u3 == uf && uf < c.n, "users %ld %ld, the float path %ld of %d",
+          (long) u1, (long) u3, (long) uf, c.n);
+    for (int j = 0; j < 4; j++)
+        CHECK(p1[j] == pf[j] && p3[j] == pf[j], "blend %d: %g %g, the float path %g", j, p1[j], p3[j], pf[j]);
+    {
+        int         differ = 0;
+
+        for (int r = 0; r < c.n; r++)
+            differ += hf[r * 4] != hf[r * 4 + 3];
+        CHECK(differ > 0, "blend 0 and 100 rank differently on some row");
+    }
+
+    /* without row_hits, and refusals */
+    CHECK(it_rank_grid_precision_q8(c.U, c.n, c.kdim, c.Y, c.m, c.pop, blends, 4, c.ptr, c.idx, k,
+                                    q1, 1, p1, &u1, NULL) == 0 && p1[2] == pf[2], "without row hits");
+    CHECK(it_rank_grid_precision_q8(c.U, c.n, c.kdim, c.Y, c.m, NULL, blends, 4, c.ptr, c.idx, k,
+                                    q1, 1, p1, &u1, NULL) == -1, "a blend without popularity");
+    CHECK(it_rank_grid_precision_q8(NULL, c.n, c.kdim, c.Y, c.m, c.pop, blends, 4, c.ptr, c.idx, k,
+                                    q1, 1, p1, &u1, NULL) == -1, "no vectors");
+    CHECK(it_rank_grid_q8_workspace_bytes(0, 5, 10, 1, 10, 1) == 0 &&
+          it_rank_grid_q8_workspace_bytes(10, 5, 10, 1, 0, 1) == 0 &&
+          it_rank_grid_q8_workspace_bytes(10, 5, 10, 1, 10, 0) == 0 &&
+          it_rank_grid_q8_workspace_bytes((int64_t) 1 << 40, 5, 10, 1, 10, 1) == 0, "bad sizes: no workspace");
+    free(hf);
+    free(h1);
+    free(h3);
+    free(ws);
+    free(q1);
+    free(q3);
     FreeCase(&c);
 }
 
@@ -692,6 +777,7 @@ int
 main(void)
 {
     RUN(matches_full_sort_per_row);
+    RUN(q8_path_matches_the_float_path);
     RUN(shared_vector_equals_repeated_rows);
     RUN(popularity_alone_ties_by_lower_index);
     RUN(blend_can_fix_a_ranking);
