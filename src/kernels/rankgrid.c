@@ -108,6 +108,39 @@ Blend(const float *base, const float *pop, float blend, int64_t m, float *blende
     }
 }
 
+/*
+ * One row's rankings from its float scores row[0..m), one per blend (the
+ * blend computed on the fly, as Blend would write it): adds hits / k to
+ * precision[j] when precision is not NULL, writes the hits to hr[j] when
+ * hr is not NULL (-1 without a positive); returns 1 when the row has a
+ * positive, else 0.  flags: m bytes, all clear (left so).
+ */
+static int
+RankFloatRow(const float *row, int64_t m, const float *pop, const float *blends, int nblend,
+             const int32_t *pos, int64_t npos, int k, unsigned char *flags,
+             int32_t *top_idx, float *top_val, double *precision, int32_t *hr)
+{
+    int         has = MarkPositives(flags, m, pos, npos, 1) > 0;
+
+    for (int j = 0; j < nblend; j++)
+    {
+        int         hits = -1;
+
+        if (has)
+        {
+            int         ntop = it_topk_blend(row, pop, blends[j], m, NULL, 0, k, top_idx, top_val);
+
+            hits = CountHits(top_idx, ntop, flags);
+            if (precision)
+                precision[j] += (double) hits / k;
+        }
+        if (hr)
+            hr[j] = hits;
+    }
+    MarkPositives(flags, m, pos, npos, 0);
+    return has;
+}
+
 int
 it_rank_grid_precision(const float *U, int shared, int64_t n, int kdim,
                        const float *Y, int64_t m, const float *pop,
@@ -187,34 +220,10 @@ it_rank_grid_precision(const float *U, int shared, int64_t n, int kdim,
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, (int) m, kdim,
                         1.0f, U + (size_t) r0 * kdim, kdim, Y, kdim, 0.0f, block, (int) m);
             for (int b = 0; b < nb; b++)
-            {
-                const int32_t *pos = pos_idx + pos_ptr[r0 + b];
-                int64_t     npos = pos_ptr[r0 + b + 1] - pos_ptr[r0 + b];
-
-                if (MarkPositives(flags, m, pos, npos, 1) > 0)
-                {
-                    counted++;
-                    for (j = 0; j < nblend; j++)
-                    {
-                        int         ntop,
-                                    hits;
-
-                        /* the blend computed on the fly, as Blend would write it */
-                        ntop = it_topk_blend(block + (size_t) b * m, pop, blends[j], m,
-                                             NULL, 0, k, top_idx, top_val);
-                        hits = CountHits(top_idx, ntop, flags);
-                        precision[j] += (double) hits / k;
-                        if (row_hits)
-                            row_hits[(r0 + b) * nblend + j] = hits;
-                    }
-                }
-                else if (row_hits)
-                {
-                    for (j = 0; j < nblend; j++)
-                        row_hits[(r0 + b) * nblend + j] = -1;
-                }
-                MarkPositives(flags, m, pos, npos, 0);
-            }
+                counted += RankFloatRow(block + (size_t) b * m, m, pop, blends, nblend,
+                                        pos_idx + pos_ptr[r0 + b], pos_ptr[r0 + b + 1] - pos_ptr[r0 + b], k,
+                                        flags, top_idx, top_val, precision,
+                                        row_hits ? row_hits + (r0 + b) * nblend : NULL);
         }
     }
 
@@ -281,6 +290,194 @@ it_als_row_losses(const float *U, int shared, int64_t n, int k,
         }
         out[r] = l;
     }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * it_rank_grid_precision over threads
+ * ------------------------------------------------------------------------ */
+
+/* The most threads it_rank_grid_precision_threads uses. */
+#define IT_RANK_MAX_THREADS 8
+
+/* A worker spins this many pauses for the next block before it sleeps. */
+#define IT_RANK_SPINS (1u << 14)
+
+static int
+RankThreads(int nthreads)
+{
+    return nthreads < 1 ? 1 : nthreads < IT_RANK_MAX_THREADS ? nthreads : IT_RANK_MAX_THREADS;
+}
+
+/* Floats of a thread's scratch: the flags (m bytes, in floats), top k values and indexes. */
+static size_t
+RankThreadFloats(int64_t m, int k)
+{
+    return ((size_t) m + 3) / 4 + 2 * (size_t) k + 16;
+}
+
+size_t
+it_rank_grid_threads_workspace_floats(int64_t m, int k, int64_t n, int nblend, int nthreads)
+{
+    size_t      blocks,
+                per,
+                hits,
+                total;
+
+    if (m < 1 || m > INT32_MAX || k < 1 || n < 0 || nblend < 1 || nthreads < 1)
+        return 0;
+    /* two blocks of scores, each thread's scratch, every row's hits */
+    if (!MulSize(2 * (size_t) IT_RANK_GRID_BLOCK, (size_t) m, &blocks) ||
+        !MulSize(RankThreadFloats(m, k), (size_t) RankThreads(nthreads), &per) ||
+        !MulSize((size_t) n, (size_t) nblend, &hits) ||
+        !AddSize(blocks, per, &total) || !AddSize(total, hits, &total))
+        return 0;
+    return total;
+}
+
+typedef struct RankBlockJob
+{
+    const float *U;
+    int         kdim;
+    const float *Y;
+    int64_t     m;
+    const float *pop;
+    const float *blends;
+    int         nblend;
+    const int64_t *pos_ptr;
+    const int32_t *pos_idx;
+    int         k;
+    int32_t    *hits;
+    const float *S;             /* this block's scores, */
+    int64_t     r0;             /* of rows r0 .. */
+    int         nb;             /* r0 + nb, */
+    int         claimed;        /* the next row to rank (atomic) */
+    float      *Snext;          /* the next block's, which the calling thread computes first, */
+    int64_t     next_r0;
+    int         next_nb;        /* 0: none */
+} RankBlockJob;
+
+typedef struct RankBlockPart
+{
+    RankBlockJob *job;
+    int         caller;
+    unsigned char *flags;
+    int32_t    *top_idx;
+    float      *top_val;
+} RankBlockPart;
+
+static void
+BlockScores(const RankBlockJob *j, int64_t r0, int nb, float *S)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, (int) j->m, j->kdim,
+                1.0f, j->U + (size_t) r0 * j->kdim, j->kdim, j->Y, j->kdim, 0.0f, S, (int) j->m);
+}
+
+/*
+ * The calling thread computes the next block's scores (BLAS stays on it),
+ * then every thread ranks rows of this block as it claims them.
+ */
+static void *
+RankBlockRun(void *arg)
+{
+    RankBlockPart *p = arg;
+    RankBlockJob *j = p->job;
+
+    if (p->caller && j->next_nb > 0)
+        BlockScores(j, j->next_r0, j->next_nb, j->Snext);
+    for (;;)
+    {
+        int         b = __atomic_fetch_add(&j->claimed, 1, __ATOMIC_RELAXED);
+        int64_t     r;
+
+        if (b >= j->nb)
+            break;
+        r = j->r0 + b;
+        (void) RankFloatRow(j->S + (size_t) b * j->m, j->m, j->pop, j->blends, j->nblend,
+                            j->pos_idx + j->pos_ptr[r], j->pos_ptr[r + 1] - j->pos_ptr[r], j->k,
+                            p->flags, p->top_idx, p->top_val, NULL, j->hits + (size_t) r * j->nblend);
+    }
+    return NULL;
+}
+
+int
+it_rank_grid_precision_threads(const float *U, int64_t n, int kdim, const float *Y, int64_t m,
+                               const float *pop, const float *blends, int nblend,
+                               const int64_t *pos_ptr, const int32_t *pos_idx, int k,
+                               float *workspace, int nthreads,
+                               double *precision, int64_t *users, int32_t *row_hits)
+{
+    int         nt = RankThreads(nthreads);
+    RankBlockJob job;
+    RankBlockPart parts[IT_RANK_MAX_THREADS];
+    void       *args[IT_RANK_MAX_THREADS];
+    float      *S[2];
+    float      *scratch;
+    ItTeam      team;
+    bool        started;
+    int64_t     counted = 0;
+
+    if (U == NULL || Y == NULL || kdim < 1 || blends == NULL || pos_ptr == NULL ||
+        (pos_idx == NULL && n > 0) || workspace == NULL || precision == NULL || users == NULL ||
+        it_rank_grid_threads_workspace_floats(m, k, n, nblend, nthreads) == 0)
+        return -1;
+    for (int j = 0; j < nblend; j++)
+        if (blends[j] != 0.0f && pop == NULL)
+            return -1;
+    S[0] = workspace;
+    S[1] = S[0] + (size_t) IT_RANK_GRID_BLOCK * m;
+    scratch = S[1] + (size_t) IT_RANK_GRID_BLOCK * m;
+    job = (RankBlockJob) {U, kdim, Y, m, pop, blends, nblend, pos_ptr, pos_idx, k,
+        row_hits != NULL ? row_hits : (int32_t *) (scratch + RankThreadFloats(m, k) * nt)};
+    for (int t = 0; t < nt; t++)
+    {
+        float      *mine = scratch + RankThreadFloats(m, k) * t;
+
+        parts[t] = (RankBlockPart) {&job, t == 0, (unsigned char *) mine, NULL, NULL};
+        parts[t].top_val = mine + ((size_t) m + 3) / 4;
+        parts[t].top_idx = (int32_t *) (parts[t].top_val + k);
+        memset(parts[t].flags, 0, (size_t) m);
+        args[t] = &parts[t];
+    }
+
+    started = nt > 1 && it_team_start(&team, nt, IT_RANK_SPINS);
+    if (n > 0)
+        BlockScores(&job, 0, (int) (n < IT_RANK_GRID_BLOCK ? n : IT_RANK_GRID_BLOCK), S[0]);
+    for (int64_t r0 = 0, blk = 0; r0 < n; r0 += IT_RANK_GRID_BLOCK, blk++)
+    {
+        int64_t     r1 = r0 + IT_RANK_GRID_BLOCK;
+
+        job.S = S[blk & 1];
+        job.r0 = r0;
+        job.nb = (int) ((n - r0) < IT_RANK_GRID_BLOCK ? n - r0 : IT_RANK_GRID_BLOCK);
+        job.claimed = 0;
+        job.Snext = S[(blk + 1) & 1];
+        job.next_r0 = r1;
+        job.next_nb = r1 < n ? (int) (n - r1 < IT_RANK_GRID_BLOCK ? n - r1 : IT_RANK_GRID_BLOCK) : 0;
+        if (started)
+            it_team_run(&team, RankBlockRun, args, nt);
+        else
+            RankBlockRun(args[0]);
+    }
+    if (started)
+        it_team_stop(&team);
+
+    /* summed in row order, as it_rank_grid_precision sums */
+    for (int j = 0; j < nblend; j++)
+        precision[j] = 0.0;
+    for (int64_t r = 0; r < n; r++)
+    {
+        const int32_t *hr = job.hits + (size_t) r * nblend;
+
+        if (hr[0] < 0)
+            continue;
+        counted++;
+        for (int j = 0; j < nblend; j++)
+            precision[j] += (double) hr[j] / k;
+    }
+    for (int j = 0; j < nblend; j++)
+        precision[j] = counted > 0 ? precision[j] / (double) counted : 0.0;
+    *users = counted;
     return 0;
 }
 

@@ -54,6 +54,25 @@ int         it_rank_grid_precision(const float *U, int shared, int64_t n, int kd
                                    int32_t *row_hits);
 
 /*
+ * it_rank_grid_precision for n rows of U (not shared), the same hits and
+ * precisions to the bit, with the rankings of up to nthreads threads (ItTeam):
+ * the calling thread computes a block's products (the only BLAS calls)
+ * while the others rank the rows of the block before, then ranks with
+ * them.  workspace: it_rank_grid_threads_workspace_floats(m, k, n,
+ * nblend, nthreads) floats (0 on overflow or bad sizes).  Returns 0, or
+ * -1 on invalid arguments (nothing written).
+ */
+size_t      it_rank_grid_threads_workspace_floats(int64_t m, int k, int64_t n, int nblend,
+                                                  int nthreads);
+int         it_rank_grid_precision_threads(const float *U, int64_t n, int kdim,
+                                           const float *Y, int64_t m, const float *pop,
+                                           const float *blends, int nblend,
+                                           const int64_t *pos_ptr, const int32_t *pos_idx,
+                                           int k, float *workspace, int nthreads,
+                                           double *precision, int64_t *users,
+                                           int32_t *row_hits);
+
+/*
  * it_rank_grid_precision for n rows of U (not shared), with the rankings
  * exact by the scores x.y_i summed in double then blends[j] * pop[i]
  * added in float (where it_rank_grid_precision ranks by sgemm's float

@@ -1772,10 +1772,30 @@ RankValidation(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *f)
             elog(ERROR, "could not rank the validation rows of %s", s->info->what);
         pfree(qws);
     }
-    else if (it_rank_grid_precision(f->Uval, 0, f->neval, k, sd->Y, m, pop, f->blends, f->nblend,
-                                    f->pos_ptr, f->pos_idx, IT_PRIOR_EVAL_K, rws, f->prec, &f->users,
-                                    f->hits) != 0)
-        elog(ERROR, "could not rank the validation rows of %s", s->info->what);
+    else
+    {
+        /*
+         * from the float products, which stay on this thread, ranked over
+         * the threads (the check of 100k users over 10k items, 7 blends:
+         * 0.147 -> 0.099 s)
+         */
+        int         threads = ItThreads(t->o.threads);
+        size_t      floats = it_rank_grid_threads_workspace_floats(m, IT_PRIOR_EVAL_K, f->neval, f->nblend,
+                                                                   threads);
+        float      *tws;
+
+        if (floats == 0 || floats > (size_t) PG_INT64_MAX / sizeof(float))
+            ereport(ERROR,
+                    (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                     errmsg("ranking the validation rows of %s needs too much memory", s->info->what),
+                     errhint("Train on a sample, or with fewer factors.")));
+        tws = AllocChecked((int64) floats, sizeof(float), "the validation rankings");
+        if (it_rank_grid_precision_threads(f->Uval, f->neval, k, sd->Y, m, pop, f->blends, f->nblend,
+                                           f->pos_ptr, f->pos_idx, IT_PRIOR_EVAL_K, tws, threads,
+                                           f->prec, &f->users, f->hits) != 0)
+            elog(ERROR, "could not rank the validation rows of %s", s->info->what);
+        pfree(tws);
+    }
     CHECK_FOR_INTERRUPTS();
     if (f->res.have_constant &&
         it_rank_grid_precision(f->cvec, 1, f->neval, k, sd->Y, m, pop, f->blends, f->nblend,

@@ -186,6 +186,64 @@ TEST(matches_full_sort_per_row)
 }
 
 /*
+ * Over threads the float path gives the hits and precisions of one call,
+ * to the bit: more rows than two blocks (the products of one computed
+ * while the rows of the one before are ranked), a partial last block,
+ * rows without positives; and one block, and no row.
+ */
+TEST(float_path_over_threads_matches_one_call)
+{
+    Case        c;
+    float       blends[3] = {0.0f, 1.0f, 4.0f};
+    int         k = 10;
+    float      *ws = NULL;
+    int32_t    *h0 = NULL,
+               *ht = NULL;
+
+    MakeCase(&c, 3 * IT_RANK_GRID_BLOCK + 9, 200, 6, 5);
+    ws = malloc(sizeof(float) * it_rank_grid_threads_workspace_floats(c.m, k, c.n, 3, 4));
+    h0 = malloc(sizeof(int32_t) * c.n * 3);
+    ht = malloc(sizeof(int32_t) * c.n * 3);
+    for (int rows = 0; rows <= 2; rows++)
+    {
+        int64_t     n = rows == 0 ? c.n : rows == 1 ? IT_RANK_GRID_BLOCK / 2 : 0;
+
+        for (int threads = 1; threads <= 4; threads += 3)
+        {
+            double      p0[3],
+                        pt[3];
+            int64_t     u0 = -1,
+                        ut = -1;
+
+            CHECK(it_rank_grid_precision(c.U, 0, n, c.kdim, c.Y, c.m, c.pop, blends, 3, c.ptr, c.idx, k,
+                                         ws, p0, &u0, h0) == 0, "one call");
+            memset(ht, 0x7f, sizeof(int32_t) * c.n * 3);
+            CHECK(it_rank_grid_precision_threads(c.U, n, c.kdim, c.Y, c.m, c.pop, blends, 3, c.ptr, c.idx, k,
+                                                 ws, threads, pt, &ut, threads == 1 ? ht : NULL) == 0,
+                  "%ld rows, %d threads", (long) n, threads);
+            CHECK(ut == u0, "%ld rows, %d threads: users %ld vs %ld", (long) n, threads, (long) ut, (long) u0);
+            for (int j = 0; j < 3; j++)
+                CHECK(pt[j] == p0[j], "%ld rows, %d threads, blend %d: %g vs %g", (long) n, threads, j, pt[j], p0[j]);
+            if (threads == 1)
+                CHECK(memcmp(ht, h0, sizeof(int32_t) * n * 3) == 0, "%ld rows: the same hits", (long) n);
+        }
+    }
+    {
+        double      p[3];
+        int64_t     u;
+
+        CHECK(it_rank_grid_precision_threads(c.U, c.n, c.kdim, c.Y, c.m, NULL, blends, 3, c.ptr, c.idx, k,
+                                             ws, 2, p, &u, NULL) == -1, "a blend without popularity");
+    }
+    CHECK(it_rank_grid_threads_workspace_floats(0, k, 1, 1, 1) == 0 &&
+          it_rank_grid_threads_workspace_floats(10, k, 1, 1, 0) == 0, "bad sizes: no workspace");
+    free(ws);
+    free(h0);
+    free(ht);
+    FreeCase(&c);
+}
+
+/*
  * The 8-bit path ranks like the float path where every score is exact
  * (small integers: many ties, broken by the lower index), with blends,
  * rows without positives and a row that is not finite; over three
@@ -777,6 +835,7 @@ int
 main(void)
 {
     RUN(matches_full_sort_per_row);
+    RUN(float_path_over_threads_matches_one_call);
     RUN(q8_path_matches_the_float_path);
     RUN(shared_vector_equals_repeated_rows);
     RUN(popularity_alone_ties_by_lower_index);
