@@ -293,6 +293,33 @@ it_als_row_losses(const float *U, int shared, int64_t n, int k,
     return 0;
 }
 
+/*
+ * precision[j] and *users from each row's hits (hits[r * nblend + j], -1
+ * for a row without a positive), summed in row order as
+ * it_rank_grid_precision sums them.
+ */
+static void
+SumRowHits(const int32_t *hits, int64_t n, int nblend, int k, double *precision, int64_t *users)
+{
+    int64_t     counted = 0;
+
+    for (int j = 0; j < nblend; j++)
+        precision[j] = 0.0;
+    for (int64_t r = 0; r < n; r++)
+    {
+        const int32_t *hr = hits + (size_t) r * nblend;
+
+        if (hr[0] < 0)
+            continue;
+        counted++;
+        for (int j = 0; j < nblend; j++)
+            precision[j] += (double) hr[j] / k;
+    }
+    for (int j = 0; j < nblend; j++)
+        precision[j] = counted > 0 ? precision[j] / (double) counted : 0.0;
+    *users = counted;
+}
+
 /* ------------------------------------------------------------------------
  * it_rank_grid_precision over threads
  * ------------------------------------------------------------------------ */
@@ -415,7 +442,6 @@ it_rank_grid_precision_threads(const float *U, int64_t n, int kdim, const float 
     float      *scratch;
     ItTeam      team;
     bool        started;
-    int64_t     counted = 0;
 
     if (U == NULL || Y == NULL || kdim < 1 || blends == NULL || pos_ptr == NULL ||
         (pos_idx == NULL && n > 0) || workspace == NULL || precision == NULL || users == NULL ||
@@ -462,22 +488,7 @@ it_rank_grid_precision_threads(const float *U, int64_t n, int kdim, const float 
     if (started)
         it_team_stop(&team);
 
-    /* summed in row order, as it_rank_grid_precision sums */
-    for (int j = 0; j < nblend; j++)
-        precision[j] = 0.0;
-    for (int64_t r = 0; r < n; r++)
-    {
-        const int32_t *hr = job.hits + (size_t) r * nblend;
-
-        if (hr[0] < 0)
-            continue;
-        counted++;
-        for (int j = 0; j < nblend; j++)
-            precision[j] += (double) hr[j] / k;
-    }
-    for (int j = 0; j < nblend; j++)
-        precision[j] = counted > 0 ? precision[j] / (double) counted : 0.0;
-    *users = counted;
+    SumRowHits(job.hits, n, nblend, k, precision, users);
     return 0;
 }
 
@@ -803,7 +814,6 @@ it_rank_grid_precision_q8(const float *U, int64_t n, int kdim, const float *Y, i
     void       *args[IT_RANK_Q8_MAX_THREADS];
     char       *base;
     int64_t     nblocks = it_q8_padded(m) / IT_Q8_BLOCK;
-    int64_t     counted = 0;
     int         np,
                 ne;
 
@@ -853,22 +863,7 @@ it_rank_grid_precision_q8(const float *U, int64_t n, int kdim, const float *Y, i
     }
     it_run_parts(RankQ8Rows, args, np);
 
-    /* summed in row order, as it_rank_grid_precision sums */
-    for (int j = 0; j < nblend; j++)
-        precision[j] = 0.0;
-    for (int64_t r = 0; r < n; r++)
-    {
-        const int32_t *hr = sh.hits + (size_t) r * nblend;
-
-        if (hr[0] < 0)
-            continue;
-        counted++;
-        for (int j = 0; j < nblend; j++)
-            precision[j] += (double) hr[j] / k;
-    }
-    for (int j = 0; j < nblend; j++)
-        precision[j] = counted > 0 ? precision[j] / (double) counted : 0.0;
-    *users = counted;
+    SumRowHits(sh.hits, n, nblend, k, precision, users);
     return 0;
 }
 
