@@ -362,7 +362,8 @@ it_rank_grid_threads_workspace_floats(int64_t m, int k, int64_t n, int nblend, i
     return total;
 }
 
-typedef struct RankBlockJob
+/* What both threaded paths rank: n rows of U against Y, and where each row's hits go. */
+typedef struct RankRows
 {
     const float *U;
     int         kdim;
@@ -375,6 +376,11 @@ typedef struct RankBlockJob
     const int32_t *pos_idx;
     int         k;
     int32_t    *hits;
+} RankRows;
+
+typedef struct RankBlockJob
+{
+    RankRows    p;
     const float *S;             /* this block's scores, */
     int64_t     r0;             /* of rows r0 .. */
     int         nb;             /* r0 + nb, */
@@ -396,8 +402,8 @@ typedef struct RankBlockPart
 static void
 BlockScores(const RankBlockJob *j, int64_t r0, int nb, float *S)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, (int) j->m, j->kdim,
-                1.0f, j->U + (size_t) r0 * j->kdim, j->kdim, j->Y, j->kdim, 0.0f, S, (int) j->m);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, (int) j->p.m, j->p.kdim,
+                1.0f, j->p.U + (size_t) r0 * j->p.kdim, j->p.kdim, j->p.Y, j->p.kdim, 0.0f, S, (int) j->p.m);
 }
 
 /*
@@ -420,9 +426,9 @@ RankBlockRun(void *arg)
         if (b >= j->nb)
             break;
         r = j->r0 + b;
-        (void) RankFloatRow(j->S + (size_t) b * j->m, j->m, j->pop, j->blends, j->nblend,
-                            j->pos_idx + j->pos_ptr[r], j->pos_ptr[r + 1] - j->pos_ptr[r], j->k,
-                            p->flags, p->top_idx, p->top_val, NULL, j->hits + (size_t) r * j->nblend);
+        (void) RankFloatRow(j->S + (size_t) b * j->p.m, j->p.m, j->p.pop, j->p.blends, j->p.nblend,
+                            j->p.pos_idx + j->p.pos_ptr[r], j->p.pos_ptr[r + 1] - j->p.pos_ptr[r], j->p.k,
+                            p->flags, p->top_idx, p->top_val, NULL, j->p.hits + (size_t) r * j->p.nblend);
     }
     return NULL;
 }
@@ -453,8 +459,8 @@ it_rank_grid_precision_threads(const float *U, int64_t n, int kdim, const float 
     S[0] = workspace;
     S[1] = S[0] + (size_t) IT_RANK_GRID_BLOCK * m;
     scratch = S[1] + (size_t) IT_RANK_GRID_BLOCK * m;
-    job = (RankBlockJob) {U, kdim, Y, m, pop, blends, nblend, pos_ptr, pos_idx, k,
-        row_hits != NULL ? row_hits : (int32_t *) (scratch + RankThreadFloats(m, k) * nt)};
+    job = (RankBlockJob) {{U, kdim, Y, m, pop, blends, nblend, pos_ptr, pos_idx, k,
+        row_hits != NULL ? row_hits : (int32_t *) (scratch + RankThreadFloats(m, k) * nt)}};
     for (int t = 0; t < nt; t++)
     {
         float      *mine = scratch + RankThreadFloats(m, k) * t;
@@ -488,7 +494,7 @@ it_rank_grid_precision_threads(const float *U, int64_t n, int kdim, const float 
     if (started)
         it_team_stop(&team);
 
-    SumRowHits(job.hits, n, nblend, k, precision, users);
+    SumRowHits(job.p.hits, n, nblend, k, precision, users);
     return 0;
 }
 
@@ -602,16 +608,7 @@ it_rank_grid_q8_workspace_bytes(int64_t m, int kdim, int64_t n, int nblend, int 
 
 typedef struct RankQ8Shared
 {
-    const float *U;
-    int         kdim;
-    const float *Y;
-    int64_t     m;
-    const float *pop;
-    const float *blends;
-    int         nblend;
-    const int64_t *pos_ptr;
-    const int32_t *pos_idx;
-    int         k;
+    RankRows    p;
     const int8_t *Q;
     const float *scale;
     const float *tol;
@@ -619,7 +616,6 @@ typedef struct RankQ8Shared
     double      ymax;           /* the largest |y_i| */
     double      tmax;           /* the largest tol[i] */
     double      pmax;           /* the largest |pop[i]| */
-    int32_t    *hits;
 } RankQ8Shared;
 
 typedef struct RankQ8Part
@@ -648,9 +644,9 @@ RankQ8Encode(void *arg)
 {
     RankQ8Part *p = arg;
     const RankQ8Shared *sh = p->sh;
-    int         kdim = sh->kdim;
+    int         kdim = sh->p.kdim;
 
-    it_q8_encode(sh->Y + (size_t) p->lo * kdim, p->hi - p->lo, kdim, p->Q, p->scale, p->tol, &p->qnorm,
+    it_q8_encode(sh->p.Y + (size_t) p->lo * kdim, p->hi - p->lo, kdim, p->Q, p->scale, p->tol, &p->qnorm,
                  p->tol_block);
     p->ymax = p->tmax = p->pmax = 0.0;
     for (int64_t i = p->lo; i < p->hi; i++)
@@ -658,11 +654,11 @@ RankQ8Encode(void *arg)
         double      yy = 0.0;
 
         for (int j = 0; j < kdim; j++)
-            yy += (double) sh->Y[(size_t) i * kdim + j] * sh->Y[(size_t) i * kdim + j];
+            yy += (double) sh->p.Y[(size_t) i * kdim + j] * sh->p.Y[(size_t) i * kdim + j];
         p->ymax = sqrt(yy) > p->ymax ? sqrt(yy) : p->ymax;
         p->tmax = p->tol[i - p->lo] > p->tmax ? p->tol[i - p->lo] : p->tmax;
-        if (sh->pop != NULL)
-            p->pmax = fabs((double) sh->pop[i]) > p->pmax ? fabs((double) sh->pop[i]) : p->pmax;
+        if (sh->p.pop != NULL)
+            p->pmax = fabs((double) sh->p.pop[i]) > p->pmax ? fabs((double) sh->p.pop[i]) : p->pmax;
     }
     return NULL;
 }
@@ -691,23 +687,23 @@ static void
 RankQ8Row(const RankQ8Shared *sh, const RankQ8Layout *l, char *scratch, int64_t r,
           const float *scores, double xn, double qtol)
 {
-    int64_t     m = sh->m;
-    int64_t     cap = (int64_t) sh->k + IT_RANK_Q8_SLACK;
+    int64_t     m = sh->p.m;
+    int64_t     cap = (int64_t) sh->p.k + IT_RANK_Q8_SLACK;
     float      *blended = (float *) (scratch + l->p_blended);
     unsigned char *flags = (unsigned char *) (scratch + l->p_flags);
     int32_t    *cand = (int32_t *) (scratch + l->p_cand);
     float      *cand_score = (float *) (scratch + l->p_cand_score);
     int32_t    *top_idx = (int32_t *) (scratch + l->p_top_idx);
     float      *top_val = (float *) (scratch + l->p_top_val);
-    const int32_t *pos = sh->pos_idx + sh->pos_ptr[r];
-    int64_t     npos = sh->pos_ptr[r + 1] - sh->pos_ptr[r];
-    int32_t    *hr = sh->hits + (size_t) r * sh->nblend;
+    const int32_t *pos = sh->p.pos_idx + sh->p.pos_ptr[r];
+    int64_t     npos = sh->p.pos_ptr[r + 1] - sh->p.pos_ptr[r];
+    int32_t    *hr = sh->p.hits + (size_t) r * sh->p.nblend;
 
     MarkPositives(flags, m, pos, npos, 1);
-    for (int j = 0; j < sh->nblend; j++)
+    for (int j = 0; j < sh->p.nblend; j++)
     {
-        float       b = sh->blends[j];
-        ExactBlendArg ea = {sh->U + (size_t) r * sh->kdim, sh->Y, sh->kdim, sh->pop, b};
+        float       b = sh->p.blends[j];
+        ExactBlendArg ea = {sh->p.U + (size_t) r * sh->p.kdim, sh->p.Y, sh->p.kdim, sh->p.pop, b};
         const float *sc = scores;
         int64_t     need;
         int         got = -1;
@@ -720,18 +716,18 @@ RankQ8Row(const RankQ8Shared *sh, const RankQ8Layout *l, char *scratch, int64_t 
             {
                 /* the blend adds the rounding of two float additions to the bound */
                 for (int64_t i = 0; i < m; i++)
-                    blended[i] = scores[i] + b * sh->pop[i];
+                    blended[i] = scores[i] + b * sh->p.pop[i];
                 sc = blended;
                 tc += 4.0 * FLT_EPSILON * (xn * (sh->ymax + sh->tmax) + qtol + fabs((double) b) * sh->pmax);
             }
-            got = it_topk_exact(sc, m, NULL, 0, sh->k, sh->tol, xn, tc, ExactBlend, &ea, cand, cand_score,
+            got = it_topk_exact(sc, m, NULL, 0, sh->p.k, sh->tol, xn, tc, ExactBlend, &ea, cand, cand_score,
                                 cap, &need, top_idx, top_val);
         }
         if (got < 0)
         {
             for (int64_t i = 0; i < m; i++)
                 blended[i] = ExactBlend(&ea, i);
-            got = it_topk(blended, m, NULL, 0, sh->k, top_idx, top_val);
+            got = it_topk(blended, m, NULL, 0, sh->p.k, top_idx, top_val);
         }
         hr[j] = CountHits(top_idx, got, flags);
     }
@@ -750,8 +746,8 @@ RankQ8Rows(void *arg)
     RankQ8Part *p = arg;
     const RankQ8Shared *sh = p->sh;
     const RankQ8Layout *l = p->l;
-    int64_t     m = sh->m;
-    int         kdim = sh->kdim;
+    int64_t     m = sh->p.m;
+    int         kdim = sh->p.kdim;
     size_t      qbytes = it_q8_query_bytes(kdim);
     float      *scores = (float *) (p->scratch + l->p_scores);
     unsigned char *flags = (unsigned char *) (p->scratch + l->p_flags);
@@ -769,16 +765,16 @@ RankQ8Rows(void *arg)
 
         for (int64_t r = r0; r < r1; r++)
         {
-            const float *x = sh->U + (size_t) r * kdim;
+            const float *x = sh->p.U + (size_t) r * kdim;
             double      nn = 0.0;
 
-            if (MarkPositives(flags, m, sh->pos_idx + sh->pos_ptr[r], sh->pos_ptr[r + 1] - sh->pos_ptr[r], 1) == 0)
+            if (MarkPositives(flags, m, sh->p.pos_idx + sh->p.pos_ptr[r], sh->p.pos_ptr[r + 1] - sh->p.pos_ptr[r], 1) == 0)
             {
-                for (int j = 0; j < sh->nblend; j++)
-                    sh->hits[(size_t) r * sh->nblend + j] = -1;
+                for (int j = 0; j < sh->p.nblend; j++)
+                    sh->p.hits[(size_t) r * sh->p.nblend + j] = -1;
                 continue;
             }
-            MarkPositives(flags, m, sh->pos_idx + sh->pos_ptr[r], sh->pos_ptr[r + 1] - sh->pos_ptr[r], 0);
+            MarkPositives(flags, m, sh->p.pos_idx + sh->p.pos_ptr[r], sh->p.pos_ptr[r + 1] - sh->p.pos_ptr[r], 0);
             for (int j = 0; j < kdim; j++)
                 nn += (double) x[j] * x[j];
             nn = sqrt(nn);
@@ -826,9 +822,10 @@ it_rank_grid_precision_q8(const float *U, int64_t n, int kdim, const float *Y, i
             return -1;
     base = (char *) AlignUp((uintptr_t) workspace);
     np = RankQ8Parts(n, nthreads);
-    sh = (RankQ8Shared) {U, kdim, Y, m, pop, blends, nblend, pos_ptr, pos_idx, k,
+    sh = (RankQ8Shared) {{U, kdim, Y, m, pop, blends, nblend, pos_ptr, pos_idx, k,
+            row_hits != NULL ? row_hits : (int32_t *) (base + l.hits)},
         (const int8_t *) (base + l.q), (const float *) (base + l.scale), (const float *) (base + l.tol),
-        0.0f, 0.0, 0.0, 0.0, row_hits != NULL ? row_hits : (int32_t *) (base + l.hits)};
+        0.0f, 0.0, 0.0, 0.0};
 
     /* the 8-bit copy, whole blocks of items a part */
     ne = (int) (nblocks < np ? nblocks : np);
@@ -863,7 +860,7 @@ it_rank_grid_precision_q8(const float *U, int64_t n, int kdim, const float *Y, i
     }
     it_run_parts(RankQ8Rows, args, np);
 
-    SumRowHits(sh.hits, n, nblend, k, precision, users);
+    SumRowHits(sh.p.hits, n, nblend, k, precision, users);
     return 0;
 }
 
