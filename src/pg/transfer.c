@@ -1697,6 +1697,21 @@ CompareWithoutFeatures(ItTransferTrain *t, PriorSide *s, const SideData *sd, Sid
 }
 
 /*
+ * The workspace of a threaded ranking: n elements of size bytes (n = 0:
+ * the kernel found the sizes too large), charged to the training budget.
+ */
+static void *
+RankWorkspace(const PriorSide *s, size_t n, Size size)
+{
+    if (n == 0 || n > (size_t) PG_INT64_MAX)
+        ereport(ERROR,
+                (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                 errmsg("ranking the validation rows of %s needs too much memory", s->info->what),
+                 errhint("Train on a sample, or with fewer factors.")));
+    return AllocChecked((int64) n, size, "the validation rankings");
+}
+
+/*
  * Precision@k on the first neval validation rows of the features prior
  * and of the constant vector, each over the blends of popularity tried
  * (users only: in units of the constant vector's top score), and of the
@@ -1752,20 +1767,12 @@ RankValidation(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *f)
          * exact, over threads (items of 100k users: 0.150 -> 0.062 s).
          * Not with blends: each is then a pass that writes the blended
          * scores and two that rank them, where the float path ranks in
-         * one (the users of 10k items, 8 blends: 0.127 -> 0.172 s).
+         * one (the users' ranking on 10k items, 7 blends: 0.127 -> 0.172 s).
          */
         int         threads = ItThreads(t->o.threads);
-        size_t      bytes = it_rank_grid_q8_workspace_bytes(m, k, f->neval, f->nblend, IT_PRIOR_EVAL_K,
-                                                            threads);
-        void       *qws;
+        void       *qws = RankWorkspace(s, it_rank_grid_q8_workspace_bytes(m, k, f->neval, f->nblend,
+                                                                           IT_PRIOR_EVAL_K, threads), 1);
 
-        if (bytes == 0 || bytes > (size_t) PG_INT64_MAX)
-            ereport(ERROR,
-                    (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-                     errmsg("ranking the validation rows of %s needs too much memory", s->info->what),
-                     errhint("Train on a sample, or with fewer factors.")));
-        /* charged to the budget of training, as every allocation here */
-        qws = AllocChecked((int64) bytes, 1, "the validation rankings");
         if (it_rank_grid_precision_q8(f->Uval, f->neval, k, sd->Y, m, pop, f->blends, f->nblend,
                                       f->pos_ptr, f->pos_idx, IT_PRIOR_EVAL_K, qws, threads, f->prec,
                                       &f->users, f->hits) != 0)
@@ -1780,16 +1787,10 @@ RankValidation(ItTransferTrain *t, PriorSide *s, const SideData *sd, SideFit *f)
          * 0.147 -> 0.099 s)
          */
         int         threads = ItThreads(t->o.threads);
-        size_t      floats = it_rank_grid_threads_workspace_floats(m, IT_PRIOR_EVAL_K, f->neval, f->nblend,
-                                                                   threads);
-        float      *tws;
+        float      *tws = RankWorkspace(s, it_rank_grid_threads_workspace_floats(m, IT_PRIOR_EVAL_K, f->neval,
+                                                                                 f->nblend, threads),
+                                        sizeof(float));
 
-        if (floats == 0 || floats > (size_t) PG_INT64_MAX / sizeof(float))
-            ereport(ERROR,
-                    (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-                     errmsg("ranking the validation rows of %s needs too much memory", s->info->what),
-                     errhint("Train on a sample, or with fewer factors.")));
-        tws = AllocChecked((int64) floats, sizeof(float), "the validation rankings");
         if (it_rank_grid_precision_threads(f->Uval, f->neval, k, sd->Y, m, pop, f->blends, f->nblend,
                                            f->pos_ptr, f->pos_idx, IT_PRIOR_EVAL_K, tws, threads,
                                            f->prec, &f->users, f->hits) != 0)
