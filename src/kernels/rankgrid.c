@@ -84,6 +84,16 @@ MarkPositives(unsigned char *flags, int64_t m, const int32_t *pos, int64_t npos,
     return count;
 }
 
+/* Whether the row has a positive in [0, m) (MarkPositives would count one). */
+static bool
+AnyPositive(const int32_t *pos, int64_t npos, int64_t m)
+{
+    for (int64_t e = 0; e < npos; e++)
+        if (pos[e] >= 0 && pos[e] < m)
+            return true;
+    return false;
+}
+
 /* blended[i] = base[i] + blend * pop[i] (base NULL: 0) */
 static void
 Blend(const float *base, const float *pop, float blend, int64_t m, float *blended)
@@ -618,10 +628,10 @@ typedef struct RankQ8Shared
     double      pmax;           /* the largest |pop[i]| */
 } RankQ8Shared;
 
-typedef struct RankQ8Part
+/* A part of the encoding: items [lo, hi), and their largest |y|, tol and |pop|. */
+typedef struct RankQ8EncodePart
 {
     const RankQ8Shared *sh;
-    /* encoding: items [lo, hi), their largest |y|, tol and |pop| */
     int64_t     lo,
                 hi;
     int8_t     *Q;
@@ -632,17 +642,22 @@ typedef struct RankQ8Part
     double      ymax,
                 tmax,
                 pmax;
-    /* ranking: rows [r0, r1) and this part's scratch */
+} RankQ8EncodePart;
+
+/* A part of the ranking: rows [r0, r1), and its scratch. */
+typedef struct RankQ8RowsPart
+{
+    const RankQ8Shared *sh;
     int64_t     r0,
                 r1;
     char       *scratch;
     const RankQ8Layout *l;
-} RankQ8Part;
+} RankQ8RowsPart;
 
 static void *
 RankQ8Encode(void *arg)
 {
-    RankQ8Part *p = arg;
+    RankQ8EncodePart *p = arg;
     const RankQ8Shared *sh = p->sh;
     int         kdim = sh->p.kdim;
 
@@ -743,7 +758,7 @@ RankQ8Row(const RankQ8Shared *sh, const RankQ8Layout *l, char *scratch, int64_t 
 static void *
 RankQ8Rows(void *arg)
 {
-    RankQ8Part *p = arg;
+    RankQ8RowsPart *p = arg;
     const RankQ8Shared *sh = p->sh;
     const RankQ8Layout *l = p->l;
     int64_t     m = sh->p.m;
@@ -768,13 +783,12 @@ RankQ8Rows(void *arg)
             const float *x = sh->p.U + (size_t) r * kdim;
             double      nn = 0.0;
 
-            if (MarkPositives(flags, m, sh->p.pos_idx + sh->p.pos_ptr[r], sh->p.pos_ptr[r + 1] - sh->p.pos_ptr[r], 1) == 0)
+            if (!AnyPositive(sh->p.pos_idx + sh->p.pos_ptr[r], sh->p.pos_ptr[r + 1] - sh->p.pos_ptr[r], m))
             {
                 for (int j = 0; j < sh->p.nblend; j++)
                     sh->p.hits[(size_t) r * sh->p.nblend + j] = -1;
                 continue;
             }
-            MarkPositives(flags, m, sh->p.pos_idx + sh->p.pos_ptr[r], sh->p.pos_ptr[r + 1] - sh->p.pos_ptr[r], 0);
             for (int j = 0; j < kdim; j++)
                 nn += (double) x[j] * x[j];
             nn = sqrt(nn);
@@ -806,7 +820,8 @@ it_rank_grid_precision_q8(const float *U, int64_t n, int kdim, const float *Y, i
 {
     RankQ8Layout l;
     RankQ8Shared sh;
-    RankQ8Part  parts[IT_RANK_Q8_MAX_THREADS];
+    RankQ8EncodePart eparts[IT_RANK_Q8_MAX_THREADS];
+    RankQ8RowsPart rparts[IT_RANK_Q8_MAX_THREADS];
     void       *args[IT_RANK_Q8_MAX_THREADS];
     char       *base;
     int64_t     nblocks = it_q8_padded(m) / IT_Q8_BLOCK;
@@ -836,27 +851,26 @@ it_rank_grid_precision_q8(const float *U, int64_t n, int kdim, const float *Y, i
         int64_t     lo = b0 * IT_Q8_BLOCK,
                     hi = b1 * IT_Q8_BLOCK < m ? b1 * IT_Q8_BLOCK : m;
 
-        parts[t] = (RankQ8Part) {&sh, lo, hi, (int8_t *) (base + l.q) + (size_t) lo * it_q8_kpad(kdim),
+        eparts[t] = (RankQ8EncodePart) {&sh, lo, hi, (int8_t *) (base + l.q) + (size_t) lo * it_q8_kpad(kdim),
             (float *) (base + l.scale) + lo, (float *) (base + l.tol) + lo,
-            (float *) (base + l.tol_block) + b0, 0.0f, 0.0, 0.0, 0.0, 0, 0, NULL, &l};
-        args[t] = &parts[t];
+            (float *) (base + l.tol_block) + b0};
+        args[t] = &eparts[t];
     }
     it_run_parts(RankQ8Encode, args, ne);
     for (int t = 0; t < ne; t++)
     {
-        sh.qnorm = parts[t].qnorm > sh.qnorm ? parts[t].qnorm : sh.qnorm;
-        sh.ymax = parts[t].ymax > sh.ymax ? parts[t].ymax : sh.ymax;
-        sh.tmax = parts[t].tmax > sh.tmax ? parts[t].tmax : sh.tmax;
-        sh.pmax = parts[t].pmax > sh.pmax ? parts[t].pmax : sh.pmax;
+        sh.qnorm = eparts[t].qnorm > sh.qnorm ? eparts[t].qnorm : sh.qnorm;
+        sh.ymax = eparts[t].ymax > sh.ymax ? eparts[t].ymax : sh.ymax;
+        sh.tmax = eparts[t].tmax > sh.tmax ? eparts[t].tmax : sh.tmax;
+        sh.pmax = eparts[t].pmax > sh.pmax ? eparts[t].pmax : sh.pmax;
     }
 
     /* the rows, cut between the threads; each row's hits in its own slots */
     it_scan_pick();
     for (int t = 0; t < np; t++)
     {
-        parts[t] = (RankQ8Part) {&sh, 0, 0, NULL, NULL, NULL, NULL, 0.0f, 0.0, 0.0, 0.0,
-            n * t / np, n * (t + 1) / np, base + l.parts + (size_t) t * l.part, &l};
-        args[t] = &parts[t];
+        rparts[t] = (RankQ8RowsPart) {&sh, n * t / np, n * (t + 1) / np, base + l.parts + (size_t) t * l.part, &l};
+        args[t] = &rparts[t];
     }
     it_run_parts(RankQ8Rows, args, np);
 
